@@ -1,0 +1,112 @@
+"""erpgo-bot: serve (HTTP), socket (Socket Mode), check (one-shot, no Slack), shell (local Slack)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from bot.settings import ConfigError, load_settings
+
+EXIT_OK, EXIT_WARN, EXIT_CONFIG = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="erpgo-bot", description="ERPGo on-call ChatOps bot")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the bot over HTTP (Slack events, /healthz, /metrics)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
+    commands.add_parser("socket", help="run the bot over Slack Socket Mode")
+    check = commands.add_parser("check", help="run one verb's checks and print the report (no Slack needed)")
+    check.add_argument("verb", nargs="+", help="e.g. health, or: db locks")
+    check.add_argument("--json", action="store_true", help="print findings as JSON")
+    commands.add_parser("migrate", help="apply the bot database's migrations (BOT_DATABASE_URL) and exit")
+    shell = commands.add_parser("shell", help="type /erpgo commands and see what Slack would show")
+    shell.add_argument("--user", default="U0YOU", help="the Slack user id you act as")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+        from bot.logs import configure_logging
+
+        configure_logging(settings.log_level, stream=sys.stderr if args.command in ("check", "shell") else sys.stdout)
+        if args.command == "check":
+            return asyncio.run(run_check(settings, args.verb, args.json))
+        if args.command == "serve":
+            from bot.server import serve
+
+            return asyncio.run(serve(settings, args.host, args.port or settings.port))
+        if args.command == "socket":
+            from bot.server import socket_mode
+
+            return asyncio.run(socket_mode(settings))
+        if args.command == "migrate":
+            return asyncio.run(run_migrate(settings))
+        if args.command == "shell":
+            from bot.shell import run_shell
+
+            return asyncio.run(run_shell(settings, args.user))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_OK
+
+
+async def run_check(settings, words: list[str], as_json: bool) -> int:
+    from bot import render
+    from bot.engine import CheckContext, run_checks
+    from bot.findings import Status, worst
+    from bot.redact import redact, redact_any
+    from bot.registry import UsageError, load_runbooks
+    from bot.targets import Targets
+
+    registry = load_runbooks()
+    verb, rest = registry.find_verb(words)
+    if verb is None:
+        raise ConfigError(f"unknown verb: {' '.join(words)[:60]} (try: {', '.join(sorted(registry.verbs))})")
+    try:
+        params = verb.parse_args(rest)
+    except UsageError as exc:
+        raise ConfigError(f"{exc} — usage: {verb.name} {verb.usage}".rstrip()) from None
+    targets = Targets(settings)
+    try:
+        findings = await run_checks(verb.checks, CheckContext(targets, settings, params | {"requester": "cli"}))
+    finally:
+        await targets.close()
+    status = worst(f.status for f in findings)
+    if as_json:
+        doc = {"verb": verb.name, "status": status.value, "findings": [f.to_dict() for f in findings]}
+        print(json.dumps(redact_any(doc), indent=2, default=str, ensure_ascii=False))
+    else:
+        print(redact(render.report_text(f"ERPGo {verb.name}", findings)))
+    return EXIT_OK if status.rank <= Status.OK.rank else EXIT_WARN
+
+
+async def run_migrate(settings) -> int:
+    from bot.store import Store
+
+    dsn = settings.secret("bot_database_url")
+    if not dsn:
+        raise ConfigError("configuration error: BOT_DATABASE_URL is required for migrate")
+    store = Store(dsn)
+    try:
+        applied = await store.migrate()
+    except Exception as exc:
+        from bot.engine import describe_error
+
+        print(f"migrate failed: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_WARN
+    finally:
+        await store.close()
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "; database is up to date"))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

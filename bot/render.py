@@ -1,0 +1,124 @@
+"""Findings → Slack messages (Block Kit), within Slack's limits. Slack mrkdwn only lives here."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.findings import Finding, Proposal, Status, worst
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_EVIDENCE_LINES = 15
+Message = dict  # {"text": fallback, "blocks": [...]} as chat.postMessage takes it
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; user text never becomes a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 20].rstrip() + "\n… (truncated)"
+
+
+def section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=clip(text, MAX_SECTION)))
+
+
+def context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(text, MAX_SECTION))])
+
+
+def message(text: str, blocks: list[Block] | None = None) -> Message:
+    """A message payload; over-long block lists keep their head and say what was left out."""
+    blocks = list(blocks or [])
+    if len(blocks) > MAX_BLOCKS:
+        left_out = len(blocks) - (MAX_BLOCKS - 1)
+        blocks = blocks[: MAX_BLOCKS - 1] + [context(f"… {left_out} more blocks not shown")]
+    return {"text": clip(text, 3000), "blocks": [block.to_dict() for block in blocks]}
+
+
+def text_message(text: str) -> Message:
+    return message(text, [section(text)])
+
+
+def summary_counts(findings: list[Finding]) -> str:
+    counts = Counter(f.status for f in findings)
+    order = [Status.CRIT, Status.ERROR, Status.WARN, Status.OK, Status.SKIPPED]
+    return " · ".join(f"{counts[s]} {s.label.lower()}" for s in order if counts[s])
+
+
+def finding_line(finding: Finding) -> str:
+    return f"{finding.status.emoji} *{escape(finding.component)}* — {escape(finding.title)}"
+
+
+def headline(title: str, findings: list[Finding], footer: str = "") -> Message:
+    """ONE screen: the worst status, then one line per finding, worst first."""
+    status = worst(f.status for f in findings)
+    ordered = sorted(findings, key=lambda f: -f.status.rank)
+    blocks: list[Block] = [HeaderBlock(text=clip(f"{title}: {status.label}", 150))]
+    chunk = ""
+    for line in map(finding_line, ordered):
+        if len(chunk) + len(line) + 1 > MAX_SECTION:
+            blocks.append(section(chunk))
+            chunk = ""
+        chunk += line + "\n"
+    blocks.append(section(chunk or "_no findings_"))
+    blocks.append(context(" · ".join(part for part in (summary_counts(findings), footer) if part)))
+    fallback = f"{title}: {status.label} — " + "; ".join(f"{f.component}: {f.status.label}" for f in ordered)
+    return message(fallback, blocks)
+
+
+def finding_detail(finding: Finding) -> str:
+    text = finding_line(finding)
+    if finding.details:
+        text += "\n" + "\n".join(escape(line) for line in finding.details)
+    if finding.evidence:
+        lines = finding.evidence[:MAX_EVIDENCE_LINES]
+        more = len(finding.evidence) - len(lines)
+        text += "\n```" + "\n".join(escape(line) for line in lines) + "```"
+        if more:
+            text += f"\n_… {more} more lines_"
+    return text
+
+
+ProposalButtons = Callable[[Finding, Proposal], list[ButtonElement]]
+
+
+def details(title: str, findings: list[Finding], buttons: ProposalButtons | None = None) -> Message:
+    """The thread reply: every finding with its details, evidence, guide section and proposals."""
+    blocks: list[Block] = []
+    for finding in sorted(findings, key=lambda f: -f.status.rank):
+        blocks.append(section(finding_detail(finding)))
+        for proposal in finding.proposals:
+            blocks.append(section(f":wrench: *Proposed:* {escape(proposal.summary)}" + (f"\n_{escape(proposal.reason)}_" if proposal.reason else "")))
+            if buttons:
+                blocks.append(ActionsBlock(elements=buttons(finding, proposal)))
+        if finding.section:
+            blocks.append(context(f"Guide: {escape(finding.section)}"))
+        blocks.append(DividerBlock())
+    return message(f"{title} — details", blocks[:-1] if blocks else [section("_nothing to add_")])
+
+
+def report_text(title: str, findings: list[Finding]) -> str:
+    """The same report as plain text, for terminals (`erpgo-bot check`)."""
+    status = worst(f.status for f in findings)
+    lines = [f"{title}: {status.label}"]
+    for finding in sorted(findings, key=lambda f: -f.status.rank):
+        lines.append(f"[{finding.status.label:>8}] {finding.component} — {finding.title}")
+        lines += [f"           {line}" for line in finding.details]
+        lines += [f"           | {line}" for line in finding.evidence[:MAX_EVIDENCE_LINES]]
+        lines += [f"           proposed: {p.summary}" for p in finding.proposals]
+    lines.append(summary_counts(findings))
+    return "\n".join(lines)

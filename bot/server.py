@@ -1,0 +1,59 @@
+"""Long-running modes: HTTP (aiohttp) and Socket Mode."""
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from aiohttp import web
+
+from bot.app import build_bolt_app, build_runtime, build_web_app
+from bot.logs import log
+
+
+async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start the HTTP server; returns the runner and the bound port (port 0 picks a free one)."""
+    runtime = build_runtime(settings)
+    await runtime.start()
+    web_app = build_web_app(runtime, build_bolt_app(runtime))
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]
+    return runner, bound
+
+
+async def wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(settings, host: str, port: int) -> int:
+    runner, bound = await start_http(settings, host, port)
+    log.info("listening", host=host, port=bound, routes=["POST /slack/events", "GET /healthz", "GET /metrics"])
+    await wait_for_stop_signal()
+    log.info("stopping")
+    await runner.cleanup()  # waits for in-flight reports before closing targets
+    return 0
+
+
+async def socket_mode(settings) -> int:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.settings import ConfigError
+
+    app_token = settings.secret("slack_app_token")
+    if not app_token:
+        raise ConfigError("configuration error: SLACK_APP_TOKEN is required in Socket Mode")
+    runtime = build_runtime(settings)
+    await runtime.start()
+    handler = AsyncSocketModeHandler(build_bolt_app(runtime, socket_mode=True), app_token)
+    await handler.connect_async()
+    log.info("socket_mode_connected")
+    await wait_for_stop_signal()
+    await handler.close_async()
+    await runtime.close()
+    return 0

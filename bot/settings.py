@@ -1,0 +1,113 @@
+"""Settings from the environment. The variable names are the external contract (see README)."""
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.redact import register_secret
+
+
+class ConfigError(Exception):
+    """A missing or malformed setting; the message names it and never shows its value."""
+
+
+def _require_scheme(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value in (None, ""):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with one of {', '.join(s + '://' for s in schemes)}")
+    if parts.scheme not in ("unix",) and not parts.hostname and "host=" not in (parts.query or ""):
+        raise ValueError("has no host")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    erpgo_api_url: str | None = None
+    erpgo_database_url: SecretStr | None = None
+    erpgo_redis_url: SecretStr | None = None
+    docker_host: str | None = None
+    erpgo_containers: Annotated[list[str], NoDecode] = ["erpgo-api", "postgres", "redis"]
+    erpgo_check_timeout: float = Field(5.0, gt=0, le=120)
+
+    bot_database_url: SecretStr | None = None
+    port: int = Field(3000, ge=1, le=65535)
+    log_level: str = "info"
+
+    chatops_policy_file: str | None = None
+    alert_webhook_token: SecretStr | None = None
+    erpgo_alert_channel: str | None = None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        _require_scheme(value, ("http", "https"))
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("erpgo_api_url")
+    @classmethod
+    def _erpgo_api(cls, value: str | None) -> str | None:
+        value = _require_scheme(value, ("http", "https"))
+        return value.rstrip("/") if value else None
+
+    @field_validator("erpgo_database_url", "bot_database_url", mode="before")
+    @classmethod
+    def _pg_dsn(cls, value):
+        return _require_scheme(value, ("postgres", "postgresql"))
+
+    @field_validator("erpgo_redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value):
+        return _require_scheme(value, ("redis", "rediss", "unix"))
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str | None) -> str | None:
+        return _require_scheme(value, ("unix", "tcp", "http", "https"))
+
+    @field_validator("erpgo_containers", mode="before")
+    @classmethod
+    def _containers(cls, value):
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        if not value:
+            raise ValueError("must name at least one container")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be debug, info, warning or error")
+        return value
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the environment; raise ConfigError with one line naming the bad setting."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"configuration error: {name} {message}") from None
+    for field_name, value in settings:
+        if isinstance(value, SecretStr):
+            register_secret(value.get_secret_value())
+            register_secret(urlsplit(value.get_secret_value()).password)
+    return settings

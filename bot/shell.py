@@ -1,0 +1,159 @@
+"""The shell: the real bot behind a local Slack, driven from a terminal.
+
+Each line you type is sent to the bot as Slack would send it (signed, over HTTP); what the bot
+posts back is rendered as text. Buttons work too: `approve 42`, or `/as U123 approve 42` to click
+as another user.
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+
+from pydantic import SecretStr
+
+from bot.app import RUNTIME
+from bot.localslack import LocalSlack
+from bot.render_text import render_text
+from bot.settings import Settings
+
+PROMPT = "erpgo> "
+SHELL_HELP = """Type a slash command as in Slack, e.g. `/erpgo health` or `/erpgo help`.
+  approve N | reject N        click the button of approval N as yourself
+  /as USER <line>             do <line> as another Slack user (e.g. /as U0BOB approve 3)
+  /user USER                  switch who you are
+  quit                        leave"""
+
+
+class Shell:
+    def __init__(self, slack: LocalSlack, runtime, user: str, out=None):
+        self.slack = slack
+        self.runtime = runtime
+        self.user = user
+        self.out = out or sys.stdout
+        self.seen_calls = 0
+        self.seen_responses = 0
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    async def handle(self, line: str, user: str | None = None) -> bool:
+        """Run one line; False when the user wants to leave."""
+        line = line.strip()
+        user = user or self.user
+        if not line:
+            return True
+        if line in ("quit", "exit", "/quit"):
+            return False
+        if line in ("help", "?"):
+            self.say(SHELL_HELP)
+            return True
+        word, _, rest = line.partition(" ")
+        if word == "/as":
+            other, _, inner = rest.strip().partition(" ")
+            return await self.handle(inner, user=other) if other and inner else self._usage("/as USER <line>")
+        if word == "/user":
+            self.user = rest.strip() or self.user
+            self.say(f"you are now {self.user}")
+            return True
+        if word in ("approve", "reject"):
+            await self.click(word, rest.strip(), user)
+            return True
+        if word.startswith("/"):
+            result = await self.slack.slash(rest, command=word, user_id=user, user_name=user.lower())
+            await self.show(result)
+            return True
+        return self._usage("a slash command such as /erpgo health")
+
+    def _usage(self, what: str) -> bool:
+        self.say(f"expected {what}; type `help`")
+        return True
+
+    async def click(self, action: str, approval_id: str, user: str) -> None:
+        found = self.find_button(action, approval_id)
+        if found is None:
+            self.say(f"no message with a {action} button for approval {approval_id!r}")
+            return
+        message, action_id = found
+        await self.show(await self.slack.click(message, action_id, user_id=user, user_name=user.lower()))
+
+    def find_button(self, action: str, value: str) -> tuple[dict, str] | None:
+        for message in reversed(list(self.slack.messages.values())):
+            for button in self.slack.buttons(message):
+                if button.get("value") == value and action in button.get("action_id", ""):
+                    return message, button["action_id"]
+        return None
+
+    async def show(self, result) -> None:
+        """Print the HTTP answer (the ephemeral ack) and everything the bot posted since."""
+        if result.status != 200:
+            self.say(f"[slack got HTTP {result.status}] {result.body_text[:200]}")
+        elif result.json and (result.json.get("text") or result.json.get("blocks")):
+            self.say("(only you) " + render_text(result.json))
+        await self.runtime.tasks.idle(timeout=120)
+        self.print_new_activity()
+
+    def print_new_activity(self) -> None:
+        for call in self.slack.calls[self.seen_calls:]:
+            if call.response.get("ok") is False:
+                self.say(f"[{call.method} failed: {call.response.get('error')}]")
+            elif call.method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+                self.say(self.describe(call))
+        self.seen_calls = len(self.slack.calls)
+        for response in self.slack.responses[self.seen_responses:]:
+            self.say("── response ──\n" + render_text(response))
+        self.seen_responses = len(self.slack.responses)
+
+    def describe(self, call) -> str:
+        args = call.args
+        message = call.response.get("message") or args
+        if call.method == "chat.update":
+            header = f"── message {args.get('ts')} updated ──"
+        elif call.method == "chat.postEphemeral":
+            header = f"── only {args.get('user')} sees ──"
+        elif args.get("thread_ts"):
+            header = f"── thread reply under {args.get('thread_ts')} ──"
+        else:
+            header = f"── #{args.get('channel')} · message {call.response.get('ts')} ──"
+        return header + "\n" + render_text(message)
+
+
+async def run_shell(settings: Settings, user: str) -> int:
+    from bot.server import start_http
+
+    signing_secret = secrets.token_hex(16)
+    slack = LocalSlack(signing_secret)
+    await slack.start()
+    shell_settings = settings.model_copy(update={
+        "slack_bot_token": SecretStr(slack.bot_token),
+        "slack_signing_secret": SecretStr(signing_secret),
+        "slack_api_url": slack.api_url,
+    })
+    runner, port = await start_http(shell_settings, "127.0.0.1", 0)
+    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+    shell = Shell(slack, runner.app[RUNTIME], user)
+    try:
+        if sys.stdin.isatty():
+            await interactive(shell)
+        else:
+            lines = [line for line in sys.stdin.read().splitlines() if line.strip()] or ["/erpgo health"]
+            for line in lines:
+                shell.say(f"{PROMPT}{line}")
+                if not await shell.handle(line):
+                    break
+    finally:
+        await runner.cleanup()
+        await slack.close()
+    return 0
+
+
+async def interactive(shell: Shell) -> None:
+    shell.say("ERPGo bot shell — what you type goes to the bot as a Slack slash command. `help` for more.")
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            line = await loop.run_in_executor(None, input, PROMPT)
+        except EOFError:
+            return
+        if not await shell.handle(line):
+            return

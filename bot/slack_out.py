@@ -1,0 +1,67 @@
+"""Every message the bot sends to Slack goes through here: redacted, counted, retried by slack_sdk."""
+from __future__ import annotations
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.logs import log
+from bot.metrics import SLACK_API_ERRORS
+from bot.redact import redact_any
+from bot.render import Message
+
+
+def web_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClient:
+    client = AsyncWebClient(token=token, base_url=base_url, timeout=int(timeout))
+    client.retry_handlers = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+    ]
+    return client
+
+
+class SlackOut:
+    def __init__(self, client: AsyncWebClient):
+        self.client = client
+
+    async def _call(self, method: str, **kwargs) -> dict:
+        try:
+            response = await self.client.api_call(method, json=redact_any(kwargs))
+        except SlackApiError as exc:
+            error = exc.response.get("error", "unknown") if exc.response is not None else "unknown"
+            SLACK_API_ERRORS.labels(method, error).inc()
+            log.warning("slack_api_error", method=method, error=error)
+            raise
+        except Exception as exc:
+            SLACK_API_ERRORS.labels(method, type(exc).__name__).inc()
+            log.warning("slack_api_error", method=method, error=type(exc).__name__)
+            raise
+        return response.data
+
+    async def post(self, channel: str, msg: Message, thread_ts: str | None = None) -> dict:
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        return await self._call("chat.postMessage", channel=channel, **msg, **extra, unfurl_links=False)
+
+    async def update(self, channel: str, ts: str, msg: Message) -> dict:
+        return await self._call("chat.update", channel=channel, ts=ts, **msg)
+
+    async def ephemeral(self, channel: str, user: str, msg: Message) -> dict:
+        return await self._call("chat.postEphemeral", channel=channel, user=user, **msg)
+
+    async def respond(self, response_url: str, msg: Message, *, replace_original: bool = False, in_channel: bool = False) -> None:
+        """Answer through a response_url (works where the bot is not a channel member)."""
+        webhook = AsyncWebhookClient(response_url, timeout=10)
+        response = await webhook.send(
+            **redact_any(msg),
+            response_type="in_channel" if in_channel else "ephemeral",
+            replace_original=replace_original,
+        )
+        if response.status_code >= 300:
+            SLACK_API_ERRORS.labels("response_url", str(response.status_code)).inc()
+            log.warning("slack_response_url_error", status=response.status_code)

@@ -1,0 +1,102 @@
+"""The bot's own state in PostgreSQL (BOT_DATABASE_URL): versioned migrations and a pool.
+
+Migrations are the files bot/migrations/NNNN_name.sql, applied in order, each once, in one
+transaction, under an advisory lock so replicas starting together do not race.
+"""
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import asyncpg
+
+from bot.logs import log
+
+MIGRATION_LOCK = 7_301_117  # advisory lock key, any constant unique to this application
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every migration shipped with the bot, in order."""
+    folder = resources.files("bot") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations; returns the names applied now."""
+    applied_now = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            applied_now.append(name)
+            log.info("migration_applied", migration=name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied_now
+
+
+class Store:
+    """A small pool on the bot's database. Calls fail fast when it is unreachable."""
+
+    def __init__(self, dsn: str, timeout: float = 5.0):
+        self.dsn = dsn
+        self.timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+        self._migrated = False
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=0, max_size=10, timeout=self.timeout, command_timeout=self.timeout,
+                server_settings={"application_name": "erpgo-chatops-state"},
+            )
+        return self._pool
+
+    def acquire(self):
+        """`async with store.acquire() as conn:` — raises quickly if the database is down."""
+        return _Acquire(self)
+
+    async def migrate(self) -> list[str]:
+        async with self.acquire() as conn:
+            applied = await migrate(conn)
+        self._migrated = True
+        return applied
+
+    async def ready(self) -> None:
+        """Migrate once per process, lazily, so a database that was down at start is used once back."""
+        if not self._migrated:
+            await self.migrate()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class _Acquire:
+    def __init__(self, store: Store):
+        self.store = store
+        self._cm = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        pool = await self.store.pool()
+        self._cm = pool.acquire(timeout=self.store.timeout)
+        return await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc):
+        return await self._cm.__aexit__(*exc)

@@ -1,0 +1,56 @@
+"""Adapters for the ERPGo components the bot inspects. Each call has a timeout; none keeps state
+beyond a reusable client."""
+from __future__ import annotations
+
+from bot.settings import Settings
+
+
+class NotConfigured(Exception):
+    """The target's setting is absent; reported as "not configured", never as a failure."""
+
+    def __init__(self, setting: str):
+        super().__init__(f"not configured (set {setting})")
+        self.setting = setting
+
+
+class Targets:
+    """The ERPGo deployment as configured: built once per process, closed on shutdown."""
+
+    def __init__(self, settings: Settings):
+        from bot.targets.api import ErpgoApi
+        from bot.targets.docker import Docker
+        from bot.targets.postgres import Postgres
+        from bot.targets.redis import Redis
+
+        timeout = settings.erpgo_check_timeout
+        self.settings = settings
+        self._api = ErpgoApi(settings.erpgo_api_url, timeout) if settings.erpgo_api_url else None
+        dsn = settings.secret("erpgo_database_url")
+        self._pg = Postgres(dsn, timeout) if dsn else None
+        redis_url = settings.secret("erpgo_redis_url")
+        self._redis = Redis(redis_url, timeout) if redis_url else None
+        self.docker = Docker(settings.docker_host, timeout)
+        self.containers = settings.erpgo_containers
+
+    @property
+    def api(self):
+        if self._api is None:
+            raise NotConfigured("ERPGO_API_URL")
+        return self._api
+
+    @property
+    def pg(self):
+        if self._pg is None:
+            raise NotConfigured("ERPGO_DATABASE_URL")
+        return self._pg
+
+    @property
+    def redis(self):
+        if self._redis is None:
+            raise NotConfigured("ERPGO_REDIS_URL")
+        return self._redis
+
+    async def close(self) -> None:
+        for target in (self._api, self._redis, self.docker):
+            if target is not None:
+                await target.close()

@@ -1,0 +1,164 @@
+"""The /erpgo slash command: parse, ack within Slack's 3 s, run the verb's checks, post one report."""
+from __future__ import annotations
+
+import shlex
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import structlog
+from slack_sdk.errors import SlackApiError
+
+from bot import render
+from bot.engine import CheckContext, run_checks
+from bot.findings import Finding, worst
+from bot.logs import log
+from bot.metrics import COMMANDS
+from bot.registry import UsageError, Verb
+
+MAX_ECHO = 60  # how much of an unknown verb we quote back
+
+
+@dataclass
+class Invocation:
+    """One /erpgo request as the handlers see it."""
+
+    user_id: str
+    channel_id: str
+    text: str
+    response_url: str | None
+    request_id: str
+
+
+BuiltinVerb = Callable[..., Awaitable[render.Message | None]]  # async (runtime, invocation, args) -> reply
+BUILTIN_VERBS: dict[str, tuple[str, str, BuiltinVerb]] = {}  # name -> (usage, summary, handler)
+
+
+def builtin_verb(name: str, summary: str, usage: str = ""):
+    """Verbs of the bot itself (approvals, audit, alerts), not of a runbook."""
+
+    def decorate(func: BuiltinVerb) -> BuiltinVerb:
+        BUILTIN_VERBS[name] = (usage, summary, func)
+        return func
+
+    return decorate
+
+
+def split_words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:  # unbalanced quotes: fall back to plain words
+        return text.split()
+
+
+def verb_usage(name: str, usage: str) -> str:
+    return f"`/erpgo {name}{' ' + usage if usage else ''}`"
+
+
+def help_text(runtime) -> str:
+    lines = ["*ERPGo on-call bot* — usage: `/erpgo <verb> [args]`"]
+    for verb in sorted(runtime.registry.verbs.values(), key=lambda v: v.name):
+        lines.append(f"• {verb_usage(verb.name, verb.usage)} — {verb.summary}")
+    for name, (usage, summary, _func) in sorted(BUILTIN_VERBS.items()):
+        lines.append(f"• {verb_usage(name, usage)} — {summary}")
+    lines.append(f"• {verb_usage('help', '')} — this list")
+    return "\n".join(lines)
+
+
+def usage_reply(runtime, problem: str) -> render.Message:
+    return render.text_message(f":grey_question: {problem}\n\n{help_text(runtime)}")
+
+
+def quote(text: str) -> str:
+    shown = text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "…"
+    return "`" + render.escape(shown.replace("`", "'")) + "`"
+
+
+def register(app, runtime) -> None:
+    @app.command("/erpgo")
+    async def erpgo(ack, command):
+        invocation = Invocation(
+            user_id=command.get("user_id", ""),
+            channel_id=command.get("channel_id", ""),
+            text=command.get("text") or "",
+            response_url=command.get("response_url"),
+            request_id=uuid.uuid4().hex[:12],
+        )
+        await dispatch(runtime, invocation, ack)
+
+
+async def dispatch(runtime, inv: Invocation, ack) -> None:
+    words = split_words(inv.text.strip())
+    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id)
+    try:
+        if not words or words[0].lower() == "help":
+            COMMANDS.labels("help", "ok").inc()
+            await ack(**render.text_message(help_text(runtime)))
+            return
+        name = words[0].lower()
+        if name in BUILTIN_VERBS:
+            await run_builtin(runtime, inv, ack, name, words[1:])
+            return
+        verb, args = runtime.registry.find_verb(words)
+        if verb is None:
+            COMMANDS.labels("unknown", "usage").inc()
+            log.info("command", verb="unknown", outcome="usage")
+            await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
+            return
+        try:
+            params = verb.parse_args(args)
+        except UsageError as exc:
+            COMMANDS.labels(verb.name, "usage").inc()
+            log.info("command", verb=verb.name, outcome="usage")
+            await ack(**render.text_message(f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"))
+            return
+        await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
+        runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id", "slack_user")
+
+
+async def run_builtin(runtime, inv: Invocation, ack, name: str, args: list[str]) -> None:
+    usage, _summary, func = BUILTIN_VERBS[name]
+    try:
+        reply = await func(runtime, inv, args)
+    except UsageError as exc:
+        COMMANDS.labels(name, "usage").inc()
+        await ack(**render.text_message(f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(name, usage)}"))
+        return
+    COMMANDS.labels(name, "ok").inc()
+    await ack(**(reply or render.text_message("Done.")))
+
+
+async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
+    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id, verb=verb.name)
+    started = time.perf_counter()
+    ctx = CheckContext(runtime.targets, runtime.settings, params | {"requester": inv.user_id})
+    findings = await run_checks(verb.checks, ctx)
+    elapsed = time.perf_counter() - started
+    outcome = worst(f.status for f in findings).value
+    try:
+        await post_report(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
+    except Exception as exc:
+        outcome = "post_failed"
+        log.error("report_not_posted", error=str(exc))
+    COMMANDS.labels(verb.name, outcome).inc()
+    log.info("command", outcome=outcome, duration_ms=round(elapsed * 1000, 1), findings=len(findings))
+
+
+async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> None:
+    """The headline in the channel, the details threaded under it."""
+    footer = f"requested by <@{inv.user_id}> · {elapsed:.2f} s"
+    head = render.headline(title, findings, footer)
+    body = render.details(title, findings, buttons=runtime.proposal_buttons)
+    try:
+        posted = await runtime.slack.post(inv.channel_id, head)
+    except SlackApiError as exc:
+        if not inv.response_url or exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+            raise
+        # the bot is not a member of this channel: answer through the command's response_url
+        await runtime.slack.respond(inv.response_url, head, in_channel=True)
+        await runtime.slack.respond(inv.response_url, body, in_channel=True)
+        return
+    await runtime.slack.post(inv.channel_id, body, thread_ts=posted["ts"])
