@@ -53,15 +53,15 @@ def split_words(text: str) -> list[str]:
 
 
 def verb_usage(name: str, usage: str) -> str:
-    return f"`/erpgo {name}{' ' + usage if usage else ''}`"
+    return render.escape(f"`/erpgo {name}{' ' + usage if usage else ''}`")
 
 
 def help_text(runtime) -> str:
-    lines = ["*ERPGo on-call bot* — usage: `/erpgo <verb> [args]`"]
+    lines = ["*ERPGo on-call bot* — usage: `/erpgo &lt;verb&gt; [args]`"]
     for verb in sorted(runtime.registry.verbs.values(), key=lambda v: v.name):
-        lines.append(f"• {verb_usage(verb.name, verb.usage)} — {verb.summary}")
+        lines.append(f"• {verb_usage(verb.name, verb.usage)} — {render.escape(verb.summary)}")
     for name, (usage, summary, _func) in sorted(BUILTIN_VERBS.items()):
-        lines.append(f"• {verb_usage(name, usage)} — {summary}")
+        lines.append(f"• {verb_usage(name, usage)} — {render.escape(summary)}")
     lines.append(f"• {verb_usage('help', '')} — this list")
     return "\n".join(lines)
 

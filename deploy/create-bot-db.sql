@@ -1,0 +1,1 @@
+CREATE DATABASE erpgo_bot;

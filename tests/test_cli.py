@@ -1,0 +1,112 @@
+"""erpgo-bot from a terminal: exit codes, configuration errors, --json, and the shell without a TTY."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+CONTRACT_ENV = ("ERPGO_", "SLACK_", "BOT_", "ALERT_", "CHATOPS_", "DOCKER_HOST", "PORT")
+
+
+def run_bot(*args: str, env: dict | None = None, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_ENV)}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True, text=True,
+        env=base | (env or {}), timeout=timeout,
+    )
+
+
+async def run_bot_async(*args: str, env: dict | None = None, stdin: str = "", timeout: float = 60):
+    """Like run_bot, without blocking the event loop that serves the in-process ERPGo simulator."""
+    import asyncio
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_ENV)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", *args, env=base | (env or {}),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+def targets_env(targets: dict) -> dict:
+    return {name.upper(): str(value) for name, value in targets.items()}
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("PORT", "eighty"), ("ERPGO_DATABASE_URL", "mysql://db/erp"), ("ERPGO_API_URL", "localhost:8080"),
+     ("ERPGO_CHECK_TIMEOUT", "-1"), ("ERPGO_REDIS_URL", "http://x")],
+)
+def test_malformed_setting_is_one_line_naming_it_exit_2(name, value):
+    result = run_bot("check", "health", env={name: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "Traceback" not in result.stderr
+    assert value not in lines[0] or name in ("PORT", "ERPGO_CHECK_TIMEOUT")  # URLs may hold secrets
+
+
+def test_secret_in_malformed_dsn_is_not_echoed():
+    result = run_bot("check", "health", env={"ERPGO_DATABASE_URL": "mysql://erpgo:hunter22@db/erp"})
+    assert result.returncode == 2 and "hunter22" not in result.stderr
+
+
+def test_serve_without_slack_credentials_exits_2():
+    result = run_bot("serve", "--port", "0")
+    assert result.returncode == 2 and "SLACK_BOT_TOKEN" in result.stderr
+
+
+def test_unknown_verb_exits_2():
+    result = run_bot("check", "frobnicate")
+    assert result.returncode == 2 and "unknown verb" in result.stderr
+
+
+async def test_check_health_all_ok_exits_0_and_json_is_parseable(healthy_targets):
+    env = targets_env(healthy_targets)
+    text = await run_bot_async("check", "health", env=env)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.startswith("ERPGo health: OK")
+    as_json = await run_bot_async("check", "health", "--json", env=env)
+    doc = json.loads(as_json.stdout)
+    assert doc["status"] == "ok"
+    assert {f["component"] for f in doc["findings"]} >= {"ERPGo API", "PostgreSQL", "Redis", "Docker erpgo-api"}
+
+
+async def test_check_health_with_a_fault_exits_1(healthy_targets, simulator):
+    simulator.app["sim"].update({"status": "unhealthy"})
+    result = await run_bot_async("check", "health", env=targets_env(healthy_targets))
+    assert result.returncode == 1
+    assert "[CRITICAL] ERPGo API" in result.stdout
+
+
+async def test_shell_without_terminal_runs_health_once(healthy_targets):
+    result = await run_bot_async("shell", env=targets_env(healthy_targets), stdin="")
+    assert result.returncode == 0, result.stderr
+    assert "Running health checks" in result.stdout
+    assert "ERPGo health: OK" in result.stdout
+    assert "PostgreSQL" in result.stdout and "thread reply" in result.stdout
+
+
+async def test_shell_reads_commands_from_stdin(healthy_targets):
+    result = await run_bot_async("shell", env=targets_env(healthy_targets), stdin="/erpgo help\n/erpgo nonsense\n")
+    assert "usage: `/erpgo <verb> [args]`" in result.stdout
+    assert "Unknown verb" in result.stdout
+    assert "ERPGo health" not in result.stdout
+
+
+def test_deployment_files_use_the_documented_names():
+    compose = yaml.safe_load(open("docker-compose.yml"))
+    env = compose["services"]["erpgo-bot"]["environment"]
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ERPGO_API_URL", "ERPGO_DATABASE_URL", "ERPGO_REDIS_URL",
+                 "DOCKER_HOST", "ERPGO_CONTAINERS", "BOT_DATABASE_URL", "PORT"):
+        assert name in env
+    manifest = yaml.safe_load(open("slack-manifest.yml"))
+    assert manifest["features"]["slash_commands"][0]["command"] == "/erpgo"
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"chat:write", "commands"}
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    dockerfile = open("Dockerfile").read()
+    assert "USER erpgo" in dockerfile and "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
