@@ -1,0 +1,284 @@
+"""`python -m demo`: the bot's terminal shell against a local ERPGo that is sick on purpose.
+
+Starts throwaway services under `.run/demo/` (PostgreSQL with the demo `erp` database, Redis, the
+ERPGo API simulator and, as root, a private Docker Engine with `erpgo-api`, `postgres` and `redis`
+containers), points the bot at them through its environment variables and runs
+`python -m bot.cli shell`. Targets you configured yourself win: a variable already set in the
+environment is left alone, and when ERPGO_API_URL, ERPGO_DATABASE_URL and ERPGO_REDIS_URL are all
+set nothing is started. Everything started is stopped on exit, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from demo.services import (
+    DockerEngine,
+    PostgresServer,
+    RedisServer,
+    ServiceError,
+    ServiceUnavailable,
+    free_port,
+    http_status,
+    unmount_under,
+    wait_for,
+)
+
+DEMO_DIR = Path(__file__).resolve().parent
+RUN_DIR = DEMO_DIR.parent / ".run" / "demo"
+TARGET_VARS = ("ERPGO_API_URL", "ERPGO_DATABASE_URL", "ERPGO_REDIS_URL")
+
+# A Go API's log: requests, a burst of failed logins, now and then a panic with its stack.
+ERPGO_API_SCRIPT = r"""
+trap 'exit 0' TERM
+now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+echo "$(now) INFO  erpgo-api dev starting, listening on :8080"
+i=0
+while true; do
+  i=$((i + 1))
+  echo "$(now) INFO  GET /api/v1/products 200 $((i * 7 % 40 + 5))ms ip=198.51.100.$((i % 200 + 10))"
+  echo "$(now) INFO  GET /api/v1/orders?page=$((i % 9 + 1)) 200 $((i * 11 % 90 + 20))ms"
+  if [ $((i % 5)) -eq 0 ]; then
+    for n in 1 2 3; do
+      echo "$(now) WARN  POST /api/v1/auth/login 401 4ms failed login for admin@example.com from 203.0.113.7"
+    done
+  fi
+  if [ $((i % 12)) -eq 0 ]; then
+    echo "$(now) ERROR GET /api/v1/orders/1042 500 38ms internal server error"
+    echo "panic: runtime error: invalid memory address or nil pointer dereference" >&2
+    echo "[signal SIGSEGV: segmentation violation code=0x1 addr=0x18 pc=0x8c4f2a]" >&2
+    echo "goroutine $((i % 300 + 40)) [running]:" >&2
+    echo "github.com/erpgo/erpgo/internal/handlers.(*OrderHandler).Get(0xc0001a2b40, 0xc000412300)" >&2
+    echo "	/app/internal/handlers/order.go:142 +0x1a4" >&2
+  fi
+  sleep 1 & wait $!
+done
+"""
+IDLE_SCRIPT = "trap 'exit 0' TERM; echo '{ready}'; while true; do sleep 3600 & wait $!; done"
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", file=sys.stderr, flush=True)
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP arrived: unwind so that every service is stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise Stop(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return run([sys.executable, "-m", "bot.cli", "shell", *argv])
+
+
+def run(command: list[str]) -> int:
+    """Start what the environment does not configure, run `command` with it, stop everything."""
+    saved = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGINT)}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
+    try:
+        with contextlib.ExitStack() as services:
+            try:
+                env = dict(os.environ)
+                if all(os.environ.get(name) for name in TARGET_VARS):
+                    say("using the configured ERPGo targets; starting nothing")
+                else:
+                    env.update(start_services(services, os.environ))
+                return run_child(command, env)
+            finally:
+                for signum in saved:  # nothing may interrupt the cleanup that follows
+                    signal.signal(signum, signal.SIG_IGN)
+    except Stop as stop:
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        return 130
+    except ServiceUnavailable as exc:
+        say(f"cannot start the demo: {exc}")
+        return 1
+    except ServiceError as exc:
+        say(f"a demo service failed: {exc}")
+        return 1
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def start_services(services: contextlib.ExitStack, environ: Mapping[str, str]) -> dict[str, str]:
+    """Start the services behind every unset variable; returns the variables to set."""
+    stop_leftovers()
+    services.callback(say, "demo services stopped")
+    started = time.monotonic()
+    found: dict[str, str] = {}
+    docker = None
+    if not environ.get("DOCKER_HOST"):
+        # The engine, its image and containers take a second or two: start them alongside.
+        engine = DockerEngine(RUN_DIR / "docker", namespace="erpgo-demo")
+        services.callback(engine.cleanup)
+        pool = ThreadPoolExecutor(max_workers=1)
+        services.callback(pool.shutdown)  # runs before engine.cleanup
+        docker = pool.submit(start_docker, engine)
+    if not environ.get("ERPGO_DATABASE_URL") or not environ.get("BOT_DATABASE_URL"):
+        pg = services.enter_context(start_postgres())
+        found |= {"ERPGO_DATABASE_URL": pg.dsn("erp"), "BOT_DATABASE_URL": pg.dsn("erpgo_bot")}
+    if not environ.get("ERPGO_REDIS_URL"):
+        redis = services.enter_context(RedisServer(RUN_DIR / "redis"))
+        say(f"Redis on {redis.url}")
+        found["ERPGO_REDIS_URL"] = redis.url
+    if not environ.get("ERPGO_API_URL"):
+        api_url = start_simulator(services)
+        if api_url:
+            found["ERPGO_API_URL"] = api_url
+    if docker is not None and (docker_host := docker.result()):
+        found["DOCKER_HOST"] = docker_host
+    say(f"ready in {time.monotonic() - started:.1f}s")
+    return {name: value for name, value in found.items() if not environ.get(name)}
+
+
+def start_postgres() -> PostgresServer:
+    pg = PostgresServer(RUN_DIR / "postgres", pg_stat_statements=True)
+    with _cleanup_on_error(pg):
+        pg.start()
+        pg.create_database("erp")
+        pg.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", database="erp")
+        for name in ("schema.sql", "seed.sql"):
+            if (DEMO_DIR / name).exists():
+                pg.psql_file(DEMO_DIR / name, database="erp")
+        pg.create_database("erpgo_bot")
+    say(f"PostgreSQL on 127.0.0.1:{pg.port} (databases erp, erpgo_bot)")
+    return pg
+
+
+def start_simulator(services: contextlib.ExitStack) -> str | None:
+    if importlib.util.find_spec("demo.simulator") is None:
+        say("no ERPGo simulator (demo/simulator.py): the API checks will report it not configured")
+        return None
+    port = free_port()
+    log_path = RUN_DIR / "simulator.log"
+    with open(log_path, "ab") as log:
+        # A session of its own, so Ctrl-C in the shell reaches the bot, not the simulator.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "demo.simulator", "--host", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    pid_file = RUN_DIR / "simulator.pid"
+    pid_file.write_text(f"{proc.pid}\n")
+    services.callback(pid_file.unlink, missing_ok=True)
+    services.callback(_stop_process, proc)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: http_status(f"{url}/health") is not None, what="ERPGo simulator",
+              timeout=30, log=log_path, proc=proc)
+    say(f"ERPGo API simulator on {url}")
+    return url
+
+
+def start_docker(engine: DockerEngine) -> str | None:
+    """Start the engine and the demo containers; None (and one line why) when Docker can't run."""
+    try:
+        engine.start()
+        engine.run("erpgo-api", ERPGO_API_SCRIPT, restart="unless-stopped", health_cmd="true")
+        engine.run("postgres", IDLE_SCRIPT.format(
+            ready="LOG:  database system is ready to accept connections"), restart="unless-stopped")
+        engine.run("redis", IDLE_SCRIPT.format(
+            ready="* Ready to accept connections tcp"), restart="unless-stopped")
+    except (ServiceUnavailable, ServiceError) as exc:
+        reason = str(exc).splitlines()[0]
+        say(f"no Docker Engine ({reason}): the Docker checks will report it not configured")
+        return None
+    say(f"Docker Engine on {engine.host} (containers erpgo-api, postgres, redis)")
+    return engine.host
+
+
+def run_child(command: list[str], env: dict[str, str]) -> int:
+    """Run the bot in the foreground; Ctrl-C is its to handle, SIGTERM is passed on."""
+    proc = subprocess.Popen(command, env=env)
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # reset to default in the child
+    try:
+        return proc.wait()
+    except Stop:
+        _stop_process(proc)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def _cleanup_on_error(service):
+    try:
+        yield service
+    except BaseException:
+        service.cleanup()
+        raise
+
+
+# --- leftovers of a demo that was killed without a chance to clean up -------------------------
+
+# pid file -> (what its command line contains, the signal for a quick, clean exit)
+LEFTOVER_PIDFILES = {
+    "postgres/data/postmaster.pid": (b"postgres", signal.SIGINT),  # SIGINT = fast shutdown
+    "redis/redis.pid": (b"redis-server", signal.SIGTERM),
+    "docker/dockerd.pid": (b"dockerd", signal.SIGTERM),
+    "simulator.pid": (b"demo.simulator", signal.SIGTERM),
+}
+
+
+def stop_leftovers() -> None:
+    """Stop processes a killed demo left running in RUN_DIR, then start from an empty RUN_DIR."""
+    for relative, (program, signum) in LEFTOVER_PIDFILES.items():
+        pid = _read_pid(RUN_DIR / relative)
+        if pid and program in _cmdline(pid):
+            say(f"stopping a leftover {program.decode()} (pid {pid}) from an earlier demo")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+            wait_for(lambda: program not in _cmdline(pid), what=f"leftover pid {pid} to exit",
+                     timeout=30)
+    if RUN_DIR.exists():
+        unmount_under(RUN_DIR)  # what a dockerd killed mid-run left mounted
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _read_pid(path: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(path.read_text().split()[0])
+    return None
+
+
+def _cmdline(pid: int) -> bytes:
+    """The process's command line; empty when it is gone or a zombie."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
