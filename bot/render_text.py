@@ -25,8 +25,20 @@ def render_text(message: dict) -> str:
     return "\n".join(lines)
 
 
+# The shortcodes the bot itself uses, shown as the pictures Slack would show.
+EMOJI = {
+    "large_green_circle": "🟢", "large_yellow_circle": "🟡", "red_circle": "🔴", "white_circle": "⚪",
+    "white_check_mark": "✅", "x": "❌", "warning": "⚠️", "wrench": "🔧", "grey_question": "❔",
+    "hourglass_flowing_sand": "⏳", "no_entry": "⛔", "lock": "🔒", "rotating_light": "🚨", "fire": "🔥",
+    "information_source": "ℹ️", "bell": "🔔", "mag": "🔍", "stopwatch": "⏱️",
+}
+_SHORTCODE = re.compile(r":([a-z0-9_+-]+):")
+
+
 def mrkdwn_to_text(text: str) -> str:
-    """``<url|label>`` → ``label (url)``, ``<@U1>`` → ``@U1``, ``<#C1|ops>`` → ``#ops``, and unescapes."""
+    """``<url|label>`` → ``label (url)``, ``<@U1>`` → ``@U1``, ``<#C1|ops>`` → ``#ops``, known
+    emoji shortcodes → emoji, and unescapes."""
+    text = _SHORTCODE.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
     return html.unescape(_ANGLE.sub(_angle_to_text, text))
 
 
