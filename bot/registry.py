@@ -138,3 +138,15 @@ def load_runbooks() -> Registry:
 
 class Refused(Exception):
     """A remediation found the world changed since it was proposed and did nothing; says why."""
+
+
+class Outcome(str):
+    """A remediation's one-line result that also offers follow-up proposals (e.g. the revert);
+    the approval engine posts those as new approvals in the same thread."""
+
+    proposals: list
+
+    def __new__(cls, text: str, proposals=()):
+        outcome = super().__new__(cls, text)
+        outcome.proposals = list(proposals)
+        return outcome
