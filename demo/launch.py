@@ -150,6 +150,8 @@ def start_services(services: contextlib.ExitStack, environ: Mapping[str, str]) -
             found["ERPGO_API_URL"] = api_url
     if docker is not None and (docker_host := docker.result()):
         found["DOCKER_HOST"] = docker_host
+    # the demo's approvals need someone allowed to approve: U0YOU and U0BOB (see demo/policy.yml)
+    found["CHATOPS_POLICY_FILE"] = str(DEMO_DIR / "policy.yml")
     say(f"ready in {time.monotonic() - started:.1f}s")
     return {name: value for name, value in found.items() if not environ.get(name)}
 

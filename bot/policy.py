@@ -1,0 +1,269 @@
+"""Who may do what: the ChatOps policy, a YAML file named by CHATOPS_POLICY_FILE.
+
+    groups:   {oncall: [U0YOU, U0BOB]}               named groups of Slack user ids
+    channels: [C0OPS]                                 where /erpgo may be used (absent: anywhere)
+    verbs:    {"*": [everyone], "db *": [oncall]}     who may run which verbs (glob patterns)
+    actions:  {"db.*": {approvers: [oncall], self_approval: false, expiry_minutes: 15}}
+
+When several patterns match, the most specific one decides: an exact name beats any pattern,
+and among patterns the one with the most literal characters wins ("db *" beats "*").
+`everyone` is a built-in group. Without a file the bot runs with a safe default: every verb
+(they only read) for everyone, anywhere, and no destructive action can be approved.
+
+A malformed file is a configuration error naming the file and the problem; the bot does not
+start with a policy it cannot read.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.settings import ConfigError
+
+EVERYONE = "everyone"
+DEFAULT_EXPIRY_MINUTES = 15.0
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+GROUP_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+ALWAYS_ALLOWED = ("help",)  # answering "what can I do here" is never refused
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActionRule(_Strict):
+    approvers: list[str] = Field(default_factory=list)
+    self_approval: bool = False
+    expiry_minutes: float = Field(DEFAULT_EXPIRY_MINUTES, gt=0, le=7 * 24 * 60)
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+class PolicyDocument(_Strict):
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    channels: list[str] | None = None
+    verbs: dict[str, list[str]] = Field(default_factory=lambda: {"*": [EVERYONE]})
+    actions: dict[str, ActionRule] = Field(default_factory=dict)
+
+    @field_validator("verbs", "groups", mode="before")
+    @classmethod
+    def _members_one_or_many(cls, value):
+        if isinstance(value, dict):
+            return {key: [item] if isinstance(item, str) else item for key, item in value.items()}
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels(cls, value):
+        if value in ("*", "any", EVERYONE) or value == ["*"]:
+            return None
+        return [value] if isinstance(value, str) else value
+
+
+def _most_specific(patterns, name: str) -> str | None:
+    """The pattern that decides for `name`: exact beats glob, then the most literal characters."""
+    name = name.lower()
+    best, best_rank = None, None
+    for pattern in patterns:
+        lowered = pattern.lower()
+        if not fnmatchcase(name, lowered):
+            continue
+        literal = len(re.sub(r"[*?\[\]]", "", lowered))
+        rank = (lowered == name, literal)
+        if best_rank is None or rank > best_rank:
+            best, best_rank = pattern, rank
+    return best
+
+
+@dataclass(frozen=True)
+class Policy:
+    document: PolicyDocument = field(default_factory=lambda: PolicyDocument(verbs={"*": [EVERYONE]}))
+    source: str | None = None  # the file it came from; None for the built-in default
+
+    @classmethod
+    def default(cls) -> "Policy":
+        return cls()
+
+    @property
+    def is_default(self) -> bool:
+        return self.source is None
+
+    @property
+    def origin(self) -> str:
+        return f"the policy ({Path(self.source).name})" if self.source else "the default policy (CHATOPS_POLICY_FILE is not set)"
+
+    # ---- membership
+
+    def _members(self, names: list[str]) -> set[str] | None:
+        """The user ids named (directly or through groups); None means everyone."""
+        users: set[str] = set()
+        for name in names:
+            if name in (EVERYONE, "*"):
+                return None
+            if name in self.document.groups:
+                users |= set(self.document.groups[name])
+            else:
+                users.add(name)
+        return users
+
+    def _allows(self, names: list[str], user: str) -> bool:
+        members = self._members(names)
+        return members is None or user in members
+
+    @staticmethod
+    def _who(names: list[str]) -> str:
+        return ", ".join(names) if names else "nobody"
+
+    # ---- verbs and channels
+
+    def channel_refusal(self, channel: str) -> str | None:
+        allowed = self.document.channels
+        if allowed is None or channel in allowed:
+            return None
+        where = ", ".join(f"<#{c}>" for c in allowed)
+        return f"`/erpgo` is not used in this channel: {self.origin} allows it in {where} only."
+
+    def verb_refusal(self, user: str, verb: str) -> str | None:
+        if verb in ALWAYS_ALLOWED:
+            return None
+        pattern = _most_specific(self.document.verbs, verb)
+        if pattern is None:
+            return f"You may not run `/erpgo {verb}`: {self.origin} names no one for it."
+        names = self.document.verbs[pattern]
+        if self._allows(names, user):
+            return None
+        return f"You may not run `/erpgo {verb}`: {self.origin} allows it for {self._who(names)} only."
+
+    def command_refusal(self, user: str, channel: str, verb: str) -> str | None:
+        """Why `user` may not run `verb` in `channel`, or None when they may."""
+        if verb in ALWAYS_ALLOWED:
+            return None
+        return self.channel_refusal(channel) or self.verb_refusal(user, verb)
+
+    # ---- actions
+
+    def action_rule(self, action: str) -> ActionRule | None:
+        pattern = _most_specific(self.document.actions, action)
+        return self.document.actions[pattern] if pattern is not None else None
+
+    def approvable(self, action: str) -> bool:
+        """Whether anyone at all may approve `action`."""
+        rule = self.action_rule(action)
+        return bool(rule and rule.approvers and self._members(rule.approvers) != set())
+
+    def approvers(self, action: str) -> str:
+        rule = self.action_rule(action)
+        return self._who(rule.approvers if rule else [])
+
+    def expiry(self, action: str) -> timedelta:
+        rule = self.action_rule(action)
+        return timedelta(minutes=rule.expiry_minutes if rule else DEFAULT_EXPIRY_MINUTES)
+
+    def self_approval(self, action: str) -> bool:
+        rule = self.action_rule(action)
+        return bool(rule and rule.self_approval)
+
+    def may_decide(self, user: str, action: str) -> bool:
+        """Whether `user` is one of the approvers of `action` (the four-eyes rule aside)."""
+        rule = self.action_rule(action)
+        return bool(rule and rule.approvers and self._allows(rule.approvers, user))
+
+    def approval_refusal(self, user: str, action: str, requester: str) -> str | None:
+        """Why `user` may not approve `action` requested by `requester`, or None when they may."""
+        if not self.approvable(action):
+            return f"No one may approve `{action}`: {self.origin} names no approvers for it."
+        if not self.may_decide(user, action):
+            return f"You may not approve `{action}`: {self.origin} allows {self.approvers(action)} only."
+        if user == requester and not self.self_approval(action):
+            return (f"You requested this yourself; someone else has to approve it "
+                    f"(`{action}` needs a second person under {self.origin}).")
+        return None
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        doc = self.document
+        return (f"{len(doc.groups)} groups, {len(doc.verbs)} verb rules, {len(doc.actions)} action rules, "
+                f"channels: {', '.join(doc.channels) if doc.channels else 'any'}")
+
+
+# ---- loading
+
+def _where(loc: tuple) -> str:
+    return " › ".join(str(part) for part in loc) or "top level"
+
+
+def _check_names(doc: PolicyDocument) -> None:
+    for group, members in doc.groups.items():
+        if not GROUP_NAME.match(group) or group == EVERYONE:
+            raise ValueError(f"groups › {group}: a group name is lower case letters, digits, '-', '_' or '.' "
+                             f"(and not '{EVERYONE}')")
+        for member in members:
+            if not USER_ID.match(str(member)):
+                raise ValueError(f"groups › {group}: {member!r} is not a Slack user id (like U0123ABCD)")
+
+    def check_members(where: str, names: list[str]) -> None:
+        for name in names:
+            if name in (EVERYONE, "*") or name in doc.groups or USER_ID.match(str(name)):
+                continue
+            known = ", ".join(sorted(doc.groups)) or "none defined"
+            raise ValueError(f"{where}: {name!r} is neither a group nor a Slack user id (groups: {known})")
+
+    for verb, names in doc.verbs.items():
+        check_members(f"verbs › {verb}", names)
+    for action, rule in doc.actions.items():
+        check_members(f"actions › {action} › approvers", rule.approvers)
+    for channel in doc.channels or []:
+        if not re.match(r"^[CGD][A-Z0-9]{2,}$", str(channel)):
+            raise ValueError(f"channels: {channel!r} is not a Slack channel id (like C0123ABCD)")
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """A Policy from YAML text; ConfigError naming `source` and the problem when it is malformed."""
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"configuration error: CHATOPS_POLICY_FILE {source}: {problem}")
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise fail(f"not valid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise fail("must be a mapping with groups, channels, verbs and actions")
+    try:
+        doc = PolicyDocument.model_validate(raw)
+        _check_names(doc)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise fail(f"{_where(error['loc'])}: {error['msg']}") from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return Policy(doc, source)
+
+
+def load_policy(path: str | None) -> Policy:
+    """The policy in `path`; the safe default when no path is configured."""
+    if not path:
+        return Policy.default()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration error: CHATOPS_POLICY_FILE {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration error: CHATOPS_POLICY_FILE {path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration error: CHATOPS_POLICY_FILE {path}: is not UTF-8 text") from None
+    return parse_policy(text, path)

@@ -1,0 +1,308 @@
+"""/erpgo db locks and /erpgo db long-queries against a real PostgreSQL with real lock waits, and the
+db.cancel / db.terminate remediations re-checking the world before they act."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import asyncpg
+import pytest
+
+from bot.engine import CheckContext
+from bot.registry import Refused, UsageError, load_runbooks
+from bot.settings import load_settings
+from bot.targets import Targets
+from runbooks.locks import parse_seconds, root_blockers
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "condition"):
+    """Await a condition on a real server (a lock wait starting, a backend exiting)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class Blocking:
+    """A real lock wait: `blocker` holds a row lock and sits idle in transaction (or runs a query
+    while holding it, with active=True); `waiter` UPDATEs the same row and waits."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.blocker: asyncpg.Connection | None = None
+        self.waiter: asyncpg.Connection | None = None
+        self.update: asyncio.Task | None = None
+        self.blocker_query: asyncio.Task | None = None
+        self.blocker_pid = self.waiter_pid = 0
+        self.backend_start: datetime | None = None
+
+    async def start(self, *, active: bool = False) -> "Blocking":
+        admin = await asyncpg.connect(self.dsn)
+        try:
+            await admin.execute("CREATE TABLE IF NOT EXISTS accounts (id int PRIMARY KEY, balance int NOT NULL);"
+                                "INSERT INTO accounts VALUES (1, 100) ON CONFLICT DO NOTHING")
+        finally:
+            await admin.close()
+        self.blocker = await asyncpg.connect(self.dsn, server_settings={"application_name": "billing-worker"})
+        self.blocker_pid = self.blocker.get_server_pid()
+        await self.blocker.execute("BEGIN")
+        await self.blocker.execute("SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
+        if active:  # still holding the lock, now busy with a long statement
+            self.blocker_query = asyncio.create_task(self.blocker.execute("SELECT pg_sleep(60)"))
+        self.waiter = await asyncpg.connect(self.dsn, server_settings={"application_name": "erpgo-api"})
+        self.waiter_pid = self.waiter.get_server_pid()
+        self.update = asyncio.create_task(self.waiter.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 1"))
+        self.backend_start = await until(self._waiting, what="the UPDATE to wait for the lock")
+        if active:
+            await until(self._blocker_active, what="the blocker's query to start")
+        return self
+
+    async def _probe(self, sql: str, *args):
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return await conn.fetchval(sql, *args)
+        finally:
+            await conn.close()
+
+    async def _waiting(self):
+        return await self._probe(
+            "SELECT b.backend_start FROM pg_stat_activity b WHERE b.pid = $1"
+            " AND $1 = ANY (SELECT unnest(pg_blocking_pids($2)))", self.blocker_pid, self.waiter_pid)
+
+    async def _blocker_active(self):
+        return await self._probe("SELECT state = 'active' AND query LIKE '%pg_sleep%' FROM pg_stat_activity"
+                                 " WHERE pid = $1", self.blocker_pid)
+
+    async def blocker_alive(self) -> bool:
+        return bool(await self._probe("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", self.blocker_pid))
+
+    async def update_finished(self, timeout: float = 5.0) -> str:
+        return await asyncio.wait_for(asyncio.shield(self.update), timeout)
+
+    async def close(self) -> None:
+        for task in (self.update, self.blocker_query):
+            if task is not None and not task.done():
+                task.cancel()
+        for conn in (self.blocker, self.waiter):
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
+        for task in (self.update, self.blocker_query):
+            if task is not None:
+                try:
+                    await task
+                except BaseException:
+                    pass
+
+
+@pytest.fixture
+async def blocking():
+    """Factory: `scenario = await blocking(dsn, active=False)`; everything is closed afterwards."""
+    made: list[Blocking] = []
+
+    async def make(dsn: str, *, active: bool = False) -> Blocking:
+        scenario = Blocking(dsn)
+        made.append(scenario)
+        return await scenario.start(active=active)
+
+    yield make
+    for scenario in made:
+        await scenario.close()
+
+
+def context_for(dsn: str, **params) -> CheckContext:
+    load_runbooks()
+    return CheckContext(Targets(load_settings(erpgo_database_url=dsn)), load_settings(erpgo_database_url=dsn), params)
+
+
+async def run_verb(dsn: str, verb: str, **params):
+    from bot.engine import run_checks
+
+    registry = load_runbooks()
+    return await run_checks(registry.verbs[verb].checks, context_for(dsn, **params))
+
+
+async def remediate(dsn: str, action: str, **args) -> str:
+    registry = load_runbooks()
+    return await registry.remediations[action].func(context_for(dsn), **args)
+
+
+# --- db locks --------------------------------------------------------------------------------
+
+async def test_idle_in_transaction_blocker_is_found_with_terminate_only(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    scenario = await blocking(dsn)
+    findings = await run_verb(dsn, "db locks")
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.status.value == "crit"
+    assert f"pid {scenario.blocker_pid} (idle in transaction" in finding.title and "blocks 1 session" in finding.title
+    text = "\n".join(finding.details)
+    assert "application billing-worker" in text and "last query: SELECT * FROM accounts WHERE id = 1 FOR UPDATE" in text
+    assert f"pid {scenario.waiter_pid} (postgres) waiting" in text and "UPDATE accounts SET balance" in text
+    assert [p.action for p in finding.proposals] == ["db.terminate"], "cancel would not release an idle session's locks"
+    proposal = finding.proposals[0]
+    assert proposal.args["pid"] == scenario.blocker_pid
+    assert datetime.fromisoformat(proposal.args["backend_start"]) == scenario.backend_start
+    assert "cancelling would not release its locks" in proposal.reason
+    assert "pg_terminate_backend(a.pid)" in proposal.preview and f"a.pid = {scenario.blocker_pid}" in proposal.preview
+    assert finding.section == "Database Issues › Database Locks and Deadlocks"
+
+
+async def test_active_blocker_gets_cancel_and_terminate(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    scenario = await blocking(dsn, active=True)
+    findings = await run_verb(dsn, "db locks")
+    assert [p.action for p in findings[0].proposals] == ["db.cancel", "db.terminate"]
+    assert f"pid {scenario.blocker_pid} (active" in findings[0].title
+    # cancel stops the running statement: the transaction rolls back and the waiter goes on
+    result = await remediate(dsn, "db.cancel", **findings[0].proposals[0].args)
+    assert result.startswith(f"cancelled the query of backend {scenario.blocker_pid}")
+    assert "the 1 session it blocked can proceed" in result
+    assert await scenario.update_finished() == "UPDATE 1"
+    assert await scenario.blocker_alive(), "cancel keeps the session"
+
+
+async def test_no_blocked_sessions_is_ok(fresh_database):
+    findings = await run_verb(fresh_database("locks"), "db locks")
+    assert [(f.status.value, f.title) for f in findings] == [("ok", "no session is waiting for a lock")]
+
+
+def test_chains_are_grouped_by_root_blocker():
+    sessions = {
+        1: {"blocked_by": []},  # root
+        2: {"blocked_by": [1]},
+        3: {"blocked_by": [2]},  # waits for 2, which waits for 1
+        4: {"blocked_by": []},
+        5: {"blocked_by": [4, 1]},
+    }
+    assert root_blockers(sessions) == {1: {2, 3, 5}, 4: {5}}
+    cycle = {7: {"blocked_by": [8]}, 8: {"blocked_by": [7]}}
+    assert root_blockers(cycle) == {8: {7}, 7: {8}}
+
+
+async def test_unreachable_database_is_a_finding(postgres_server):
+    from demo.services import free_port
+
+    findings = await run_verb(f"postgresql://postgres@127.0.0.1:{free_port()}/erp", "db locks")
+    assert findings[0].status.value == "crit" and "unreachable" in findings[0].title
+
+
+# --- the remediations re-check the world ------------------------------------------------------
+
+async def test_terminate_ends_the_blocker_and_the_waiter_proceeds(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    scenario = await blocking(dsn)
+    args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
+    result = await remediate(dsn, "db.terminate", **args)
+    assert result == (f"terminated backend {scenario.blocker_pid} (user postgres, application billing-worker); "
+                      "its session is gone; the 1 session it blocked can proceed")
+    assert await scenario.update_finished() == "UPDATE 1"
+    assert not await scenario.blocker_alive()
+
+
+async def test_terminate_refuses_a_recycled_pid(fresh_database, blocking):
+    """Same pid, different backend_start: the session it was proposed for is gone."""
+    dsn = fresh_database("locks")
+    scenario = await blocking(dsn)
+    args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
+    args["backend_start"] = "2001-01-01T00:00:00+00:00"
+    with pytest.raises(Refused, match="belongs to a different session.*pid was reused"):
+        await remediate(dsn, "db.terminate", **args)
+    assert await scenario.blocker_alive()
+
+
+async def test_terminate_refuses_when_the_pid_is_gone(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    scenario = await blocking(dsn)
+    args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
+    await scenario.blocker.close()
+    await scenario.update_finished()
+    with pytest.raises(Refused, match="no longer exists"):
+        await remediate(dsn, "db.terminate", **args)
+
+
+async def test_terminate_refuses_when_the_lock_is_released(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    scenario = await blocking(dsn)
+    args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
+    await scenario.blocker.execute("ROLLBACK")  # the session stays, the lock is gone
+    await scenario.update_finished()
+    with pytest.raises(Refused, match="no longer blocks any session"):
+        await remediate(dsn, "db.terminate", **args)
+    assert await scenario.blocker_alive()
+
+
+async def test_cancel_refuses_an_idle_in_transaction_session(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    scenario = await blocking(dsn)
+    args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
+    with pytest.raises(Refused, match="cancelling would not release its locks"):
+        await remediate(dsn, "db.cancel", **args)
+    assert await scenario.blocker_alive()
+
+
+async def test_remediation_refuses_another_database(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    await blocking(dsn)
+    args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
+    with pytest.raises(Refused, match="proposed for database"):
+        await remediate(fresh_database("other"), "db.terminate", **args)
+
+
+# --- db long-queries -------------------------------------------------------------------------
+
+async def test_long_query_is_listed_with_cancel_and_terminate(fresh_database):
+    dsn = fresh_database("slow")
+    sleeper = await asyncpg.connect(dsn, server_settings={"application_name": "report-job"})
+    sleeping = asyncio.create_task(sleeper.execute("SELECT pg_sleep(60) /* monthly report */"))
+    pid = sleeper.get_server_pid()
+    try:
+        async def running_long():
+            conn = await asyncpg.connect(dsn)
+            try:
+                return await conn.fetchval("SELECT now() - query_start > interval '0.3 s' FROM pg_stat_activity"
+                                           " WHERE pid = $1 AND state = 'active'", pid)
+            finally:
+                await conn.close()
+
+        await until(running_long, what="the query to run for 0.3 s")
+        assert [f.title for f in await run_verb(dsn, "db long-queries", seconds=30)] == [
+            "no query has been running longer than 30 s"]
+        findings = await run_verb(dsn, "db long-queries", seconds=0.3)
+        assert len(findings) == 1 and findings[0].status.value == "warn"
+        assert findings[0].title.startswith(f"pid {pid} running for") and "pg_sleep(60)" in findings[0].title
+        assert [p.action for p in findings[0].proposals] == ["db.cancel", "db.terminate"]
+        args = findings[0].proposals[0].args
+        assert args["because"] == "long_query" and "query_start" in args
+        result = await remediate(dsn, "db.cancel", **args)
+        assert result.startswith(f"cancelled the query of backend {pid} (user postgres, application report-job)")
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await asyncio.wait_for(sleeping, 5)
+        with pytest.raises(Refused, match="has finished"):  # the same proposal, approved again
+            await remediate(dsn, "db.terminate", **args)
+    finally:
+        sleeping.cancel()
+        sleeper.terminate()
+
+
+@pytest.mark.parametrize("words, seconds", [([], 5.0), (["12"], 12.0), (["2.5"], 2.5), (["30s"], 30.0), (["86400"], 86400.0)])
+def test_long_queries_argument(words, seconds):
+    assert parse_seconds(words) == {"seconds": seconds}
+
+
+@pytest.mark.parametrize("words", [["0"], ["-3"], ["86401"], ["nan"], ["inf"], ["soon"], ["1", "2"]])
+def test_long_queries_bad_argument(words):
+    with pytest.raises(UsageError):
+        parse_seconds(words)
+
+
+async def test_bad_argument_gets_usage_in_slack(start_bot):
+    bot = await start_bot()
+    result = await bot.command("db long-queries forever")
+    text = result.json["blocks"][0]["text"]["text"]
+    assert "is not a number of seconds" in text and "/erpgo db long-queries [seconds]" in text
+    assert bot.slack.channel_messages("C0OPS") == []
