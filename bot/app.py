@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
-from typing import Callable
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -13,8 +12,11 @@ from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot import metrics
+from bot.approvals import Approvals
 from bot.engine import describe_error
 from bot.logs import log
+from bot.outbox import Outbox, outbox_client
+from bot.policy import Policy, load_policy
 from bot.registry import Registry, load_runbooks
 from bot.settings import ConfigError, Settings
 from bot.slack_out import SlackOut, web_client
@@ -33,16 +35,27 @@ class Runtime:
     registry: Registry
     store: Store | None = None  # the bot's own database; None when BOT_DATABASE_URL is unset
     tasks: TaskTracker = field(default_factory=TaskTracker)
-    proposal_buttons: Callable | None = None  # set when the approval engine is available
+    approvals: Approvals | None = None  # the approval engine; None without the bot's database
+    policy: Policy = field(default_factory=Policy.default)  # CHATOPS_POLICY_FILE, loaded by start()
+    outbox: Outbox | None = None  # durable, paced Slack delivery (alert threads); needs the bot's database
 
     async def close(self) -> None:
         await self.tasks.idle(timeout=30)
+        if self.outbox is not None:
+            await self.outbox.stop()
         await self.targets.close()
         if self.store is not None:
             await self.store.close()
 
     async def start(self) -> None:
-        """Apply the bot database's migrations; a database that is down now is retried on first use."""
+        """Load the policy (a malformed one is a ConfigError), then apply the bot database's
+        migrations; a database that is down now is retried on first use."""
+        self.policy = load_policy(self.settings.chatops_policy_file)
+        if self.policy.is_default:
+            log.warning("policy_not_configured", hint="set CHATOPS_POLICY_FILE; until then every verb is allowed "
+                        "for everyone and no destructive action can be approved")
+        else:
+            log.info("policy_loaded", file=self.policy.source, rules=self.policy.describe())
         if self.store is None:
             log.warning("bot_database_not_configured", hint="set BOT_DATABASE_URL for approvals, audit and alert threads")
             return
@@ -50,6 +63,8 @@ class Runtime:
             await self.store.migrate()
         except Exception as exc:
             log.error("bot_database_unreachable", error=describe_error(exc))
+        if self.outbox is not None:
+            self.outbox.start()  # its workers retry while the database is down
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -60,13 +75,20 @@ def build_runtime(settings: Settings) -> Runtime:
     if not token:
         raise ConfigError("configuration error: SLACK_BOT_TOKEN is required")
     bot_dsn = settings.secret("bot_database_url")
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         store=Store(bot_dsn) if bot_dsn else None,
         targets=Targets(settings),
         slack=SlackOut(web_client(token, settings.slack_api_url)),
         registry=load_runbooks(),
     )
+    if runtime.store is not None:
+        import bot.alerts  # noqa: F401  (registers how alert headers are rendered when the outbox sends them)
+
+        runtime.outbox = Outbox(runtime.store, outbox_client(token, settings.slack_api_url),
+                                interval=settings.erpgo_slack_channel_interval, max_backoff=settings.erpgo_slack_max_backoff)
+        runtime.approvals = Approvals(runtime.store, runtime.registry, runtime.targets, settings, lambda: runtime.policy)
+    return runtime
 
 
 def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
@@ -80,6 +102,9 @@ def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
         signing_secret=secret or "socket-mode-unused",
         request_verification_enabled=not socket_mode,
         raise_error_for_unhandled_request=False,
+        # every listener acks and hands its work to runtime.tasks, so answering after it returns
+        # is immediate; Bolt's default instead polls for the ack every 10 ms
+        process_before_response=not socket_mode,
     )
     register_all(app, runtime)
     return app
@@ -93,7 +118,10 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "background_tasks": runtime.tasks.pending})
+        body = {"status": "ok", "background_tasks": runtime.tasks.pending}
+        if runtime.outbox is not None:
+            body["slack_backlog"] = await runtime.outbox.health()  # {"pending", "failed", "oldest_pending_s"}
+        return web.json_response(body)
 
     async def metrics_route(_request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     chatops_policy_file: str | None = None
     alert_webhook_token: SecretStr | None = None
     erpgo_alert_channel: str | None = None
+    # alert routing rules, first match wins: "severity=critical:#oncall-critical,team=db:#dba"
+    erpgo_alert_routes: Annotated[list[tuple[str, str, str]], NoDecode] = []
+    erpgo_alert_refire_window: float = Field(86400.0, ge=0)  # s: a group firing again within it reuses its thread
+    erpgo_slack_channel_interval: float = Field(1.0, ge=0, le=60)  # s between two messages in one channel
+    erpgo_slack_max_backoff: float = Field(30.0, gt=0, le=3600)  # s: longest wait between retries while Slack fails
 
     @field_validator("slack_api_url")
     @classmethod
@@ -83,6 +88,22 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("must name at least one container")
         return value
+
+    @field_validator("erpgo_alert_routes", mode="before")
+    @classmethod
+    def _alert_routes(cls, value):
+        if not isinstance(value, str):
+            return value
+        routes = []
+        for rule in (part.strip() for part in value.split(",")):
+            if not rule:
+                continue
+            matcher, sep, channel = rule.rpartition(":")
+            label, eq, wanted = matcher.partition("=")
+            if not sep or not eq or not label.strip() or not channel.strip():
+                raise ValueError(f"rule {rule[:40]!r} is not label=value:channel")
+            routes.append((label.strip(), wanted.strip(), channel.strip()))
+        return routes
 
     @field_validator("log_level")
     @classmethod

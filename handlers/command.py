@@ -98,13 +98,16 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             return
         name = words[0].lower()
         if name in BUILTIN_VERBS:
-            await run_builtin(runtime, inv, ack, name, words[1:])
+            if not await refused(runtime, inv, ack, name):
+                await run_builtin(runtime, inv, ack, name, words[1:])
             return
         verb, args = runtime.registry.find_verb(words)
         if verb is None:
             COMMANDS.labels("unknown", "usage").inc()
             log.info("command", verb="unknown", outcome="usage")
             await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
+            return
+        if await refused(runtime, inv, ack, verb.name):
             return
         try:
             params = verb.parse_args(args)
@@ -117,6 +120,20 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
+
+
+async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
+    """The policy check, before anything runs: a refusal is told to the asker alone and audited."""
+    reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
+    if reason is None:
+        return False
+    COMMANDS.labels(verb_name, "refused").inc()
+    log.info("command", verb=verb_name, outcome="refused")
+    await ack(**render.text_message(f":no_entry: {reason}"))
+    if runtime.approvals is not None:
+        runtime.tasks.spawn(runtime.approvals.audit_quietly(inv.user_id, "refused", reason, action=f"/erpgo {verb_name}",
+                                                            channel=inv.channel_id), name=f"audit:{inv.request_id}")
+    return True
 
 
 async def run_builtin(runtime, inv: Invocation, ack, name: str, args: list[str]) -> None:
@@ -148,10 +165,13 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
 
 
 async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> None:
-    """The headline in the channel, the details threaded under it."""
+    """The headline in the channel, the details threaded under it, then each proposal as an
+    approval message of its own in the thread."""
+    from handlers.actions import post_proposals
+
     footer = f"requested by <@{inv.user_id}> · {elapsed:.2f} s"
     head = render.headline(title, findings, footer)
-    body = render.details(title, findings, buttons=runtime.proposal_buttons)
+    body = render.details(title, findings)
     try:
         posted = await runtime.slack.post(inv.channel_id, head)
     except SlackApiError as exc:
@@ -162,3 +182,4 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
         await runtime.slack.respond(inv.response_url, body, in_channel=True)
         return
     await runtime.slack.post(inv.channel_id, body, thread_ts=posted["ts"])
+    await post_proposals(runtime, inv.channel_id, posted["ts"], findings, requester=inv.user_id)

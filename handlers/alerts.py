@@ -1,0 +1,186 @@
+"""Alertmanager's webhook (POST /alerts/alertmanager) and the `/erpgo alerts` verb.
+
+Answers, so that Alertmanager retries exactly when it should (it retries 5xx, not 4xx):
+
+* 401 — no `Authorization: Bearer <ALERT_WEBHOOK_TOKEN>` or a wrong one (compared in constant time);
+* 400 — not JSON, or not a version 4 webhook body (the message says which field);
+* 413 — a body over 32 MiB (set `max_alerts` in the webhook config);
+* 503 — intake not configured (ALERT_WEBHOOK_TOKEN, BOT_DATABASE_URL, ERPGO_ALERT_CHANNEL): the route
+  exists and says what to set, the rest of the bot keeps working; or the bot's database cannot
+  record the alerts right now;
+* 500 — anything else that kept the alerts from being recorded;
+* 200 — only once every alert of the notification is committed to the database.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+
+from aiohttp import web
+
+from bot import outbox, render
+from bot.alerts import (
+    IntakeError,
+    Recorder,
+    open_groups,
+    open_groups_message,
+    parse_webhook,
+    route_channel,
+    triage_group,
+    unfinished_triage,
+)
+from bot.engine import describe_error, is_unreachable
+from bot.logs import log
+from bot.metrics import ALERT_ACCEPT_SECONDS, ALERT_WEBHOOKS
+from bot.registry import UsageError
+from handlers.command import builtin_verb
+
+PATH = "/alerts/alertmanager"
+MAX_BODY = 32 * 1024 * 1024
+PROPOSALS_WAIT = 600.0  # s: how long approval messages wait for their triage report to reach Slack
+
+
+def routes(runtime) -> list[web.RouteDef]:
+    recorder = Recorder(runtime.store, runtime.settings) if runtime.store is not None else None
+
+    async def alertmanager(request: web.Request) -> web.Response:
+        return await receive(runtime, recorder, request)
+
+    return [web.post(PATH, alertmanager)]
+
+
+def register(_app, runtime) -> None:
+    """No Slack listeners; picks up triage that a previous process accepted but did not finish."""
+    if runtime.store is None or runtime.settings.alert_webhook_token is None:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    runtime.tasks.spawn(resume_triage(runtime), name="triage:resume")
+
+
+async def resume_triage(runtime) -> None:
+    try:
+        groups = await unfinished_triage(runtime.store)
+    except Exception as exc:  # the database is down: new notifications will bring it back
+        log.warning("triage_resume_failed", error=describe_error(exc))
+        return
+    for group_id in groups:
+        runtime.tasks.spawn(run_triage(runtime, group_id), name=f"triage:{group_id}")
+
+
+async def run_triage(runtime, group_id: int) -> None:
+    """Triage the group; its proposals then become approval messages (requester "alertmanager") in the
+    thread, once the report they belong to is there."""
+    from handlers.actions import post_proposals
+
+    triaged = await triage_group(runtime, group_id)
+    if triaged is None or not any(f.proposals for f in triaged.findings):
+        return
+    where = await outbox.wait_delivered(runtime.store, triaged.last_row, timeout=PROPOSALS_WAIT)
+    if where is None:
+        log.warning("triage_proposals_not_posted", group_id=group_id, reason="the triage report was not delivered")
+        return
+    channel, thread_ts = where
+    await post_proposals(runtime, channel, thread_ts, triaged.findings, requester="alertmanager")
+
+
+def _answer(status: int, result: str, message: str, **extra) -> web.Response:
+    ALERT_WEBHOOKS.labels(result).inc()
+    body = {"status": result, "message": message} if status >= 300 else {"status": result, **extra}
+    headers = {"WWW-Authenticate": 'Bearer realm="erpgo-chatops"'} if status == 401 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def authorized(header: str | None, token: str) -> bool:
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    # compare_digest takes the same time whatever the mismatch; an empty token never matches
+    return hmac.compare_digest(given.strip().encode(), token.encode()) and bool(given.strip())
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes | None:
+    """The raw body, or None when it is over `limit` (read as a stream: the app's 1 MiB cap is for Slack)."""
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(256 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+async def receive(runtime, recorder: Recorder | None, request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    settings = runtime.settings
+    token = settings.secret("alert_webhook_token")
+    if not token:
+        return _answer(503, "not_configured", "alert intake not configured: set ALERT_WEBHOOK_TOKEN")
+    if not authorized(request.headers.get("Authorization"), token):
+        log.warning("alert_webhook_unauthorized", remote=request.remote)
+        return _answer(401, "unauthorized", "missing or wrong bearer token")
+    if recorder is None:
+        return _answer(503, "not_configured", "alert intake not configured: set BOT_DATABASE_URL")
+    if not settings.erpgo_alert_channel:
+        return _answer(503, "not_configured", "alert intake not configured: set ERPGO_ALERT_CHANNEL")
+    raw = await read_body(request)
+    if raw is None:
+        log.error("alert_webhook_too_large", limit=MAX_BODY)
+        return _answer(413, "too_large", f"body over {MAX_BODY // (1024 * 1024)} MiB: set max_alerts in the webhook config")
+    try:
+        hook = parse_webhook(raw)
+    except IntakeError as exc:
+        log.warning("alert_webhook_invalid", error=exc.message)
+        return _answer(exc.status, "invalid", exc.message)
+    try:
+        recorded = await recorder.submit(hook, route_channel(settings, hook.commonLabels))
+    except Exception as exc:
+        error = describe_error(exc)
+        log.error("alert_not_recorded", group_key=hook.groupKey[:200], alerts=len(hook.alerts), error=error)
+        if is_unreachable(exc) or isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "asyncpg" in type(exc).__module__:
+            return _answer(503, "unavailable", f"alerts not recorded, the bot's database is unavailable ({error}); retry")
+        return _answer(500, "error", f"alerts not recorded ({error}); retry")
+    ALERT_ACCEPT_SECONDS.observe(time.perf_counter() - started)
+    if recorded.triage:
+        runtime.tasks.spawn(run_triage(runtime, recorded.group_id), name=f"triage:{recorded.group_id}")
+    if recorded.queued and runtime.outbox is not None:
+        runtime.outbox.wake()
+    return _answer(200, "accepted", "", alerts=recorded.alerts, group=recorded.group_id, outcome=recorded.outcome)
+
+
+# ---------------------------------------------------------------------- /erpgo alerts
+
+async def permalinks(runtime, groups, timeout: float = 1.5) -> dict[int, str]:
+    """Links to the threads that are posted; whatever Slack does not answer in time goes without."""
+
+    async def one(group):
+        response = await runtime.slack.client.chat_getPermalink(channel=group.channel, message_ts=group.ts)
+        return group.group_id, response["permalink"]
+
+    posted = [g for g in groups if g.ts]
+    if not posted:
+        return {}
+    tasks = [asyncio.ensure_future(one(g)) for g in posted]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    return dict(t.result() for t in done if not t.cancelled() and t.exception() is None)
+
+
+@builtin_verb("alerts", "the alert groups firing now, with links to their threads")
+async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
+    if args:
+        raise UsageError("`alerts` takes no arguments")
+    if runtime.store is None:
+        return render.text_message("Alert threads are kept in the bot's database: set BOT_DATABASE_URL.")
+    try:
+        await asyncio.wait_for(runtime.store.ready(), 2)
+        groups, total = await asyncio.wait_for(open_groups(runtime.store), 2)
+    except Exception as exc:
+        return render.text_message(f":red_circle: Could not read the alert threads: {render.escape(describe_error(exc))}")
+    return open_groups_message(groups, total, await permalinks(runtime, groups))
