@@ -1,0 +1,118 @@
+"""/erpgo error <code>: the guide's three tables of error codes, looked up; unknown codes get the closest."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.findings import Status
+from bot.registry import UsageError
+from runbooks.errors import CODES, GUIDE_TABLES, lookup, parse_code
+
+GUIDE = Path(__file__).resolve().parents[2] / "shared" / "guide" / "erpgo-troubleshooting-guide.md"  # beside the project
+
+
+def code_of(*words: str) -> str:
+    return parse_code(list(words))["code"]
+
+
+def guide_rows() -> dict[str, list[tuple[str, ...]]]:
+    """The tables as the guide prints them, parsed from its markdown."""
+    text = GUIDE.read_text()
+    tables = {}
+    for heading in GUIDE_TABLES:
+        block = text.split(f"### {heading}", 1)[1].split("###", 1)[0]
+        rows = [tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
+                for line in block.splitlines() if line.startswith("|")]
+        tables[heading] = rows[2:]  # after the header and the --- line
+    return tables
+
+
+@pytest.mark.skipif(not GUIDE.exists(), reason="the guide is not beside the project")
+def test_the_tables_are_the_guides_row_for_row():
+    assert {table: [tuple(row) for row in rows] for table, rows in GUIDE_TABLES.items()} == guide_rows()
+
+
+@pytest.mark.parametrize("code, meaning, next_verb", [
+    ("503", "Service Unavailable", "/erpgo health"),
+    ("23505", "Unique Violation", None),
+    ("23503", "Foreign Key Violation", "/erpgo integrity"),
+    ("23514", "Check Violation", "/erpgo integrity"),
+    ("08006", "Connection Failed", "/erpgo db connect"),
+    ("08001", "Connection Error", "/erpgo db connect"),
+    ("AUTH_001", "Invalid credentials", "/erpgo user <email>"),
+    ("AUTH_002", "Token expired", "/erpgo user <email>"),
+    ("AUTH_003", "Invalid token", "/erpgo jwt <token>"),
+    ("ORDER_002", "Invalid status", "/erpgo integrity"),
+    ("429", "Too Many Requests", "rate limiting"),
+])
+def test_known_code_is_ok_with_meaning_causes_resolution_and_what_to_run_next(code, meaning, next_verb):
+    finding = lookup(code)
+    assert finding.status is Status.OK
+    assert finding.title.startswith(f"{code} — {meaning}")
+    entry = CODES[code]
+    assert f"Common causes: {entry.causes}" in finding.details
+    assert f"Resolution: {entry.resolution}" in finding.details
+    assert finding.section.startswith("Common Error Codes › ")
+    if next_verb:
+        assert any(line.startswith("Next:") and next_verb in line for line in finding.details), finding.details
+
+
+@pytest.mark.parametrize("typed, code", [
+    (["503"], "503"), (["auth_002"], "AUTH_002"), (["Auth-002"], "AUTH_002"), (["HTTP", "429"], "429"),
+    (["sqlstate", "23505"], "23505"), (["`order_002`"], "ORDER_002"),
+])
+def test_codes_are_case_insensitive_and_forgiving_about_spelling(typed, code):
+    assert code_of(*typed) == code
+
+
+@pytest.mark.parametrize("words", [[], ["x" * 21], ["50 3"], ["<script>"], ["503", "429"], ["AUTH_001;", "DROP"], ["--"]])
+def test_empty_or_absurd_input_is_a_usage_error(words):
+    with pytest.raises(UsageError):
+        parse_code(words)
+
+
+def test_unknown_http_status_is_a_warning_naming_it_and_the_closest_codes():
+    finding = lookup("502")
+    assert finding.status is Status.WARN
+    assert "unknown code 502" in finding.title and "Bad Gateway" in finding.title
+    assert set(finding.data["closest"]) == {"500", "503"}
+
+
+def test_unknown_sqlstate_is_named_by_postgresql():
+    finding = lookup("23502")
+    assert finding.status is Status.WARN
+    assert "not null violation" in finding.title
+    assert set(finding.data["closest"]) <= {"23503", "23505", "23514"} and finding.data["closest"]
+
+
+def test_unknown_application_code_suggests_its_family():
+    finding = lookup("AUTH_004")
+    assert finding.status is Status.WARN
+    assert finding.data["closest"] and all(c.startswith("AUTH_") for c in finding.data["closest"])
+
+
+def test_code_like_nothing_in_the_guide_lists_what_the_guide_has():
+    finding = lookup("ZZZ")
+    assert finding.status is Status.WARN and "not in the guide's tables" in finding.title
+    assert any("AUTH_001" in line and "503" in line for line in finding.details)
+
+
+async def test_error_verb_through_slack(start_bot):
+    bot = await start_bot()
+    await bot.command("error 503")
+    posted = bot.slack.channel_messages("C0OPS")
+    assert len(posted) == 1
+    head = str(posted[0]["blocks"])
+    assert "503 — Service Unavailable" in head
+    thread = str(bot.slack.thread("C0OPS", posted[0]["ts"]))
+    assert "/erpgo health" in thread and "Check service health" in thread
+
+
+async def test_bad_code_answers_only_the_asker_with_the_usage(start_bot):
+    bot = await start_bot()
+    result = await bot.command("error " + "9" * 40)
+    assert result.status == 200
+    assert "Usage" in result.json["text"] and re.search(r"error &lt;code&gt;", result.json["text"])
+    assert bot.slack.channel_messages("C0OPS") == []

@@ -1,0 +1,226 @@
+"""/erpgo integrity: the guide's Data Integrity checks find exactly the planted faults; its two repairs
+fix exactly the rows found, once."""
+from __future__ import annotations
+
+import json
+
+import asyncpg
+import pytest
+
+from bot.engine import CheckContext, run_checks
+from bot.findings import Finding, Status
+from bot.registry import Refused, load_runbooks
+from bot.settings import load_settings
+from bot.targets import Targets
+from demo.services import free_port
+from tests.fixtures.erpgo import load_demo_database
+from tests.test_cli import run_bot_async
+
+COMPONENTS = ("Foreign keys", "Order totals", "Stock levels", "Order statuses")
+
+
+def context_for(dsn: str, **params) -> CheckContext:
+    load_runbooks()
+    settings = load_settings(erpgo_database_url=dsn)
+    return CheckContext(Targets(settings), settings, params)
+
+
+async def integrity(dsn: str) -> dict[str, Finding]:
+    registry = load_runbooks()
+    findings = await run_checks(registry.verbs["integrity"].checks, context_for(dsn))
+    assert [f.component for f in findings] == list(COMPONENTS)
+    return {f.component: f for f in findings}
+
+
+async def check(dsn: str, name: str) -> Finding:
+    registry = load_runbooks()
+    [finding] = await run_checks([registry.checks[name]], context_for(dsn))
+    return finding
+
+
+async def remediate(dsn: str, proposal) -> str:
+    registry = load_runbooks()
+    return await registry.remediations[proposal.action].func(context_for(dsn), **json.loads(json.dumps(proposal.args)))
+
+
+@pytest.fixture
+async def demo_copy(fresh_database) -> str:
+    """A fresh copy of the demo database, for tests that change data."""
+    dsn = fresh_database("integrity")
+    await load_demo_database(dsn)
+    return dsn
+
+
+async def sql(dsn: str, statement: str, *args):
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(statement, *args)
+    finally:
+        await conn.close()
+
+
+# --- the checks on the demo database --------------------------------------------------------------
+
+async def test_each_check_names_exactly_its_planted_fault(erp_dsn):
+    found = await integrity(erp_dsn)
+    assert all(f.status is Status.WARN for f in found.values()), {c: f.title for c, f in found.items()}
+
+    [fk] = found["Foreign keys"].data["constraints"]
+    assert (fk["name"], fk["table"], fk["references"], fk["dangling"]) == ("order_items_product_id_fkey", "order_items", "products", 1)
+    assert fk["labels"] == ["SO-1004"]
+    assert "order_items_product_id_fkey (SO-1004)" in found["Foreign keys"].title
+    assert "VALIDATE CONSTRAINT order_items_product_id_fkey" in found["Foreign keys"].details[0]
+
+    totals = found["Order totals"]
+    assert totals.data["orders"] == ["SO-1003"]
+    assert totals.data["rows"] == [{"order_number": "SO-1003", "total_amount": "73.81", "expected": "71.08"}]
+    assert "SO-1003 (stored 73.81, should be 71.08)" in totals.title
+
+    stock = found["Stock levels"]
+    assert stock.data["products"] == [{"sku": "SKU-WIDGET-RED", "stock_quantity": 412, "warehouses": 392}]
+    assert "SKU-WIDGET-RED (412 vs 392)" in stock.title
+
+    statuses = found["Order statuses"]
+    assert statuses.data["orders"] == [{"order_number": "SO-1027", "status": "unknown"}]
+    assert "ORDER_002" in statuses.title and "SO-1027" in statuses.title
+    assert statuses.proposals == []  # which status is right is a business decision
+
+
+async def test_repairs_are_proposed_with_the_exact_sql_and_the_rows(erp_dsn):
+    found = await integrity(erp_dsn)
+    [totals] = found["Order totals"].proposals
+    assert totals.action == "data.fix_order_totals" and len(totals.args["order_ids"]) == 1
+    assert "1 order" in totals.summary and "SO-1003" in totals.summary
+    assert totals.preview.startswith("UPDATE orders\nSET total_amount = subtotal + tax_amount + shipping_amount - discount_amount")
+    assert "id = ANY($1::uuid[])" in totals.preview and "SO-1003" in totals.preview
+    [stock] = found["Stock levels"].proposals
+    assert stock.action == "data.recalc_stock" and len(stock.args["product_ids"]) == 1
+    assert "1 product" in stock.summary and "SKU-WIDGET-RED" in stock.summary
+    assert stock.preview.startswith("UPDATE products\nSET stock_quantity = (")
+    assert json.loads(json.dumps(totals.args)) == totals.args  # survives the approval store as JSON
+
+
+async def test_a_database_without_erpgo_tables_is_skipped_not_failed(fresh_database):
+    found = await integrity(fresh_database("empty"))
+    for name in ("Order totals", "Stock levels", "Order statuses"):
+        assert found[name].status is Status.SKIPPED
+    assert found["Order totals"].title == "table orders not found — not an ERPGo database?"
+    assert found["Stock levels"].title == "table products not found — not an ERPGo database?"
+    assert found["Foreign keys"].status is Status.OK and found["Foreign keys"].title == "all 0 foreign keys validated"
+
+
+async def test_database_not_configured_or_down():
+    registry = load_runbooks()
+    findings = await run_checks(registry.verbs["integrity"].checks,
+                                CheckContext(Targets(load_settings()), load_settings(), {}))
+    assert {f.status for f in findings} == {Status.SKIPPED}
+    assert all("ERPGO_DATABASE_URL" in f.title for f in findings)
+    down = await integrity(f"postgresql://erpgo@127.0.0.1:{free_port()}/erp")
+    assert all(f.status is Status.CRIT and f.title.startswith("unreachable") for f in down.values())
+
+
+# --- repairs on a copy ----------------------------------------------------------------------------
+
+async def test_fix_order_totals_fixes_only_what_was_found_then_refuses(demo_copy):
+    found = await check(demo_copy, "order_totals")
+    [proposal] = found.proposals
+    # after the check, another order goes wrong: the approved repair must not touch it
+    await sql(demo_copy, "UPDATE orders SET total_amount = total_amount + 1 WHERE order_number = 'SO-1010'")
+
+    result = await remediate(demo_copy, proposal)
+    assert result == "Recalculated total_amount of 1 order: SO-1003 73.81 → 71.08"
+
+    after = await check(demo_copy, "order_totals")
+    assert after.data["orders"] == ["SO-1010"], "only the order that went wrong later is left"
+    await sql(demo_copy, "UPDATE orders SET total_amount = total_amount - 1 WHERE order_number = 'SO-1010'")
+    assert (await check(demo_copy, "order_totals")).status is Status.OK
+
+    with pytest.raises(Refused, match="nothing to fix"):
+        await remediate(demo_copy, proposal)
+
+
+async def test_recalc_stock_fixes_the_product_then_refuses(demo_copy):
+    found = await check(demo_copy, "stock_levels")
+    [proposal] = found.proposals
+    result = await remediate(demo_copy, proposal)
+    assert result == "Recalculated stock_quantity of 1 product: SKU-WIDGET-RED 412 → 392"
+    assert (await check(demo_copy, "stock_levels")).status is Status.OK
+    [row] = await sql(demo_copy, "SELECT stock_quantity FROM products WHERE sku = 'SKU-WIDGET-RED'")
+    assert row["stock_quantity"] == 392
+    with pytest.raises(Refused, match="nothing to fix"):
+        await remediate(demo_copy, proposal)
+
+
+async def test_repairs_refuse_arguments_that_are_not_row_ids(demo_copy):
+    registry = load_runbooks()
+    for action, key in (("data.fix_order_totals", "order_ids"), ("data.recalc_stock", "product_ids")):
+        for bad in ([], ["1; DROP TABLE orders"], "not-a-list"):
+            with pytest.raises(Refused):
+                await registry.remediations[action].func(context_for(demo_copy), **{key: bad})
+
+
+async def test_a_not_valid_foreign_key_without_dangling_rows_is_ok_and_says_it_can_be_validated(demo_copy):
+    await sql(demo_copy, "DELETE FROM order_items WHERE product_id = '7d3f5c1e-2b4a-4e8f-9a61-0c5b8e2d4f70'")
+    found = await check(demo_copy, "not_valid_foreign_keys")
+    assert found.status is Status.OK
+    assert found.data["constraints"][0]["dangling"] == 0
+    assert "would succeed now" in found.details[0]
+
+
+async def test_dangling_rows_are_counted_for_composite_keys_and_odd_names(fresh_database):
+    dsn = fresh_database("fk")
+    await sql(dsn, 'CREATE TABLE "Parent Table" (a int, "B col" text, PRIMARY KEY (a, "B col"))')
+    await sql(dsn, 'CREATE TABLE child (id int, a int, "B col" text)')
+    await sql(dsn, """INSERT INTO "Parent Table" VALUES (1, 'x')""")
+    await sql(dsn, """INSERT INTO child VALUES (1, 1, 'x'), (2, 1, 'y'), (3, NULL, 'z'), (4, 2, 'x')""")
+    await sql(dsn, 'ALTER TABLE child ADD CONSTRAINT "child fk" FOREIGN KEY (a, "B col") REFERENCES "Parent Table" NOT VALID')
+    found = await check(dsn, "not_valid_foreign_keys")
+    [fk] = found.data["constraints"]
+    assert found.status is Status.WARN
+    assert (fk["table"], fk["references"], fk["dangling"]) == ("child", '"Parent Table"', 2)  # NULL keys are not checked
+    assert sorted(fk["rows"]) == ["a=1, B col=y", "a=2, B col=x"]
+
+
+# --- through Slack and the CLI --------------------------------------------------------------------
+
+async def test_integrity_through_slack_posts_one_report_naming_the_faults(start_bot, erp_dsn):
+    bot = await start_bot(erpgo_database_url=erp_dsn)
+    result = await bot.command("integrity")
+    assert "Checking data integrity" in result.json["text"]
+    [head] = bot.slack.channel_messages("C0OPS")
+    text = str(head["blocks"])
+    assert "ERPGo integrity: WARNING" in text
+    for name in ("SO-1003", "SKU-WIDGET-RED", "SO-1027", "order_items_product_id_fkey"):
+        assert name in text
+    thread = str(bot.slack.thread("C0OPS", head["ts"]))
+    assert "Recalculate total_amount of 1 order" in thread
+
+
+async def test_check_cli_prints_the_report_and_exits_1(erp_dsn):
+    result = await run_bot_async("check", "integrity", "--json", env={"ERPGO_DATABASE_URL": erp_dsn})
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "warn"
+    by_component = {f["component"]: f for f in doc["findings"]}
+    assert by_component["Order totals"]["data"]["orders"] == ["SO-1003"]
+
+
+async def test_order_totals_repaired_after_a_colleague_approves_in_slack(start_bot, demo_copy, fresh_database, tmp_path):
+    policy = tmp_path / "policy.yml"
+    policy.write_text('groups: {oncall: [U0ALICE, U0BOB]}\nactions: {"data.*": {approvers: [oncall]}}\n')
+    bot = await start_bot(erpgo_database_url=demo_copy, bot_database_url=fresh_database("bot"),
+                          chatops_policy_file=str(policy))
+    await bot.command("integrity", user_id="U0ALICE")
+    [head] = bot.slack.channel_messages("C0OPS")
+    approvals = [m for m in bot.slack.thread("C0OPS", head["ts"]) if bot.slack.buttons(m)]
+    [totals] = [m for m in approvals if "Recalculate total_amount" in str(m["blocks"])]
+    assert len(approvals) == 2  # order totals and stock levels
+    assert "UPDATE orders" in str(totals["blocks"])  # the preview: the exact statement
+
+    result = await bot.slack.click(totals, "approval.approve", user_id="U0BOB")
+    assert result.status == 200
+    await bot.settle()
+    updated = str(bot.slack.messages["C0OPS", totals["ts"]]["blocks"])
+    assert "Recalculated total_amount of 1 order: SO-1003 73.81 → 71.08" in updated
+    assert (await check(demo_copy, "order_totals")).status is Status.OK
+    assert (await check(demo_copy, "stock_levels")).status is Status.WARN, "the other proposal is still only proposed"
