@@ -2,26 +2,17 @@
 listeners and may have `routes(runtime) -> list[aiohttp.web.RouteDef]` for its webhooks."""
 from __future__ import annotations
 
-import importlib
+from handlers import actions, alerts, command
 
-HANDLER_MODULES = ("command", "actions", "alerts")
-
-
-def _modules():
-    for name in HANDLER_MODULES:
-        try:
-            yield importlib.import_module(f"handlers.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"handlers.{name}":
-                raise
+MODULES = (command, actions, alerts)
 
 
 def register_all(app, runtime) -> None:
-    for module in _modules():
+    for module in MODULES:
         module.register(app, runtime)
 
 
 def register_routes(web_app, runtime) -> None:
-    for module in _modules():
+    for module in MODULES:
         if hasattr(module, "routes"):
             web_app.add_routes(module.routes(runtime))

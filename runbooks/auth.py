@@ -19,7 +19,7 @@ import jwt
 from bot.engine import CheckContext
 from bot.findings import Finding, Proposal, Status, worst
 from bot.registry import Refused, UsageError, registry
-from runbooks.quick import human_duration
+from bot.units import human_duration
 
 LOGIN = "Authentication & Authorization › Login Failures"
 JWT = "Authentication & Authorization › JWT Token Issues"

@@ -31,7 +31,8 @@ from bot.findings import Finding, Proposal, Status
 from bot.redact import redact
 from bot.registry import Outcome, Refused, UsageError, registry
 from bot.targets import NotConfigured
-from runbooks.quick import human_bytes, human_duration, percent_status
+from bot.units import human_bytes, human_duration
+from runbooks.quick import percent_status
 
 CONNECTION = "Database Issues › Database Connection Issues"
 SLOW = "Database Issues › Slow Query Performance"

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from bot.engine import CheckContext
 from bot.findings import Finding, Proposal, Status
 from bot.registry import Refused, UsageError, registry
-from runbooks.quick import human_duration
+from bot.units import human_duration
 
 SECTION = "Database Issues › Database Locks and Deadlocks"
 COMPONENT = "PostgreSQL locks"

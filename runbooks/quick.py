@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from bot.engine import CheckContext, describe_error
 from bot.findings import Finding, Status, worst
 from bot.registry import registry
+from bot.units import human_bytes, human_duration
 from bot.targets.api import HttpResult
 
 SECTION = "Quick Diagnostics › Health Check Endpoints"
@@ -23,28 +24,6 @@ def percent_status(used: float, limit: float, warn_at: float = 80, crit_at: floa
         return Status.OK
     pct = used * 100 / limit
     return Status.CRIT if pct >= crit_at else Status.WARN if pct >= warn_at else Status.OK
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 # --- ERPGo API -------------------------------------------------------------------------------
