@@ -1,6 +1,7 @@
 """Assembles the bot: the runtime (settings, targets, Slack client), the Bolt app and the HTTP routes."""
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
 
@@ -37,9 +38,17 @@ class Runtime:
     tasks: TaskTracker = field(default_factory=TaskTracker)
     approvals: Approvals | None = None  # the approval engine; None without the bot's database
     policy: Policy = field(default_factory=Policy.default)  # CHATOPS_POLICY_FILE, loaded by start()
+    loops: list = field(default_factory=list)  # periodic background tasks, cancelled on close
     outbox: Outbox | None = None  # durable, paced Slack delivery (alert threads); needs the bot's database
 
+    def start_loop(self, coro, name: str) -> None:
+        """A task that runs for the life of the process (not awaited by tasks.idle())."""
+        self.loops.append(asyncio.create_task(coro, name=name))
+
     async def close(self) -> None:
+        for loop in self.loops:
+            loop.cancel()
+        await asyncio.gather(*self.loops, return_exceptions=True)
         await self.tasks.idle(timeout=30)
         if self.outbox is not None:
             await self.outbox.stop()

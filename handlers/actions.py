@@ -27,7 +27,13 @@ PERMALINK_TIMEOUT = 0.8
 DEFAULT_AUDIT_ENTRIES, MAX_AUDIT_ENTRIES = 20, 100
 
 
+EXPIRY_SWEEP_SECONDS = 20  # how soon an expired approval loses its buttons when nobody clicks
+
+
 def register(app, runtime) -> None:
+    if runtime.approvals is not None:
+        runtime.start_loop(sweep_expired_forever(runtime), name="approvals:expiry")
+
     @app.action(view.APPROVE_ACTION)
     async def approve_clicked(ack, body, request):
         await ack()
@@ -199,6 +205,15 @@ async def expire_and_update(runtime) -> list[Approval]:
     for approval in expired:
         await update_approval_message(runtime, approval)
     return expired
+
+
+async def sweep_expired_forever(runtime, interval: float = EXPIRY_SWEEP_SECONDS) -> None:
+    while True:
+        await asyncio.sleep(interval)  # a period, not a synchronisation
+        try:
+            await expire_and_update(runtime)
+        except Exception as exc:  # the sweeper must outlive any one failure
+            log.warning("expiry_sweep_failed", error=type(exc).__name__)
 
 
 # ---- /erpgo approvals, /erpgo audit -------------------------------------------------------------

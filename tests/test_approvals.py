@@ -416,3 +416,17 @@ async def test_shell_approves_as_another_user_through_the_same_engine(bot_settin
     assert "You requested this yourself" in out
     assert "approved by @U0BOB — executed: terminated backend" in out
     assert not await locked[1].blocker_alive()
+
+
+async def test_expired_approval_loses_its_buttons_without_a_click(start_bot, bot_settings, locked):
+    from handlers.actions import expire_and_update
+
+    bot = await start_bot(**bot_settings)
+    message = await propose(bot)
+    bot_db = bot_settings["bot_database_url"]
+    await fetch(bot_db, "UPDATE approvals SET expires_at = created_at + interval '1 microsecond' WHERE id = 1")
+    await expire_and_update(bot.runtime)  # what the bot's periodic sweep runs
+    updated = current(bot.slack, message)
+    assert bot.slack.buttons(updated) == [] and "expired at" in render_text(updated)
+    assert await state_of(bot_db, 1) == "expired"
+    assert any(loop.get_name() == "approvals:expiry" and not loop.done() for loop in bot.runtime.loops)
