@@ -16,6 +16,9 @@ round trips per batch rather than per notification. What is posted:
 * firing again within ERPGO_ALERT_REFIRE_WINDOW of its resolution → back in the same thread
   (a reply, the header updated, a new triage); later → a new thread.
 
+Headers and membership replies are rendered by the outbox when it sends them, from the database as
+it is then: a header that a storm changes a thousand times is rendered once per message Slack gets.
+
 An alert absent from a complete notification (truncatedAlerts = 0) has left its group: Alertmanager
 always sends every alert of the group, so a missing one was dropped (e.g. Alertmanager lost its
 state). With truncatedAlerts > 0 (webhook `max_alerts`), absent alerts are left as they were.
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
@@ -42,6 +47,7 @@ from bot.findings import Finding
 from bot.logs import log
 from bot.metrics import ALERTS_RECEIVED
 from bot.registry import Check, Registry
+from bot.units import human_duration as duration
 
 TRIAGE_CONCURRENCY = 4  # triage reports computed at once; an alert storm must not become a check storm
 TRIAGE_LOOKBACK = timedelta(minutes=10)  # logs are read from this long before the alert fired
@@ -90,8 +96,13 @@ class IntakeError(Exception):
         self.message = message
 
 
+JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 in a JSON string (an escaped backslash before it is not)
+
+
 def parse_webhook(raw: bytes) -> Webhook:
     """Validate a webhook body; IntakeError(400, what is wrong) otherwise."""
+    if JSON_NUL.search(raw):  # valid JSON, but PostgreSQL cannot store it: refused for good, not retried
+        raise IntakeError(400, "a string contains a NUL character (\\u0000), which cannot be stored")
     try:
         hook = Webhook.model_validate_json(raw)
     except ValidationError as exc:
@@ -177,20 +188,6 @@ class GroupView:
 
     def names_with(self, status: str) -> list[str]:
         return sorted(name for st, name in self.members.values() if st == status)
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 def slack_date(when: datetime) -> str:
@@ -395,24 +392,27 @@ FROM jsonb_to_recordset($1::jsonb) AS x(group_key text, receiver text, channel t
      resolved_at timestamptz, notifications bigint, triage_state text)
 ORDER BY x.group_key  -- one lock order for every replica: no deadlock between batches
 ON CONFLICT (group_key) DO UPDATE SET notifications = alert_groups.notifications + excluded.notifications
-RETURNING id, group_key, xmax = 0 AS inserted, status, channel, thread_key, fired_at, resolved_at, triage_state
+RETURNING id, group_key, xmax = 0 AS inserted, status, channel, thread_key, fired_at, resolved_at, triage_state,
+          alerts_total, alerts_firing
 """
 
 # what the groups' alerts were, and what of their threads is still unsent, once their rows are locked
-# What the groups' alerts were, once their rows are locked: how many (firing / in all), the alerts
-# the notifications name, every alert of the groups a notification describes completely (to tell
-# who left), and what of their threads is still unsent. Nothing is read per alert that the batch
-# does not name, so a notification costs the same in a group of 10 alerts or of 10,000.
+# What the groups' alerts were, once their rows are locked: the alerts the notifications name, every
+# alert of the groups a notification describes completely ($1: to tell who left), and what of their
+# threads is still unsent. Nothing is read per alert that the batch does not name (the counts are
+# kept on the group), so a notification costs the same in a group of 10 alerts or of 10,000.
 READ_GROUPS = f"""
 WITH {outbox.TAIL_CTES.format(keys="$2")},
-named AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS x(group_id bigint, fingerprint text))
-SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(a.group_id, a.fingerprint, a.status, {DISPLAY_SQL})), '[]')
-        FROM alerts a
-        WHERE a.group_id = ANY($4::bigint[]) OR (a.group_id, a.fingerprint) IN (SELECT group_id, fingerprint FROM named)
+named AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS x(group_id bigint, fingerprint text)),
+known AS (
+    SELECT a.group_id, a.fingerprint, a.status, a.labels FROM alerts a WHERE a.group_id = ANY($1::bigint[])
+    UNION ALL
+    SELECT a.group_id, a.fingerprint, a.status, a.labels FROM named n
+    CROSS JOIN LATERAL (  -- one index lookup per alert named, whatever the size of the table (LIMIT: not a hash join)
+        SELECT * FROM alerts a WHERE a.group_id = n.group_id AND a.fingerprint = n.fingerprint LIMIT 1) a
+    WHERE NOT (n.group_id = ANY($1::bigint[])))
+SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(group_id, fingerprint, status, {DISPLAY_SQL})), '[]') FROM known
        ) AS previous,
-       (SELECT coalesce(jsonb_agg(jsonb_build_array(group_id, n, firing)), '[]') FROM (
-            SELECT group_id, count(*) AS n, count(*) FILTER (WHERE status = 'firing') AS firing
-            FROM alerts WHERE group_id = ANY($1::bigint[]) GROUP BY group_id) counted) AS counts,
        {outbox.TAIL_COLUMNS}
 """
 
@@ -434,13 +434,18 @@ WITH received AS (
     FROM jsonb_to_recordset($3::jsonb) AS x(group_id bigint, fingerprint text)
     WHERE a.group_id = x.group_id AND a.fingerprint = x.fingerprint
 ), moved AS (
-    UPDATE alert_groups g SET status = x.status, thread_key = x.thread_key, channel = x.channel, fired_at = x.fired_at,
-        resolved_at = x.resolved_at, group_labels = x.group_labels, common_labels = x.common_labels,
-        annotations = x.annotations, external_url = x.external_url, receiver = x.receiver,
-        triage_state = x.triage_state, updated_at = now()
+    UPDATE alert_groups g SET
+        status = coalesce(x.status, g.status), thread_key = coalesce(x.thread_key, g.thread_key),
+        channel = coalesce(x.channel, g.channel), fired_at = coalesce(x.fired_at, g.fired_at),
+        resolved_at = CASE WHEN x.status IS NULL THEN g.resolved_at ELSE x.resolved_at END,
+        group_labels = coalesce(x.group_labels, g.group_labels), common_labels = coalesce(x.common_labels, g.common_labels),
+        annotations = coalesce(x.annotations, g.annotations), external_url = coalesce(x.external_url, g.external_url),
+        receiver = coalesce(x.receiver, g.receiver), triage_state = coalesce(x.triage_state, g.triage_state),
+        alerts_total = x.alerts_total, alerts_firing = x.alerts_firing,
+        updated_at = CASE WHEN x.status IS NULL THEN g.updated_at ELSE now() END
     FROM jsonb_to_recordset($4::jsonb) AS x(id bigint, status text, thread_key text, channel text,
          fired_at timestamptz, resolved_at timestamptz, group_labels jsonb, common_labels jsonb, annotations jsonb,
-         external_url text, receiver text, triage_state text)
+         external_url text, receiver text, triage_state text, alerts_total int, alerts_firing int)
     WHERE g.id = x.id
 ), {outbox.WRITE_CTES.format(rows="$5", rewrites="$6")}
 SELECT 1
@@ -668,7 +673,6 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
     rows = await conn.fetch(UPSERT_GROUPS, json.dumps(list(firsts.values())))
     existing = {r["group_key"]: r["id"] for r in rows if not r["inserted"]}
     previous: dict[int, dict] = {r["id"]: {} for r in rows}
-    counts: dict[int, tuple[int, int]] = {}
     found_tails: dict[str, outbox.Tail] = {}
     if existing:
         complete = {existing[h.groupKey] for h, _ in items
@@ -676,10 +680,9 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
         named = [{"group_id": existing[h.groupKey], "fingerprint": a.fingerprint} for h, _ in items
                  if h.groupKey in existing and existing[h.groupKey] not in complete for a in h.alerts]
         keys = [r["thread_key"] for r in rows if not r["inserted"]]
-        read = await conn.fetchrow(READ_GROUPS, list(existing.values()), keys, json.dumps(named), list(complete))
+        read = await conn.fetchrow(READ_GROUPS, list(complete), keys, json.dumps(named))
         for group_id, fp, status, name in json.loads(read["previous"]):
             previous[group_id][fp] = (status, name)
-        counts = {group_id: (n, firing) for group_id, n, firing in json.loads(read["counts"])}
         found_tails = outbox.parse_tails(keys, read)
     new_rows: list[dict] = []
     rewrites: dict[int, dict] = {}
@@ -689,7 +692,7 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
             thread_key=r["thread_key"], fired_at=r["fired_at"], resolved_at=r["resolved_at"],
             triage_state=r["triage_state"], members=previous[r["id"]],
             thread=_Thread(r["thread_key"], r["channel"], found_tails.get(r["thread_key"]), new_rows, rewrites),
-            total=counts.get(r["id"], (0, 0))[0], firing=counts.get(r["id"], (0, 0))[1],
+            total=r["alerts_total"], firing=r["alerts_firing"],
         )
         for r in rows
     }
@@ -702,22 +705,20 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
                 for alert in {a.fingerprint: a for a in hook.alerts}.values()]
     upserts = [_alert_row(alert, g.id) for g in groups.values() for alert in g.upserts.values()]
     gone = [{"group_id": g.id, "fingerprint": fp} for g in groups.values() for fp in g.gone]
-    moved = [{
-        "id": g.id, "status": g.status, "thread_key": g.thread_key, "channel": g.channel, "fired_at": _iso(g.fired_at),
-        "resolved_at": _iso(g.resolved_at), "group_labels": g.labels["group"], "common_labels": g.labels["common"],
-        "annotations": g.payload["annotations"], "external_url": g.payload["external_url"],
-        "receiver": g.payload["receiver"], "triage_state": g.triage_state,
-    } for g in groups.values() if g.moved]
+    moved = []  # groups whose state moved on (everything), or only their counts
+    for g in groups.values():
+        if g.moved:
+            moved.append({
+                "id": g.id, "status": g.status, "thread_key": g.thread_key, "channel": g.channel,
+                "fired_at": _iso(g.fired_at), "resolved_at": _iso(g.resolved_at), "group_labels": g.labels["group"],
+                "common_labels": g.labels["common"], "annotations": g.payload["annotations"],
+                "external_url": g.payload["external_url"], "receiver": g.payload["receiver"],
+                "triage_state": g.triage_state, "alerts_total": g.total, "alerts_firing": g.firing})
+        elif g.upserts or g.gone or g.restarted:
+            moved.append({"id": g.id, "alerts_total": g.total, "alerts_firing": g.firing})
     await conn.execute(WRITE_ALERTS, json.dumps(received), json.dumps(upserts), json.dumps(gone), json.dumps(moved),
                        *outbox.write_params(new_rows, list(rewrites.values())))
     return results
-
-
-async def record(store, settings, hook: Webhook, channel: str) -> Recorded:
-    """Record one notification and queue what it changes, in one transaction."""
-    async with store.acquire() as conn:
-        async with conn.transaction():
-            return (await record_batch(conn, settings, [(hook, channel)]))[0]
 
 
 # what PostgreSQL may refuse in one notification (a value it cannot store), not in the whole batch
@@ -738,7 +739,7 @@ class Recorder:
         self.settings = settings
         self.writers = writers  # batches written at once, each on its own connection ...
         self.busy = busy  # ... the next one only when this many notifications are waiting
-        self._queue: list[tuple[Webhook, str, asyncio.Future]] = []
+        self._queue: deque[tuple[Webhook, str, asyncio.Future]] = deque()
         self._tasks: set[asyncio.Task] = set()
 
     async def submit(self, hook: Webhook, channel: str) -> Recorded:
@@ -756,7 +757,7 @@ class Recorder:
             alerts += len(self._queue[0][0].alerts)
             if taken and alerts > MAX_BATCH_ALERTS:
                 break
-            taken.append(self._queue.pop(0))
+            taken.append(self._queue.popleft())
         return taken
 
     async def _drain(self) -> None:
@@ -916,7 +917,7 @@ async def open_groups(store, limit: int = 25) -> tuple[list[OpenGroup], int]:
     async with store.acquire() as conn:
         rows = await conn.fetch(
             """SELECT g.id, g.common_labels, g.annotations, g.fired_at, g.channel, t.channel AS thread_channel, t.ts,
-                      (SELECT count(*) FROM alerts a WHERE a.group_id = g.id AND a.status = 'firing') AS firing,
+                      g.alerts_firing AS firing,
                       (SELECT string_agg(DISTINCT a.labels->>'alertname', ', ') FROM alerts a
                         WHERE a.group_id = g.id AND a.status = 'firing') AS names,
                       count(*) OVER () AS total

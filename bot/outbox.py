@@ -109,7 +109,8 @@ TAIL_CTES = """
         FROM slack_outbox WHERE thread_key = ANY({keys}::text[]) AND state = 'pending' GROUP BY thread_key),
     claimed AS (
         SELECT o.id, o.kind, o.data FROM slack_outbox o
-        WHERE o.id IN (SELECT last_reply FROM tail UNION ALL SELECT last_header FROM tail) AND o.state = 'pending'
+        WHERE o.id = ANY (ARRAY(SELECT last_reply FROM tail UNION ALL SELECT last_header FROM tail))
+          AND o.state = 'pending'
         FOR UPDATE SKIP LOCKED)
 """
 TAIL_COLUMNS = """(SELECT coalesce(jsonb_agg(to_jsonb(tail)), '[]') FROM tail) AS tails,

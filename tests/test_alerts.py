@@ -340,6 +340,7 @@ async def test_missing_or_wrong_token_is_401_and_nothing_is_recorded(alert_bot):
     ({**webhook(), "alerts": [{**webhook()["alerts"][0], "status": "exploded"}]}, "alerts.0.status"),
     ({**webhook(), "alerts": [{k: v for k, v in webhook()["alerts"][0].items() if k != "fingerprint"}]},
      "alerts.0.fingerprint: Field required"),
+    (webhook(labels={"job": "api\u0000"}), "NUL character"),  # PostgreSQL could never store it: not retried
 ])
 async def test_malformed_notifications_are_400_with_a_clear_message(alert_bot, body, message):
     bot = await alert_bot()

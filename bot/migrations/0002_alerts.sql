@@ -20,6 +20,8 @@ CREATE TABLE alert_groups (
     fired_at        timestamptz NOT NULL,                 -- start of the current episode
     resolved_at     timestamptz,                          -- set while resolved
     notifications   bigint      NOT NULL DEFAULT 0,       -- webhook notifications received for it
+    alerts_total    integer     NOT NULL DEFAULT 0,       -- its alerts (rows of alerts), kept by the intake
+    alerts_firing   integer     NOT NULL DEFAULT 0,       -- of which firing
     triage_state    text        NOT NULL DEFAULT 'pending'
                     CHECK (triage_state IN ('pending', 'running', 'done')),
     triage_started_at timestamptz,
