@@ -321,10 +321,10 @@ def refire_message(was_resolved_for: float, firing: int) -> render.Message:
     return render.message(text.replace("*", ""), [render.section(text)])
 
 
-def triage_messages(title: str, findings: list[Finding], footer: str, buttons=None) -> list[render.Message]:
+def triage_messages(title: str, findings: list[Finding], footer: str) -> list[render.Message]:
     """The triage report as one thread reply (headline + details), or two when it is long."""
     head = render.headline(title, findings, footer)
-    body = render.details(title, findings, buttons=buttons)
+    body = render.details(title, findings)
     if len(head["blocks"]) + 1 + len(body["blocks"]) <= render.MAX_BLOCKS:
         return [{"text": head["text"], "blocks": head["blocks"] + [DividerBlock().to_dict()] + body["blocks"]}]
     return [head, body]

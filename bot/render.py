@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
 
 from slack_sdk.models.blocks import (
-    ActionsBlock,
     Block,
-    ButtonElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -15,7 +12,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.findings import Finding, Proposal, Status, worst
+from bot.findings import Finding, Status, worst
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -93,18 +90,14 @@ def finding_detail(finding: Finding) -> str:
     return text
 
 
-ProposalButtons = Callable[[Finding, Proposal], list[ButtonElement]]
-
-
-def details(title: str, findings: list[Finding], buttons: ProposalButtons | None = None) -> Message:
-    """The thread reply: every finding with its details, evidence, guide section and proposals."""
+def details(title: str, findings: list[Finding]) -> Message:
+    """The thread reply: every finding with its details, evidence, guide section and proposals
+    (the proposals' Approve/Reject messages follow it, posted by the approval engine)."""
     blocks: list[Block] = []
     for finding in sorted(findings, key=lambda f: -f.status.rank):
         blocks.append(section(finding_detail(finding)))
         for proposal in finding.proposals:
             blocks.append(section(f":wrench: *Proposed:* {escape(proposal.summary)}" + (f"\n_{escape(proposal.reason)}_" if proposal.reason else "")))
-            if buttons:
-                blocks.append(ActionsBlock(elements=buttons(finding, proposal)))
         if finding.section:
             blocks.append(context(f"Guide: {escape(finding.section)}"))
         blocks.append(DividerBlock())

@@ -30,9 +30,5 @@ class Postgres:
         finally:
             await conn.close(timeout=self.timeout)
 
-    async def fetch(self, sql: str, *args) -> list[asyncpg.Record]:
-        async with self.connect() as conn:
-            return await conn.fetch(sql, *args)
-
     async def close(self) -> None:
         return None
