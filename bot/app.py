@@ -1,9 +1,15 @@
-"""Assembles the bot: the runtime (settings, targets, Slack client), the Bolt app and the HTTP routes."""
+"""The composition root: the one place that knows every part of the bot.
+
+It builds the registry from an explicit list of runbook modules and the bot's own verbs, resolves
+the triage rules (an unknown check name stops the start), then assembles the runtime (settings,
+targets, Slack client, the bot's database), the Bolt app and the HTTP routes. Nothing else in bot/
+imports handlers/ or runbooks/.
+"""
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -12,18 +18,50 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot import metrics
-from bot.approvals import Approvals
-from bot.engine import describe_error
-from bot.logs import log
-from bot.outbox import Outbox, outbox_client
-from bot.policy import Policy, load_policy
-from bot.registry import Registry, load_runbooks
+from bot.approvals.engine import Approvals
+from bot.approvals.policy import Policy, load_policy
+from bot.core import metrics
+from bot.core.errors import describe_error
+from bot.core.logs import log
+from bot.core.registry import Registry, RegistryError, Runbook
+from bot.core.tasks import TaskTracker
 from bot.settings import ConfigError, Settings
-from bot.slack_out import SlackOut, web_client
-from bot.store import Store
+from bot.slack.client import SlackOut, web_client
+from bot.slack.outbox import Outbox, outbox_client
+from bot.store.pool import Store
 from bot.targets import Targets
-from bot.tasks import TaskTracker
+from handlers import alerts as alert_handlers
+from handlers import approvals as approval_handlers
+from handlers import command as command_handlers
+from runbooks import application, auth, errors, integrity, quick, triage
+from runbooks.database import connect, connections, indexes, locks, overview, statements
+from runbooks.database import settings as db_settings
+
+RUNBOOKS: tuple[Runbook, ...] = (
+    quick.runbook,
+    application.runbook,
+    overview.runbook,
+    connect.runbook,
+    connections.runbook,
+    statements.runbook,
+    indexes.runbook,
+    db_settings.runbook,
+    locks.runbook,
+    auth.runbook,
+    integrity.runbook,
+    errors.runbook,
+    triage.runbook,
+)
+BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
+HANDLERS = (command_handlers, approval_handlers, alert_handlers)
+
+
+def build_registry() -> Registry:
+    """Every verb, check, remediation and triage rule of the bot; a ConfigError when they do not fit."""
+    try:
+        return Registry().install(*RUNBOOKS, *BOT_VERBS).resolve_triage()
+    except RegistryError as exc:
+        raise ConfigError(f"configuration error: {exc}") from None
 
 
 @dataclass
@@ -83,26 +121,30 @@ def build_runtime(settings: Settings) -> Runtime:
     token = settings.secret("slack_bot_token")
     if not token:
         raise ConfigError("configuration error: SLACK_BOT_TOKEN is required")
-    bot_dsn = settings.secret("bot_database_url")
     runtime = Runtime(
         settings=settings,
-        store=Store(bot_dsn) if bot_dsn else None,
         targets=Targets(settings),
         slack=SlackOut(web_client(token, settings.slack_api_url)),
-        registry=load_runbooks(),
+        registry=build_registry(),
     )
-    if runtime.store is not None:
-        import bot.alerts  # noqa: F401  (registers how alert headers are rendered when the outbox sends them)
-
-        runtime.outbox = Outbox(runtime.store, outbox_client(token, settings.slack_api_url),
-                                interval=settings.erpgo_slack_channel_interval, max_backoff=settings.erpgo_slack_max_backoff)
-        runtime.approvals = Approvals(runtime.store, runtime.registry, runtime.targets, settings, lambda: runtime.policy)
+    attach_store(runtime, token)
     return runtime
 
 
-def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
-    from handlers import register_all
+def attach_store(runtime: Runtime, slack_token: str | None) -> None:
+    """The bot's database and what needs it: the approval engine and (with a Slack token) the outbox."""
+    settings = runtime.settings
+    bot_dsn = settings.secret("bot_database_url")
+    if not bot_dsn:
+        return
+    runtime.store = Store(bot_dsn)
+    runtime.approvals = Approvals(runtime.store, runtime.registry, runtime.targets, settings, lambda: runtime.policy)
+    if slack_token:
+        runtime.outbox = Outbox(runtime.store, outbox_client(slack_token, settings.slack_api_url),
+                                interval=settings.erpgo_slack_channel_interval, max_backoff=settings.erpgo_slack_max_backoff)
 
+
+def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
     secret = runtime.settings.secret("slack_signing_secret")
     if not secret and not socket_mode:
         raise ConfigError("configuration error: SLACK_SIGNING_SECRET is required in HTTP mode")
@@ -115,13 +157,12 @@ def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
         # is immediate; Bolt's default instead polls for the ack every 10 ms
         process_before_response=not socket_mode,
     )
-    register_all(app, runtime)
+    for module in HANDLERS:
+        module.register(app, runtime)
     return app
 
 
 def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
-    from handlers import register_routes
-
     async def slack_events(request: web.Request) -> web.Response:
         bolt_response = await bolt.async_dispatch(parse_slash_with_payload_word(await to_bolt_request(request)))
         return await to_aiohttp_response(bolt_response)
@@ -142,7 +183,9 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
-    register_routes(app, runtime)
+    for module in HANDLERS:
+        if hasattr(module, "routes"):
+            app.add_routes(module.routes(runtime))
     app.on_cleanup.append(on_cleanup)
     app[RUNTIME] = runtime
     return app

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings()
-        from bot.logs import configure_logging
+        from bot.core.logs import configure_logging
 
         configure_logging(settings.log_level, stream=sys.stderr if args.command in ("check", "shell") else sys.stdout)
         if args.command == "check":
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(run_migrate(settings))
         if args.command == "shell":
-            from bot.shell import run_shell
+            from bot.local.shell import run_shell
 
             return asyncio.run(run_shell(settings, args.user))
     except ConfigError as exc:
@@ -59,17 +59,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run_check(settings, words: list[str], as_json: bool) -> int:
-    from bot import render
-    from bot.engine import CheckContext, run_checks
-    from bot.findings import Status, worst
-    from bot.redact import redact, redact_any
-    from bot.registry import UsageError, load_runbooks
+    from bot.slack import render
+    from bot.core.engine import CheckContext, run_checks
+    from bot.core.findings import Status, worst
+    from bot.core.redact import redact, redact_any
+    from bot.app import build_registry
+    from bot.core.registry import UsageError
     from bot.targets import Targets
 
-    registry = load_runbooks()
+    registry = build_registry()
     verb, rest = registry.find_verb(words)
     if verb is None:
         raise ConfigError(f"unknown verb: {' '.join(words)[:60]} (try: {', '.join(sorted(registry.verbs))})")
+    if verb.answer is not None:
+        return await run_bot_verb(settings, registry, verb, rest, as_json)
     try:
         params = verb.parse_args(rest)
     except UsageError as exc:
@@ -88,8 +91,31 @@ async def run_check(settings, words: list[str], as_json: bool) -> int:
     return EXIT_OK if status.rank <= Status.OK.rank else EXIT_WARN
 
 
+async def run_bot_verb(settings, registry, verb, args: list[str], as_json: bool) -> int:
+    """The bot's own verbs (approvals, audit, alerts) read the bot's database; no Slack needed."""
+    from bot.app import Runtime, attach_store
+    from bot.approvals.policy import load_policy
+    from bot.core.redact import redact
+    from bot.core.registry import UsageError
+    from bot.local.text import render_text
+    from bot.targets import Targets
+
+    runtime = Runtime(settings=settings, targets=Targets(settings), slack=None, registry=registry,
+                      policy=load_policy(settings.chatops_policy_file))
+    attach_store(runtime, slack_token=None)
+    try:
+        message = await verb.answer(runtime, None, args)
+    except UsageError as exc:
+        raise ConfigError(f"{exc} — usage: {verb.name} {verb.usage}".rstrip()) from None
+    finally:
+        await runtime.close()
+    text = redact(render_text(message or {"text": "Done."}))
+    print(json.dumps({"verb": verb.name, "text": text}, ensure_ascii=False) if as_json else text)
+    return EXIT_OK
+
+
 async def run_migrate(settings) -> int:
-    from bot.store import Store
+    from bot.store.pool import Store
 
     dsn = settings.secret("bot_database_url")
     if not dsn:
@@ -98,7 +124,7 @@ async def run_migrate(settings) -> int:
     try:
         applied = await store.migrate()
     except Exception as exc:
-        from bot.engine import describe_error
+        from bot.core.errors import describe_error
 
         print(f"migrate failed: {describe_error(exc)}", file=sys.stderr)
         return EXIT_WARN

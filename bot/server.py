@@ -8,7 +8,7 @@ import signal
 from aiohttp import web
 
 from bot.app import build_bolt_app, build_runtime, build_web_app
-from bot.logs import log
+from bot.core.logs import log
 
 
 async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int]:

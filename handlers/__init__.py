@@ -1,18 +1,4 @@
-"""What Slack and webhooks call. Each module has `register(bolt_app, runtime)` for its Slack
-listeners and may have `routes(runtime) -> list[aiohttp.web.RouteDef]` for its webhooks."""
-from __future__ import annotations
-
-from handlers import actions, alerts, command
-
-MODULES = (command, actions, alerts)
-
-
-def register_all(app, runtime) -> None:
-    for module in MODULES:
-        module.register(app, runtime)
-
-
-def register_routes(web_app, runtime) -> None:
-    for module in MODULES:
-        if hasattr(module, "routes"):
-            web_app.add_routes(module.routes(runtime))
+"""What Slack and webhooks call, by domain: the /erpgo router (command), approval buttons and their
+verbs (approvals), Alertmanager intake and its verb (alerts). Each module has `register(bolt_app,
+runtime)` for its Slack listeners and may have `routes(runtime)` for its HTTP routes; the
+composition root (bot/app.py) wires them. No handler module imports another."""

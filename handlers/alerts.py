@@ -19,27 +19,23 @@ import time
 
 from aiohttp import web
 
-from bot import outbox, render
-from bot.alerts import (
-    IntakeError,
-    Recorder,
-    open_groups,
-    open_groups_message,
-    parse_webhook,
-    route_channel,
-    triage_group,
-    unfinished_triage,
-)
-from bot.engine import describe_error, is_unreachable
-from bot.logs import log
-from bot.metrics import ALERT_ACCEPT_SECONDS, ALERT_WEBHOOKS
-from bot.registry import UsageError
-from handlers.command import builtin_verb
+from bot.alerts.intake import Recorder, open_groups
+from bot.alerts.messages import open_groups_message
+from bot.alerts.triage import triage_group, unfinished_triage
+from bot.alerts.webhook import IntakeError, parse_webhook, route_channel
+from bot.approvals.publish import post_proposals
+from bot.core.errors import describe_error, is_unreachable
+from bot.core.logs import log
+from bot.core.metrics import ALERT_ACCEPT_SECONDS, ALERT_WEBHOOKS
+from bot.core.registry import Runbook, UsageError
+from bot.slack import outbox, render
 
 PATH = "/alerts/alertmanager"
 MAX_BODY = 32 * 1024 * 1024
 PROPOSALS_WAIT = 600.0  # s: how long approval messages wait for their triage report to reach Slack
 
+
+bot_verbs = Runbook("alerts")  # the bot's own verb: alerts
 
 def routes(runtime) -> list[web.RouteDef]:
     recorder = Recorder(runtime.store, runtime.settings) if runtime.store is not None else None
@@ -74,8 +70,6 @@ async def resume_triage(runtime) -> None:
 async def run_triage(runtime, group_id: int) -> None:
     """Triage the group; its proposals then become approval messages (requester "alertmanager") in the
     thread, once the report they belong to is there."""
-    from handlers.actions import post_proposals
-
     triaged = await triage_group(runtime, group_id)
     if triaged is None or not any(f.proposals for f in triaged.findings):
         return
@@ -142,7 +136,7 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
     except Exception as exc:
         error = describe_error(exc)
         log.error("alert_not_recorded", group_key=hook.groupKey[:200], alerts=len(hook.alerts), error=error)
-        if is_unreachable(exc) or isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "asyncpg" in type(exc).__module__:
+        if is_unreachable(exc):
             return _answer(503, "unavailable", f"alerts not recorded, the bot's database is unavailable ({error}); retry")
         return _answer(500, "error", f"alerts not recorded ({error}); retry")
     ALERT_ACCEPT_SECONDS.observe(time.perf_counter() - started)
@@ -172,7 +166,7 @@ async def permalinks(runtime, groups, timeout: float = 1.5) -> dict[int, str]:
     return dict(t.result() for t in done if not t.cancelled() and t.exception() is None)
 
 
-@builtin_verb("alerts", "the alert groups firing now, with links to their threads")
+@bot_verbs.bot_verb("alerts", "the alert groups firing now, with links to their threads")
 async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
     if args:
         raise UsageError("`alerts` takes no arguments")

@@ -5,17 +5,17 @@ import shlex
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from bot import render
-from bot.engine import CheckContext, run_checks
-from bot.findings import Finding, worst
-from bot.logs import log
-from bot.metrics import COMMANDS
-from bot.registry import UsageError, Verb
+from bot.approvals.publish import post_proposals
+from bot.core.engine import CheckContext, run_checks
+from bot.core.findings import Finding, worst
+from bot.core.logs import log
+from bot.core.metrics import COMMANDS
+from bot.core.registry import UsageError, Verb
+from bot.slack import render
 
 MAX_ECHO = 60  # how much of an unknown verb we quote back
 
@@ -31,20 +31,6 @@ class Invocation:
     request_id: str
 
 
-BuiltinVerb = Callable[..., Awaitable[render.Message | None]]  # async (runtime, invocation, args) -> reply
-BUILTIN_VERBS: dict[str, tuple[str, str, BuiltinVerb]] = {}  # name -> (usage, summary, handler)
-
-
-def builtin_verb(name: str, summary: str, usage: str = ""):
-    """Verbs of the bot itself (approvals, audit, alerts), not of a runbook."""
-
-    def decorate(func: BuiltinVerb) -> BuiltinVerb:
-        BUILTIN_VERBS[name] = (usage, summary, func)
-        return func
-
-    return decorate
-
-
 def split_words(text: str) -> list[str]:
     try:
         return shlex.split(text)
@@ -58,10 +44,9 @@ def verb_usage(name: str, usage: str) -> str:
 
 def help_text(runtime) -> str:
     lines = ["*ERPGo on-call bot* — usage: `/erpgo &lt;verb&gt; [args]`"]
-    for verb in sorted(runtime.registry.verbs.values(), key=lambda v: v.name):
+    # the runbooks' verbs, then the bot's own (approvals, audit, alerts)
+    for verb in sorted(runtime.registry.verbs.values(), key=lambda v: (v.answer is not None, v.name)):
         lines.append(f"• {verb_usage(verb.name, verb.usage)} — {render.escape(verb.summary)}")
-    for name, (usage, summary, _func) in sorted(BUILTIN_VERBS.items()):
-        lines.append(f"• {verb_usage(name, usage)} — {render.escape(summary)}")
     lines.append(f"• {verb_usage('help', '')} — this list")
     return "\n".join(lines)
 
@@ -96,11 +81,6 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             COMMANDS.labels("help", "ok").inc()
             await ack(**render.text_message(help_text(runtime)))
             return
-        name = words[0].lower()
-        if name in BUILTIN_VERBS:
-            if not await refused(runtime, inv, ack, name):
-                await run_builtin(runtime, inv, ack, name, words[1:])
-            return
         verb, args = runtime.registry.find_verb(words)
         if verb is None:
             COMMANDS.labels("unknown", "usage").inc()
@@ -108,6 +88,9 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
             return
         if await refused(runtime, inv, ack, verb.name):
+            return
+        if verb.answer is not None:
+            await run_bot_verb(runtime, inv, ack, verb, args)
             return
         try:
             params = verb.parse_args(args)
@@ -136,15 +119,16 @@ async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     return True
 
 
-async def run_builtin(runtime, inv: Invocation, ack, name: str, args: list[str]) -> None:
-    usage, _summary, func = BUILTIN_VERBS[name]
+async def run_bot_verb(runtime, inv: Invocation, ack, verb: Verb, args: list[str]) -> None:
+    """The bot's own verbs answer in the ack itself."""
+    assert verb.answer is not None
     try:
-        reply = await func(runtime, inv, args)
+        reply = await verb.answer(runtime, inv, args)
     except UsageError as exc:
-        COMMANDS.labels(name, "usage").inc()
-        await ack(**render.text_message(f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(name, usage)}"))
+        COMMANDS.labels(verb.name, "usage").inc()
+        await ack(**render.text_message(f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"))
         return
-    COMMANDS.labels(name, "ok").inc()
+    COMMANDS.labels(verb.name, "ok").inc()
     await ack(**(reply or render.text_message("Done.")))
 
 
@@ -167,8 +151,6 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
 async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> None:
     """The headline in the channel, the details threaded under it, then each proposal as an
     approval message of its own in the thread."""
-    from handlers.actions import post_proposals
-
     footer = f"requested by <@{inv.user_id}> · {elapsed:.2f} s"
     head = render.headline(title, findings, footer)
     body = render.details(title, findings)

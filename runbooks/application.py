@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from bot.engine import CheckContext
-from bot.findings import Finding, Status
-from bot.registry import UsageError, registry
+from bot.core.engine import CheckContext
+from bot.core.findings import Finding, Status
+from bot.core.registry import Runbook, UsageError
+
+runbook = Runbook("application")
 
 SECTION = "Application Issues › 500 Internal Server Errors"
 DEFAULT_MINUTES = 15
@@ -48,7 +50,7 @@ def parse_logs_args(words: list[str]) -> dict:
     return {"container": container, "minutes": minutes}
 
 
-registry.verb("logs", "recent 5xx, panics and stack traces in a container's logs (default: the API, 15 min)",
+runbook.verb("logs", "recent 5xx, panics and stack traces in a container's logs (default: the API, 15 min)",
               usage="[container] [minutes]", parse=parse_logs_args, ack="Reading the logs…")
 
 
@@ -103,7 +105,7 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
     return "".join(pieces).splitlines()
 
 
-@registry.check("logs", component="Logs", section=SECTION, timeout=10)
+@runbook.check("logs", component="Logs", section=SECTION, timeout=10)
 async def api_error_logs(ctx: CheckContext) -> Finding:
     name = ctx.params.get("container") or api_container(ctx.targets.containers)
     component = f"Logs {name}"

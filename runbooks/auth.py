@@ -16,10 +16,12 @@ from datetime import datetime, timezone
 import asyncpg
 import jwt
 
-from bot.engine import CheckContext
-from bot.findings import Finding, Proposal, Status, worst
-from bot.registry import Refused, UsageError, registry
-from bot.units import human_duration
+from bot.core.engine import CheckContext
+from bot.core.findings import Finding, Proposal, Status, worst
+from bot.core.registry import Refused, Runbook, UsageError
+from bot.core.units import human_duration
+
+runbook = Runbook("auth")
 
 LOGIN = "Authentication & Authorization › Login Failures"
 JWT = "Authentication & Authorization › JWT Token Issues"
@@ -105,7 +107,7 @@ def parse_user(words: list[str]) -> dict[str, str]:
     return params
 
 
-registry.verb("user", "one account: exists, active, verified, last login, bcrypt hash, roles (add a role to propose it)",
+runbook.verb("user", "one account: exists, active, verified, last login, bcrypt hash, roles (add a role to propose it)",
               usage="<email> [role]", parse=parse_user, ack="Looking the account up…")
 
 USER_ROW = f"""
@@ -114,7 +116,7 @@ FROM users WHERE email = $1
 """
 
 
-@registry.check("user", component="User", section=LOGIN)
+@runbook.check("user", component="User", section=LOGIN)
 async def user_account(ctx: CheckContext) -> list[Finding]:
     """The guide's "Check if user exists" and "Check password hash format", for one e-mail."""
     email = ctx.params["email"]
@@ -185,7 +187,7 @@ def permissions_text(raw: str | None) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else json.dumps(value)[:200]
 
 
-@registry.check("user", component="Roles", section=PERMISSIONS)
+@runbook.check("user", component="Roles", section=PERMISSIONS)
 async def user_roles(ctx: CheckContext) -> Finding:
     """The guide's "Check User Roles" as a LEFT JOIN: a user without roles is a finding, not an empty result."""
     email, wanted = ctx.params["email"], ctx.params.get("role")
@@ -225,11 +227,11 @@ async def user_roles(ctx: CheckContext) -> Finding:
 
 # --- users: the whole table ---------------------------------------------------------------------
 
-registry.verb("users", "account problems across the table: inactive, without roles, non-bcrypt password hashes",
+runbook.verb("users", "account problems across the table: inactive, without roles, non-bcrypt password hashes",
               ack="Checking the accounts…")
 
 
-@registry.check("users", component="Accounts", section=LOGIN)
+@runbook.check("users", component="Accounts", section=LOGIN)
 async def account_states(ctx: CheckContext) -> Finding:
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users"):
@@ -245,7 +247,7 @@ async def account_states(ctx: CheckContext) -> Finding:
                       data={"total": total, "inactive": inactive, "unverified": unverified})
 
 
-@registry.check("users", component="Users without roles", section=PERMISSIONS)
+@runbook.check("users", component="Users without roles", section=PERMISSIONS)
 async def users_without_roles(ctx: CheckContext) -> Finding:
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users", "user_roles"):
@@ -262,7 +264,7 @@ async def users_without_roles(ctx: CheckContext) -> Finding:
         data={"emails": emails[:MAX_LISTED], "count": len(emails)})
 
 
-@registry.check("users", component="Password hashes", section=LOGIN)
+@runbook.check("users", component="Password hashes", section=LOGIN)
 async def non_bcrypt_hashes(ctx: CheckContext) -> Finding:
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users"):
@@ -288,7 +290,7 @@ WHERE u.email = $1 AND r.name = $2
   AND NOT EXISTS (SELECT 1 FROM user_roles ur WHERE ur.user_id = u.id AND ur.role_id = r.id)"""
 
 
-@registry.remediation("auth.assign_role", "Give a user a role")
+@runbook.remediation("auth.assign_role", "Give a user a role")
 async def assign_role(ctx: CheckContext, email: str, role: str) -> str:
     async with ctx.targets.pg.connect() as conn:
         async with conn.transaction():
@@ -320,7 +322,7 @@ def parse_token(words: list[str]) -> dict[str, str]:
     return {"token": words[0]}
 
 
-registry.verb("jwt", "decode a JWT without verifying it: algorithm, claims, expiry (the token is never posted back)",
+runbook.verb("jwt", "decode a JWT without verifying it: algorithm, claims, expiry (the token is never posted back)",
               usage="<token>", parse=parse_token, ack="Decoding the token…")
 
 SHOWN_CLAIMS = ("sub", "email", "type", "roles", "iss", "aud", "jti")
@@ -344,7 +346,7 @@ def when(value) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({relative})"
 
 
-@registry.check("jwt", component="JWT", section=JWT)
+@runbook.check("jwt", component="JWT", section=JWT)
 async def jwt_token(ctx: CheckContext) -> Finding:
     """The guide's "Verify Token Format" and "Check Token Expiration", without the secret."""
     token = ctx.params["token"]
@@ -407,7 +409,7 @@ async def jwt_token(ctx: CheckContext) -> Finding:
 
 # --- login-test ---------------------------------------------------------------------------------
 
-registry.verb("login-test", "post a wrong password to /api/v1/auth/login: expects 401 AUTH_001 (the auth path and its DB answer)",
+runbook.verb("login-test", "post a wrong password to /api/v1/auth/login: expects 401 AUTH_001 (the auth path and its DB answer)",
               ack="Testing the login path…")
 
 
@@ -422,7 +424,7 @@ def error_code_of(body) -> str | None:
     return None
 
 
-@registry.check("login-test", component="Login path", section=LOGIN)
+@runbook.check("login-test", component="Login path", section=LOGIN)
 async def login_path(ctx: CheckContext) -> Finding:
     """The guide's "Test Authentication Flow" with a credential that must fail, so nobody's account is touched."""
     api = ctx.targets.api

@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from bot.engine import CheckContext
-from bot.findings import Finding
-from bot.registry import UsageError, registry
+from bot.core.engine import CheckContext
+from bot.core.findings import Finding
+from bot.core.registry import Runbook, UsageError
+
+runbook = Runbook("errors")
 
 SECTION = "Common Error Codes"
 MAX_CODE = 20
@@ -201,10 +203,10 @@ def lookup(code: str) -> Finding:
                         data={"code": code, "closest": matches, "standard": standard})
 
 
-registry.verb("error", "what an error code means and what to do next (HTTP, SQLSTATE, AUTH_…)",
+runbook.verb("error", "what an error code means and what to do next (HTTP, SQLSTATE, AUTH_…)",
               usage="<code>", parse=parse_code, ack="Looking the code up…")
 
 
-@registry.check("error", component="Error code", section=SECTION)
+@runbook.check("error", component="Error code", section=SECTION)
 async def error_code(ctx: CheckContext) -> Finding:
     return lookup(ctx.params["code"])

@@ -11,9 +11,12 @@ from decimal import Decimal
 
 import asyncpg
 
-from bot.engine import CheckContext, describe_error
-from bot.findings import Finding, Proposal, Status
-from bot.registry import Refused, registry
+from bot.core.engine import CheckContext
+from bot.core.errors import describe_error
+from bot.core.findings import Finding, Proposal, Status
+from bot.core.registry import Refused, Runbook
+
+runbook = Runbook("integrity")
 
 SECTION = "Data Integrity Issues › Inconsistent Data"
 REPAIR = "Data Integrity Issues › Inconsistent Data › Repair Data"
@@ -22,7 +25,7 @@ MAX_FIX = 50  # rows one approval may repair; a larger backlog is fixed in batch
 SAMPLE_DANGLING = 5
 VALID_ORDER_STATUSES = ("pending", "confirmed", "processing", "shipped", "delivered", "cancelled", "refunded")
 
-registry.verb("integrity", "data integrity: NOT VALID foreign keys, order totals, stock vs warehouses, order statuses",
+runbook.verb("integrity", "data integrity: NOT VALID foreign keys, order totals, stock vs warehouses, order statuses",
               ack="Checking data integrity…")
 
 
@@ -100,7 +103,7 @@ def dangling_sql(fk: asyncpg.Record, label: str | None) -> tuple[str, str]:
     return f"SELECT count(*) {where}", sample
 
 
-@registry.check("integrity", component="Foreign keys", section=SECTION)
+@runbook.check("integrity", component="Foreign keys", section=SECTION)
 async def not_valid_foreign_keys(ctx: CheckContext) -> Finding:
     """The guide's `pg_constraint … convalidated = false`, with the rows that stop VALIDATE CONSTRAINT."""
     per_query_ms = int(ctx.settings.erpgo_check_timeout * 1000 / 3)
@@ -177,7 +180,7 @@ WHERE total_amount != (subtotal + tax_amount + shipping_amount - discount_amount
 ORDER BY id FOR UPDATE"""
 
 
-@registry.check("integrity", component="Order totals", section=SECTION)
+@runbook.check("integrity", component="Order totals", section=SECTION)
 async def order_totals(ctx: CheckContext) -> Finding:
     """The guide's `orders_total_calculation`: total_amount = subtotal + tax + shipping − discount."""
     async with ctx.targets.pg.connect() as conn:
@@ -211,7 +214,7 @@ async def order_totals(ctx: CheckContext) -> Finding:
                                         "expected": str(r["expected"])} for r in rows[:MAX_LISTED]]})
 
 
-@registry.remediation("data.fix_order_totals", "Recalculate orders' total_amount from their parts")
+@runbook.remediation("data.fix_order_totals", "Recalculate orders' total_amount from their parts")
 async def fix_order_totals(ctx: CheckContext, order_ids: list[str]) -> str:
     ids = uuids(order_ids, "order")
     async with ctx.targets.pg.connect() as conn:
@@ -253,7 +256,7 @@ WHERE id = ANY($1::uuid[])
 ORDER BY id FOR UPDATE"""
 
 
-@registry.check("integrity", component="Stock levels", section=SECTION)
+@runbook.check("integrity", component="Stock levels", section=SECTION)
 async def stock_levels(ctx: CheckContext) -> Finding:
     """products.stock_quantity against SUM(product_inventory.quantity_available), the guide's recalculation as a check."""
     async with ctx.targets.pg.connect() as conn:
@@ -286,7 +289,7 @@ async def stock_levels(ctx: CheckContext) -> Finding:
                                                             "warehouses": r["warehouses"]} for r in rows[:MAX_LISTED]]})
 
 
-@registry.remediation("data.recalc_stock", "Recalculate products' stock_quantity from the warehouses")
+@runbook.remediation("data.recalc_stock", "Recalculate products' stock_quantity from the warehouses")
 async def recalc_stock(ctx: CheckContext, product_ids: list[str]) -> str:
     ids = uuids(product_ids, "product")
     async with ctx.targets.pg.connect() as conn:
@@ -310,7 +313,7 @@ LIMIT $2
 """
 
 
-@registry.check("integrity", component="Order statuses", section="Common Error Codes › Application Error Codes (ORDER_002)")
+@runbook.check("integrity", component="Order statuses", section="Common Error Codes › Application Error Codes (ORDER_002)")
 async def order_statuses(ctx: CheckContext) -> Finding:
     """Orders stored in a status the order state machine does not have: every transition fails with ORDER_002."""
     async with ctx.targets.pg.connect() as conn:

@@ -5,14 +5,17 @@ import asyncio
 import time
 from datetime import datetime, timezone
 
-from bot.engine import CheckContext, describe_error
-from bot.findings import Finding, Status, worst
-from bot.registry import registry
-from bot.units import human_bytes, human_duration
+from bot.core.engine import CheckContext
+from bot.core.errors import describe_error
+from bot.core.findings import Finding, Status, worst
+from bot.core.registry import Runbook
+from bot.core.units import human_bytes, human_duration
 from bot.targets.api import HttpResult
 
+runbook = Runbook("health")
+
 SECTION = "Quick Diagnostics › Health Check Endpoints"
-registry.verb("health", "API health endpoints, PostgreSQL, Redis and the ERPGo containers", ack="Running health checks…")
+runbook.verb("health", "API health endpoints, PostgreSQL, Redis and the ERPGo containers", ack="Running health checks…")
 
 SUB_ENDPOINTS = ("/health/detailed", "/health/database", "/health/cache")
 ERPGO_HEALTHY = {"healthy", "ok", "up", "pass"}
@@ -111,7 +114,7 @@ async def fetch_optional(ctx: CheckContext, path: str) -> str:
     return f"{path}: HTTP {result.status}" + (f", {state}" if state else "") + f" ({result.elapsed_ms:.0f} ms)"
 
 
-@registry.check("health", component="ERPGo API", section=SECTION)
+@runbook.check("health", component="ERPGo API", section=SECTION)
 async def api_health(ctx: CheckContext) -> Finding:
     api = ctx.targets.api
     main, *extras = await asyncio.gather(
@@ -137,7 +140,7 @@ SELECT current_setting('server_version') AS version,
 """
 
 
-@registry.check("health", component="PostgreSQL", section="Database Issues › Database Connection Issues")
+@runbook.check("health", component="PostgreSQL", section="Database Issues › Database Connection Issues")
 async def postgres_health(ctx: CheckContext) -> Finding:
     pg = ctx.targets.pg
     started = time.perf_counter()
@@ -158,7 +161,7 @@ async def postgres_health(ctx: CheckContext) -> Finding:
 
 # --- Redis ------------------------------------------------------------------------------------
 
-@registry.check("health", component="Redis", section="Performance Issues › High Response Times › Cache Performance")
+@runbook.check("health", component="Redis", section="Performance Issues › High Response Times › Cache Performance")
 async def redis_health(ctx: CheckContext) -> Finding:
     client = ctx.targets.redis.client
     started = time.perf_counter()
@@ -253,7 +256,7 @@ async def inspect_container(docker, name: str) -> Finding:
     return Finding(status, component, ", ".join(p for p in parts if p), data=data)
 
 
-@registry.check("health", component="Docker", section="Quick Diagnostics › Docker Environment Diagnostics")
+@runbook.check("health", component="Docker", section="Quick Diagnostics › Docker Environment Diagnostics")
 async def docker_containers(ctx: CheckContext) -> list[Finding]:
     docker = ctx.targets.docker.client()
     await docker.version()  # one clear failure when the engine itself is down

@@ -6,36 +6,32 @@ logins, service availability, slow queries, lock waits), matched by alert name o
 named otherwise, by a label predicate. The first mapping that matches wins. An alert nobody mapped
 gets the `health` verb's checks (bot/alerts.py: triage_checks), never nothing.
 
-Checks are referenced by name, never copied: this module is imported last (runbooks are loaded
-alphabetically), when every check is registered. A name that does not exist is skipped and listed
-in MISSING_CHECKS, so a mapping keeps working with what there is.
+Checks are referenced by name, never copied; the composition root resolves the names once every
+runbook is installed, and a name no runbook registered stops the bot at start.
 """
 from __future__ import annotations
 
 import re
 
-from bot.registry import registry
+from collections.abc import Callable
 
-MISSING_CHECKS: list[str] = []
+from bot.core.registry import Runbook
 
-
-def checks(*names: str) -> list:
-    """The functions of the registered checks `names`, in that order; missing ones are noted."""
-    found = []
-    for name in names:
-        if name in registry.checks:
-            found.append(registry.checks[name].func)
-        elif name not in MISSING_CHECKS:
-            MISSING_CHECKS.append(name)
-    return found
+runbook = Runbook("triage")
+LabelMatch = Callable[[dict[str, str]], bool]
 
 
-def name_matches(pattern: str):
+def checks(*names: str) -> tuple[str, ...]:
+    """The checks `names`, in that order (resolved when the registry is built)."""
+    return names
+
+
+def name_matches(pattern: str) -> LabelMatch:
     compiled = re.compile(pattern, re.IGNORECASE)
     return lambda labels: bool(compiled.search(labels.get("alertname", "")))
 
 
-def label_in(label: str, *values: str):
+def label_in(label: str, *values: str) -> LabelMatch:
     wanted = {v.lower() for v in values}
     return lambda labels: labels.get(label, "").lower() in wanted
 
@@ -44,12 +40,12 @@ def label_in(label: str, *values: str):
 
 # error rate > 5 %: is the API healthy, what do its logs say (5xx, panics, stack traces), can it
 # reach its database and how full is the pool, which statements are slow.
-registry.triage_for("HighErrorRate", checks=checks(
+runbook.triage_for("HighErrorRate", checks=checks(
     "api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"))
 
 # pool > 90 %: connections by state and by application, sessions idle in transaction, long
 # queries, and the blocking tree (whose proposals — cancel / terminate — go through approval).
-registry.triage_for("DatabaseConnectionPool", checks=checks(
+runbook.triage_for("DatabaseConnectionPool", checks=checks(
     "connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries", "blocking_sessions"))
 
 # -- the other conditions the guide monitors ---------------------------------------------------
@@ -66,28 +62,28 @@ LOCK_WAITS = checks("blocking_sessions", "long_queries", "idle_in_transaction")
 DATABASE = checks("postgres_health", "connections_by_state", "slow_statements", "blocking_sessions")
 CACHE = checks("redis_health", "api_health")
 
-registry.triage_for("HighResponseTime", "HighLatency", "SlowResponses", "ApiLatencyHigh", checks=RESPONSE_TIME,
+runbook.triage_for("HighResponseTime", "HighLatency", "SlowResponses", "ApiLatencyHigh", checks=RESPONSE_TIME,
                     match=name_matches(r"latency|response.?time|slow.?resp"))
-registry.triage_for("SlowQueries", "PostgresSlowQueries", checks=SLOW_QUERIES, match=name_matches(r"slow.?quer"))
-registry.triage_for("DatabaseLockWait", "LockWaitTime", "PostgresLocks", "Deadlocks", checks=LOCK_WAITS,
+runbook.triage_for("SlowQueries", "PostgresSlowQueries", checks=SLOW_QUERIES, match=name_matches(r"slow.?quer"))
+runbook.triage_for("DatabaseLockWait", "LockWaitTime", "PostgresLocks", "Deadlocks", checks=LOCK_WAITS,
                     match=name_matches(r"lock|deadlock"))
-registry.triage_for("HighMemoryUsage", "ContainerMemoryHigh", "OOMKilled", checks=MEMORY,
+runbook.triage_for("HighMemoryUsage", "ContainerMemoryHigh", "OOMKilled", checks=MEMORY,
                     match=name_matches(r"memory|oom"))
-registry.triage_for("HighCPUUsage", "ContainerCPUHigh", "CPUThrottling", checks=CPU, match=name_matches(r"cpu"))
-registry.triage_for("DiskSpaceLow", "HighDiskUsage", "DiskUsageHigh", "DatabaseDiskUsage", checks=DISK,
+runbook.triage_for("HighCPUUsage", "ContainerCPUHigh", "CPUThrottling", checks=CPU, match=name_matches(r"cpu"))
+runbook.triage_for("DiskSpaceLow", "HighDiskUsage", "DiskUsageHigh", "DatabaseDiskUsage", checks=DISK,
                     match=name_matches(r"disk|filesystem|volume.?(full|usage)"))
-registry.triage_for("ContainerRestarting", "ContainerRestarts", "CrashLooping", checks=RESTARTS,
+runbook.triage_for("ContainerRestarting", "ContainerRestarts", "CrashLooping", checks=RESTARTS,
                     match=name_matches(r"restart|crash.?loop"))
-registry.triage_for("FailedLogins", "HighFailedLoginRate", "BruteForceAttempt", checks=FAILED_LOGINS,
+runbook.triage_for("FailedLogins", "HighFailedLoginRate", "BruteForceAttempt", checks=FAILED_LOGINS,
                     match=name_matches(r"login|brute|auth.?fail"))
-registry.triage_for("ServiceDown", "InstanceDown", "TargetDown", "ErpgoApiDown", checks=SERVICE_DOWN,
+runbook.triage_for("ServiceDown", "InstanceDown", "TargetDown", "ErpgoApiDown", checks=SERVICE_DOWN,
                     match=name_matches(r"down$|unavailable|unreachable|^up$"))
 
 # rules named after the component rather than the symptom: by their component/service label
-registry.triage_for(checks=DATABASE, match=lambda labels: label_in("component", "postgres", "postgresql", "database", "db")(labels)
+runbook.triage_for(checks=DATABASE, match=lambda labels: label_in("component", "postgres", "postgresql", "database", "db")(labels)
                     or label_in("service", "postgres", "postgresql", "database", "db")(labels))
-registry.triage_for(checks=CACHE, match=lambda labels: label_in("component", "redis", "cache")(labels)
+runbook.triage_for(checks=CACHE, match=lambda labels: label_in("component", "redis", "cache")(labels)
                     or label_in("service", "redis", "cache")(labels))
-registry.triage_for(checks=SERVICE_DOWN + checks("api_error_logs"),
+runbook.triage_for(checks=SERVICE_DOWN + checks("api_error_logs"),
                     match=lambda labels: label_in("component", "api", "erpgo-api")(labels)
                     or label_in("service", "api", "erpgo-api")(labels))

@@ -7,13 +7,14 @@ import time
 
 import asyncpg
 
-from bot.engine import CheckContext, run_checks
-from bot.findings import Finding
-from bot.registry import load_runbooks
+from bot.app import build_registry
+from bot.core.engine import CheckContext, run_checks
+from bot.core.findings import Finding
+
 from bot.settings import load_settings
 from bot.targets import Targets
 
-registry = load_runbooks()
+registry = build_registry()
 
 
 def context(dsn: str | None, **settings) -> tuple[CheckContext, Targets]:

@@ -14,7 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot.render_text import render_text
+from bot.local.text import render_text
 from demo.services import PostgresServer
 from tests.test_locks import Blocking
 
@@ -352,7 +352,7 @@ async def test_without_bot_database_proposals_are_text_only(start_bot, locked, p
 
 
 async def test_without_policy_file_nothing_is_approvable(start_bot, fresh_database, locked, capsys):
-    from bot.logs import configure_logging
+    from bot.core.logs import configure_logging
 
     configure_logging("info")
     bot_db = fresh_database("bot")
@@ -419,7 +419,7 @@ async def test_shell_approves_as_another_user_through_the_same_engine(bot_settin
 
 
 async def test_expired_approval_loses_its_buttons_without_a_click(start_bot, bot_settings, locked):
-    from handlers.actions import expire_and_update
+    from handlers.approvals import expire_and_update
 
     bot = await start_bot(**bot_settings)
     message = await propose(bot)

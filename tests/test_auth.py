@@ -11,9 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.engine import CheckContext, run_checks
-from bot.findings import Finding, Status
-from bot.registry import Refused, UsageError, load_runbooks
+from bot.app import build_registry
+from bot.core.engine import CheckContext, run_checks
+from bot.core.findings import Finding, Status
+from bot.core.registry import Refused, UsageError
 from bot.settings import load_settings
 from bot.targets import Targets
 from demo.simulator import make_jwt
@@ -22,7 +23,7 @@ from tests.fixtures.erpgo import load_demo_database
 
 
 def context_for(**settings_and_params) -> CheckContext:
-    load_runbooks()
+    build_registry()
     settings_keys = {"erpgo_database_url", "erpgo_api_url"}
     settings = load_settings(**{k: v for k, v in settings_and_params.items() if k in settings_keys})
     params = {k: v for k, v in settings_and_params.items() if k not in settings_keys}
@@ -30,7 +31,7 @@ def context_for(**settings_and_params) -> CheckContext:
 
 
 async def run_verb(verb: str, **kw) -> dict[str, Finding]:
-    registry = load_runbooks()
+    registry = build_registry()
     ctx = context_for(**kw)
     try:
         findings = await run_checks(registry.verbs[verb].checks, ctx)
@@ -148,7 +149,7 @@ async def test_users_on_a_database_without_erpgo_tables(fresh_database):
 # --- auth.assign_role -----------------------------------------------------------------------------
 
 async def test_assign_role_gives_the_role_once_then_refuses(demo_copy):
-    registry = load_runbooks()
+    registry = build_registry()
     [proposal] = (await user(demo_copy, "n.patel@example.com", "sales"))["Roles"].proposals
     assign = registry.remediations[proposal.action].func
     assert await assign(context_for(erpgo_database_url=demo_copy), **proposal.args) == "Gave n.patel@example.com the role sales"
@@ -227,7 +228,7 @@ def test_bad_jwt_arguments_are_usage_errors(words):
 
 
 async def test_jwt_through_slack_never_posts_or_logs_the_token(start_bot, capsys):
-    from bot.logs import configure_logging
+    from bot.core.logs import configure_logging
 
     # header and payload with a leading space: base64 that does not start with "eyJ", so the
     # redaction of everything posted would not catch it — the check itself must not echo it

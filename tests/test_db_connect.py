@@ -14,9 +14,10 @@ import time
 import asyncpg
 import pytest
 
-from bot.findings import Status
+from bot.core.findings import Status
 from demo.services import PostgresServer, free_port
-from runbooks.database import CONNECT_STEPS, parse_dsn
+from runbooks.database.common import parse_dsn
+from runbooks.database.connect import CONNECT_STEPS
 from tests.db_support import one, run_verb, text_of
 
 PASSWORD = "s3cret-Horse-battery"

@@ -18,11 +18,13 @@ import asyncpg
 import pytest
 
 from bot.cli import run_check
-from bot.findings import Status
-from bot.registry import Refused
+from bot.core.findings import Status
+from bot.core.registry import Refused
 from bot.settings import load_settings
-from bot.shell import Shell
-from runbooks import database
+from bot.local.shell import Shell
+from runbooks.database import connections as db_connections
+from runbooks.database import overview as db_overview
+from runbooks.database import settings as db_settings
 from tests.db_support import flush_stats, one, remediate, run_verb, text_of, wait_until
 from tests.fixtures.erpgo import load_demo_database
 
@@ -153,7 +155,7 @@ async def test_db_overview_statuses(lab, monkeypatch):
     assert one(findings, "PostgreSQL cache").status is Status.OK
     async with sessions(lab, "billing") as (idle,):
         await idle.execute("BEGIN; SELECT 1")
-        monkeypatch.setattr(database, "LONG_TRANSACTION_WARN_S", 0.0)
+        monkeypatch.setattr(db_overview, "LONG_TRANSACTION_WARN_S", 0.0)
         findings = await run_verb("db", lab)
     longest = one(findings, "PostgreSQL transactions")
     assert longest.status is Status.WARN and "billing" in longest.title
@@ -190,7 +192,7 @@ async def test_connections_by_state_user_and_application(lab, monkeypatch):
         pid = await conns[0].fetchval("SELECT pg_backend_pid()")
         await conns[3].execute("SELECT pg_sleep(0)")
         findings = await run_verb("db connections", lab)
-        monkeypatch.setattr(database, "IDLE_IN_TRANSACTION_WARN_S", 0.0)
+        monkeypatch.setattr(db_connections, "IDLE_IN_TRANSACTION_WARN_S", 0.0)
         warned = await run_verb("db connections", lab)
         await conns[0].execute("ROLLBACK")
 
@@ -372,7 +374,7 @@ async def test_everything_is_fine_on_an_empty_database(fresh_database):
 
 async def test_settings_note_what_looks_wrong_for_the_machine(lab):
     findings = await run_verb("db settings", lab)
-    assert [f.component for f in findings] == list(database.SETTINGS)
+    assert [f.component for f in findings] == list(db_settings.SETTINGS)
     ram = one(findings, "shared_buffers").data["ram"]
     assert ram and ram > 1024**3  # read by the server from /proc/meminfo
     shared = one(findings, "shared_buffers")
@@ -395,7 +397,7 @@ async def test_settings_note_what_looks_wrong_for_the_machine(lab):
 ])
 def test_setting_notes_for_other_machines(ram, values, name, expected):
     row = {"bytes": values.get(name), "setting": str(values.get(name, 0))}
-    status, notes = database.setting_note(name, row, values, ram)
+    status, notes = db_settings.setting_note(name, row, values, ram)
     assert status is Status.WARN and expected in notes[0]
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.findings import Status
-from bot.registry import UsageError
+from bot.core.findings import Status
+from bot.core.registry import UsageError
 from runbooks.errors import CODES, GUIDE_TABLES, lookup, parse_code
 
 GUIDE = Path(__file__).resolve().parents[2] / "shared" / "guide" / "erpgo-troubleshooting-guide.md"  # beside the project

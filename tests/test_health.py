@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 
 from demo.services import PostgresServer, RedisServer, free_port
 
@@ -160,7 +159,7 @@ async def test_secrets_never_posted_or_logged(start_bot, tmp_path, capsys):
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from bot.logs import configure_logging
+    from bot.core.logs import configure_logging
 
     leaky = web.Application()
 

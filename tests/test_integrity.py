@@ -7,9 +7,10 @@ import json
 import asyncpg
 import pytest
 
-from bot.engine import CheckContext, run_checks
-from bot.findings import Finding, Status
-from bot.registry import Refused, load_runbooks
+from bot.app import build_registry
+from bot.core.engine import CheckContext, run_checks
+from bot.core.findings import Finding, Status
+from bot.core.registry import Refused
 from bot.settings import load_settings
 from bot.targets import Targets
 from demo.services import free_port
@@ -20,26 +21,26 @@ COMPONENTS = ("Foreign keys", "Order totals", "Stock levels", "Order statuses")
 
 
 def context_for(dsn: str, **params) -> CheckContext:
-    load_runbooks()
+    build_registry()
     settings = load_settings(erpgo_database_url=dsn)
     return CheckContext(Targets(settings), settings, params)
 
 
 async def integrity(dsn: str) -> dict[str, Finding]:
-    registry = load_runbooks()
+    registry = build_registry()
     findings = await run_checks(registry.verbs["integrity"].checks, context_for(dsn))
     assert [f.component for f in findings] == list(COMPONENTS)
     return {f.component: f for f in findings}
 
 
 async def check(dsn: str, name: str) -> Finding:
-    registry = load_runbooks()
+    registry = build_registry()
     [finding] = await run_checks([registry.checks[name]], context_for(dsn))
     return finding
 
 
 async def remediate(dsn: str, proposal) -> str:
-    registry = load_runbooks()
+    registry = build_registry()
     return await registry.remediations[proposal.action].func(context_for(dsn), **json.loads(json.dumps(proposal.args)))
 
 
@@ -110,7 +111,7 @@ async def test_a_database_without_erpgo_tables_is_skipped_not_failed(fresh_datab
 
 
 async def test_database_not_configured_or_down():
-    registry = load_runbooks()
+    registry = build_registry()
     findings = await run_checks(registry.verbs["integrity"].checks,
                                 CheckContext(Targets(load_settings()), load_settings(), {}))
     assert {f.status for f in findings} == {Status.SKIPPED}
@@ -152,7 +153,7 @@ async def test_recalc_stock_fixes_the_product_then_refuses(demo_copy):
 
 
 async def test_repairs_refuse_arguments_that_are_not_row_ids(demo_copy):
-    registry = load_runbooks()
+    registry = build_registry()
     for action, key in (("data.fix_order_totals", "order_ids"), ("data.recalc_stock", "product_ids")):
         for bad in ([], ["1; DROP TABLE orders"], "not-a-list"):
             with pytest.raises(Refused):

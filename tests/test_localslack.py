@@ -15,7 +15,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.localslack import LocalSlack, render_text
+from bot.local.slack import LocalSlack, render_text
 
 SECRET = "test-signing-secret"
 

@@ -8,11 +8,12 @@ from datetime import datetime
 import asyncpg
 import pytest
 
-from bot.engine import CheckContext
-from bot.registry import Refused, UsageError, load_runbooks
+from bot.app import build_registry
+from bot.core.engine import CheckContext
+from bot.core.registry import Refused, UsageError
 from bot.settings import load_settings
 from bot.targets import Targets
-from runbooks.locks import parse_seconds, root_blockers
+from runbooks.database.locks import parse_seconds, root_blockers
 
 
 async def until(predicate, timeout: float = 10.0, what: str = "condition"):
@@ -114,19 +115,19 @@ async def blocking():
 
 
 def context_for(dsn: str, **params) -> CheckContext:
-    load_runbooks()
+    build_registry()
     return CheckContext(Targets(load_settings(erpgo_database_url=dsn)), load_settings(erpgo_database_url=dsn), params)
 
 
 async def run_verb(dsn: str, verb: str, **params):
-    from bot.engine import run_checks
+    from bot.core.engine import run_checks
 
-    registry = load_runbooks()
+    registry = build_registry()
     return await run_checks(registry.verbs[verb].checks, context_for(dsn, **params))
 
 
 async def remediate(dsn: str, action: str, **args) -> str:
-    registry = load_runbooks()
+    registry = build_registry()
     return await registry.remediations[action].func(context_for(dsn), **args)
 
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from bot import outbox
-from bot.localslack import LocalSlack
-from bot.outbox import Outbox, outbox_client, retry_after
-from bot.store import Store
+from bot.slack import outbox
+from bot.local.slack import LocalSlack
+from bot.slack.outbox import Outbox, outbox_client, retry_after
+from bot.store.pool import Store
 
 
 @pytest.fixture

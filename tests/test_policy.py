@@ -11,8 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.policy import Policy, load_policy, parse_policy
-from bot.render_text import render_text
+from bot.approvals.policy import Policy, load_policy, parse_policy
+from bot.local.text import render_text
 from bot.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,6 @@
 """What Slack sees of the bot: signatures, usage answers, odd input, /healthz and /metrics."""
 from __future__ import annotations
 
-import json
 import time
 from urllib.parse import urlencode
 

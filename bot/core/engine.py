@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.findings import Finding, Status
-from bot.metrics import CHECK_SECONDS
-from bot.redact import redact
-from bot.registry import Check
+from bot.core.findings import Finding, Status
+from bot.core.metrics import CHECK_SECONDS
+from bot.core.errors import describe_error, is_unreachable
+from bot.core.registry import Check
 from bot.settings import Settings
 from bot.targets import NotConfigured, Targets
 
@@ -20,18 +20,6 @@ class CheckContext:
     targets: Targets
     settings: Settings
     params: dict[str, Any] = field(default_factory=dict)
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line, redacted description of why something failed."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
-    return redact(f"{name}: {text}" if text else name)[:300]
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """Refused, reset, unresolvable, socket missing: the component is down, not the check broken."""
-    return isinstance(exc, (OSError, ConnectionError)) or type(exc).__name__ in ("ConnectionError", "ClientConnectorError")
 
 
 async def run_check(check: Check, ctx: CheckContext) -> list[Finding]:

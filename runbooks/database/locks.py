@@ -19,10 +19,12 @@ import math
 import re
 from datetime import datetime, timezone
 
-from bot.engine import CheckContext
-from bot.findings import Finding, Proposal, Status
-from bot.registry import Refused, UsageError, registry
-from bot.units import human_duration
+from bot.core.engine import CheckContext
+from bot.core.findings import Finding, Proposal, Status
+from bot.core.registry import Refused, Runbook, UsageError
+from bot.core.units import human_duration
+
+runbook = Runbook("database.locks")
 
 SECTION = "Database Issues › Database Locks and Deadlocks"
 COMPONENT = "PostgreSQL locks"
@@ -34,7 +36,7 @@ CRIT_WAIT_S = 30  # a lock wait this long is an incident, not a blip
 CRIT_QUERY_S = 300
 EFFECT_WAIT_S = 3.0  # how long a remediation watches for its effect
 
-registry.verb("db locks", "blocked and blocking sessions, grouped by root blocker (guide: Database Locks and Deadlocks)",
+runbook.verb("db locks", "blocked and blocking sessions, grouped by root blocker (guide: Database Locks and Deadlocks)",
               ack="Looking for blocked sessions…")
 
 
@@ -53,7 +55,7 @@ def parse_seconds(words: list[str]) -> dict:
     return {"seconds": value}
 
 
-registry.verb("db long-queries", "queries running longer than N seconds (default 5), with cancel/terminate proposals",
+runbook.verb("db long-queries", "queries running longer than N seconds (default 5), with cancel/terminate proposals",
               usage="[seconds]", parse=parse_seconds, ack="Looking for long-running queries…")
 
 SESSIONS = """
@@ -222,7 +224,7 @@ def blocker_finding(pid: int, victims: set[int], sessions: dict[int, dict], data
                          "backend_start": root["backend_start"].isoformat()})
 
 
-@registry.check("db locks", component=COMPONENT, section=SECTION)
+@runbook.check("db locks", component=COMPONENT, section=SECTION)
 async def blocking_sessions(ctx: CheckContext) -> list[Finding]:
     async with ctx.targets.pg.connect() as conn:
         rows = await conn.fetch(SESSIONS)
@@ -253,7 +255,7 @@ LONG_REASONS = {
 }
 
 
-@registry.check("db long-queries", component=LONG_COMPONENT, section="Database Issues › Slow Query Performance")
+@runbook.check("db long-queries", component=LONG_COMPONENT, section="Database Issues › Slow Query Performance")
 async def long_queries(ctx: CheckContext) -> list[Finding]:
     threshold = float(ctx.params.get("seconds", 5.0))
     async with ctx.targets.pg.connect() as conn:
@@ -365,13 +367,13 @@ async def signal_backend(ctx: CheckContext, kind: str, pid: int, backend_start: 
     return line
 
 
-@registry.remediation("db.cancel", "Cancel a backend's running query (pg_cancel_backend)", timeout=15)
+@runbook.remediation("db.cancel", "Cancel a backend's running query (pg_cancel_backend)", timeout=15)
 async def cancel_backend(ctx: CheckContext, pid: int, backend_start: str, because: str = "blocking",
                          query_start: str | None = None, database: str | None = None) -> str:
     return await signal_backend(ctx, "cancel", pid, backend_start, because, query_start, database)
 
 
-@registry.remediation("db.terminate", "Terminate a backend: end its session (pg_terminate_backend)", timeout=15)
+@runbook.remediation("db.terminate", "Terminate a backend: end its session (pg_terminate_backend)", timeout=15)
 async def terminate_backend(ctx: CheckContext, pid: int, backend_start: str, because: str = "blocking",
                             query_start: str | None = None, database: str | None = None) -> str:
     return await signal_backend(ctx, "terminate", pid, backend_start, because, query_start, database)

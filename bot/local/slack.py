@@ -37,7 +37,7 @@ from urllib.parse import urlencode
 from aiohttp import ClientSession, ClientTimeout, web
 from slack_sdk.signature import SignatureVerifier
 
-from bot.render_text import render_text
+from bot.local.text import render_text
 
 __all__ = ["Call", "LocalSlack", "SlackHTTPResult", "block_errors", "render_text"]
 

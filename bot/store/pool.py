@@ -1,6 +1,6 @@
 """The bot's own state in PostgreSQL (BOT_DATABASE_URL): versioned migrations and a pool.
 
-Migrations are the files bot/migrations/NNNN_name.sql, applied in order, each once, in one
+Migrations are the files bot/store/migrations/NNNN_name.sql, applied in order, each once, in one
 transaction, under an advisory lock so replicas starting together do not race.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from importlib import resources
 
 import asyncpg
 
-from bot.logs import log
+from bot.core.logs import log
 
 MIGRATION_LOCK = 7_301_117  # advisory lock key, any constant unique to this application
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -18,7 +18,7 @@ _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) for every migration shipped with the bot, in order."""
-    folder = resources.files("bot") / "migrations"
+    folder = resources.files("bot.store") / "migrations"
     found = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)

@@ -10,10 +10,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.logs import log
-from bot.metrics import SLACK_API_ERRORS
-from bot.redact import redact_any
-from bot.render import Message
+from bot.core.logs import log
+from bot.core.metrics import SLACK_API_ERRORS
+from bot.core.redact import redact_any
+from bot.slack.render import Message
 
 
 def web_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Coroutine
 
-from bot.logs import log
+from bot.core.logs import log
 
 
 class TaskTracker:

@@ -6,7 +6,7 @@ import sys
 
 import structlog
 
-from bot.redact import redact_any
+from bot.core.redact import redact_any
 
 
 def _redact(_logger, _method, event_dict):

@@ -11,10 +11,11 @@ them:
   channel, shared by every replica through ``slack_channels.next_at``;
 * **coalesced** — several pending header versions of a thread become one ``chat.update`` (or are
   folded into the still unsent top-level post);
-* **retried** — a 429 pauses the channel for exactly its ``Retry-After`` (read in full: slack_sdk's
-  own rate-limit handler reads only its first digit, so this client has no retry handlers), 5xx,
+* **retried** — a 429 pauses the channel for exactly its ``Retry-After``, 5xx,
   timeouts and refused connections back off exponentially up to ``ERPGO_SLACK_MAX_BACKOFF`` and are
-  retried for as long as it takes; the backlog is visible in ``/healthz`` and ``erpgo_slack_backlog``;
+  retried for as long as it takes; the backlog is visible in ``/healthz`` and ``erpgo_slack_backlog``.
+  This client has no slack_sdk retry handlers on purpose: their waits live in one process, while
+  these retries are rows in the shared database, so every replica honours the same pause;
 * **never twice** — a worker claims a row with ``FOR UPDATE SKIP LOCKED`` and marks it sent in the
   same transaction as the Slack call, so replicas sharing the table never send a row twice. (A
   process killed after Slack accepted a message but before the commit sends it again on restart:
@@ -36,11 +37,11 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engine import describe_error
-from bot.logs import log
-from bot.metrics import SLACK_API_ERRORS, SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
-from bot.redact import redact_any
-from bot.render import clip
+from bot.core.errors import Backoff, describe_error
+from bot.core.logs import log
+from bot.core.metrics import SLACK_API_ERRORS, SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
+from bot.core.redact import redact_any
+from bot.slack.render import clip
 
 # Errors that will not go away by retrying this message: it is marked failed (and logged) so that
 # the rest of its thread and channel is not held up behind it.
@@ -278,6 +279,7 @@ class Outbox:
         self.client = client
         self.interval = interval
         self.max_backoff = max_backoff
+        self.backoff = Backoff(first=1.0, cap=max_backoff)
         self.workers = workers
         self.poll = poll  # how often to look for rows other replicas queued
         self._tasks: list[asyncio.Task] = []
@@ -351,7 +353,7 @@ class Outbox:
                 failures += 1
                 if failures == 1 or failures % 30 == 0:
                     log.warning("outbox_database_error", error=describe_error(exc), failures=failures)
-                await self._sleep(min(self.max_backoff, 0.5 * 2 ** min(failures, 8)))
+                await self._sleep(self.backoff.delay(failures - 1))
                 continue
             if not delivered:
                 await self._idle()
@@ -479,7 +481,7 @@ class Outbox:
 
     async def _retry(self, conn, row, retry: _Retry) -> None:
         attempts = row["attempts"] + 1
-        delay = retry.delay if retry.delay is not None else min(self.max_backoff, 2.0 ** (attempts - 1))
+        delay = retry.delay if retry.delay is not None else self.backoff.delay(attempts - 1)
         SLACK_OUTBOX_RETRIES.labels(retry.reason).inc()
         await conn.execute(
             "UPDATE slack_outbox SET attempts = $2, last_error = $3,"

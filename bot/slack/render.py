@@ -12,7 +12,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.findings import Finding, Status, worst
+from bot.core.findings import Finding, Status, worst
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
 
-from bot import render
-from bot.approvals import Approval, AuditEntry, Decision
-from bot.policy import Policy
-from bot.render import Message, clip, context, escape, section
+from bot.slack import render
+from bot.approvals.engine import Approval, AuditEntry, Decision
+from bot.approvals.policy import Policy
+from bot.slack.render import Message, clip, context, escape, section
 
 APPROVE_ACTION = "approval.approve"
 REJECT_ACTION = "approval.reject"

@@ -25,99 +25,23 @@ from typing import Any, AsyncIterator, Callable
 
 import asyncpg
 
-from bot.engine import CheckContext, describe_error
-from bot.findings import Proposal
-from bot.logs import log
-from bot.policy import Policy
-from bot.redact import redact, redact_any
-from bot.registry import Refused, Registry
+from bot.approvals.model import OPEN_STATES, Approval, AuditEntry, Decision, StoreUnavailable
+from bot.core.engine import CheckContext
+from bot.core.errors import UNREACHABLE, Backoff, describe_error
+from bot.core.findings import Proposal
+from bot.core.logs import log
+from bot.approvals.policy import Policy
+from bot.core.redact import redact, redact_any
+from bot.core.registry import Refused, Registry
 from bot.targets import NotConfigured
 
-OPEN_STATES = ("pending", "executing")
 RESULT_RECORD_ATTEMPTS = 3
-
-# what counts as "the bot's database is down" rather than a bug
-_UNREACHABLE = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
-    asyncpg.exceptions.TooManyConnectionsError,
-)
-
-
-class StoreUnavailable(Exception):
-    """The bot's database could not be reached; nothing was changed."""
-
-
-@dataclass
-class Approval:
-    id: int
-    action: str
-    args: dict[str, Any]
-    summary: str
-    reason: str
-    preview: str
-    target: list[str]
-    requester: str
-    channel: str | None
-    message_ts: str | None
-    thread_ts: str | None
-    state: str
-    created_at: datetime
-    expires_at: datetime
-    decided_by: str | None
-    decided_at: datetime | None
-    finished_at: datetime | None
-    result: str | None
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> "Approval":
-        values = dict(row)
-        for key in ("args", "target"):
-            if isinstance(values[key], str):
-                values[key] = json.loads(values[key])
-        return cls(**values)
-
-
-@dataclass
-class AuditEntry:
-    id: int
-    at: datetime
-    actor: str
-    event: str
-    approval_id: int | None
-    action: str | None
-    outcome: str
-    detail: str
-    channel: str | None
-
-
-@dataclass
-class Decision:
-    """What a click came to.
-
-    kind: executed (result in approval.state / .result), rejected, cancelled, expired (all three
-    change the approval message), refused (policy said no: `reason`), handled (someone got there
-    first: the approval as it is now), duplicate (a Slack retry of a click already acted on),
-    missing (no such approval).
-    """
-
-    kind: str
-    approval: Approval | None = None
-    reason: str = ""
-    recorded: bool = True  # False: executed, but the result could not be written back
-    follow_ups: list = field(default_factory=list)  # Proposals the remediation offers next (e.g. a revert)
-
-    @property
-    def changes_message(self) -> bool:
-        return self.kind in ("executed", "rejected", "cancelled", "expired")
+RESULT_RETRY = Backoff(first=0.5, cap=2.0)
 
 
 @dataclass
 class Approvals:
-    store: Any  # bot.store.Store
+    store: Any  # bot.store.pool.Store
     registry: Registry
     targets: Any  # bot.targets.Targets
     settings: Any  # bot.settings.Settings
@@ -136,7 +60,7 @@ class Approvals:
             await self.store.ready()
             async with self.store.acquire() as conn:
                 yield conn
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             log.error("bot_database_unreachable", error=describe_error(exc))
             raise StoreUnavailable(describe_error(exc)) from exc
 
@@ -350,7 +274,7 @@ class Approvals:
                 return Decision("executed", Approval.from_row(row) if row else await self.get(claimed.id))
             except StoreUnavailable:
                 if attempt + 1 < RESULT_RECORD_ATTEMPTS:
-                    await asyncio.sleep(0.5 * (attempt + 1))  # back-off before writing the result again
+                    await asyncio.sleep(RESULT_RETRY.delay(attempt))  # before writing the result again
         log.error("approval_result_not_recorded", approval_id=claimed.id, state=state, result=result)
         claimed.state, claimed.result = state, result
         return Decision("executed", claimed, recorded=False)

@@ -13,8 +13,8 @@ import sys
 from pydantic import SecretStr
 
 from bot.app import RUNTIME
-from bot.localslack import LocalSlack
-from bot.render_text import render_text
+from bot.local.slack import LocalSlack
+from bot.local.text import render_text
 from bot.settings import Settings
 
 PROMPT = "erpgo> "

@@ -1,0 +1,287 @@
+"""Alert intake: Alertmanager notifications become one Slack thread per alert group.
+
+A notification (webhook version 4) is validated, then recorded in ONE transaction of the bot's
+database: every alert received, the current state of each alert of its group, the group (with the
+thread it is discussed in) and the Slack messages that announce what changed, queued in the outbox
+(bot/outbox.py). Only then does the webhook answer 2xx. Notifications that arrive while a
+transaction is being written share the next one (Recorder: a group commit), so a storm costs a few
+round trips per batch rather than per notification. What is posted:
+
+* a new group → a header message (name, severity, summary, instances, since, runbook and Silence
+  links) and, once its checks have run, the triage report in its thread;
+* the same alerts again (Alertmanager's repeat notifications) → nothing;
+* alerts joining or leaving a firing group → one thread reply (merged with an unsent one) and the
+  header updated; while the header itself is still unsent it simply shows them;
+* the group resolved → header updated (resolved, duration) and a thread reply;
+* firing again within ERPGO_ALERT_REFIRE_WINDOW of its resolution → back in the same thread
+  (a reply, the header updated, a new triage); later → a new thread.
+
+Headers and membership replies are rendered by the outbox when it sends them, from the database as
+it is then: a header that a storm changes a thousand times is rendered once per message Slack gets.
+
+An alert absent from a complete notification (truncatedAlerts = 0) has left its group: Alertmanager
+always sends every alert of the group, so a missing one was dropped (e.g. Alertmanager lost its
+state). With truncatedAlerts > 0 (webhook `max_alerts`), absent alerts are left as they were."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+import asyncpg
+
+from bot.alerts.groups import (
+    Group,
+    Recorded,
+    Thread,
+    alert_row,
+    apply_notification,
+    group_insert,
+    iso,
+)
+from bot.alerts.messages import OpenGroup
+from bot.alerts.webhook import DISPLAY_SQL, Webhook
+from bot.core.logs import log
+from bot.slack import outbox
+
+# ---------------------------------------------------------------------- recording notifications
+#
+# Notifications that arrive together are recorded together (a group commit): one transaction locks
+# their groups, reads what they knew, applies each notification in arrival order in memory and writes
+# the net result with a handful of set-based statements. Under a storm that is a few round trips
+# for dozens of notifications; alone, a notification is one small transaction as before.
+
+MAX_BATCH_NOTIFICATIONS = 200
+MAX_BATCH_ALERTS = 5000
+
+_ALERT_COLUMNS = """fingerprint text, status text, labels jsonb, annotations jsonb, starts_at timestamptz,
+                    ends_at timestamptz, generator_url text"""
+
+UPSERT_GROUPS = """
+INSERT INTO alert_groups (group_key, receiver, channel, thread_key, status, group_labels, common_labels,
+                          annotations, external_url, fired_at, resolved_at, notifications, triage_state)
+SELECT x.group_key, x.receiver, x.channel, x.thread_key, x.status, x.group_labels, x.common_labels, x.annotations,
+       x.external_url, x.fired_at, x.resolved_at, x.notifications, x.triage_state
+FROM jsonb_to_recordset($1::jsonb) AS x(group_key text, receiver text, channel text, thread_key text, status text,
+     group_labels jsonb, common_labels jsonb, annotations jsonb, external_url text, fired_at timestamptz,
+     resolved_at timestamptz, notifications bigint, triage_state text)
+ORDER BY x.group_key  -- one lock order for every replica: no deadlock between batches
+ON CONFLICT (group_key) DO UPDATE SET notifications = alert_groups.notifications + excluded.notifications
+RETURNING id, group_key, xmax = 0 AS inserted, status, channel, thread_key, fired_at, resolved_at, triage_state,
+          alerts_total, alerts_firing
+"""
+
+# what the groups' alerts were, and what of their threads is still unsent, once their rows are locked
+# What the groups' alerts were, once their rows are locked: the alerts the notifications name, every
+# alert of the groups a notification describes completely ($1: to tell who left), and what of their
+# threads is still unsent. Nothing is read per alert that the batch does not name (the counts are
+# kept on the group), so a notification costs the same in a group of 10 alerts or of 10,000.
+READ_GROUPS = f"""
+WITH {outbox.TAIL_CTES.format(keys="$2")},
+named AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS x(group_id bigint, fingerprint text)),
+known AS (
+    SELECT a.group_id, a.fingerprint, a.status, a.labels FROM alerts a WHERE a.group_id = ANY($1::bigint[])
+    UNION ALL
+    SELECT a.group_id, a.fingerprint, a.status, a.labels FROM named n
+    CROSS JOIN LATERAL (  -- one index lookup per alert named, whatever the size of the table (LIMIT: not a hash join)
+        SELECT * FROM alerts a WHERE a.group_id = n.group_id AND a.fingerprint = n.fingerprint LIMIT 1) a
+    WHERE NOT (n.group_id = ANY($1::bigint[])))
+SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(group_id, fingerprint, status, {DISPLAY_SQL})), '[]') FROM known
+       ) AS previous,
+       {outbox.TAIL_COLUMNS}
+"""
+
+WRITE_ALERTS = f"""
+WITH received AS (
+    INSERT INTO alerts_received (group_id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url)
+    SELECT x.group_id, x.fingerprint, x.status, x.labels, x.annotations, x.starts_at, x.ends_at, coalesce(x.generator_url, '')
+    FROM jsonb_to_recordset($1::jsonb) AS x(group_id bigint, {_ALERT_COLUMNS})
+), upserted AS (
+    INSERT INTO alerts (group_id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url)
+    SELECT x.group_id, x.fingerprint, x.status, x.labels, x.annotations, x.starts_at, x.ends_at, coalesce(x.generator_url, '')
+    FROM jsonb_to_recordset($2::jsonb) AS x(group_id bigint, {_ALERT_COLUMNS})
+    ON CONFLICT (group_id, fingerprint) DO UPDATE SET
+        status = excluded.status, labels = excluded.labels, annotations = excluded.annotations,
+        starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
+        updated_at = now()
+), gone AS (
+    UPDATE alerts a SET status = 'resolved', ends_at = coalesce(a.ends_at, now()), updated_at = now()
+    FROM jsonb_to_recordset($3::jsonb) AS x(group_id bigint, fingerprint text)
+    WHERE a.group_id = x.group_id AND a.fingerprint = x.fingerprint
+), moved AS (
+    UPDATE alert_groups g SET
+        status = coalesce(x.status, g.status), thread_key = coalesce(x.thread_key, g.thread_key),
+        channel = coalesce(x.channel, g.channel), fired_at = coalesce(x.fired_at, g.fired_at),
+        resolved_at = CASE WHEN x.status IS NULL THEN g.resolved_at ELSE x.resolved_at END,
+        group_labels = coalesce(x.group_labels, g.group_labels), common_labels = coalesce(x.common_labels, g.common_labels),
+        annotations = coalesce(x.annotations, g.annotations), external_url = coalesce(x.external_url, g.external_url),
+        receiver = coalesce(x.receiver, g.receiver), triage_state = coalesce(x.triage_state, g.triage_state),
+        alerts_total = x.alerts_total, alerts_firing = x.alerts_firing,
+        updated_at = CASE WHEN x.status IS NULL THEN g.updated_at ELSE now() END
+    FROM jsonb_to_recordset($4::jsonb) AS x(id bigint, status text, thread_key text, channel text,
+         fired_at timestamptz, resolved_at timestamptz, group_labels jsonb, common_labels jsonb, annotations jsonb,
+         external_url text, receiver text, triage_state text, alerts_total int, alerts_firing int)
+    WHERE g.id = x.id
+), {outbox.WRITE_CTES.format(rows="$5", rewrites="$6")}
+SELECT 1
+"""
+
+
+
+
+
+async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
+    """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group."""
+    now = datetime.now(timezone.utc)
+    firsts: dict[str, dict] = {}
+    for hook, channel in items:
+        if hook.groupKey not in firsts:
+            firsts[hook.groupKey] = group_insert(hook, channel, now, 0)
+        firsts[hook.groupKey]["notifications"] += 1
+    rows = await conn.fetch(UPSERT_GROUPS, json.dumps(list(firsts.values())))
+    existing = {r["group_key"]: r["id"] for r in rows if not r["inserted"]}
+    previous: dict[int, dict] = {r["id"]: {} for r in rows}
+    found_tails: dict[str, outbox.Tail] = {}
+    if existing:
+        complete = {existing[h.groupKey] for h, _ in items
+                    if h.groupKey in existing and (h.truncatedAlerts == 0 or h.status == "resolved")}
+        named = [{"group_id": existing[h.groupKey], "fingerprint": a.fingerprint} for h, _ in items
+                 if h.groupKey in existing and existing[h.groupKey] not in complete for a in h.alerts]
+        keys = [r["thread_key"] for r in rows if not r["inserted"]]
+        read = await conn.fetchrow(READ_GROUPS, list(complete), keys, json.dumps(named))
+        for group_id, fp, status, name in json.loads(read["previous"]):
+            previous[group_id][fp] = (status, name)
+        found_tails = outbox.parse_tails(keys, read)
+    new_rows: list[dict] = []
+    rewrites: dict[int, dict] = {}
+    groups = {
+        r["group_key"]: Group(
+            id=r["id"], key=r["group_key"], inserted=r["inserted"], status=r["status"], channel=r["channel"],
+            thread_key=r["thread_key"], fired_at=r["fired_at"], resolved_at=r["resolved_at"],
+            triage_state=r["triage_state"], members=previous[r["id"]],
+            thread=Thread(r["thread_key"], r["channel"], found_tails.get(r["thread_key"]), new_rows, rewrites),
+            total=r["alerts_total"], firing=r["alerts_firing"],
+        )
+        for r in rows
+    }
+    results = [apply_notification(groups[hook.groupKey], hook, channel, settings, now) for hook, channel in items]
+
+    restarted = [g.id for g in groups.values() if g.restarted]
+    if restarted:
+        await conn.execute("DELETE FROM alerts WHERE group_id = ANY($1::bigint[])", restarted)
+    received = [alert_row(alert, groups[hook.groupKey].id) for hook, _ in items
+                for alert in {a.fingerprint: a for a in hook.alerts}.values()]
+    upserts = [alert_row(alert, g.id) for g in groups.values() for alert in g.upserts.values()]
+    gone = [{"group_id": g.id, "fingerprint": fp} for g in groups.values() for fp in g.gone]
+    moved = []  # groups whose state moved on (everything), or only their counts
+    for g in groups.values():
+        if g.moved:
+            moved.append({
+                "id": g.id, "status": g.status, "thread_key": g.thread_key, "channel": g.channel,
+                "fired_at": iso(g.fired_at), "resolved_at": iso(g.resolved_at), "group_labels": g.labels["group"],
+                "common_labels": g.labels["common"], "annotations": g.payload["annotations"],
+                "external_url": g.payload["external_url"], "receiver": g.payload["receiver"],
+                "triage_state": g.triage_state, "alerts_total": g.total, "alerts_firing": g.firing})
+        elif g.upserts or g.gone or g.restarted:
+            moved.append({"id": g.id, "alerts_total": g.total, "alerts_firing": g.firing})
+    await conn.execute(WRITE_ALERTS, json.dumps(received), json.dumps(upserts), json.dumps(gone), json.dumps(moved),
+                       *outbox.write_params(new_rows, list(rewrites.values())))
+    return results
+
+
+# what PostgreSQL may refuse in one notification (a value it cannot store), not in the whole batch
+REFUSED_DATA = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
+                asyncpg.exceptions.ProgramLimitExceededError)
+
+
+class Recorder:
+    """Records the notifications of concurrent webhook requests together (a group commit).
+
+    `await recorder.submit(hook, channel)` returns once the notification is committed, or raises
+    when it could not be. While one batch is being written, the requests that arrive wait for the
+    next; a batch that fails is retried one notification at a time, so one notification the
+    database refuses cannot take others down with it."""
+
+    def __init__(self, store, settings, writers: int = 2, busy: int = 8):
+        self.store = store
+        self.settings = settings
+        self.writers = writers  # batches written at once, each on its own connection ...
+        self.busy = busy  # ... the next one only when this many notifications are waiting
+        self._queue: deque[tuple[Webhook, str, asyncio.Future]] = deque()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def submit(self, hook: Webhook, channel: str) -> Recorded:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((hook, channel, future))
+        if not self._tasks or (len(self._tasks) < self.writers and len(self._queue) >= self.busy):
+            task = asyncio.create_task(self._drain(), name="alert-recorder")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    def _take(self) -> list[tuple[Webhook, str, asyncio.Future]]:
+        taken, alerts = [], 0
+        while self._queue and len(taken) < MAX_BATCH_NOTIFICATIONS:
+            alerts += len(self._queue[0][0].alerts)
+            if taken and alerts > MAX_BATCH_ALERTS:
+                break
+            taken.append(self._queue.popleft())
+        return taken
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._take()
+            try:
+                await self._write(batch)
+            except Exception as exc:
+                if len(batch) == 1 or not isinstance(exc, REFUSED_DATA):
+                    _settle(batch, error=exc)  # e.g. the database is down: every one of them gets a 503
+                    continue
+                for item in batch:  # find the one that cannot be recorded; record the others
+                    try:
+                        await self._write([item])
+                    except Exception as single:
+                        _settle([item], error=single)
+
+    async def _write(self, batch) -> None:
+        started = time.perf_counter()
+        await self.store.ready()
+        async with self.store.acquire() as conn:
+            async with conn.transaction():
+                results = await record_batch(conn, self.settings, [(hook, channel) for hook, channel, _ in batch])
+        _settle(batch, results=results)
+        log.debug("alert_batch_recorded", notifications=len(batch), duration_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def _settle(batch, *, results=None, error: Exception | None = None) -> None:
+    for n, (_hook, _channel, future) in enumerate(batch):
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(results[n])
+
+
+
+# ---------------------------------------------------------------------- /erpgo alerts
+
+async def open_groups(store, limit: int = 25) -> tuple[list[OpenGroup], int]:
+    async with store.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT g.id, g.common_labels, g.annotations, g.fired_at, g.channel, t.channel AS thread_channel, t.ts,
+                      g.alerts_firing AS firing,
+                      (SELECT string_agg(DISTINCT a.labels->>'alertname', ', ') FROM alerts a
+                        WHERE a.group_id = g.id AND a.status = 'firing') AS names,
+                      count(*) OVER () AS total
+               FROM alert_groups g LEFT JOIN slack_threads t ON t.thread_key = g.thread_key
+               WHERE g.status = 'firing' ORDER BY g.fired_at DESC LIMIT $1""", limit)
+    groups = []
+    for r in rows:
+        labels, annotations = json.loads(r["common_labels"]), json.loads(r["annotations"])
+        groups.append(OpenGroup(
+            r["id"], labels.get("alertname") or r["names"] or "alert", labels.get("severity", ""),
+            annotations.get("summary", ""), r["firing"], r["fired_at"], r["thread_channel"] or r["channel"], r["ts"]))
+    return groups, (rows[0]["total"] if rows else 0)

@@ -1,0 +1,258 @@
+"""What an alert thread shows: the header, membership, resolve and re-fire replies, the triage report,
+and the /erpgo alerts list. Headers and membership replies are rendered when the outbox sends them."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from slack_sdk.models.blocks import (
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.alerts.webhook import DISPLAY_SQL
+from bot.core.findings import Finding
+from bot.core.units import human_duration as duration
+from bot.slack import outbox, render
+
+MAX_LISTED = 10  # instances named in a header or a reply
+MAX_MEMBERS_KEPT = 30  # names kept in a merged membership reply
+
+
+
+# ---------------------------------------------------------------------- messages
+
+@dataclass
+class GroupView:
+    """What a header shows."""
+
+    status: str
+    names: list[str]
+    labels: dict[str, str]  # common labels
+    group_labels: dict[str, str]
+    annotations: dict[str, str]
+    external_url: str
+    generator_url: str
+    fired_at: datetime
+    resolved_at: datetime | None
+    members: dict[str, tuple[str, str]] = field(default_factory=dict)  # fingerprint -> (status, name)
+
+    @property
+    def title(self) -> str:
+        names = self.names[:3] + ([f"+{len(self.names) - 3}"] if len(self.names) > 3 else [])
+        return ", ".join(names)
+
+    def names_with(self, status: str) -> list[str]:
+        return sorted(name for st, name in self.members.values() if st == status)
+
+
+def slack_date(when: datetime) -> str:
+    """A date Slack shows in the reader's time zone; the fallback is UTC."""
+    fallback = when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def safe_url(url: str | None) -> str | None:
+    """An http(s) URL fit for a Slack link (<url|text>), or None."""
+    if not url or not url.lower().startswith(("http://", "https://")) or len(url) > 2000:
+        return None
+    return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace(" ", "%20")
+
+
+def silence_url(external_url: str, matchers: dict[str, str]) -> str | None:
+    """Alertmanager's "new silence" form, pre-filled with the group's labels."""
+    if not external_url or not matchers:
+        return None
+    terms = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in sorted(matchers.items()))
+    return safe_url(external_url.rstrip("/") + "/#/silences/new?filter=" + quote("{" + terms + "}", safe=""))
+
+
+def listing(names: list[str], limit: int = MAX_LISTED, total: int | None = None) -> str:
+    total = len(names) if total is None else total
+    shown = ", ".join(f"`{render.escape(n.replace('`', ''))}`" for n in names[:limit])
+    more = total - min(len(names), limit)
+    return shown + (f" … and {more} more" if more > 0 else "")
+
+
+def counts_text(firing: int, resolved: int) -> str:
+    return f"{firing} firing" + (f", {resolved} resolved" if resolved else "")
+
+
+def header_text(view: GroupView, firing: int, resolved: int) -> str:
+    """The header as one line: the notification text, and the whole message until it is rendered."""
+    severity = view.labels.get("severity", "")
+    summary = view.annotations.get("summary") or view.annotations.get("message") or ""
+    text = f"{view.status.upper()}: {view.title}" + (f" ({severity})" if severity else "") + f" — {counts_text(firing, resolved)}"
+    text += f" — {summary}" if summary else ""
+    if view.group_labels:
+        text += " — " + ", ".join(f"{k}={v}" for k, v in sorted(view.group_labels.items()))
+    return render.escape(text)  # the fallback text is mrkdwn too: no mention or link from a label
+
+
+def header_message(view: GroupView) -> render.Message:
+    firing, resolved = view.names_with("firing"), view.names_with("resolved")
+    severity = view.labels.get("severity", "")
+    counts = counts_text(len(firing), len(resolved))
+    summary = view.annotations.get("summary") or view.annotations.get("message") or ""
+    description = view.annotations.get("description", "")
+    if view.status == "firing":
+        heading = f":fire: FIRING: {view.title}"
+    else:
+        heading = f":white_check_mark: RESOLVED: {view.title}"
+    text = header_text(view, len(firing), len(resolved))
+    blocks: list = [HeaderBlock(text=render.clip(heading, 150))]
+    about = "\n".join(part for part in (f"*{render.escape(summary)}*" if summary else "", render.escape(description)) if part)
+    if about:
+        blocks.append(render.section(about))
+    fields = [
+        f"*Severity*\n{render.escape(severity) or '—'}",
+        f"*Alerts*\n{counts}",
+        f"*Instance{'s' if len(firing) + len(resolved) > 1 else ''}*\n{listing(firing or resolved) or '—'}",
+        f"*Since*\n{slack_date(view.fired_at)}",
+    ]
+    if view.status == "resolved" and view.resolved_at is not None:
+        fields += [f"*Resolved*\n{slack_date(view.resolved_at)}",
+                   f"*Duration*\n{duration((view.resolved_at - view.fired_at).total_seconds())}"]
+    blocks.append(SectionBlock(fields=[MarkdownTextObject(text=render.clip(f, 2000)) for f in fields]))
+    links = []
+    runbook = safe_url(view.annotations.get("runbook_url") or view.annotations.get("runbook"))
+    if runbook:
+        links.append(f"<{runbook}|:book: Runbook>")
+    silence = silence_url(view.external_url, view.group_labels or view.labels)
+    if silence:
+        links.append(f"<{silence}|:no_bell: Silence>")
+    source = safe_url(view.generator_url)
+    if source:
+        links.append(f"<{source}|:chart_with_upwards_trend: Source>")
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(view.group_labels.items()))
+    if labels:
+        links.append(f"group `{render.escape(labels.replace('`', ''))}`")
+    if links:
+        blocks.append(render.context(" · ".join(links)))
+    return render.message(text, blocks)
+
+
+def membership_text(data: dict) -> str:
+    parts = []
+    for key, verb in (("joined", "joined"), ("left", "resolved")):
+        n = data.get(f"{key}_n", 0)
+        if n:
+            parts.append(f"{n} alert{'s' if n != 1 else ''} {verb}: {listing(data[key], MAX_MEMBERS_KEPT, n)}")
+    return "; ".join(parts) + " (now " + counts_text(data.get("firing", 0), data.get("resolved", 0)) + ")"
+
+
+def membership_message(data: dict) -> render.Message:
+    lines = []
+    if data.get("joined_n"):
+        n = data["joined_n"]
+        lines.append(f":heavy_plus_sign: *{n} alert{'s' if n != 1 else ''} joined*: {listing(data['joined'], MAX_MEMBERS_KEPT, n)}")
+    if data.get("left_n"):
+        n = data["left_n"]
+        lines.append(f":heavy_minus_sign: *{n} alert{'s' if n != 1 else ''} resolved*: {listing(data['left'], MAX_MEMBERS_KEPT, n)}")
+    now = "now " + counts_text(data.get("firing", 0), data.get("resolved", 0))
+    text = "; ".join(line.replace("*", "") for line in lines) + f" ({now})"  # names are escaped by listing()
+    return render.message(text, [render.section("\n".join(lines)), render.context(now)])
+
+
+def merge_membership(old: dict | None, joined: list[str], left: list[str], firing: int, resolved: int) -> dict:
+    old = old or {}
+    merged_joined = (old.get("joined", []) + sorted(joined))[:MAX_MEMBERS_KEPT]
+    merged_left = (old.get("left", []) + sorted(left))[:MAX_MEMBERS_KEPT]
+    return {
+        "joined": merged_joined, "joined_n": old.get("joined_n", 0) + len(joined),
+        "left": merged_left, "left_n": old.get("left_n", 0) + len(left),
+        "firing": firing, "resolved": resolved,
+    }
+
+
+def resolved_message(view: GroupView, n: int) -> render.Message:
+    lasted = duration(((view.resolved_at or datetime.now(timezone.utc)) - view.fired_at).total_seconds())
+    text = f":white_check_mark: *Resolved* after {lasted}" + (f" — all {n} alerts resolved." if n > 1 else ".")
+    return render.message(text.replace("*", ""), [render.section(text)])
+
+
+def refire_message(was_resolved_for: float, firing: int) -> render.Message:
+    text = (f":repeat: *Firing again* — it had been resolved for {duration(was_resolved_for)}. "
+            f"{firing} firing; a new triage follows.")
+    return render.message(text.replace("*", ""), [render.section(text)])
+
+
+def triage_messages(title: str, findings: list[Finding], footer: str) -> list[render.Message]:
+    """The triage report as one thread reply (headline + details), or two when it is long."""
+    head = render.headline(title, findings, footer)
+    body = render.details(title, findings)
+    if len(head["blocks"]) + 1 + len(body["blocks"]) <= render.MAX_BLOCKS:
+        return [{"text": head["text"], "blocks": head["blocks"] + [DividerBlock().to_dict()] + body["blocks"]}]
+    return [head, body]
+
+
+# Headers and membership replies are rendered by the outbox when it sends them, from the state of
+# that moment: during a storm a header that changes with every notification is rendered once per
+# message Slack actually gets, not once per notification.
+
+HEADER, MEMBERSHIP = "alert.header", "alert.membership"
+
+GROUP_FOR_HEADER = """
+SELECT status, thread_key, group_labels, common_labels, annotations, external_url, fired_at, resolved_at
+FROM alert_groups WHERE id = $1
+"""
+ALERTS_FOR_HEADER = f"""
+SELECT fingerprint, status, {DISPLAY_SQL} AS display, labels->>'alertname' AS alertname, generator_url
+FROM alerts WHERE group_id = $1
+"""
+
+
+@outbox.renderer(HEADER)
+async def render_header(conn, data: dict, thread_key: str) -> render.Message | None:
+    group = await conn.fetchrow(GROUP_FOR_HEADER, data["group_id"])
+    if group is None or group["thread_key"] != thread_key:
+        return None  # the group moved on to a new thread: this one keeps the text it was queued with
+    rows = await conn.fetch(ALERTS_FOR_HEADER, data["group_id"])
+    labels = json.loads(group["common_labels"])
+    names = [labels["alertname"]] if labels.get("alertname") else sorted({r["alertname"] for r in rows if r["alertname"]})
+    view = GroupView(
+        status=group["status"], names=names or ["alert"], labels=labels, group_labels=json.loads(group["group_labels"]),
+        annotations=json.loads(group["annotations"]), external_url=group["external_url"],
+        generator_url=next((r["generator_url"] for r in rows if r["generator_url"]), ""),
+        fired_at=group["fired_at"], resolved_at=group["resolved_at"],
+        members={r["fingerprint"]: (r["status"], r["display"]) for r in rows},
+    )
+    return header_message(view)
+
+
+@outbox.renderer(MEMBERSHIP)
+async def render_membership(_conn, data: dict, _thread_key: str) -> render.Message:
+    return membership_message(data)
+
+
+
+@dataclass
+class OpenGroup:
+    group_id: int
+    title: str
+    severity: str
+    summary: str
+    firing: int
+    fired_at: datetime
+    channel: str  # where the thread is (the channel id Slack answered, once posted)
+    ts: str | None  # None while its header waits in the outbox
+
+
+def open_groups_message(groups: list[OpenGroup], total: int, links: dict[int, str]) -> render.Message:
+    if not groups:
+        return render.text_message(":white_check_mark: No alert is firing.")
+    lines = [f"*{total} alert group{'s' if total != 1 else ''} firing*"]
+    for g in groups:
+        where = f"<{links[g.group_id]}|thread>" if g.group_id in links else (
+            f"thread in <#{g.channel}>" if g.ts else "_thread not posted yet (queued)_")
+        severity = f" ({render.escape(g.severity)})" if g.severity else ""
+        summary = f" — {render.escape(g.summary[:120])}" if g.summary else ""
+        lines.append(f":fire: *{render.escape(g.title)}*{severity}{summary} · {g.firing} firing since "
+                     f"{slack_date(g.fired_at)} · {where}")
+    if total > len(groups):
+        lines.append(f"_… and {total - len(groups)} more_")
+    return render.text_message("\n".join(lines))

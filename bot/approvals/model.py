@@ -1,0 +1,93 @@
+"""What an approval is: its states, the approval row, audit entries, and what a click came to."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+
+class State(StrEnum):
+    """An approval's life: pending until decided; executing once claimed; then how it ended."""
+
+    PENDING = "pending"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"  # withdrawn: the requester rejected it, or the bot did
+
+
+OPEN_STATES = (State.PENDING, State.EXECUTING)
+
+class StoreUnavailable(Exception):
+    """The bot's database could not be reached; nothing was changed."""
+
+
+@dataclass
+class Approval:
+    id: int
+    action: str
+    args: dict[str, Any]
+    summary: str
+    reason: str
+    preview: str
+    target: list[str]
+    requester: str
+    channel: str | None
+    message_ts: str | None
+    thread_ts: str | None
+    state: State
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    finished_at: datetime | None
+    result: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> "Approval":
+        values = dict(row)
+        for key in ("args", "target"):
+            if isinstance(values[key], str):
+                values[key] = json.loads(values[key])
+        values["state"] = State(values["state"])
+        return cls(**values)
+
+
+@dataclass
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    event: str
+    approval_id: int | None
+    action: str | None
+    outcome: str
+    detail: str
+    channel: str | None
+
+
+@dataclass
+class Decision:
+    """What a click came to.
+
+    kind: executed (result in approval.state / .result), rejected, cancelled, expired (all three
+    change the approval message), refused (policy said no: `reason`), handled (someone got there
+    first: the approval as it is now), duplicate (a Slack retry of a click already acted on),
+    missing (no such approval).
+    """
+
+    kind: str
+    approval: Approval | None = None
+    reason: str = ""
+    recorded: bool = True  # False: executed, but the result could not be written back
+    follow_ups: list = field(default_factory=list)  # Proposals the remediation offers next (e.g. a revert)
+
+    @property
+    def changes_message(self) -> bool:
+        return self.kind in ("executed", "rejected", "cancelled", "expired")

@@ -1,0 +1,49 @@
+"""How the bot tells "that component is down" from "this is a bug", how it describes a failure in
+one safe line, and the one retry backoff everything waits by."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+import redis.exceptions
+
+from bot.core.redact import redact
+
+# Refused, reset, unresolvable, timed out, shutting down, out of connection slots: the component
+# cannot be reached right now — a finding ("unreachable") or a retry, never a crash.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError, socket.gaierror, aiohttp.ClientConnectorError, …
+    asyncio.TimeoutError,
+    aiohttp.ClientConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, UNREACHABLE)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, redacted description of why something failed."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    return redact(f"{name}: {text}" if text else name)[:300]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: `first` seconds after the first failure, doubling, never above `cap`."""
+
+    first: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """The wait after `failures` consecutive failures (0 → first)."""
+        return min(self.cap, self.first * 2 ** min(max(failures, 0), 30))

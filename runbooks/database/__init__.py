@@ -1,0 +1,1 @@
+"""Guide: "Database Issues" — one module per subsection."""
