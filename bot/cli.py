@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run_check(settings, words: list[str], as_json: bool) -> int:
-    from bot.slack import render
+    from bot.app import build_registry
     from bot.core.engine import CheckContext, run_checks
     from bot.core.findings import Status, worst
     from bot.core.redact import redact, redact_any
-    from bot.app import build_registry
     from bot.core.registry import UsageError
+    from bot.slack import render
     from bot.targets import Targets
 
     registry = build_registry()
@@ -98,9 +98,10 @@ async def run_bot_verb(settings, registry, verb, args: list[str], as_json: bool)
     from bot.core.redact import redact
     from bot.core.registry import UsageError
     from bot.local.text import render_text
+    from bot.slack.client import SlackOut
     from bot.targets import Targets
 
-    runtime = Runtime(settings=settings, targets=Targets(settings), slack=None, registry=registry,
+    runtime = Runtime(settings=settings, targets=Targets(settings), slack=SlackOut.offline(), registry=registry,
                       policy=load_policy(settings.chatops_policy_file))
     attach_store(runtime, slack_token=None)
     try:

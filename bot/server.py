@@ -23,7 +23,9 @@ async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)  # a TCPSite serves on one listening socket
+    bound = server.sockets[0].getsockname()[1]
     return runner, bound
 
 

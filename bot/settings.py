@@ -127,7 +127,7 @@ def load_settings(**overrides) -> Settings:
         name = str(error["loc"][0]).upper() if error["loc"] else "settings"
         message = error["msg"].removeprefix("Value error, ")
         raise ConfigError(f"configuration error: {name} {message}") from None
-    for field_name, value in settings:
+    for _field_name, value in settings:
         if isinstance(value, SecretStr):
             register_secret(value.get_secret_value())
             register_secret(urlsplit(value.get_secret_value()).password)

@@ -260,7 +260,7 @@ def stop_leftovers() -> None:
             say(f"stopping a leftover {program.decode()} (pid {pid}) from an earlier demo")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            wait_for(lambda: program not in _cmdline(pid), what=f"leftover pid {pid} to exit",
+            wait_for(lambda pid=pid, program=program: program not in _cmdline(pid), what=f"leftover pid {pid} to exit",
                      timeout=30)
     if RUN_DIR.exists():
         unmount_under(RUN_DIR)  # what a dockerd killed mid-run left mounted

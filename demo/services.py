@@ -27,8 +27,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -250,7 +251,7 @@ class PostgresServer(_Service):
 
     # -- lifecycle
     def start(self) -> None:
-        self.bindir  # fail fast with ServiceUnavailable
+        _ = self.bindir  # fail fast with ServiceUnavailable
         if _is_root():
             self._check_postgres_user()
         if not (self.data_dir / "PG_VERSION").exists():
@@ -682,8 +683,8 @@ def _rfc3339(value: dt.datetime | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class Alertmanager(_Service):
@@ -761,7 +762,7 @@ class Alertmanager(_Service):
         self._request("POST", "/api/v2/alerts", [alert])
 
     def resolve(self, labels: dict[str, str], annotations: dict[str, str] | None = None) -> None:
-        self.fire(labels, annotations, ends_at=dt.datetime.now(dt.timezone.utc))
+        self.fire(labels, annotations, ends_at=dt.datetime.now(dt.UTC))
 
     def alerts(self) -> list[dict]:
         return self._request("GET", "/api/v2/alerts")

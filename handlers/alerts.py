@@ -98,7 +98,8 @@ def authorized(header: str | None, token: str) -> bool:
 
 async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes | None:
     """The raw body, or None when it is over `limit` (read as a stream: the app's 1 MiB cap is for Slack)."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = await request.content.read(256 * 1024)
         if not chunk:
@@ -131,8 +132,11 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
     except IntakeError as exc:
         log.warning("alert_webhook_invalid", error=exc.message)
         return _answer(exc.status, "invalid", exc.message)
+    channel = route_channel(settings, hook.commonLabels)
+    if channel is None:
+        return _answer(503, "unavailable", "no ERPGO_ALERT_ROUTES rule matches these alerts and ERPGO_ALERT_CHANNEL is unset")
     try:
-        recorded = await recorder.submit(hook, route_channel(settings, hook.commonLabels))
+        recorded = await recorder.submit(hook, channel)
     except Exception as exc:
         error = describe_error(exc)
         log.error("alert_not_recorded", group_key=hook.groupKey[:200], alerts=len(hook.alerts), error=error)
@@ -149,23 +153,6 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
 
 # ---------------------------------------------------------------------- /erpgo alerts
 
-async def permalinks(runtime, groups, timeout: float = 1.5) -> dict[int, str]:
-    """Links to the threads that are posted; whatever Slack does not answer in time goes without."""
-
-    async def one(group):
-        response = await runtime.slack.client.chat_getPermalink(channel=group.channel, message_ts=group.ts)
-        return group.group_id, response["permalink"]
-
-    posted = [g for g in groups if g.ts]
-    if not posted:
-        return {}
-    tasks = [asyncio.ensure_future(one(g)) for g in posted]
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
-    for task in pending:
-        task.cancel()
-    return dict(t.result() for t in done if not t.cancelled() and t.exception() is None)
-
-
 @bot_verbs.bot_verb("alerts", "the alert groups firing now, with links to their threads")
 async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
     if args:
@@ -177,4 +164,5 @@ async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
         groups, total = await asyncio.wait_for(open_groups(runtime.store), 2)
     except Exception as exc:
         return render.text_message(f":red_circle: Could not read the alert threads: {render.escape(describe_error(exc))}")
-    return open_groups_message(groups, total, await permalinks(runtime, groups))
+    links = await runtime.slack.permalinks({g.group_id: (g.channel, g.ts) for g in groups if g.ts}, timeout=1.5)
+    return open_groups_message(groups, total, links)

@@ -8,13 +8,13 @@ Only the clicker sees refusals. A Slack retry of a click never executes twice.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import structlog
 from slack_sdk.errors import SlackApiError
 
 from bot.approvals import messages as view
-from bot.approvals.engine import Approval, Decision, StoreUnavailable
+from bot.approvals.engine import Decision, StoreUnavailable
 from bot.approvals.publish import (
     expire_and_update,
     post_proposals,
@@ -92,7 +92,7 @@ async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
         structlog.contextvars.unbind_contextvars("slack_user", "approval", "decision")
 
 
-async def show_decision(runtime, outcome: Decision, channel: str, user: str, clicked_ts: str | None, body: dict) -> None:
+async def show_decision(runtime, outcome: Decision, channel: str | None, user: str, clicked_ts: str | None, body: dict) -> None:
     approval = outcome.approval
     if outcome.changes_message and approval is not None:
         await update_approval_message(runtime, approval, fallback=(channel, clicked_ts))
@@ -128,23 +128,6 @@ async def tell(runtime, channel: str | None, user: str, message: dict, body: dic
 
 # ---- /erpgo approvals, /erpgo audit -------------------------------------------------------------
 
-async def permalinks(runtime, approvals: list[Approval]) -> dict[int, str]:
-    async def one(approval: Approval) -> tuple[int, str | None]:
-        if not approval.channel or not approval.message_ts:
-            return approval.id, None
-        try:
-            response = await runtime.slack.client.chat_getPermalink(channel=approval.channel, message_ts=approval.message_ts)
-            return approval.id, response.get("permalink")
-        except Exception:
-            return approval.id, None
-
-    try:
-        found = await asyncio.wait_for(asyncio.gather(*(one(a) for a in approvals)), PERMALINK_TIMEOUT)
-    except (asyncio.TimeoutError, TimeoutError):
-        return {}
-    return {approval_id: link for approval_id, link in found if link}
-
-
 @bot_verbs.bot_verb("approvals", "open approvals, with links to their messages")
 async def approvals_verb(runtime, inv, args: list[str]):
     if args:
@@ -153,14 +136,15 @@ async def approvals_verb(runtime, inv, args: list[str]):
         return view.no_store_notice()
     try:
         open_ones = await asyncio.wait_for(runtime.approvals.open_approvals(), LIST_TIMEOUT)
-    except (StoreUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
+    except (StoreUnavailable, TimeoutError) as exc:
         return view.store_down_notice(str(exc) or "no answer in time")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expired = [a for a in open_ones if a.state == "pending" and a.expires_at <= now]
     if expired:  # take them off the list now; their messages are updated in the background
         runtime.tasks.spawn(expire_and_update(runtime), name="approvals:expire")
         open_ones = [a for a in open_ones if a not in expired]
-    links = await permalinks(runtime, open_ones[:20])
+    links = await runtime.slack.permalinks(
+        {a.id: (a.channel, a.message_ts) for a in open_ones[:20] if a.channel and a.message_ts}, timeout=PERMALINK_TIMEOUT)
     timeouts = {action: remediation.timeout for action, remediation in runtime.registry.remediations.items()}
     return view.approvals_list(open_ones, links, runtime.policy, now, timeouts)
 
@@ -180,6 +164,6 @@ async def audit_verb(runtime, inv, args: list[str]):
         return view.no_store_notice()
     try:
         entries = await asyncio.wait_for(runtime.approvals.recent_audit(count), LIST_TIMEOUT)
-    except (StoreUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
+    except (StoreUnavailable, TimeoutError) as exc:
         return view.store_down_notice(str(exc) or "no answer in time")
     return view.audit_list(entries)

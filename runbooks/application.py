@@ -10,7 +10,7 @@ fired.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Status
@@ -109,11 +109,11 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
 async def api_error_logs(ctx: CheckContext) -> Finding:
     name = ctx.params.get("container") or api_container(ctx.targets.containers)
     component = f"Logs {name}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     since = ctx.params.get("since")
     if not isinstance(since, datetime):
         since = now - timedelta(minutes=int(ctx.params.get("minutes") or DEFAULT_MINUTES))
-    window = f"since {since.astimezone(timezone.utc):%H:%M} UTC" if now - since > timedelta(hours=1) else \
+    window = f"since {since.astimezone(UTC):%H:%M} UTC" if now - since > timedelta(hours=1) else \
         f"last {max(1, round((now - since).total_seconds() / 60))} min"
     lines = await read_logs(ctx, name, since)
     if lines is None:

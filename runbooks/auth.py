@@ -11,7 +11,7 @@ import json
 import re
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import jwt
@@ -60,7 +60,7 @@ def plural(count: int, word: str) -> str:
 def ago(moment: datetime | None) -> str:
     if moment is None:
         return "never"
-    return human_duration((datetime.now(timezone.utc) - moment).total_seconds()) + " ago"
+    return human_duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
 
 
 # How a password hash looks, decided by PostgreSQL so that the hash itself never reaches the bot.
@@ -292,17 +292,16 @@ WHERE u.email = $1 AND r.name = $2
 
 @runbook.remediation("auth.assign_role", "Give a user a role")
 async def assign_role(ctx: CheckContext, email: str, role: str) -> str:
-    async with ctx.targets.pg.connect() as conn:
-        async with conn.transaction():
-            user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1 FOR UPDATE", email)
-            if user_id is None:
-                raise Refused(f"no user {email}")
-            role_id = await conn.fetchval("SELECT id FROM roles WHERE name = $1", role)
-            if role_id is None:
-                raise Refused(f"no role named {role}")
-            if await conn.fetchval("SELECT 1 FROM user_roles WHERE user_id = $1 AND role_id = $2", user_id, role_id):
-                raise Refused(f"{email} already has the role {role}")
-            status = await conn.execute(ASSIGN_ROLE, email, role)
+    async with ctx.targets.pg.connect() as conn, conn.transaction():
+        user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1 FOR UPDATE", email)
+        if user_id is None:
+            raise Refused(f"no user {email}")
+        role_id = await conn.fetchval("SELECT id FROM roles WHERE name = $1", role)
+        if role_id is None:
+            raise Refused(f"no role named {role}")
+        if await conn.fetchval("SELECT 1 FROM user_roles WHERE user_id = $1 AND role_id = $2", user_id, role_id):
+            raise Refused(f"{email} already has the role {role}")
+        status = await conn.execute(ASSIGN_ROLE, email, role)
     if status != "INSERT 0 1":
         raise Refused(f"nothing inserted ({status})")
     return f"Gave {email} the role {role}"
@@ -338,7 +337,7 @@ def when(value) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return f"{claim_text(value)} (not a number)"
     try:
-        moment = datetime.fromtimestamp(value, timezone.utc)
+        moment = datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
         return f"{value} (out of range)"
     delta = value - time.time()

@@ -96,7 +96,7 @@ def dangling_sql(fk: asyncpg.Record, label: str | None) -> tuple[str, str]:
     Identifiers come from the catalog already quoted (regclass::text, quote_ident)."""
     child_cols, parent_cols = fk["child_cols"], fk["parent_cols"]
     not_null = " AND ".join(f"c.{col} IS NOT NULL" for col in child_cols)
-    joined = " AND ".join(f"p.{pcol} = c.{ccol}" for pcol, ccol in zip(parent_cols, child_cols))
+    joined = " AND ".join(f"p.{pcol} = c.{ccol}" for pcol, ccol in zip(parent_cols, child_cols, strict=False))
     where = f"FROM {fk['child']} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {fk['parent']} p WHERE {joined})"
     keys = ", ".join(f"c.{col}::text" for col in child_cols)
     sample = f"SELECT {label or 'NULL'}::text AS label, ARRAY[{keys}] AS keys {where} LIMIT {SAMPLE_DANGLING}"
@@ -137,7 +137,7 @@ async def not_valid_foreign_keys(ctx: CheckContext) -> Finding:
                     except asyncpg.PostgresError:
                         sample = []  # the count stands; the rows just go unnamed
                     for r in sample:
-                        keys = ", ".join(f"{name}={value}" for name, value in zip(fk["child_names"], r["keys"]))
+                        keys = ", ".join(f"{name}={value}" for name, value in zip(fk["child_names"], r["keys"], strict=False))
                         entry["rows"].append((f"{r['label']}: " if r["label"] else "") + keys)
                     entry["labels"] = [r["label"] for r in sample if r["label"]]
     details, evidence = [], []
@@ -217,12 +217,11 @@ async def order_totals(ctx: CheckContext) -> Finding:
 @runbook.remediation("data.fix_order_totals", "Recalculate orders' total_amount from their parts")
 async def fix_order_totals(ctx: CheckContext, order_ids: list[str]) -> str:
     ids = uuids(order_ids, "order")
-    async with ctx.targets.pg.connect() as conn:
-        async with conn.transaction():
-            before = {r["order_number"]: r["total_amount"] for r in await conn.fetch(LOCK_WRONG_TOTALS, ids)}
-            if not before:
-                raise Refused(f"nothing to fix: the {plural(len(ids), 'order')} add up now (or no longer exist)")
-            changed = await conn.fetch(FIX_TOTALS, ids)
+    async with ctx.targets.pg.connect() as conn, conn.transaction():
+        before = {r["order_number"]: r["total_amount"] for r in await conn.fetch(LOCK_WRONG_TOTALS, ids)}
+        if not before:
+            raise Refused(f"nothing to fix: the {plural(len(ids), 'order')} add up now (or no longer exist)")
+        changed = await conn.fetch(FIX_TOTALS, ids)
     parts = [f"{r['order_number']} {money(before.get(r['order_number']))} → {money(r['total_amount'])}"
              for r in sorted(changed, key=lambda r: r["order_number"])]
     return f"Recalculated total_amount of {plural(len(changed), 'order')}: {listed(parts, len(parts))}"

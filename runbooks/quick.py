@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bot.core.engine import CheckContext
 from bot.core.errors import describe_error
@@ -155,7 +155,7 @@ async def postgres_health(ctx: CheckContext) -> Finding:
         f"connections: {used} of max_connections {limit} ({row['active']} active, {row['reserved']} reserved for superusers)",
         f"database {row['database']}: {human_bytes(row['database_size'])}",
     ]
-    data = {k: row[k] for k in row.keys()} | {"connect_ms": round(connect_ms, 2)}
+    data = dict(row.items()) | {"connect_ms": round(connect_ms, 2)}
     return Finding(status, "PostgreSQL", title, details=details, data=data)
 
 
@@ -220,7 +220,7 @@ def uptime_seconds(started_at: str) -> float | None:
         started = datetime.fromisoformat(started_at[:26].rstrip("Z") + "+00:00")
     except ValueError:
         return None
-    return (datetime.now(timezone.utc) - started).total_seconds()
+    return (datetime.now(UTC) - started).total_seconds()
 
 
 async def inspect_container(docker, name: str) -> Finding:
@@ -262,7 +262,7 @@ async def docker_containers(ctx: CheckContext) -> list[Finding]:
     await docker.version()  # one clear failure when the engine itself is down
     results = await asyncio.gather(*(inspect_container(docker, name) for name in ctx.targets.containers), return_exceptions=True)
     findings = []
-    for name, result in zip(ctx.targets.containers, results):
+    for name, result in zip(ctx.targets.containers, results, strict=False):
         if isinstance(result, BaseException):
             result = Finding.error(f"Docker {name}", describe_error(result))
         findings.append(result)

@@ -12,7 +12,6 @@ runbook is installed, and a name no runbook registered stops the bot at start.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 
 from bot.core.registry import Runbook

@@ -10,7 +10,6 @@ import asyncpg
 from bot.app import build_registry
 from bot.core.engine import CheckContext, run_checks
 from bot.core.findings import Finding
-
 from bot.settings import load_settings
 from bot.targets import Targets
 

@@ -3,9 +3,11 @@ group, kept up to date; the webhook's answers; routing; `/erpgo alerts`; a small
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
+from datetime import UTC
 from urllib.parse import quote
 
 import aiohttp
@@ -16,7 +18,6 @@ from bot.alerts.messages import GroupView, header_message, silence_url
 from bot.alerts.triage import triage_checks
 from bot.app import build_registry
 from bot.core.metrics import ALERT_WEBHOOKS
-
 from demo.services import PostgresServer
 
 TOKEN = "am-webhook-token-0123456789"
@@ -106,9 +107,8 @@ async def eventually(condition, timeout: float = 20, what: str = "condition"):
 
 
 async def healthz(bot) -> dict:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(bot.base_url + "/healthz") as response:
-            return await response.json()
+    async with aiohttp.ClientSession() as http, http.get(bot.base_url + "/healthz") as response:
+        return await response.json()
 
 
 async def drained(bot, timeout: float = 30) -> None:
@@ -288,9 +288,8 @@ async def test_slack_429s_then_500s_every_alert_posted_in_order_none_twice(alert
     await eventually(both_recorded, 20, "the join and the resolve recorded")
     backlog = (await healthz(bot))["slack_backlog"]
     assert backlog["pending"] >= 3 and backlog["oldest_pending_s"] is not None
-    async with aiohttp.ClientSession() as http:
-        async with http.get(bot.base_url + "/metrics") as response:
-            gauge = re.search(r"^erpgo_slack_backlog (\S+)$", await response.text(), re.M)
+    async with aiohttp.ClientSession() as http, http.get(bot.base_url + "/metrics") as response:
+        gauge = re.search(r"^erpgo_slack_backlog (\S+)$", await response.text(), re.M)
     assert gauge and float(gauge.group(1)) >= 1
 
     bot.slack.recover()
@@ -442,7 +441,7 @@ async def test_a_burst_is_recorded_whole_and_paced_per_channel(alert_bot):
     assert len(heads(bot)) == groups
     assert all(f"— {per_group} firing" in h["text"] for h in heads(bot)), [h["text"][:60] for h in heads(bot)]
     writes = [c.at for c in bot.slack.calls if c.ok and c.method in ("chat.postMessage", "chat.update")]
-    assert min(b - a for a, b in zip(writes, writes[1:])) >= 0.095
+    assert min(b - a for a, b in itertools.pairwise(writes)) >= 0.095
     assert len(writes) < len(bodies) / 5, "updates and joins were coalesced"
 
 
@@ -496,9 +495,9 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
 
 
 def test_header_links_are_safe_and_resolved_headers_show_the_duration():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    fired = datetime(2025, 11, 30, 1, 0, tzinfo=timezone.utc)
+    fired = datetime(2025, 11, 30, 1, 0, tzinfo=UTC)
     view = GroupView(
         status="resolved", names=["HighErrorRate"], labels={"severity": "critical"},
         group_labels={"alertname": "HighErrorRate", "job": 'api "v2"'},

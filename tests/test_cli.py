@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -99,14 +100,14 @@ async def test_shell_reads_commands_from_stdin(healthy_targets):
 
 
 def test_deployment_files_use_the_documented_names():
-    compose = yaml.safe_load(open("docker-compose.yml"))
+    compose = yaml.safe_load(Path("docker-compose.yml").read_text())
     env = compose["services"]["erpgo-bot"]["environment"]
     for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ERPGO_API_URL", "ERPGO_DATABASE_URL", "ERPGO_REDIS_URL",
                  "DOCKER_HOST", "ERPGO_CONTAINERS", "BOT_DATABASE_URL", "PORT"):
         assert name in env
-    manifest = yaml.safe_load(open("slack-manifest.yml"))
+    manifest = yaml.safe_load(Path("slack-manifest.yml").read_text())
     assert manifest["features"]["slash_commands"][0]["command"] == "/erpgo"
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"chat:write", "commands"}
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
-    dockerfile = open("Dockerfile").read()
+    dockerfile = Path("Dockerfile").read_text()
     assert "USER erpgo" in dockerfile and "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile

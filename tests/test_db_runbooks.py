@@ -20,8 +20,8 @@ import pytest
 from bot.cli import run_check
 from bot.core.findings import Status
 from bot.core.registry import Refused
-from bot.settings import load_settings
 from bot.local.shell import Shell
+from bot.settings import load_settings
 from runbooks.database import connections as db_connections
 from runbooks.database import overview as db_overview
 from runbooks.database import settings as db_settings
@@ -378,7 +378,7 @@ async def test_settings_note_what_looks_wrong_for_the_machine(lab):
     ram = one(findings, "shared_buffers").data["ram"]
     assert ram and ram > 1024**3  # read by the server from /proc/meminfo
     shared = one(findings, "shared_buffers")
-    if 128 * 1024**2 < ram / 16:  # the cluster's 128MB default against this machine's RAM
+    if ram / 16 > 128 * 1024**2:  # the cluster's 128MB default against this machine's RAM
         assert shared.status is Status.WARN and "low for" in shared.title
         assert any("25 % of RAM" in line for line in shared.details)
     assert any("needs a restart" in line for line in shared.details)

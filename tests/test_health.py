@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import time
 
-
 from demo.services import PostgresServer, RedisServer, free_port
 
 GREEN, RED, YELLOW = ":large_green_circle:", ":red_circle:", ":large_yellow_circle:"

@@ -41,7 +41,7 @@ class Blocking:
         self.blocker_pid = self.waiter_pid = 0
         self.backend_start: datetime | None = None
 
-    async def start(self, *, active: bool = False) -> "Blocking":
+    async def start(self, *, active: bool = False) -> Blocking:
         admin = await asyncpg.connect(self.dsn)
         try:
             await admin.execute("CREATE TABLE IF NOT EXISTS accounts (id int PRIMARY KEY, balance int NOT NULL);"
@@ -211,7 +211,7 @@ async def test_terminate_refuses_a_recycled_pid(fresh_database, blocking):
     scenario = await blocking(dsn)
     args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
     args["backend_start"] = "2001-01-01T00:00:00+00:00"
-    with pytest.raises(Refused, match="belongs to a different session.*pid was reused"):
+    with pytest.raises(Refused, match=r"belongs to a different session.*pid was reused"):
         await remediate(dsn, "db.terminate", **args)
     assert await scenario.blocker_alive()
 

@@ -3,12 +3,13 @@ outages, shared by replicas without sending anything twice."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
 
-from bot.slack import outbox
 from bot.local.slack import LocalSlack
+from bot.slack import outbox
 from bot.slack.outbox import Outbox, outbox_client, retry_after
 from bot.store.pool import Store
 
@@ -54,10 +55,9 @@ def text(message_text: str) -> dict:
 
 
 async def queue(store: Store, thread_key: str, channel: str, op: str, message_text: str, **kw) -> int:
-    async with store.acquire() as conn:
-        async with conn.transaction():
-            await outbox.lock_thread(conn, thread_key)
-            return await outbox.enqueue(conn, thread_key, channel, op, text(message_text), **kw)
+    async with store.acquire() as conn, conn.transaction():
+        await outbox.lock_thread(conn, thread_key)
+        return await outbox.enqueue(conn, thread_key, channel, op, text(message_text), **kw)
 
 
 async def drained(box: Outbox, timeout: float = 20) -> dict:
@@ -123,7 +123,7 @@ async def test_one_message_per_interval_per_channel_channels_in_parallel(store, 
     for channel in ("C0ONE", "C0TWO"):
         times = [c.at for c in delivered(slack) if c.args["channel"] == channel]
         assert len(times) == 4
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= 0.38, gaps
     assert elapsed < 3 * 0.4 + 1.2, "two channels are paced independently, not one after the other"
 
@@ -191,19 +191,17 @@ async def test_pending_header_versions_coalesce_into_one_call(store, slack, make
 
 async def test_producer_merges_into_unsent_rows_only(store, slack, make_outbox):
     await queue(store, "m", "C0ONE", "post", "head")
-    async with store.acquire() as conn:
-        async with conn.transaction():
-            state = await outbox.tail(conn, "m")
-            assert state.head_pending and state.header_claimed
-            row = await outbox.put_header(conn, "m", "C0ONE", text("head, rewritten"), state)
-            assert row == state.last_header, "an unsent head is rewritten in place"
+    async with store.acquire() as conn, conn.transaction():
+        state = await outbox.tail(conn, "m")
+        assert state.head_pending and state.header_claimed
+        row = await outbox.put_header(conn, "m", "C0ONE", text("head, rewritten"), state)
+        assert row == state.last_header, "an unsent head is rewritten in place"
     box = await make_outbox()
     box.wake()
     await drained(box)
     assert [c.args["text"] for c in delivered(slack)] == ["head, rewritten"]
-    async with store.acquire() as conn:
-        async with conn.transaction():
-            row = await outbox.put_header(conn, "m", "C0ONE", text("head v3"))
+    async with store.acquire() as conn, conn.transaction():
+        row = await outbox.put_header(conn, "m", "C0ONE", text("head v3"))
     box.wake()
     await drained(box)
     assert [c.args["text"] for c in delivered(slack, "chat.update")] == ["head v3"]
@@ -211,13 +209,12 @@ async def test_producer_merges_into_unsent_rows_only(store, slack, make_outbox):
 
 async def test_bad_blocks_degrade_to_text_and_a_failed_head_does_not_block_others(store, slack, make_outbox):
     too_long = {"text": "fallback text survives", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3500}}]}
-    async with store.acquire() as conn:
-        async with conn.transaction():
-            await outbox.enqueue(conn, "ok", "C0ONE", "post", text("fine head"))
-            await outbox.enqueue(conn, "ok", "C0ONE", "reply", too_long)
-            await outbox.enqueue(conn, "bad", "C0ONE", "post", {"text": ""})  # Slack: no_text
-            await outbox.enqueue(conn, "bad", "C0ONE", "reply", text("orphan"))
-            await outbox.enqueue(conn, "later", "C0ONE", "post", text("later head"))
+    async with store.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, "ok", "C0ONE", "post", text("fine head"))
+        await outbox.enqueue(conn, "ok", "C0ONE", "reply", too_long)
+        await outbox.enqueue(conn, "bad", "C0ONE", "post", {"text": ""})  # Slack: no_text
+        await outbox.enqueue(conn, "bad", "C0ONE", "reply", text("orphan"))
+        await outbox.enqueue(conn, "later", "C0ONE", "post", text("later head"))
     box = await make_outbox()
     box.wake()
     backlog = await drained(box)
@@ -243,4 +240,4 @@ async def test_two_replicas_share_the_outbox_without_sending_twice(store, slack,
         assert thread_texts(slack, channel, f"{thread} 0") == [f"{thread} {n}" for n in range(1, 10)]
     for channel in ("C0ONE", "C0TWO"):
         times = [c.at for c in delivered(slack) if c.args["channel"] == channel]
-        assert min(b - a for a, b in zip(times, times[1:])) >= 0.14, "the pace holds across replicas"
+        assert min(b - a for a, b in itertools.pairwise(times)) >= 0.14, "the pace holds across replicas"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from bot.alerts.messages import (
     HEADER,
@@ -39,7 +40,7 @@ class Recorded:
 
 
 def alert_row(alert: WebhookAlert, group_id: int | None = None) -> dict:
-    row = {"fingerprint": alert.fingerprint, "status": alert.status, "labels": alert.labels,
+    row: dict[str, Any] = {"fingerprint": alert.fingerprint, "status": alert.status, "labels": alert.labels,
            "annotations": alert.annotations, "starts_at": iso(zero_to_none(alert.startsAt)),
            "ends_at": iso(zero_to_none(alert.endsAt)), "generator_url": alert.generatorURL}
     if group_id is not None:
@@ -60,7 +61,7 @@ class Thread:
         tail = tail or outbox.Tail()
         self.head_pending = tail.head_pending
         self.reply = tail.reply  # the newest unsent reply, if it may still change: a new row or a claimed one
-        self.header = tail.claimed.get(tail.last_header) if tail.header_claimed else None
+        self.header = tail.claimed.get(tail.last_header) if tail.last_header is not None and tail.header_claimed else None
 
     def _queue(self, op: str, kind: str, message: dict, data=None) -> dict:
         row = {"thread_key": self.key, "channel": self.channel, "op": op, "kind": kind, "message": message, "data": data}

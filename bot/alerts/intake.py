@@ -28,7 +28,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -134,7 +134,7 @@ SELECT 1
 
 async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
     """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     firsts: dict[str, dict] = {}
     for hook, channel in items:
         if hook.groupKey not in firsts:
@@ -222,7 +222,8 @@ class Recorder:
         return await future
 
     def _take(self) -> list[tuple[Webhook, str, asyncio.Future]]:
-        taken, alerts = [], 0
+        taken: list[tuple[Webhook, str, asyncio.Future]] = []
+        alerts = 0
         while self._queue and len(taken) < MAX_BATCH_NOTIFICATIONS:
             alerts += len(self._queue[0][0].alerts)
             if taken and alerts > MAX_BATCH_ALERTS:
@@ -248,9 +249,8 @@ class Recorder:
     async def _write(self, batch) -> None:
         started = time.perf_counter()
         await self.store.ready()
-        async with self.store.acquire() as conn:
-            async with conn.transaction():
-                results = await record_batch(conn, self.settings, [(hook, channel) for hook, channel, _ in batch])
+        async with self.store.acquire() as conn, conn.transaction():
+            results = await record_batch(conn, self.settings, [(hook, channel) for hook, channel, _ in batch])
         _settle(batch, results=results)
         log.debug("alert_batch_recorded", notifications=len(batch), duration_ms=round((time.perf_counter() - started) * 1000, 1))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
@@ -52,7 +52,7 @@ class GroupView:
 
 def slack_date(when: datetime) -> str:
     """A date Slack shows in the reader's time zone; the fallback is UTC."""
-    fallback = when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    fallback = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
@@ -170,7 +170,7 @@ def merge_membership(old: dict | None, joined: list[str], left: list[str], firin
 
 
 def resolved_message(view: GroupView, n: int) -> render.Message:
-    lasted = duration(((view.resolved_at or datetime.now(timezone.utc)) - view.fired_at).total_seconds())
+    lasted = duration(((view.resolved_at or datetime.now(UTC)) - view.fired_at).total_seconds())
     text = f":white_check_mark: *Resolved* after {lasted}" + (f" — all {n} alerts resolved." if n > 1 else ".")
     return render.message(text.replace("*", ""), [render.section(text)])
 

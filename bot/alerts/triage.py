@@ -27,7 +27,7 @@ TRIAGE_STALE = "10 minutes"  # a triage 'running' for longer was abandoned by a 
 
 # ---------------------------------------------------------------------- triage
 
-_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 def _triage_slots() -> asyncio.Semaphore:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -81,7 +81,7 @@ def zero_to_none(when: datetime | None) -> datetime | None:
     """Alertmanager writes "0001-01-01T00:00:00Z" for "not set"."""
     if when is None or when.year <= 1:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------- routing and naming

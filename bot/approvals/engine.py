@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 
-from bot.approvals.model import OPEN_STATES, Approval, AuditEntry, Decision, StoreUnavailable
+from bot.approvals.model import OPEN_STATES, Approval, AuditEntry, Decision, State, StoreUnavailable
+from bot.approvals.policy import Policy
 from bot.core.engine import CheckContext
 from bot.core.errors import UNREACHABLE, Backoff, describe_error
 from bot.core.findings import Proposal
 from bot.core.logs import log
-from bot.approvals.policy import Policy
 from bot.core.redact import redact, redact_any
 from bot.core.registry import Refused, Registry
 from bot.targets import NotConfigured
@@ -96,19 +97,18 @@ class Approvals:
                       thread_ts: str | None = None, target: list[str] | None = None) -> Approval:
         """A pending approval for `proposal`, expiring as the policy says; audited as proposed."""
         expiry = self.policy.expiry(proposal.action).total_seconds()
-        async with self._db() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
-                    " thread_ts, expires_at)"
-                    " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, now() + make_interval(secs => $10))"
-                    " RETURNING *",
-                    proposal.action, json.dumps(proposal.args, default=str), redact(proposal.summary),
-                    redact(proposal.reason), redact(proposal.preview), json.dumps(redact_any(list(target or []))),
-                    requester, channel, thread_ts, expiry,
-                )
-                await self._audit(conn, requester, "proposed", "pending", approval_id=row["id"],
-                                  action=proposal.action, detail=proposal.summary, channel=channel)
+        async with self._db() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
+                " thread_ts, expires_at)"
+                " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, now() + make_interval(secs => $10))"
+                " RETURNING *",
+                proposal.action, json.dumps(proposal.args, default=str), redact(proposal.summary),
+                redact(proposal.reason), redact(proposal.preview), json.dumps(redact_any(list(target or []))),
+                requester, channel, thread_ts, expiry,
+            )
+            await self._audit(conn, requester, "proposed", "pending", approval_id=row["id"],
+                              action=proposal.action, detail=proposal.summary, channel=channel)
         return Approval.from_row(row)
 
     async def attach_message(self, approval_id: int, channel: str, message_ts: str) -> None:
@@ -119,14 +119,13 @@ class Approvals:
 
     async def withdraw(self, approval_id: int, why: str) -> None:
         """Cancel an approval the bot could not show to anyone (its message failed to post)."""
-        async with self._db() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
-                    " WHERE id = $1 AND state = 'pending' RETURNING action, channel", approval_id, why)
-                if row:
-                    await self._audit(conn, "bot", "cancelled", "cancelled", approval_id=approval_id,
-                                      action=row["action"], detail=why, channel=row["channel"])
+        async with self._db() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
+                " WHERE id = $1 AND state = 'pending' RETURNING action, channel", approval_id, why)
+            if row:
+                await self._audit(conn, "bot", "cancelled", "cancelled", approval_id=approval_id,
+                                  action=row["action"], detail=why, channel=row["channel"])
 
     # ---- deciding ---------------------------------------------------------------------------
 
@@ -139,8 +138,8 @@ class Approvals:
         """Authorise, claim atomically, execute under the remediation's timeout, record, audit."""
         approval = await self.get(approval_id)
         early = await self._not_decidable(approval, approval_id, user, "approve", channel, retry)
-        if early is not None:
-            return early
+        if early is not None or approval is None:
+            return early or Decision("missing")
         refusal = self.authorise(approval, user)
         if refusal:
             await self.audit(user, "refused", refusal, approval_id=approval.id, action=approval.action, channel=channel)
@@ -158,8 +157,8 @@ class Approvals:
         """An approver rejects it; the requester clicking Reject withdraws (cancels) it."""
         approval = await self.get(approval_id)
         early = await self._not_decidable(approval, approval_id, user, "reject", channel, retry)
-        if early is not None:
-            return early
+        if early is not None or approval is None:
+            return early or Decision("missing")
         if user == approval.requester:
             new_state, event = "cancelled", "cancelled"
         elif self.policy.may_decide(user, approval.action):
@@ -169,15 +168,14 @@ class Approvals:
                        f"{self.policy.approvers(approval.action)} (and the requester) only.")
             await self.audit(user, "refused", refusal, approval_id=approval.id, action=approval.action, channel=channel)
             return Decision("refused", approval, reason=refusal)
-        async with self._db() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    "UPDATE approvals SET state = $2, decided_by = $3, decided_at = now()"
-                    " WHERE id = $1 AND state = 'pending' AND expires_at > now() RETURNING *",
-                    approval.id, new_state, user)
-                if row:
-                    await self._audit(conn, user, event, new_state, approval_id=approval.id,
-                                      action=approval.action, detail=approval.summary, channel=channel)
+        async with self._db() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE approvals SET state = $2, decided_by = $3, decided_at = now()"
+                " WHERE id = $1 AND state = 'pending' AND expires_at > now() RETURNING *",
+                approval.id, new_state, user)
+            if row:
+                await self._audit(conn, user, event, new_state, approval_id=approval.id,
+                                  action=approval.action, detail=approval.summary, channel=channel)
         if row is None:
             return await self._lost_race(approval_id, user, "reject", channel, retry)
         return Decision(event, Approval.from_row(row))
@@ -196,6 +194,8 @@ class Approvals:
 
     async def _lost_race(self, approval_id: int, user: str, verb: str, channel: str | None, retry: bool) -> Decision:
         current = await self.get(approval_id)
+        if current is None:
+            return Decision("missing", reason=f"There is no approval #{approval_id}.")
         if current.state == "pending":  # still pending, so the claim failed on expiry
             return await self._expire_one(current, user, verb, channel)
         return await self._already(current, user, verb, channel, retry)
@@ -227,15 +227,14 @@ class Approvals:
 
     async def _claim(self, approval_id: int, user: str, channel: str | None) -> Approval | None:
         """THE atomic transition: of all concurrent claims, exactly one gets the row."""
-        async with self._db() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    "UPDATE approvals SET state = 'executing', decided_by = $2, decided_at = now()"
-                    " WHERE id = $1 AND state = 'pending' AND expires_at > now() RETURNING *",
-                    approval_id, user)
-                if row:
-                    await self._audit(conn, user, "approved", "executing", approval_id=approval_id,
-                                      action=row["action"], detail=row["summary"], channel=channel)
+        async with self._db() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE approvals SET state = 'executing', decided_by = $2, decided_at = now()"
+                " WHERE id = $1 AND state = 'pending' AND expires_at > now() RETURNING *",
+                approval_id, user)
+            if row:
+                await self._audit(conn, user, "approved", "executing", approval_id=approval_id,
+                                  action=row["action"], detail=row["summary"], channel=channel)
         return Approval.from_row(row) if row else None
 
     async def _execute(self, approval: Approval, approver: str) -> tuple[str, str, str, list]:
@@ -253,7 +252,7 @@ class Approvals:
             return "failed", f"nothing done: {redact(str(exc))}", "nothing done", []
         except NotConfigured as exc:
             return "failed", f"nothing done: {exc}", "nothing done", []
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return ("failed", f"no answer within {remediation.timeout:g} s; it may or may not have taken effect — "
                     "run the check again to see", "failed", [])
         except Exception as exc:  # the result of an approval is always recorded, never raised
@@ -264,19 +263,18 @@ class Approvals:
         log.info("remediation_done", approval_id=claimed.id, action=claimed.action, outcome=outcome, result=result)
         for attempt in range(RESULT_RECORD_ATTEMPTS):
             try:
-                async with self._db() as conn:
-                    async with conn.transaction():
-                        row = await conn.fetchrow(
-                            "UPDATE approvals SET state = $2, result = $3, finished_at = now()"
-                            " WHERE id = $1 AND state = 'executing' RETURNING *", claimed.id, state, result[:2000])
-                        await self._audit(conn, user, "executed", outcome, approval_id=claimed.id,
-                                          action=claimed.action, detail=result, channel=channel)
+                async with self._db() as conn, conn.transaction():
+                    row = await conn.fetchrow(
+                        "UPDATE approvals SET state = $2, result = $3, finished_at = now()"
+                        " WHERE id = $1 AND state = 'executing' RETURNING *", claimed.id, state, result[:2000])
+                    await self._audit(conn, user, "executed", outcome, approval_id=claimed.id,
+                                      action=claimed.action, detail=result, channel=channel)
                 return Decision("executed", Approval.from_row(row) if row else await self.get(claimed.id))
             except StoreUnavailable:
                 if attempt + 1 < RESULT_RECORD_ATTEMPTS:
                     await asyncio.sleep(RESULT_RETRY.delay(attempt))  # before writing the result again
         log.error("approval_result_not_recorded", approval_id=claimed.id, state=state, result=result)
-        claimed.state, claimed.result = state, result
+        claimed.state, claimed.result = State(state), result
         return Decision("executed", claimed, recorded=False)
 
     # ---- housekeeping and listing -----------------------------------------------------------

@@ -3,13 +3,13 @@ decided (buttons gone, who did what), the thread reply, the answers only the cli
 /erpgo approvals and /erpgo audit listings. The buttons carry the approval id and nothing else."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
-from bot.slack import render
 from bot.approvals.engine import Approval, AuditEntry, Decision
 from bot.approvals.policy import Policy
+from bot.slack import render
 from bot.slack.render import Message, clip, context, escape, section
 
 APPROVE_ACTION = "approval.approve"
@@ -36,12 +36,12 @@ def mention(user: str | None) -> str:
 
 
 def clock(at: datetime | None) -> str:
-    return at.astimezone(timezone.utc).strftime("%H:%M:%S UTC") if at else "?"
+    return at.astimezone(UTC).strftime("%H:%M:%S UTC") if at else "?"
 
 
 def slack_time(at: datetime) -> str:
     """A time every reader sees in their own time zone; the fallback is UTC."""
-    return f"<!date^{int(at.timestamp())}^{{time}}|{at.astimezone(timezone.utc).strftime('%H:%M UTC')}>"
+    return f"<!date^{int(at.timestamp())}^{{time}}|{at.astimezone(UTC).strftime('%H:%M UTC')}>"
 
 
 def minutes(seconds: float) -> str:
@@ -74,13 +74,13 @@ def preview_block(approval: Approval, heading: str) -> str:
 
 def approval_message(approval: Approval, policy: Policy, now: datetime | None = None) -> Message:
     """The pending approval: what will happen, to what, the exact statement, and the two buttons."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     left = (approval.expires_at - now).total_seconds()
     four_eyes = "the requester may approve too" if policy.self_approval(approval.action) else "someone other than the requester"
     head = (f"{STATE_EMOJI['pending']} {title_line(approval)}\n"
             f"Requested by {mention(approval.requester)} · may be approved by {escape(policy.approvers(approval.action))} "
             f"({four_eyes}) · expires {slack_time(approval.expires_at)} (in {minutes(left)})")
-    blocks = [section(head)]
+    blocks: list[Block] = [section(head)]
     if approval.target:
         blocks.append(section(target_lines(approval)))
     blocks.append(section(preview_block(approval, "What will run")))
@@ -132,7 +132,7 @@ def decided_message(approval: Approval) -> Message:
     emoji = STATE_EMOJI.get(approval.state, ":grey_question:")
     if approval.state == "failed" and (approval.result or "").startswith(NOTHING_DONE):
         emoji = ":warning:"
-    blocks = [section(f"{emoji} {title_line(approval)}\n{outcome_line(approval)}")]
+    blocks: list[Block] = [section(f"{emoji} {title_line(approval)}\n{outcome_line(approval)}")]
     if approval.target:
         blocks.append(section(target_lines(approval)))
     heading = "What ran" if approval.state in ("succeeded", "failed", "executing") else "What would have run"
@@ -162,8 +162,8 @@ def decision_notice(decision: Decision) -> Message | None:
     approval = decision.approval
     if decision.kind == "refused":
         return render.text_message(f":no_entry: {escape(decision.reason)}")
-    if decision.kind == "missing":
-        return render.text_message(f":grey_question: {escape(decision.reason)}")
+    if decision.kind == "missing" or approval is None:
+        return render.text_message(f":grey_question: {escape(decision.reason or 'There is no such approval.')}")
     if decision.kind == "expired":
         return render.text_message(f":hourglass: Approval #{approval.id} expired at {clock(approval.expires_at)}; "
                                    "nothing was done. Run the check again for a fresh proposal.")
@@ -203,7 +203,7 @@ def proposals_note(lines: list[str]) -> Message:
 
 def approvals_list(approvals: list[Approval], links: dict[int, str], policy: Policy,
                    now: datetime | None = None, timeouts: dict[str, float] | None = None) -> Message:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if not approvals:
         return render.text_message("No open approvals.")
     lines = [f"*Open approvals* ({len(approvals)})"]
@@ -240,7 +240,7 @@ def audit_list(entries: list[AuditEntry]) -> Message:
         return render.text_message("The audit log is empty.")
     lines = [f"*Audit log* — the newest {len(entries)}, newest first"]
     for entry in entries:
-        at = entry.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        at = entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         what = f"#{entry.approval_id} " if entry.approval_id else ""
         action = f"`{escape(entry.action)}` " if entry.action else ""
         detail = f" — {escape(clip(entry.detail, 160))}" if entry.detail and entry.event != "refused" else ""
@@ -250,7 +250,8 @@ def audit_list(entries: list[AuditEntry]) -> Message:
 
 
 def _chunked(text: str, fallback: str) -> Message:
-    blocks, chunk = [], ""
+    blocks: list[Block] = []
+    chunk = ""
     for line in text.splitlines():
         if len(chunk) + len(line) + 1 > render.MAX_SECTION - 50:
             blocks.append(section(chunk))

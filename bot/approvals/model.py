@@ -50,7 +50,7 @@ class Approval:
     result: str | None
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> "Approval":
+    def from_row(cls, row: asyncpg.Record) -> Approval:
         values = dict(row)
         for key in ("args", "target"):
             if isinstance(values[key], str):

@@ -90,7 +90,7 @@ class Policy:
     source: str | None = None  # the file it came from; None for the built-in default
 
     @classmethod
-    def default(cls) -> "Policy":
+    def default(cls) -> Policy:
         return cls()
 
     @property

@@ -93,6 +93,8 @@ def target_of(finding: Finding) -> list[str]:
 
 async def expire_and_update(runtime: Runtime) -> list[Approval]:
     """Expire what is overdue (in any replica, each once) and take the buttons off their messages."""
+    if runtime.approvals is None:
+        return []
     try:
         expired = await runtime.approvals.expire_due()
     except StoreUnavailable:

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status
 from bot.core.metrics import CHECK_SECONDS
-from bot.core.errors import describe_error, is_unreachable
 from bot.core.registry import Check
 from bot.settings import Settings
 from bot.targets import NotConfigured, Targets
@@ -30,7 +30,7 @@ async def run_check(check: Check, ctx: CheckContext) -> list[Finding]:
         findings = result if isinstance(result, list) else [result]
     except NotConfigured as exc:
         findings = [Finding.skipped(check.component, str(exc))]
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         findings = [Finding.error(check.component, f"no answer within {timeout:g} s (timed out)")]
     except Exception as exc:  # a check never raises: the failure is the finding
         if is_unreachable(exc):

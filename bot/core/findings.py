@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     OK = "ok"
     SKIPPED = "skipped"  # not configured / not exposed: nothing to worry about, nothing checked
     WARN = "warn"
@@ -69,23 +69,23 @@ class Finding:
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable figures for --json and tests
 
     @classmethod
-    def ok(cls, component: str, title: str, **kw) -> "Finding":
+    def ok(cls, component: str, title: str, **kw) -> Finding:
         return cls(Status.OK, component, title, **kw)
 
     @classmethod
-    def warn(cls, component: str, title: str, **kw) -> "Finding":
+    def warn(cls, component: str, title: str, **kw) -> Finding:
         return cls(Status.WARN, component, title, **kw)
 
     @classmethod
-    def crit(cls, component: str, title: str, **kw) -> "Finding":
+    def crit(cls, component: str, title: str, **kw) -> Finding:
         return cls(Status.CRIT, component, title, **kw)
 
     @classmethod
-    def error(cls, component: str, title: str, **kw) -> "Finding":
+    def error(cls, component: str, title: str, **kw) -> Finding:
         return cls(Status.ERROR, component, title, **kw)
 
     @classmethod
-    def skipped(cls, component: str, title: str, **kw) -> "Finding":
+    def skipped(cls, component: str, title: str, **kw) -> Finding:
         return cls(Status.SKIPPED, component, title, **kw)
 
     def to_dict(self) -> dict[str, Any]:

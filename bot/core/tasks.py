@@ -3,7 +3,7 @@ dropped on shutdown and the shell can wait for a command to finish."""
 from __future__ import annotations
 
 import asyncio
-from typing import Coroutine
+from collections.abc import Coroutine
 
 from bot.core.logs import log
 

@@ -30,8 +30,9 @@ import copy
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import ClientSession, ClientTimeout, web

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _ANGLE = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 _STYLE_MARK = {"primary": "+", "danger": "!"}
@@ -110,7 +111,7 @@ def _render_unknown(block: dict) -> list[str]:
 def _render_element(element: dict) -> str:
     kind = element.get("type")
     if kind == "button":
-        label = f"[ {_text_of(element.get('text'))} ]{_STYLE_MARK.get(element.get('style'), '')}"
+        label = f"[ {_text_of(element.get('text'))} ]{_STYLE_MARK.get(element.get('style') or '', '')}"
         if element.get("url"):
             return f"{label} -> {element['url']}"
         return f"{label} ({element.get('action_id', '?')})"
@@ -159,9 +160,9 @@ def _rich_list(element: dict) -> list[str]:
 
 
 _RICH_RENDERERS: dict[str, Callable[[dict], list[str]]] = {
-    "rich_text_section": lambda e: _split(_rich_inline(e.get("elements"))),
-    "rich_text_preformatted": lambda e: ["```", *_split(_rich_inline(e.get("elements"))), "```"],
-    "rich_text_quote": lambda e: ["> " + line for line in _split(_rich_inline(e.get("elements")))],
+    "rich_text_section": lambda e: _split(_rich_inline(e.get("elements") or [])),
+    "rich_text_preformatted": lambda e: ["```", *_split(_rich_inline(e.get("elements") or [])), "```"],
+    "rich_text_quote": lambda e: ["> " + line for line in _split(_rich_inline(e.get("elements") or []))],
     "rich_text_list": _rich_list,
 }
 

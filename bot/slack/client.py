@@ -1,6 +1,10 @@
 """Every message the bot sends to Slack goes through here: redacted, counted, retried by slack_sdk."""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Hashable
+from typing import TypeVar
+
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -26,9 +30,26 @@ def web_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClie
     return client
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+class SlackOffline(ConnectionError):
+    """This process has no Slack to talk to (e.g. `erpgo-bot check approvals`)."""
+
+
 class SlackOut:
-    def __init__(self, client: AsyncWebClient):
-        self.client = client
+    def __init__(self, client: AsyncWebClient | None):
+        self._client = client
+
+    @classmethod
+    def offline(cls) -> SlackOut:
+        return cls(None)
+
+    @property
+    def client(self) -> AsyncWebClient:
+        if self._client is None:
+            raise SlackOffline("no Slack in this process")
+        return self._client
 
     async def _call(self, method: str, **kwargs) -> dict:
         try:
@@ -42,6 +63,7 @@ class SlackOut:
             SLACK_API_ERRORS.labels(method, type(exc).__name__).inc()
             log.warning("slack_api_error", method=method, error=type(exc).__name__)
             raise
+        assert isinstance(response.data, dict)  # JSON methods only
         return response.data
 
     async def post(self, channel: str, msg: Message, thread_ts: str | None = None) -> dict:
@@ -53,6 +75,24 @@ class SlackOut:
 
     async def ephemeral(self, channel: str, user: str, msg: Message) -> dict:
         return await self._call("chat.postEphemeral", channel=channel, user=user, **msg)
+
+    async def permalinks(self, messages: dict[K, tuple[str, str]], timeout: float) -> dict[K, str]:
+        """Links to posted messages ({key: (channel, ts)}); what Slack does not answer in time goes without."""
+
+        async def one(key: K, channel: str, ts: str) -> tuple[K, str | None]:
+            try:
+                response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+                return key, response.get("permalink")
+            except Exception:  # a link is a nicety: the list is shown without it
+                return key, None
+
+        if not messages:
+            return {}
+        tasks = [asyncio.ensure_future(one(key, channel, ts)) for key, (channel, ts) in messages.items()]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        return {key: link for key, link in (t.result() for t in done) if link}
 
     async def respond(self, response_url: str, msg: Message, *, replace_original: bool = False, in_channel: bool = False) -> None:
         """Answer through a response_url (works where the bot is not a channel member)."""

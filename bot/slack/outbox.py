@@ -30,8 +30,9 @@ import asyncio
 import email.utils
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -176,13 +177,13 @@ async def tail(conn, thread_key: str) -> Tail:
     return (await tails(conn, [thread_key]))[thread_key]
 
 
-async def write_many(conn, rows: list[dict], rewrites: list[dict] = ()) -> int:
+async def write_many(conn, rows: list[dict], rewrites: list[dict] | None = None) -> int:
     """Queue `rows` ({thread_key, channel, op, kind, message, data}) in list order and apply `rewrites`
     ({id, message?, data?}) to rows the producer claimed, in one statement. Returns how many were queued."""
     if not rows and not rewrites:
         return 0
     sql = f"WITH {WRITE_CTES.format(rows='$1', rewrites='$2')} SELECT (SELECT count(*) FROM queued)"
-    return await conn.fetchval(sql, *write_params(rows, list(rewrites)))
+    return await conn.fetchval(sql, *write_params(rows, list(rewrites or [])))
 
 
 async def enqueue_many(conn, rows: list[dict]) -> int:
@@ -203,7 +204,7 @@ async def put_header(conn, thread_key: str, channel: str, message: dict, state: 
     """Make the thread's top-level message show `message` (or, for a rendered kind, its state when sent):
     folded into an unsent post or update when there is one, else a new update."""
     state = state or await tail(conn, thread_key)
-    if state.header_claimed:
+    if state.header_claimed and state.last_header is not None:
         if kind not in RENDERERS:
             await rewrite(conn, state.last_header, message, data)
         return state.last_header
@@ -363,7 +364,7 @@ class Outbox:
             return
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             pass
 
     async def _idle(self) -> None:
@@ -532,7 +533,7 @@ class Outbox:
             response = await self.client.api_call(method, json=redact_any(args))
         except SlackApiError as exc:
             raise self._classify(method, exc) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             SLACK_API_ERRORS.labels(method, type(exc).__name__).inc()
             raise _Retry("transport", describe_error(exc)) from None
         return response.data if isinstance(response.data, dict) else {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from typing import Any
 
 import asyncpg
 
@@ -91,7 +92,7 @@ class Store:
 class _Acquire:
     def __init__(self, store: Store):
         self.store = store
-        self._cm = None
+        self._cm: Any = None  # the pool's acquire context, once entered
 
     async def __aenter__(self) -> asyncpg.Connection:
         pool = await self.store.pool()

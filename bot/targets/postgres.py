@@ -1,8 +1,8 @@
 """PostgreSQL: a fresh connection per use, so a restarted or dead server never leaves stale state."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg

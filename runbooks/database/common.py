@@ -7,9 +7,10 @@ import os
 import re
 import socket
 import ssl
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import asyncpg
@@ -95,8 +96,8 @@ def parse_dsn(dsn: str) -> DsnParts:
         userinfo, hostlist = "", netloc
     user, colon, password = userinfo.partition(":")
     params = dict(parse_qsl(query, keep_blank_values=True))
-    user = params.pop("user", None) or unquote(user)
-    has_password = bool(colon and password) or bool(params.pop("password", None))
+    user = params.pop("user", "") or unquote(user)
+    has_password = bool(colon and password) or bool(params.pop("password", ""))
     default_port = params.pop("port", "5432")
     hosts: list[tuple[str, int]] = []
     query_hosts = params.pop("host", "")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Proposal, Status
@@ -91,7 +91,7 @@ def signal_statement(kind: str, because: str) -> str:
 
 def literal(value) -> str:
     if isinstance(value, datetime):
-        return "'" + value.astimezone(timezone.utc).isoformat(sep=" ") + "'"
+        return "'" + value.astimezone(UTC).isoformat(sep=" ") + "'"
     return str(int(value))
 
 
@@ -339,6 +339,8 @@ async def signal_backend(ctx: CheckContext, kind: str, pid: int, backend_start: 
     if because not in ("blocking", "long_query"):
         raise Refused(f"unknown reason {because!r} in the approval")
     started, query_started = parse_time(backend_start), parse_time(query_start)
+    if started is None:
+        raise Refused("the approval does not say which session it was proposed for (no backend start)")
     async with pg.connect(application_name="erpgo-chatops-remediation") as conn:
         before = await recheck(conn, kind, int(pid), started, because, query_started)
         params = [int(pid), started] + ([query_started] if because == "long_query" else [])

@@ -151,7 +151,7 @@ def cache_finding(row) -> Finding:
         title = f"cache hit ratio {ratio:.1f} % over only {count(total)} block reads: too little traffic to judge" \
             if ratio is not None else "cache hit ratio: no reads yet"
         return Finding.ok("PostgreSQL cache", title, section=PERFORMANCE, data=data)
-    status = Status.WARN if ratio < CACHE_HIT_WARN_PCT else Status.OK
+    status = Status.WARN if ratio is not None and ratio < CACHE_HIT_WARN_PCT else Status.OK
     details = [f"{count(hit)} blocks from shared_buffers, {count(read)} from disk or the OS cache (aim for ≥ 99 %)"]
     if status is Status.WARN:
         details.append("reads miss shared_buffers often: look at `db settings` (shared_buffers) and `db slow`")

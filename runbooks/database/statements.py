@@ -314,7 +314,7 @@ async def explain_statement(ctx: CheckContext) -> Finding:
 
 
 def analyze_sql(schema: str | None = None, table: str | None = None) -> str:
-    return f"ANALYZE {qualified(schema, table)};" if table else "ANALYZE;"
+    return f"ANALYZE {qualified(schema or 'public', table)};" if table else "ANALYZE;"
 
 
 def analyze_proposal(schema: str | None = None, table: str | None = None, *, database: str = "",
