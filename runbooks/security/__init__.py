@@ -1,0 +1,1 @@
+"""Security incident response: finding attackers and banning them."""
