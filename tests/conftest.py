@@ -1,6 +1,6 @@
 import os
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.erpgo", "tests.fixtures.bot"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.erpgo", "tests.fixtures.bot", "tests.fixtures.tls"]
 
 # The bot reads its configuration from the environment; tests configure it explicitly, so
 # nothing from the caller's shell may leak in.
