@@ -1,6 +1,12 @@
 import os
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.erpgo", "tests.fixtures.bot", "tests.fixtures.network"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.erpgo",
+    "tests.fixtures.bot",
+    "tests.fixtures.network",
+    "tests.fixtures.tls",
+]
 
 # The bot reads its configuration from the environment; tests configure it explicitly, so
 # nothing from the caller's shell may leak in.
