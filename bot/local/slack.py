@@ -5,10 +5,16 @@ for it, speaking Slack's real HTTP protocol both ways so that the bot's unmodifi
 slack_sdk code talks to it:
 
 * **Web API** (an aiohttp server): ``auth.test``, ``chat.postMessage``, ``chat.update``,
-  ``chat.postEphemeral``, ``chat.getPermalink``, ``conversations.info``, ``users.info`` and the
-  three steps of ``files_upload_v2``. Point the bot's ``AsyncWebClient(base_url=...)`` at
-  :attr:`LocalSlack.api_url`. Every call is recorded in :attr:`LocalSlack.calls`, messages are
-  kept in :attr:`LocalSlack.messages`, and faults (429, 5xx, slowness) can be injected.
+  ``chat.postEphemeral``, ``chat.getPermalink``, ``conversations.info``, ``users.info``,
+  ``usergroups.users.list``, ``views.publish`` and the three steps of ``files_upload_v2``
+  (``files.getUploadURLExternal``, the POST to the upload URL, ``files.completeUploadExternal``).
+  Point the bot's ``AsyncWebClient(base_url=...)`` at :attr:`LocalSlack.api_url`. Every call is
+  recorded in :attr:`LocalSlack.calls`, messages are kept in :attr:`LocalSlack.messages`, uploaded
+  files in :attr:`LocalSlack.files`, App Home views in :attr:`LocalSlack.home_views`, and faults
+  (429, 5xx, slowness) can be injected.
+* **Rate limits** (off unless asked for): :class:`RateLimit` gives each channel a token bucket
+  for ``chat.postMessage`` the way Slack documents its limit (about one message a second per
+  channel, short bursts allowed); over it the answer is HTTP 429 with ``Retry-After``.
 * **response_url sinks**: :meth:`LocalSlack.response_url` makes a URL whose POSTs are applied
   the way Slack applies them (ephemeral, in_channel, replace_original, delete_original).
 * **Sender**: :meth:`LocalSlack.slash` and :meth:`LocalSlack.click` POST slash commands and
@@ -28,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
+import mimetypes
 import secrets
 import time
 from collections.abc import Callable
@@ -40,10 +48,11 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.local.text import render_text
 
-__all__ = ["Call", "LocalSlack", "SlackHTTPResult", "block_errors", "render_text"]
+__all__ = ["Call", "LocalSlack", "RateLimit", "SlackHTTPResult", "block_errors", "render_text"]
 
 # Limits Slack enforces on messages (https://docs.slack.dev/reference/block-kit/blocks).
 MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100  # modals and App Home
 MAX_SECTION_TEXT = 3000
 MAX_FIELDS = 10
 MAX_FIELD_TEXT = 2000
@@ -56,13 +65,17 @@ MAX_ACTIONS_ELEMENTS = 25
 MAX_CONTEXT_ELEMENTS = 10
 MAX_MESSAGE_TEXT = 40000
 ACK_DEADLINE_S = 3.0
+# Lines of a text file Slack shows in the message before "N more lines" (the file's `preview`).
+FILE_PREVIEW_LINES = 5
 
 # Error codes Slack's Web API returns with 5xx statuses.
 _SERVER_ERRORS = {500: "internal_error", 503: "service_unavailable", 504: "request_timeout"}
 # Slack lists the token's scopes on every Web API answer; Bolt reads them after auth.test.
-_SCOPES = "chat:write,commands,files:write,users:read,channels:read"
+_SCOPES = "chat:write,commands,files:write,users:read,channels:read,usergroups:read"
 # Keys kept on stored messages for the tests' convenience, never shown to the bot.
 _LOCAL_KEYS = ("channel", "history", "is_ephemeral", "source")
+# Keys kept on recorded files for the tests' convenience; Slack's file objects do not carry them.
+_LOCAL_FILE_KEYS = ("content", "length", "channel", "thread_ts", "message_ts", "initial_comment")
 
 
 @dataclass
@@ -99,10 +112,34 @@ class SlackHTTPResult:
 class _ApiError(Exception):
     """A Slack error answer: ``{"ok": false, "error": code, ...}``."""
 
-    def __init__(self, error: str, status: int = 200, **extra: Any):
+    def __init__(self, error: str, status: int = 200, headers: dict | None = None, **extra: Any):
         super().__init__(error)
         self.status = status
+        self.headers = headers or {}
         self.body = {"ok": False, "error": error, **extra}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Slack's per-channel limit on posting, as a token bucket per channel.
+
+    Each channel's bucket holds at most `burst` tokens and gains `per_second` tokens a second
+    (continuously); every call of one of `methods` to that channel takes a token, and a call that
+    finds less than one token is answered HTTP 429 ``{"ok": false, "error": "ratelimited"}`` with
+    ``Retry-After`` = the whole seconds until a token is back (at least 1). A refused call takes
+    nothing. Slack documents "1 per second, short bursts >1 allowed" but not the burst size; 5 is
+    this fake's choice, configurable.
+    """
+
+    per_second: float = 1.0
+    burst: int = 5
+    methods: frozenset[str] = frozenset({"chat.postMessage"})
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float  # time.monotonic() of the last refill
 
 
 @dataclass
@@ -133,6 +170,7 @@ class LocalSlack:
         team_domain: str = "local",
         bot_id: str = "B0BOT",
         app_id: str = "A0LOCAL",
+        rate_limit: RateLimit | None = None,
     ):
         self.signing_secret = signing_secret
         self.bot_token = bot_token
@@ -150,10 +188,19 @@ class LocalSlack:
         self.messages: dict[tuple[str, str], dict] = {}
         self.ephemerals: list[dict] = []
         self.responses: list[dict] = []
+        # file id → Slack's file object plus the upload's content (bytes), channel, thread_ts, message_ts.
         self.files: dict[str, dict] = {}
+        # user id → the App Home view last published with views.publish.
+        self.home_views: dict[str, dict] = {}
         # Known users and channel names; slash() and click() add theirs, tests may add more.
         self.users: dict[str, dict] = {bot_user_id: {"name": "erpgo", "is_bot": True}}
         self.channel_names: dict[str, str] = {}
+        # User group id (S…) → member user ids, for usergroups.users.list; tests fill it.
+        self.usergroups: dict[str, list[str]] = {}
+        # Per-channel posting limit (None = unlimited) and how many HTTP 429s were answered, for any reason.
+        self.rate_limit = rate_limit
+        self.ratelimited = 0
+        self._buckets: dict[str, _Bucket] = {}
 
         self._faults: list[_Fault] = []
         self._outage_status: int | None = None
@@ -174,6 +221,8 @@ class LocalSlack:
             "users.info": self._users_info,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
+            "usergroups.users.list": self._usergroups_users_list,
+            "views.publish": self._views_publish,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -215,7 +264,10 @@ class LocalSlack:
         self.ephemerals.clear()
         self.responses.clear()
         self.files.clear()
+        self.home_views.clear()
         self._hooks.clear()
+        self._buckets.clear()
+        self.ratelimited = 0
         self.recover()
 
     # ------------------------------------------------------------------ fault injection
@@ -237,6 +289,27 @@ class LocalSlack:
     def delay(self, seconds: float, method: str | None = None) -> None:
         """Answer every call of `method` (None = any) `seconds` late; delay(0) undoes it."""
         self._delays[method] = seconds
+
+    def limit_rate(self, limit: RateLimit | None = RateLimit()) -> None:
+        """Enforce `limit` from now on with full buckets; limit_rate(None) turns limiting off."""
+        self.rate_limit = limit
+        self._buckets.clear()
+
+    def _take_token(self, method: str, args: dict) -> None:
+        """Spend one of the channel's tokens on this call, or refuse it with 429 and Retry-After."""
+        limit = self.rate_limit
+        if limit is None or method not in limit.methods:
+            return
+        channel = str(args.get("channel") or args.get("channel_id") or "")
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(channel, _Bucket(float(limit.burst), now))
+        bucket.tokens = min(float(limit.burst), bucket.tokens + (now - bucket.updated) * limit.per_second)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return
+        retry_after = max(1, math.ceil((1.0 - bucket.tokens) / limit.per_second))
+        raise _ApiError("ratelimited", status=429, headers={"Retry-After": str(retry_after)})
 
     def _take_fault(self, method: str) -> tuple[int, dict, dict] | None:
         if self._outage_status is not None:
@@ -331,6 +404,10 @@ class LocalSlack:
                 status, body = 200, answer()
             except _ApiError as error:
                 status, body = error.status, error.body
+                if error.headers:
+                    headers = {**(headers or {}), **error.headers}
+        if status == 429:
+            self.ratelimited += 1
         await self._record(Call(method, args, arrived, body, status))
         if as_text is not None and status == 200:
             return web.Response(text=as_text(body), status=status, headers=headers)
@@ -359,23 +436,27 @@ class LocalSlack:
                 raise _ApiError("not_authed")
             if token != self.bot_token:
                 raise _ApiError("invalid_auth")
+            self._take_token(method, args)
             return handler(args)
 
         return await self._serve(method, args, answer, headers={"X-OAuth-Scopes": _SCOPES})
 
     async def _handle_upload(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
-        content = await request.read()
+        # Slack takes the bytes raw (as slack_sdk sends them) or as a multipart form's file part.
+        content = await _upload_content(request)
 
         def answer() -> dict:
             file = self.files.get(file_id)
             if file is None:
                 raise _ApiError("file_not_found", status=404)
+            if content is None:
+                raise _ApiError("no_file_data", status=400)
             file.update(content=content, size=len(content))
             return {"ok": True, "file_id": file_id, "size": len(content)}
 
         # The real upload URL answers text/plain "OK - <bytes>", which slack_sdk reads as text.
-        args = {"file_id": file_id, "size": len(content)}
+        args = {"file_id": file_id, "size": len(content or b"")}
         return await self._serve("upload", args, answer, as_text=lambda body: f"OK - {body['size']}")
 
     async def _handle_hook(self, request: web.Request) -> web.Response:
@@ -499,36 +580,101 @@ class LocalSlack:
             raise _ApiError("invalid_arguments")
         file_id = "F" + secrets.token_hex(5).upper()
         self.files[file_id] = {"id": file_id, "name": filename, "length": length, "content": None}
+        if args.get("snippet_type"):
+            self.files[file_id]["snippet_type"] = args["snippet_type"]
         return {"ok": True, "upload_url": f"{self.base_url}/upload/v1/{file_id}", "file_id": file_id}
 
     def _files_complete_upload(self, args: dict) -> dict:
         items = _json_arg(args.get("files"))
         if not isinstance(items, list) or not items:
             raise _ApiError("invalid_arguments")
-        files = [self._completed_file(item) for item in items]
+        records = [self._uploaded_file(item) for item in items]  # all checked before any is completed
+        for record, item in zip(records, items):
+            self._complete_file(record, item)
         channel = args.get("channel_id") or (args.get("channels") or "").split(",")[0]
         if channel:
-            self._share_files(channel, files, args.get("initial_comment") or "", args.get("thread_ts"))
-        return {"ok": True, "files": files}
+            self._share_files(channel, records, args.get("initial_comment") or "", args.get("thread_ts"))
+        return {"ok": True, "files": [_file_object(record) for record in records]}
 
-    def _completed_file(self, item: dict) -> dict:
+    def _uploaded_file(self, item: Any) -> dict:
         file = self.files.get(item.get("id", "")) if isinstance(item, dict) else None
         if file is None or file["content"] is None:
             raise _ApiError("file_not_found")
+        return file
+
+    def _complete_file(self, file: dict, item: dict) -> None:
+        content: bytes = file["content"]
+        text = _as_text(content)
+        now = int(time.time())
+        fallback_type = "text/plain" if text is not None else "application/octet-stream"
         file.update(
             title=item.get("title") or file["name"],
             user=self.bot_user_id,
-            created=int(time.time()),
-            mimetype="text/plain",
-            filetype="text",
+            created=now,
+            timestamp=now,
+            mimetype=mimetypes.guess_type(file["name"])[0] or fallback_type,
+            filetype=file.get("snippet_type") or ("text" if text is not None else "binary"),
+            mode="snippet" if text is not None else "hosted",
+            is_external=False,
+            size=len(content),
+            url_private=f"{self.base_url}/files-pri/{self.team_id}-{file['id']}/{file['name']}",
             permalink=f"https://{self.team_domain}.slack.com/files/{self.bot_user_id}/{file['id']}/{file['name']}",
         )
-        return {k: v for k, v in file.items() if k != "content"}
+        file["url_private_download"] = file["url_private"] + "?download=1"
+        if text is not None:
+            lines = text.splitlines()
+            preview = lines[:FILE_PREVIEW_LINES]
+            file.update(
+                preview="\n".join(preview),
+                lines=len(lines),
+                lines_more=len(lines) - len(preview),
+                preview_is_truncated=len(lines) > len(preview),
+            )
 
     def _share_files(self, channel: str, files: list[dict], comment: str, thread_ts: str | None) -> None:
+        """Post the message Slack posts for shared files: the initial comment, carrying the file objects."""
         message = self._new_message(channel, comment, None, {})
-        message.update(files=files, upload=True)
         self._store(message, thread_ts)
+        root = message.get("thread_ts")
+        for file in files:
+            share = {"ts": message["ts"], "channel_name": self.channel_names.get(channel, channel.lower())}
+            if root:
+                share["thread_ts"] = root
+            file.update(channels=[channel], shares={"public": {channel: [share]}})
+            file.update(channel=channel, thread_ts=root, message_ts=message["ts"], initial_comment=comment)
+        message.update(files=[_file_object(file) for file in files], upload=True, display_as_bot=False)
+
+    def _usergroups_users_list(self, args: dict) -> dict:
+        usergroup = _required(args, "usergroup", "invalid_arguments")
+        members = self.usergroups.get(usergroup)
+        if members is None:
+            raise _ApiError("no_such_subteam")
+        return {"ok": True, "users": list(members)}
+
+    def _views_publish(self, args: dict) -> dict:
+        user_id = _required(args, "user_id", "invalid_arguments")
+        view = _json_arg(args.get("view"))
+        if not isinstance(view, dict) or view.get("type") != "home" or not isinstance(view.get("blocks"), list):
+            raise _view_error("must provide a home view with blocks [json-pointer:/view]")
+        errors = block_errors(view["blocks"], max_blocks=MAX_VIEW_BLOCKS)
+        if errors:
+            raise _view_error(*errors)
+        current = self.home_views.get(user_id)
+        if args.get("hash") and (current is None or args["hash"] != current["hash"]):
+            raise _ApiError("hash_conflict")
+        published = {
+            **{k: view[k] for k in ("private_metadata", "callback_id", "external_id", "title") if k in view},
+            "id": current["id"] if current else "V" + secrets.token_hex(5).upper(),
+            "team_id": self.team_id,
+            "type": "home",
+            "blocks": _with_ids(view["blocks"]),
+            "hash": f"{time.time():.6f}.{secrets.token_hex(4)}",
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+            "user": user_id,
+        }
+        self.home_views[user_id] = published
+        return {"ok": True, "view": published}
 
     # ------------------------------------------------------------------ message store
 
@@ -834,6 +980,35 @@ async def _read_args(request: web.Request) -> tuple[dict, str | None]:
     return args, None
 
 
+async def _upload_content(request: web.Request) -> bytes | None:
+    """The uploaded bytes: the first file part of a multipart form, else the raw body."""
+    if request.content_type != "multipart/form-data":
+        return await request.read()
+    form = await request.post()
+    for value in form.values():
+        if isinstance(value, web.FileField):
+            data: bytes = value.file.read()
+            return data
+    return None
+
+
+def _as_text(content: bytes) -> str | None:
+    """The content as text when it is UTF-8 without NULs (what Slack shows as a snippet), else None."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text else text
+
+
+def _file_object(file: dict) -> dict:
+    return {k: v for k, v in file.items() if k not in _LOCAL_FILE_KEYS}
+
+
+def _view_error(*messages: str) -> _ApiError:
+    return _ApiError("invalid_arguments", response_metadata={"messages": [f"[ERROR] {m}" for m in messages]})
+
+
 def _bearer_token(request: web.Request) -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
@@ -920,11 +1095,12 @@ def _trigger_id() -> str:
 # ---------------------------------------------------------------------- Block Kit validation
 
 
-def block_errors(blocks: list) -> list[str]:
-    """The limits Slack enforces on message blocks, as Slack-style messages with a json-pointer."""
+def block_errors(blocks: list, *, max_blocks: int = MAX_BLOCKS) -> list[str]:
+    """The limits Slack enforces on message (or, with max_blocks=100, view) blocks, as Slack-style
+    messages with a json-pointer."""
     errors: list[str] = []
-    if len(blocks) > MAX_BLOCKS:
-        errors.append(f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]")
+    if len(blocks) > max_blocks:
+        errors.append(f"no more than {max_blocks} items allowed [json-pointer:/blocks]")
     block_ids: set[str] = set()
     for i, block in enumerate(blocks):
         where = f"/blocks/{i}"

@@ -1,7 +1,8 @@
 """Plain-text rendering of a Slack message (text + Block Kit), for the terminal shell.
 
 Buttons show as ``[ Approve ]+ (approval.approve)``: ``+`` marks a primary button, ``!`` a
-danger one, and the action_id in brackets is what the shell's "click" refers to.
+danger one, and the action_id in brackets is what the shell's "click" refers to. A shared file
+shows as ``📎 <title> (<n> lines)`` followed by the first lines of its preview.
 """
 from __future__ import annotations
 
@@ -22,8 +23,20 @@ def render_text(message: dict) -> str:
     for attachment in message.get("attachments") or []:
         lines += ["| " + line for line in _render_attachment(attachment)]
     for file in message.get("files") or []:
-        lines.append(f"[file: {file.get('title') or file.get('name') or file.get('id')}]")
+        lines += _render_file(file)
     return "\n".join(lines)
+
+
+def _render_file(file: dict) -> list[str]:
+    """``📎 <title> (<n> lines)`` and the first lines Slack previews, like a shared snippet."""
+    title = file.get("title") or file.get("name") or file.get("id")
+    count = file.get("lines")
+    heading = f"📎 {title}" if not isinstance(count, int) else f"📎 {title} ({count} line{'' if count == 1 else 's'})"
+    lines = [heading] + ["  " + line for line in _split(file.get("preview") or "")]
+    more = file.get("lines_more")
+    if isinstance(more, int) and more > 0:
+        lines.append(f"  … {more} more line{'' if more == 1 else 's'}")
+    return lines
 
 
 # The shortcodes the bot itself uses, shown as the pictures Slack would show.
