@@ -204,10 +204,10 @@ async def test_two_containers_publishing_one_host_port(docker, docker_engine, na
 
 
 def _published(name: str, *bindings: tuple[str, str, str]) -> ContainerInfo:
-    raw = {"Id": name, "Name": "/" + name, "HostConfig": {"PortBindings": {}}}
+    ports: dict[str, list[dict[str, str]]] = {}
     for container_port, host_ip, host_port in bindings:
-        raw["HostConfig"]["PortBindings"].setdefault(container_port, []).append({"HostIp": host_ip, "HostPort": host_port})
-    return container_info(raw)
+        ports.setdefault(container_port, []).append({"HostIp": host_ip, "HostPort": host_port})
+    return container_info({"Id": name, "Name": "/" + name, "HostConfig": {"PortBindings": ports}})
 
 
 def test_port_conflicts_know_wildcards_ranges_and_protocols():

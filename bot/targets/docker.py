@@ -544,10 +544,16 @@ class Docker:
         if dry_run:
             return preview
         reclaimed = 0
+        steps = (("containers/prune", None), ("images/prune", {"filters": _filters_param({"dangling": "true"})}),
+                 ("build/prune", None))
         async with self._call(self.timeout * 6) as client:
-            for path, params in (("containers/prune", None), ("images/prune", {"filters": _filters_param({"dangling": "true"})}),
-                                 ("build/prune", None)):
-                answer = await client._query_json(path, method="POST", params=params)
+            for path, params in steps:
+                try:
+                    answer = await client._query_json(path, method="POST", params=params)
+                except DockerError as exc:
+                    if path != "build/prune" or exc.status not in (404, 501):
+                        raise
+                    continue  # an engine without a build cache to prune
                 reclaimed += int((answer or {}).get("SpaceReclaimed") or 0)
         return PruneResult(dry_run=False, items=preview.items, bytes_reclaimable=preview.bytes_reclaimable,
                            bytes_reclaimed=reclaimed)
