@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -591,10 +591,12 @@ class DockerEngine(_Service):
             _remove(build)
 
     def run(self, name: str, script: str, *, restart: str | None = None,
-            health_cmd: str | None = None) -> str:
-        """Start `sh -c script` in a fresh container called `name`; returns the container id."""
+            health_cmd: str | None = None, network: str = "none",
+            run_args: Sequence[str] = ()) -> str:
+        """Start `sh -c script` in a fresh container called `name`; returns the container id.
+        `run_args` are further `docker run` options (limits, environment, labels, ports)."""
         self.remove(name)
-        args = ["run", "-d", "--name", name, "--network", "none"]
+        args = ["run", "-d", "--name", name, "--network", network, *run_args]
         if restart:
             args += ["--restart", restart]
         if health_cmd:
