@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.localslack import LocalSlack, RateLimit, render_text
+from bot.local.slack import LocalSlack, RateLimit, render_text
 
 EVIDENCE = "".join(f"pg_stat_activity row {n}\n" for n in range(1, 41))
 HOME_BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Firing:* 2 alert groups"}}]

@@ -182,7 +182,7 @@ async def test_closed_port_is_unreachable(tls_servers: TlsServers) -> None:
 
 async def test_server_that_never_handshakes_times_out_on_time(tls_servers: TlsServers) -> None:
     started = time.monotonic()
-    with pytest.raises(TimeoutError, match="no TLS handshake within 0.5 s"):
+    with pytest.raises(TimeoutError, match=r"no TLS handshake within 0\.5 s"):
         await inspect(tls_servers.host, tls_servers.stalled_port, timeout=0.5)
     assert 0.45 <= time.monotonic() - started < 1.0
 

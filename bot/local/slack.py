@@ -573,7 +573,7 @@ class LocalSlack:
     def _files_get_upload_url(self, args: dict) -> dict:
         filename = args.get("filename")
         try:
-            length = int(args.get("length"))
+            length = int(args.get("length") or "")
         except (TypeError, ValueError):
             length = None
         if not filename or length is None:
@@ -589,7 +589,7 @@ class LocalSlack:
         if not isinstance(items, list) or not items:
             raise _ApiError("invalid_arguments")
         records = [self._uploaded_file(item) for item in items]  # all checked before any is completed
-        for record, item in zip(records, items):
+        for record, item in zip(records, items, strict=False):
             self._complete_file(record, item)
         channel = args.get("channel_id") or (args.get("channels") or "").split(",")[0]
         if channel:
@@ -786,6 +786,8 @@ class LocalSlack:
 
     def _change_original(self, origin: _Origin, delete: bool, text: str, blocks: list | None) -> None:
         original = origin.message
+        if original is None:
+            return
         if original.get("is_ephemeral"):
             target = next((e for e in self.ephemerals if e["ts"] == original["ts"]), None)
             if target is not None and delete:
@@ -911,7 +913,7 @@ class LocalSlack:
         action = {"action_id": button["action_id"], "block_id": block["block_id"], "text": button["text"]}
         action.update({k: button[k] for k in ("value", "style") if k in button})
         action.update(type="button", action_ts=f"{time.time():.6f}")
-        payload = {
+        payload: dict[str, Any] = {
             "type": "block_actions",
             "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": self.team_id},
             "api_app_id": self.app_id,
@@ -1168,7 +1170,8 @@ def _check_actions(block: dict, where: str) -> list[str]:
         action_id = element.get("action_id") if isinstance(element, dict) else None
         if action_id is not None and action_id in action_ids:
             errors.append(f"duplicate action_id [json-pointer:{where}/elements/{j}/action_id]")
-        action_ids.add(action_id)
+        if action_id is not None:
+            action_ids.add(action_id)
         if isinstance(element, dict) and element.get("type") == "button":
             errors += _button_errors(element, f"{where}/elements/{j}")
     return errors

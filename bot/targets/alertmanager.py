@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bot.redact import MASK, redact
+from bot.core.redact import MASK, redact
 
 __all__ = ["Alertmanager", "AlertmanagerError", "AlertmanagerUnreachable", "matcher_filter"]
 

@@ -441,7 +441,7 @@ class Docker:
                 raise
             result = await self._get(f"containers/{name}/top", container=name)
         titles = result.get("Titles") or []
-        return [dict(zip(titles, row)) for row in result.get("Processes") or []]
+        return [dict(zip(titles, row, strict=False)) for row in result.get("Processes") or []]
 
     async def start(self, name: str) -> None:
         async with self._call(container=name) as client, client._query(f"containers/{name}/start", method="POST"):

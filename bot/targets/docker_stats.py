@@ -237,7 +237,7 @@ class StatsSampler:
                     backoff = BACKOFF_FIRST
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 — whatever went wrong, the stream is opened again after a pause
+            except Exception as exc:
                 log.info("docker_stats_stream_failed", container=name, error=type(exc).__name__,
                          retry_in=round(backoff, 1))
             await asyncio.sleep(backoff)  # a pause before opening the stream again, not a synchronisation
