@@ -5,6 +5,7 @@ the triage rules (an unknown check name stops the start), then assembles the run
 targets, Slack client, the bot's database), the Bolt app and the HTTP routes. Nothing else in bot/
 imports handlers/ or runbooks/.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -99,12 +100,17 @@ class Runtime:
         migrations; a database that is down now is retried on first use."""
         self.policy = load_policy(self.settings.chatops_policy_file)
         if self.policy.is_default:
-            log.warning("policy_not_configured", hint="set CHATOPS_POLICY_FILE; until then every verb is allowed "
-                        "for everyone and no destructive action can be approved")
+            log.warning(
+                "policy_not_configured",
+                hint="set CHATOPS_POLICY_FILE; until then every verb is allowed "
+                "for everyone and no destructive action can be approved",
+            )
         else:
             log.info("policy_loaded", file=self.policy.source, rules=self.policy.describe())
         if self.store is None:
-            log.warning("bot_database_not_configured", hint="set BOT_DATABASE_URL for approvals, audit and alert threads")
+            log.warning(
+                "bot_database_not_configured", hint="set BOT_DATABASE_URL for approvals, audit and alert threads"
+            )
             return
         try:
             await self.store.migrate()
@@ -140,8 +146,12 @@ def attach_store(runtime: Runtime, slack_token: str | None) -> None:
     runtime.store = Store(bot_dsn)
     runtime.approvals = Approvals(runtime.store, runtime.registry, runtime.targets, settings, lambda: runtime.policy)
     if slack_token:
-        runtime.outbox = Outbox(runtime.store, outbox_client(slack_token, settings.slack_api_url),
-                                interval=settings.erpgo_slack_channel_interval, max_backoff=settings.erpgo_slack_max_backoff)
+        runtime.outbox = Outbox(
+            runtime.store,
+            outbox_client(slack_token, settings.slack_api_url),
+            interval=settings.erpgo_slack_channel_interval,
+            max_backoff=settings.erpgo_slack_max_backoff,
+        )
 
 
 def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:

@@ -1,4 +1,5 @@
 """erpgo-bot: serve (HTTP), socket (Socket Mode), check (one-shot, no Slack), shell (local Slack)."""
+
 from __future__ import annotations
 
 import argparse
@@ -101,8 +102,13 @@ async def run_bot_verb(settings, registry, verb, args: list[str], as_json: bool)
     from bot.slack.client import SlackOut
     from bot.targets import Targets
 
-    runtime = Runtime(settings=settings, targets=Targets(settings), slack=SlackOut.offline(), registry=registry,
-                      policy=load_policy(settings.chatops_policy_file))
+    runtime = Runtime(
+        settings=settings,
+        targets=Targets(settings),
+        slack=SlackOut.offline(),
+        registry=registry,
+        policy=load_policy(settings.chatops_policy_file),
+    )
     attach_store(runtime, slack_token=None)
     try:
         message = await verb.answer(runtime, None, args)
@@ -131,7 +137,9 @@ async def run_migrate(settings) -> int:
         return EXIT_WARN
     finally:
         await store.close()
-    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "; database is up to date"))
+    print(
+        f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "; database is up to date")
+    )
     return EXIT_OK
 
 

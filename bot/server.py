@@ -1,4 +1,5 @@
 """Long-running modes: HTTP (aiohttp) and Socket Mode."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Settings from the environment. The variable names are the external contract (see README)."""
+
 from __future__ import annotations
 
 from typing import Annotated

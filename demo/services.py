@@ -75,9 +75,7 @@ def _is_root() -> bool:
 def _require(binary: str, package: str) -> str:
     path = shutil.which(binary)
     if path is None:
-        raise ServiceUnavailable(
-            f"{binary} not found: install the Debian package {package} (scripts/setup does it)"
-        )
+        raise ServiceUnavailable(f"{binary} not found: install the Debian package {package} (scripts/setup does it)")
     return path
 
 
@@ -89,11 +87,16 @@ def _tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:]) or f"(empty log at {path})"
 
 
-def _run(cmd: list[str], *, timeout: float = 60, input: str | None = None,
-         cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+def _run(
+    cmd: list[str],
+    *,
+    timeout: float = 60,
+    input: str | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
     try:
-        done = subprocess.run(cmd, input=input, capture_output=True, text=True,
-                              timeout=timeout, cwd=cwd, env=env)
+        done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     except subprocess.TimeoutExpired as exc:
         raise ServiceError(f"timed out after {timeout}s: {' '.join(cmd)}") from exc
     if done.returncode != 0:
@@ -102,8 +105,14 @@ def _run(cmd: list[str], *, timeout: float = 60, input: str | None = None,
     return done.stdout
 
 
-def wait_for(ready: Callable[[], bool], *, what: str, timeout: float, log: Path | None = None,
-              proc: subprocess.Popen | None = None) -> None:
+def wait_for(
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float,
+    log: Path | None = None,
+    proc: subprocess.Popen | None = None,
+) -> None:
     """Poll `ready` until it is true; fail early if `proc` exits, with the log tail either way."""
     deadline = time.monotonic() + timeout
     while True:
@@ -185,9 +194,9 @@ def _postgres_bindir() -> Path:
         if shutil.which("pg_config"):
             candidates.append(Path(_run(["pg_config", "--bindir"], timeout=10).strip()))
     versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += sorted((Path(p) for p in versions),
-                         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-                         reverse=True)
+    candidates += sorted(
+        (Path(p) for p in versions), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True
+    )
     for bindir in candidates:
         if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
             return bindir
@@ -216,9 +225,16 @@ class PostgresServer(_Service):
     so that `psql()` works without one.
     """
 
-    def __init__(self, base_dir: Path, port: int | None = None, *, pg_stat_statements: bool = True,
-                 max_connections: int = 100, settings: dict[str, str] | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        *,
+        pg_stat_statements: bool = True,
+        max_connections: int = 100,
+        settings: dict[str, str] | None = None,
+        password: str | None = None,
+    ) -> None:
         self.base_dir = Path(base_dir)
         self.port = port or free_port()
         self.pg_stat_statements = pg_stat_statements
@@ -260,16 +276,16 @@ class PostgresServer(_Service):
             return
         self._write_settings()
         try:
-            self._server_cmd(["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_path),
-                              "-w", "-t", "30", "start"], timeout=45)
+            self._server_cmd(
+                ["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-t", "30", "start"], timeout=45
+            )
         except ServiceError as exc:
             raise ServiceError(f"{exc}\n--- {self.log_path} ---\n{_tail(self.log_path)}") from None
 
     def stop(self) -> None:
         if self._dir is None or not (self.data_dir / "PG_VERSION").exists() or not self._running():
             return
-        self._server_cmd(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30",
-                          "stop"], timeout=45)
+        self._server_cmd(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"], timeout=45)
 
     def cleanup(self) -> None:
         try:
@@ -281,8 +297,7 @@ class PostgresServer(_Service):
             _remove(self.base_dir)
 
     # -- use
-    def dsn(self, database: str = "postgres", user: str = "postgres",
-            password: str | None = None) -> str:
+    def dsn(self, database: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
         if password is None and user == "postgres":
             password = self.password
         auth = urllib.parse.quote(user, safe="")
@@ -318,8 +333,9 @@ class PostgresServer(_Service):
 
     @staticmethod
     def _postgres_can_write(path: Path) -> bool:
-        probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(path)],
-                               capture_output=True, timeout=10)
+        probe = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-w", str(path)], capture_output=True, timeout=10
+        )
         return probe.returncode == 0
 
     @staticmethod
@@ -341,8 +357,7 @@ class PostgresServer(_Service):
         return _run(cmd, timeout=timeout, cwd=self.dir)
 
     def _initdb(self) -> None:
-        cmd = ["initdb", "-D", str(self.data_dir), "-U", "postgres", "--no-sync",
-               "--encoding=UTF8", "--locale=C"]
+        cmd = ["initdb", "-D", str(self.data_dir), "-U", "postgres", "--no-sync", "--encoding=UTF8", "--locale=C"]
         pwfile = self.dir / "pwfile"
         if self.password:
             pwfile.write_text(self.password + "\n")
@@ -382,8 +397,23 @@ class PostgresServer(_Service):
         return subprocess.run(cmd, capture_output=True, timeout=30, cwd=self.dir).returncode == 0
 
     def _psql_cmd(self, database: str) -> list[str]:
-        return [str(self.bindir / "psql"), "--no-psqlrc", "-h", str(self.dir), "-p", str(self.port),
-                "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-A", "-t"]
+        return [
+            str(self.bindir / "psql"),
+            "--no-psqlrc",
+            "-h",
+            str(self.dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-A",
+            "-t",
+        ]
 
 
 # --------------------------------------------------------------------------- Redis
@@ -396,8 +426,9 @@ class RedisServer(_Service):
     ourselves (a container's PID 1 may not) and notice at once when it exits during start-up.
     """
 
-    def __init__(self, base_dir: Path, port: int | None = None, *, password: str | None = None,
-                 maxmemory: str | None = None) -> None:
+    def __init__(
+        self, base_dir: Path, port: int | None = None, *, password: str | None = None, maxmemory: str | None = None
+    ) -> None:
         self.base_dir = Path(base_dir)
         self.port = port or free_port()
         self.password = password
@@ -418,15 +449,32 @@ class RedisServer(_Service):
             return
         binary = _require("redis-server", "redis-server")
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--dir", str(self.base_dir),
-               "--pidfile", str(self.base_dir / "redis.pid"), "--logfile", str(self.log_path)]
+        cmd = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.base_dir),
+            "--pidfile",
+            str(self.base_dir / "redis.pid"),
+            "--logfile",
+            str(self.log_path),
+        ]
         if self.password:
             cmd += ["--requirepass", self.password]
         if self.maxmemory:
             cmd += ["--maxmemory", self.maxmemory]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for(self.ping, what="redis-server", timeout=15, log=self.log_path, proc=self._proc)
 
     def ping(self) -> bool:
@@ -473,10 +521,54 @@ def _resp(*parts: str) -> bytes:
 
 BUSYBOX_IMAGE = "erpgo/busybox:test"
 BUSYBOX_APPLETS = [
-    "sh", "echo", "sleep", "cat", "ls", "date", "printf", "seq", "true", "false", "kill", "ps",
-    "top", "yes", "wc", "head", "tail", "grep", "sed", "awk", "env", "id", "hostname", "uname",
-    "mkdir", "rm", "cp", "mv", "touch", "test", "[", "expr", "tr", "cut", "sort", "uptime", "free",
-    "df", "du", "nc", "wget", "pidof", "killall", "timeout", "tee", "dd", "stat", "find",
+    "sh",
+    "echo",
+    "sleep",
+    "cat",
+    "ls",
+    "date",
+    "printf",
+    "seq",
+    "true",
+    "false",
+    "kill",
+    "ps",
+    "top",
+    "yes",
+    "wc",
+    "head",
+    "tail",
+    "grep",
+    "sed",
+    "awk",
+    "env",
+    "id",
+    "hostname",
+    "uname",
+    "mkdir",
+    "rm",
+    "cp",
+    "mv",
+    "touch",
+    "test",
+    "[",
+    "expr",
+    "tr",
+    "cut",
+    "sort",
+    "uptime",
+    "free",
+    "df",
+    "du",
+    "nc",
+    "wget",
+    "pidof",
+    "killall",
+    "timeout",
+    "tee",
+    "dd",
+    "stat",
+    "find",
 ]
 
 
@@ -486,8 +578,7 @@ def _busybox() -> Path:
         if path.exists() and _is_static_elf(path):
             return path
     raise ServiceUnavailable(
-        "a static busybox binary was not found: install the Debian package busybox-static "
-        "(scripts/setup does it)"
+        "a static busybox binary was not found: install the Debian package busybox-static (scripts/setup does it)"
     )
 
 
@@ -503,8 +594,7 @@ def _is_static_elf(path: Path) -> bool:
         f.seek(phoff)
         table = f.read(phentsize * phnum)
     pt_interp = 3
-    return all(int.from_bytes(table[i:i + 4], "little") != pt_interp
-               for i in range(0, len(table), phentsize))
+    return all(int.from_bytes(table[i : i + 4], "little") != pt_interp for i in range(0, len(table), phentsize))
 
 
 class DockerEngine(_Service):
@@ -546,13 +636,26 @@ class DockerEngine(_Service):
         self._docker_bin = _require("docker", "docker.io")
         _require("containerd", "containerd (a dependency of docker.io)")
         d = self.dir
-        cmd = [dockerd, "--data-root", str(d / "root"), "--exec-root", str(d / "exec"),
-               "-H", self.host, "--pidfile", str(d / "dockerd.pid"), "--bridge=none",
-               "--iptables=false", "--ip6tables=false", "--containerd-namespace", self.namespace,
-               "--default-ulimit", "nofile=1024:1024"]
+        cmd = [
+            dockerd,
+            "--data-root",
+            str(d / "root"),
+            "--exec-root",
+            str(d / "exec"),
+            "-H",
+            self.host,
+            "--pidfile",
+            str(d / "dockerd.pid"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--containerd-namespace",
+            self.namespace,
+            "--default-ulimit",
+            "nofile=1024:1024",
+        ]
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          start_new_session=True)
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         wait_for(self._answers, what="dockerd", timeout=60, log=self.log_path, proc=self._proc)
 
     def _answers(self) -> bool:
@@ -590,9 +693,16 @@ class DockerEngine(_Service):
         finally:
             _remove(build)
 
-    def run(self, name: str, script: str, *, restart: str | None = None,
-            health_cmd: str | None = None, network: str = "none",
-            run_args: Sequence[str] = ()) -> str:
+    def run(
+        self,
+        name: str,
+        script: str,
+        *,
+        restart: str | None = None,
+        health_cmd: str | None = None,
+        network: str = "none",
+        run_args: Sequence[str] = (),
+    ) -> str:
         """Start `sh -c script` in a fresh container called `name`; returns the container id.
         `run_args` are further `docker run` options (limits, environment, labels, ports)."""
         self.remove(name)
@@ -600,8 +710,16 @@ class DockerEngine(_Service):
         if restart:
             args += ["--restart", restart]
         if health_cmd:
-            args += ["--health-cmd", health_cmd, "--health-interval", "1s",
-                     "--health-timeout", "1s", "--health-retries", "1"]
+            args += [
+                "--health-cmd",
+                health_cmd,
+                "--health-interval",
+                "1s",
+                "--health-timeout",
+                "1s",
+                "--health-retries",
+                "1",
+            ]
         return self.docker(*args, self.ensure_image(), "sh", "-c", script).strip()
 
     def remove(self, *names: str) -> None:
@@ -650,8 +768,7 @@ def _write_busybox_rootfs(tar_path: Path) -> None:
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(info)
-        for name, text in {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
-                           "etc/group": "root:x:0:\n"}.items():
+        for name, text in {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/group": "root:x:0:\n"}.items():
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
@@ -692,10 +809,19 @@ def _rfc3339(value: dt.datetime | str | None) -> str | None:
 class Alertmanager(_Service):
     """A single-node Prometheus Alertmanager routing every alert to one webhook (the bot)."""
 
-    def __init__(self, base_dir: Path, webhook_url: str, bearer_token: str | None, *,
-                 port: int | None = None, group_by: list[str] | None = None,
-                 group_wait: str = "1s", group_interval: str = "2s", repeat_interval: str = "1m",
-                 resolve_timeout: str = "5m") -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        webhook_url: str,
+        bearer_token: str | None,
+        *,
+        port: int | None = None,
+        group_by: list[str] | None = None,
+        group_wait: str = "1s",
+        group_interval: str = "2s",
+        repeat_interval: str = "1m",
+        resolve_timeout: str = "5m",
+    ) -> None:
         self.base_dir = Path(base_dir)
         self.webhook_url = webhook_url
         self.bearer_token = bearer_token
@@ -722,13 +848,16 @@ class Alertmanager(_Service):
     def config(self) -> dict[str, Any]:
         webhook: dict[str, Any] = {"url": self.webhook_url, "send_resolved": True}
         if self.bearer_token:
-            webhook["http_config"] = {
-                "authorization": {"type": "Bearer", "credentials": self.bearer_token}}
+            webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": self.bearer_token}}
         return {
             "global": {"resolve_timeout": self.resolve_timeout},
-            "route": {"receiver": "erpgo-bot", "group_by": self.group_by,
-                      "group_wait": self.group_wait, "group_interval": self.group_interval,
-                      "repeat_interval": self.repeat_interval},
+            "route": {
+                "receiver": "erpgo-bot",
+                "group_by": self.group_by,
+                "group_wait": self.group_wait,
+                "group_interval": self.group_interval,
+                "repeat_interval": self.repeat_interval,
+            },
             "receivers": [{"name": "erpgo-bot", "webhook_configs": [webhook]}],
         }
 
@@ -737,24 +866,37 @@ class Alertmanager(_Service):
             return
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         if binary is None:
-            raise ServiceUnavailable("prometheus-alertmanager not found: install the Debian "
-                                     "package prometheus-alertmanager (scripts/setup does it)")
+            raise ServiceUnavailable(
+                "prometheus-alertmanager not found: install the Debian "
+                "package prometheus-alertmanager (scripts/setup does it)"
+            )
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.config_path.chmod(0o600)  # it holds the bearer token
-        cmd = [binary, f"--config.file={self.config_path}",
-               f"--storage.path={self.base_dir / 'data'}",
-               f"--web.listen-address={LOOPBACK}:{self.port}",
-               "--cluster.listen-address="]
+        cmd = [
+            binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.base_dir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{self.port}",
+            "--cluster.listen-address=",
+        ]
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          start_new_session=True)
-        wait_for(lambda: http_status(f"{self.url}/-/ready") == 200, what="alertmanager",
-                  timeout=30, log=self.log_path, proc=self._proc)
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        wait_for(
+            lambda: http_status(f"{self.url}/-/ready") == 200,
+            what="alertmanager",
+            timeout=30,
+            log=self.log_path,
+            proc=self._proc,
+        )
 
-    def fire(self, labels: dict[str, str], annotations: dict[str, str] | None = None,
-             starts_at: dt.datetime | str | None = None,
-             ends_at: dt.datetime | str | None = None) -> None:
+    def fire(
+        self,
+        labels: dict[str, str],
+        annotations: dict[str, str] | None = None,
+        starts_at: dt.datetime | str | None = None,
+        ends_at: dt.datetime | str | None = None,
+    ) -> None:
         """Post one alert; an `ends_at` in the past resolves it."""
         alert: dict[str, Any] = {"labels": labels, "annotations": annotations or {}}
         if starts_at is not None:
@@ -771,14 +913,16 @@ class Alertmanager(_Service):
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
                 text = resp.read().decode()
         except urllib.error.HTTPError as exc:
-            raise ServiceError(f"alertmanager {method} {path}: HTTP {exc.code} "
-                               f"{exc.read().decode(errors='replace')}") from None
+            raise ServiceError(
+                f"alertmanager {method} {path}: HTTP {exc.code} {exc.read().decode(errors='replace')}"
+            ) from None
         return json.loads(text) if text.strip() else None
 
     def stop(self) -> None:

@@ -119,7 +119,7 @@ def _parse_expose(value: Any) -> set[str]:
 
 def _parse_pool(value: Any) -> dict[str, int]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"pool must be an object like {{\"acquired_conns\": 19}}; got {value!r}")
+        raise ValueError(f'pool must be an object like {{"acquired_conns": 19}}; got {value!r}')
     pool = {}
     for key, number in value.items():
         if key not in POOL_KEYS:
@@ -163,9 +163,7 @@ def pool_stats(sim: Switches) -> dict[str, int]:
     if "idle_conns" not in sim.pool:  # keep the pool within max_conns when others are overridden
         room = stats["max_conns"] - stats["acquired_conns"] - stats["constructing_conns"]
         stats["idle_conns"] = max(0, min(stats["idle_conns"], room))
-    stats.setdefault(
-        "total_conns", stats["idle_conns"] + stats["acquired_conns"] + stats["constructing_conns"]
-    )
+    stats.setdefault("total_conns", stats["idle_conns"] + stats["acquired_conns"] + stats["constructing_conns"])
     return {key: stats[key] for key in POOL_KEYS}
 
 
@@ -178,10 +176,12 @@ def database_check(sim: Switches, now_ns: int) -> dict[str, Any]:
             "timestamp": go_timestamp(now_ns),
             "details": details,
             "checks": {
-                "connection": {"status": "unhealthy", "message": DB_DIAL_ERROR,
-                               "latency": random.randint(400_000, 1_500_000)},
-                "query": {"status": "unhealthy", "message": "Query skipped: no database connection",
-                          "latency": 0},
+                "connection": {
+                    "status": "unhealthy",
+                    "message": DB_DIAL_ERROR,
+                    "latency": random.randint(400_000, 1_500_000),
+                },
+                "query": {"status": "unhealthy", "message": "Query skipped: no database connection", "latency": 0},
             },
         }
     # A slow ERPGo is slow because of its database, so the delay shows up in the query latency.
@@ -192,8 +192,11 @@ def database_check(sim: Switches, now_ns: int) -> dict[str, Any]:
         "timestamp": go_timestamp(now_ns),
         "details": details,
         "checks": {
-            "connection": {"status": "healthy", "message": "Connection successful",
-                           "latency": random.randint(150_000, 900_000)},
+            "connection": {
+                "status": "healthy",
+                "message": "Connection successful",
+                "latency": random.randint(150_000, 900_000),
+            },
             "query": {"status": "healthy", "message": "Query successful", "latency": query_latency},
         },
     }
@@ -221,8 +224,13 @@ def detailed_document(sim: Switches, now_ns: int, started_ns: int) -> dict[str, 
         "go_version": "go1.23.4",
         "num_cpu": 2,
         "goroutines": 42,
-        "memory": {"alloc_bytes": 18_874_368, "total_alloc_bytes": 412_090_112,
-                   "sys_bytes": 42_991_616, "heap_objects": 98_311, "num_gc": 57},
+        "memory": {
+            "alloc_bytes": 18_874_368,
+            "total_alloc_bytes": 412_090_112,
+            "sys_bytes": 42_991_616,
+            "heap_objects": 98_311,
+            "num_gc": 57,
+        },
     }
     return doc
 
@@ -232,8 +240,7 @@ def detailed_document(sim: Switches, now_ns: int, started_ns: int) -> dict[str, 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
     # Go's encoding/json writes compact JSON.
-    return web.Response(status=status, text=json.dumps(doc, separators=(",", ":")),
-                        content_type="application/json")
+    return web.Response(status=status, text=json.dumps(doc, separators=(",", ":")), content_type="application/json")
 
 
 def api_error(status: int, code: str, message: str) -> web.Response:
@@ -314,10 +321,10 @@ Types of profiles available:
 # Only the debug=1 text form is simulated; the real binary profiles are not.
 PPROF_TEXT = {
     "goroutine": "goroutine profile: total 42\n"
-                 "18 @ 0x43e7ae 0x4370b7 0x46a2e5\n"
-                 "#\t0x46a2e4\tnet/http.(*conn).serve+0x5e4\n",
+    "18 @ 0x43e7ae 0x4370b7 0x46a2e5\n"
+    "#\t0x46a2e4\tnet/http.(*conn).serve+0x5e4\n",
     "heap": "heap profile: 98311: 18874368 [412090: 412090112] @ heap/1048576\n"
-            "# runtime.MemStats\n# Alloc = 18874368\n# Sys = 42991616\n# NumGC = 57\n",
+    "# runtime.MemStats\n# Alloc = 18874368\n# Sys = 42991616\n# NumGC = 57\n",
 }
 
 
@@ -387,10 +394,8 @@ def user_id(email: str) -> str:
 def issue_tokens(secret: str, email: str) -> dict[str, Any]:
     now = int(time.time())
     subject = {"sub": user_id(email), "email": email, "iat": now}
-    access = make_jwt(secret, {**subject, "type": "access", "exp": now + ACCESS_TTL,
-                               "jti": str(uuid.uuid4())})
-    refresh = make_jwt(secret, {**subject, "type": "refresh", "exp": now + REFRESH_TTL,
-                                "jti": str(uuid.uuid4())})
+    access = make_jwt(secret, {**subject, "type": "access", "exp": now + ACCESS_TTL, "jti": str(uuid.uuid4())})
+    refresh = make_jwt(secret, {**subject, "type": "refresh", "exp": now + REFRESH_TTL, "jti": str(uuid.uuid4())})
     return {
         "access_token": access,
         "refresh_token": refresh,
@@ -514,19 +519,25 @@ def _pool_item(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m demo.simulator",
-                                     description="Serve a simulated ERPGo API.")
+    parser = argparse.ArgumentParser(prog="python -m demo.simulator", description="Serve a simulated ERPGo API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--status", choices=STATUSES, default="healthy")
-    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
-                        help="added before every /health* answer")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, metavar="SECONDS", help="added before every /health* answer"
+    )
     parser.add_argument("--body", choices=BODIES, default="json")
     for name in ("detailed", "database", "cache"):
         parser.add_argument(f"--no-{name}", action="store_true", help=f"/health/{name} answers 404")
     parser.add_argument("--pprof", action="store_true", help="serve /debug/pprof/ (absent by default)")
-    parser.add_argument("--pool", type=_pool_item, action="append", default=[], metavar="KEY=N",
-                        help="override a pool_stats number, e.g. --pool acquired_conns=19")
+    parser.add_argument(
+        "--pool",
+        type=_pool_item,
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="override a pool_stats number, e.g. --pool acquired_conns=19",
+    )
     return parser.parse_args(argv)
 
 
@@ -534,8 +545,7 @@ def switches_from_args(args: argparse.Namespace) -> dict[str, Any]:
     expose = {name for name in ("detailed", "database", "cache") if not getattr(args, f"no_{name}")}
     if args.pprof:
         expose.add("pprof")
-    return {"status": args.status, "delay": args.delay, "body": args.body,
-            "expose": expose, "pool": dict(args.pool)}
+    return {"status": args.status, "delay": args.delay, "body": args.body, "expose": expose, "pool": dict(args.pool)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -546,8 +556,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"simulator: {error}")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
-    web.run_app(app, host=args.host, port=args.port, print=None,
-                access_log_format='%a "%r" %s %b %Tfs')
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log_format='%a "%r" %s %b %Tfs')
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Answers, so that Alertmanager retries exactly when it should (it retries 5xx, no
 * 500 — anything else that kept the alerts from being recorded;
 * 200 — only once every alert of the notification is committed to the database.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,6 +37,7 @@ PROPOSALS_WAIT = 600.0  # s: how long approval messages wait for their triage re
 
 
 bot_verbs = Runbook("alerts")  # the bot's own verb: alerts
+
 
 def routes(runtime) -> list[web.RouteDef]:
     recorder = Recorder(runtime.store, runtime.settings) if runtime.store is not None else None
@@ -126,7 +128,9 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
     raw = await read_body(request)
     if raw is None:
         log.error("alert_webhook_too_large", limit=MAX_BODY)
-        return _answer(413, "too_large", f"body over {MAX_BODY // (1024 * 1024)} MiB: set max_alerts in the webhook config")
+        return _answer(
+            413, "too_large", f"body over {MAX_BODY // (1024 * 1024)} MiB: set max_alerts in the webhook config"
+        )
     try:
         hook = parse_webhook(raw)
     except IntakeError as exc:
@@ -134,14 +138,18 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
         return _answer(exc.status, "invalid", exc.message)
     channel = route_channel(settings, hook.commonLabels)
     if channel is None:
-        return _answer(503, "unavailable", "no ERPGO_ALERT_ROUTES rule matches these alerts and ERPGO_ALERT_CHANNEL is unset")
+        return _answer(
+            503, "unavailable", "no ERPGO_ALERT_ROUTES rule matches these alerts and ERPGO_ALERT_CHANNEL is unset"
+        )
     try:
         recorded = await recorder.submit(hook, channel)
     except Exception as exc:
         error = describe_error(exc)
         log.error("alert_not_recorded", group_key=hook.groupKey[:200], alerts=len(hook.alerts), error=error)
         if is_unreachable(exc):
-            return _answer(503, "unavailable", f"alerts not recorded, the bot's database is unavailable ({error}); retry")
+            return _answer(
+                503, "unavailable", f"alerts not recorded, the bot's database is unavailable ({error}); retry"
+            )
         return _answer(500, "error", f"alerts not recorded ({error}); retry")
     ALERT_ACCEPT_SECONDS.observe(time.perf_counter() - started)
     if recorded.triage:
@@ -153,6 +161,7 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
 
 # ---------------------------------------------------------------------- /erpgo alerts
 
+
 @bot_verbs.bot_verb("alerts", "the alert groups firing now, with links to their threads")
 async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
     if args:
@@ -163,6 +172,8 @@ async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
         await asyncio.wait_for(runtime.store.ready(), 2)
         groups, total = await asyncio.wait_for(open_groups(runtime.store), 2)
     except Exception as exc:
-        return render.text_message(f":red_circle: Could not read the alert threads: {render.escape(describe_error(exc))}")
+        return render.text_message(
+            f":red_circle: Could not read the alert threads: {render.escape(describe_error(exc))}"
+        )
     links = await runtime.slack.permalinks({g.group_id: (g.channel, g.ts) for g in groups if g.ts}, timeout=1.5)
     return open_groups_message(groups, total, links)

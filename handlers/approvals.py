@@ -5,6 +5,7 @@ A click is acked at once; the work runs in the background: the engine authorises
 then the original message is updated (buttons gone) and the result is replied in its thread.
 Only the clicker sees refusals. A Slack retry of a click never executes twice.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,6 @@ from bot.core.registry import Runbook, UsageError
 LIST_TIMEOUT = 1.5  # the builtin verbs answer in the ack: with the permalinks, well inside Slack's 3 s
 PERMALINK_TIMEOUT = 0.8
 DEFAULT_AUDIT_ENTRIES, MAX_AUDIT_ENTRIES = 20, 100
-
 
 
 bot_verbs = Runbook("approvals")  # the bot's own verbs: approvals, audit
@@ -61,6 +61,7 @@ def retry_number(request) -> int:
 
 # ---- clicks ---------------------------------------------------------------------------------
 
+
 async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
     user = (body.get("user") or {}).get("id", "")
     container = body.get("container") or {}
@@ -72,7 +73,9 @@ async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
             await tell(runtime, channel, user, view.no_store_notice(), body)
             return
         if not value.isdigit():
-            await runtime.approvals.audit_quietly(user, "refused", "not an approval id", detail=value[:40], channel=channel)
+            await runtime.approvals.audit_quietly(
+                user, "refused", "not an approval id", detail=value[:40], channel=channel
+            )
             await tell(runtime, channel, user, view.bad_value_notice(value), body)
             return
         engine = runtime.approvals
@@ -85,21 +88,31 @@ async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
             await tell(runtime, channel, user, view.store_down_notice(str(exc)), body)
             return
         COMMANDS.labels(f"approval.{decision}", outcome.kind).inc()
-        log.info("approval_click", outcome=outcome.kind, state=outcome.approval.state if outcome.approval else None,
-                 retry=retry)
+        log.info(
+            "approval_click",
+            outcome=outcome.kind,
+            state=outcome.approval.state if outcome.approval else None,
+            retry=retry,
+        )
         await show_decision(runtime, outcome, channel, user, container.get("message_ts"), body)
     finally:
         structlog.contextvars.unbind_contextvars("slack_user", "approval", "decision")
 
 
-async def show_decision(runtime, outcome: Decision, channel: str | None, user: str, clicked_ts: str | None, body: dict) -> None:
+async def show_decision(
+    runtime, outcome: Decision, channel: str | None, user: str, clicked_ts: str | None, body: dict
+) -> None:
     approval = outcome.approval
     if outcome.changes_message and approval is not None:
         await update_approval_message(runtime, approval, fallback=(channel, clicked_ts))
         if outcome.kind != "expired":
             thread_ts = approval.thread_ts or approval.message_ts or clicked_ts
-            await post_quietly(runtime, approval.channel or channel, view.thread_result(approval, outcome.recorded),
-                               thread_ts=thread_ts)
+            await post_quietly(
+                runtime,
+                approval.channel or channel,
+                view.thread_result(approval, outcome.recorded),
+                thread_ts=thread_ts,
+            )
             if outcome.follow_ups and approval.channel and thread_ts:
                 follow_up = Finding.ok(approval.action, "follow-up", proposals=outcome.follow_ups)
                 await post_proposals(runtime, approval.channel, thread_ts, [follow_up], requester=user)
@@ -108,8 +121,9 @@ async def show_decision(runtime, outcome: Decision, channel: str | None, user: s
         await tell(runtime, channel, user, notice, body, thread_ts=approval.thread_ts if approval else None)
 
 
-async def tell(runtime, channel: str | None, user: str, message: dict, body: dict | None = None,
-               thread_ts: str | None = None) -> None:
+async def tell(
+    runtime, channel: str | None, user: str, message: dict, body: dict | None = None, thread_ts: str | None = None
+) -> None:
     """Only `user` sees it: chat.postEphemeral, or the click's response_url when that fails."""
     try:
         if not channel:
@@ -128,6 +142,7 @@ async def tell(runtime, channel: str | None, user: str, message: dict, body: dic
 
 # ---- /erpgo approvals, /erpgo audit -------------------------------------------------------------
 
+
 @bot_verbs.bot_verb("approvals", "open approvals, with links to their messages")
 async def approvals_verb(runtime, inv, args: list[str]):
     if args:
@@ -144,7 +159,9 @@ async def approvals_verb(runtime, inv, args: list[str]):
         runtime.tasks.spawn(expire_and_update(runtime), name="approvals:expire")
         open_ones = [a for a in open_ones if a not in expired]
     links = await runtime.slack.permalinks(
-        {a.id: (a.channel, a.message_ts) for a in open_ones[:20] if a.channel and a.message_ts}, timeout=PERMALINK_TIMEOUT)
+        {a.id: (a.channel, a.message_ts) for a in open_ones[:20] if a.channel and a.message_ts},
+        timeout=PERMALINK_TIMEOUT,
+    )
     timeouts = {action: remediation.timeout for action, remediation in runtime.registry.remediations.items()}
     return view.approvals_list(open_ones, links, runtime.policy, now, timeouts)
 

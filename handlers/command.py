@@ -1,4 +1,5 @@
 """The /erpgo slash command: parse, ack within Slack's 3 s, run the verb's checks, post one report."""
+
 from __future__ import annotations
 
 import shlex
@@ -97,7 +98,11 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         except UsageError as exc:
             COMMANDS.labels(verb.name, "usage").inc()
             log.info("command", verb=verb.name, outcome="usage")
-            await ack(**render.text_message(f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"))
+            await ack(
+                **render.text_message(
+                    f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"
+                )
+            )
             return
         await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
         runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
@@ -114,8 +119,12 @@ async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     log.info("command", verb=verb_name, outcome="refused")
     await ack(**render.text_message(f":no_entry: {reason}"))
     if runtime.approvals is not None:
-        runtime.tasks.spawn(runtime.approvals.audit_quietly(inv.user_id, "refused", reason, action=f"/erpgo {verb_name}",
-                                                            channel=inv.channel_id), name=f"audit:{inv.request_id}")
+        runtime.tasks.spawn(
+            runtime.approvals.audit_quietly(
+                inv.user_id, "refused", reason, action=f"/erpgo {verb_name}", channel=inv.channel_id
+            ),
+            name=f"audit:{inv.request_id}",
+        )
     return True
 
 
@@ -126,7 +135,11 @@ async def run_bot_verb(runtime, inv: Invocation, ack, verb: Verb, args: list[str
         reply = await verb.answer(runtime, inv, args)
     except UsageError as exc:
         COMMANDS.labels(verb.name, "usage").inc()
-        await ack(**render.text_message(f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"))
+        await ack(
+            **render.text_message(
+                f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"
+            )
+        )
         return
     COMMANDS.labels(verb.name, "ok").inc()
     await ack(**(reply or render.text_message("Done.")))

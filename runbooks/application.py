@@ -7,6 +7,7 @@ them with their context as evidence. `/erpgo logs [container] [minutes]` runs it
 triage (runbooks/triage.py) runs it for HighErrorRate and friends, from a little before the alert
 fired.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,13 @@ def parse_logs_args(words: list[str]) -> dict:
     return {"container": container, "minutes": minutes}
 
 
-runbook.verb("logs", "recent 5xx, panics and stack traces in a container's logs (default: the API, 15 min)",
-              usage="[container] [minutes]", parse=parse_logs_args, ack="Reading the logs…")
+runbook.verb(
+    "logs",
+    "recent 5xx, panics and stack traces in a container's logs (default: the API, 15 min)",
+    usage="[container] [minutes]",
+    parse=parse_logs_args,
+    ack="Reading the logs…",
+)
 
 
 def api_container(containers: list[str]) -> str:
@@ -113,22 +119,42 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
     since = ctx.params.get("since")
     if not isinstance(since, datetime):
         since = now - timedelta(minutes=int(ctx.params.get("minutes") or DEFAULT_MINUTES))
-    window = f"since {since.astimezone(UTC):%H:%M} UTC" if now - since > timedelta(hours=1) else \
-        f"last {max(1, round((now - since).total_seconds() / 60))} min"
+    window = (
+        f"since {since.astimezone(UTC):%H:%M} UTC"
+        if now - since > timedelta(hours=1)
+        else f"last {max(1, round((now - since).total_seconds() / 60))} min"
+    )
     lines = await read_logs(ctx, name, since)
     if lines is None:
         return Finding.crit(component, "container not found", data={"container": name})
     found = scan(lines)
     n5xx, panics, traces, errors = (len(found[k]) for k in ("5xx", "panic", "trace", "error"))
-    data = {"container": name, "lines": len(lines), "5xx": n5xx, "panics": panics, "stack_traces": traces,
-            "error_lines": errors, "failed_logins": found["failed_login"], "since": since.isoformat()}
-    details = [f"read {len(lines)} lines ({window}) of {name}" + (f", the newest {MAX_LINES}" if len(lines) >= MAX_LINES else "")]
+    data = {
+        "container": name,
+        "lines": len(lines),
+        "5xx": n5xx,
+        "panics": panics,
+        "stack_traces": traces,
+        "error_lines": errors,
+        "failed_logins": found["failed_login"],
+        "since": since.isoformat(),
+    }
+    details = [
+        f"read {len(lines)} lines ({window}) of {name}"
+        + (f", the newest {MAX_LINES}" if len(lines) >= MAX_LINES else "")
+    ]
     if found["failed_login"]:
         details.append(f"failed logins: {found['failed_login']} (see the guide's Security Issues)")
     if panics or traces or n5xx or errors:
-        parts = [f"{n5xx} × 5xx", f"{panics} panic{'s' if panics != 1 else ''}",
-                 f"{traces} stack trace{'s' if traces != 1 else ''}", f"{errors} error lines"]
+        parts = [
+            f"{n5xx} × 5xx",
+            f"{panics} panic{'s' if panics != 1 else ''}",
+            f"{traces} stack trace{'s' if traces != 1 else ''}",
+            f"{errors} error lines",
+        ]
         status = Status.CRIT if panics or traces or n5xx >= MANY_5XX else Status.WARN
         title = f"{window}: " + ", ".join(parts)
         return Finding(status, component, title, details=details, evidence=evidence(lines, found), data=data)
-    return Finding.ok(component, f"{window}: no 5xx, panics or errors in {len(lines)} lines", details=details, data=data)
+    return Finding.ok(
+        component, f"{window}: no 5xx, panics or errors in {len(lines)} lines", details=details, data=data
+    )

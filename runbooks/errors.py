@@ -5,6 +5,7 @@ causes, the guide's resolution and which verb of this bot to run next. A code th
 list is a warning with the closest codes it does list (and, for HTTP statuses and SQLSTATEs, what
 the standard calls it).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -35,8 +36,11 @@ class ErrorCode:
 
     @property
     def kind(self) -> str:
-        return {"HTTP Status Codes": "HTTP status", "Database Error Codes": "PostgreSQL SQLSTATE",
-                "Application Error Codes": "ERPGo error code"}[self.table]
+        return {
+            "HTTP Status Codes": "HTTP status",
+            "Database Error Codes": "PostgreSQL SQLSTATE",
+            "Application Error Codes": "ERPGo error code",
+        }[self.table]
 
 
 HTTP, DATABASE, APPLICATION = "HTTP Status Codes", "Database Error Codes", "Application Error Codes"
@@ -74,26 +78,42 @@ GUIDE_TABLES: dict[str, list[tuple[str, str, str, str]]] = {
 
 # What to run next, per code: this bot's verbs where one fits, else the guide's section.
 NEXT_STEPS: dict[str, tuple[str, ...]] = {
-    "401": ("`/erpgo jwt <token>` — decode the token the client sent (expired? malformed?)",
-            "`/erpgo login-test` — does the login path itself answer?"),
+    "401": (
+        "`/erpgo jwt <token>` — decode the token the client sent (expired? malformed?)",
+        "`/erpgo login-test` — does the login path itself answer?",
+    ),
     "403": ("`/erpgo user <email>` — the user's roles (guide: Authentication & Authorization › Permission Issues)",),
-    "429": ("rate limiting: the API's `RATE_LIMIT*` settings and who is sending the requests "
-            "(guide: Security Issues › Unauthorized Access Attempts › Review Security Settings)",),
-    "500": ("`/erpgo health` — the API, its database and cache, the containers",
-            "the API's logs: panics and stack traces (guide: Application Issues › 500 Internal Server Errors)"),
+    "429": (
+        "rate limiting: the API's `RATE_LIMIT*` settings and who is sending the requests "
+        "(guide: Security Issues › Unauthorized Access Attempts › Review Security Settings)",
+    ),
+    "500": (
+        "`/erpgo health` — the API, its database and cache, the containers",
+        "the API's logs: panics and stack traces (guide: Application Issues › 500 Internal Server Errors)",
+    ),
     "503": ("`/erpgo health` — which dependency is down",),
     "23503": ("`/erpgo integrity` — NOT VALID foreign keys and their dangling rows",),
     "23514": ("`/erpgo integrity` — totals, stock and statuses that break the rules",),
-    "08006": ("`/erpgo db connect` — can PostgreSQL be reached, how many connections are left",
-              "`/erpgo health` — PostgreSQL and its container"),
-    "08001": ("`/erpgo db connect` — can PostgreSQL be reached, how many connections are left",
-              "`/erpgo health` — PostgreSQL and its container"),
-    "AUTH_001": ("`/erpgo user <email>` — exists? active? bcrypt password hash?",
-                 "`/erpgo login-test` — does the login path itself answer?"),
-    "AUTH_002": ("`/erpgo jwt <token>` — when it expired and its lifetime (exp − iat)",
-                 "`/erpgo user <email>` — the account behind it"),
-    "AUTH_003": ("`/erpgo jwt <token>` — structure, algorithm and claims of the token",
-                 "`/erpgo user <email>` — the account behind it"),
+    "08006": (
+        "`/erpgo db connect` — can PostgreSQL be reached, how many connections are left",
+        "`/erpgo health` — PostgreSQL and its container",
+    ),
+    "08001": (
+        "`/erpgo db connect` — can PostgreSQL be reached, how many connections are left",
+        "`/erpgo health` — PostgreSQL and its container",
+    ),
+    "AUTH_001": (
+        "`/erpgo user <email>` — exists? active? bcrypt password hash?",
+        "`/erpgo login-test` — does the login path itself answer?",
+    ),
+    "AUTH_002": (
+        "`/erpgo jwt <token>` — when it expired and its lifetime (exp − iat)",
+        "`/erpgo user <email>` — the account behind it",
+    ),
+    "AUTH_003": (
+        "`/erpgo jwt <token>` — structure, algorithm and claims of the token",
+        "`/erpgo user <email>` — the account behind it",
+    ),
     "PROD_002": ("`/erpgo integrity` — stock_quantity that disagrees with the warehouses",),
     "ORDER_002": ("`/erpgo integrity` — orders stored in a status the state machine does not know",),
 }
@@ -185,8 +205,14 @@ def lookup(code: str) -> Finding:
             f"{entry.code} — {entry.meaning} ({entry.kind}): {entry.resolution.lower()}",
             details=describe(entry),
             section=f"{SECTION} › {entry.table}",
-            data={"code": entry.code, "table": entry.table, "meaning": entry.meaning, "causes": entry.causes,
-                  "resolution": entry.resolution, "next": list(entry.next_steps)},
+            data={
+                "code": entry.code,
+                "table": entry.table,
+                "meaning": entry.meaning,
+                "causes": entry.causes,
+                "resolution": entry.resolution,
+                "next": list(entry.next_steps),
+            },
         )
     matches = closest(code)
     standard = standard_name(code)
@@ -199,12 +225,22 @@ def lookup(code: str) -> Finding:
     details.append("The guide lists: " + ", ".join(CODES))
     title = f"unknown code {code}" + (f" ({standard})" if standard else "")
     title += f" — closest: {', '.join(matches)}" if matches else " — not in the guide's tables"
-    return Finding.warn("Error code", title, details=details, section=SECTION,
-                        data={"code": code, "closest": matches, "standard": standard})
+    return Finding.warn(
+        "Error code",
+        title,
+        details=details,
+        section=SECTION,
+        data={"code": code, "closest": matches, "standard": standard},
+    )
 
 
-runbook.verb("error", "what an error code means and what to do next (HTTP, SQLSTATE, AUTH_…)",
-              usage="<code>", parse=parse_code, ack="Looking the code up…")
+runbook.verb(
+    "error",
+    "what an error code means and what to do next (HTTP, SQLSTATE, AUTH_…)",
+    usage="<code>",
+    parse=parse_code,
+    ack="Looking the code up…",
+)
 
 
 @runbook.check("error", component="Error code", section=SECTION)

@@ -4,6 +4,7 @@ disagrees with the warehouses, orders in a status the state machine does not kno
 Reading is free; the guide's two repairs (order totals, stock quantities) are Proposals, restricted
 to the rows the check found and re-checked when they run.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -25,11 +26,15 @@ MAX_FIX = 50  # rows one approval may repair; a larger backlog is fixed in batch
 SAMPLE_DANGLING = 5
 VALID_ORDER_STATUSES = ("pending", "confirmed", "processing", "shipped", "delivered", "cancelled", "refunded")
 
-runbook.verb("integrity", "data integrity: NOT VALID foreign keys, order totals, stock vs warehouses, order statuses",
-              ack="Checking data integrity…")
+runbook.verb(
+    "integrity",
+    "data integrity: NOT VALID foreign keys, order totals, stock vs warehouses, order statuses",
+    ack="Checking data integrity…",
+)
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 async def missing_tables(conn: asyncpg.Connection, *tables: str) -> list[str]:
     found = await conn.fetch("SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NULL", list(tables))
@@ -37,8 +42,9 @@ async def missing_tables(conn: asyncpg.Connection, *tables: str) -> list[str]:
 
 
 def not_erpgo(component: str, missing: list[str]) -> Finding:
-    return Finding.skipped(component, f"table {missing[0]} not found — not an ERPGo database?",
-                           data={"missing_tables": missing})
+    return Finding.skipped(
+        component, f"table {missing[0]} not found — not an ERPGo database?", data={"missing_tables": missing}
+    )
 
 
 def schema_differs(component: str, exc: Exception) -> Finding:
@@ -116,7 +122,14 @@ async def not_valid_foreign_keys(ctx: CheckContext) -> Finding:
         async with conn.transaction(readonly=True):
             await conn.execute(f"SET LOCAL statement_timeout = {per_query_ms}")
             for fk in fks:
-                entry = {"name": fk["conname"], "table": fk["child"], "references": fk["parent"], "dangling": None, "rows": [], "labels": []}
+                entry = {
+                    "name": fk["conname"],
+                    "table": fk["child"],
+                    "references": fk["parent"],
+                    "dangling": None,
+                    "rows": [],
+                    "labels": [],
+                }
                 constraints.append(entry)
                 table_name = fk["child"].rsplit(".", 1)[-1].strip('"')
                 label, needs = ROW_LABELS.get(table_name, (None, None))
@@ -137,7 +150,9 @@ async def not_valid_foreign_keys(ctx: CheckContext) -> Finding:
                     except asyncpg.PostgresError:
                         sample = []  # the count stands; the rows just go unnamed
                     for r in sample:
-                        keys = ", ".join(f"{name}={value}" for name, value in zip(fk["child_names"], r["keys"], strict=False))
+                        keys = ", ".join(
+                            f"{name}={value}" for name, value in zip(fk["child_names"], r["keys"], strict=False)
+                        )
                         entry["rows"].append((f"{r['label']}: " if r["label"] else "") + keys)
                     entry["labels"] = [r["label"] for r in sample if r["label"]]
     details, evidence = [], []
@@ -147,7 +162,11 @@ async def not_valid_foreign_keys(ctx: CheckContext) -> Finding:
         if entry["dangling"] is None:
             details.append(head + f"dangling rows {entry['error']}")
         elif entry["dangling"]:
-            details.append(head + plural(entry["dangling"], "dangling row") + f" — `{validate}` fails (23503) until the dangling rows are repaired or deleted")
+            details.append(
+                head
+                + plural(entry["dangling"], "dangling row")
+                + f" — `{validate}` fails (23503) until the dangling rows are repaired or deleted"
+            )
             evidence += [f"{entry['table']} {row}: no {entry['references']} row" for row in entry["rows"]]
         else:
             details.append(head + f"no dangling rows — `{validate}` would succeed now")
@@ -191,15 +210,21 @@ async def order_totals(ctx: CheckContext) -> Finding:
         except (asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError) as exc:
             return schema_differs("Order totals", exc)
     if not rows:
-        return Finding.ok("Order totals", "every order's total adds up (subtotal + tax + shipping − discount)",
-                          data={"count": 0, "orders": []})
+        return Finding.ok(
+            "Order totals",
+            "every order's total adds up (subtotal + tax + shipping − discount)",
+            data={"count": 0, "orders": []},
+        )
     total = rows[0]["total"]
     numbers = [r["order_number"] for r in rows]
     first = rows[0]
     example = f" (stored {money(first['total_amount'])}, should be {money(first['expected'])})" if total == 1 else ""
     title = f"{plural(total, 'order')} whose total does not add up: {listed(numbers, total)}{example}"
-    evidence = [f"{r['order_number']}: total_amount {money(r['total_amount'])}, subtotal + tax + shipping − discount = "
-                f"{money(r['expected'])} (off by {r['total_amount'] - r['expected']:+.2f})" for r in rows[:MAX_LISTED]]
+    evidence = [
+        f"{r['order_number']}: total_amount {money(r['total_amount'])}, subtotal + tax + shipping − discount = "
+        f"{money(r['expected'])} (off by {r['total_amount'] - r['expected']:+.2f})"
+        for r in rows[:MAX_LISTED]
+    ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "order")
     proposal = Proposal(
         action="data.fix_order_totals",
@@ -208,10 +233,24 @@ async def order_totals(ctx: CheckContext) -> Finding:
         reason="the guide's repair (Fix order totals), restricted to the orders found; orders fixed meanwhile are left alone",
         preview=FIX_TOTALS + f"\n-- $1: the ids of {listed(numbers, len(numbers))}",
     )
-    return Finding.warn("Order totals", title, evidence=evidence, proposals=[proposal],
-                        data={"count": total, "orders": numbers,
-                              "rows": [{"order_number": r["order_number"], "total_amount": str(r["total_amount"]),
-                                        "expected": str(r["expected"])} for r in rows[:MAX_LISTED]]})
+    return Finding.warn(
+        "Order totals",
+        title,
+        evidence=evidence,
+        proposals=[proposal],
+        data={
+            "count": total,
+            "orders": numbers,
+            "rows": [
+                {
+                    "order_number": r["order_number"],
+                    "total_amount": str(r["total_amount"]),
+                    "expected": str(r["expected"]),
+                }
+                for r in rows[:MAX_LISTED]
+            ],
+        },
+    )
 
 
 @runbook.remediation("data.fix_order_totals", "Recalculate orders' total_amount from their parts")
@@ -222,8 +261,10 @@ async def fix_order_totals(ctx: CheckContext, order_ids: list[str]) -> str:
         if not before:
             raise Refused(f"nothing to fix: the {plural(len(ids), 'order')} add up now (or no longer exist)")
         changed = await conn.fetch(FIX_TOTALS, ids)
-    parts = [f"{r['order_number']} {money(before.get(r['order_number']))} → {money(r['total_amount'])}"
-             for r in sorted(changed, key=lambda r: r["order_number"])]
+    parts = [
+        f"{r['order_number']} {money(before.get(r['order_number']))} → {money(r['total_amount'])}"
+        for r in sorted(changed, key=lambda r: r["order_number"])
+    ]
     return f"Recalculated total_amount of {plural(len(changed), 'order')}: {listed(parts, len(parts))}"
 
 
@@ -266,15 +307,21 @@ async def stock_levels(ctx: CheckContext) -> Finding:
         except (asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError) as exc:
             return schema_differs("Stock levels", exc)
     if not rows:
-        return Finding.ok("Stock levels", "every product's stock_quantity equals what its warehouses hold",
-                          data={"count": 0, "products": []})
+        return Finding.ok(
+            "Stock levels",
+            "every product's stock_quantity equals what its warehouses hold",
+            data={"count": 0, "products": []},
+        )
     total = rows[0]["total"]
     described = [f"{r['sku']} ({r['stock_quantity']} vs {r['warehouses']})" for r in rows]
     changes = [f"{r['sku']} {r['stock_quantity']} → {r['warehouses']}" for r in rows]
     skus = [r["sku"] for r in rows]
     title = f"{plural(total, 'product')} whose stock disagrees with the warehouses: {listed(described, total)}"
-    evidence = [f"{r['sku']}: stock_quantity {r['stock_quantity']}, warehouses hold {r['warehouses']} "
-                f"(off by {r['stock_quantity'] - r['warehouses']:+d})" for r in rows[:MAX_LISTED]]
+    evidence = [
+        f"{r['sku']}: stock_quantity {r['stock_quantity']}, warehouses hold {r['warehouses']} "
+        f"(off by {r['stock_quantity'] - r['warehouses']:+d})"
+        for r in rows[:MAX_LISTED]
+    ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "product")
     proposal = Proposal(
         action="data.recalc_stock",
@@ -283,9 +330,19 @@ async def stock_levels(ctx: CheckContext) -> Finding:
         reason="the guide's repair (Recalculate inventory quantities), restricted to the products found",
         preview=RECALC_STOCK + f"\n-- $1: the ids of {listed(skus, len(skus))}",
     )
-    return Finding.warn("Stock levels", title, evidence=evidence, proposals=[proposal],
-                        data={"count": total, "products": [{"sku": r["sku"], "stock_quantity": r["stock_quantity"],
-                                                            "warehouses": r["warehouses"]} for r in rows[:MAX_LISTED]]})
+    return Finding.warn(
+        "Stock levels",
+        title,
+        evidence=evidence,
+        proposals=[proposal],
+        data={
+            "count": total,
+            "products": [
+                {"sku": r["sku"], "stock_quantity": r["stock_quantity"], "warehouses": r["warehouses"]}
+                for r in rows[:MAX_LISTED]
+            ],
+        },
+    )
 
 
 @runbook.remediation("data.recalc_stock", "Recalculate products' stock_quantity from the warehouses")
@@ -295,9 +352,13 @@ async def recalc_stock(ctx: CheckContext, product_ids: list[str]) -> str:
         async with conn.transaction():
             before = {r["sku"]: r["stock_quantity"] for r in await conn.fetch(LOCK_WRONG_STOCK, ids)}
             if not before:
-                raise Refused(f"nothing to fix: the {plural(len(ids), 'product')} agree with the warehouses now (or no longer exist)")
+                raise Refused(
+                    f"nothing to fix: the {plural(len(ids), 'product')} agree with the warehouses now (or no longer exist)"
+                )
             changed = await conn.fetch(RECALC_STOCK, ids)
-    parts = [f"{r['sku']} {before.get(r['sku'])} → {r['stock_quantity']}" for r in sorted(changed, key=lambda r: r["sku"])]
+    parts = [
+        f"{r['sku']} {before.get(r['sku'])} → {r['stock_quantity']}" for r in sorted(changed, key=lambda r: r["sku"])
+    ]
     return f"Recalculated stock_quantity of {plural(len(changed), 'product')}: {listed(parts, len(parts))}"
 
 
@@ -312,7 +373,9 @@ LIMIT $2
 """
 
 
-@runbook.check("integrity", component="Order statuses", section="Common Error Codes › Application Error Codes (ORDER_002)")
+@runbook.check(
+    "integrity", component="Order statuses", section="Common Error Codes › Application Error Codes (ORDER_002)"
+)
 async def order_statuses(ctx: CheckContext) -> Finding:
     """Orders stored in a status the order state machine does not have: every transition fails with ORDER_002."""
     async with ctx.targets.pg.connect() as conn:
@@ -327,8 +390,14 @@ async def order_statuses(ctx: CheckContext) -> Finding:
     total = rows[0]["total"]
     described = [f"{r['order_number']} ({'NULL' if r['status'] is None else repr(r['status'])})" for r in rows]
     title = f"{plural(total, 'order')} in an invalid status (ORDER_002): {listed(described, total)}"
-    details = ["valid statuses: " + " → ".join(VALID_ORDER_STATUSES[:5]) + ", or cancelled / refunded",
-               "every status change of these orders fails with ORDER_002 (wrong status flow); which status is right "
-               "is a business decision — check the order's history before setting it"]
-    return Finding.warn("Order statuses", title, details=details,
-                        data={"count": total, "orders": [{"order_number": r["order_number"], "status": r["status"]} for r in rows]})
+    details = [
+        "valid statuses: " + " → ".join(VALID_ORDER_STATUSES[:5]) + ", or cancelled / refunded",
+        "every status change of these orders fails with ORDER_002 (wrong status flow); which status is right "
+        "is a business decision — check the order's history before setting it",
+    ]
+    return Finding.warn(
+        "Order statuses",
+        title,
+        details=details,
+        data={"count": total, "orders": [{"order_number": r["order_number"], "status": r["status"]} for r in rows]},
+    )

@@ -1,4 +1,5 @@
 """Guide: "Quick Diagnostics" — health endpoints, PostgreSQL, Redis and the Docker containers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,6 +32,7 @@ def percent_status(used: float, limit: float, warn_at: float = 80, crit_at: floa
 
 # --- ERPGo API -------------------------------------------------------------------------------
 
+
 def erpgo_status(value: object) -> Status:
     text = str(value or "").lower()
     if text in ERPGO_HEALTHY:
@@ -51,7 +53,10 @@ def describe_health_checks(checks: dict, indent: str = "") -> tuple[list[str], l
         latency = check.get("latency")
         latency_text = f" ({latency / 1e6:.2f} ms)" if isinstance(latency, (int, float)) else ""
         message = check.get("message") or ""
-        lines.append(f"{indent}{status.emoji} {name}: {check.get('status', '?')}{latency_text}" + (f" — {message}" if message else ""))
+        lines.append(
+            f"{indent}{status.emoji} {name}: {check.get('status', '?')}{latency_text}"
+            + (f" — {message}" if message else "")
+        )
         pool = (check.get("details") or {}).get("pool_stats")
         if isinstance(pool, dict):
             lines.append(f"{indent}    pool: {describe_pool(pool)}")
@@ -161,6 +166,7 @@ async def postgres_health(ctx: CheckContext) -> Finding:
 
 # --- Redis ------------------------------------------------------------------------------------
 
+
 @runbook.check("health", component="Redis", section="Performance Issues › High Response Times › Cache Performance")
 async def redis_health(ctx: CheckContext) -> Finding:
     client = ctx.targets.redis.client
@@ -181,12 +187,18 @@ async def redis_health(ctx: CheckContext) -> Finding:
         f"hit rate: {hit_text} ({hits} hits, {misses} misses)",
         f"connected clients: {info.get('connected_clients', '?')}",
     ]
-    data = {"ping_ms": round(ping_ms, 2), "used_memory": used, "maxmemory": maxmemory, "hit_rate": hit_rate,
-            "connected_clients": info.get("connected_clients")}
+    data = {
+        "ping_ms": round(ping_ms, 2),
+        "used_memory": used,
+        "maxmemory": maxmemory,
+        "hit_rate": hit_rate,
+        "connected_clients": info.get("connected_clients"),
+    }
     return Finding(status, "Redis", title, details=details, data=data)
 
 
 # --- Docker -----------------------------------------------------------------------------------
+
 
 def cpu_percent(stats: dict, previous: dict | None = None) -> float | None:
     """Docker's CPU % formula; `previous` stands in for precpu_stats when the engine sent none."""
@@ -249,9 +261,13 @@ async def inspect_container(docker, name: str) -> Finding:
         status = Status.CRIT
     elif health == "starting" or restarts > 0:
         status = Status.WARN
-    parts = [f"running{f' ({health})' if health else ''}", f"up {human_duration(uptime)}" if uptime is not None else None,
-             f"{restarts} restarts", f"CPU {cpu:.1f} %" if cpu is not None else None,
-             f"mem {human_bytes(mem_used)}" if mem_used is not None else None]
+    parts = [
+        f"running{f' ({health})' if health else ''}",
+        f"up {human_duration(uptime)}" if uptime is not None else None,
+        f"{restarts} restarts",
+        f"CPU {cpu:.1f} %" if cpu is not None else None,
+        f"mem {human_bytes(mem_used)}" if mem_used is not None else None,
+    ]
     data |= {"cpu_percent": cpu, "memory_usage": mem_used, "memory_limit": mem_limit, "uptime_s": uptime}
     return Finding(status, component, ", ".join(p for p in parts if p), data=data)
 
@@ -260,7 +276,9 @@ async def inspect_container(docker, name: str) -> Finding:
 async def docker_containers(ctx: CheckContext) -> list[Finding]:
     docker = ctx.targets.docker.client()
     await docker.version()  # one clear failure when the engine itself is down
-    results = await asyncio.gather(*(inspect_container(docker, name) for name in ctx.targets.containers), return_exceptions=True)
+    results = await asyncio.gather(
+        *(inspect_container(docker, name) for name in ctx.targets.containers), return_exceptions=True
+    )
     findings = []
     for name, result in zip(ctx.targets.containers, results, strict=False):
         if isinstance(result, BaseException):

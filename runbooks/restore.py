@@ -21,6 +21,7 @@ again) and the result says where it stopped and what is where. Every step is rec
 injected record(step, state) before and after it runs; `resume_or_revert` takes the last record
 of a process that died in the middle and brings the databases back to a consistent state.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,17 @@ from bot.targets.backups import (
     with_database,
 )
 
-STEPS = ("verify", "restore", "compare", "stop_api", "end_sessions", "rename_live", "rename_restored",
-         "start_api", "check_health")
+STEPS = (
+    "verify",
+    "restore",
+    "compare",
+    "stop_api",
+    "end_sessions",
+    "rename_live",
+    "rename_restored",
+    "start_api",
+    "check_health",
+)
 CRITICAL_TABLES = ("users", "products", "orders")
 # A client that reconnects between end_sessions and the rename makes the rename fail (after PostgreSQL
 # has waited 5 s for it to leave): end the sessions again and retry.
@@ -94,6 +104,7 @@ class TableCount:
     def line(self) -> str:
         def shown(count: int | None) -> str:
             return "absent" if count is None else f"{count} rows"
+
         return f"{self.table}: restored {shown(self.restored)}, live {shown(self.live)}"
 
 
@@ -104,8 +115,14 @@ class Comparison:
     counts: tuple[TableCount, ...]
 
     def problems(self) -> list[str]:
-        problems = [f"{len(self.missing_tables)} tables of the dump are missing after the restore: "
-                    + ", ".join(self.missing_tables[:10])] if self.missing_tables else []
+        problems = (
+            [
+                f"{len(self.missing_tables)} tables of the dump are missing after the restore: "
+                + ", ".join(self.missing_tables[:10])
+            ]
+            if self.missing_tables
+            else []
+        )
         return problems + [p for p in (count.problem() for count in self.counts) if p]
 
     def lines(self) -> list[str]:
@@ -124,18 +141,33 @@ class RestoreResult:
     comparison: Comparison | None = None
 
     def summary(self) -> str:
-        head = (f"restored {self.names.live} from the dump" if self.ok
-                else f"restore stopped at {self.stopped_at}: {self.error}")
+        head = (
+            f"restored {self.names.live} from the dump"
+            if self.ok
+            else f"restore stopped at {self.stopped_at}: {self.error}"
+        )
         return "\n".join([head, *self.where])
 
 
 class RestoreJob:
     """One restore of `dump_path` under the name `live_db`; run() once."""
 
-    def __init__(self, *, admin_dsn: str, live_db: str, dump_path: str, stop_api: Callback, start_api: Callback,
-                 check_health: HealthCheck, record: Record, force: bool = False, timeout: float = 600.0,
-                 callback_timeout: float = 120.0, critical_tables: Sequence[str] = CRITICAL_TABLES,
-                 now: datetime | None = None):
+    def __init__(
+        self,
+        *,
+        admin_dsn: str,
+        live_db: str,
+        dump_path: str,
+        stop_api: Callback,
+        start_api: Callback,
+        check_health: HealthCheck,
+        record: Record,
+        force: bool = False,
+        timeout: float = 600.0,
+        callback_timeout: float = 120.0,
+        critical_tables: Sequence[str] = CRITICAL_TABLES,
+        now: datetime | None = None,
+    ):
         self.admin_dsn = admin_dsn
         self.dump_path = dump_path
         self.names = RestoreNames.for_live(live_db, utc_stamp(now))
@@ -158,9 +190,15 @@ class RestoreJob:
 
     async def run(self) -> RestoreResult:
         steps: dict[str, Callable[[asyncpg.Connection], Awaitable[None]]] = {
-            "verify": self._verify, "restore": self._restore, "compare": self._compare,
-            "stop_api": self._stop, "end_sessions": self._end_sessions, "rename_live": self._rename_live,
-            "rename_restored": self._rename_restored, "start_api": self._start, "check_health": self._health,
+            "verify": self._verify,
+            "restore": self._restore,
+            "compare": self._compare,
+            "stop_api": self._stop,
+            "end_sessions": self._end_sessions,
+            "rename_live": self._rename_live,
+            "rename_restored": self._rename_restored,
+            "start_api": self._start,
+            "check_health": self._health,
         }
         async with _connect(self.admin_dsn, self.timeout) as admin:
             self._live_existed = await database_exists(admin, self.names.live)
@@ -182,8 +220,9 @@ class RestoreJob:
     async def _restore(self, admin: asyncpg.Connection) -> None:
         self._owner = await database_owner(admin, self.names.live) if self._live_existed else None
         await create_database(admin, self.names.restored, owner=self._owner)
-        await restore_into(with_database(self.admin_dsn, self.names.restored), self.dump_path, self.timeout,
-                           role=self._owner)
+        await restore_into(
+            with_database(self.admin_dsn, self.names.restored), self.dump_path, self.timeout, role=self._owner
+        )
 
     async def _compare(self, admin: asyncpg.Connection) -> None:
         assert self._toc is not None
@@ -195,12 +234,15 @@ class RestoreJob:
             async with _connect(with_database(self.admin_dsn, self.names.live), self.timeout) as live:
                 live_counts = await row_counts(live, self.critical_tables)
         self._comparison = Comparison(
-            self._toc.tables, tuple(t for t in self._toc.tables if t not in present),
-            tuple(TableCount(t, restored_counts[t], live_counts[t]) for t in self.critical_tables))
+            self._toc.tables,
+            tuple(t for t in self._toc.tables if t not in present),
+            tuple(TableCount(t, restored_counts[t], live_counts[t]) for t in self.critical_tables),
+        )
         problems = self._comparison.problems()
         if problems and not self.force:
-            raise RestoreStopped("the restored database looks wrong (approve with force to restore anyway): "
-                                 + "; ".join(problems))
+            raise RestoreStopped(
+                "the restored database looks wrong (approve with force to restore anyway): " + "; ".join(problems)
+            )
 
     async def _stop(self, admin: asyncpg.Connection) -> None:
         self._api = "unknown"
@@ -287,11 +329,20 @@ class RestoreJob:
     def state(self, step: str, phase: str, **extra: Any) -> dict[str, Any]:
         """What a later resume_or_revert needs, JSON-serialisable."""
         return {
-            "job": "db.restore", "step": step, "phase": phase, "status": self._status,
-            "live": self.names.live, "restored": self.names.restored, "before": self.names.before,
-            "dump": self.dump_path, "live_existed": self._live_existed, "done": list(self._done),
-            "api": self._api, "comparison": self._comparison.lines() if self._comparison else None,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"), **extra,
+            "job": "db.restore",
+            "step": step,
+            "phase": phase,
+            "status": self._status,
+            "live": self.names.live,
+            "restored": self.names.restored,
+            "before": self.names.before,
+            "dump": self.dump_path,
+            "live_existed": self._live_existed,
+            "done": list(self._done),
+            "api": self._api,
+            "comparison": self._comparison.lines() if self._comparison else None,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **extra,
         }
 
     async def _note(self, step: str, phase: str, *, quiet: bool = False, **extra: Any) -> None:
@@ -304,16 +355,23 @@ class RestoreJob:
 
     async def _where(self, admin: asyncpg.Connection) -> list[str]:
         lines = await describe_databases(admin, self.names, self.dump_path, live_holds=self._live_holds)
-        return lines + [f"the API container is {self._api}" if self._api != "unknown"
-                        else "the API container's state is unknown (its stop or start failed)"]
+        return lines + [
+            f"the API container is {self._api}"
+            if self._api != "unknown"
+            else "the API container's state is unknown (its stop or start failed)"
+        ]
 
 
-_LIVE_HOLDS = {"old": "holds the data it had before the restore", "restored": "holds the data restored from {dump}",
-               "unknown": "is a database this restore did not put there"}
+_LIVE_HOLDS = {
+    "old": "holds the data it had before the restore",
+    "restored": "holds the data restored from {dump}",
+    "unknown": "is a database this restore did not put there",
+}
 
 
-async def describe_databases(admin: asyncpg.Connection, names: RestoreNames, dump: str, *,
-                             live_holds: str) -> list[str]:
+async def describe_databases(
+    admin: asyncpg.Connection, names: RestoreNames, dump: str, *, live_holds: str
+) -> list[str]:
     """One sentence per database of this restore that exists, saying whose data it holds.
     `live_holds`: what the live name holds, as far as the caller knows: old, restored or unknown."""
     lines: list[str] = []
@@ -324,15 +382,20 @@ async def describe_databases(admin: asyncpg.Connection, names: RestoreNames, dum
     if await database_exists(admin, names.before):
         lines.append(f"{names.before} holds the data {names.live} had before the restore (kept)")
     if await database_exists(admin, names.restored):
-        lines.append(f"{names.restored} holds the restore of {dump}; nothing was dropped, "
-                     f"drop it by hand once nobody needs it")
+        lines.append(
+            f"{names.restored} holds the restore of {dump}; nothing was dropped, drop it by hand once nobody needs it"
+        )
     return lines
 
 
 @asynccontextmanager
 async def _connect(dsn: str, timeout: float) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(dsn, timeout=min(timeout, 30.0), command_timeout=timeout,
-                                 server_settings={"application_name": "erpgo-chatops restore"})
+    conn = await asyncpg.connect(
+        dsn,
+        timeout=min(timeout, 30.0),
+        command_timeout=timeout,
+        server_settings={"application_name": "erpgo-chatops restore"},
+    )
     try:
         yield conn
     finally:
@@ -353,8 +416,14 @@ async def _rename_when_free(admin: asyncpg.Connection, old: str, new: str) -> No
 
 # --- after a crash ----------------------------------------------------------------------------
 
-async def resume_or_revert(admin_conn: asyncpg.Connection, recorded_state: dict[str, Any], *,
-                           start_api: Callback | None = None, timeout: float = 120.0) -> str:
+
+async def resume_or_revert(
+    admin_conn: asyncpg.Connection,
+    recorded_state: dict[str, Any],
+    *,
+    start_api: Callback | None = None,
+    timeout: float = 120.0,
+) -> str:
     """Bring a restore interrupted mid-way (the process died) to a consistent state; says what it did.
 
     Nothing is dropped; the result is one of two states, decided from which databases exist (not
@@ -381,34 +450,51 @@ async def resume_or_revert(admin_conn: asyncpg.Connection, recorded_state: dict[
     return "\n".join(lines)
 
 
-async def _settle(admin: asyncpg.Connection, names: RestoreNames, recorded_state: dict[str, Any],
-                  live: bool, restored: bool, before: bool) -> tuple[str, str]:
+async def _settle(
+    admin: asyncpg.Connection,
+    names: RestoreNames,
+    recorded_state: dict[str, Any],
+    live: bool,
+    restored: bool,
+    before: bool,
+) -> tuple[str, str]:
     """Renames what needs renaming; (what the live name holds now: old/restored/unknown, what was done)."""
     reverting = recorded_state.get("status") in ("reverting", "revert_failed", "reverted")
     live_existed = recorded_state.get("live_existed", True)
     if not live and before:
         await _rename_when_free(admin, names.before, names.live)
-        return "old", (f"renamed {names.before} back to {names.live}: the restore was interrupted between its "
-                       "two renames, and the database the API last ran on is the safe one to serve")
+        return "old", (
+            f"renamed {names.before} back to {names.live}: the restore was interrupted between its "
+            "two renames, and the database the API last ran on is the safe one to serve"
+        )
     if live and before and not restored:
         if not reverting:
-            return "restored", ("the restore had completed both renames; kept it (check /health: the process died "
-                          "before confirming it)")
+            return "restored", (
+                "the restore had completed both renames; kept it (check /health: the process died before confirming it)"
+            )
         await _rename_when_free(admin, names.live, names.restored)
         await _rename_when_free(admin, names.before, names.live)
-        return "old", (f"finished the revert that was under way: {names.live} has its old data back, "
-                       f"the restored copy is {names.restored}")
+        return "old", (
+            f"finished the revert that was under way: {names.live} has its old data back, "
+            f"the restored copy is {names.restored}"
+        )
     if live and restored and not before:
         return "old", f"{names.live} was never renamed (or was already renamed back); nothing to rename"
     if not live_existed and not before and live != restored:
         if live:
             return "restored", f"there was no {names.live} before the restore; the restored copy already has its name"
-        return "old", (f"there was no {names.live} before the restore and there still is none; the restored copy "
-                       f"is {names.restored}: propose the restore again or rename it by hand")
-    presence = {name: "present" if there else "absent"
-                for name, there in ((names.live, live), (names.before, before), (names.restored, restored))}
-    return "unknown", (f"unexpected state ({', '.join(f'{n} {p}' for n, p in presence.items())}): renamed nothing, "
-                   "a person has to decide")
+        return "old", (
+            f"there was no {names.live} before the restore and there still is none; the restored copy "
+            f"is {names.restored}: propose the restore again or rename it by hand"
+        )
+    presence = {
+        name: "present" if there else "absent"
+        for name, there in ((names.live, live), (names.before, before), (names.restored, restored))
+    }
+    return "unknown", (
+        f"unexpected state ({', '.join(f'{n} {p}' for n, p in presence.items())}): renamed nothing, "
+        "a person has to decide"
+    )
 
 
 async def _restart_api(recorded_state: dict[str, Any], start_api: Callback | None, timeout: float) -> str:

@@ -9,6 +9,7 @@ gets the `health` verb's checks (bot/alerts.py: triage_checks), never nothing.
 Checks are referenced by name, never copied; the composition root resolves the names once every
 runbook is installed, and a name no runbook registered stops the bot at start.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,13 +40,19 @@ def label_in(label: str, *values: str) -> LabelMatch:
 
 # error rate > 5 %: is the API healthy, what do its logs say (5xx, panics, stack traces), can it
 # reach its database and how full is the pool, which statements are slow.
-runbook.triage_for("HighErrorRate", checks=checks(
-    "api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"))
+runbook.triage_for(
+    "HighErrorRate",
+    checks=checks("api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"),
+)
 
 # pool > 90 %: connections by state and by application, sessions idle in transaction, long
 # queries, and the blocking tree (whose proposals — cancel / terminate — go through approval).
-runbook.triage_for("DatabaseConnectionPool", checks=checks(
-    "connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries", "blocking_sessions"))
+runbook.triage_for(
+    "DatabaseConnectionPool",
+    checks=checks(
+        "connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries", "blocking_sessions"
+    ),
+)
 
 # -- the other conditions the guide monitors ---------------------------------------------------
 
@@ -61,28 +68,75 @@ LOCK_WAITS = checks("blocking_sessions", "long_queries", "idle_in_transaction")
 DATABASE = checks("postgres_health", "connections_by_state", "slow_statements", "blocking_sessions")
 CACHE = checks("redis_health", "api_health")
 
-runbook.triage_for("HighResponseTime", "HighLatency", "SlowResponses", "ApiLatencyHigh", checks=RESPONSE_TIME,
-                    match=name_matches(r"latency|response.?time|slow.?resp"))
+runbook.triage_for(
+    "HighResponseTime",
+    "HighLatency",
+    "SlowResponses",
+    "ApiLatencyHigh",
+    checks=RESPONSE_TIME,
+    match=name_matches(r"latency|response.?time|slow.?resp"),
+)
 runbook.triage_for("SlowQueries", "PostgresSlowQueries", checks=SLOW_QUERIES, match=name_matches(r"slow.?quer"))
-runbook.triage_for("DatabaseLockWait", "LockWaitTime", "PostgresLocks", "Deadlocks", checks=LOCK_WAITS,
-                    match=name_matches(r"lock|deadlock"))
-runbook.triage_for("HighMemoryUsage", "ContainerMemoryHigh", "OOMKilled", checks=MEMORY,
-                    match=name_matches(r"memory|oom"))
+runbook.triage_for(
+    "DatabaseLockWait",
+    "LockWaitTime",
+    "PostgresLocks",
+    "Deadlocks",
+    checks=LOCK_WAITS,
+    match=name_matches(r"lock|deadlock"),
+)
+runbook.triage_for(
+    "HighMemoryUsage", "ContainerMemoryHigh", "OOMKilled", checks=MEMORY, match=name_matches(r"memory|oom")
+)
 runbook.triage_for("HighCPUUsage", "ContainerCPUHigh", "CPUThrottling", checks=CPU, match=name_matches(r"cpu"))
-runbook.triage_for("DiskSpaceLow", "HighDiskUsage", "DiskUsageHigh", "DatabaseDiskUsage", checks=DISK,
-                    match=name_matches(r"disk|filesystem|volume.?(full|usage)"))
-runbook.triage_for("ContainerRestarting", "ContainerRestarts", "CrashLooping", checks=RESTARTS,
-                    match=name_matches(r"restart|crash.?loop"))
-runbook.triage_for("FailedLogins", "HighFailedLoginRate", "BruteForceAttempt", checks=FAILED_LOGINS,
-                    match=name_matches(r"login|brute|auth.?fail"))
-runbook.triage_for("ServiceDown", "InstanceDown", "TargetDown", "ErpgoApiDown", checks=SERVICE_DOWN,
-                    match=name_matches(r"down$|unavailable|unreachable|^up$"))
+runbook.triage_for(
+    "DiskSpaceLow",
+    "HighDiskUsage",
+    "DiskUsageHigh",
+    "DatabaseDiskUsage",
+    checks=DISK,
+    match=name_matches(r"disk|filesystem|volume.?(full|usage)"),
+)
+runbook.triage_for(
+    "ContainerRestarting",
+    "ContainerRestarts",
+    "CrashLooping",
+    checks=RESTARTS,
+    match=name_matches(r"restart|crash.?loop"),
+)
+runbook.triage_for(
+    "FailedLogins",
+    "HighFailedLoginRate",
+    "BruteForceAttempt",
+    checks=FAILED_LOGINS,
+    match=name_matches(r"login|brute|auth.?fail"),
+)
+runbook.triage_for(
+    "ServiceDown",
+    "InstanceDown",
+    "TargetDown",
+    "ErpgoApiDown",
+    checks=SERVICE_DOWN,
+    match=name_matches(r"down$|unavailable|unreachable|^up$"),
+)
 
 # rules named after the component rather than the symptom: by their component/service label
-runbook.triage_for(checks=DATABASE, match=lambda labels: label_in("component", "postgres", "postgresql", "database", "db")(labels)
-                    or label_in("service", "postgres", "postgresql", "database", "db")(labels))
-runbook.triage_for(checks=CACHE, match=lambda labels: label_in("component", "redis", "cache")(labels)
-                    or label_in("service", "redis", "cache")(labels))
-runbook.triage_for(checks=SERVICE_DOWN + checks("api_error_logs"),
-                    match=lambda labels: label_in("component", "api", "erpgo-api")(labels)
-                    or label_in("service", "api", "erpgo-api")(labels))
+runbook.triage_for(
+    checks=DATABASE,
+    match=lambda labels: (
+        label_in("component", "postgres", "postgresql", "database", "db")(labels)
+        or label_in("service", "postgres", "postgresql", "database", "db")(labels)
+    ),
+)
+runbook.triage_for(
+    checks=CACHE,
+    match=lambda labels: (
+        label_in("component", "redis", "cache")(labels) or label_in("service", "redis", "cache")(labels)
+    ),
+)
+runbook.triage_for(
+    checks=SERVICE_DOWN + checks("api_error_logs"),
+    match=lambda labels: (
+        label_in("component", "api", "erpgo-api")(labels) or label_in("service", "api", "erpgo-api")(labels)
+    ),
+)

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.bot",
     "tests.fixtures.network",
     "tests.fixtures.tls",
+    "tests.fixtures.docker",
 ]
 
 # The bot reads its configuration from the environment; tests configure it explicitly, so

@@ -1,9 +1,7 @@
 """Helpers for the database runbook tests: run a verb's checks against a DSN, pick findings, wait
 for a session to reach a state."""
-from __future__ import annotations
 
-import asyncio
-import time
+from __future__ import annotations
 
 import asyncpg
 
@@ -12,6 +10,7 @@ from bot.core.engine import CheckContext, run_checks
 from bot.core.findings import Finding
 from bot.settings import load_settings
 from bot.targets import Targets
+from tests.support import eventually
 
 registry = build_registry()
 
@@ -55,14 +54,7 @@ def text_of(finding: Finding) -> str:
 
 async def wait_until(conn: asyncpg.Connection, sql: str, *args, timeout: float = 10.0):
     """Poll the server until `sql` returns a true value (e.g. a session is waiting on a lock)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await conn.fetchval(sql, *args)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s: {sql}")
-        await asyncio.sleep(0.05)  # polling the server's view, not guessing a delay
+    return await eventually(lambda: conn.fetchval(sql, *args), timeout=timeout, what=sql)
 
 
 async def flush_stats(conn: asyncpg.Connection) -> None:

@@ -1,4 +1,5 @@
 """bot.targets.alertmanager against a real Alertmanager (and amtool as an independent witness)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +8,7 @@ import datetime as dt
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp import web
@@ -21,6 +21,7 @@ from bot.targets.alertmanager import (
 from demo.services import Alertmanager as AlertmanagerServer
 from demo.services import free_port
 from tests.fixtures.services import _in_ci, _start
+from tests.support import eventually
 
 LABELS = {"alertname": "ErpgoApiDown", "instance": "api-1", "severity": "critical"}
 
@@ -56,25 +57,20 @@ async def amtool_silences(server: AlertmanagerServer) -> list[dict]:
             pytest.fail("amtool not found (CI never skips a missing tool)", pytrace=False)
         pytest.skip("amtool not found: install the Debian package prometheus-alertmanager")
     proc = await asyncio.create_subprocess_exec(
-        binary, "silence", "query", "--alertmanager.url", server.url, "-o", "json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        binary,
+        "silence",
+        "query",
+        "--alertmanager.url",
+        server.url,
+        "-o",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 0, err.decode()
     silences: list[dict] = json.loads(out or b"[]")
     return silences
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
-    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        await asyncio.sleep(0.05)
 
 
 async def test_silence_mutes_the_matching_alert_and_expiring_it_lifts_that(am, server):
@@ -91,7 +87,8 @@ async def test_silence_mutes_the_matching_alert_and_expiring_it_lifts_that(am, s
     assert silence["status"]["state"] == "active"
     assert silence["createdBy"] == "alice" and silence["comment"] == "restarting the API"
     assert {(m["name"], m["value"], m["isEqual"], m["isRegex"]) for m in silence["matchers"]} == {
-        ("alertname", "ErpgoApiDown", True, False), ("instance", "api-1", True, False),
+        ("alertname", "ErpgoApiDown", True, False),
+        ("instance", "api-1", True, False),
     }
     listed = {s["id"]: s for s in await amtool_silences(server)}
     assert listed[silence_id]["status"]["state"] == "active"
@@ -261,4 +258,3 @@ def test_conflicting_auth_settings_are_refused():
         Alertmanager("http://127.0.0.1:9093", username="u", password="p", bearer_token="t", timeout=1)
     with pytest.raises(ValueError):
         Alertmanager("http://127.0.0.1:9093", password="p", timeout=1)
-

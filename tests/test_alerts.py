@@ -1,12 +1,12 @@
 """Alert intake end to end: a real Alertmanager posting to the bot, one triaged Slack thread per alert
 group, kept up to date; the webhook's answers; routing; `/erpgo alerts`; a small storm; the log check."""
+
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
 import re
-import time
 from datetime import UTC
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ from bot.alerts.triage import triage_checks
 from bot.app import build_registry
 from bot.core.metrics import ALERT_WEBHOOKS
 from demo.services import PostgresServer
+from tests.support import eventually
 
 TOKEN = "am-webhook-token-0123456789"
 CHANNEL = "C0ALERTS"
@@ -26,6 +27,7 @@ WEBHOOK = "/alerts/alertmanager"
 
 
 # ---------------------------------------------------------------------- helpers
+
 
 @pytest.fixture
 def alert_bot(start_bot, fresh_database, tmp_path):
@@ -61,20 +63,38 @@ async def resolve(am, labels: dict) -> None:
     await asyncio.to_thread(am.resolve, labels)
 
 
-def webhook(alertname: str = "HighErrorRate", instances=("api-1",), status: str = "firing", *,
-            labels: dict | None = None, truncated: int = 0, key: str | None = None) -> dict:
+def webhook(
+    alertname: str = "HighErrorRate",
+    instances=("api-1",),
+    status: str = "firing",
+    *,
+    labels: dict | None = None,
+    truncated: int = 0,
+    key: str | None = None,
+) -> dict:
     common = {"alertname": alertname, "severity": "critical", **(labels or {})}
     return {
-        "version": "4", "groupKey": key or f'{{}}:{{alertname="{alertname}"}}', "truncatedAlerts": truncated,
-        "status": status, "receiver": "erpgo-bot", "groupLabels": {"alertname": alertname},
-        "commonLabels": common, "commonAnnotations": {"summary": f"{alertname} summary"},
+        "version": "4",
+        "groupKey": key or f'{{}}:{{alertname="{alertname}"}}',
+        "truncatedAlerts": truncated,
+        "status": status,
+        "receiver": "erpgo-bot",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": common,
+        "commonAnnotations": {"summary": f"{alertname} summary"},
         "externalURL": "http://alertmanager.example:9093",
-        "alerts": [{
-            "status": status, "labels": {**common, "instance": inst}, "annotations": {"summary": f"{alertname} summary"},
-            "startsAt": "2025-11-30T01:00:00Z",
-            "endsAt": "2025-11-30T01:20:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus.example/graph", "fingerprint": f"{alertname}-{inst}",
-        } for inst in instances],
+        "alerts": [
+            {
+                "status": status,
+                "labels": {**common, "instance": inst},
+                "annotations": {"summary": f"{alertname} summary"},
+                "startsAt": "2025-11-30T01:00:00Z",
+                "endsAt": "2025-11-30T01:20:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example/graph",
+                "fingerprint": f"{alertname}-{inst}",
+            }
+            for inst in instances
+        ],
     }
 
 
@@ -94,18 +114,6 @@ async def query(bot, sql: str, *args):
         return await conn.fetch(sql, *args)
 
 
-async def eventually(condition, timeout: float = 20, what: str = "condition"):
-    """Await a condition the bot's database or HTTP API reports (re-read until true)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.1)
-
-
 async def healthz(bot) -> dict:
     async with aiohttp.ClientSession() as http, http.get(bot.base_url + "/healthz") as response:
         return await response.json()
@@ -116,7 +124,9 @@ async def drained(bot, timeout: float = 30) -> None:
 
     async def done():
         backlog = (await healthz(bot))["slack_backlog"]
-        triage = await query(bot, "SELECT count(*) FROM alert_groups WHERE triage_state <> 'done' AND status = 'firing'")
+        triage = await query(
+            bot, "SELECT count(*) FROM alert_groups WHERE triage_state <> 'done' AND status = 'firing'"
+        )
         return backlog["pending"] == 0 and triage[0][0] == 0 and bot.runtime.tasks.pending == 0
 
     await eventually(done, timeout, "an empty outbox")
@@ -127,8 +137,12 @@ def is_head(call) -> bool:
 
 
 def in_thread(ts: str, starts: str = ""):
-    return lambda c: (c.method == "chat.postMessage" and c.ok and c.args.get("thread_ts") == ts
-                      and c.args.get("text", "").startswith(starts))
+    return lambda c: (
+        c.method == "chat.postMessage"
+        and c.ok
+        and c.args.get("thread_ts") == ts
+        and c.args.get("text", "").startswith(starts)
+    )
 
 
 def content(message: dict) -> str:
@@ -149,12 +163,20 @@ def webhook_count(outcome: str) -> float:
 
 # ---------------------------------------------------------------------- with a real Alertmanager
 
+
 async def test_fire_opens_one_triaged_thread_and_repeats_post_nothing(alert_bot, alertmanager_factory, healthy_targets):
     bot = await alert_bot(**healthy_targets)
     am = await alertmanager(alertmanager_factory, bot, repeat_interval="2s")
     labels = {"alertname": "HighErrorRate", "severity": "critical", "instance": "erpgo-api:8080"}
-    await fire(am, labels, {"summary": "High error rate detected", "description": "5xx above 5 % for 5 minutes",
-                            "runbook_url": "https://runbooks.example/erpgo#500"})
+    await fire(
+        am,
+        labels,
+        {
+            "summary": "High error rate detected",
+            "description": "5xx above 5 % for 5 minutes",
+            "runbook_url": "https://runbooks.example/erpgo#500",
+        },
+    )
     head_call = await bot.slack.wait_for(is_head, timeout=20)
     triage_call = await bot.slack.wait_for(in_thread(head_call.response["ts"], "Triage: HighErrorRate"), timeout=30)
 
@@ -217,7 +239,12 @@ async def test_alerts_joining_leaving_and_resolving_keep_one_thread_up_to_date(a
     assert head["text"].startswith("RESOLVED: ErpgoQueueBacklog (warning) — 0 firing, 2 resolved")
     assert "*Duration*" in content(head) and "*Resolved*" in content(head)
     thread = replies(bot, head)
-    assert [t.split(" ")[0] for t in thread] == ["Triage:", ":heavy_plus_sign:", ":heavy_minus_sign:", ":white_check_mark:"]
+    assert [t.split(" ")[0] for t in thread] == [
+        "Triage:",
+        ":heavy_plus_sign:",
+        ":heavy_minus_sign:",
+        ":white_check_mark:",
+    ]
 
 
 async def test_firing_again_within_the_window_returns_to_the_same_thread(alert_bot, alertmanager_factory):
@@ -281,8 +308,11 @@ async def test_slack_429s_then_500s_every_alert_posted_in_order_none_twice(alert
     await resolve(am, {"alertname": "ErpgoCacheMiss", "severity": "warning", "instance": "redis-1"})
 
     async def both_recorded():
-        rows = await query(bot, """SELECT (SELECT count(*) FROM alerts) = 4
-                                   AND (SELECT count(*) FROM alert_groups WHERE status = 'resolved') = 1""")
+        rows = await query(
+            bot,
+            """SELECT (SELECT count(*) FROM alerts) = 4
+                                   AND (SELECT count(*) FROM alert_groups WHERE status = 'resolved') = 1""",
+        )
         return rows[0][0]
 
     await eventually(both_recorded, 20, "the join and the resolve recorded")
@@ -304,8 +334,11 @@ async def test_slack_429s_then_500s_every_alert_posted_in_order_none_twice(alert
     assert by_name["ErpgoOrdersFailing"]["text"].startswith("FIRING: ErpgoOrdersFailing (warning) — 2 firing")
     assert by_name["ErpgoCacheMiss"]["text"].startswith("RESOLVED: ErpgoCacheMiss")
     # every reply exactly once, in the order it was queued
-    sent = await query(bot, """SELECT g.thread_key, o.ts FROM slack_outbox o JOIN alert_groups g USING (thread_key)
-                               WHERE o.op = 'reply' AND o.state = 'sent' ORDER BY o.id""")
+    sent = await query(
+        bot,
+        """SELECT g.thread_key, o.ts FROM slack_outbox o JOIN alert_groups g USING (thread_key)
+                               WHERE o.op = 'reply' AND o.state = 'sent' ORDER BY o.id""",
+    )
     threads = await query(bot, "SELECT thread_key, ts FROM slack_threads")
     for thread_key, head_ts in threads:
         queued_order = [ts for key, ts in sent if key == thread_key]
@@ -319,10 +352,16 @@ async def test_slack_429s_then_500s_every_alert_posted_in_order_none_twice(alert
 
 # ---------------------------------------------------------------------- the webhook's answers
 
+
 async def test_missing_or_wrong_token_is_401_and_nothing_is_recorded(alert_bot):
     bot = await alert_bot()
-    for token, headers in ((None, {}), ("wrong-token", {}), (None, {"Authorization": f"Basic {TOKEN}"}),
-                           (None, {"Authorization": TOKEN}), ("", {})):
+    for token, headers in (
+        (None, {}),
+        ("wrong-token", {}),
+        (None, {"Authorization": f"Basic {TOKEN}"}),
+        (None, {"Authorization": TOKEN}),
+        ("", {}),
+    ):
         status, body = await post(bot, webhook(), token=token, headers=headers)
         assert status == 401 and body["status"] == "unauthorized", (token, headers)
     async with aiohttp.ClientSession() as http:
@@ -332,17 +371,22 @@ async def test_missing_or_wrong_token_is_401_and_nothing_is_recorded(alert_bot):
     assert bot.slack.calls == []
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"{not json", "malformed JSON"),
-    (b"[]", "must be a JSON object"),
-    ({**webhook(), "version": "3"}, "unsupported Alertmanager webhook version '3'"),
-    ({k: v for k, v in webhook().items() if k != "groupKey"}, "groupKey: Field required"),
-    ({**webhook(), "alerts": []}, "alerts: List should have at least 1 item"),
-    ({**webhook(), "alerts": [{**webhook()["alerts"][0], "status": "exploded"}]}, "alerts.0.status"),
-    ({**webhook(), "alerts": [{k: v for k, v in webhook()["alerts"][0].items() if k != "fingerprint"}]},
-     "alerts.0.fingerprint: Field required"),
-    (webhook(labels={"job": "api\u0000"}), "NUL character"),  # PostgreSQL could never store it: not retried
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[]", "must be a JSON object"),
+        ({**webhook(), "version": "3"}, "unsupported Alertmanager webhook version '3'"),
+        ({k: v for k, v in webhook().items() if k != "groupKey"}, "groupKey: Field required"),
+        ({**webhook(), "alerts": []}, "alerts: List should have at least 1 item"),
+        ({**webhook(), "alerts": [{**webhook()["alerts"][0], "status": "exploded"}]}, "alerts.0.status"),
+        (
+            {**webhook(), "alerts": [{k: v for k, v in webhook()["alerts"][0].items() if k != "fingerprint"}]},
+            "alerts.0.fingerprint: Field required",
+        ),
+        (webhook(labels={"job": "api\u0000"}), "NUL character"),  # PostgreSQL could never store it: not retried
+    ],
+)
 async def test_malformed_notifications_are_400_with_a_clear_message(alert_bot, body, message):
     bot = await alert_bot()
     status, answer = await post(bot, body)
@@ -399,8 +443,10 @@ async def test_firing_again_after_the_window_opens_a_new_thread(alert_bot):
     assert (await post(bot, webhook("ErpgoApiDown", status="resolved")))[1]["outcome"] == "resolved"
     assert (await post(bot, webhook("ErpgoApiDown")))[1]["outcome"] == "new"
     await drained(bot)
-    assert [h["text"].split(" —")[0] for h in heads(bot)] == ["RESOLVED: ErpgoApiDown (critical)",
-                                                           "FIRING: ErpgoApiDown (critical)"]
+    assert [h["text"].split(" —")[0] for h in heads(bot)] == [
+        "RESOLVED: ErpgoApiDown (critical)",
+        "FIRING: ErpgoApiDown (critical)",
+    ]
 
 
 async def test_erpgo_alerts_lists_the_open_threads_with_links(alert_bot):
@@ -426,8 +472,11 @@ async def test_a_burst_is_recorded_whole_and_paced_per_channel(alert_bot):
     showing all its alerts, never two messages in a channel closer than the pace."""
     bot = await alert_bot(erpgo_slack_channel_interval=0.1)
     groups, per_group = 8, 50
-    bodies = [webhook(f"Burst{g}", instances=(f"host-{n}",), truncated=per_group - 1)
-              for n in range(per_group) for g in range(groups)]
+    bodies = [
+        webhook(f"Burst{g}", instances=(f"host-{n}",), truncated=per_group - 1)
+        for n in range(per_group)
+        for g in range(groups)
+    ]
     limit = asyncio.Semaphore(16)
 
     async def send(body):
@@ -452,7 +501,9 @@ async def test_triage_proposals_become_approvals_requested_by_alertmanager(alert
 
     erp = fresh_database("erp")
     policy = tmp_path / "policy.yml"
-    policy.write_text('groups:\n  oncall: [U0BOB]\nverbs:\n  "*": [everyone]\nactions:\n  "db.*":\n    approvers: [oncall]\n')
+    policy.write_text(
+        'groups:\n  oncall: [U0BOB]\nverbs:\n  "*": [everyone]\nactions:\n  "db.*":\n    approvers: [oncall]\n'
+    )
     scenario = await Blocking(erp).start()
     try:
         bot = await alert_bot(erpgo_database_url=erp, chatops_policy_file=str(policy))
@@ -477,16 +528,27 @@ async def test_triage_proposals_become_approvals_requested_by_alertmanager(alert
 
 # ---------------------------------------------------------------------- triage mapping and rendering
 
+
 def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     registry = build_registry()
 
     def names(alertname, labels=None):
         return [c.name for c in triage_checks(registry, [alertname], labels or {})]
 
-    assert names("HighErrorRate") == ["api_health", "api_error_logs", "postgres_health", "connections_by_state",
-                                      "slow_statements"]
-    assert names("DatabaseConnectionPool") == ["connections_by_state", "connections_by_client", "idle_in_transaction",
-                                               "long_queries", "blocking_sessions"]
+    assert names("HighErrorRate") == [
+        "api_health",
+        "api_error_logs",
+        "postgres_health",
+        "connections_by_state",
+        "slow_statements",
+    ]
+    assert names("DatabaseConnectionPool") == [
+        "connections_by_state",
+        "connections_by_client",
+        "idle_in_transaction",
+        "long_queries",
+        "blocking_sessions",
+    ]
     assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("HighResponseTime")
     assert "docker_containers" in names("ContainerRestarting") and "docker_containers" in names("HighMemoryUsage")
     assert "api_error_logs" in names("HighFailedLoginRate")
@@ -499,11 +561,15 @@ def test_header_links_are_safe_and_resolved_headers_show_the_duration():
 
     fired = datetime(2025, 11, 30, 1, 0, tzinfo=UTC)
     view = GroupView(
-        status="resolved", names=["HighErrorRate"], labels={"severity": "critical"},
+        status="resolved",
+        names=["HighErrorRate"],
+        labels={"severity": "critical"},
         group_labels={"alertname": "HighErrorRate", "job": 'api "v2"'},
         annotations={"summary": "<!channel> errors", "runbook_url": "javascript:alert(1)"},
-        external_url="http://am.example:9093/", generator_url="http://prom/graph?g0.expr=a|b",
-        fired_at=fired, resolved_at=fired + timedelta(minutes=12, seconds=30),
+        external_url="http://am.example:9093/",
+        generator_url="http://prom/graph?g0.expr=a|b",
+        fired_at=fired,
+        resolved_at=fired + timedelta(minutes=12, seconds=30),
         members={"f1": ("resolved", "api-1")},
     )
     shown = content(header_message(view))
@@ -512,10 +578,12 @@ def test_header_links_are_safe_and_resolved_headers_show_the_duration():
     assert "12m 30s" in shown and "RESOLVED: HighErrorRate" in shown
     assert "a%7Cb" in shown  # a | in a URL would end the link
     assert silence_url("http://am.example:9093/", {"job": 'api "v2"'}) == (
-        "http://am.example:9093/#/silences/new?filter=" + quote('{job="api \\"v2\\""}', safe=""))
+        "http://am.example:9093/#/silences/new?filter=" + quote('{job="api \\"v2\\""}', safe="")
+    )
 
 
 # ---------------------------------------------------------------------- /erpgo logs
+
 
 async def test_logs_verb_counts_5xx_and_panics_with_context(start_bot, erpgo_containers):
     bot = await start_bot(docker_host=erpgo_containers, erpgo_containers="erpgo-api,postgres,redis")

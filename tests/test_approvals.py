@@ -1,5 +1,6 @@
 """Approval-gated remediation end to end: a real lock in PostgreSQL, the bot proposing to terminate
 the blocker, Slack clicks (signed, over HTTP) deciding, and the bot's own database keeping state."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,7 +51,11 @@ async def locked(fresh_database):
 
 @pytest.fixture
 def bot_settings(fresh_database, locked, policy_file) -> dict:
-    return {"bot_database_url": fresh_database("bot"), "erpgo_database_url": locked[0], "chatops_policy_file": policy_file}
+    return {
+        "bot_database_url": fresh_database("bot"),
+        "erpgo_database_url": locked[0],
+        "chatops_policy_file": policy_file,
+    }
 
 
 async def fetch(dsn: str, sql: str, *args) -> list:
@@ -100,6 +105,7 @@ async def click(bot, message, action: str = "approve", user: str = "U0BOB", **kw
 
 # --- the happy path ------------------------------------------------------------------------
 
+
 async def test_requester_proposes_colleague_approves_blocker_is_terminated(start_bot, bot_settings, locked):
     _, scenario = locked
     bot = await start_bot(**bot_settings)
@@ -111,7 +117,10 @@ async def test_requester_proposes_colleague_approves_blocker_is_terminated(start
     assert "Requested by @U0ALICE" in text and "may be approved by oncall" in text
     assert "state: idle in transaction" in text and "last query: SELECT * FROM accounts WHERE id = 1 FOR UPDATE" in text
     assert f"pid {scenario.waiter_pid} (postgres) waiting" in text and "UPDATE accounts SET balance" in text
-    assert f"SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a\nWHERE a.pid = {pid} AND a.backend_start = '" in text
+    assert (
+        f"SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a\nWHERE a.pid = {pid} AND a.backend_start = '"
+        in text
+    )
     assert "cancelling would not release its locks" in text
     approve, reject = bot.slack.buttons(message)
     assert (approve["action_id"], approve["value"], approve["style"]) == ("approval.approve", "1", "danger")
@@ -136,6 +145,7 @@ async def test_requester_proposes_colleague_approves_blocker_is_terminated(start
 
 
 # --- refusals ------------------------------------------------------------------------------
+
 
 async def test_requester_cannot_approve_their_own_proposal(start_bot, bot_settings, locked):
     bot = await start_bot(**bot_settings)
@@ -162,7 +172,9 @@ async def test_unauthorised_approver_is_refused(start_bot, bot_settings, locked)
     bot = await start_bot(**bot_settings)
     message = await propose(bot)
     await click(bot, message, user="U0EVE")
-    assert any("You may not approve `db.terminate`" in t and "allows oncall only" in t for t in told(bot.slack, "U0EVE"))
+    assert any(
+        "You may not approve `db.terminate`" in t and "allows oncall only" in t for t in told(bot.slack, "U0EVE")
+    )
     await click(bot, message, action="reject", user="U0EVE")
     assert any("You may not reject" in t for t in told(bot.slack, "U0EVE"))
     assert await locked[1].blocker_alive()
@@ -193,8 +205,10 @@ async def test_reject_updates_the_message_and_later_approvals_are_refused(start_
     assert bot.slack.buttons(updated) == [] and "rejected by @U0BOB — nothing was done" in render_text(updated)
     assert any("rejected by @U0BOB" in render_text(m) for m in bot.slack.thread(CHANNEL, message["thread_ts"]))
     await click(bot, message, user="U0CAROL")  # the old buttons, as a stale client still shows them
-    assert any("already handled: rejected by @U0CAROL" not in t and "already handled: rejected by @U0BOB" in t
-               for t in told(bot.slack, "U0CAROL"))
+    assert any(
+        "already handled: rejected by @U0CAROL" not in t and "already handled: rejected by @U0BOB" in t
+        for t in told(bot.slack, "U0CAROL")
+    )
     assert await locked[1].blocker_alive()
     bot_db = bot_settings["bot_database_url"]
     assert await state_of(bot_db, 1) == "rejected"
@@ -217,12 +231,15 @@ async def test_world_changed_before_approval_nothing_is_done(start_bot, bot_sett
     await scenario.update_finished()
     await click(bot, message, user="U0BOB")
     assert await scenario.blocker_alive(), "a session that no longer blocks is left alone"
-    assert (f"approved by @U0BOB — nothing done: backend {scenario.blocker_pid} no longer blocks any session"
-            in render_text(current(bot.slack, message)))
+    assert (
+        f"approved by @U0BOB — nothing done: backend {scenario.blocker_pid} no longer blocks any session"
+        in render_text(current(bot.slack, message))
+    )
     assert (await audit(bot_settings["bot_database_url"]))[-1][1:] == ("executed", 1, "nothing done")
 
 
 # --- exactly once -------------------------------------------------------------------------
+
 
 def click_body(slack, message: dict, user: str) -> str:
     """The block_actions payload Slack sends when `user` clicks Approve on `message`."""
@@ -232,15 +249,28 @@ def click_body(slack, message: dict, user: str) -> str:
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": slack.team_id},
         "api_app_id": slack.app_id,
         "token": slack.verification_token,
-        "container": {"type": "message", "message_ts": message["ts"], "channel_id": CHANNEL,
-                      "is_ephemeral": False, "thread_ts": message["thread_ts"]},
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"],
+            "channel_id": CHANNEL,
+            "is_ephemeral": False,
+            "thread_ts": message["thread_ts"],
+        },
         "trigger_id": f"{time.time()}.1.abc",
         "team": {"id": slack.team_id, "domain": slack.team_domain},
         "channel": {"id": CHANNEL, "name": "ops"},
         "response_url": slack.response_url(channel=CHANNEL, user=user, message=message),
-        "actions": [{"action_id": button["action_id"], "block_id": button["block_id"], "type": "button",
-                     "text": {"type": "plain_text", "text": button["text"]}, "value": button["value"],
-                     "style": button["style"], "action_ts": f"{time.time():.6f}"}],
+        "actions": [
+            {
+                "action_id": button["action_id"],
+                "block_id": button["block_id"],
+                "type": "button",
+                "text": {"type": "plain_text", "text": button["text"]},
+                "value": button["value"],
+                "style": button["style"],
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
     }
     return urlencode({"payload": json.dumps(payload)})
 
@@ -254,10 +284,15 @@ async def test_twenty_concurrent_clicks_on_two_replicas_execute_once(start_bot, 
     slack = first.slack
     message = await propose(second)  # slash commands go to the replica started last
 
-    clicks = [(bot.base_url + "/slack/events", user) for _ in range(5)
-              for bot in (first, second) for user in ("U0BOB", "U0CAROL")]
+    clicks = [
+        (bot.base_url + "/slack/events", user)
+        for _ in range(5)
+        for bot in (first, second)
+        for user in ("U0BOB", "U0CAROL")
+    ]
     assert len(clicks) == 20
     async with aiohttp.ClientSession() as http:
+
         async def send(url: str, user: str) -> tuple[int, float]:
             body = click_body(slack, message, user)
             started = time.monotonic()
@@ -270,8 +305,10 @@ async def test_twenty_concurrent_clicks_on_two_replicas_execute_once(start_bot, 
 
     assert all(status == 200 and elapsed < 3 for status, elapsed in answers), answers
     terminations = await fetch(
-        erp_dsn, "SELECT coalesce(sum(calls), 0) AS calls FROM pg_stat_statements WHERE query LIKE $1",
-        "SELECT pg_terminate_backend(a.pid)%")
+        erp_dsn,
+        "SELECT coalesce(sum(calls), 0) AS calls FROM pg_stat_statements WHERE query LIKE $1",
+        "SELECT pg_terminate_backend(a.pid)%",
+    )
     assert terminations[0]["calls"] == 1, "exactly one pg_terminate_backend"
     assert not await scenario.blocker_alive() and await scenario.update_finished() == "UPDATE 1"
     rows = await audit(bot_settings["bot_database_url"])
@@ -281,9 +318,11 @@ async def test_twenty_concurrent_clicks_on_two_replicas_execute_once(start_bot, 
     already = [t for user in ("U0BOB", "U0CAROL") for t in told(slack, user) if "Approval #1 " in t and "already" in t]
     assert len(already) == 19, "the others were told it was already handled"
     assert len([c for c in slack.calls if c.method == "chat.update"]) == 1
-    print(f"\nconcurrency: {len(clicks)} clicks on 2 replicas -> {terminations[0]['calls']} pg_terminate_backend, "
-          f"{len([r for r in rows if r[1] == 'executed'])} executed audit row (succeeded), "
-          f"{len(already)} told 'already handled'")
+    print(
+        f"\nconcurrency: {len(clicks)} clicks on 2 replicas -> {terminations[0]['calls']} pg_terminate_backend, "
+        f"{len([r for r in rows if r[1] == 'executed'])} executed audit row (succeeded), "
+        f"{len(already)} told 'already handled'"
+    )
 
 
 async def test_slack_retry_of_a_click_does_not_execute_again(start_bot, bot_settings, locked):
@@ -318,8 +357,9 @@ async def test_bot_database_down_at_click_time(start_bot, locked, policy_file, t
         bot_pg.stop()
         result = await click(bot, message, user="U0BOB")
         assert result.within_ack_deadline
-        assert any("Could not reach the bot's database — nothing was done, try again" in t
-                   for t in told(bot.slack, "U0BOB"))
+        assert any(
+            "Could not reach the bot's database — nothing was done, try again" in t for t in told(bot.slack, "U0BOB")
+        )
         assert await locked[1].blocker_alive(), "nothing executed"
         assert bot.slack.buttons(current(bot.slack, message)), "the message still offers the buttons"
         bot_pg.start()
@@ -332,6 +372,7 @@ async def test_bot_database_down_at_click_time(start_bot, locked, policy_file, t
 
 # --- without the bot's database, without a policy -----------------------------------------------
 
+
 async def test_without_bot_database_proposals_are_text_only(start_bot, locked, policy_file):
     bot = await start_bot(erpgo_database_url=locked[0], chatops_policy_file=policy_file)
     await bot.command("db locks")
@@ -339,13 +380,31 @@ async def test_without_bot_database_proposals_are_text_only(start_bot, locked, p
     thread = bot.slack.thread(CHANNEL, head["ts"])
     assert not any(bot.slack.buttons(m) for m in thread)
     text = "\n".join(render_text(m) for m in thread)
-    assert "Proposed:* Terminate backend" in text and "Approvals need the bot's own database: set BOT_DATABASE_URL" in text
+    assert (
+        "Proposed:* Terminate backend" in text and "Approvals need the bot's own database: set BOT_DATABASE_URL" in text
+    )
     result = await bot.command("approvals")
     assert "set BOT_DATABASE_URL" in render_text(result.json)
     # a click on an approval message from before (BOT_DATABASE_URL since removed)
-    stale = {"ts": head["ts"], "channel": CHANNEL, "thread_ts": head["ts"], "blocks": [
-        {"type": "actions", "block_id": "b", "elements": [
-            {"type": "button", "action_id": "approval.approve", "value": "7", "text": {"type": "plain_text", "text": "Approve"}}]}]}
+    stale = {
+        "ts": head["ts"],
+        "channel": CHANNEL,
+        "thread_ts": head["ts"],
+        "blocks": [
+            {
+                "type": "actions",
+                "block_id": "b",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "approval.approve",
+                        "value": "7",
+                        "text": {"type": "plain_text", "text": "Approve"},
+                    }
+                ],
+            }
+        ],
+    }
     await click(bot, stale, user="U0BOB")
     assert any("set BOT_DATABASE_URL" in t for t in told(bot.slack, "U0BOB"))
     assert await locked[1].blocker_alive()
@@ -368,6 +427,7 @@ async def test_without_policy_file_nothing_is_approvable(start_bot, fresh_databa
 
 # --- /erpgo approvals and /erpgo audit -----------------------------------------------------------
 
+
 async def test_approvals_lists_pending_with_links_and_audit_shows_who_did_what(start_bot, bot_settings, locked):
     bot = await start_bot(**bot_settings)
     message = await propose(bot)
@@ -383,8 +443,9 @@ async def test_approvals_lists_pending_with_links_and_audit_shows_who_did_what(s
     assert "@U0BOB executed #1 `db.terminate` → succeeded — terminated backend" in lines[1]
     assert "@U0BOB approved #1 `db.terminate` → executing" in lines[2]
     assert "@U0ALICE was refused #1 `db.terminate` → You requested this yourself" in lines[3]
-    assert bot.slack.channel_messages(CHANNEL)[-1]["ts"] == bot.slack.channel_messages(CHANNEL)[0]["ts"], \
+    assert bot.slack.channel_messages(CHANNEL)[-1]["ts"] == bot.slack.channel_messages(CHANNEL)[0]["ts"], (
         "listings are only for the asker"
+    )
     bad = render_text((await bot.command("audit lots")).json)
     assert "one number of entries, 1 to 100" in bad
 
@@ -401,14 +462,27 @@ async def test_audit_log_is_append_only(start_bot, bot_settings, locked):
 
 # --- the shell ------------------------------------------------------------------------------
 
+
 async def test_shell_approves_as_another_user_through_the_same_engine(bot_settings, locked, fresh_database):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ERPGO_", "SLACK_", "BOT_", "CHATOPS_"))}
-    env |= {"BOT_DATABASE_URL": bot_settings["bot_database_url"], "ERPGO_DATABASE_URL": locked[0],
-            "CHATOPS_POLICY_FILE": bot_settings["chatops_policy_file"]}
+    env |= {
+        "BOT_DATABASE_URL": bot_settings["bot_database_url"],
+        "ERPGO_DATABASE_URL": locked[0],
+        "CHATOPS_POLICY_FILE": bot_settings["chatops_policy_file"],
+    }
     lines = "/erpgo db locks\napprove 1\n/as U0BOB approve 1\n/erpgo audit 5\n"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "shell", "--user", "U0ALICE", env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "shell",
+        "--user",
+        "U0ALICE",
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(lines.encode()), 60)
     out = out.decode()
     assert proc.returncode == 0, err.decode()[-2000:]

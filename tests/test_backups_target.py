@@ -1,6 +1,7 @@
 """The backup target against a real PostgreSQL 15 cluster with the real pg_dump and pg_restore:
 dumps that pg_restore reads back, truncated and foreign files caught, backups listed newest first,
 and a password that reaches pg_dump only through its environment."""
+
 from __future__ import annotations
 
 import asyncio
@@ -56,21 +57,28 @@ async def make_shop(dsn: str, *, users: int = 3, products: int = 2, orders: int 
 
 async def add_rows(conn: asyncpg.Connection, *, users: int = 0, products: int = 0, orders: int = 0) -> None:
     tag = uuid.uuid4().hex[:6]
-    await conn.executemany("INSERT INTO users (email) VALUES ($1)",
-                           [(f"u{i}-{tag}@example.com",) for i in range(users)])
-    await conn.executemany("INSERT INTO products (name, price) VALUES ($1, $2)",
-                           [(f"product {i} {tag}", 9.5 + i) for i in range(products)])
-    await conn.execute("""INSERT INTO orders (user_id, product_id, quantity)
+    await conn.executemany(
+        "INSERT INTO users (email) VALUES ($1)", [(f"u{i}-{tag}@example.com",) for i in range(users)]
+    )
+    await conn.executemany(
+        "INSERT INTO products (name, price) VALUES ($1, $2)", [(f"product {i} {tag}", 9.5 + i) for i in range(products)]
+    )
+    await conn.execute(
+        """INSERT INTO orders (user_id, product_id, quantity)
                           SELECT (SELECT min(id) FROM users), (SELECT max(id) FROM products), g
-                          FROM generate_series(1, $1) g""", orders)
+                          FROM generate_series(1, $1) g""",
+        orders,
+    )
 
 
 async def snapshot(dsn: str) -> dict[str, list[tuple]]:
     """Every row of the critical tables, in id order."""
     conn = await asyncpg.connect(dsn)
     try:
-        return {table: [tuple(row) for row in await conn.fetch(f"SELECT * FROM {table} ORDER BY id")]
-                for table in ("users", "products", "orders")}
+        return {
+            table: [tuple(row) for row in await conn.fetch(f"SELECT * FROM {table} ORDER BY id")]
+            for table in ("users", "products", "orders")
+        }
     finally:
         await conn.close()
 
@@ -100,6 +108,7 @@ def password_cluster(tmp_path_factory):
 
 # --- dump and verify --------------------------------------------------------------------------
 
+
 async def test_dump_writes_a_verified_dump_named_by_utc_time(shop_dsn, tmp_path):
     before = datetime.now(UTC).replace(microsecond=0)
     backup, seconds = await dump(shop_dsn, str(tmp_path), prefix="bk", timeout=TIMEOUT)
@@ -123,8 +132,9 @@ async def test_dump_writes_a_verified_dump_named_by_utc_time(shop_dsn, tmp_path)
 async def test_truncated_dump_is_unreadable_though_its_table_of_contents_lists(shop_dsn, tmp_path):
     conn = await asyncpg.connect(shop_dsn)
     try:  # enough data that the cut falls into the data section, after the table of contents
-        await conn.execute("INSERT INTO users (email) "
-                           "SELECT 'bulk' || g || '@example.com' FROM generate_series(1, 20000) g")
+        await conn.execute(
+            "INSERT INTO users (email) SELECT 'bulk' || g || '@example.com' FROM generate_series(1, 20000) g"
+        )
     finally:
         await conn.close()
     backup, _ = await dump(shop_dsn, str(tmp_path), prefix="bk", timeout=TIMEOUT)
@@ -173,7 +183,7 @@ async def test_password_reaches_pg_dump_only_through_its_environment(password_cl
         await restore_into(password_cluster.dsn("bk_secret_copy"), backup.path, TIMEOUT)
     finally:
         await admin.close()
-    (restore_argv, restore_env), = launched
+    ((restore_argv, restore_env),) = launched
     assert Path(restore_argv[0]).name == "pg_restore" and restore_env["PGPASSWORD"] == PASSWORD
     assert not any("Backup-s3cret" in arg for arg in restore_argv)
     assert await snapshot(password_cluster.dsn("bk_secret_copy")) == await snapshot(dsn)
@@ -200,28 +210,42 @@ async def test_dump_into_a_missing_directory(shop_dsn, tmp_path):
 
 def test_dump_command_has_no_password_in_its_arguments():
     argv, env = dump_command("postgresql://erpgo:Pa%2Fss%20word@db:5432/erp?sslmode=disable", "/backups/x.dump")
-    assert argv[1:] == ["-Fc", "--no-password", "--dbname=postgresql://erpgo@db:5432/erp?sslmode=disable",
-                        "-f", "/backups/x.dump"]
+    assert argv[1:] == [
+        "-Fc",
+        "--no-password",
+        "--dbname=postgresql://erpgo@db:5432/erp?sslmode=disable",
+        "-f",
+        "/backups/x.dump",
+    ]
     assert env == {"PGPASSWORD": "Pa/ss word"}
 
 
-@pytest.mark.parametrize(("dsn", "url", "password"), [
-    ("postgresql://u:p@h/erp", "postgresql://u@h/erp", "p"),
-    ("postgres://u@h:5433/erp", "postgres://u@h:5433/erp", None),
-    ("postgresql://u@h/erp?password=p%40x&sslmode=require", "postgresql://u@h/erp?sslmode=require", "p@x"),
-    ("postgresql://u:p@h1:5432,h2:5433/erp", "postgresql://u@h1:5432,h2:5433/erp", "p"),
-    ("postgresql://h?dbname=erp", "postgresql://h?dbname=erp", None),
-])
+@pytest.mark.parametrize(
+    ("dsn", "url", "password"),
+    [
+        ("postgresql://u:p@h/erp", "postgresql://u@h/erp", "p"),
+        ("postgres://u@h:5433/erp", "postgres://u@h:5433/erp", None),
+        ("postgresql://u@h/erp?password=p%40x&sslmode=require", "postgresql://u@h/erp?sslmode=require", "p@x"),
+        ("postgresql://u:p@h1:5432,h2:5433/erp", "postgresql://u@h1:5432,h2:5433/erp", "p"),
+        ("postgresql://h?dbname=erp", "postgresql://h?dbname=erp", None),
+    ],
+)
 def test_split_password(dsn, url, password):
     assert split_password(dsn) == (url, password)
 
 
 # --- listing ----------------------------------------------------------------------------------
 
+
 def test_list_backups_newest_first(tmp_path):
     now = datetime.now(UTC).timestamp()
-    for name, hours_ago in [("erp_a.dump", 30), ("erp_b.dump", 2), ("erp_c.dump", 50), ("notes.txt", 1),
-                            (".erp_d.dump.partial", 0)]:
+    for name, hours_ago in [
+        ("erp_a.dump", 30),
+        ("erp_b.dump", 2),
+        ("erp_c.dump", 50),
+        ("notes.txt", 1),
+        (".erp_d.dump.partial", 0),
+    ]:
         path = tmp_path / name
         path.write_bytes(b"x" * len(name))
         os.utime(path, (now - hours_ago * 3600, now - hours_ago * 3600))
@@ -251,6 +275,7 @@ def test_find_tool_prefers_the_highest_postgresql_version(tmp_path, monkeypatch)
 
 
 # --- the helpers a restore uses ---------------------------------------------------------------
+
 
 async def test_row_counts_say_none_for_a_missing_table(shop_dsn):
     conn = await asyncpg.connect(shop_dsn)

@@ -1,4 +1,5 @@
 """What may be banned and for how long: refusals say why, documentation ranges may be banned."""
+
 from __future__ import annotations
 
 import ipaddress

@@ -1,4 +1,5 @@
 """erpgo-bot from a terminal: exit codes, configuration errors, --json, and the shell without a TTY."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ CONTRACT_ENV = ("ERPGO_", "SLACK_", "BOT_", "ALERT_", "CHATOPS_", "DOCKER_HOST",
 def run_bot(*args: str, env: dict | None = None, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_ENV)}
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True, text=True,
-        env=base | (env or {}), timeout=timeout,
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=base | (env or {}),
+        timeout=timeout,
     )
 
 
@@ -27,8 +32,14 @@ async def run_bot_async(*args: str, env: dict | None = None, stdin: str = "", ti
 
     base = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_ENV)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", *args, env=base | (env or {}),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        env=base | (env or {}),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
     return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
@@ -40,8 +51,13 @@ def targets_env(targets: dict) -> dict:
 
 @pytest.mark.parametrize(
     "name, value",
-    [("PORT", "eighty"), ("ERPGO_DATABASE_URL", "mysql://db/erp"), ("ERPGO_API_URL", "localhost:8080"),
-     ("ERPGO_CHECK_TIMEOUT", "-1"), ("ERPGO_REDIS_URL", "http://x")],
+    [
+        ("PORT", "eighty"),
+        ("ERPGO_DATABASE_URL", "mysql://db/erp"),
+        ("ERPGO_API_URL", "localhost:8080"),
+        ("ERPGO_CHECK_TIMEOUT", "-1"),
+        ("ERPGO_REDIS_URL", "http://x"),
+    ],
 )
 def test_malformed_setting_is_one_line_naming_it_exit_2(name, value):
     result = run_bot("check", "health", env={name: value})
@@ -102,8 +118,17 @@ async def test_shell_reads_commands_from_stdin(healthy_targets):
 def test_deployment_files_use_the_documented_names():
     compose = yaml.safe_load(Path("docker-compose.yml").read_text())
     env = compose["services"]["erpgo-bot"]["environment"]
-    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ERPGO_API_URL", "ERPGO_DATABASE_URL", "ERPGO_REDIS_URL",
-                 "DOCKER_HOST", "ERPGO_CONTAINERS", "BOT_DATABASE_URL", "PORT"):
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "ERPGO_API_URL",
+        "ERPGO_DATABASE_URL",
+        "ERPGO_REDIS_URL",
+        "DOCKER_HOST",
+        "ERPGO_CONTAINERS",
+        "BOT_DATABASE_URL",
+        "PORT",
+    ):
         assert name in env
     manifest = yaml.safe_load(Path("slack-manifest.yml").read_text())
     assert manifest["features"]["slash_commands"][0]["command"] == "/erpgo"

@@ -1,4 +1,5 @@
 """The documented surface and the code agree: every setting and every verb is in README.md."""
+
 from __future__ import annotations
 
 import re

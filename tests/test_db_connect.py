@@ -4,6 +4,7 @@ password, an unknown database, a closed port, a host that does not resolve, ever
 taken, a server that does not accept connections yet, a server that never answers the login.
 A server without pg_stat_statements is here too.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,9 @@ SLOTS = 6  # max_connections of the strict cluster; 3 of them are reserved for s
 @pytest.fixture(scope="module")
 def strict_cluster(tmp_path_factory):
     """A second cluster: logins need a password, only 6 connections, no pg_stat_statements."""
-    server = PostgresServer(tmp_path_factory.mktemp("strict-pg"), password=PASSWORD, max_connections=SLOTS,
-                            pg_stat_statements=False)
+    server = PostgresServer(
+        tmp_path_factory.mktemp("strict-pg"), password=PASSWORD, max_connections=SLOTS, pg_stat_statements=False
+    )
     try:
         server.start()
         yield server
@@ -66,8 +68,9 @@ async def test_a_healthy_connection_passes_every_step(postgres_server):
     findings = await run_verb("db connect", postgres_server.dsn("postgres").replace("127.0.0.1", "localhost"))
     result = steps(findings)
     assert all(status is Status.OK for status, _ in result.values()), result
-    assert result["URL"][1] == (f"postgresql URL parsed: user postgres, host localhost, port {postgres_server.port}, "
-                                "database postgres")
+    assert result["URL"][1] == (
+        f"postgresql URL parsed: user postgres, host localhost, port {postgres_server.port}, database postgres"
+    )
     assert result["DNS"][1].startswith("localhost resolves to ") and "127.0.0.1" in result["DNS"][1]
     assert result["TCP"][1].startswith(f"127.0.0.1:{postgres_server.port} accepts connections")
     assert result["login"][1].startswith("logged in as postgres to postgres in ")
@@ -119,7 +122,10 @@ async def test_host_that_does_not_resolve():
 async def test_url_that_cannot_be_parsed():
     findings = await run_verb("db connect", "postgresql://erpgo@db:fivefourthreetwo/erp")
     result = steps(findings)
-    assert result["URL"] == (Status.CRIT, "ERPGO_DATABASE_URL cannot be parsed: port 'fivefourthreetwo' is not a number")
+    assert result["URL"] == (
+        Status.CRIT,
+        "ERPGO_DATABASE_URL cannot be parsed: port 'fivefourthreetwo' is not a number",
+    )
     assert all(result[step][0] is Status.SKIPPED for step in ("DNS", "TCP", "login"))
 
 
@@ -152,8 +158,9 @@ async def test_server_not_accepting_connections_yet(standby_cluster):
     result = steps(findings)
     assert result["TCP"][0] is Status.OK
     assert result["login"][0] is Status.CRIT
-    assert result["login"][1].startswith("server not accepting connections yet (57P03): the database system is not "
-                                         "accepting connections")
+    assert result["login"][1].startswith(
+        "server not accepting connections yet (57P03): the database system is not accepting connections"
+    )
     assert "starting up, shutting down or in recovery" in one(findings, "PostgreSQL login").details[0]
 
 
@@ -198,8 +205,10 @@ async def test_slow_on_a_server_without_pg_stat_statements(strict_cluster):
     findings = await run_verb("db slow", dsn)
     statements = one(findings, "PostgreSQL statements")
     assert statements.status is Status.WARN  # a finding, not an error
-    assert statements.title.startswith("pg_stat_statements unavailable — pg_stat_statements is not enabled: add "
-                                       "pg_stat_statements to shared_preload_libraries")
+    assert statements.title.startswith(
+        "pg_stat_statements unavailable — pg_stat_statements is not enabled: add "
+        "pg_stat_statements to shared_preload_libraries"
+    )
     assert "CREATE EXTENSION pg_stat_statements" in text_of(statements)
     assert one(findings, "PostgreSQL statistics").status is Status.OK
     [plan] = await run_verb("db explain", dsn, {"queryid": 42})
@@ -219,14 +228,23 @@ async def test_slow_with_the_extension_created_but_not_loaded(strict_cluster):
     assert "created in created_only but not loaded: add it to shared_preload_libraries" in statements.title
 
 
-@pytest.mark.parametrize(("dsn", "hosts", "database", "user", "password"), [
-    ("postgresql://erpgo:pw@db/erp", [("db", 5432)], "erp", "erpgo", True),
-    ("postgres://erpgo@db1:5433,db2/erp?sslmode=require", [("db1", 5433), ("db2", 5432)], "erp", "erpgo", False),
-    ("postgresql://erpgo@[::1]:6432/erp", [("::1", 6432)], "erp", "erpgo", False),
-    ("postgresql:///erp?host=/var/run/postgresql&user=erpgo", [("/var/run/postgresql", 5432)], "erp", "erpgo", False),
-    ("postgresql://erpgo@db?dbname=erp&password=x", [("db", 5432)], "erp", "erpgo", True),
-    ("postgresql://us%40er:p%2Fw@db:5432/my%20db", [("db", 5432)], "my db", "us@er", True),
-])
+@pytest.mark.parametrize(
+    ("dsn", "hosts", "database", "user", "password"),
+    [
+        ("postgresql://erpgo:pw@db/erp", [("db", 5432)], "erp", "erpgo", True),
+        ("postgres://erpgo@db1:5433,db2/erp?sslmode=require", [("db1", 5433), ("db2", 5432)], "erp", "erpgo", False),
+        ("postgresql://erpgo@[::1]:6432/erp", [("::1", 6432)], "erp", "erpgo", False),
+        (
+            "postgresql:///erp?host=/var/run/postgresql&user=erpgo",
+            [("/var/run/postgresql", 5432)],
+            "erp",
+            "erpgo",
+            False,
+        ),
+        ("postgresql://erpgo@db?dbname=erp&password=x", [("db", 5432)], "erp", "erpgo", True),
+        ("postgresql://us%40er:p%2Fw@db:5432/my%20db", [("db", 5432)], "my db", "us@er", True),
+    ],
+)
 def test_parse_dsn(dsn, hosts, database, user, password):
     parts = parse_dsn(dsn)
     assert (parts.hosts, parts.database, parts.user, parts.has_password) == (hosts, database, user, password)

@@ -5,6 +5,7 @@ The module's database is the demo `erp` schema plus the conditions the runbooks 
 real: a 50,000-row table read by sequential scans and never analyzed, an index nothing uses, an
 index left invalid by a failed concurrent build, and a statement that takes over a second.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,10 +44,13 @@ async def lab(postgres_server) -> str:
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         # a big table, never analyzed (autovacuum off for it), read by sequential scans
-        await conn.execute("CREATE TABLE audit_log (id bigint, actor text, happened_at timestamptz)"
-                           " WITH (autovacuum_enabled = off)")
-        await conn.execute(f"INSERT INTO audit_log SELECT g, 'user' || (g % 100), now() - g * interval '1 minute'"
-                           f" FROM generate_series(1, {BIG_ROWS}) g")
+        await conn.execute(
+            "CREATE TABLE audit_log (id bigint, actor text, happened_at timestamptz) WITH (autovacuum_enabled = off)"
+        )
+        await conn.execute(
+            f"INSERT INTO audit_log SELECT g, 'user' || (g % 100), now() - g * interval '1 minute'"
+            f" FROM generate_series(1, {BIG_ROWS}) g"
+        )
         await conn.execute("CREATE INDEX idx_audit_log_happened_at ON audit_log (happened_at)")  # nothing uses it
         for _ in range(4):
             await conn.fetchval("SELECT count(*) FROM audit_log WHERE actor = 'user7'")
@@ -76,7 +80,9 @@ async def queryid_of(dsn: str, pattern: str) -> int:
     try:
         queryid = await conn.fetchval(
             "SELECT queryid FROM pg_stat_statements WHERE query LIKE $1"
-            " AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())", pattern)
+            " AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            pattern,
+        )
     finally:
         await conn.close()
     assert queryid is not None, f"{pattern!r} not recorded by pg_stat_statements"
@@ -95,6 +101,7 @@ async def sessions(dsn: str, *application_names: str):
 
 
 # --- /erpgo help, the shell and the CLI ------------------------------------------------------
+
 
 async def test_help_lists_every_db_verb(start_bot):
     bot = await start_bot()
@@ -120,19 +127,30 @@ async def test_db_overview_in_slack_puts_the_worst_first(start_bot, lab):
     await holder.execute("BEGIN; SELECT * FROM coupons WHERE code = 'SPRING' FOR UPDATE")
     task = asyncio.ensure_future(waiter.execute("UPDATE coupons SET code = 'SPRING' WHERE code = 'SPRING'"))
     try:
-        await wait_until(holder, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reports'"
-                                 " AND wait_event_type = 'Lock'")
+        await wait_until(
+            holder,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reports' AND wait_event_type = 'Lock'",
+        )
         bot = await start_bot(erpgo_database_url=lab)
         await bot.command("db")
         head = bot.slack.channel_messages("C0OPS")[0]
-        lines = [line for block in head["blocks"] if block["type"] == "section"
-                 for line in block["text"]["text"].splitlines()]
+        lines = [
+            line
+            for block in head["blocks"]
+            if block["type"] == "section"
+            for line in block["text"]["text"].splitlines()
+        ]
         assert head["blocks"][0]["text"]["text"] == "ERPGo db: WARNING"
         assert lines[0].startswith(":large_yellow_circle: *PostgreSQL locks* — 1 blocked session")
         assert f"blocked by pid {await holder.fetchval('SELECT pg_backend_pid()')}" in lines[0]
         components = [re.match(r"^:\w+: \*(.+?)\*", line).group(1) for line in lines]
-        assert set(components) == {"PostgreSQL", "PostgreSQL connections", "PostgreSQL cache",
-                                   "PostgreSQL transactions", "PostgreSQL locks"}
+        assert set(components) == {
+            "PostgreSQL",
+            "PostgreSQL connections",
+            "PostgreSQL cache",
+            "PostgreSQL transactions",
+            "PostgreSQL locks",
+        }
         transactions = next(line for line in lines if "*PostgreSQL transactions*" in line)
         assert "(billing, user postgres), idle in transaction" in transactions
         thread = bot.slack.thread("C0OPS", head["ts"])
@@ -179,11 +197,16 @@ async def test_cli_check_db_connections_json(lab, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["verb"] == "db connections" and doc["status"] == "ok"
     components = [f["component"] for f in doc["findings"]]
-    assert components == ["PostgreSQL connections", "PostgreSQL clients", "PostgreSQL idle in transaction",
-                          "PostgreSQL activity"]
+    assert components == [
+        "PostgreSQL connections",
+        "PostgreSQL clients",
+        "PostgreSQL idle in transaction",
+        "PostgreSQL activity",
+    ]
 
 
 # --- db connections ----------------------------------------------------------------------------
+
 
 async def test_connections_by_state_user_and_application(lab, monkeypatch):
     apps = ["billing"] * 3 + ["reports"] * 2 + ["erpgo-api"]
@@ -234,6 +257,7 @@ async def test_database_activity_counts_commits_and_rollbacks(lab):
 
 # --- db slow, db explain --------------------------------------------------------------------------
 
+
 async def test_slow_statements_rank_by_mean_and_total(lab):
     findings = await run_verb("db slow", lab)
     slow = one(findings, "PostgreSQL slow statements")
@@ -251,8 +275,9 @@ async def test_slow_statements_rank_by_mean_and_total(lab):
     assert busiest.status is Status.OK and busiest.data["by_total"][0]["query"] == "SELECT pg_sleep($1)"
     [reset] = busiest.proposals
     assert reset.action == "db.pgss_reset" and reset.args == {}
-    assert reset.preview == ("SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database "
-                             "WHERE datname = current_database();")
+    assert reset.preview == (
+        "SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database WHERE datname = current_database();"
+    )
 
 
 async def test_stale_statistics_propose_analyze(lab):
@@ -315,8 +340,11 @@ async def test_explain_refuses_what_is_not_a_query(lab):
 
 async def test_explain_needs_an_integer_queryid(start_bot, lab):
     bot = await start_bot(erpgo_database_url=lab)
-    for text, problem in (("db explain abc", "queryid must be an integer, not `abc`"),
-                          ("db explain", "give one queryid"), ("db explain 1 2", "give one queryid")):
+    for text, problem in (
+        ("db explain abc", "queryid must be an integer, not `abc`"),
+        ("db explain", "give one queryid"),
+        ("db explain 1 2", "give one queryid"),
+    ):
         result = await bot.command(text)
         answer = result.json["blocks"][0]["text"]["text"]
         assert problem in answer and "`/erpgo db explain &lt;queryid&gt;`" in answer, answer
@@ -324,6 +352,7 @@ async def test_explain_needs_an_integer_queryid(start_bot, lab):
 
 
 # --- db indexes, db sizes --------------------------------------------------------------------------
+
 
 async def test_indexes_unused_invalid_and_sequential_scans(lab):
     findings = await run_verb("db indexes", lab)
@@ -372,6 +401,7 @@ async def test_everything_is_fine_on_an_empty_database(fresh_database):
 
 # --- db settings -------------------------------------------------------------------------------------
 
+
 async def test_settings_note_what_looks_wrong_for_the_machine(lab):
     findings = await run_verb("db settings", lab)
     assert [f.component for f in findings] == list(db_settings.SETTINGS)
@@ -390,11 +420,14 @@ async def test_settings_note_what_looks_wrong_for_the_machine(lab):
     assert one(findings, "max_connections").title == "100 connections"
 
 
-@pytest.mark.parametrize(("ram", "values", "name", "expected"), [
-    (8 * 1024**3, {"shared_buffers": 6 * 1024**3}, "shared_buffers", "more than half of RAM"),
-    (8 * 1024**3, {"effective_cache_size": 16 * 1024**3}, "effective_cache_size", "larger than the server's RAM"),
-    (4 * 1024**3, {"work_mem": 256 * 1024**2, "max_connections": 100}, "work_mem", "far above RAM"),
-])
+@pytest.mark.parametrize(
+    ("ram", "values", "name", "expected"),
+    [
+        (8 * 1024**3, {"shared_buffers": 6 * 1024**3}, "shared_buffers", "more than half of RAM"),
+        (8 * 1024**3, {"effective_cache_size": 16 * 1024**3}, "effective_cache_size", "larger than the server's RAM"),
+        (4 * 1024**3, {"work_mem": 256 * 1024**2, "max_connections": 100}, "work_mem", "far above RAM"),
+    ],
+)
 def test_setting_notes_for_other_machines(ram, values, name, expected):
     row = {"bytes": values.get(name), "setting": str(values.get(name, 0))}
     status, notes = db_settings.setting_note(name, row, values, ram)
@@ -402,6 +435,7 @@ def test_setting_notes_for_other_machines(ram, values, name, expected):
 
 
 # --- remediations ----------------------------------------------------------------------------------
+
 
 async def test_analyze_a_table_then_the_database(fresh_database):
     dsn = fresh_database("analyze")
@@ -415,8 +449,9 @@ async def test_analyze_a_table_then_the_database(fresh_database):
         assert proposal.preview == 'ANALYZE "public"."Weird ""Name""";'
         result = await remediate(proposal.action, dsn, **proposal.args)
         assert result.startswith('ran `ANALYZE "public"."Weird ""Name""";`') and "≈ 5,000 rows" in result
-        assert await conn.fetchval("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = $1",
-                                   'Weird "Name"')
+        assert await conn.fetchval(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = $1", 'Weird "Name"'
+        )
         fresh = one(await run_verb("db slow", dsn), "PostgreSQL statistics")
         assert fresh.status is Status.OK
 
@@ -480,7 +515,8 @@ async def test_slowlog_records_the_previous_value_and_offers_the_revert(lab, pos
         with pytest.raises(Refused, match="is now 250 ms, not off"):  # proposed before the change: stale
             await remediate("db.slowlog", lab, ms=1000, previous=-1)
         assert await remediate("db.slowlog", lab, **revert.args) == (
-            "log_min_duration_statement is now off (-1) (was 250 ms); to revert, approve db.slowlog ms=250")
+            "log_min_duration_statement is now off (-1) (was 250 ms); to revert, approve db.slowlog ms=250"
+        )
     finally:
         postgres_server.psql("ALTER SYSTEM RESET log_min_duration_statement; SELECT pg_reload_conf();")
 
@@ -496,8 +532,13 @@ async def test_pgss_reset_clears_only_this_database(fresh_database, lab):
         assert proposal.summary.startswith("Reset pg_stat_statements for database reset_")
         result = await remediate(proposal.action, dsn, **proposal.args)
         assert result.startswith(f"ran `{proposal.preview}`: ") and "statements of reset_" in result
-        assert await conn.fetchval("SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%relname LIKE%'"
-                                   " AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())") == 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%relname LIKE%'"
+                " AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            == 0
+        )
     finally:
         await conn.close()
     assert await queryid_of(lab, "SELECT pg_sleep($1)")  # another database keeps its statistics

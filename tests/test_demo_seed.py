@@ -31,8 +31,15 @@ async def test_schema_loads_again_without_error(db):
 
 
 async def test_tables_hold_a_few_dozen_rows(db):
-    for table, low, high in [("users", 10, 40), ("roles", 4, 20), ("customers", 15, 60), ("products", 20, 60),
-                             ("product_inventory", 20, 80), ("orders", 20, 60), ("order_items", 30, 120)]:
+    for table, low, high in [
+        ("users", 10, 40),
+        ("roles", 4, 20),
+        ("customers", 15, 60),
+        ("products", 20, 60),
+        ("product_inventory", 20, 80),
+        ("orders", 20, 60),
+        ("order_items", 30, 120),
+    ]:
         count = await db.fetchval(f"SELECT count(*) FROM {table}")
         assert low <= count <= high, table
 
@@ -99,8 +106,9 @@ async def test_stock_versus_inventory_check_finds_the_red_widget(db):
 
 
 async def test_invalid_order_status_is_so_1027(db):
-    rows = await db.fetch("SELECT order_number, status FROM orders WHERE status <> ALL($1::text[])",
-                          list(VALID_STATUSES))
+    rows = await db.fetch(
+        "SELECT order_number, status FROM orders WHERE status <> ALL($1::text[])", list(VALID_STATUSES)
+    )
     assert [tuple(r) for r in rows] == [("SO-1027", "unknown")]
 
 

@@ -1,6 +1,5 @@
 """The ERPGo simulator answers like the real ERPGo, and its switches make it sick on demand."""
 
-import asyncio
 import base64
 import json
 import re
@@ -15,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from demo.simulator import Switches, create_app, go_timestamp, make_jwt, parse_args, switches_from_args
+from tests.support import eventually
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RFC3339_NANO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
@@ -142,7 +142,11 @@ async def test_pool_override_keeps_the_pool_within_max(client):
     sim(client).pool = {"acquired_conns": 19}
     doc = await (await client.get("/health")).json()
     assert doc["checks"]["database"]["details"]["pool_stats"] == {
-        "max_conns": 20, "total_conns": 20, "idle_conns": 1, "acquired_conns": 19, "constructing_conns": 0,
+        "max_conns": 20,
+        "total_conns": 20,
+        "idle_conns": 1,
+        "acquired_conns": 19,
+        "constructing_conns": 0,
     }
 
 
@@ -200,8 +204,11 @@ async def test_get_sim_shows_the_switches(client):
     resp = await client.get("/_sim")
     assert resp.status == 200
     assert await resp.json() == {
-        "status": "healthy", "delay": 0.0, "body": "json",
-        "expose": ["cache", "database", "detailed"], "pool": {},
+        "status": "healthy",
+        "delay": 0.0,
+        "body": "json",
+        "expose": ["cache", "database", "detailed"],
+        "pool": {},
     }
 
 
@@ -219,17 +226,20 @@ async def test_post_sim_changes_the_mode(client):
     assert await resp.json() == {"ok": True}
 
 
-@pytest.mark.parametrize("payload", [
-    {"status": "on fire"},
-    {"delay": -1},
-    {"delay": "slow"},
-    {"body": "xml"},
-    {"expose": ["metrics"]},
-    {"pool": {"acquired_conns": -1}},
-    {"pool": {"busy": 3}},
-    {"colour": "red"},
-    {"status": "unhealthy", "delay": -1},  # all or nothing: status must not change either
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"status": "on fire"},
+        {"delay": -1},
+        {"delay": "slow"},
+        {"body": "xml"},
+        {"expose": ["metrics"]},
+        {"pool": {"acquired_conns": -1}},
+        {"pool": {"busy": 3}},
+        {"colour": "red"},
+        {"status": "unhealthy", "delay": -1},  # all or nothing: status must not change either
+    ],
+)
 async def test_post_sim_rejects_bad_switches_and_changes_nothing(client, payload):
     resp = await client.post("/_sim", json=payload)
     assert resp.status == 400
@@ -244,8 +254,9 @@ async def test_post_sim_rejects_a_body_that_is_not_an_object(client):
 
 def test_create_app_takes_switches_and_validates_them():
     app = create_app(status="degraded", delay=0.5, body="empty", expose=["database"], pool={"max_conns": 50})
-    assert app["sim"] == Switches(status="degraded", delay=0.5, body="empty",
-                                  expose={"database"}, pool={"max_conns": 50})
+    assert app["sim"] == Switches(
+        status="degraded", delay=0.5, body="empty", expose={"database"}, pool={"max_conns": 50}
+    )
     with pytest.raises(ValueError):
         create_app(status="bogus")
     with pytest.raises(ValueError):
@@ -253,12 +264,30 @@ def test_create_app_takes_switches_and_validates_them():
 
 
 def test_cli_flags_become_switches():
-    args = parse_args(["--port", "9000", "--status", "unhealthy", "--delay", "1.5", "--body", "wrong-json",
-                       "--no-detailed", "--no-cache", "--pprof", "--pool", "acquired_conns=19"])
+    args = parse_args(
+        [
+            "--port",
+            "9000",
+            "--status",
+            "unhealthy",
+            "--delay",
+            "1.5",
+            "--body",
+            "wrong-json",
+            "--no-detailed",
+            "--no-cache",
+            "--pprof",
+            "--pool",
+            "acquired_conns=19",
+        ]
+    )
     assert args.port == 9000
     assert switches_from_args(args) == {
-        "status": "unhealthy", "delay": 1.5, "body": "wrong-json",
-        "expose": {"database", "pprof"}, "pool": {"acquired_conns": 19},
+        "status": "unhealthy",
+        "delay": 1.5,
+        "body": "wrong-json",
+        "expose": {"database", "pprof"},
+        "pool": {"acquired_conns": 19},
     }
     with pytest.raises(SystemExit):
         parse_args(["--status", "sick"])
@@ -286,10 +315,13 @@ async def test_login_ok_returns_jwt_looking_tokens(client):
     assert b64url_json(doc["refresh_token"].split(".")[1])["type"] == "refresh"
 
 
-@pytest.mark.parametrize("payload", [
-    {"email": "admin@example.com", "password": "wrong"},
-    {"email": "nobody@example.com", "password": "admin123"},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"email": "admin@example.com", "password": "wrong"},
+        {"email": "nobody@example.com", "password": "admin123"},
+    ],
+)
 async def test_login_with_bad_credentials_is_401_auth_001(client, payload):
     resp = await login(client, payload)
     assert resp.status == 401
@@ -297,8 +329,9 @@ async def test_login_with_bad_credentials_is_401_auth_001(client, payload):
 
 
 async def test_login_with_bad_json_is_400(client):
-    resp = await client.post("/api/v1/auth/login", data='{"email": "admin@example.com",',
-                             headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/auth/login", data='{"email": "admin@example.com",', headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400
     assert (await resp.json())["error"]["message"] == "Invalid request body"
 
@@ -340,8 +373,7 @@ async def test_refresh_with_an_expired_token_is_401_auth_002(client):
 
 async def test_refresh_with_an_invalid_token_is_401_auth_003(client):
     tokens = await (await login(client, {"email": "admin@example.com", "password": "admin123"})).json()
-    forged = make_jwt("not-the-secret", {"email": "admin@example.com", "type": "refresh",
-                                         "exp": int(time.time()) + 60})
+    forged = make_jwt("not-the-secret", {"email": "admin@example.com", "type": "refresh", "exp": int(time.time()) + 60})
     for token in ["garbage", forged, tokens["access_token"]]:
         resp = await refresh(client, token)
         assert resp.status == 401, token
@@ -370,23 +402,24 @@ def free_port() -> int:
 
 
 async def wait_for_status(url: str, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url) as resp:
-                    return resp.status
-            except aiohttp.ClientConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+    async def status() -> int | None:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as resp:
+                return resp.status
+        except aiohttp.ClientConnectionError:
+            return None
+
+    return await eventually(status, timeout=timeout, what=f"{url} answering")
 
 
 async def test_runs_as_a_module_and_logs_one_line_per_request():
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "demo.simulator", "--port", str(port), "--status", "unhealthy"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert await wait_for_status(f"http://127.0.0.1:{port}/health") == 503

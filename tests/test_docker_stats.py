@@ -1,4 +1,5 @@
 """Docker stats sampled in the background against the suite's own engine."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,13 +12,13 @@ import pytest
 from bot.targets.docker import Docker
 from bot.targets.docker_stats import StatsSample, StatsSampler, cpu_percent, memory_used, slope
 from demo.services import DockerEngine
-from tests.test_docker_target import docker, eventually, names  # noqa: F401 — fixtures shared with the target tests
+from tests.support import eventually
 
 BUSY = "while :; do :; done"
 
 
 @pytest.fixture
-async def sampler(docker: Docker) -> AsyncIterator[Callable[..., StatsSampler]]:  # noqa: F811
+async def sampler(docker: Docker) -> AsyncIterator[Callable[..., StatsSampler]]:
     made: list[StatsSampler] = []
 
     def make(**kwargs: Any) -> StatsSampler:
@@ -29,23 +30,28 @@ async def sampler(docker: Docker) -> AsyncIterator[Callable[..., StatsSampler]]:
         await each.close()
 
 
-def _fresh(sampler: StatsSampler, name: str, check: Callable[[StatsSample], bool]) -> Callable[[], Awaitable[StatsSample | None]]:
+def _fresh(
+    sampler: StatsSampler, name: str, check: Callable[[StatsSample], bool]
+) -> Callable[[], Awaitable[StatsSample | None]]:
     async def condition() -> StatsSample | None:
         sample = sampler.latest(name)
         return sample if sample is not None and check(sample) else None
+
     return condition
 
 
 async def test_busy_container_has_cpu_percent_within_two_seconds_then_instantly(
-        sampler, docker_engine: DockerEngine, names):  # noqa: F811
+    sampler, docker_engine: DockerEngine, names
+):
     name = names("busy")
     docker_engine.run(name, BUSY, run_args=["--cpus", "0.5"])
     stats = sampler()
     started = time.monotonic()
     stats.start([name])
 
-    sample = await eventually(_fresh(stats, name, lambda s: s.cpu_percent is not None), timeout=5,
-                              what="a CPU % from the stream")
+    sample = await eventually(
+        _fresh(stats, name, lambda s: s.cpu_percent is not None), timeout=5, what="a CPU % from the stream"
+    )
 
     assert time.monotonic() - started < 2.5
     assert 10 < sample.cpu_percent < 80  # half a CPU at most, by its limit
@@ -53,12 +59,15 @@ async def test_busy_container_has_cpu_percent_within_two_seconds_then_instantly(
     again = stats.latest(name)
     assert time.perf_counter() - asked < 0.005
     assert again is not None and again.running and again.memory_used and again.memory_limit
-    throttled = await eventually(_fresh(stats, name, lambda s: (s.throttled_ratio or 0) > 0), timeout=5,
-                                 what="throttled CFS periods under --cpus 0.5")
+    throttled = await eventually(
+        _fresh(stats, name, lambda s: (s.throttled_ratio or 0) > 0),
+        timeout=5,
+        what="throttled CFS periods under --cpus 0.5",
+    )
     assert throttled.throttled_periods > 0 and throttled.periods >= throttled.throttled_periods
 
 
-async def test_stale_sample_falls_back_to_a_reading_now(sampler, docker_engine: DockerEngine, names):  # noqa: F811
+async def test_stale_sample_falls_back_to_a_reading_now(sampler, docker_engine: DockerEngine, names):
     name = names("stale")
     docker_engine.run(name, BUSY, run_args=["--cpus", "0.3"])
     background = sampler()
@@ -76,8 +85,7 @@ async def test_stale_sample_falls_back_to_a_reading_now(sampler, docker_engine: 
     assert reading.running and reading.cpu_percent is not None and reading.cpu_window and reading.cpu_window < 3
 
 
-async def test_streams_follow_a_stopped_removed_and_recreated_container(
-        sampler, docker_engine: DockerEngine, names):  # noqa: F811
+async def test_streams_follow_a_stopped_removed_and_recreated_container(sampler, docker_engine: DockerEngine, names):
     name = names("phoenix")
     first_id = docker_engine.run(name, "trap 'exit 0' TERM; while :; do sleep 0.1; done")
     stats = sampler()
@@ -89,22 +97,26 @@ async def test_streams_follow_a_stopped_removed_and_recreated_container(
 
     docker_engine.remove(name)
     second_id = docker_engine.run(name, "sleep 100")
-    await eventually(_fresh(stats, name, lambda s: s.running and s.container_id == second_id), timeout=8,
-                     what="the stream re-opened on the new container")
+    await eventually(
+        _fresh(stats, name, lambda s: s.running and s.container_id == second_id),
+        timeout=8,
+        what="the stream re-opened on the new container",
+    )
 
 
-async def test_memory_history_is_bounded_and_shows_growth(sampler, docker_engine: DockerEngine, names):  # noqa: F811
+async def test_memory_history_is_bounded_and_shows_growth(sampler, docker_engine: DockerEngine, names):
     name = names("leaky")
     docker_engine.run(name, 'while :; do s="$s$(head -c 500000 /dev/zero | tr "\\0" x)"; sleep 0.4; done')
     stats = sampler(history=4)
     stats.start([name])
-    grown = await eventually(_fresh(stats, name, lambda s: len(s.memory_history) == 4), timeout=8,
-                             what="four memory readings")
+    grown = await eventually(
+        _fresh(stats, name, lambda s: len(s.memory_history) == 4), timeout=8, what="four memory readings"
+    )
     assert grown.memory_slope is not None and grown.memory_slope > 100_000  # bytes per second
     assert grown.memory_history[-1][1] > grown.memory_history[0][1]
 
 
-async def test_update_and_close_cancel_the_streams(sampler, docker_engine: DockerEngine, names):  # noqa: F811
+async def test_update_and_close_cancel_the_streams(sampler, docker_engine: DockerEngine, names):
     one, two = names("one"), names("two")
     for name in (one, two):
         docker_engine.run(name, "sleep 100")

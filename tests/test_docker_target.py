@@ -1,4 +1,5 @@
 """The Docker target against the suite's own engine, with containers made to be in each condition."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,9 +7,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from aiodocker.exceptions import DockerError
@@ -26,40 +26,9 @@ from bot.targets.docker import (
     port_conflicts,
 )
 from demo.services import DockerEngine, ServiceError, free_port
+from tests.support import eventually
 
 TERM_QUICKLY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
-
-
-async def eventually(condition: Callable[[], Awaitable[Any]], timeout: float = 10, what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def docker(docker_engine: DockerEngine) -> AsyncIterator[Docker]:
-    target = Docker(docker_engine.host, timeout=10)
-    yield target
-    await target.close()
-
-
-@pytest.fixture
-def names(docker_engine: DockerEngine, request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
-    """`names("api")` -> a container name unique to this test; all of them are removed afterwards."""
-    made: list[str] = []
-
-    def make(role: str) -> str:
-        made.append(f"dk-{request.node.name[5:25].replace('_', '-')}-{role}-{uuid.uuid4().hex[:6]}")
-        return made[-1]
-
-    yield make
-    docker_engine.remove(*made)
 
 
 @pytest.fixture
@@ -83,7 +52,9 @@ def bridge_network(docker_engine: DockerEngine) -> Iterator[Callable[..., str]]:
 
     yield make
     for name in made:  # a bridge left behind would outlive the engine on the host
-        attached = docker_engine.docker("network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", name)
+        attached = docker_engine.docker(
+            "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", name
+        )
         docker_engine.remove(*attached.split())
         docker_engine.docker("network", "rm", name)
 
@@ -143,8 +114,7 @@ async def test_restart_changes_start_time_exactly_once(docker, docker_engine, na
     after = await docker.inspect(name)
     assert after.id == before.id and after.state.running
     assert after.state.started_at > before.state.started_at
-    events = await docker.events(since, datetime.now(UTC),
-                                 {"type": "container", "container": name})
+    events = await docker.events(since, datetime.now(UTC), {"type": "container", "container": name})
     assert [e["Action"] for e in events].count("start") == 1
     assert "restart" in [e["Action"] for e in events]
     assert await docker.restarts_in_window(name, minutes=1) == 1
@@ -164,9 +134,22 @@ async def test_events_until_the_future_ends_there(docker, docker_engine, names):
 async def test_environment_names_without_values(docker, docker_engine, names):
     name = names("env")
     secret = "s3cr3t-" + uuid.uuid4().hex
-    docker_engine.run(name, "sleep 100", run_args=[
-        "-e", "DATABASE_URL=", "-e", f"REDIS_URL=redis://:{secret}@cache:6379", "-e", "SERVER_PORT=8080",
-        "--label", "com.docker.compose.project=dkproj", "--label", "com.docker.compose.service=api"])
+    docker_engine.run(
+        name,
+        "sleep 100",
+        run_args=[
+            "-e",
+            "DATABASE_URL=",
+            "-e",
+            f"REDIS_URL=redis://:{secret}@cache:6379",
+            "-e",
+            "SERVER_PORT=8080",
+            "--label",
+            "com.docker.compose.project=dkproj",
+            "--label",
+            "com.docker.compose.service=api",
+        ],
+    )
 
     info = await docker.inspect(name)
 
@@ -189,8 +172,9 @@ async def test_two_containers_publishing_one_host_port(docker, docker_engine, na
     port = free_port()
     publish = ["-p", f"127.0.0.1:{port}:8080"]
     docker_engine.run(first, "while :; do nc -l -p 8080 -e echo hi; done", network=network, run_args=publish)
-    docker_engine.docker("create", "--name", second, "--network", network, *publish, docker_engine.ensure_image(),
-                         "sleep", "100")
+    docker_engine.docker(
+        "create", "--name", second, "--network", network, *publish, docker_engine.ensure_image(), "sleep", "100"
+    )
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # the first one's port really is published on the host
 
@@ -214,7 +198,9 @@ def test_port_conflicts_know_wildcards_ranges_and_protocols():
     assert port_conflicts([_published("a", ("80/tcp", "", "8080")), _published("b", ("80/tcp", "127.0.0.1", "8080"))])
     assert port_conflicts([_published("a", ("80/tcp", "", "8000-8010")), _published("b", ("81/tcp", "", "8005"))])
     assert not port_conflicts([_published("a", ("53/udp", "", "5353")), _published("b", ("53/tcp", "", "5353"))])
-    assert not port_conflicts([_published("a", ("80/tcp", "127.0.0.1", "80")), _published("b", ("80/tcp", "127.0.0.2", "80"))])
+    assert not port_conflicts(
+        [_published("a", ("80/tcp", "127.0.0.1", "80")), _published("b", ("80/tcp", "127.0.0.2", "80"))]
+    )
     assert not port_conflicts([_published("a", ("80/tcp", "", "")), _published("b", ("80/tcp", "", ""))])
     assert not port_conflicts([_published("a", ("80/tcp", "", "80"), ("443/tcp", "", "443"))])
 
@@ -247,7 +233,9 @@ async def test_exec_runs_argument_lists_with_bounded_output(docker, docker_engin
 async def test_has_tool_probes_without_a_shell(docker, docker_engine, names):
     name = names("tools")
     docker_engine.run(name, "sleep 100")
-    found = await asyncio.gather(*(docker.has_tool(name, tool) for tool in ("wget", "nc", "nslookup", "curl", "pg_isready")))
+    found = await asyncio.gather(
+        *(docker.has_tool(name, tool) for tool in ("wget", "nc", "nslookup", "curl", "pg_isready"))
+    )
     assert found == [True, True, False, False, False]
 
 
@@ -329,9 +317,19 @@ async def test_networks_show_attached_containers_aliases_and_addresses(docker, d
     project = "dknet" + uuid.uuid4().hex[:6]
     api, db = names("api"), names("db")
     for name, service in ((api, "api"), (db, "postgres")):
-        docker_engine.run(name, "sleep 100", network=network, run_args=[
-            "--network-alias", service, "--label", f"com.docker.compose.project={project}",
-            "--label", f"com.docker.compose.service={service}"])
+        docker_engine.run(
+            name,
+            "sleep 100",
+            network=network,
+            run_args=[
+                "--network-alias",
+                service,
+                "--label",
+                f"com.docker.compose.project={project}",
+                "--label",
+                f"com.docker.compose.service={service}",
+            ],
+        )
 
     [found] = await docker.networks_of(project=project)
 

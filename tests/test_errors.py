@@ -1,4 +1,5 @@
 """/erpgo error <code>: the guide's three tables of error codes, looked up; unknown codes get the closest."""
+
 from __future__ import annotations
 
 import re
@@ -10,7 +11,9 @@ from bot.core.findings import Status
 from bot.core.registry import UsageError
 from runbooks.errors import CODES, GUIDE_TABLES, lookup, parse_code
 
-GUIDE = Path(__file__).resolve().parents[2] / "shared" / "guide" / "erpgo-troubleshooting-guide.md"  # beside the project
+GUIDE = (
+    Path(__file__).resolve().parents[2] / "shared" / "guide" / "erpgo-troubleshooting-guide.md"
+)  # beside the project
 
 
 def code_of(*words: str) -> str:
@@ -23,8 +26,11 @@ def guide_rows() -> dict[str, list[tuple[str, ...]]]:
     tables = {}
     for heading in GUIDE_TABLES:
         block = text.split(f"### {heading}", 1)[1].split("###", 1)[0]
-        rows = [tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
-                for line in block.splitlines() if line.startswith("|")]
+        rows = [
+            tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
+            for line in block.splitlines()
+            if line.startswith("|")
+        ]
         tables[heading] = rows[2:]  # after the header and the --- line
     return tables
 
@@ -34,19 +40,22 @@ def test_the_tables_are_the_guides_row_for_row():
     assert {table: [tuple(row) for row in rows] for table, rows in GUIDE_TABLES.items()} == guide_rows()
 
 
-@pytest.mark.parametrize("code, meaning, next_verb", [
-    ("503", "Service Unavailable", "/erpgo health"),
-    ("23505", "Unique Violation", None),
-    ("23503", "Foreign Key Violation", "/erpgo integrity"),
-    ("23514", "Check Violation", "/erpgo integrity"),
-    ("08006", "Connection Failed", "/erpgo db connect"),
-    ("08001", "Connection Error", "/erpgo db connect"),
-    ("AUTH_001", "Invalid credentials", "/erpgo user <email>"),
-    ("AUTH_002", "Token expired", "/erpgo user <email>"),
-    ("AUTH_003", "Invalid token", "/erpgo jwt <token>"),
-    ("ORDER_002", "Invalid status", "/erpgo integrity"),
-    ("429", "Too Many Requests", "rate limiting"),
-])
+@pytest.mark.parametrize(
+    "code, meaning, next_verb",
+    [
+        ("503", "Service Unavailable", "/erpgo health"),
+        ("23505", "Unique Violation", None),
+        ("23503", "Foreign Key Violation", "/erpgo integrity"),
+        ("23514", "Check Violation", "/erpgo integrity"),
+        ("08006", "Connection Failed", "/erpgo db connect"),
+        ("08001", "Connection Error", "/erpgo db connect"),
+        ("AUTH_001", "Invalid credentials", "/erpgo user <email>"),
+        ("AUTH_002", "Token expired", "/erpgo user <email>"),
+        ("AUTH_003", "Invalid token", "/erpgo jwt <token>"),
+        ("ORDER_002", "Invalid status", "/erpgo integrity"),
+        ("429", "Too Many Requests", "rate limiting"),
+    ],
+)
 def test_known_code_is_ok_with_meaning_causes_resolution_and_what_to_run_next(code, meaning, next_verb):
     finding = lookup(code)
     assert finding.status is Status.OK
@@ -59,15 +68,24 @@ def test_known_code_is_ok_with_meaning_causes_resolution_and_what_to_run_next(co
         assert any(line.startswith("Next:") and next_verb in line for line in finding.details), finding.details
 
 
-@pytest.mark.parametrize("typed, code", [
-    (["503"], "503"), (["auth_002"], "AUTH_002"), (["Auth-002"], "AUTH_002"), (["HTTP", "429"], "429"),
-    (["sqlstate", "23505"], "23505"), (["`order_002`"], "ORDER_002"),
-])
+@pytest.mark.parametrize(
+    "typed, code",
+    [
+        (["503"], "503"),
+        (["auth_002"], "AUTH_002"),
+        (["Auth-002"], "AUTH_002"),
+        (["HTTP", "429"], "429"),
+        (["sqlstate", "23505"], "23505"),
+        (["`order_002`"], "ORDER_002"),
+    ],
+)
 def test_codes_are_case_insensitive_and_forgiving_about_spelling(typed, code):
     assert code_of(*typed) == code
 
 
-@pytest.mark.parametrize("words", [[], ["x" * 21], ["50 3"], ["<script>"], ["503", "429"], ["AUTH_001;", "DROP"], ["--"]])
+@pytest.mark.parametrize(
+    "words", [[], ["x" * 21], ["50 3"], ["<script>"], ["503", "429"], ["AUTH_001;", "DROP"], ["--"]]
+)
 def test_empty_or_absurd_input_is_a_usage_error(words):
     with pytest.raises(UsageError):
         parse_code(words)

@@ -1,4 +1,5 @@
 """Bans on real firewalls: nft inside a network namespace made by the test, and a real fail2ban-server."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -15,7 +16,8 @@ from bot.targets.firewall import (
     Nftables,
     NotBanned,
 )
-from tests.fixtures.network import EdgeNetwork, Fail2banServer, run, wait_until
+from tests.fixtures.network import EdgeNetwork, Fail2banServer, run
+from tests.support import eventually_sync
 
 
 def host(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -47,7 +49,7 @@ async def test_short_ban_expires_by_itself_with_nothing_of_ours_running(edge_net
     await Nftables(edge_network.nft_command).ban(host(attacker), 2)
     assert not edge_network.attacker_can_connect(attacker)
 
-    wait_until(lambda: edge_network.attacker_can_connect(attacker), within=8, what="the 2-second ban expiring")
+    eventually_sync(lambda: edge_network.attacker_can_connect(attacker), timeout=8, what="the 2-second ban expiring")
 
     assert await Nftables(edge_network.nft_command).banned() == []
 
@@ -129,13 +131,15 @@ async def test_missing_nft_and_missing_namespace_are_told_apart(edge_network: Ed
     with pytest.raises(FirewallUnreachable, match="network namespace"):
         await Nftables(["ip", "netns", "exec", f"{edge_network.edge}-gone", "nft"]).ensure()
     with pytest.raises(FirewallUnavailable, match="may not change the firewall"):
-        await Nftables(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        *edge_network.nft_command]).ensure()
+        await Nftables(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *edge_network.nft_command]
+        ).ensure()
 
 
 async def test_nft_that_hangs_is_cut_off(edge_network: EdgeNetwork) -> None:
-    hanging = Nftables(["ip", "netns", "exec", edge_network.edge, sys.executable, "-c", "import time; time.sleep(30)"],
-                       timeout=0.5)
+    hanging = Nftables(
+        ["ip", "netns", "exec", edge_network.edge, sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5
+    )
     with pytest.raises(FirewallUnreachable, match=r"did not finish within 0\.5s"):
         await hanging.ensure()
     assert isinstance(FirewallUnreachable("x"), ConnectionError)

@@ -1,4 +1,5 @@
 """A remediation that changes a setting offers its revert as a new approval, in the same thread."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -31,12 +32,15 @@ async def test_enabling_the_slow_query_log_offers_the_revert(start_bot, fresh_da
     target = fresh_database("erp")
     admin = postgres_server.dsn("postgres")
     before = await current_slowlog(admin)
-    bot = await start_bot(bot_database_url=fresh_database("bot"), erpgo_database_url=target,
-                          chatops_policy_file=str(policy))
+    bot = await start_bot(
+        bot_database_url=fresh_database("bot"), erpgo_database_url=target, chatops_policy_file=str(policy)
+    )
     try:
         await bot.command("db settings", user_id="U0ALICE")
         head = bot.slack.channel_messages(CHANNEL)[-1]
-        enable = [m for m in approval_messages(bot.slack, head["ts"]) if "log_min_duration_statement" in str(m["blocks"])]
+        enable = [
+            m for m in approval_messages(bot.slack, head["ts"]) if "log_min_duration_statement" in str(m["blocks"])
+        ]
         assert enable, "db settings proposes the slow query log"
         await click(bot, enable[0], "U0BOB")
         assert await current_slowlog(admin) != before

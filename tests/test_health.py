@@ -1,4 +1,5 @@
 """/erpgo health end to end: a signed slash command in, one report posted to Slack, per component."""
+
 from __future__ import annotations
 
 import re
@@ -128,7 +129,9 @@ async def test_docker_socket_missing_turns_docker_red(start_bot, healthy_targets
     assert lines["PostgreSQL"][0] == GREEN and lines["ERPGo API"][0] == GREEN
 
 
-async def test_exited_container_is_red_and_others_stay_green(start_bot, healthy_targets, docker_engine, erpgo_containers):
+async def test_exited_container_is_red_and_others_stay_green(
+    start_bot, healthy_targets, docker_engine, erpgo_containers
+):
     docker_engine.run("erpgo-worker", "echo bye; exit 3")
     docker_engine.docker("wait", "erpgo-worker")
     bot = await start_bot(**healthy_targets | {"erpgo_containers": "erpgo-api,erpgo-worker"})
@@ -164,10 +167,17 @@ async def test_secrets_never_posted_or_logged(start_bot, tmp_path, capsys):
 
     async def health(_request):
         return web.json_response(
-            {"status": "unhealthy", "checks": {"database": {
+            {
                 "status": "unhealthy",
-                "message": "dial postgres://erpgo:Sup3rS3cretPw@db:5432/erp failed; Authorization: Bearer abcdef123456789 xoxb-1111-2222-secret",
-            }}}, status=503)
+                "checks": {
+                    "database": {
+                        "status": "unhealthy",
+                        "message": "dial postgres://erpgo:Sup3rS3cretPw@db:5432/erp failed; Authorization: Bearer abcdef123456789 xoxb-1111-2222-secret",
+                    }
+                },
+            },
+            status=503,
+        )
 
     leaky.router.add_get("/health", health)
     server = TestServer(leaky, host="127.0.0.1")

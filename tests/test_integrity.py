@@ -1,5 +1,6 @@
 """/erpgo integrity: the guide's Data Integrity checks find exactly the planted faults; its two repairs
 fix exactly the rows found, once."""
+
 from __future__ import annotations
 
 import json
@@ -62,12 +63,18 @@ async def sql(dsn: str, statement: str, *args):
 
 # --- the checks on the demo database --------------------------------------------------------------
 
+
 async def test_each_check_names_exactly_its_planted_fault(erp_dsn):
     found = await integrity(erp_dsn)
     assert all(f.status is Status.WARN for f in found.values()), {c: f.title for c, f in found.items()}
 
     [fk] = found["Foreign keys"].data["constraints"]
-    assert (fk["name"], fk["table"], fk["references"], fk["dangling"]) == ("order_items_product_id_fkey", "order_items", "products", 1)
+    assert (fk["name"], fk["table"], fk["references"], fk["dangling"]) == (
+        "order_items_product_id_fkey",
+        "order_items",
+        "products",
+        1,
+    )
     assert fk["labels"] == ["SO-1004"]
     assert "order_items_product_id_fkey (SO-1004)" in found["Foreign keys"].title
     assert "VALIDATE CONSTRAINT order_items_product_id_fkey" in found["Foreign keys"].details[0]
@@ -92,7 +99,9 @@ async def test_repairs_are_proposed_with_the_exact_sql_and_the_rows(erp_dsn):
     [totals] = found["Order totals"].proposals
     assert totals.action == "data.fix_order_totals" and len(totals.args["order_ids"]) == 1
     assert "1 order" in totals.summary and "SO-1003" in totals.summary
-    assert totals.preview.startswith("UPDATE orders\nSET total_amount = subtotal + tax_amount + shipping_amount - discount_amount")
+    assert totals.preview.startswith(
+        "UPDATE orders\nSET total_amount = subtotal + tax_amount + shipping_amount - discount_amount"
+    )
     assert "id = ANY($1::uuid[])" in totals.preview and "SO-1003" in totals.preview
     [stock] = found["Stock levels"].proposals
     assert stock.action == "data.recalc_stock" and len(stock.args["product_ids"]) == 1
@@ -112,8 +121,9 @@ async def test_a_database_without_erpgo_tables_is_skipped_not_failed(fresh_datab
 
 async def test_database_not_configured_or_down():
     registry = build_registry()
-    findings = await run_checks(registry.verbs["integrity"].checks,
-                                CheckContext(Targets(load_settings()), load_settings(), {}))
+    findings = await run_checks(
+        registry.verbs["integrity"].checks, CheckContext(Targets(load_settings()), load_settings(), {})
+    )
     assert {f.status for f in findings} == {Status.SKIPPED}
     assert all("ERPGO_DATABASE_URL" in f.title for f in findings)
     down = await integrity(f"postgresql://erpgo@127.0.0.1:{free_port()}/erp")
@@ -121,6 +131,7 @@ async def test_database_not_configured_or_down():
 
 
 # --- repairs on a copy ----------------------------------------------------------------------------
+
 
 async def test_fix_order_totals_fixes_only_what_was_found_then_refuses(demo_copy):
     found = await check(demo_copy, "order_totals")
@@ -174,15 +185,22 @@ async def test_dangling_rows_are_counted_for_composite_keys_and_odd_names(fresh_
     await sql(dsn, 'CREATE TABLE child (id int, a int, "B col" text)')
     await sql(dsn, """INSERT INTO "Parent Table" VALUES (1, 'x')""")
     await sql(dsn, """INSERT INTO child VALUES (1, 1, 'x'), (2, 1, 'y'), (3, NULL, 'z'), (4, 2, 'x')""")
-    await sql(dsn, 'ALTER TABLE child ADD CONSTRAINT "child fk" FOREIGN KEY (a, "B col") REFERENCES "Parent Table" NOT VALID')
+    await sql(
+        dsn, 'ALTER TABLE child ADD CONSTRAINT "child fk" FOREIGN KEY (a, "B col") REFERENCES "Parent Table" NOT VALID'
+    )
     found = await check(dsn, "not_valid_foreign_keys")
     [fk] = found.data["constraints"]
     assert found.status is Status.WARN
-    assert (fk["table"], fk["references"], fk["dangling"]) == ("child", '"Parent Table"', 2)  # NULL keys are not checked
+    assert (fk["table"], fk["references"], fk["dangling"]) == (
+        "child",
+        '"Parent Table"',
+        2,
+    )  # NULL keys are not checked
     assert sorted(fk["rows"]) == ["a=1, B col=y", "a=2, B col=x"]
 
 
 # --- through Slack and the CLI --------------------------------------------------------------------
+
 
 async def test_integrity_through_slack_posts_one_report_naming_the_faults(start_bot, erp_dsn):
     bot = await start_bot(erpgo_database_url=erp_dsn)
@@ -206,11 +224,14 @@ async def test_check_cli_prints_the_report_and_exits_1(erp_dsn):
     assert by_component["Order totals"]["data"]["orders"] == ["SO-1003"]
 
 
-async def test_order_totals_repaired_after_a_colleague_approves_in_slack(start_bot, demo_copy, fresh_database, tmp_path):
+async def test_order_totals_repaired_after_a_colleague_approves_in_slack(
+    start_bot, demo_copy, fresh_database, tmp_path
+):
     policy = tmp_path / "policy.yml"
     policy.write_text('groups: {oncall: [U0ALICE, U0BOB]}\nactions: {"data.*": {approvers: [oncall]}}\n')
-    bot = await start_bot(erpgo_database_url=demo_copy, bot_database_url=fresh_database("bot"),
-                          chatops_policy_file=str(policy))
+    bot = await start_bot(
+        erpgo_database_url=demo_copy, bot_database_url=fresh_database("bot"), chatops_policy_file=str(policy)
+    )
     await bot.command("integrity", user_id="U0ALICE")
     [head] = bot.slack.channel_messages("C0OPS")
     approvals = [m for m in bot.slack.thread("C0OPS", head["ts"]) if bot.slack.buttons(m)]

@@ -1,4 +1,5 @@
 """LocalSlack driven by the real slack_sdk client, a signature-checking receiver and a real Bolt app."""
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,20 @@ APPROVAL_BLOCKS = [
         "type": "actions",
         "block_id": "approval",
         "elements": [
-            {"type": "button", "action_id": "approve", "text": {"type": "plain_text", "text": "Approve"},
-             "value": "ap-1", "style": "primary"},
-            {"type": "button", "action_id": "deny", "text": {"type": "plain_text", "text": "Deny"},
-             "value": "ap-1", "style": "danger"},
+            {
+                "type": "button",
+                "action_id": "approve",
+                "text": {"type": "plain_text", "text": "Approve"},
+                "value": "ap-1",
+                "style": "primary",
+            },
+            {
+                "type": "button",
+                "action_id": "deny",
+                "text": {"type": "plain_text", "text": "Deny"},
+                "value": "ap-1",
+                "style": "danger",
+            },
         ],
     },
 ]
@@ -117,8 +128,12 @@ async def test_users_and_conversations_info(slack, client):
 async def test_files_upload_v2_into_a_thread(slack, client):
     parent = await client.chat_postMessage(channel="C0OPS", text="report")
     result = await client.files_upload_v2(
-        channel="C0OPS", thread_ts=parent["ts"], content="line 1\nline 2\n", filename="evidence.txt",
-        title="Evidence", initial_comment="full evidence attached",
+        channel="C0OPS",
+        thread_ts=parent["ts"],
+        content="line 1\nline 2\n",
+        filename="evidence.txt",
+        title="Evidence",
+        initial_comment="full evidence attached",
     )
     file = result["file"]
     assert file["title"] == "Evidence" and file["name"] == "evidence.txt"
@@ -126,7 +141,10 @@ async def test_files_upload_v2_into_a_thread(slack, client):
     [shared] = slack.thread("C0OPS", parent["ts"])
     assert shared["text"] == "full evidence attached" and shared["files"][0]["id"] == file["id"]
     assert [c.method for c in slack.calls] == [
-        "chat.postMessage", "files.getUploadURLExternal", "upload", "files.completeUploadExternal",
+        "chat.postMessage",
+        "files.getUploadURLExternal",
+        "upload",
+        "files.completeUploadExternal",
     ]
 
 
@@ -151,8 +169,12 @@ def _section(text: str) -> dict:
 
 
 def _button(value: str) -> dict:
-    return {"type": "actions", "elements": [
-        {"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "Go"}, "value": value}]}
+    return {
+        "type": "actions",
+        "elements": [
+            {"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "Go"}, "value": value}
+        ],
+    }
 
 
 @pytest.mark.parametrize(
@@ -226,7 +248,10 @@ async def test_fail_counts_down_and_matches_method(slack, client):
             await client.chat_update(channel="C0OPS", ts=posted["ts"], text="b")
     await client.chat_update(channel="C0OPS", ts=posted["ts"], text="b")
     assert [(c.method, c.status) for c in slack.calls] == [
-        ("chat.postMessage", 200), ("chat.update", 500), ("chat.update", 500), ("chat.update", 200),
+        ("chat.postMessage", 200),
+        ("chat.update", 500),
+        ("chat.update", 500),
+        ("chat.update", 200),
     ]
 
 
@@ -296,8 +321,19 @@ async def test_slash_is_signed_and_carries_slacks_fields(slack, receiver):
     body = request.body
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert set(body) == {
-        "token", "team_id", "team_domain", "channel_id", "channel_name", "user_id", "user_name", "command",
-        "text", "api_app_id", "is_enterprise_install", "response_url", "trigger_id",
+        "token",
+        "team_id",
+        "team_domain",
+        "channel_id",
+        "channel_name",
+        "user_id",
+        "user_name",
+        "command",
+        "text",
+        "api_app_id",
+        "is_enterprise_install",
+        "response_url",
+        "trigger_id",
     }
     assert (body["command"], body["text"], body["response_url"]) == ("/erpgo", "status db", result.response_url)
     context = request.context
@@ -325,12 +361,18 @@ async def test_click_sends_a_block_actions_payload(slack, client, receiver):
     assert headers["X-Slack-Retry-Num"] == "1" and headers["X-Slack-Retry-Reason"] == "http_timeout"
     assert payload["type"] == "block_actions" and payload["response_url"] == result.response_url
     assert payload["container"] == {
-        "type": "message", "message_ts": posted["ts"], "channel_id": "C0OPS", "is_ephemeral": False,
+        "type": "message",
+        "message_ts": posted["ts"],
+        "channel_id": "C0OPS",
+        "is_ephemeral": False,
     }
     assert payload["message"]["ts"] == posted["ts"] and payload["message"]["blocks"] == message["blocks"]
     [action] = payload["actions"]
     assert (action["action_id"], action["block_id"], action["value"], action["type"]) == (
-        "approve", "approval", "ap-1", "button",
+        "approve",
+        "approval",
+        "ap-1",
+        "button",
     )
     assert (request.context.user_id, request.context.channel_id) == ("U0BOB", "C0OPS")
 
@@ -401,24 +443,31 @@ def test_render_text():
         "text": "fallback",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": "DB locks"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "pid 42 blocks 3, see <https://x/y|runbook> <@U1>"},
-             "fields": [{"type": "mrkdwn", "text": "*db* erp"}]},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "pid 42 blocks 3, see <https://x/y|runbook> <@U1>"},
+                "fields": [{"type": "mrkdwn", "text": "*db* erp"}],
+            },
             {"type": "divider"},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": "<#C1|ops> &amp; <!here>"}]},
             *APPROVAL_BLOCKS[1:],
-            {"type": "rich_text", "elements": [{"type": "rich_text_preformatted",
-                                               "elements": [{"type": "text", "text": "SELECT 1"}]}]},
+            {
+                "type": "rich_text",
+                "elements": [{"type": "rich_text_preformatted", "elements": [{"type": "text", "text": "SELECT 1"}]}],
+            },
         ],
     }
-    assert render_text(message) == "\n".join([
-        "== DB locks ==",
-        "pid 42 blocks 3, see runbook (https://x/y) @U1",
-        "*db* erp",
-        "-" * 40,
-        "  #ops & @here",
-        "[ Approve ]+ (approve)  [ Deny ]! (deny)",
-        "```",
-        "SELECT 1",
-        "```",
-    ])
+    assert render_text(message) == "\n".join(
+        [
+            "== DB locks ==",
+            "pid 42 blocks 3, see runbook (https://x/y) @U1",
+            "*db* erp",
+            "-" * 40,
+            "  #ops & @here",
+            "[ Approve ]+ (approve)  [ Deny ]! (deny)",
+            "```",
+            "SELECT 1",
+            "```",
+        ]
+    )
     assert render_text({"text": "plain <http://a>"}) == "plain http://a"

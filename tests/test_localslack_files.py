@@ -1,4 +1,5 @@
 """LocalSlack's file uploads, per-channel rate limit, user groups and App Home, through the real slack_sdk."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,13 +37,19 @@ async def test_files_upload_v2_lands_in_the_thread_with_its_content(slack, clien
     reply = await client.chat_postMessage(channel="C0OPS", thread_ts=parent["ts"], text="triage")
 
     result = await client.files_upload_v2(
-        channel="C0OPS", thread_ts=reply["ts"], content=EVIDENCE, filename="connections.txt",
-        title="Connections by state", initial_comment="Full evidence (40 lines)",
+        channel="C0OPS",
+        thread_ts=reply["ts"],
+        content=EVIDENCE,
+        filename="connections.txt",
+        title="Connections by state",
+        initial_comment="Full evidence (40 lines)",
     )
 
     # This slack_sdk version makes exactly these three requests; no files.info.
     assert [c.method for c in slack.calls[2:]] == [
-        "files.getUploadURLExternal", "upload", "files.completeUploadExternal",
+        "files.getUploadURLExternal",
+        "upload",
+        "files.completeUploadExternal",
     ]
     assert all(c.ok for c in slack.calls) and slack.calls[2].args["length"] == str(len(EVIDENCE.encode()))
     file_id = result["file"]["id"]
@@ -59,8 +66,11 @@ async def test_files_upload_v2_lands_in_the_thread_with_its_content(slack, clien
     assert shared["ts"] == recorded["message_ts"] and shared["text"] == "Full evidence (40 lines)"
     [entry] = shared["files"]
     assert entry["id"] == file_id and entry["mimetype"] == "text/plain" and entry["lines"] == 40
-    assert entry["shares"]["public"]["C0OPS"][0] == {"ts": shared["ts"], "channel_name": "c0ops",
-                                                       "thread_ts": parent["ts"]}
+    assert entry["shares"]["public"]["C0OPS"][0] == {
+        "ts": shared["ts"],
+        "channel_name": "c0ops",
+        "thread_ts": parent["ts"],
+    }
     assert "content" not in entry
 
     shown = render_text(shared).splitlines()
@@ -86,8 +96,9 @@ async def test_multipart_upload_to_the_upload_url(slack, client):
     async with ClientSession() as http, http.post(step1["upload_url"], data=form) as answer:
         assert answer.status == 200 and (await answer.text()) == "OK - 12"
 
-    done = await client.files_completeUploadExternal(files=[{"id": step1["file_id"], "title": "Postmortem"}],
-                                                    channel_id="C0OPS")
+    done = await client.files_completeUploadExternal(
+        files=[{"id": step1["file_id"], "title": "Postmortem"}], channel_id="C0OPS"
+    )
 
     assert slack.files[step1["file_id"]]["content"] == b"# Postmortem"
     assert done["files"][0]["title"] == "Postmortem" and done["files"][0]["mimetype"] == "text/markdown"
@@ -138,8 +149,11 @@ async def test_over_the_channel_burst_slack_answers_429_with_retry_after(slack, 
 
 async def test_slack_sdk_retry_handler_gets_every_message_through(slack):
     slack.limit_rate(RateLimit(per_second=4.0, burst=2))
-    patient = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url,
-                             retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)])
+    patient = AsyncWebClient(
+        token=slack.bot_token,
+        base_url=slack.api_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)],
+    )
     for n in range(4):
         await patient.chat_postMessage(channel="C0OPS", text=f"alert {n}")
     assert [m["text"] for m in slack.channel_messages("C0OPS")] == [f"alert {n}" for n in range(4)]
@@ -173,15 +187,17 @@ async def test_views_publish_records_the_home_tab_per_user(slack, client):
     assert slack.home_views["U0ALICE"]["blocks"][0]["text"]["text"] == "*Firing:* 2 alert groups"
 
     calm = [{"type": "section", "text": {"type": "mrkdwn", "text": "Nothing firing"}}]
-    second = await client.views_publish(user_id="U0ALICE", view={"type": "home", "blocks": calm},
-                                        hash=first["view"]["hash"])
+    second = await client.views_publish(
+        user_id="U0ALICE", view={"type": "home", "blocks": calm}, hash=first["view"]["hash"]
+    )
     assert second["view"]["id"] == first["view"]["id"]
     assert slack.home_views["U0ALICE"]["blocks"][0]["text"]["text"] == "Nothing firing"
     assert "U0BOB" not in slack.home_views
 
     with pytest.raises(SlackApiError) as stale:
-        await client.views_publish(user_id="U0ALICE", view={"type": "home", "blocks": HOME_BLOCKS},
-                                   hash=first["view"]["hash"])
+        await client.views_publish(
+            user_id="U0ALICE", view={"type": "home", "blocks": HOME_BLOCKS}, hash=first["view"]["hash"]
+        )
     assert stale.value.response["error"] == "hash_conflict"
     with pytest.raises(SlackApiError) as wrong:
         await client.views_publish(user_id="U0BOB", view={"type": "modal", "blocks": HOME_BLOCKS})

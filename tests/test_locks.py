@@ -1,5 +1,6 @@
 """/erpgo db locks and /erpgo db long-queries against a real PostgreSQL with real lock waits, and the
 db.cancel / db.terminate remediations re-checking the world before they act."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,18 +15,7 @@ from bot.core.registry import Refused, UsageError
 from bot.settings import load_settings
 from bot.targets import Targets
 from runbooks.database.locks import parse_seconds, root_blockers
-
-
-async def until(predicate, timeout: float = 10.0, what: str = "condition"):
-    """Await a condition on a real server (a lock wait starting, a backend exiting)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+from tests.support import eventually
 
 
 class Blocking:
@@ -44,8 +34,10 @@ class Blocking:
     async def start(self, *, active: bool = False) -> Blocking:
         admin = await asyncpg.connect(self.dsn)
         try:
-            await admin.execute("CREATE TABLE IF NOT EXISTS accounts (id int PRIMARY KEY, balance int NOT NULL);"
-                                "INSERT INTO accounts VALUES (1, 100) ON CONFLICT DO NOTHING")
+            await admin.execute(
+                "CREATE TABLE IF NOT EXISTS accounts (id int PRIMARY KEY, balance int NOT NULL);"
+                "INSERT INTO accounts VALUES (1, 100) ON CONFLICT DO NOTHING"
+            )
         finally:
             await admin.close()
         self.blocker = await asyncpg.connect(self.dsn, server_settings={"application_name": "billing-worker"})
@@ -57,9 +49,9 @@ class Blocking:
         self.waiter = await asyncpg.connect(self.dsn, server_settings={"application_name": "erpgo-api"})
         self.waiter_pid = self.waiter.get_server_pid()
         self.update = asyncio.create_task(self.waiter.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 1"))
-        self.backend_start = await until(self._waiting, what="the UPDATE to wait for the lock")
+        self.backend_start = await eventually(self._waiting, what="the UPDATE to wait for the lock")
         if active:
-            await until(self._blocker_active, what="the blocker's query to start")
+            await eventually(self._blocker_active, what="the blocker's query to start")
         return self
 
     async def _probe(self, sql: str, *args):
@@ -72,11 +64,15 @@ class Blocking:
     async def _waiting(self):
         return await self._probe(
             "SELECT b.backend_start FROM pg_stat_activity b WHERE b.pid = $1"
-            " AND $1 = ANY (SELECT unnest(pg_blocking_pids($2)))", self.blocker_pid, self.waiter_pid)
+            " AND $1 = ANY (SELECT unnest(pg_blocking_pids($2)))",
+            self.blocker_pid,
+            self.waiter_pid,
+        )
 
     async def _blocker_active(self):
-        return await self._probe("SELECT state = 'active' AND query LIKE '%pg_sleep%' FROM pg_stat_activity"
-                                 " WHERE pid = $1", self.blocker_pid)
+        return await self._probe(
+            "SELECT state = 'active' AND query LIKE '%pg_sleep%' FROM pg_stat_activity WHERE pid = $1", self.blocker_pid
+        )
 
     async def blocker_alive(self) -> bool:
         return bool(await self._probe("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", self.blocker_pid))
@@ -132,6 +128,7 @@ async def remediate(dsn: str, action: str, **args) -> str:
 
 
 # --- db locks --------------------------------------------------------------------------------
+
 
 async def test_idle_in_transaction_blocker_is_found_with_terminate_only(fresh_database, blocking):
     dsn = fresh_database("locks")
@@ -194,13 +191,16 @@ async def test_unreachable_database_is_a_finding(postgres_server):
 
 # --- the remediations re-check the world ------------------------------------------------------
 
+
 async def test_terminate_ends_the_blocker_and_the_waiter_proceeds(fresh_database, blocking):
     dsn = fresh_database("locks")
     scenario = await blocking(dsn)
     args = (await run_verb(dsn, "db locks"))[0].proposals[0].args
     result = await remediate(dsn, "db.terminate", **args)
-    assert result == (f"terminated backend {scenario.blocker_pid} (user postgres, application billing-worker); "
-                      "its session is gone; the 1 session it blocked can proceed")
+    assert result == (
+        f"terminated backend {scenario.blocker_pid} (user postgres, application billing-worker); "
+        "its session is gone; the 1 session it blocked can proceed"
+    )
     assert await scenario.update_finished() == "UPDATE 1"
     assert not await scenario.blocker_alive()
 
@@ -256,23 +256,29 @@ async def test_remediation_refuses_another_database(fresh_database, blocking):
 
 # --- db long-queries -------------------------------------------------------------------------
 
+
 async def test_long_query_is_listed_with_cancel_and_terminate(fresh_database):
     dsn = fresh_database("slow")
     sleeper = await asyncpg.connect(dsn, server_settings={"application_name": "report-job"})
     sleeping = asyncio.create_task(sleeper.execute("SELECT pg_sleep(60) /* monthly report */"))
     pid = sleeper.get_server_pid()
     try:
+
         async def running_long():
             conn = await asyncpg.connect(dsn)
             try:
-                return await conn.fetchval("SELECT now() - query_start > interval '0.3 s' FROM pg_stat_activity"
-                                           " WHERE pid = $1 AND state = 'active'", pid)
+                return await conn.fetchval(
+                    "SELECT now() - query_start > interval '0.3 s' FROM pg_stat_activity"
+                    " WHERE pid = $1 AND state = 'active'",
+                    pid,
+                )
             finally:
                 await conn.close()
 
-        await until(running_long, what="the query to run for 0.3 s")
+        await eventually(running_long, what="the query to run for 0.3 s")
         assert [f.title for f in await run_verb(dsn, "db long-queries", seconds=30)] == [
-            "no query has been running longer than 30 s"]
+            "no query has been running longer than 30 s"
+        ]
         findings = await run_verb(dsn, "db long-queries", seconds=0.3)
         assert len(findings) == 1 and findings[0].status.value == "warn"
         assert findings[0].title.startswith(f"pid {pid} running for") and "pg_sleep(60)" in findings[0].title
@@ -290,7 +296,9 @@ async def test_long_query_is_listed_with_cancel_and_terminate(fresh_database):
         sleeper.terminate()
 
 
-@pytest.mark.parametrize("words, seconds", [([], 5.0), (["12"], 12.0), (["2.5"], 2.5), (["30s"], 30.0), (["86400"], 86400.0)])
+@pytest.mark.parametrize(
+    "words, seconds", [([], 5.0), (["12"], 12.0), (["2.5"], 2.5), (["30s"], 30.0), (["86400"], 86400.0)]
+)
 def test_long_queries_argument(words, seconds):
     assert parse_seconds(words) == {"seconds": seconds}
 

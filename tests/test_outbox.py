@@ -1,8 +1,8 @@
 """The Slack outbox: ordered per thread, paced per channel, coalesced, retried through 429s, 5xx and
 outages, shared by replicas without sending anything twice."""
+
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 
@@ -12,6 +12,7 @@ from bot.local.slack import LocalSlack
 from bot.slack import outbox
 from bot.slack.outbox import Outbox, outbox_client, retry_after
 from bot.store.pool import Store
+from tests.support import eventually
 
 
 @pytest.fixture
@@ -37,8 +38,13 @@ async def make_outbox(store, slack):
 
     async def factory(*, interval: float = 0.0, max_backoff: float = 1.0, dsn: str | None = None) -> Outbox:
         own = Store(dsn) if dsn else None  # a replica of its own: its own pool
-        box = Outbox(own or store, outbox_client(slack.bot_token, slack.api_url), interval=interval,
-                     max_backoff=max_backoff, poll=0.2)
+        box = Outbox(
+            own or store,
+            outbox_client(slack.bot_token, slack.api_url),
+            interval=interval,
+            max_backoff=max_backoff,
+            poll=0.2,
+        )
         box.start()
         started.append((box, own))
         return box
@@ -62,14 +68,12 @@ async def queue(store: Store, thread_key: str, channel: str, op: str, message_te
 
 async def drained(box: Outbox, timeout: float = 20) -> dict:
     """Wait until nothing is pending (the condition is re-read from the database)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def empty() -> dict | None:
         backlog = await box.backlog()
-        if backlog["pending"] == 0:
-            return backlog
-        if time.monotonic() > deadline:
-            raise AssertionError(f"outbox not drained: {backlog}")
-        await asyncio.sleep(0.05)
+        return backlog if backlog["pending"] == 0 else None
+
+    return await eventually(empty, timeout=timeout, what="outbox drained")
 
 
 def delivered(slack: LocalSlack, method: str = "chat.postMessage") -> list:
@@ -82,6 +86,7 @@ def thread_texts(slack: LocalSlack, channel: str, head_text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def test_retry_after_is_read_in_full():
     assert retry_after("12") == 12.0  # slack_sdk's own handler would wait 1 s here
@@ -107,8 +112,11 @@ async def test_replies_wait_for_their_head_and_keep_their_order(store, slack, ma
     failed = [c for c in slack.calls if c.status == 500]
     assert len(failed) == 1
     first_success_of_a = next(c for c in delivered(slack) if c.args["text"] == "head a")
-    assert not any(c.args.get("thread_ts") and c.at < first_success_of_a.at for c in delivered(slack)
-                   if c.args["text"].startswith("a ")), "no reply before its head"
+    assert not any(
+        c.args.get("thread_ts") and c.at < first_success_of_a.at
+        for c in delivered(slack)
+        if c.args["text"].startswith("a ")
+    ), "no reply before its head"
 
 
 async def test_one_message_per_interval_per_channel_channels_in_parallel(store, slack, make_outbox):
@@ -208,7 +216,10 @@ async def test_producer_merges_into_unsent_rows_only(store, slack, make_outbox):
 
 
 async def test_bad_blocks_degrade_to_text_and_a_failed_head_does_not_block_others(store, slack, make_outbox):
-    too_long = {"text": "fallback text survives", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3500}}]}
+    too_long = {
+        "text": "fallback text survives",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3500}}],
+    }
     async with store.acquire() as conn, conn.transaction():
         await outbox.enqueue(conn, "ok", "C0ONE", "post", text("fine head"))
         await outbox.enqueue(conn, "ok", "C0ONE", "reply", too_long)

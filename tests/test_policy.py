@@ -1,5 +1,6 @@
 """The ChatOps policy: the YAML file, the safe default, the most specific rule deciding, malformed
 files stopping the bot with one clear line, and refusals in Slack (ephemeral, audited)."""
+
 from __future__ import annotations
 
 import os
@@ -55,7 +56,10 @@ def test_verbs_most_specific_rule_decides(policy):
 def test_channels(policy):
     assert policy.command_refusal("U0ALICE", "C0OPS", "health") is None
     refusal = policy.command_refusal("U0ALICE", "C0RANDOM", "health")
-    assert refusal == "`/erpgo` is not used in this channel: the policy (policy.yml) allows it in <#C0OPS>, <#C0INCIDENT> only."
+    assert (
+        refusal
+        == "`/erpgo` is not used in this channel: the policy (policy.yml) allows it in <#C0OPS>, <#C0INCIDENT> only."
+    )
     assert policy.command_refusal("U0ALICE", "C0RANDOM", "help") is None
 
 
@@ -69,7 +73,8 @@ def test_actions(policy):
     assert policy.expiry("db.terminate") == timedelta(minutes=5)
     assert policy.expiry("db.cancel") == timedelta(minutes=15), "the default expiry"
     assert not policy.approvable("docker.restart") and "names no approvers" in policy.approval_refusal(
-        "U0BOB", "docker.restart", requester="U0ALICE")
+        "U0BOB", "docker.restart", requester="U0ALICE"
+    )
 
 
 def test_default_policy_reads_for_everyone_and_approves_nothing():
@@ -79,7 +84,8 @@ def test_default_policy_reads_for_everyone_and_approves_nothing():
     assert default.command_refusal("U0ANYONE", "C0ANY", "audit") is None
     assert not default.approvable("db.terminate")
     assert "No one may approve `db.terminate`: the default policy" in default.approval_refusal(
-        "U0BOB", "db.terminate", requester="U0ALICE")
+        "U0BOB", "db.terminate", requester="U0ALICE"
+    )
 
 
 def test_shipped_policies_load():
@@ -123,15 +129,19 @@ def test_bot_with_malformed_policy_exits_2_with_one_line(tmp_path):
     path.write_text("actions:\n  db.*:\n    approvers: [dbas]\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ERPGO_", "SLACK_", "BOT_", "CHATOPS_"))}
     env |= {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cr3t-signing", "CHATOPS_POLICY_FILE": str(path)}
-    result = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", "0"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"configuration error: CHATOPS_POLICY_FILE {path}: actions › db.* › approvers: 'dbas' is "
-                     "neither a group nor a Slack user id (groups: none defined)"]
+    assert lines == [
+        f"configuration error: CHATOPS_POLICY_FILE {path}: actions › db.* › approvers: 'dbas' is "
+        "neither a group nor a Slack user id (groups: none defined)"
+    ]
 
 
 # --- in Slack ----------------------------------------------------------------------------------
+
 
 async def test_refused_verb_is_ephemeral_and_audited(start_bot, fresh_database, tmp_path):
     path = tmp_path / "policy.yml"
@@ -139,7 +149,9 @@ async def test_refused_verb_is_ephemeral_and_audited(start_bot, fresh_database, 
     bot_db = fresh_database("bot")
     bot = await start_bot(bot_database_url=bot_db, chatops_policy_file=str(path))
     result = await bot.command("db locks", user_id="U0ALICE")
-    assert render_text(result.json).endswith(" You may not run `/erpgo db locks`: the policy (policy.yml) allows it for dba only.")
+    assert render_text(result.json).endswith(
+        " You may not run `/erpgo db locks`: the policy (policy.yml) allows it for dba only."
+    )
     result = await bot.command("health", user_id="U0ALICE", channel_id="C0RANDOM")
     assert "not used in this channel" in render_text(result.json)
     result = await bot.command("audit", user_id="U0ALICE")

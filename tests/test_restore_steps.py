@@ -2,6 +2,7 @@
 pg_restore: the live name ends up with the dump's rows and the old database is kept row for row; a
 corrupt or suspicious dump stops before anything is renamed; a failure after the renames puts the
 names back; a process killed between steps is brought back to a consistent state."""
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,17 @@ class Shop:
 
     def job(self, api: Api, recorder: Recorder, **kwargs: Any) -> RestoreJob:
         kwargs.setdefault("dump_path", self.dump_path)
-        return RestoreJob(admin_dsn=self.admin_dsn, live_db=self.live, stop_api=api.stop, start_api=api.start,
-                          check_health=api.health, record=recorder, timeout=TIMEOUT, now=NOW, **kwargs)
+        return RestoreJob(
+            admin_dsn=self.admin_dsn,
+            live_db=self.live,
+            stop_api=api.stop,
+            start_api=api.start,
+            check_health=api.health,
+            record=recorder,
+            timeout=TIMEOUT,
+            now=NOW,
+            **kwargs,
+        )
 
     async def exists(self, *names: str) -> list[bool]:
         admin = await asyncpg.connect(self.admin_dsn)
@@ -137,11 +147,15 @@ async def test_restore_puts_the_dump_under_the_live_name_and_keeps_the_old_datab
     assert recorder.phases() == [(s, p) for s in STEPS for p in ("started", "done")] + [("finished", "done")]
     assert [line for line in result.comparison.lines()] == [
         "tables: 3 of the dump's 3 restored",
-        "users: restored 3 rows, live 5 rows", "products: restored 2 rows, live 3 rows",
-        "orders: restored 4 rows, live 7 rows"]
-    assert result.where == [f"{shop.live} holds the data restored from {shop.dump_path}",
-                            f"{before} holds the data {shop.live} had before the restore (kept)",
-                            "the API container is running"]
+        "users: restored 3 rows, live 5 rows",
+        "products: restored 2 rows, live 3 rows",
+        "orders: restored 4 rows, live 7 rows",
+    ]
+    assert result.where == [
+        f"{shop.live} holds the data restored from {shop.dump_path}",
+        f"{before} holds the data {shop.live} had before the restore (kept)",
+        "the API container is running",
+    ]
 
 
 async def test_restored_tables_belong_to_the_owner_of_the_live_database(postgres_server, tmp_path):
@@ -155,9 +169,17 @@ async def test_restored_tables_belong_to_the_owner_of_the_live_database(postgres
     backup, _ = await dump(app_dsn, str(tmp_path), prefix="bk_owned", timeout=TIMEOUT)
     api = Api(app_dsn)
 
-    result = await RestoreJob(admin_dsn=admin_dsn, live_db=live, dump_path=backup.path, stop_api=api.stop,
-                              start_api=api.start, check_health=api.health, record=Recorder(), timeout=TIMEOUT,
-                              now=NOW).run()
+    result = await RestoreJob(
+        admin_dsn=admin_dsn,
+        live_db=live,
+        dump_path=backup.path,
+        stop_api=api.stop,
+        start_api=api.start,
+        check_health=api.health,
+        record=Recorder(),
+        timeout=TIMEOUT,
+        now=NOW,
+    ).run()
 
     assert result.ok, result.summary()
     conn = await asyncpg.connect(app_dsn)
@@ -185,8 +207,11 @@ async def test_corrupt_dump_stops_before_anything_is_created_or_renamed(shop, tm
     assert await shop.exists(restored, before) == [False, False]
     assert api.calls == []
     assert recorder.records[-1][1]["status"] == "reverted"
-    assert result.where == ["nothing had been changed yet", f"{shop.live} holds the data it had before the restore",
-                            "the API container is running"]
+    assert result.where == [
+        "nothing had been changed yet",
+        f"{shop.live} holds the data it had before the restore",
+        "the API container is running",
+    ]
 
 
 async def test_dump_that_fails_half_way_leaves_the_partial_copy_under_its_own_name(shop, postgres_server, tmp_path):
@@ -205,8 +230,10 @@ async def test_dump_that_fails_half_way_leaves_the_partial_copy_under_its_own_na
     assert await shop.exists(restored, before) == [True, False]
     assert await snapshot(shop.live_dsn) == shop.live_rows
     assert api.calls == []
-    assert f"{restored} holds the restore of {backup.path}; nothing was dropped, drop it by hand once nobody needs it" \
+    assert (
+        f"{restored} holds the restore of {backup.path}; nothing was dropped, drop it by hand once nobody needs it"
         in result.where
+    )
 
 
 async def test_suspicious_restore_stops_before_the_api_is_touched(shop, fresh_database, tmp_path):
@@ -244,8 +271,12 @@ async def test_failure_at_the_second_rename_puts_the_names_back(shop, monkeypatc
     assert await shop.exists(restored, before) == [True, False]
     assert api.calls == ["stop", "start"]
     assert result.where[0] == f"undone: rename {before} back to {shop.live}, start the API"
-    assert recorder.phases()[-4:] == [("rename_restored", "failed"), ("rename_restored", "undoing"),
-                                      ("rename_restored", "undoing"), ("rename_restored", "reverted")]
+    assert recorder.phases()[-4:] == [
+        ("rename_restored", "failed"),
+        ("rename_restored", "undoing"),
+        ("rename_restored", "undoing"),
+        ("rename_restored", "reverted"),
+    ]
 
 
 async def test_unhealthy_api_after_the_restore_puts_everything_back(shop):
@@ -322,7 +353,8 @@ async def test_killed_after_both_renames_resume_keeps_the_restore(shop):
         "the restore had completed both renames; kept it (check /health: the process died before confirming it)",
         f"{shop.live} holds the data restored from {shop.dump_path}",
         f"{before} holds the data {shop.live} had before the restore (kept)",
-        "the API container was stopped by the restore and may still be stopped: start it"]
+        "the API container was stopped by the restore and may still be stopped: start it",
+    ]
     assert await snapshot(shop.live_dsn) == shop.at_dump
     assert await snapshot(shop.dsn(before)) == shop.live_rows
     assert await shop.exists(restored) == [False]

@@ -35,16 +35,14 @@ async def test_postgres_shows_a_real_lock_wait(postgres_server):
     holder, waiter = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     try:
         table = f"locked_{uuid.uuid4().hex[:8]}"
-        await holder.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int);"
-                             f"INSERT INTO {table} VALUES (1, 0)")
+        await holder.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int);INSERT INTO {table} VALUES (1, 0)")
         holding = holder.transaction()
         await holding.start()
         await holder.execute(f"SELECT * FROM {table} WHERE id = 1 FOR UPDATE")
         blocked = asyncio.create_task(waiter.execute(f"UPDATE {table} SET n = 1 WHERE id = 1"))
         blocker_pid = holder.get_server_pid()
         for _ in range(100):
-            blockers = await holder.fetchval(
-                "SELECT pg_blocking_pids($1)", waiter.get_server_pid())
+            blockers = await holder.fetchval("SELECT pg_blocking_pids($1)", waiter.get_server_pid())
             if blockers:
                 break
             await asyncio.sleep(0.05)
@@ -68,8 +66,7 @@ async def test_redis_answers(redis_server):
 
 async def test_docker_container_logs_are_readable(docker_engine):
     name = f"logs-{uuid.uuid4().hex[:8]}"
-    docker_engine.run(name, "echo 'GET /api/v1/products 200 12ms'; "
-                            "echo 'panic: runtime error' >&2; sleep 30")
+    docker_engine.run(name, "echo 'GET /api/v1/products 200 12ms'; echo 'panic: runtime error' >&2; sleep 30")
     docker = aiodocker.Docker(url=docker_engine.host)
     try:
         container = await docker.containers.get(name)
@@ -102,8 +99,7 @@ async def test_alertmanager_posts_to_the_webhook_with_the_bearer_token(alertmana
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        manager = await asyncio.to_thread(
-            alertmanager_factory, f"http://127.0.0.1:{port}/alerts", "webhook-token")
+        manager = await asyncio.to_thread(alertmanager_factory, f"http://127.0.0.1:{port}/alerts", "webhook-token")
         labels = {"alertname": "ErpgoApiDown", "severity": "critical"}
         await asyncio.to_thread(manager.fire, labels, {"summary": "erpgo-api is down"})
         authorization, payload = await asyncio.wait_for(received.get(), 15)

@@ -1,4 +1,5 @@
 """What Slack sees of the bot: signatures, usage answers, odd input, /healthz and /metrics."""
+
 from __future__ import annotations
 
 import time

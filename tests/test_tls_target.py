@@ -1,4 +1,5 @@
 """The TLS target against real loopback servers, and its judgement as an engineer would read it."""
+
 from __future__ import annotations
 
 import os
@@ -152,8 +153,9 @@ async def test_an_ip_address_is_matched_against_the_ip_names(tls_servers: TlsSer
 
 async def test_server_name_is_sent_and_checked_instead_of_the_host(tls_servers: TlsServers) -> None:
     port = tls_servers.ports["wrong_host"]
-    report = await inspect("127.0.0.1", port, server_name="wrong.example", ca_file=str(tls_servers.pki.ca_file),
-                           timeout=TIMEOUT)
+    report = await inspect(
+        "127.0.0.1", port, server_name="wrong.example", ca_file=str(tls_servers.pki.ca_file), timeout=TIMEOUT
+    )
 
     assert report.verified and report.hostname_matches
     assert report.label == f"127.0.0.1:{port} (wrong.example)"
@@ -198,7 +200,9 @@ async def test_a_port_that_does_not_speak_tls_is_a_failed_handshake_not_unreacha
     assert "WRONG_VERSION_NUMBER" in verdicts[0].title
 
 
-async def test_unusable_ca_file_is_a_configuration_error_not_unreachable(tls_servers: TlsServers, tmp_path: Path) -> None:
+async def test_unusable_ca_file_is_a_configuration_error_not_unreachable(
+    tls_servers: TlsServers, tmp_path: Path
+) -> None:
     not_pem = tmp_path / "ca.pem"
     not_pem.write_text("not a certificate\n")
     for ca_file in (str(tmp_path / "missing.pem"), str(not_pem)):
@@ -212,31 +216,59 @@ async def test_unusable_ca_file_is_a_configuration_error_not_unreachable(tls_ser
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def _cert(*, not_before: datetime = NOW - timedelta(days=30), not_after: datetime = NOW + timedelta(days=90),
-          self_signed: bool = False) -> CertInfo:
-    return CertInfo(subject="CN=api.example.com", issuer="CN=api.example.com" if self_signed else "CN=Example CA",
-                    dns_names=["api.example.com"], ip_addresses=[], not_before=not_before, not_after=not_after,
-                    serial="1F", self_signed=self_signed, key_type="EC secp256r1", key_size=256,
-                    signature_algorithm="ecdsa-with-SHA256", sha256="00" * 32)
+def _cert(
+    *,
+    not_before: datetime = NOW - timedelta(days=30),
+    not_after: datetime = NOW + timedelta(days=90),
+    self_signed: bool = False,
+) -> CertInfo:
+    return CertInfo(
+        subject="CN=api.example.com",
+        issuer="CN=api.example.com" if self_signed else "CN=Example CA",
+        dns_names=["api.example.com"],
+        ip_addresses=[],
+        not_before=not_before,
+        not_after=not_after,
+        serial="1F",
+        self_signed=self_signed,
+        key_type="EC secp256r1",
+        key_size=256,
+        signature_algorithm="ecdsa-with-SHA256",
+        sha256="00" * 32,
+    )
 
 
 def _report(leaf: CertInfo | None = None, **changes: object) -> TlsReport:
-    report = TlsReport(host="api.example.com", port=443, server_name="api.example.com", address="192.0.2.10",
-                       chain=[leaf or _cert()], full_chain=True, protocol="TLSv1.3",
-                       cipher="TLS_AES_128_GCM_SHA256", verified=True, verify_error=None, verify_code=None,
-                       hostname_matches=True, ca_file=None)
+    report = TlsReport(
+        host="api.example.com",
+        port=443,
+        server_name="api.example.com",
+        address="192.0.2.10",
+        chain=[leaf or _cert()],
+        full_chain=True,
+        protocol="TLSv1.3",
+        cipher="TLS_AES_128_GCM_SHA256",
+        verified=True,
+        verify_error=None,
+        verify_code=None,
+        hostname_matches=True,
+        ca_file=None,
+    )
     return replace(report, **changes)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("left", "level", "says"), [
-    (timedelta(days=90), "ok", "expires in 90 days (2027-03-01)"),
-    (timedelta(days=30), "ok", "expires in 30 days"),
-    (timedelta(days=29, hours=23), "warn", "expires in 29 days"),
-    (timedelta(days=7), "warn", "expires in 7 days"),
-    (timedelta(days=6, hours=23), "crit", "expires in 6 days"),
-    (timedelta(days=1), "crit", "expires in 1 day ("),
-    (timedelta(hours=5, minutes=10), "crit", "expires in 5 hours (2026-12-01)"),
-])
+@pytest.mark.parametrize(
+    ("left", "level", "says"),
+    [
+        (timedelta(days=90), "ok", "expires in 90 days (2027-03-01)"),
+        (timedelta(days=30), "ok", "expires in 30 days"),
+        (timedelta(days=29, hours=23), "warn", "expires in 29 days"),
+        (timedelta(days=7), "warn", "expires in 7 days"),
+        (timedelta(days=6, hours=23), "crit", "expires in 6 days"),
+        (timedelta(days=1), "crit", "expires in 1 day ("),
+        (timedelta(hours=5, minutes=10), "crit", "expires in 5 hours (2026-12-01)"),
+    ],
+)
 def test_days_left_thresholds(left: timedelta, level: str, says: str) -> None:
     validity = _titled(judge(_report(_cert(not_after=NOW + left)), NOW), "certificate expires")
     assert validity.level == level
@@ -253,8 +285,10 @@ def test_an_untrusted_expired_certificate_reports_both_problems() -> None:
     expired = _cert(not_after=NOW - timedelta(hours=3))
     report = _report(expired, verified=False, verify_error="unable to get local issuer certificate", verify_code=20)
     titles = [verdict.title for verdict in judge(report, NOW)]
-    assert titles == ["api.example.com:443 — certificate expired 3 hours ago (2026-12-01)",
-                      "api.example.com:443 — certificate not trusted: unable to get local issuer certificate"]
+    assert titles == [
+        "api.example.com:443 — certificate expired 3 hours ago (2026-12-01)",
+        "api.example.com:443 — certificate not trusted: unable to get local issuer certificate",
+    ]
 
 
 def test_tls_1_0_negotiated_by_a_verifying_client_is_a_warning() -> None:
@@ -265,7 +299,9 @@ def test_tls_1_0_negotiated_by_a_verifying_client_is_a_warning() -> None:
 
 def test_no_certificate_is_critical() -> None:
     verdicts = judge(_report(chain=[], verified=False, verify_error="no certificate"), NOW)
-    assert [(v.level, v.title) for v in verdicts] == [("crit", "api.example.com:443 — the server presented no certificate")]
+    assert [(v.level, v.title) for v in verdicts] == [
+        ("crit", "api.example.com:443 — the server presented no certificate")
+    ]
 
 
 def test_leaf_only_chain_is_said_to_be_partial() -> None:
@@ -273,21 +309,24 @@ def test_leaf_only_chain_is_said_to_be_partial() -> None:
     assert "chain: only the leaf is visible to this runtime" in details
 
 
-@pytest.mark.parametrize(("name", "dns_names", "ips", "matches"), [
-    ("api.example.com", ["api.example.com"], [], True),
-    ("API.Example.com.", ["api.example.com"], [], True),
-    ("api.example.com", ["*.example.com"], [], True),
-    ("example.com", ["*.example.com"], [], False),
-    ("a.b.example.com", ["*.example.com"], [], False),
-    ("example.com", ["*.com"], [], False),
-    ("api.example.com", ["a*.example.com"], [], False),
-    ("api.example.com", ["other.example.com"], [], False),
-    ("127.0.0.1", ["127.0.0.1"], [], False),  # an address is never matched against DNS names
-    ("127.0.0.1", [], ["127.0.0.1"], True),
-    ("::1", [], ["0:0:0:0:0:0:0:1"], True),
-    ("bücher.example", ["xn--bcher-kva.example"], [], True),
-    ("api.example.com", [], [], False),
-])
+@pytest.mark.parametrize(
+    ("name", "dns_names", "ips", "matches"),
+    [
+        ("api.example.com", ["api.example.com"], [], True),
+        ("API.Example.com.", ["api.example.com"], [], True),
+        ("api.example.com", ["*.example.com"], [], True),
+        ("example.com", ["*.example.com"], [], False),
+        ("a.b.example.com", ["*.example.com"], [], False),
+        ("example.com", ["*.com"], [], False),
+        ("api.example.com", ["a*.example.com"], [], False),
+        ("api.example.com", ["other.example.com"], [], False),
+        ("127.0.0.1", ["127.0.0.1"], [], False),  # an address is never matched against DNS names
+        ("127.0.0.1", [], ["127.0.0.1"], True),
+        ("::1", [], ["0:0:0:0:0:0:0:1"], True),
+        ("bücher.example", ["xn--bcher-kva.example"], [], True),
+        ("api.example.com", [], [], False),
+    ],
+)
 def test_hostname_matching(name: str, dns_names: list[str], ips: list[str], matches: bool) -> None:
     assert hostname_matches(name, dns_names, ips) is matches
 
@@ -295,41 +334,47 @@ def test_hostname_matching(name: str, dns_names: list[str], ips: list[str], matc
 # --- endpoints -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("api.example.com:8443", ("api.example.com", 8443)),
-    ("api.example.com", ("api.example.com", 443)),
-    ("API.Example.com", ("api.example.com", 443)),
-    ("erpgo_api:8080", ("erpgo_api", 8080)),
-    ("127.0.0.1:443", ("127.0.0.1", 443)),
-    ("[::1]:8443", ("::1", 8443)),
-    ("[::1]", ("::1", 443)),
-    ("bücher.example:443", ("xn--bcher-kva.example", 443)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("api.example.com:8443", ("api.example.com", 8443)),
+        ("api.example.com", ("api.example.com", 443)),
+        ("API.Example.com", ("api.example.com", 443)),
+        ("erpgo_api:8080", ("erpgo_api", 8080)),
+        ("127.0.0.1:443", ("127.0.0.1", 443)),
+        ("[::1]:8443", ("::1", 8443)),
+        ("[::1]", ("::1", 443)),
+        ("bücher.example:443", ("xn--bcher-kva.example", 443)),
+    ],
+)
 def test_parse_endpoint(text: str, expected: tuple[str, int]) -> None:
     assert parse_endpoint(text) == expected
     assert parse_endpoint(format_endpoint(*expected)) == expected
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("", "empty endpoint"),
-    ("   ", "empty endpoint"),
-    ("api.example.com:", "port '' is not a number"),
-    ("api.example.com:https", "port 'https' is not a number"),
-    ("api.example.com:0", "outside 1-65535"),
-    ("api.example.com:70000", "outside 1-65535"),
-    (":443", "host is missing"),
-    ("api example.com", "spaces or control characters"),
-    ("api.example.com\n", "spaces or control characters"),
-    ("api\x00.example.com", "spaces or control characters"),
-    ("https://api.example.com", "looks like a URL"),
-    ("::1:8443", "IPv6 address in brackets"),
-    ("[::1:8443", "missing ']'"),
-    ("[nope]:443", "is not an IPv6 address"),
-    ("[::1]8443", "expected ':port'"),
-    ("-bad.example.com", "not a valid host name"),
-    ("a..b", "not a valid host name"),
-    ("x" * 64 + ".example", "not a valid host name"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "empty endpoint"),
+        ("   ", "empty endpoint"),
+        ("api.example.com:", "port '' is not a number"),
+        ("api.example.com:https", "port 'https' is not a number"),
+        ("api.example.com:0", "outside 1-65535"),
+        ("api.example.com:70000", "outside 1-65535"),
+        (":443", "host is missing"),
+        ("api example.com", "spaces or control characters"),
+        ("api.example.com\n", "spaces or control characters"),
+        ("api\x00.example.com", "spaces or control characters"),
+        ("https://api.example.com", "looks like a URL"),
+        ("::1:8443", "IPv6 address in brackets"),
+        ("[::1:8443", "missing ']'"),
+        ("[nope]:443", "is not an IPv6 address"),
+        ("[::1]8443", "expected ':port'"),
+        ("-bad.example.com", "not a valid host name"),
+        ("a..b", "not a valid host name"),
+        ("x" * 64 + ".example", "not a valid host name"),
+    ],
+)
 def test_parse_endpoint_rejects_with_a_clear_reason(text: str, says: str) -> None:
     with pytest.raises(ValueError) as raised:
         parse_endpoint(text)

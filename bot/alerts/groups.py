@@ -1,5 +1,6 @@
 """The alert group state machine: one notification against a group's state in memory gives what
 changed (new, joined, resolved, refired, repeat) and the messages that announce it."""
+
 from __future__ import annotations
 
 import uuid
@@ -40,9 +41,15 @@ class Recorded:
 
 
 def alert_row(alert: WebhookAlert, group_id: int | None = None) -> dict:
-    row: dict[str, Any] = {"fingerprint": alert.fingerprint, "status": alert.status, "labels": alert.labels,
-           "annotations": alert.annotations, "starts_at": iso(zero_to_none(alert.startsAt)),
-           "ends_at": iso(zero_to_none(alert.endsAt)), "generator_url": alert.generatorURL}
+    row: dict[str, Any] = {
+        "fingerprint": alert.fingerprint,
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "starts_at": iso(zero_to_none(alert.startsAt)),
+        "ends_at": iso(zero_to_none(alert.endsAt)),
+        "generator_url": alert.generatorURL,
+    }
     if group_id is not None:
         row["group_id"] = group_id
     return row
@@ -61,10 +68,19 @@ class Thread:
         tail = tail or outbox.Tail()
         self.head_pending = tail.head_pending
         self.reply = tail.reply  # the newest unsent reply, if it may still change: a new row or a claimed one
-        self.header = tail.claimed.get(tail.last_header) if tail.last_header is not None and tail.header_claimed else None
+        self.header = (
+            tail.claimed.get(tail.last_header) if tail.last_header is not None and tail.header_claimed else None
+        )
 
     def _queue(self, op: str, kind: str, message: dict, data=None) -> dict:
-        row = {"thread_key": self.key, "channel": self.channel, "op": op, "kind": kind, "message": message, "data": data}
+        row = {
+            "thread_key": self.key,
+            "channel": self.channel,
+            "op": op,
+            "kind": kind,
+            "message": message,
+            "data": data,
+        }
         self.new_rows.append(row)
         return row
 
@@ -126,11 +142,18 @@ class Group:
 def group_insert(hook: Webhook, channel: str, now: datetime, notifications: int) -> dict:
     firing = [zero_to_none(a.startsAt) for a in hook.alerts if a.status == "firing"]
     return {
-        "group_key": hook.groupKey, "receiver": hook.receiver, "channel": channel,
-        "thread_key": f"alert:{uuid.uuid4().hex}", "status": hook.status, "group_labels": hook.groupLabels,
-        "common_labels": hook.commonLabels, "annotations": group_annotations(hook), "external_url": hook.externalURL,
+        "group_key": hook.groupKey,
+        "receiver": hook.receiver,
+        "channel": channel,
+        "thread_key": f"alert:{uuid.uuid4().hex}",
+        "status": hook.status,
+        "group_labels": hook.groupLabels,
+        "common_labels": hook.commonLabels,
+        "annotations": group_annotations(hook),
+        "external_url": hook.externalURL,
         "fired_at": iso(min((s for s in firing if s), default=now)),
-        "resolved_at": iso(resolved_at_of(hook, now)), "notifications": notifications,
+        "resolved_at": iso(resolved_at_of(hook, now)),
+        "notifications": notifications,
         "triage_state": "pending" if hook.status == "firing" else "done",
     }
 
@@ -210,9 +233,15 @@ def apply_notification(group: Group, hook: Webhook, channel: str, settings, now:
     if not first:
         group.moved = True
     view = GroupView(  # what the header's text and the replies need; the header itself is rendered when sent
-        status=group.status, names=alertnames(hook), labels=hook.commonLabels, group_labels=hook.groupLabels,
-        annotations=annotations, external_url=hook.externalURL, generator_url="",
-        fired_at=group.fired_at, resolved_at=group.resolved_at,
+        status=group.status,
+        names=alertnames(hook),
+        labels=hook.commonLabels,
+        group_labels=hook.groupLabels,
+        annotations=annotations,
+        external_url=hook.externalURL,
+        generator_url="",
+        fired_at=group.fired_at,
+        resolved_at=group.resolved_at,
     )
     firing, resolved = group.firing, group.total - group.firing
     fallback = {"text": header_text(view, firing, resolved)}  # the header until the outbox renders it
@@ -234,7 +263,14 @@ def apply_notification(group: Group, hook: Webhook, channel: str, settings, now:
         queued += thread.touch_header(fallback, data)
     # membership changes are frequent in a storm: logged at debug level, the rest at info
     (log.debug if outcome == "joined" else log.info)(
-        "alert_group", outcome=outcome, group_id=group.id, alertname=view.title, status=group.status,
-        firing=firing, joined=len(joined), left=len(left))
+        "alert_group",
+        outcome=outcome,
+        group_id=group.id,
+        alertname=view.title,
+        status=group.status,
+        firing=firing,
+        joined=len(joined),
+        left=len(left),
+    )
     triage = group.status == "firing" and outcome in ("new", "refired")
     return Recorded(group.id, outcome, len(incoming), triage, queued)

@@ -22,6 +22,7 @@ it is then: a header that a storm changes a thousand times is rendered once per 
 An alert absent from a complete notification (truncatedAlerts = 0) has left its group: Alertmanager
 always sends every alert of the group, so a missing one was dropped (e.g. Alertmanager lost its
 state). With truncatedAlerts > 0 (webhook `max_alerts`), absent alerts are left as they were."""
+
 from __future__ import annotations
 
 import asyncio
@@ -129,9 +130,6 @@ SELECT 1
 """
 
 
-
-
-
 async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
     """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group."""
     now = datetime.now(UTC)
@@ -145,10 +143,17 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
     previous: dict[int, dict] = {r["id"]: {} for r in rows}
     found_tails: dict[str, outbox.Tail] = {}
     if existing:
-        complete = {existing[h.groupKey] for h, _ in items
-                    if h.groupKey in existing and (h.truncatedAlerts == 0 or h.status == "resolved")}
-        named = [{"group_id": existing[h.groupKey], "fingerprint": a.fingerprint} for h, _ in items
-                 if h.groupKey in existing and existing[h.groupKey] not in complete for a in h.alerts]
+        complete = {
+            existing[h.groupKey]
+            for h, _ in items
+            if h.groupKey in existing and (h.truncatedAlerts == 0 or h.status == "resolved")
+        }
+        named = [
+            {"group_id": existing[h.groupKey], "fingerprint": a.fingerprint}
+            for h, _ in items
+            if h.groupKey in existing and existing[h.groupKey] not in complete
+            for a in h.alerts
+        ]
         keys = [r["thread_key"] for r in rows if not r["inserted"]]
         read = await conn.fetchrow(READ_GROUPS, list(complete), keys, json.dumps(named))
         for group_id, fp, status, name in json.loads(read["previous"]):
@@ -158,11 +163,19 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
     rewrites: dict[int, dict] = {}
     groups = {
         r["group_key"]: Group(
-            id=r["id"], key=r["group_key"], inserted=r["inserted"], status=r["status"], channel=r["channel"],
-            thread_key=r["thread_key"], fired_at=r["fired_at"], resolved_at=r["resolved_at"],
-            triage_state=r["triage_state"], members=previous[r["id"]],
+            id=r["id"],
+            key=r["group_key"],
+            inserted=r["inserted"],
+            status=r["status"],
+            channel=r["channel"],
+            thread_key=r["thread_key"],
+            fired_at=r["fired_at"],
+            resolved_at=r["resolved_at"],
+            triage_state=r["triage_state"],
+            members=previous[r["id"]],
             thread=Thread(r["thread_key"], r["channel"], found_tails.get(r["thread_key"]), new_rows, rewrites),
-            total=r["alerts_total"], firing=r["alerts_firing"],
+            total=r["alerts_total"],
+            firing=r["alerts_firing"],
         )
         for r in rows
     }
@@ -171,29 +184,53 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
     restarted = [g.id for g in groups.values() if g.restarted]
     if restarted:
         await conn.execute("DELETE FROM alerts WHERE group_id = ANY($1::bigint[])", restarted)
-    received = [alert_row(alert, groups[hook.groupKey].id) for hook, _ in items
-                for alert in {a.fingerprint: a for a in hook.alerts}.values()]
+    received = [
+        alert_row(alert, groups[hook.groupKey].id)
+        for hook, _ in items
+        for alert in {a.fingerprint: a for a in hook.alerts}.values()
+    ]
     upserts = [alert_row(alert, g.id) for g in groups.values() for alert in g.upserts.values()]
     gone = [{"group_id": g.id, "fingerprint": fp} for g in groups.values() for fp in g.gone]
     moved = []  # groups whose state moved on (everything), or only their counts
     for g in groups.values():
         if g.moved:
-            moved.append({
-                "id": g.id, "status": g.status, "thread_key": g.thread_key, "channel": g.channel,
-                "fired_at": iso(g.fired_at), "resolved_at": iso(g.resolved_at), "group_labels": g.labels["group"],
-                "common_labels": g.labels["common"], "annotations": g.payload["annotations"],
-                "external_url": g.payload["external_url"], "receiver": g.payload["receiver"],
-                "triage_state": g.triage_state, "alerts_total": g.total, "alerts_firing": g.firing})
+            moved.append(
+                {
+                    "id": g.id,
+                    "status": g.status,
+                    "thread_key": g.thread_key,
+                    "channel": g.channel,
+                    "fired_at": iso(g.fired_at),
+                    "resolved_at": iso(g.resolved_at),
+                    "group_labels": g.labels["group"],
+                    "common_labels": g.labels["common"],
+                    "annotations": g.payload["annotations"],
+                    "external_url": g.payload["external_url"],
+                    "receiver": g.payload["receiver"],
+                    "triage_state": g.triage_state,
+                    "alerts_total": g.total,
+                    "alerts_firing": g.firing,
+                }
+            )
         elif g.upserts or g.gone or g.restarted:
             moved.append({"id": g.id, "alerts_total": g.total, "alerts_firing": g.firing})
-    await conn.execute(WRITE_ALERTS, json.dumps(received), json.dumps(upserts), json.dumps(gone), json.dumps(moved),
-                       *outbox.write_params(new_rows, list(rewrites.values())))
+    await conn.execute(
+        WRITE_ALERTS,
+        json.dumps(received),
+        json.dumps(upserts),
+        json.dumps(gone),
+        json.dumps(moved),
+        *outbox.write_params(new_rows, list(rewrites.values())),
+    )
     return results
 
 
 # what PostgreSQL may refuse in one notification (a value it cannot store), not in the whole batch
-REFUSED_DATA = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
-                asyncpg.exceptions.ProgramLimitExceededError)
+REFUSED_DATA = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+)
 
 
 class Recorder:
@@ -252,7 +289,11 @@ class Recorder:
         async with self.store.acquire() as conn, conn.transaction():
             results = await record_batch(conn, self.settings, [(hook, channel) for hook, channel, _ in batch])
         _settle(batch, results=results)
-        log.debug("alert_batch_recorded", notifications=len(batch), duration_ms=round((time.perf_counter() - started) * 1000, 1))
+        log.debug(
+            "alert_batch_recorded",
+            notifications=len(batch),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
 
 def _settle(batch, *, results=None, error: Exception | None = None) -> None:
@@ -265,8 +306,8 @@ def _settle(batch, *, results=None, error: Exception | None = None) -> None:
             future.set_result(results[n])
 
 
-
 # ---------------------------------------------------------------------- /erpgo alerts
+
 
 async def open_groups(store, limit: int = 25) -> tuple[list[OpenGroup], int]:
     async with store.acquire() as conn:
@@ -277,11 +318,22 @@ async def open_groups(store, limit: int = 25) -> tuple[list[OpenGroup], int]:
                         WHERE a.group_id = g.id AND a.status = 'firing') AS names,
                       count(*) OVER () AS total
                FROM alert_groups g LEFT JOIN slack_threads t ON t.thread_key = g.thread_key
-               WHERE g.status = 'firing' ORDER BY g.fired_at DESC LIMIT $1""", limit)
+               WHERE g.status = 'firing' ORDER BY g.fired_at DESC LIMIT $1""",
+            limit,
+        )
     groups = []
     for r in rows:
         labels, annotations = json.loads(r["common_labels"]), json.loads(r["annotations"])
-        groups.append(OpenGroup(
-            r["id"], labels.get("alertname") or r["names"] or "alert", labels.get("severity", ""),
-            annotations.get("summary", ""), r["firing"], r["fired_at"], r["thread_channel"] or r["channel"], r["ts"]))
+        groups.append(
+            OpenGroup(
+                r["id"],
+                labels.get("alertname") or r["names"] or "alert",
+                labels.get("severity", ""),
+                annotations.get("summary", ""),
+                r["firing"],
+                r["fired_at"],
+                r["thread_channel"] or r["channel"],
+                r["ts"],
+            )
+        )
     return groups, (rows[0]["total"] if rows else 0)

@@ -1,5 +1,6 @@
 """What an alert thread shows: the header, membership, resolve and re-fire replies, the triage report,
 and the /erpgo alerts list. Headers and membership replies are rendered when the outbox sends them."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,8 @@ MAX_LISTED = 10  # instances named in a header or a reply
 MAX_MEMBERS_KEPT = 30  # names kept in a merged membership reply
 
 
-
 # ---------------------------------------------------------------------- messages
+
 
 @dataclass
 class GroupView:
@@ -67,7 +68,10 @@ def silence_url(external_url: str, matchers: dict[str, str]) -> str | None:
     """Alertmanager's "new silence" form, pre-filled with the group's labels."""
     if not external_url or not matchers:
         return None
-    terms = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in sorted(matchers.items()))
+    terms = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in sorted(matchers.items())
+    )
     return safe_url(external_url.rstrip("/") + "/#/silences/new?filter=" + quote("{" + terms + "}", safe=""))
 
 
@@ -86,7 +90,11 @@ def header_text(view: GroupView, firing: int, resolved: int) -> str:
     """The header as one line: the notification text, and the whole message until it is rendered."""
     severity = view.labels.get("severity", "")
     summary = view.annotations.get("summary") or view.annotations.get("message") or ""
-    text = f"{view.status.upper()}: {view.title}" + (f" ({severity})" if severity else "") + f" — {counts_text(firing, resolved)}"
+    text = (
+        f"{view.status.upper()}: {view.title}"
+        + (f" ({severity})" if severity else "")
+        + f" — {counts_text(firing, resolved)}"
+    )
     text += f" — {summary}" if summary else ""
     if view.group_labels:
         text += " — " + ", ".join(f"{k}={v}" for k, v in sorted(view.group_labels.items()))
@@ -105,7 +113,9 @@ def header_message(view: GroupView) -> render.Message:
         heading = f":white_check_mark: RESOLVED: {view.title}"
     text = header_text(view, len(firing), len(resolved))
     blocks: list = [HeaderBlock(text=render.clip(heading, 150))]
-    about = "\n".join(part for part in (f"*{render.escape(summary)}*" if summary else "", render.escape(description)) if part)
+    about = "\n".join(
+        part for part in (f"*{render.escape(summary)}*" if summary else "", render.escape(description)) if part
+    )
     if about:
         blocks.append(render.section(about))
     fields = [
@@ -115,8 +125,10 @@ def header_message(view: GroupView) -> render.Message:
         f"*Since*\n{slack_date(view.fired_at)}",
     ]
     if view.status == "resolved" and view.resolved_at is not None:
-        fields += [f"*Resolved*\n{slack_date(view.resolved_at)}",
-                   f"*Duration*\n{duration((view.resolved_at - view.fired_at).total_seconds())}"]
+        fields += [
+            f"*Resolved*\n{slack_date(view.resolved_at)}",
+            f"*Duration*\n{duration((view.resolved_at - view.fired_at).total_seconds())}",
+        ]
     blocks.append(SectionBlock(fields=[MarkdownTextObject(text=render.clip(f, 2000)) for f in fields]))
     links = []
     runbook = safe_url(view.annotations.get("runbook_url") or view.annotations.get("runbook"))
@@ -149,10 +161,14 @@ def membership_message(data: dict) -> render.Message:
     lines = []
     if data.get("joined_n"):
         n = data["joined_n"]
-        lines.append(f":heavy_plus_sign: *{n} alert{'s' if n != 1 else ''} joined*: {listing(data['joined'], MAX_MEMBERS_KEPT, n)}")
+        lines.append(
+            f":heavy_plus_sign: *{n} alert{'s' if n != 1 else ''} joined*: {listing(data['joined'], MAX_MEMBERS_KEPT, n)}"
+        )
     if data.get("left_n"):
         n = data["left_n"]
-        lines.append(f":heavy_minus_sign: *{n} alert{'s' if n != 1 else ''} resolved*: {listing(data['left'], MAX_MEMBERS_KEPT, n)}")
+        lines.append(
+            f":heavy_minus_sign: *{n} alert{'s' if n != 1 else ''} resolved*: {listing(data['left'], MAX_MEMBERS_KEPT, n)}"
+        )
     now = "now " + counts_text(data.get("firing", 0), data.get("resolved", 0))
     text = "; ".join(line.replace("*", "") for line in lines) + f" ({now})"  # names are escaped by listing()
     return render.message(text, [render.section("\n".join(lines)), render.context(now)])
@@ -163,9 +179,12 @@ def merge_membership(old: dict | None, joined: list[str], left: list[str], firin
     merged_joined = (old.get("joined", []) + sorted(joined))[:MAX_MEMBERS_KEPT]
     merged_left = (old.get("left", []) + sorted(left))[:MAX_MEMBERS_KEPT]
     return {
-        "joined": merged_joined, "joined_n": old.get("joined_n", 0) + len(joined),
-        "left": merged_left, "left_n": old.get("left_n", 0) + len(left),
-        "firing": firing, "resolved": resolved,
+        "joined": merged_joined,
+        "joined_n": old.get("joined_n", 0) + len(joined),
+        "left": merged_left,
+        "left_n": old.get("left_n", 0) + len(left),
+        "firing": firing,
+        "resolved": resolved,
     }
 
 
@@ -176,8 +195,10 @@ def resolved_message(view: GroupView, n: int) -> render.Message:
 
 
 def refire_message(was_resolved_for: float, firing: int) -> render.Message:
-    text = (f":repeat: *Firing again* — it had been resolved for {duration(was_resolved_for)}. "
-            f"{firing} firing; a new triage follows.")
+    text = (
+        f":repeat: *Firing again* — it had been resolved for {duration(was_resolved_for)}. "
+        f"{firing} firing; a new triage follows."
+    )
     return render.message(text.replace("*", ""), [render.section(text)])
 
 
@@ -213,12 +234,19 @@ async def render_header(conn, data: dict, thread_key: str) -> render.Message | N
         return None  # the group moved on to a new thread: this one keeps the text it was queued with
     rows = await conn.fetch(ALERTS_FOR_HEADER, data["group_id"])
     labels = json.loads(group["common_labels"])
-    names = [labels["alertname"]] if labels.get("alertname") else sorted({r["alertname"] for r in rows if r["alertname"]})
+    names = (
+        [labels["alertname"]] if labels.get("alertname") else sorted({r["alertname"] for r in rows if r["alertname"]})
+    )
     view = GroupView(
-        status=group["status"], names=names or ["alert"], labels=labels, group_labels=json.loads(group["group_labels"]),
-        annotations=json.loads(group["annotations"]), external_url=group["external_url"],
+        status=group["status"],
+        names=names or ["alert"],
+        labels=labels,
+        group_labels=json.loads(group["group_labels"]),
+        annotations=json.loads(group["annotations"]),
+        external_url=group["external_url"],
         generator_url=next((r["generator_url"] for r in rows if r["generator_url"]), ""),
-        fired_at=group["fired_at"], resolved_at=group["resolved_at"],
+        fired_at=group["fired_at"],
+        resolved_at=group["resolved_at"],
         members={r["fingerprint"]: (r["status"], r["display"]) for r in rows},
     )
     return header_message(view)
@@ -227,7 +255,6 @@ async def render_header(conn, data: dict, thread_key: str) -> render.Message | N
 @outbox.renderer(MEMBERSHIP)
 async def render_membership(_conn, data: dict, _thread_key: str) -> render.Message:
     return membership_message(data)
-
 
 
 @dataclass
@@ -247,12 +274,17 @@ def open_groups_message(groups: list[OpenGroup], total: int, links: dict[int, st
         return render.text_message(":white_check_mark: No alert is firing.")
     lines = [f"*{total} alert group{'s' if total != 1 else ''} firing*"]
     for g in groups:
-        where = f"<{links[g.group_id]}|thread>" if g.group_id in links else (
-            f"thread in <#{g.channel}>" if g.ts else "_thread not posted yet (queued)_")
+        where = (
+            f"<{links[g.group_id]}|thread>"
+            if g.group_id in links
+            else (f"thread in <#{g.channel}>" if g.ts else "_thread not posted yet (queued)_")
+        )
         severity = f" ({render.escape(g.severity)})" if g.severity else ""
         summary = f" — {render.escape(g.summary[:120])}" if g.summary else ""
-        lines.append(f":fire: *{render.escape(g.title)}*{severity}{summary} · {g.firing} firing since "
-                     f"{slack_date(g.fired_at)} · {where}")
+        lines.append(
+            f":fire: *{render.escape(g.title)}*{severity}{summary} · {g.firing} firing since "
+            f"{slack_date(g.fired_at)} · {where}"
+        )
     if total > len(groups):
         lines.append(f"_… and {total - len(groups)} more_")
     return render.text_message("\n".join(lines))

@@ -1,5 +1,6 @@
 """Triage of a new alert group: the checks its alert names map to, run once (whichever replica claims
 it), the report queued in the group's thread."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,6 @@ TRIAGE_LOOKBACK = timedelta(minutes=10)  # logs are read from this long before t
 QUEUE_RETRY = Backoff(first=0.5, cap=10.0)  # the bot database blinked while the report was queued
 QUEUE_RETRY = Backoff(first=0.5, cap=10.0)  # the bot database blinked while the report was queued
 TRIAGE_STALE = "10 minutes"  # a triage 'running' for longer was abandoned by a process that died
-
 
 
 # ---------------------------------------------------------------------- triage
@@ -78,15 +78,23 @@ async def _triage(runtime, group_id: int) -> Triaged | None:
         group = await conn.fetchrow(CLAIM_TRIAGE, group_id)
         if group is None:
             return None
-        names = [r["name"] for r in await conn.fetch(
-            "SELECT DISTINCT labels->>'alertname' AS name FROM alerts WHERE group_id = $1 AND status = 'firing'"
-            " AND labels ? 'alertname' ORDER BY 1", group_id)]
+        names = [
+            r["name"]
+            for r in await conn.fetch(
+                "SELECT DISTINCT labels->>'alertname' AS name FROM alerts WHERE group_id = $1 AND status = 'firing'"
+                " AND labels ? 'alertname' ORDER BY 1",
+                group_id,
+            )
+        ]
     labels = json.loads(group["common_labels"])
     names = names or [labels.get("alertname", "alert")]
     checks = triage_checks(runtime.registry, names, labels)
     since = group["fired_at"] - TRIAGE_LOOKBACK
-    ctx = CheckContext(runtime.targets, runtime.settings,
-                       {"requester": "alertmanager", "since": since, "alert_labels": labels, "alertnames": names})
+    ctx = CheckContext(
+        runtime.targets,
+        runtime.settings,
+        {"requester": "alertmanager", "since": since, "alert_labels": labels, "alertnames": names},
+    )
     started = time.perf_counter()
     findings = await run_checks(checks, ctx)
     elapsed = time.perf_counter() - started
@@ -99,12 +107,16 @@ async def _triage(runtime, group_id: int) -> Triaged | None:
             async with store.acquire() as conn:
                 async with conn.transaction():
                     current = await conn.fetchrow(
-                        "SELECT thread_key, channel FROM alert_groups WHERE id = $1 FOR UPDATE", group_id)
+                        "SELECT thread_key, channel FROM alert_groups WHERE id = $1 FOR UPDATE", group_id
+                    )
                     for message in messages:
-                        last_row = await outbox.enqueue(conn, current["thread_key"], current["channel"], "reply",
-                                                        message, kind="triage")
+                        last_row = await outbox.enqueue(
+                            conn, current["thread_key"], current["channel"], "reply", message, kind="triage"
+                        )
                     await conn.execute(
-                        "UPDATE alert_groups SET triage_state = 'done' WHERE id = $1 AND triage_state = 'running'", group_id)
+                        "UPDATE alert_groups SET triage_state = 'done' WHERE id = $1 AND triage_state = 'running'",
+                        group_id,
+                    )
             break
         except Exception as exc:  # the bot database blinked: the report is kept and retried for a while
             if attempt == 5:
@@ -113,8 +125,13 @@ async def _triage(runtime, group_id: int) -> Triaged | None:
             await asyncio.sleep(QUEUE_RETRY.delay(attempt))
     if runtime.outbox is not None:
         runtime.outbox.wake()
-    log.info("alert_triaged", group_id=group_id, checks=len(checks), findings=len(findings),
-             duration_ms=round(elapsed * 1000, 1))
+    log.info(
+        "alert_triaged",
+        group_id=group_id,
+        checks=len(checks),
+        findings=len(findings),
+        duration_ms=round(elapsed * 1000, 1),
+    )
     return Triaged(findings, last_row)
 
 
@@ -125,5 +142,6 @@ async def unfinished_triage(store) -> list[int]:
         rows = await conn.fetch(
             f"""SELECT id FROM alert_groups WHERE status = 'firing' AND updated_at > now() - interval '1 day'
                 AND (triage_state = 'pending'
-                     OR (triage_state = 'running' AND triage_started_at < now() - interval '{TRIAGE_STALE}'))""")
+                     OR (triage_state = 'running' AND triage_started_at < now() - interval '{TRIAGE_STALE}'))"""
+        )
     return [row["id"] for row in rows]

@@ -1,4 +1,5 @@
 """Alertmanager's webhook (version 4): its schema, parsing, and how alerts are routed and named."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # ---------------------------------------------------------------------- the webhook, version 4
+
 
 class WebhookAlert(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -68,12 +70,14 @@ def parse_webhook(raw: bytes) -> Webhook:
         if not isinstance(body, dict):
             raise IntakeError(400, "not an Alertmanager webhook: the body must be a JSON object") from None
         if "version" in body and body["version"] != "4":
-            raise IntakeError(400, f"unsupported Alertmanager webhook version {str(body['version'])[:10]!r} (expected \"4\")") from None
+            raise IntakeError(
+                400, f'unsupported Alertmanager webhook version {str(body["version"])[:10]!r} (expected "4")'
+            ) from None
         parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:3]]
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise IntakeError(400, "not an Alertmanager webhook (version 4): " + "; ".join(parts) + more) from None
     if hook.version != "4":
-        raise IntakeError(400, f"unsupported Alertmanager webhook version {hook.version[:10]!r} (expected \"4\")")
+        raise IntakeError(400, f'unsupported Alertmanager webhook version {hook.version[:10]!r} (expected "4")')
     return hook
 
 
@@ -85,6 +89,7 @@ def zero_to_none(when: datetime | None) -> datetime | None:
 
 
 # ---------------------------------------------------------------------- routing and naming
+
 
 def route_channel(settings, labels: dict[str, str]) -> str | None:
     """The channel of the first ERPGO_ALERT_ROUTES rule whose label matches, else ERPGO_ALERT_CHANNEL."""
@@ -102,7 +107,9 @@ def display_name(labels: dict[str, str], fingerprint: str) -> str:
     return fingerprint[:12]
 
 
-DISPLAY_SQL = "coalesce(labels->>'instance', labels->>'pod', labels->>'container', labels->>'job', left(fingerprint, 12))"
+DISPLAY_SQL = (
+    "coalesce(labels->>'instance', labels->>'pod', labels->>'container', labels->>'job', left(fingerprint, 12))"
+)
 
 
 def alertnames(hook: Webhook) -> list[str]:

@@ -14,6 +14,7 @@ own timeout, and the result is recorded: succeeded or failed. Rejected, expired 
 
 Nothing here knows Slack: the handlers turn a Decision into messages.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,12 +67,27 @@ class Approvals:
             raise StoreUnavailable(describe_error(exc)) from exc
 
     @staticmethod
-    async def _audit(conn, actor: str, event: str, outcome: str, *, approval_id: int | None = None,
-                     action: str | None = None, detail: str = "", channel: str | None = None) -> None:
+    async def _audit(
+        conn,
+        actor: str,
+        event: str,
+        outcome: str,
+        *,
+        approval_id: int | None = None,
+        action: str | None = None,
+        detail: str = "",
+        channel: str | None = None,
+    ) -> None:
         await conn.execute(
             "INSERT INTO audit_log (actor, event, approval_id, action, outcome, detail, channel)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            actor, event, approval_id, action, redact(outcome)[:500], redact(detail)[:2000], channel,
+            actor,
+            event,
+            approval_id,
+            action,
+            redact(outcome)[:500],
+            redact(detail)[:2000],
+            channel,
         )
         log.info("audit", actor=actor, what=event, approval_id=approval_id, action=action, outcome=outcome)
 
@@ -93,8 +109,15 @@ class Approvals:
 
     # ---- proposing --------------------------------------------------------------------------
 
-    async def propose(self, proposal: Proposal, *, requester: str, channel: str | None = None,
-                      thread_ts: str | None = None, target: list[str] | None = None) -> Approval:
+    async def propose(
+        self,
+        proposal: Proposal,
+        *,
+        requester: str,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+        target: list[str] | None = None,
+    ) -> Approval:
         """A pending approval for `proposal`, expiring as the policy says; audited as proposed."""
         expiry = self.policy.expiry(proposal.action).total_seconds()
         async with self._db() as conn, conn.transaction():
@@ -103,29 +126,56 @@ class Approvals:
                 " thread_ts, expires_at)"
                 " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, now() + make_interval(secs => $10))"
                 " RETURNING *",
-                proposal.action, json.dumps(proposal.args, default=str), redact(proposal.summary),
-                redact(proposal.reason), redact(proposal.preview), json.dumps(redact_any(list(target or []))),
-                requester, channel, thread_ts, expiry,
+                proposal.action,
+                json.dumps(proposal.args, default=str),
+                redact(proposal.summary),
+                redact(proposal.reason),
+                redact(proposal.preview),
+                json.dumps(redact_any(list(target or []))),
+                requester,
+                channel,
+                thread_ts,
+                expiry,
             )
-            await self._audit(conn, requester, "proposed", "pending", approval_id=row["id"],
-                              action=proposal.action, detail=proposal.summary, channel=channel)
+            await self._audit(
+                conn,
+                requester,
+                "proposed",
+                "pending",
+                approval_id=row["id"],
+                action=proposal.action,
+                detail=proposal.summary,
+                channel=channel,
+            )
         return Approval.from_row(row)
 
     async def attach_message(self, approval_id: int, channel: str, message_ts: str) -> None:
         """Remember where the approval's message is, so a click anywhere can update it."""
         async with self._db() as conn:
-            await conn.execute("UPDATE approvals SET channel = $2, message_ts = $3 WHERE id = $1",
-                               approval_id, channel, message_ts)
+            await conn.execute(
+                "UPDATE approvals SET channel = $2, message_ts = $3 WHERE id = $1", approval_id, channel, message_ts
+            )
 
     async def withdraw(self, approval_id: int, why: str) -> None:
         """Cancel an approval the bot could not show to anyone (its message failed to post)."""
         async with self._db() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
-                " WHERE id = $1 AND state = 'pending' RETURNING action, channel", approval_id, why)
+                " WHERE id = $1 AND state = 'pending' RETURNING action, channel",
+                approval_id,
+                why,
+            )
             if row:
-                await self._audit(conn, "bot", "cancelled", "cancelled", approval_id=approval_id,
-                                  action=row["action"], detail=why, channel=row["channel"])
+                await self._audit(
+                    conn,
+                    "bot",
+                    "cancelled",
+                    "cancelled",
+                    approval_id=approval_id,
+                    action=row["action"],
+                    detail=why,
+                    channel=row["channel"],
+                )
 
     # ---- deciding ---------------------------------------------------------------------------
 
@@ -133,8 +183,9 @@ class Approvals:
         """Why `user` may not approve this approval, or None: the clicker counts, never the bot."""
         return self.policy.approval_refusal(user, approval.action, approval.requester)
 
-    async def approve(self, approval_id: int, user: str, *, channel: str | None = None,
-                      retry: bool = False) -> Decision:
+    async def approve(
+        self, approval_id: int, user: str, *, channel: str | None = None, retry: bool = False
+    ) -> Decision:
         """Authorise, claim atomically, execute under the remediation's timeout, record, audit."""
         approval = await self.get(approval_id)
         early = await self._not_decidable(approval, approval_id, user, "approve", channel, retry)
@@ -152,8 +203,7 @@ class Approvals:
         decision.follow_ups = follow_ups
         return decision
 
-    async def reject(self, approval_id: int, user: str, *, channel: str | None = None,
-                     retry: bool = False) -> Decision:
+    async def reject(self, approval_id: int, user: str, *, channel: str | None = None, retry: bool = False) -> Decision:
         """An approver rejects it; the requester clicking Reject withdraws (cancels) it."""
         approval = await self.get(approval_id)
         early = await self._not_decidable(approval, approval_id, user, "reject", channel, retry)
@@ -164,24 +214,38 @@ class Approvals:
         elif self.policy.may_decide(user, approval.action):
             new_state, event = "rejected", "rejected"
         else:
-            refusal = (f"You may not reject `{approval.action}`: {self.policy.origin} allows "
-                       f"{self.policy.approvers(approval.action)} (and the requester) only.")
+            refusal = (
+                f"You may not reject `{approval.action}`: {self.policy.origin} allows "
+                f"{self.policy.approvers(approval.action)} (and the requester) only."
+            )
             await self.audit(user, "refused", refusal, approval_id=approval.id, action=approval.action, channel=channel)
             return Decision("refused", approval, reason=refusal)
         async with self._db() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE approvals SET state = $2, decided_by = $3, decided_at = now()"
                 " WHERE id = $1 AND state = 'pending' AND expires_at > now() RETURNING *",
-                approval.id, new_state, user)
+                approval.id,
+                new_state,
+                user,
+            )
             if row:
-                await self._audit(conn, user, event, new_state, approval_id=approval.id,
-                                  action=approval.action, detail=approval.summary, channel=channel)
+                await self._audit(
+                    conn,
+                    user,
+                    event,
+                    new_state,
+                    approval_id=approval.id,
+                    action=approval.action,
+                    detail=approval.summary,
+                    channel=channel,
+                )
         if row is None:
             return await self._lost_race(approval_id, user, "reject", channel, retry)
         return Decision(event, Approval.from_row(row))
 
-    async def _not_decidable(self, approval: Approval | None, approval_id: int, user: str, verb: str,
-                             channel: str | None, retry: bool) -> Decision | None:
+    async def _not_decidable(
+        self, approval: Approval | None, approval_id: int, user: str, verb: str, channel: str | None, retry: bool
+    ) -> Decision | None:
         """Missing, already decided, or expired: the Decision that ends the click here."""
         if approval is None:
             await self.audit(user, "refused", "no such approval", approval_id=approval_id, channel=channel)
@@ -206,10 +270,19 @@ class Approvals:
             return Decision("duplicate", approval)
         if approval.state == "expired":
             # refused like any late click; the message is updated again in case it still shows buttons
-            await self.audit(user, "refused", "expired", approval_id=approval.id, action=approval.action, channel=channel)
+            await self.audit(
+                user, "refused", "expired", approval_id=approval.id, action=approval.action, channel=channel
+            )
             return Decision("expired", approval)
-        await self.audit(user, "refused", f"already handled ({approval.state})", approval_id=approval.id,
-                         action=approval.action, detail=f"{verb} clicked", channel=channel)
+        await self.audit(
+            user,
+            "refused",
+            f"already handled ({approval.state})",
+            approval_id=approval.id,
+            action=approval.action,
+            detail=f"{verb} clicked",
+            channel=channel,
+        )
         return Decision("handled", approval)
 
     async def _expire_one(self, approval: Approval, user: str, verb: str, channel: str | None) -> Decision:
@@ -217,12 +290,30 @@ class Approvals:
             async with conn.transaction():
                 row = await conn.fetchrow(
                     "UPDATE approvals SET state = 'expired', decided_at = now(), result = 'expired before anyone approved it'"
-                    " WHERE id = $1 AND state = 'pending' AND expires_at <= now() RETURNING *", approval.id)
+                    " WHERE id = $1 AND state = 'pending' AND expires_at <= now() RETURNING *",
+                    approval.id,
+                )
                 if row:
-                    await self._audit(conn, "bot", "expired", "expired", approval_id=approval.id,
-                                      action=approval.action, detail=approval.summary, channel=approval.channel)
-                await self._audit(conn, user, "refused", "expired", approval_id=approval.id,
-                                  action=approval.action, detail=f"{verb} clicked", channel=channel)
+                    await self._audit(
+                        conn,
+                        "bot",
+                        "expired",
+                        "expired",
+                        approval_id=approval.id,
+                        action=approval.action,
+                        detail=approval.summary,
+                        channel=approval.channel,
+                    )
+                await self._audit(
+                    conn,
+                    user,
+                    "refused",
+                    "expired",
+                    approval_id=approval.id,
+                    action=approval.action,
+                    detail=f"{verb} clicked",
+                    channel=channel,
+                )
         return Decision("expired", Approval.from_row(row) if row else await self.get(approval.id))
 
     async def _claim(self, approval_id: int, user: str, channel: str | None) -> Approval | None:
@@ -231,10 +322,20 @@ class Approvals:
             row = await conn.fetchrow(
                 "UPDATE approvals SET state = 'executing', decided_by = $2, decided_at = now()"
                 " WHERE id = $1 AND state = 'pending' AND expires_at > now() RETURNING *",
-                approval_id, user)
+                approval_id,
+                user,
+            )
             if row:
-                await self._audit(conn, user, "approved", "executing", approval_id=approval_id,
-                                  action=row["action"], detail=row["summary"], channel=channel)
+                await self._audit(
+                    conn,
+                    user,
+                    "approved",
+                    "executing",
+                    approval_id=approval_id,
+                    action=row["action"],
+                    detail=row["summary"],
+                    channel=channel,
+                )
         return Approval.from_row(row) if row else None
 
     async def _execute(self, approval: Approval, approver: str) -> tuple[str, str, str, list]:
@@ -242,8 +343,11 @@ class Approvals:
         remediation = self.registry.remediations.get(approval.action)
         if remediation is None:
             return "failed", f"this bot has no remediation called {approval.action}", "failed", []
-        ctx = CheckContext(self.targets, self.settings,
-                           {"approval_id": approval.id, "requester": approval.requester, "approver": approver})
+        ctx = CheckContext(
+            self.targets,
+            self.settings,
+            {"approval_id": approval.id, "requester": approval.requester, "approver": approver},
+        )
         log.info("remediation_start", approval_id=approval.id, action=approval.action, approver=approver)
         try:
             line = await asyncio.wait_for(remediation.func(ctx, **approval.args), remediation.timeout)
@@ -253,22 +357,40 @@ class Approvals:
         except NotConfigured as exc:
             return "failed", f"nothing done: {exc}", "nothing done", []
         except TimeoutError:
-            return ("failed", f"no answer within {remediation.timeout:g} s; it may or may not have taken effect — "
-                    "run the check again to see", "failed", [])
+            return (
+                "failed",
+                f"no answer within {remediation.timeout:g} s; it may or may not have taken effect — "
+                "run the check again to see",
+                "failed",
+                [],
+            )
         except Exception as exc:  # the result of an approval is always recorded, never raised
             return "failed", describe_error(exc), "failed", []
 
-    async def _finish(self, claimed: Approval, user: str, state: str, result: str, outcome: str,
-                      channel: str | None) -> Decision:
+    async def _finish(
+        self, claimed: Approval, user: str, state: str, result: str, outcome: str, channel: str | None
+    ) -> Decision:
         log.info("remediation_done", approval_id=claimed.id, action=claimed.action, outcome=outcome, result=result)
         for attempt in range(RESULT_RECORD_ATTEMPTS):
             try:
                 async with self._db() as conn, conn.transaction():
                     row = await conn.fetchrow(
                         "UPDATE approvals SET state = $2, result = $3, finished_at = now()"
-                        " WHERE id = $1 AND state = 'executing' RETURNING *", claimed.id, state, result[:2000])
-                    await self._audit(conn, user, "executed", outcome, approval_id=claimed.id,
-                                      action=claimed.action, detail=result, channel=channel)
+                        " WHERE id = $1 AND state = 'executing' RETURNING *",
+                        claimed.id,
+                        state,
+                        result[:2000],
+                    )
+                    await self._audit(
+                        conn,
+                        user,
+                        "executed",
+                        outcome,
+                        approval_id=claimed.id,
+                        action=claimed.action,
+                        detail=result,
+                        channel=channel,
+                    )
                 return Decision("executed", Approval.from_row(row) if row else await self.get(claimed.id))
             except StoreUnavailable:
                 if attempt + 1 < RESULT_RECORD_ATTEMPTS:
@@ -289,17 +411,27 @@ class Approvals:
             async with conn.transaction():
                 rows = await conn.fetch(
                     "UPDATE approvals SET state = 'expired', decided_at = now(), result = 'expired before anyone approved it'"
-                    " WHERE state = 'pending' AND expires_at <= now() RETURNING *")
+                    " WHERE state = 'pending' AND expires_at <= now() RETURNING *"
+                )
                 for row in rows:
-                    await self._audit(conn, "bot", "expired", "expired", approval_id=row["id"],
-                                      action=row["action"], detail=row["summary"], channel=row["channel"])
+                    await self._audit(
+                        conn,
+                        "bot",
+                        "expired",
+                        "expired",
+                        approval_id=row["id"],
+                        action=row["action"],
+                        detail=row["summary"],
+                        channel=row["channel"],
+                    )
         return [Approval.from_row(row) for row in rows]
 
     async def open_approvals(self, limit: int = 50) -> list[Approval]:
         """Pending and executing approvals, oldest first."""
         async with self._db() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM approvals WHERE state = ANY($1::text[]) ORDER BY id LIMIT $2", list(OPEN_STATES), limit)
+                "SELECT * FROM approvals WHERE state = ANY($1::text[]) ORDER BY id LIMIT $2", list(OPEN_STATES), limit
+            )
         return [Approval.from_row(row) for row in rows]
 
     async def recent_audit(self, limit: int = 20) -> list[AuditEntry]:

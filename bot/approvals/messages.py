@@ -1,6 +1,7 @@
 """Approvals as Slack messages: the proposal with its Approve/Reject buttons, the same message once
 decided (buttons gone, who did what), the thread reply, the answers only the clicker sees, and the
 /erpgo approvals and /erpgo audit listings. The buttons carry the approval id and nothing else."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -60,7 +61,9 @@ def title_line(approval: Approval) -> str:
 def target_lines(approval: Approval) -> str:
     if not approval.target:
         return ""
-    bullets = [f"    ◦ {escape(line.strip())}" if line[:1].isspace() else f"• {escape(line)}" for line in approval.target]
+    bullets = [
+        f"    ◦ {escape(line.strip())}" if line[:1].isspace() else f"• {escape(line)}" for line in approval.target
+    ]
     return "*What it is about*\n" + "\n".join(bullets)
 
 
@@ -72,14 +75,19 @@ def preview_block(approval: Approval, heading: str) -> str:
 
 # ---- the approval message ------------------------------------------------------------------
 
+
 def approval_message(approval: Approval, policy: Policy, now: datetime | None = None) -> Message:
     """The pending approval: what will happen, to what, the exact statement, and the two buttons."""
     now = now or datetime.now(UTC)
     left = (approval.expires_at - now).total_seconds()
-    four_eyes = "the requester may approve too" if policy.self_approval(approval.action) else "someone other than the requester"
-    head = (f"{STATE_EMOJI['pending']} {title_line(approval)}\n"
-            f"Requested by {mention(approval.requester)} · may be approved by {escape(policy.approvers(approval.action))} "
-            f"({four_eyes}) · expires {slack_time(approval.expires_at)} (in {minutes(left)})")
+    four_eyes = (
+        "the requester may approve too" if policy.self_approval(approval.action) else "someone other than the requester"
+    )
+    head = (
+        f"{STATE_EMOJI['pending']} {title_line(approval)}\n"
+        f"Requested by {mention(approval.requester)} · may be approved by {escape(policy.approvers(approval.action))} "
+        f"({four_eyes}) · expires {slack_time(approval.expires_at)} (in {minutes(left)})"
+    )
     blocks: list[Block] = [section(head)]
     if approval.target:
         blocks.append(section(target_lines(approval)))
@@ -88,18 +96,32 @@ def approval_message(approval: Approval, policy: Policy, now: datetime | None = 
         blocks.append(section(f"_Why:_ {escape(approval.reason)}"))
     confirm = ConfirmObject(
         title=clip(f"Approve #{approval.id}?", 100),
-        text=clip(f"{escape(approval.summary)} — this runs `{approval.action}` now, once, and cannot be undone. "
-                  "The target is re-checked first.", 300),
+        text=clip(
+            f"{escape(approval.summary)} — this runs `{approval.action}` now, once, and cannot be undone. "
+            "The target is re-checked first.",
+            300,
+        ),
         confirm="Approve and run",
         deny="Cancel",
         style="danger",
     )
-    blocks.append(ActionsBlock(block_id=f"approval-{approval.id}", elements=[
-        ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=str(approval.id), style="danger", confirm=confirm),
-        ButtonElement(text="Reject", action_id=REJECT_ACTION, value=str(approval.id)),
-    ]))
-    blocks.append(context(f"`{escape(approval.action)}` · approval #{approval.id} · "
-                          "the target is re-checked before anything runs · every step is audited"))
+    blocks.append(
+        ActionsBlock(
+            block_id=f"approval-{approval.id}",
+            elements=[
+                ButtonElement(
+                    text="Approve", action_id=APPROVE_ACTION, value=str(approval.id), style="danger", confirm=confirm
+                ),
+                ButtonElement(text="Reject", action_id=REJECT_ACTION, value=str(approval.id)),
+            ],
+        )
+    )
+    blocks.append(
+        context(
+            f"`{escape(approval.action)}` · approval #{approval.id} · "
+            "the target is re-checked before anything runs · every step is audited"
+        )
+    )
     return render.message(f"Approval #{approval.id} needed: {approval.summary}", blocks)
 
 
@@ -138,8 +160,12 @@ def decided_message(approval: Approval) -> Message:
     heading = "What ran" if approval.state in ("succeeded", "failed", "executing") else "What would have run"
     blocks.append(section(preview_block(approval, heading)))
     decided = f" · decided {clock(approval.decided_at)}" if approval.decided_at else ""
-    blocks.append(context(f"`{escape(approval.action)}` · approval #{approval.id} · requested by "
-                          f"{mention(approval.requester)} at {clock(approval.created_at)}{decided}"))
+    blocks.append(
+        context(
+            f"`{escape(approval.action)}` · approval #{approval.id} · requested by "
+            f"{mention(approval.requester)} at {clock(approval.created_at)}{decided}"
+        )
+    )
     return render.message(f"Approval #{approval.id}: {approval.summary} — {plain_outcome(approval)}", blocks)
 
 
@@ -157,6 +183,7 @@ def thread_result(approval: Approval, recorded: bool = True) -> Message:
 
 # ---- what only the clicker sees --------------------------------------------------------------
 
+
 def decision_notice(decision: Decision) -> Message | None:
     """The ephemeral answer to a click; None when the message update says it all."""
     approval = decision.approval
@@ -165,24 +192,30 @@ def decision_notice(decision: Decision) -> Message | None:
     if decision.kind == "missing" or approval is None:
         return render.text_message(f":grey_question: {escape(decision.reason or 'There is no such approval.')}")
     if decision.kind == "expired":
-        return render.text_message(f":hourglass: Approval #{approval.id} expired at {clock(approval.expires_at)}; "
-                                   "nothing was done. Run the check again for a fresh proposal.")
+        return render.text_message(
+            f":hourglass: Approval #{approval.id} expired at {clock(approval.expires_at)}; "
+            "nothing was done. Run the check again for a fresh proposal."
+        )
     if decision.kind == "handled":
         if approval.state == "executing":
-            return render.text_message(f":hourglass_flowing_sand: Approval #{approval.id} is already being executed "
-                                       f"(approved by {mention(approval.decided_by)}); nothing more was done.")
-        return render.text_message(f":information_source: Approval #{approval.id} was already handled: "
-                                   f"{outcome_line(approval)}. Nothing more was done.")
+            return render.text_message(
+                f":hourglass_flowing_sand: Approval #{approval.id} is already being executed "
+                f"(approved by {mention(approval.decided_by)}); nothing more was done."
+            )
+        return render.text_message(
+            f":information_source: Approval #{approval.id} was already handled: "
+            f"{outcome_line(approval)}. Nothing more was done."
+        )
     return None
 
 
 def store_down_notice(error: str) -> Message:
-    return render.text_message(":warning: Could not reach the bot's database — nothing was done, try again."
-                               f"\n_{escape(error)}_")
+    return render.text_message(
+        f":warning: Could not reach the bot's database — nothing was done, try again.\n_{escape(error)}_"
+    )
 
 
-NO_STORE = ("Approvals need the bot's own database: set BOT_DATABASE_URL. "
-            "Until then proposals are shown as text only.")
+NO_STORE = "Approvals need the bot's own database: set BOT_DATABASE_URL. Until then proposals are shown as text only."
 
 
 def no_store_notice() -> Message:
@@ -195,14 +228,21 @@ def bad_value_notice(value: str) -> Message:
 
 # ---- notes in a report thread -----------------------------------------------------------------
 
+
 def proposals_note(lines: list[str]) -> Message:
     return render.message("Proposals", [context("\n".join(lines))])
 
 
 # ---- /erpgo approvals and /erpgo audit ---------------------------------------------------------
 
-def approvals_list(approvals: list[Approval], links: dict[int, str], policy: Policy,
-                   now: datetime | None = None, timeouts: dict[str, float] | None = None) -> Message:
+
+def approvals_list(
+    approvals: list[Approval],
+    links: dict[int, str],
+    policy: Policy,
+    now: datetime | None = None,
+    timeouts: dict[str, float] | None = None,
+) -> Message:
     now = now or datetime.now(UTC)
     if not approvals:
         return render.text_message("No open approvals.")
@@ -215,9 +255,11 @@ def approvals_list(approvals: list[Approval], links: dict[int, str], policy: Pol
             if approval.decided_at and (now - approval.decided_at).total_seconds() > limit:
                 status += " — no result recorded since: the bot may have stopped mid-way; check the target by hand"
         else:
-            status = (f"pending for {age}, requested by {mention(approval.requester)}, approvers "
-                      f"{escape(policy.approvers(approval.action))}, expires in "
-                      f"{minutes((approval.expires_at - now).total_seconds())}")
+            status = (
+                f"pending for {age}, requested by {mention(approval.requester)}, approvers "
+                f"{escape(policy.approvers(approval.action))}, expires in "
+                f"{minutes((approval.expires_at - now).total_seconds())}"
+            )
         link = links.get(approval.id)
         where = f" · <{link}|open>" if link else (f" · in <#{approval.channel}>" if approval.channel else "")
         lines.append(f"• #{approval.id} {escape(approval.summary)} — {status}{where}")
@@ -244,8 +286,10 @@ def audit_list(entries: list[AuditEntry]) -> Message:
         what = f"#{entry.approval_id} " if entry.approval_id else ""
         action = f"`{escape(entry.action)}` " if entry.action else ""
         detail = f" — {escape(clip(entry.detail, 160))}" if entry.detail and entry.event != "refused" else ""
-        lines.append(f"`{at}` {mention(entry.actor)} {AUDIT_EVENT_WORDS.get(entry.event, entry.event)} "
-                     f"{what}{action}→ {escape(entry.outcome)}{detail}")
+        lines.append(
+            f"`{at}` {mention(entry.actor)} {AUDIT_EVENT_WORDS.get(entry.event, entry.event)} "
+            f"{what}{action}→ {escape(entry.outcome)}{detail}"
+        )
     return _chunked("\n".join(lines), f"audit log: {len(entries)} entries")
 
 

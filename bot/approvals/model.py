@@ -1,4 +1,5 @@
 """What an approval is: its states, the approval row, audit entries, and what a click came to."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ class State(StrEnum):
 
 
 OPEN_STATES = (State.PENDING, State.EXECUTING)
+
 
 class StoreUnavailable(Exception):
     """The bot's database could not be reached; nothing was changed."""

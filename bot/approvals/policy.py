@@ -13,6 +13,7 @@ and among patterns the one with the most literal characters wins ("db *" beats "
 A malformed file is a configuration error naming the file and the problem; the bot does not
 start with a policy it cannot read.
 """
+
 from __future__ import annotations
 
 import re
@@ -99,7 +100,11 @@ class Policy:
 
     @property
     def origin(self) -> str:
-        return f"the policy ({Path(self.source).name})" if self.source else "the default policy (CHATOPS_POLICY_FILE is not set)"
+        return (
+            f"the policy ({Path(self.source).name})"
+            if self.source
+            else "the default policy (CHATOPS_POLICY_FILE is not set)"
+        )
 
     # ---- membership
 
@@ -184,18 +189,23 @@ class Policy:
         if not self.may_decide(user, action):
             return f"You may not approve `{action}`: {self.origin} allows {self.approvers(action)} only."
         if user == requester and not self.self_approval(action):
-            return (f"You requested this yourself; someone else has to approve it "
-                    f"(`{action}` needs a second person under {self.origin}).")
+            return (
+                f"You requested this yourself; someone else has to approve it "
+                f"(`{action}` needs a second person under {self.origin})."
+            )
         return None
 
     def describe(self) -> str:
         """One line for the start-up log."""
         doc = self.document
-        return (f"{len(doc.groups)} groups, {len(doc.verbs)} verb rules, {len(doc.actions)} action rules, "
-                f"channels: {', '.join(doc.channels) if doc.channels else 'any'}")
+        return (
+            f"{len(doc.groups)} groups, {len(doc.verbs)} verb rules, {len(doc.actions)} action rules, "
+            f"channels: {', '.join(doc.channels) if doc.channels else 'any'}"
+        )
 
 
 # ---- loading
+
 
 def _where(loc: tuple) -> str:
     return " › ".join(str(part) for part in loc) or "top level"
@@ -204,8 +214,9 @@ def _where(loc: tuple) -> str:
 def _check_names(doc: PolicyDocument) -> None:
     for group, members in doc.groups.items():
         if not GROUP_NAME.match(group) or group == EVERYONE:
-            raise ValueError(f"groups › {group}: a group name is lower case letters, digits, '-', '_' or '.' "
-                             f"(and not '{EVERYONE}')")
+            raise ValueError(
+                f"groups › {group}: a group name is lower case letters, digits, '-', '_' or '.' (and not '{EVERYONE}')"
+            )
         for member in members:
             if not USER_ID.match(str(member)):
                 raise ValueError(f"groups › {group}: {member!r} is not a Slack user id (like U0123ABCD)")

@@ -1,5 +1,6 @@
 """Approvals as Slack sees them: each proposal of a report becomes a pending approval posted in the
 report's thread; decided and expired approvals have their message updated (buttons gone)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,9 @@ MAX_APPROVAL_MESSAGES = 10  # per report; the rest are named in a note
 EXPIRY_SWEEP_SECONDS = 20  # how soon an expired approval loses its buttons when nobody clicks
 
 
-async def update_approval_message(runtime: Runtime, approval: Approval, fallback: tuple[str | None, str | None] = (None, None)) -> None:
+async def update_approval_message(
+    runtime: Runtime, approval: Approval, fallback: tuple[str | None, str | None] = (None, None)
+) -> None:
     channel = approval.channel or fallback[0]
     ts = approval.message_ts or fallback[1]
     if not channel or not ts:
@@ -37,7 +40,9 @@ async def post_quietly(runtime: Runtime, channel: str | None, message: dict, thr
         log.warning("approval_reply_not_posted", error=type(exc).__name__)
 
 
-async def post_proposals(runtime: Runtime, channel: str, thread_ts: str, findings: list[Finding], requester: str) -> list[Approval]:
+async def post_proposals(
+    runtime: Runtime, channel: str, thread_ts: str, findings: list[Finding], requester: str
+) -> list[Approval]:
     """Each proposal of `findings` becomes a pending approval posted as its own message in the thread.
 
     `requester` is the Slack user who ran the command ("alertmanager" for alert triage). Proposals
@@ -56,16 +61,21 @@ async def post_proposals(runtime: Runtime, channel: str, thread_ts: str, finding
     notes = []
     blocked = sorted({p.action for _, p in pairs if not policy.approvable(p.action)})
     if blocked:
-        notes.append(f":lock: No one may approve {', '.join(f'`{a}`' for a in blocked)} under {policy.origin}: "
-                     "those proposals are shown as text only.")
+        notes.append(
+            f":lock: No one may approve {', '.join(f'`{a}`' for a in blocked)} under {policy.origin}: "
+            "those proposals are shown as text only."
+        )
     posted: list[Approval] = []
     for finding, proposal in approvable[:MAX_APPROVAL_MESSAGES]:
         try:
-            approval = await runtime.approvals.propose(proposal, requester=requester, channel=channel,
-                                                       thread_ts=thread_ts, target=target_of(finding))
+            approval = await runtime.approvals.propose(
+                proposal, requester=requester, channel=channel, thread_ts=thread_ts, target=target_of(finding)
+            )
         except StoreUnavailable as exc:
-            notes.append(f":warning: Could not reach the bot's database ({view.escape(str(exc))}): "
-                         "the remaining proposals are shown as text only.")
+            notes.append(
+                f":warning: Could not reach the bot's database ({view.escape(str(exc))}): "
+                "the remaining proposals are shown as text only."
+            )
             break
         try:
             message = await runtime.slack.post(channel, view.approval_message(approval, policy), thread_ts=thread_ts)
@@ -79,8 +89,10 @@ async def post_proposals(runtime: Runtime, channel: str, thread_ts: str, finding
             continue
         posted.append(approval)
     if len(approvable) > MAX_APPROVAL_MESSAGES:
-        notes.append(f"{len(approvable) - MAX_APPROVAL_MESSAGES} more proposals are listed in the details only; "
-                     "resolve these first and run the check again.")
+        notes.append(
+            f"{len(approvable) - MAX_APPROVAL_MESSAGES} more proposals are listed in the details only; "
+            "resolve these first and run the check again."
+        )
     if notes:
         await post_quietly(runtime, channel, view.proposals_note(notes), thread_ts)
     return posted

@@ -1,5 +1,6 @@
 """Runs checks concurrently, each under its own timeout. A check never sinks the report:
 whatever it raises becomes a Finding."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """How the bot tells "that component is down" from "this is a bug", how it describes a failure in
 one safe line, and the one retry backoff everything waits by."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """What a check returns: Findings (a status and what was seen) and Proposals (a remediation to approve)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,13 @@ _EMOJI = {
     Status.ERROR: ":red_circle:",
     Status.CRIT: ":red_circle:",
 }
-_LABEL = {Status.OK: "OK", Status.SKIPPED: "SKIPPED", Status.WARN: "WARNING", Status.ERROR: "ERROR", Status.CRIT: "CRITICAL"}
+_LABEL = {
+    Status.OK: "OK",
+    Status.SKIPPED: "SKIPPED",
+    Status.WARN: "WARNING",
+    Status.ERROR: "ERROR",
+    Status.CRIT: "CRITICAL",
+}
 
 
 def worst(statuses) -> Status:

@@ -1,4 +1,5 @@
 """structlog JSON lines on stdout, one per event, redacted."""
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,11 @@ class _CurrentStream:
 
 def configure_logging(level: str = "info", stream=None) -> None:
     """JSON lines to stdout (or `stream`, e.g. sys.stderr for the terminal modes)."""
-    stream = _CurrentStream("stderr" if stream is sys.stderr else "stdout") if stream in (None, sys.stdout, sys.stderr) else stream
+    stream = (
+        _CurrentStream("stderr" if stream is sys.stderr else "stdout")
+        if stream in (None, sys.stdout, sys.stderr)
+        else stream
+    )
     numeric = getattr(logging, level.upper(), logging.INFO)
     structlog.configure(
         processors=[
@@ -45,10 +50,19 @@ def configure_logging(level: str = "info", stream=None) -> None:
     )
     # libraries (bolt, slack_sdk, aiohttp) log through stdlib: same stream, same redaction, warnings and up
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _redact, structlog.processors.JSONRenderer()],
-        foreign_pre_chain=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _redact,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))

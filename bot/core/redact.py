@@ -1,4 +1,5 @@
 """The one redaction function everything that leaves the bot passes through."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,10 @@ MASK = "***"
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # private keys, whole block
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S), "[private key redacted]"),
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+        "[private key redacted]",
+    ),
     # user:password@ in any URL or DSN
     (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)(@)"), rf"\1{MASK}\3"),
     # Slack tokens and signing-style secrets

@@ -6,6 +6,7 @@ Each runbook module declares what it has on a `Runbook` of its own; the composit
 resolves the triage rules — a rule naming a check nobody registered stops the bot at start.
 Handlers look verbs up in the registry and never know which module a check lives in.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -113,24 +114,30 @@ class Runbook:
 
         return decorate
 
-    def check(self, *verbs: str, component: str, section: str,
-              timeout: float | None = None) -> Callable[[CheckFunc], CheckFunc]:
+    def check(
+        self, *verbs: str, component: str, section: str, timeout: float | None = None
+    ) -> Callable[[CheckFunc], CheckFunc]:
         def decorate(func: CheckFunc) -> CheckFunc:
             self.checks.append((verbs, Check(func.__name__, func, component, section, timeout)))
             return func
 
         return decorate
 
-    def remediation(self, action: str, summary: str, *,
-                    timeout: float = 30.0) -> Callable[[Callable[..., Awaitable[str]]], Callable[..., Awaitable[str]]]:
+    def remediation(
+        self, action: str, summary: str, *, timeout: float = 30.0
+    ) -> Callable[[Callable[..., Awaitable[str]]], Callable[..., Awaitable[str]]]:
         def decorate(func: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
             self.remediations.append(Remediation(action, func, summary, timeout))
             return func
 
         return decorate
 
-    def triage_for(self, *alertnames: str, checks: list[str] | tuple[str, ...],
-                   match: Callable[[dict[str, str]], bool] | None = None) -> None:
+    def triage_for(
+        self,
+        *alertnames: str,
+        checks: list[str] | tuple[str, ...],
+        match: Callable[[dict[str, str]], bool] | None = None,
+    ) -> None:
         """Alerts with one of these names (or whose labels `match`) get the checks named `checks`."""
         self.triage.append(TriageRule(alertnames, tuple(checks), match))
 
@@ -158,7 +165,9 @@ class Registry:
                 self.checks[check.name] = check
                 for name in verbs:
                     if name not in self.verbs:
-                        raise RegistryError(f"check {check.name!r} of runbook {runbook.name} answers unknown verb {name!r}")
+                        raise RegistryError(
+                            f"check {check.name!r} of runbook {runbook.name} answers unknown verb {name!r}"
+                        )
                     self.verbs[name].checks.append(check)
             for remediation in runbook.remediations:
                 if remediation.action in self.remediations:
@@ -173,7 +182,9 @@ class Registry:
             unknown = [name for name in rule.check_names if name not in self.checks]
             if unknown:
                 what = ", ".join(rule.alertnames) or "a label rule"
-                raise RegistryError(f"triage of {what} (runbook {runbook}) names unknown check(s): {', '.join(unknown)}")
+                raise RegistryError(
+                    f"triage of {what} (runbook {runbook}) names unknown check(s): {', '.join(unknown)}"
+                )
             self.triage.append(Triage(rule.alertnames, [self.checks[name] for name in rule.check_names], rule.match))
         self._rules = []
         return self

@@ -1,5 +1,6 @@
 """Background work started by a request (the report after the ack), tracked so that nothing is
 dropped on shutdown and the shell can wait for a command to finish."""
+
 from __future__ import annotations
 
 import asyncio

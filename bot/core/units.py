@@ -1,4 +1,5 @@
 """Numbers as an on-call engineer reads them."""
+
 from __future__ import annotations
 
 

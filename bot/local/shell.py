@@ -4,6 +4,7 @@ Each line you type is sent to the bot as Slack would send it (signed, over HTTP)
 posts back is rendered as text. Buttons work too: `approve 42`, or `/as U123 approve 42` to click
 as another user.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -94,13 +95,13 @@ class Shell:
         self.print_new_activity()
 
     def print_new_activity(self) -> None:
-        for call in self.slack.calls[self.seen_calls:]:
+        for call in self.slack.calls[self.seen_calls :]:
             if call.response.get("ok") is False:
                 self.say(f"[{call.method} failed: {call.response.get('error')}]")
             elif call.method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
                 self.say(self.describe(call))
         self.seen_calls = len(self.slack.calls)
-        for response in self.slack.responses[self.seen_responses:]:
+        for response in self.slack.responses[self.seen_responses :]:
             self.say("── response ──\n" + render_text(response))
         self.seen_responses = len(self.slack.responses)
 
@@ -124,11 +125,13 @@ async def run_shell(settings: Settings, user: str) -> int:
     signing_secret = secrets.token_hex(16)
     slack = LocalSlack(signing_secret)
     await slack.start()
-    shell_settings = settings.model_copy(update={
-        "slack_bot_token": SecretStr(slack.bot_token),
-        "slack_signing_secret": SecretStr(signing_secret),
-        "slack_api_url": slack.api_url,
-    })
+    shell_settings = settings.model_copy(
+        update={
+            "slack_bot_token": SecretStr(slack.bot_token),
+            "slack_signing_secret": SecretStr(signing_secret),
+            "slack_api_url": slack.api_url,
+        }
+    )
     runner, port = await start_http(shell_settings, "127.0.0.1", 0)
     slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
     shell = Shell(slack, runner.app[RUNTIME], user)

@@ -29,6 +29,7 @@ Usage::
         call = await slack.wait_for(lambda c: c.method == "chat.postMessage")
         print(render_text(slack.messages[call.args["channel"], call.response["ts"]]))
 """
+
 from __future__ import annotations
 
 import asyncio

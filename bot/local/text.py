@@ -4,6 +4,7 @@ Buttons show as ``[ Approve ]+ (approval.approve)``: ``+`` marks a primary butto
 danger one, and the action_id in brackets is what the shell's "click" refers to. A shared file
 shows as ``📎 <title> (<n> lines)`` followed by the first lines of its preview.
 """
+
 from __future__ import annotations
 
 import html
@@ -41,10 +42,24 @@ def _render_file(file: dict) -> list[str]:
 
 # The shortcodes the bot itself uses, shown as the pictures Slack would show.
 EMOJI = {
-    "large_green_circle": "🟢", "large_yellow_circle": "🟡", "red_circle": "🔴", "white_circle": "⚪",
-    "white_check_mark": "✅", "x": "❌", "warning": "⚠️", "wrench": "🔧", "grey_question": "❔",
-    "hourglass_flowing_sand": "⏳", "no_entry": "⛔", "lock": "🔒", "rotating_light": "🚨", "fire": "🔥",
-    "information_source": "ℹ️", "bell": "🔔", "mag": "🔍", "stopwatch": "⏱️",
+    "large_green_circle": "🟢",
+    "large_yellow_circle": "🟡",
+    "red_circle": "🔴",
+    "white_circle": "⚪",
+    "white_check_mark": "✅",
+    "x": "❌",
+    "warning": "⚠️",
+    "wrench": "🔧",
+    "grey_question": "❔",
+    "hourglass_flowing_sand": "⏳",
+    "no_entry": "⛔",
+    "lock": "🔒",
+    "rotating_light": "🚨",
+    "fire": "🔥",
+    "information_source": "ℹ️",
+    "bell": "🔔",
+    "mag": "🔍",
+    "stopwatch": "⏱️",
 }
 _SHORTCODE = re.compile(r":([a-z0-9_+-]+):")
 

@@ -1,4 +1,5 @@
 """Every message the bot sends to Slack goes through here: redacted, counted, retried by slack_sdk."""
+
 from __future__ import annotations
 
 import asyncio
@@ -94,7 +95,9 @@ class SlackOut:
             task.cancel()
         return {key: link for key, link in (t.result() for t in done) if link}
 
-    async def respond(self, response_url: str, msg: Message, *, replace_original: bool = False, in_channel: bool = False) -> None:
+    async def respond(
+        self, response_url: str, msg: Message, *, replace_original: bool = False, in_channel: bool = False
+    ) -> None:
         """Answer through a response_url (works where the bot is not a channel member)."""
         webhook = AsyncWebhookClient(response_url, timeout=10)
         response = await webhook.send(

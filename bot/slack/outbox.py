@@ -24,6 +24,7 @@ them:
 Producers must enqueue the rows of one thread one transaction at a time (the alert intake holds
 the alert group's row lock; others can call :func:`lock_thread`), so that ids follow commit order.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,12 +47,28 @@ from bot.slack.render import clip
 
 # Errors that will not go away by retrying this message: it is marked failed (and logged) so that
 # the rest of its thread and channel is not held up behind it.
-PERMANENT_ERRORS = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "no_text", "invalid_blocks",
-    "invalid_blocks_format", "invalid_arguments", "invalid_attachments", "too_many_attachments",
-    "message_not_found", "cant_update_message", "edit_window_closed", "restricted_action",
-    "thread_not_found", "too_many_blocks", "invalid_metadata_format", "invalid_metadata_schema",
-})
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_arguments",
+        "invalid_attachments",
+        "too_many_attachments",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "restricted_action",
+        "thread_not_found",
+        "too_many_blocks",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+    }
+)
 # Of those, the ones a plain-text version of the same message avoids.
 DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
 KEEP_DONE_ROWS = "7 days"
@@ -70,13 +87,18 @@ async def lock_thread(conn, thread_key: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7301117))", thread_key)
 
 
-async def enqueue(conn, thread_key: str, channel: str, op: str, message: dict, *, kind: str = "",
-                  data: Any = None) -> int:
+async def enqueue(
+    conn, thread_key: str, channel: str, op: str, message: dict, *, kind: str = "", data: Any = None
+) -> int:
     """Queue one message; returns its id. `op`: post (the thread's head), reply, or update (of the head)."""
     return await conn.fetchval(
         "INSERT INTO slack_outbox (thread_key, channel, op, kind, message, data)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) RETURNING id",
-        thread_key, channel, op, kind, json.dumps(message),
+        thread_key,
+        channel,
+        op,
+        kind,
+        json.dumps(message),
         json.dumps(data) if data is not None else None,
     )
 
@@ -163,8 +185,12 @@ def parse_tails(thread_keys: list[str], row) -> dict[str, Tail]:
     claimed = {item["id"]: item for item in json.loads(row["claimed"])}
     found = {key: Tail() for key in thread_keys}
     for item in json.loads(row["tails"]):
-        found[item["thread_key"]] = Tail(bool(item["head_pending"]), item["last_reply"], item["last_header"],
-                                         {i: claimed[i] for i in (item["last_reply"], item["last_header"]) if i in claimed})
+        found[item["thread_key"]] = Tail(
+            bool(item["head_pending"]),
+            item["last_reply"],
+            item["last_header"],
+            {i: claimed[i] for i in (item["last_reply"], item["last_header"]) if i in claimed},
+        )
     return found
 
 
@@ -199,8 +225,16 @@ async def rewrite(conn, row_id: int, message: dict | None = None, data: Any = No
     await write_many(conn, [], [{"id": row_id, "message": message, "data": data}])
 
 
-async def put_header(conn, thread_key: str, channel: str, message: dict, state: Tail | None = None, *,
-                     kind: str = "header", data: Any = None) -> int:
+async def put_header(
+    conn,
+    thread_key: str,
+    channel: str,
+    message: dict,
+    state: Tail | None = None,
+    *,
+    kind: str = "header",
+    data: Any = None,
+) -> int:
     """Make the thread's top-level message show `message` (or, for a rendered kind, its state when sent):
     folded into an unsent post or update when there is one, else a new update."""
     state = state or await tail(conn, thread_key)
@@ -219,7 +253,9 @@ async def wait_delivered(store, row_id: int, timeout: float = 300.0, every: floa
             async with store.acquire() as conn:
                 row = await conn.fetchrow(
                     "SELECT o.state, t.channel, t.ts FROM slack_outbox o"
-                    " LEFT JOIN slack_threads t ON t.thread_key = o.thread_key WHERE o.id = $1", row_id)
+                    " LEFT JOIN slack_threads t ON t.thread_key = o.thread_key WHERE o.id = $1",
+                    row_id,
+                )
         except Exception:
             row = None  # the database blinked; look again
         if row is not None and row["state"] == "sent":
@@ -274,8 +310,16 @@ class _Failed(Exception):
 
 
 class Outbox:
-    def __init__(self, store, client: AsyncWebClient, *, interval: float = 1.0, max_backoff: float = 30.0,
-                 workers: int = 2, poll: float = 1.0):
+    def __init__(
+        self,
+        store,
+        client: AsyncWebClient,
+        *,
+        interval: float = 1.0,
+        max_backoff: float = 30.0,
+        workers: int = 2,
+        poll: float = 1.0,
+    ):
         self.store = store
         self.client = client
         self.interval = interval
@@ -327,8 +371,11 @@ class Outbox:
             )
         SLACK_BACKLOG.set(row["pending"])
         self._backlog_at = time.monotonic()
-        return {"pending": row["pending"], "failed": row["failed"],
-                "oldest_pending_s": round(float(row["oldest"]), 1) if row["oldest"] is not None else None}
+        return {
+            "pending": row["pending"],
+            "failed": row["failed"],
+            "oldest_pending_s": round(float(row["oldest"]), 1) if row["oldest"] is not None else None,
+        }
 
     async def health(self, timeout: float = 2.0) -> dict:
         try:
@@ -424,10 +471,13 @@ class Outbox:
             if row is None:
                 return None
             if not row["channel_known"]:
-                await conn.execute("INSERT INTO slack_channels (channel) VALUES ($1) ON CONFLICT DO NOTHING", row["channel"])
+                await conn.execute(
+                    "INSERT INTO slack_channels (channel) VALUES ($1) ON CONFLICT DO NOTHING", row["channel"]
+                )
             ready = await conn.fetchval(
                 "SELECT next_at <= clock_timestamp() FROM slack_channels WHERE channel = $1 FOR UPDATE SKIP LOCKED",
-                row["channel"])
+                row["channel"],
+            )
             if ready:
                 return row
             # another replica is sending to that channel right now (or its pace just moved): try another.
@@ -443,7 +493,9 @@ class Outbox:
             later = await conn.fetch(
                 "SELECT id, kind, message, data FROM slack_outbox WHERE thread_key = $1 AND state = 'pending'"
                 " AND op = 'update' AND id > $2 ORDER BY id FOR UPDATE SKIP LOCKED",
-                row["thread_key"], row["id"])
+                row["thread_key"],
+                row["id"],
+            )
             if later:
                 message, kind, data = json.loads(later[-1]["message"]), later[-1]["kind"], later[-1]["data"]
                 superseded = [r["id"] for r in later]
@@ -453,7 +505,9 @@ class Outbox:
         if kind in RENDERERS:
             try:
                 async with conn.transaction():  # a savepoint: a failed render leaves the claim intact
-                    message = await RENDERERS[kind](conn, json.loads(data) if data else None, row["thread_key"]) or message
+                    message = (
+                        await RENDERERS[kind](conn, json.loads(data) if data else None, row["thread_key"]) or message
+                    )
             except Exception as exc:  # the stored message is the fallback
                 log.error("slack_message_render_failed", kind=kind, error=describe_error(exc))
         try:
@@ -467,17 +521,27 @@ class Outbox:
         ts = data.get("ts") if row["op"] != "update" else row["thread_ts"]
         await conn.execute(
             "UPDATE slack_outbox SET state = 'sent', done_at = now(), attempts = attempts + 1, ts = $2,"
-            " last_error = NULL WHERE id = $1", row["id"], ts)
+            " last_error = NULL WHERE id = $1",
+            row["id"],
+            ts,
+        )
         if superseded:
             await conn.execute(
-                "UPDATE slack_outbox SET state = 'superseded', done_at = now() WHERE id = ANY($1::bigint[])", superseded)
+                "UPDATE slack_outbox SET state = 'superseded', done_at = now() WHERE id = ANY($1::bigint[])", superseded
+            )
         if row["op"] == "post":
             await conn.execute(
                 "INSERT INTO slack_threads (thread_key, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (thread_key) DO NOTHING",
-                row["thread_key"], data.get("channel") or row["channel"], ts)
+                row["thread_key"],
+                data.get("channel") or row["channel"],
+                ts,
+            )
         await conn.execute(
             "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = NULL"
-            " WHERE channel = $1", row["channel"], self.interval)
+            " WHERE channel = $1",
+            row["channel"],
+            self.interval,
+        )
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
 
     async def _retry(self, conn, row, retry: _Retry) -> None:
@@ -487,27 +551,56 @@ class Outbox:
         await conn.execute(
             "UPDATE slack_outbox SET attempts = $2, last_error = $3,"
             " not_before = clock_timestamp() + make_interval(secs => $4) WHERE id = $1",
-            row["id"], attempts, retry.error[:300], delay)
+            row["id"],
+            attempts,
+            retry.error[:300],
+            delay,
+        )
         await conn.execute(
             "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = $3"
-            " WHERE channel = $1", row["channel"], max(delay, self.interval), retry.error[:300])
+            " WHERE channel = $1",
+            row["channel"],
+            max(delay, self.interval),
+            retry.error[:300],
+        )
         level = log.info if retry.reason == "ratelimited" else log.warning
-        level("slack_delivery_retry", channel=row["channel"], op=row["op"], kind=row["kind"], reason=retry.reason,
-              error=retry.error, attempts=attempts, retry_in_s=round(delay, 2))
+        level(
+            "slack_delivery_retry",
+            channel=row["channel"],
+            op=row["op"],
+            kind=row["kind"],
+            reason=retry.reason,
+            error=retry.error,
+            attempts=attempts,
+            retry_in_s=round(delay, 2),
+        )
 
     async def _fail(self, conn, row, error: str) -> None:
         await conn.execute(
             "UPDATE slack_outbox SET state = 'failed', done_at = now(), attempts = attempts + 1, last_error = $2"
-            " WHERE id = $1", row["id"], error[:300])
+            " WHERE id = $1",
+            row["id"],
+            error[:300],
+        )
         dropped = 0
         if row["op"] == "post":  # nothing can be threaded under a message that does not exist
-            dropped = len(await conn.fetch(
-                "UPDATE slack_outbox SET state = 'failed', done_at = now(), last_error = $2"
-                " WHERE thread_key = $1 AND state = 'pending' RETURNING id",
-                row["thread_key"], f"thread head was not delivered: {error}"[:300]))
+            dropped = len(
+                await conn.fetch(
+                    "UPDATE slack_outbox SET state = 'failed', done_at = now(), last_error = $2"
+                    " WHERE thread_key = $1 AND state = 'pending' RETURNING id",
+                    row["thread_key"],
+                    f"thread head was not delivered: {error}"[:300],
+                )
+            )
         SLACK_OUTBOX_RETRIES.labels("failed").inc()
-        log.error("slack_delivery_failed", channel=row["channel"], op=row["op"], kind=row["kind"], error=error,
-                  thread_rows_dropped=dropped)
+        log.error(
+            "slack_delivery_failed",
+            channel=row["channel"],
+            op=row["op"],
+            kind=row["kind"],
+            error=error,
+            thread_rows_dropped=dropped,
+        )
 
     # -- one Web API call
 
@@ -515,8 +608,15 @@ class Outbox:
         if row["op"] == "post":
             method, args = "chat.postMessage", {"channel": row["channel"], "unfurl_links": False, "unfurl_media": False}
         elif row["op"] == "reply":
-            method, args = "chat.postMessage", {"channel": row["thread_channel"], "thread_ts": row["thread_ts"],
-                                                "unfurl_links": False, "unfurl_media": False}
+            method, args = (
+                "chat.postMessage",
+                {
+                    "channel": row["thread_channel"],
+                    "thread_ts": row["thread_ts"],
+                    "unfurl_links": False,
+                    "unfurl_media": False,
+                },
+            )
         else:
             method, args = "chat.update", {"channel": row["thread_channel"], "ts": row["thread_ts"]}
         try:

@@ -1,4 +1,5 @@
 """Findings → Slack messages (Block Kit), within Slack's limits. Slack mrkdwn only lives here."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -97,7 +98,12 @@ def details(title: str, findings: list[Finding]) -> Message:
     for finding in sorted(findings, key=lambda f: -f.status.rank):
         blocks.append(section(finding_detail(finding)))
         for proposal in finding.proposals:
-            blocks.append(section(f":wrench: *Proposed:* {escape(proposal.summary)}" + (f"\n_{escape(proposal.reason)}_" if proposal.reason else "")))
+            blocks.append(
+                section(
+                    f":wrench: *Proposed:* {escape(proposal.summary)}"
+                    + (f"\n_{escape(proposal.reason)}_" if proposal.reason else "")
+                )
+            )
         if finding.section:
             blocks.append(context(f"Guide: {escape(finding.section)}"))
         blocks.append(DividerBlock())

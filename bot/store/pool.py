@@ -3,6 +3,7 @@
 Migrations are the files bot/store/migrations/NNNN_name.sql, applied in order, each once, in one
 transaction, under an advisory lock so replicas starting together do not race.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,7 +64,11 @@ class Store:
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=0, max_size=10, timeout=self.timeout, command_timeout=self.timeout,
+                self.dsn,
+                min_size=0,
+                max_size=10,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
                 server_settings={"application_name": "erpgo-chatops-state"},
             )
         return self._pool

@@ -1,5 +1,6 @@
 """Adapters for the ERPGo components the bot inspects. Each call has a timeout; none keeps state
 beyond a reusable client."""
+
 from __future__ import annotations
 
 from bot.settings import Settings

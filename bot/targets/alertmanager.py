@@ -4,6 +4,7 @@ Unreachable (refused, reset, timed out) surfaces as an OSError/ConnectionError s
 report "unreachable"; an HTTP error answer is an :class:`AlertmanagerError` whose text never holds
 the credentials this client was given.
 """
+
 from __future__ import annotations
 
 import base64

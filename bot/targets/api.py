@@ -1,4 +1,5 @@
 """The ERPGo HTTP API."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ class ErpgoApi:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         return self._session
 
-    async def request(self, method: str, path: str, *, json_body: Any = None, headers: dict | None = None) -> HttpResult:
+    async def request(
+        self, method: str, path: str, *, json_body: Any = None, headers: dict | None = None
+    ) -> HttpResult:
         started = time.perf_counter()
         async with self._client().request(method, self.base_url + path, json=json_body, headers=headers) as response:
             text = await response.text(errors="replace")

@@ -8,6 +8,7 @@ every error message built from a tool's output.
 a dump cut short in its data section still lists fine. `verify` therefore also reads the whole
 archive (`pg_restore --file=/dev/null`), which fails on a truncated file.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,6 +69,7 @@ class RestoreFailed(BackupError):
 
 # --- files ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BackupFile:
     path: str
@@ -88,8 +90,11 @@ def list_backups(directory: str, pattern: str = DEFAULT_PATTERN) -> list[BackupF
     """The regular files in `directory` whose name matches `pattern`, newest first."""
     try:
         with os.scandir(directory) as entries:
-            found = [backup_file(entry.path) for entry in entries
-                     if fnmatch.fnmatchcase(entry.name, pattern) and entry.is_file()]
+            found = [
+                backup_file(entry.path)
+                for entry in entries
+                if fnmatch.fnmatchcase(entry.name, pattern) and entry.is_file()
+            ]
     except FileNotFoundError:
         raise BackupDirectoryError(f"backup directory {directory} does not exist") from None
     except NotADirectoryError:
@@ -105,6 +110,7 @@ def utc_stamp(now: datetime | None = None) -> str:
 
 
 # --- tools ------------------------------------------------------------------------------------
+
 
 def _major_version(bindir: str) -> int:
     name = Path(bindir).parent.name
@@ -132,8 +138,9 @@ class ToolResult:
 
 async def _run_tool(argv: list[str], *, timeout: float, extra_env: Mapping[str, str] | None = None) -> ToolResult:
     env = {**os.environ, **(extra_env or {})}
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, env=env)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except BaseException as exc:  # a timeout or a cancellation must not leave pg_dump running
@@ -161,6 +168,7 @@ def _remaining(deadline: float) -> float:
 
 
 # --- DSNs -------------------------------------------------------------------------------------
+
 
 def split_password(dsn: str) -> tuple[str, str | None]:
     """A postgresql:// URL without its password (user:password@ or ?password=), and the password."""
@@ -227,6 +235,7 @@ def restore_command(dsn: str, dump_path: str, role: str | None = None) -> tuple[
 
 # --- table of contents ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DumpToc:
     path: str
@@ -241,8 +250,12 @@ class DumpToc:
 
 
 _TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (.*)$")
-_HEADER = {"dbname": "dbname", "Format": "format", "Dump Version": "dump_version",
-           "Dumped from database version": "server_version"}
+_HEADER = {
+    "dbname": "dbname",
+    "Format": "format",
+    "Dump Version": "dump_version",
+    "Dumped from database version": "server_version",
+}
 
 
 def _qualified(tail: str) -> str:
@@ -274,8 +287,17 @@ def parse_toc(listing: str, path: str = "") -> DumpToc:
             data.append(_qualified(description.removeprefix("TABLE DATA ")))
         elif description.startswith("TABLE "):
             tables.append(_qualified(description.removeprefix("TABLE ")))
-    return DumpToc(path, header.get("dbname"), header.get("format"), header.get("dump_version"),
-                   header.get("server_version"), header.get("created"), entries, tuple(tables), tuple(data))
+    return DumpToc(
+        path,
+        header.get("dbname"),
+        header.get("format"),
+        header.get("dump_version"),
+        header.get("server_version"),
+        header.get("created"),
+        entries,
+        tuple(tables),
+        tuple(data),
+    )
 
 
 async def verify(path: str, *, timeout: float, read_data: bool = True) -> DumpToc:
@@ -295,8 +317,10 @@ async def verify(path: str, *, timeout: float, read_data: bool = True) -> DumpTo
 
 # --- taking a dump ----------------------------------------------------------------------------
 
-async def dump(dsn: str, directory: str, *, prefix: str = "erp", timeout: float,
-               now: datetime | None = None) -> tuple[BackupFile, float]:
+
+async def dump(
+    dsn: str, directory: str, *, prefix: str = "erp", timeout: float, now: datetime | None = None
+) -> tuple[BackupFile, float]:
     """pg_dump -Fc into <directory>/<prefix>_<UTC stamp>.dump, verified; (the file, seconds it took).
 
     The dump is written under a hidden temporary name and appears under its final name only once
@@ -331,11 +355,14 @@ async def dump(dsn: str, directory: str, *, prefix: str = "erp", timeout: float,
 
 # --- restoring --------------------------------------------------------------------------------
 
+
 def database_identifier(name: str) -> str:
     """`name` validated as a database name and quoted for SQL."""
     if not _DATABASE_NAME.fullmatch(name) or len(name.encode()) > _MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"{name[:80]!r} is not a database name this bot handles "
-                         f"(letters, digits, '_' and '-', at most {_MAX_IDENTIFIER_BYTES} bytes)")
+        raise ValueError(
+            f"{name[:80]!r} is not a database name this bot handles "
+            f"(letters, digits, '_' and '-', at most {_MAX_IDENTIFIER_BYTES} bytes)"
+        )
     return quote_identifier(name)
 
 
@@ -351,7 +378,8 @@ async def database_exists(admin_conn: asyncpg.Connection, name: str) -> bool:
 
 async def database_owner(admin_conn: asyncpg.Connection, name: str) -> str | None:
     owner: str | None = await admin_conn.fetchval(
-        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", name)
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", name
+    )
     return owner
 
 
@@ -390,8 +418,9 @@ async def row_counts(conn: asyncpg.Connection, tables: Iterable[str]) -> dict[st
 
 async def user_tables(conn: asyncpg.Connection) -> set[str]:
     """schema.name of every table outside the system schemas."""
-    rows = await conn.fetch("SELECT schemaname, tablename FROM pg_tables "
-                            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+    rows = await conn.fetch(
+        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+    )
     return {f"{row['schemaname']}.{row['tablename']}" for row in rows}
 
 
@@ -403,7 +432,10 @@ async def end_sessions(admin_conn: asyncpg.Connection, dbname: str) -> int:
     datname and own-pid filters, i.e. on every session of the cluster."""
     ended = await admin_conn.fetch(
         "WITH chosen AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()) "
-        "SELECT pg_terminate_backend(pid, $2) AS ended FROM chosen", dbname, SESSION_EXIT_WAIT_MS)
+        "SELECT pg_terminate_backend(pid, $2) AS ended FROM chosen",
+        dbname,
+        SESSION_EXIT_WAIT_MS,
+    )
     return sum(1 for row in ended if row["ended"])
 
 

@@ -4,6 +4,7 @@ Every call runs under a timeout. An engine that cannot be reached raises `Docker
 ConnectionError), a container that does not exist raises `ContainerNotFound`. Environment values
 never leave this module except through `read_env_value`, whose callers keep them in memory only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,6 +83,7 @@ def _filters_param(filters: Filters) -> str:
 
 # --- what inspect returns ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ContainerState:
     status: str  # created, running, paused, restarting, removing, exited, dead
@@ -154,11 +156,17 @@ def env_names(inspect: Mapping[str, Any]) -> dict[str, EnvPresence]:
 def _state(raw: Mapping[str, Any], restart_count: int) -> ContainerState:
     health = raw.get("Health") or {}
     return ContainerState(
-        status=raw.get("Status", ""), running=bool(raw.get("Running")), exit_code=int(raw.get("ExitCode") or 0),
-        oom_killed=bool(raw.get("OOMKilled")), error=raw.get("Error") or "",
-        started_at=parse_time(raw.get("StartedAt")), finished_at=parse_time(raw.get("FinishedAt")),
-        restart_count=restart_count, health=health.get("Status") or None,
-        health_failing_streak=int(health.get("FailingStreak") or 0))
+        status=raw.get("Status", ""),
+        running=bool(raw.get("Running")),
+        exit_code=int(raw.get("ExitCode") or 0),
+        oom_killed=bool(raw.get("OOMKilled")),
+        error=raw.get("Error") or "",
+        started_at=parse_time(raw.get("StartedAt")),
+        finished_at=parse_time(raw.get("FinishedAt")),
+        restart_count=restart_count,
+        health=health.get("Status") or None,
+        health_failing_streak=int(health.get("FailingStreak") or 0),
+    )
 
 
 def _port_bindings(host_config: Mapping[str, Any]) -> list[PortBinding]:
@@ -176,14 +184,24 @@ def container_info(inspect: Mapping[str, Any]) -> ContainerInfo:
     host = inspect.get("HostConfig") or {}
     policy = host.get("RestartPolicy") or {}
     return ContainerInfo(
-        id=inspect["Id"], name=inspect.get("Name", "").lstrip("/"), image=config.get("Image", ""),
-        image_id=inspect.get("Image", ""), created=parse_time(inspect.get("Created")),
+        id=inspect["Id"],
+        name=inspect.get("Name", "").lstrip("/"),
+        image=config.get("Image", ""),
+        image_id=inspect.get("Image", ""),
+        created=parse_time(inspect.get("Created")),
         state=_state(inspect.get("State") or {}, int(inspect.get("RestartCount") or 0)),
-        restart_policy=policy.get("Name") or "", restart_max_retries=int(policy.get("MaximumRetryCount") or 0),
-        env=env_names(inspect), ports=_port_bindings(host), labels=dict(config.get("Labels") or {}),
-        networks=sorted(_endpoints(inspect)), memory_limit=int(host.get("Memory") or 0), nano_cpus=int(host.get("NanoCpus") or 0),
-        cpu_quota=int(host.get("CpuQuota") or 0), cpu_period=int(host.get("CpuPeriod") or 0),
-        log_path=inspect.get("LogPath") or "")
+        restart_policy=policy.get("Name") or "",
+        restart_max_retries=int(policy.get("MaximumRetryCount") or 0),
+        env=env_names(inspect),
+        ports=_port_bindings(host),
+        labels=dict(config.get("Labels") or {}),
+        networks=sorted(_endpoints(inspect)),
+        memory_limit=int(host.get("Memory") or 0),
+        nano_cpus=int(host.get("NanoCpus") or 0),
+        cpu_quota=int(host.get("CpuQuota") or 0),
+        cpu_period=int(host.get("CpuPeriod") or 0),
+        log_path=inspect.get("LogPath") or "",
+    )
 
 
 def log_size(info: ContainerInfo) -> int | None:
@@ -211,18 +229,25 @@ def _same_address(a: str, b: str) -> bool:
 
 def port_conflicts(containers: Iterable[ContainerInfo]) -> list[str]:
     """Host ports that more than one container publishes on overlapping addresses."""
-    published = [(info.name, binding, port) for info in containers for binding in info.ports
-                 for port in _host_ports(binding.host_port)]
+    published = [
+        (info.name, binding, port)
+        for info in containers
+        for binding in info.ports
+        for port in _host_ports(binding.host_port)
+    ]
     clashes: dict[tuple[int, str], set[str]] = {}
     for i, (name_a, a, port) in enumerate(published):
-        for name_b, b, other in published[i + 1:]:
+        for name_b, b, other in published[i + 1 :]:
             if name_a != name_b and port == other and a.protocol == b.protocol and _same_address(a.host_ip, b.host_ip):
                 clashes.setdefault((port, a.protocol), set()).update((name_a, name_b))
-    return [f"host port {port}/{proto} is published by {', '.join(sorted(names))}"
-            for (port, proto), names in sorted(clashes.items())]
+    return [
+        f"host port {port}/{proto} is published by {', '.join(sorted(names))}"
+        for (port, proto), names in sorted(clashes.items())
+    ]
 
 
 # --- other results ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class HostInfo:
@@ -322,14 +347,27 @@ def _disk_categories(df: Mapping[str, Any]) -> list[DiskCategory]:
     caches = df.get("BuildCache") or []
     return [
         DiskCategory("images", len(images), len(used_images), layers, max(0, layers - in_use)),
-        DiskCategory("containers", len(containers), len(running), sum(int(c.get("SizeRw") or 0) for c in containers),
-                     sum(int(c.get("SizeRw") or 0) for c in containers if c.get("State") not in ACTIVE_STATES)),
-        DiskCategory("volumes", len(volumes), sum(1 for u in usage if int(u.get("RefCount") or 0) > 0),
-                     sum(max(0, int(u.get("Size") or 0)) for u in usage),
-                     sum(max(0, int(u.get("Size") or 0)) for u in usage if int(u.get("RefCount") or 0) == 0)),
-        DiskCategory("build cache", len(caches), sum(1 for c in caches if c.get("InUse")),
-                     sum(int(c.get("Size") or 0) for c in caches),
-                     sum(int(c.get("Size") or 0) for c in caches if not c.get("InUse") and not c.get("Shared"))),
+        DiskCategory(
+            "containers",
+            len(containers),
+            len(running),
+            sum(int(c.get("SizeRw") or 0) for c in containers),
+            sum(int(c.get("SizeRw") or 0) for c in containers if c.get("State") not in ACTIVE_STATES),
+        ),
+        DiskCategory(
+            "volumes",
+            len(volumes),
+            sum(1 for u in usage if int(u.get("RefCount") or 0) > 0),
+            sum(max(0, int(u.get("Size") or 0)) for u in usage),
+            sum(max(0, int(u.get("Size") or 0)) for u in usage if int(u.get("RefCount") or 0) == 0),
+        ),
+        DiskCategory(
+            "build cache",
+            len(caches),
+            sum(1 for c in caches if c.get("InUse")),
+            sum(int(c.get("Size") or 0) for c in caches),
+            sum(int(c.get("Size") or 0) for c in caches if not c.get("InUse") and not c.get("Shared")),
+        ),
     ]
 
 
@@ -346,6 +384,7 @@ def _restarts(events: Iterable[Mapping[str, Any]]) -> int:
 
 
 # --- the client -------------------------------------------------------------------------------
+
 
 class Docker:
     def __init__(self, host: str | None, timeout: float):
@@ -372,7 +411,9 @@ class Docker:
             self._client = None
 
     @contextlib.asynccontextmanager
-    async def _call(self, seconds: float | None = None, container: str | None = None) -> AsyncIterator[aiodocker.Docker]:
+    async def _call(
+        self, seconds: float | None = None, container: str | None = None
+    ) -> AsyncIterator[aiodocker.Docker]:
         """The client, under a deadline, with the engine's errors turned into ours."""
         async with asyncio.timeout(self.timeout if seconds is None else seconds):
             try:
@@ -403,11 +444,16 @@ class Docker:
         info = await self._get("info")
         running = int(info.get("ContainersRunning") or 0)
         return HostInfo(
-            mem_total=int(info.get("MemTotal") or 0), ncpu=int(info.get("NCPU") or 0),
-            server_version=info.get("ServerVersion", ""), operating_system=info.get("OperatingSystem", ""),
-            kernel_version=info.get("KernelVersion", ""), cgroup_version=str(info.get("CgroupVersion", "")),
-            containers_running=running, containers_stopped=int(info.get("Containers") or 0) - running,
-            warnings=list(info.get("Warnings") or []))
+            mem_total=int(info.get("MemTotal") or 0),
+            ncpu=int(info.get("NCPU") or 0),
+            server_version=info.get("ServerVersion", ""),
+            operating_system=info.get("OperatingSystem", ""),
+            kernel_version=info.get("KernelVersion", ""),
+            cgroup_version=str(info.get("CgroupVersion", "")),
+            containers_running=running,
+            containers_stopped=int(info.get("Containers") or 0) - running,
+            warnings=list(info.get("Warnings") or []),
+        )
 
     # containers
 
@@ -429,7 +475,9 @@ class Docker:
 
     async def containers_of_project(self, project: str) -> list[str]:
         """Names of the compose project's containers, stopped ones included."""
-        found = await self._get("containers/json", all="1", filters=_filters_param({"label": f"{COMPOSE_PROJECT}={project}"}))
+        found = await self._get(
+            "containers/json", all="1", filters=_filters_param({"label": f"{COMPOSE_PROJECT}={project}"})
+        )
         return sorted((c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/") for c in found)
 
     async def top(self, name: str) -> list[dict[str, str]]:
@@ -448,20 +496,25 @@ class Docker:
             pass
 
     async def stop(self, name: str, grace_seconds: int) -> None:
-        async with self._call(grace_seconds + self.timeout, container=name) as client, \
-                client._query(f"containers/{name}/stop", method="POST", params={"t": grace_seconds}, timeout=None):
+        async with (
+            self._call(grace_seconds + self.timeout, container=name) as client,
+            client._query(f"containers/{name}/stop", method="POST", params={"t": grace_seconds}, timeout=None),
+        ):
             pass
 
     async def restart(self, name: str, grace_seconds: int) -> None:
         """`docker restart -t grace`: SIGTERM, up to `grace_seconds` to exit, then SIGKILL, then start."""
-        async with self._call(grace_seconds + self.timeout, container=name) as client, \
-                client._query(f"containers/{name}/restart", method="POST", params={"t": grace_seconds}, timeout=None):
+        async with (
+            self._call(grace_seconds + self.timeout, container=name) as client,
+            client._query(f"containers/{name}/restart", method="POST", params={"t": grace_seconds}, timeout=None),
+        ):
             pass
 
     # events
 
-    async def events(self, since: datetime, until: datetime, filters: Filters | None = None,
-                     limit: int = MAX_EVENTS) -> list[dict[str, Any]]:
+    async def events(
+        self, since: datetime, until: datetime, filters: Filters | None = None, limit: int = MAX_EVENTS
+    ) -> list[dict[str, Any]]:
         """The engine's events between two moments (at most `limit`, the oldest first). An `until` in
         the future waits for it: the stream ends there."""
         params = {"since": _engine_timestamp(since), "until": _engine_timestamp(until)}
@@ -469,8 +522,10 @@ class Docker:
             params["filters"] = _filters_param(filters)
         wait = max(0.0, (until - datetime.now(UTC)).total_seconds())
         found: list[dict[str, Any]] = []
-        async with self._call(wait + self.timeout) as client, \
-                client._query("events", params=params, timeout=None) as response:
+        async with (
+            self._call(wait + self.timeout) as client,
+            client._query("events", params=params, timeout=None) as response,
+        ):
             try:
                 async for line in response.content:
                     if line.strip():
@@ -484,14 +539,18 @@ class Docker:
     async def restarts_in_window(self, name: str, minutes: float) -> int:
         """How often the container was restarted (a die followed by a start) in the last `minutes`."""
         now = datetime.now(UTC)
-        events = await self.events(now - timedelta(minutes=minutes), now,
-                                   {"type": "container", "container": name, "event": list(RESTART_EVENTS)})
+        events = await self.events(
+            now - timedelta(minutes=minutes),
+            now,
+            {"type": "container", "container": name, "event": list(RESTART_EVENTS)},
+        )
         return _restarts(events)
 
     # exec
 
-    async def exec_argv(self, name: str, argv: Sequence[str], timeout: float,
-                        max_output: int = MAX_EXEC_OUTPUT) -> tuple[int, str]:
+    async def exec_argv(
+        self, name: str, argv: Sequence[str], timeout: float, max_output: int = MAX_EXEC_OUTPUT
+    ) -> tuple[int, str]:
         """Run an argument list (no shell) in the container: its exit code and stdout+stderr, of which
         at most `max_output` bytes are kept. The command goes on running if the deadline passes."""
         if not argv:
@@ -544,8 +603,11 @@ class Docker:
         if dry_run:
             return preview
         reclaimed = 0
-        steps = (("containers/prune", None), ("images/prune", {"filters": _filters_param({"dangling": "true"})}),
-                 ("build/prune", None))
+        steps = (
+            ("containers/prune", None),
+            ("images/prune", {"filters": _filters_param({"dangling": "true"})}),
+            ("build/prune", None),
+        )
         async with self._call(self.timeout * 6) as client:
             for path, params in steps:
                 try:
@@ -555,8 +617,9 @@ class Docker:
                         raise
                     continue  # an engine without a build cache to prune
                 reclaimed += int((answer or {}).get("SpaceReclaimed") or 0)
-        return PruneResult(dry_run=False, items=preview.items, bytes_reclaimable=preview.bytes_reclaimable,
-                           bytes_reclaimed=reclaimed)
+        return PruneResult(
+            dry_run=False, items=preview.items, bytes_reclaimable=preview.bytes_reclaimable, bytes_reclaimed=reclaimed
+        )
 
     # networks
 
@@ -565,10 +628,16 @@ class Docker:
         on them, its aliases and IPv4 address."""
         wanted = list(names) or (await self.containers_of_project(project) if project else [])
         inspected = {raw["Id"]: raw for raw in await asyncio.gather(*(self.inspect_raw(name) for name in wanted))}
-        network_ids = {endpoint.get("NetworkID") or net_name for raw in inspected.values()
-                       for net_name, endpoint in _endpoints(raw).items()}
-        networks = [net for net in await asyncio.gather(*(self._get(f"networks/{i}") for i in sorted(network_ids)))
-                    if net.get("Driver") != "null"]
+        network_ids = {
+            endpoint.get("NetworkID") or net_name
+            for raw in inspected.values()
+            for net_name, endpoint in _endpoints(raw).items()
+        }
+        networks = [
+            net
+            for net in await asyncio.gather(*(self._get(f"networks/{i}") for i in sorted(network_ids)))
+            if net.get("Driver") != "null"
+        ]
         others = {cid for net in networks for cid in net.get("Containers") or {} if cid not in inspected}
         for raw in await asyncio.gather(*(self.inspect_raw(cid) for cid in others), return_exceptions=True):
             if isinstance(raw, ContainerNotFound):
@@ -576,8 +645,11 @@ class Docker:
             if isinstance(raw, BaseException):
                 raise raw
             inspected[raw["Id"]] = raw
-        aliases = {(net_name, raw["Name"].lstrip("/")): list(endpoint.get("Aliases") or [])
-                   for raw in inspected.values() for net_name, endpoint in _endpoints(raw).items()}
+        aliases = {
+            (net_name, raw["Name"].lstrip("/")): list(endpoint.get("Aliases") or [])
+            for raw in inspected.values()
+            for net_name, endpoint in _endpoints(raw).items()
+        }
         return sorted((self._network_info(net, aliases) for net in networks), key=lambda n: n.name)
 
     @staticmethod
@@ -585,9 +657,19 @@ class Docker:
         attached = []
         for endpoint in (net.get("Containers") or {}).values():
             container = endpoint.get("Name", "")
-            attached.append(Attachment(container, aliases.get((net["Name"], container), []),
-                                       (endpoint.get("IPv4Address") or "").split("/")[0]))
+            attached.append(
+                Attachment(
+                    container,
+                    aliases.get((net["Name"], container), []),
+                    (endpoint.get("IPv4Address") or "").split("/")[0],
+                )
+            )
         subnets = [c.get("Subnet", "") for c in ((net.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
-        return NetworkInfo(net["Name"], net.get("Id", ""), net.get("Driver", ""), bool(net.get("Internal")), subnets,
-                           sorted(attached, key=lambda a: a.container))
-
+        return NetworkInfo(
+            net["Name"],
+            net.get("Id", ""),
+            net.get("Driver", ""),
+            bool(net.get("Internal")),
+            subnets,
+            sorted(attached, key=lambda a: a.container),
+        )

@@ -5,6 +5,7 @@ used, over the last `history` samples) is kept. CPU % comes from two consecutive
 counted like `docker stats` does (without the inactive page cache). A stream that ends or fails is
 opened again with a growing pause (the container restarted, was removed, the engine went away).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -120,16 +121,36 @@ def _seconds_between(a: datetime | None, b: datetime | None) -> float | None:
     return (a - b).total_seconds() if a and b else None
 
 
-def make_sample(name: str, container_id: str, raw: Mapping[str, Any], previous: StatsSample | None,
-                history: deque[tuple[float, int]] | None = None) -> StatsSample:
+def make_sample(
+    name: str,
+    container_id: str,
+    raw: Mapping[str, Any],
+    previous: StatsSample | None,
+    history: deque[tuple[float, int]] | None = None,
+) -> StatsSample:
     """One reading turned into a sample; CPU % against `previous` (ours) or the engine's precpu_stats."""
     read_at = parse_time(raw.get("read"))
     cpu = raw.get("cpu_stats") or {}
     if read_at is None or not cpu.get("system_cpu_usage"):  # the engine's empty reading of a stopped container
-        return StatsSample(name=name, container_id=container_id, running=False, read_at=None, received=time.monotonic(),
-                           cpu_percent=None, cpu_window=None, online_cpus=None, cpu_total_ns=0, system_total_ns=0,
-                           memory_used=None, memory_limit=None, throttled_periods=0, periods=0, throttled_ns=0,
-                           throttled_ratio=None, pids=None)
+        return StatsSample(
+            name=name,
+            container_id=container_id,
+            running=False,
+            read_at=None,
+            received=time.monotonic(),
+            cpu_percent=None,
+            cpu_window=None,
+            online_cpus=None,
+            cpu_total_ns=0,
+            system_total_ns=0,
+            memory_used=None,
+            memory_limit=None,
+            throttled_periods=0,
+            periods=0,
+            throttled_ns=0,
+            throttled_ratio=None,
+            pids=None,
+        )
     usable = previous if previous is not None and previous.running and previous.container_id == container_id else None
     before: Mapping[str, Any] = _cpu_stats(usable) if usable else (raw.get("precpu_stats") or {})
     window = _seconds_between(read_at, usable.read_at if usable else parse_time(raw.get("preread")))
@@ -142,13 +163,25 @@ def make_sample(name: str, container_id: str, raw: Mapping[str, Any], previous: 
     if history is not None and used is not None:
         history.append((read_at.timestamp(), used))
     return StatsSample(
-        name=name, container_id=container_id, running=True, read_at=read_at, received=time.monotonic(),
-        cpu_percent=cpu_percent(cpu, before), cpu_window=window, online_cpus=cpu.get("online_cpus"),
+        name=name,
+        container_id=container_id,
+        running=True,
+        read_at=read_at,
+        received=time.monotonic(),
+        cpu_percent=cpu_percent(cpu, before),
+        cpu_window=window,
+        online_cpus=cpu.get("online_cpus"),
         cpu_total_ns=int((cpu.get("cpu_usage") or {}).get("total_usage") or 0),
-        system_total_ns=int(cpu.get("system_cpu_usage") or 0), memory_used=used, memory_limit=memory.get("limit"),
-        throttled_periods=throttled, periods=periods, throttled_ns=throttled_ns, throttled_ratio=ratio,
+        system_total_ns=int(cpu.get("system_cpu_usage") or 0),
+        memory_used=used,
+        memory_limit=memory.get("limit"),
+        throttled_periods=throttled,
+        periods=periods,
+        throttled_ns=throttled_ns,
+        throttled_ratio=ratio,
         pids=(raw.get("pids_stats") or {}).get("current"),
-        memory_history=tuple(history) if history is not None else ((read_at.timestamp(), used),) if used else ())
+        memory_history=tuple(history) if history is not None else ((read_at.timestamp(), used),) if used else (),
+    )
 
 
 @dataclass
@@ -175,8 +208,10 @@ class StatsSampler:
         """Begin following these containers (in addition to any already followed)."""
         for name in names:
             if name not in self._watches:
-                watch = _Watch(task=asyncio.get_running_loop().create_task(self._follow(name), name=f"stats {name}"),
-                               history=deque(maxlen=self.history))
+                watch = _Watch(
+                    task=asyncio.get_running_loop().create_task(self._follow(name), name=f"stats {name}"),
+                    history=deque(maxlen=self.history),
+                )
                 self._watches[name] = watch
 
     def update(self, names: Iterable[str]) -> None:
@@ -238,8 +273,9 @@ class StatsSampler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.info("docker_stats_stream_failed", container=name, error=type(exc).__name__,
-                         retry_in=round(backoff, 1))
+                log.info(
+                    "docker_stats_stream_failed", container=name, error=type(exc).__name__, retry_in=round(backoff, 1)
+                )
             await asyncio.sleep(backoff)  # a pause before opening the stream again, not a synchronisation
             backoff = min(BACKOFF_MAX, backoff * 2)
 
@@ -252,7 +288,9 @@ class StatsSampler:
             return
         if watch.latest is not None and watch.latest.container_id != container.id:
             watch.history.clear()  # a new container under the old name: its memory is a new story
-        read_timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.docker.timeout, sock_read=STREAM_READ_TIMEOUT)
+        read_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.docker.timeout, sock_read=STREAM_READ_TIMEOUT
+        )
         stream = cast(AsyncGenerator[dict[str, Any], None], container.stats(stream=True, timeout=read_timeout))
         async with contextlib.aclosing(stream):
             async for raw in stream:

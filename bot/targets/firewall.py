@@ -5,6 +5,7 @@ timeout. Errors are `FirewallError`s: `FirewallUnavailable` when the tool is mis
 `FirewallUnreachable` (also a `ConnectionError`, so checks report "unreachable") when it does not answer
 or what it should act on is not there, `NotBanned` when an unban finds nothing to remove.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """PostgreSQL: a fresh connection per use, so a restarted or dead server never leaves stale state."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -1,4 +1,5 @@
 """Redis via redis.asyncio, with connect and socket timeouts."""
+
 from __future__ import annotations
 
 import redis.asyncio as aioredis

@@ -5,6 +5,7 @@ server presents (chain, protocol, cipher) even when it is broken; the second ver
 store (or a CA file) with hostname checking, as a client of the service would. `judge` turns the report
 into verdicts an engineer acts on; it is pure, so it is tested with any clock.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -110,7 +111,7 @@ class TlsVerdict:
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
-    """"host:port", "host" (port 443) or "[v6]:port" -> (host, port); ValueError says what is wrong."""
+    """ "host:port", "host" (port 443) or "[v6]:port" -> (host, port); ValueError says what is wrong."""
     if not text or not text.strip():
         raise ValueError("empty endpoint: give host or host:port")
     if any(ch.isspace() or not ch.isprintable() for ch in text):
@@ -350,8 +351,14 @@ async def _fetch_presented(host: str, port: int, server_name: str) -> _Presented
     try:
         _, writer = await asyncio.open_connection(host, port, ssl=_inspecting_context(), server_hostname=server_name)
     except ssl.SSLError as exc:  # it answered, but not with TLS we can speak: a finding, not "unreachable"
-        return _Presented(address="", chain_der=[], full_chain=False, protocol=None, cipher=None,
-                          handshake_error=str(exc.reason or exc))
+        return _Presented(
+            address="",
+            chain_der=[],
+            full_chain=False,
+            protocol=None,
+            cipher=None,
+            handshake_error=str(exc.reason or exc),
+        )
     try:
         ssl_object = writer.get_extra_info("ssl_object")
         chain, full = _presented_chain(ssl_object)
@@ -401,8 +408,13 @@ async def _verify(address: str, port: int, server_name: str, context: ssl.SSLCon
 def judge(report: TlsReport, now: datetime) -> list[TlsVerdict]:
     """What an engineer should make of `report` at `now` (aware): one verdict per finding, worst first."""
     if report.handshake_error:
-        return [TlsVerdict("crit", f"{report.label} — TLS handshake failed: {report.handshake_error}",
-                           ["the port may not speak TLS, or offers nothing this client accepts, even unverified"])]
+        return [
+            TlsVerdict(
+                "crit",
+                f"{report.label} — TLS handshake failed: {report.handshake_error}",
+                ["the port may not speak TLS, or offers nothing this client accepts, even unverified"],
+            )
+        ]
     leaf = report.leaf
     if leaf is None:
         return [TlsVerdict("crit", f"{report.label} — the server presented no certificate", _connection(report))]
@@ -420,8 +432,10 @@ def judge(report: TlsReport, now: datetime) -> list[TlsVerdict]:
             # Negotiating TLS 1.0/1.1 with a client that offers 1.3 means the server has nothing newer:
             # a client with today's defaults cannot connect at all, so the certificate was never checked.
             weak.level = "crit"
-            weak.details.append(f"a client with default settings cannot connect: {report.verify_error}; "
-                                f"the certificate could not be verified")
+            weak.details.append(
+                f"a client with default settings cannot connect: {report.verify_error}; "
+                f"the certificate could not be verified"
+            )
         else:
             explained_by.details.append(f"verification against {_store(report)}: {report.verify_error}")
     else:
@@ -434,20 +448,25 @@ def _validity(report: TlsReport, leaf: CertInfo, now: datetime) -> TlsVerdict:
     details = [*_describe(leaf), *_connection(report)]
     if now < leaf.not_before:
         wait = _span(leaf.not_before - now)
-        return TlsVerdict("crit", f"{report.label} — certificate not valid until {_day(leaf.not_before)} "
-                                  f"(starts in {wait})", details)
+        return TlsVerdict(
+            "crit", f"{report.label} — certificate not valid until {_day(leaf.not_before)} (starts in {wait})", details
+        )
     left = leaf.not_after - now
     if left <= timedelta(0):
-        return TlsVerdict("crit", f"{report.label} — certificate expired {_span(-left)} ago "
-                                  f"({_day(leaf.not_after)})", details)
+        return TlsVerdict(
+            "crit", f"{report.label} — certificate expired {_span(-left)} ago ({_day(leaf.not_after)})", details
+        )
     level: Level = "crit" if left < timedelta(days=CRIT_DAYS) else "warn" if left < timedelta(days=WARN_DAYS) else "ok"
     return TlsVerdict(level, f"{report.label} — certificate expires in {_span(left)} ({_day(leaf.not_after)})", details)
 
 
 def _hostname_mismatch(report: TlsReport, leaf: CertInfo) -> TlsVerdict:
     covers = ", ".join(leaf.sans) or "no names (no subjectAltName; the subject CN is not used)"
-    return TlsVerdict("crit", f"{report.label} — certificate is not valid for {report.server_name}",
-                      [f"certificate covers: {covers}", f"subject: {leaf.subject}"])
+    return TlsVerdict(
+        "crit",
+        f"{report.label} — certificate is not valid for {report.server_name}",
+        [f"certificate covers: {covers}", f"subject: {leaf.subject}"],
+    )
 
 
 def _self_signed(report: TlsReport) -> TlsVerdict:
@@ -464,9 +483,11 @@ def _weak_protocol(report: TlsReport) -> TlsVerdict | None:
     level = WEAK_PROTOCOLS.get(report.protocol or "")
     if level is None:
         return None
-    return TlsVerdict("warn" if level == "warn" else "crit",
-                      f"{report.label} — negotiates {report.protocol}, which is deprecated",
-                      ["it should offer TLS 1.2 or 1.3 only", *_connection(report)])
+    return TlsVerdict(
+        "warn" if level == "warn" else "crit",
+        f"{report.label} — negotiates {report.protocol}, which is deprecated",
+        ["it should offer TLS 1.2 or 1.3 only", *_connection(report)],
+    )
 
 
 def _untrusted(report: TlsReport) -> TlsVerdict:
@@ -475,8 +496,13 @@ def _untrusted(report: TlsReport) -> TlsVerdict:
     return TlsVerdict("crit", f"{report.label} — {what}: {report.verify_error}", details)
 
 
-def _explained_by(code: int | None, validity: TlsVerdict, hostname: TlsVerdict | None,
-                  self_signed: TlsVerdict | None, weak: TlsVerdict | None) -> TlsVerdict | None:
+def _explained_by(
+    code: int | None,
+    validity: TlsVerdict,
+    hostname: TlsVerdict | None,
+    self_signed: TlsVerdict | None,
+    weak: TlsVerdict | None,
+) -> TlsVerdict | None:
     """The verdict that already names why verification failed, so the failure is not reported twice."""
     if code is None and weak is not None:
         return weak

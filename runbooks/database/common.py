@@ -1,5 +1,6 @@
 """What the database runbooks share: the guide's thresholds, connecting to the ERPGo database (and
 saying once per report why it cannot be reached), and small formatting helpers."""
+
 from __future__ import annotations
 
 import functools
@@ -47,6 +48,7 @@ APP_NAME = "erpgo-chatops"
 
 
 # --- connecting -------------------------------------------------------------------------------
+
 
 @dataclass
 class DsnParts:
@@ -128,54 +130,78 @@ def connect_failure(exc: BaseException, parts: DsnParts | None, timeout: float) 
     user = parts.user if parts else "the user"
     database = parts.database if parts else "the database"
     if isinstance(exc, socket.gaierror):
-        return (f"cannot resolve host {parts.host if parts else '(unknown)'}: {exc.strerror or exc}",
-                "Check the host name in ERPGO_DATABASE_URL and that the postgres service is up and on the same "
-                "network (`docker-compose ps postgres`; in Compose the host is the service name).")
+        return (
+            f"cannot resolve host {parts.host if parts else '(unknown)'}: {exc.strerror or exc}",
+            "Check the host name in ERPGO_DATABASE_URL and that the postgres service is up and on the same "
+            "network (`docker-compose ps postgres`; in Compose the host is the service name).",
+        )
     if isinstance(exc, ConnectionRefusedError):
-        return (f"connection refused at {where}: nothing listens there",
-                "Is PostgreSQL running? `docker-compose ps postgres`, `docker-compose logs postgres | tail -20`; "
-                "check the port in ERPGO_DATABASE_URL and listen_addresses; restart with "
-                "`docker-compose restart postgres` (guide step 4).")
+        return (
+            f"connection refused at {where}: nothing listens there",
+            "Is PostgreSQL running? `docker-compose ps postgres`, `docker-compose logs postgres | tail -20`; "
+            "check the port in ERPGO_DATABASE_URL and listen_addresses; restart with "
+            "`docker-compose restart postgres` (guide step 4).",
+        )
     if isinstance(exc, asyncpg.TooManyConnectionsError):
-        return (f"too many connections (53300): {first_line(exc)}",
-                "Every connection slot is taken. Find who holds them (`db connections` from a superuser, or "
-                "`SELECT usename, application_name, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3`), end "
-                "sessions idle in transaction, lower the ERPGo pool size, or raise max_connections (needs a restart).")
+        return (
+            f"too many connections (53300): {first_line(exc)}",
+            "Every connection slot is taken. Find who holds them (`db connections` from a superuser, or "
+            "`SELECT usename, application_name, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3`), end "
+            "sessions idle in transaction, lower the ERPGo pool size, or raise max_connections (needs a restart).",
+        )
     if isinstance(exc, asyncpg.InvalidPasswordError):
-        return (f"authentication failed for user {user} (28P01): wrong password",
-                "The password in ERPGO_DATABASE_URL does not match the role's: compare "
-                "`docker-compose exec erpgo-api env | grep DATABASE_URL` with the role "
-                f"(`ALTER ROLE {user} PASSWORD '…'` to reset it).")
+        return (
+            f"authentication failed for user {user} (28P01): wrong password",
+            "The password in ERPGO_DATABASE_URL does not match the role's: compare "
+            "`docker-compose exec erpgo-api env | grep DATABASE_URL` with the role "
+            f"(`ALTER ROLE {user} PASSWORD '…'` to reset it).",
+        )
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        return (f"login rejected for user {user} (28000): {first_line(exc)}",
-                "The role does not exist or pg_hba.conf has no entry for this host, user and database: "
-                "check the user in ERPGO_DATABASE_URL and pg_hba.conf, then `SELECT pg_reload_conf()`.")
+        return (
+            f"login rejected for user {user} (28000): {first_line(exc)}",
+            "The role does not exist or pg_hba.conf has no entry for this host, user and database: "
+            "check the user in ERPGO_DATABASE_URL and pg_hba.conf, then `SELECT pg_reload_conf()`.",
+        )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return (f"database {database} does not exist (3D000)",
-                "Fix the database name in ERPGO_DATABASE_URL, or create it (`CREATE DATABASE …`) / restore it "
-                "from backup (guide: Emergency Procedures › Data Recovery).")
+        return (
+            f"database {database} does not exist (3D000)",
+            "Fix the database name in ERPGO_DATABASE_URL, or create it (`CREATE DATABASE …`) / restore it "
+            "from backup (guide: Emergency Procedures › Data Recovery).",
+        )
     if isinstance(exc, asyncpg.CannotConnectNowError):
-        return (f"server not accepting connections yet (57P03): {first_line(exc)}",
-                "PostgreSQL is starting up, shutting down or in recovery: wait and retry; "
-                "`docker-compose logs postgres | tail -20` shows why and how far it is.")
+        return (
+            f"server not accepting connections yet (57P03): {first_line(exc)}",
+            "PostgreSQL is starting up, shutting down or in recovery: wait and retry; "
+            "`docker-compose logs postgres | tail -20` shows why and how far it is.",
+        )
     if isinstance(exc, asyncpg.PostgresError):
-        return (f"login failed ({getattr(exc, 'sqlstate', '?')}): {first_line(exc)}",
-                "See the server log: `docker-compose logs postgres | tail -20`.")
+        return (
+            f"login failed ({getattr(exc, 'sqlstate', '?')}): {first_line(exc)}",
+            "See the server log: `docker-compose logs postgres | tail -20`.",
+        )
     if isinstance(exc, ssl.SSLError):
-        return (f"TLS handshake with {where} failed: {first_line(exc)}",
-                "Check sslmode in ERPGO_DATABASE_URL against the server's ssl setting and certificates.")
+        return (
+            f"TLS handshake with {where} failed: {first_line(exc)}",
+            "Check sslmode in ERPGO_DATABASE_URL against the server's ssl setting and certificates.",
+        )
     if isinstance(exc, TimeoutError):
-        return (f"no answer from {where} within {timeout:.1f} s (timed out)",
-                "A firewall, a network partition or an overloaded server: test with "
-                f"`pg_isready -h {parts.host if parts else 'HOST'} -p {parts.port if parts else 5432}` from the "
-                "application container, and check the server's load.")
+        return (
+            f"no answer from {where} within {timeout:.1f} s (timed out)",
+            "A firewall, a network partition or an overloaded server: test with "
+            f"`pg_isready -h {parts.host if parts else 'HOST'} -p {parts.port if parts else 5432}` from the "
+            "application container, and check the server's load.",
+        )
     if isinstance(exc, (ConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError)):
-        return (f"{where} closed the connection during login: {describe_error(exc)}",
-                "Something other than PostgreSQL may listen on that port, or the server crashed: "
-                "`docker-compose logs postgres | tail -20`.")
+        return (
+            f"{where} closed the connection during login: {describe_error(exc)}",
+            "Something other than PostgreSQL may listen on that port, or the server crashed: "
+            "`docker-compose logs postgres | tail -20`.",
+        )
     if isinstance(exc, OSError):
-        return (f"cannot reach {where}: {describe_error(exc)}",
-                "Check the network between the bot and the database host (routes, firewall, Docker network).")
+        return (
+            f"cannot reach {where}: {describe_error(exc)}",
+            "Check the network between the bot and the database host (routes, firewall, Docker network).",
+        )
     return (f"cannot connect: {describe_error(exc)}", "See the server log: `docker-compose logs postgres | tail -20`.")
 
 
@@ -205,11 +231,15 @@ async def db_connection(ctx: CheckContext) -> AsyncIterator[asyncpg.Connection]:
         except ValueError:
             parts = None
         title, hint = connect_failure(exc, parts, pg.timeout)
-        raise CannotConnect(Finding.crit(
-            "PostgreSQL", "unreachable — " + title, section=CONNECTION,
-            details=[hint, "`db connect` walks through URL, DNS, TCP and login step by step."],
-            data={"error": type(exc).__name__, "sqlstate": getattr(exc, "sqlstate", None)},
-        )) from exc
+        raise CannotConnect(
+            Finding.crit(
+                "PostgreSQL",
+                "unreachable — " + title,
+                section=CONNECTION,
+                details=[hint, "`db connect` walks through URL, DNS, TCP and login step by step."],
+                data={"error": type(exc).__name__, "sqlstate": getattr(exc, "sqlstate", None)},
+            )
+        ) from exc
     try:
         yield conn
     finally:
@@ -242,6 +272,7 @@ def db_check(runbook: Runbook, *verbs: str, component: str = "PostgreSQL", secti
 
 
 # --- small helpers --------------------------------------------------------------------------
+
 
 def quote_ident(name: str) -> str:
     """PostgreSQL identifier quoting (always quoted, inner quotes doubled), as asyncpg does it."""
@@ -295,7 +326,11 @@ async def server_version_num(conn) -> int:
 async def find_relation(conn, schema: str, name: str, kinds: str):
     return await conn.fetchrow(
         "SELECT c.oid, c.relkind, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind::text = ANY($3::text[])", schema, name, list(kinds))
+        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind::text = ANY($3::text[])",
+        schema,
+        name,
+        list(kinds),
+    )
 
 
 def text_arg(value: Any, name: str) -> str:

@@ -1,5 +1,6 @@
 """Guide: "Database Connection Issues" — `db connect`, the "Database Connection Resolution" runbook
 step by step: URL, DNS, TCP, login."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,10 +28,13 @@ from runbooks.quick import percent_status
 runbook = Runbook("database.connect")
 
 
-runbook.verb("db connect", "why the database cannot be reached: URL, DNS, TCP, login", ack="Tracing the database connection…")
+runbook.verb(
+    "db connect", "why the database cannot be reached: URL, DNS, TCP, login", ack="Tracing the database connection…"
+)
 
 
 # --- `db connect`: the "Database Connection Resolution" runbook, step by step --------------------
+
 
 class Budget:
     """The check's time, shared by its steps, so a hung step still leaves room to report."""
@@ -76,52 +80,89 @@ async def connection_diagnosis(ctx: CheckContext) -> list[Finding]:
     try:
         parts = parse_dsn(pg.dsn)
     except ValueError as exc:
-        return [Finding.crit("PostgreSQL URL", f"ERPGO_DATABASE_URL cannot be parsed: {exc}", section=CONNECTION,
-                             details=["expected postgres://USER:PASSWORD@HOST:5432/erp (guide step 2, "
-                                      "Verify Connection Parameters)"]),
-                *not_tried(CONNECT_STEPS[1:], "the URL cannot be parsed")]
-    url_details = ["a password is in the URL" if parts.has_password
-                   else "no password in the URL (trust or peer authentication, or a .pgpass file)"]
+        return [
+            Finding.crit(
+                "PostgreSQL URL",
+                f"ERPGO_DATABASE_URL cannot be parsed: {exc}",
+                section=CONNECTION,
+                details=[
+                    "expected postgres://USER:PASSWORD@HOST:5432/erp (guide step 2, Verify Connection Parameters)"
+                ],
+            ),
+            *not_tried(CONNECT_STEPS[1:], "the URL cannot be parsed"),
+        ]
+    url_details = [
+        "a password is in the URL"
+        if parts.has_password
+        else "no password in the URL (trust or peer authentication, or a .pgpass file)"
+    ]
     if parts.has_password:
         url_details.append(f"as configured, redacted: {parts.shown()}")
     if len(parts.hosts) > 1:
         url_details.append(f"{len(parts.hosts)} hosts listed; this diagnosis follows the first")
     if parts.params:
-        url_details.append("options: " + ", ".join(f"{key}={'***' if 'pass' in key.lower() else value}"
-                                                   for key, value in parts.params.items()))
-    title = (f"{parts.scheme} URL parsed: user {parts.user or '(default)'}, host {parts.host}, port {parts.port}, "
-             f"database {parts.database}")
-    findings.append(Finding.ok("PostgreSQL URL", title, details=url_details, section=CONNECTION,
-                               data={"user": parts.user, "host": parts.host, "port": parts.port,
-                                     "database": parts.database}))
+        url_details.append(
+            "options: "
+            + ", ".join(f"{key}={'***' if 'pass' in key.lower() else value}" for key, value in parts.params.items())
+        )
+    title = (
+        f"{parts.scheme} URL parsed: user {parts.user or '(default)'}, host {parts.host}, port {parts.port}, "
+        f"database {parts.database}"
+    )
+    findings.append(
+        Finding.ok(
+            "PostgreSQL URL",
+            title,
+            details=url_details,
+            section=CONNECTION,
+            data={"user": parts.user, "host": parts.host, "port": parts.port, "database": parts.database},
+        )
+    )
 
     # DNS
     if parts.is_socket:
-        findings.append(Finding.ok("PostgreSQL DNS", f"Unix socket directory {parts.host}: nothing to resolve",
-                                   section=CONNECTION))
+        findings.append(
+            Finding.ok("PostgreSQL DNS", f"Unix socket directory {parts.host}: nothing to resolve", section=CONNECTION)
+        )
         addresses: list[tuple] = []
     elif is_ip_address(parts.host):
-        findings.append(Finding.ok("PostgreSQL DNS", f"{parts.host} is an IP address: nothing to resolve",
-                                   section=CONNECTION, data={"addresses": [parts.host]}))
+        findings.append(
+            Finding.ok(
+                "PostgreSQL DNS",
+                f"{parts.host} is an IP address: nothing to resolve",
+                section=CONNECTION,
+                data={"addresses": [parts.host]},
+            )
+        )
         addresses = [(parts.host, parts.port)]
     else:
         started = time.perf_counter()
         try:
             infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM), budget.left())
+                asyncio.get_running_loop().getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM), budget.left()
+            )
         except (socket.gaierror, TimeoutError, OSError) as exc:
             title, hint = connect_failure(exc, parts, time.perf_counter() - started)
             if isinstance(exc, TimeoutError):
                 title = f"the DNS lookup of {parts.host} did not answer within {time.perf_counter() - started:.1f} s"
                 hint = "The resolver is slow or unreachable: check /etc/resolv.conf and the Docker network's DNS."
-            findings.append(Finding.crit("PostgreSQL DNS", title, details=[hint], section=CONNECTION,
-                                         data={"error": type(exc).__name__}))
+            findings.append(
+                Finding.crit(
+                    "PostgreSQL DNS", title, details=[hint], section=CONNECTION, data={"error": type(exc).__name__}
+                )
+            )
             return findings + not_tried(CONNECT_STEPS[2:], "the host does not resolve")
         dns_ms = (time.perf_counter() - started) * 1000
         addresses = list(dict.fromkeys(info[4][:2] for info in infos))
         shown = ", ".join(address[0] for address in addresses[:4])
-        findings.append(Finding.ok("PostgreSQL DNS", f"{parts.host} resolves to {shown} ({dns_ms:.0f} ms)",
-                                   section=CONNECTION, data={"addresses": [a[0] for a in addresses], "dns_ms": dns_ms}))
+        findings.append(
+            Finding.ok(
+                "PostgreSQL DNS",
+                f"{parts.host} resolves to {shown} ({dns_ms:.0f} ms)",
+                section=CONNECTION,
+                data={"addresses": [a[0] for a in addresses], "dns_ms": dns_ms},
+            )
+        )
 
     # TCP
     tcp = await tcp_step(parts, addresses, budget)
@@ -156,29 +197,42 @@ async def tcp_step(parts: DsnParts, addresses: list[tuple], budget: Budget) -> F
         except OSError:
             pass
         where = f"{host}/.s.PGSQL.{port}" if parts.is_socket else f"{host}:{port}"
-        return Finding.ok("PostgreSQL TCP", f"{where} accepts connections ({tcp_ms:.1f} ms)", section=CONNECTION,
-                          data={"tcp_ms": round(tcp_ms, 2), "address": host})
+        return Finding.ok(
+            "PostgreSQL TCP",
+            f"{where} accepts connections ({tcp_ms:.1f} ms)",
+            section=CONNECTION,
+            data={"tcp_ms": round(tcp_ms, 2), "address": host},
+        )
     assert last_error is not None
     title, hint = connect_failure(last_error, parts, time.perf_counter() - started)
-    return Finding.crit("PostgreSQL TCP", title, details=[hint], section=CONNECTION,
-                        data={"error": type(last_error).__name__})
+    return Finding.crit(
+        "PostgreSQL TCP", title, details=[hint], section=CONNECTION, data={"error": type(last_error).__name__}
+    )
 
 
 async def login_step(dsn: str, parts: DsnParts, budget: Budget) -> Finding:
     started = time.perf_counter()
     timeout = budget.left()
     try:
-        conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout,
-                                     server_settings={"application_name": APP_NAME})
+        conn = await asyncpg.connect(
+            dsn, timeout=timeout, command_timeout=timeout, server_settings={"application_name": APP_NAME}
+        )
     except Exception as exc:  # every way a login fails is a finding
         elapsed = time.perf_counter() - started
         title, hint = connect_failure(exc, parts, elapsed)
         if isinstance(exc, TimeoutError):
             title = f"{parts.host}:{parts.port} accepts TCP but the login did not finish within {elapsed:.1f} s"
-            hint = ("The server is overloaded, stuck, or what listens there is not PostgreSQL: "
-                    "`docker-compose logs postgres | tail -20`, and the host's load.")
-        return Finding.crit("PostgreSQL login", title, details=[hint], section=CONNECTION,
-                            data={"error": type(exc).__name__, "sqlstate": getattr(exc, "sqlstate", None)})
+            hint = (
+                "The server is overloaded, stuck, or what listens there is not PostgreSQL: "
+                "`docker-compose logs postgres | tail -20`, and the host's load."
+            )
+        return Finding.crit(
+            "PostgreSQL login",
+            title,
+            details=[hint],
+            section=CONNECTION,
+            data={"error": type(exc).__name__, "sqlstate": getattr(exc, "sqlstate", None)},
+        )
     try:
         login_ms = (time.perf_counter() - started) * 1000
         row = await conn.fetchrow(LOGIN_SQL, timeout=budget.left())
@@ -186,13 +240,26 @@ async def login_step(dsn: str, parts: DsnParts, budget: Budget) -> Finding:
         await conn.close(timeout=budget.left())
     used, usable = row["connections"], usable_connections(row)
     status = percent_status(used, usable, CONNECTIONS_WARN_PCT, CONNECTIONS_CRIT_PCT)
-    title = (f"logged in as {row['user']} to {row['database']} in {login_ms:.0f} ms — PostgreSQL {row['version']}, "
-             f"{used}/{usable} usable connections")
+    title = (
+        f"logged in as {row['user']} to {row['database']} in {login_ms:.0f} ms — PostgreSQL {row['version']}, "
+        f"{used}/{usable} usable connections"
+    )
     details = [
         f"max_connections {row['max_connections']} ({row['superuser_reserved']} reserved for superusers), "
         f"{used} connected, {row['active']} active",
         "server is a replica in recovery (read-only)" if row["in_recovery"] else "server is a primary (read-write)",
     ]
-    return Finding(status, "PostgreSQL login", title, details=details, section=CONNECTION,
-                   data={"login_ms": round(login_ms, 2), "version": row["version"], "connections": used,
-                         "usable": usable, "in_recovery": row["in_recovery"]})
+    return Finding(
+        status,
+        "PostgreSQL login",
+        title,
+        details=details,
+        section=CONNECTION,
+        data={
+            "login_ms": round(login_ms, 2),
+            "version": row["version"],
+            "connections": used,
+            "usable": usable,
+            "in_recovery": row["in_recovery"],
+        },
+    )

@@ -1,5 +1,6 @@
 """Guide: "Database Connection Issues" — `db connections`: by state, user and application; idle in
 transaction; vs max_connections."""
+
 from __future__ import annotations
 
 from bot.core.engine import CheckContext
@@ -29,8 +30,11 @@ from runbooks.quick import percent_status
 runbook = Runbook("database.connections")
 
 
-runbook.verb("db connections", "connections by state, user and application; idle in transaction",
-             ack="Counting database connections…")
+runbook.verb(
+    "db connections",
+    "connections by state, user and application; idle in transaction",
+    ack="Counting database connections…",
+)
 
 
 # --- `db connections` -----------------------------------------------------------------------------
@@ -104,7 +108,8 @@ async def connections_by_state(ctx: CheckContext) -> Finding:
     status = percent_status(used, usable, CONNECTIONS_WARN_PCT, CONNECTIONS_CRIT_PCT)
     by_state = {row["state"]: row["n"] for row in states}
     title = f"{used} of {usable} usable connections ({used * 100 / usable:.0f} %): " + (
-        ", ".join(f"{n} {state}" for state, n in by_state.items()) or "none")
+        ", ".join(f"{n} {state}" for state, n in by_state.items()) or "none"
+    )
     details = [
         f"max_connections {limits['max_connections']}: {limits['superuser_reserved']} reserved for superusers"
         + (f", {limits['reserved']} for pg_use_reserved_connections" if limits["reserved"] else "")
@@ -114,14 +119,27 @@ async def connections_by_state(ctx: CheckContext) -> Finding:
         f"{ours} of the connections are this bot's own (its checks connect briefly)",
     ]
     if status is not Status.OK:
-        details.append("at the limit new logins fail with 53300 \"too many clients\": end idle sessions, shrink the "
-                       "ERPGo pool, or raise max_connections (restart) / add a pooler such as PgBouncer")
+        details.append(
+            'at the limit new logins fail with 53300 "too many clients": end idle sessions, shrink the '
+            "ERPGo pool, or raise max_connections (restart) / add a pooler such as PgBouncer"
+        )
     if not limits["sees_all"]:
         details.append("the bot's user cannot see other users' session states: grant it pg_read_all_stats")
-    return Finding(status, "PostgreSQL connections", title, details=details,
-                   data={"connections": used, "usable": usable, "max_connections": limits["max_connections"],
-                         "superuser_reserved": limits["superuser_reserved"], "reserved": limits["reserved"],
-                         "by_state": by_state, "by_database": {r["datname"]: r["n"] for r in databases}})
+    return Finding(
+        status,
+        "PostgreSQL connections",
+        title,
+        details=details,
+        data={
+            "connections": used,
+            "usable": usable,
+            "max_connections": limits["max_connections"],
+            "superuser_reserved": limits["superuser_reserved"],
+            "reserved": limits["reserved"],
+            "by_state": by_state,
+            "by_database": {r["datname"]: r["n"] for r in databases},
+        },
+    )
 
 
 @db_check(runbook, "db connections", component="PostgreSQL clients", section=CONNECTION)
@@ -142,20 +160,34 @@ async def connections_by_client(ctx: CheckContext) -> Finding:
     top = rows[0]
     share = top["total"] * 100 / usable_connections(limits)
     status = Status.WARN if share >= CONNECTIONS_WARN_PCT else Status.OK
-    title = (f"{top['application']} (user {top['usename']}) holds the most: {top['total']} of {total} connections; "
-             f"{len(apps)} application{'s' if len(apps) != 1 else ''}, {len(users)} user{'s' if len(users) != 1 else ''}")
+    title = (
+        f"{top['application']} (user {top['usename']}) holds the most: {top['total']} of {total} connections; "
+        f"{len(apps)} application{'s' if len(apps) != 1 else ''}, {len(users)} user{'s' if len(users) != 1 else ''}"
+    )
     evidence = [f"{'application':<24} {'user':<14} {'total':>5} {'active':>6} {'idle':>5} {'idle-tx':>7}  clients"]
-    evidence += [f"{one_line(row['application'], 24):<24} {one_line(row['usename'], 14):<14} {row['total']:>5} "
-                 f"{row['active']:>6} {row['idle']:>5} {row['idle_in_transaction']:>7}  {one_line(row['clients'], 40)}"
-                 for row in rows]
-    details = ["by user: " + ", ".join(f"{user} {n}" for user, n in sorted(users.items(), key=lambda kv: -kv[1])),
-               f"not listed: this bot's own {own} connection{'s' if own != 1 else ''} ({APP_NAME})"]
+    evidence += [
+        f"{one_line(row['application'], 24):<24} {one_line(row['usename'], 14):<14} {row['total']:>5} "
+        f"{row['active']:>6} {row['idle']:>5} {row['idle_in_transaction']:>7}  {one_line(row['clients'], 40)}"
+        for row in rows
+    ]
+    details = [
+        "by user: " + ", ".join(f"{user} {n}" for user, n in sorted(users.items(), key=lambda kv: -kv[1])),
+        f"not listed: this bot's own {own} connection{'s' if own != 1 else ''} ({APP_NAME})",
+    ]
     if status is Status.WARN:
         details.append(f"{top['application']} alone uses {share:.0f} % of the usable connections: check its pool size")
-    clients = [{k: row[k] for k in ("application", "usename", "total", "active", "idle", "idle_in_transaction")}
-               for row in rows]
-    return Finding(status, "PostgreSQL clients", title, details=details, evidence=evidence,
-                   data={"clients": clients, "by_user": users, "own": own})
+    clients = [
+        {k: row[k] for k in ("application", "usename", "total", "active", "idle", "idle_in_transaction")}
+        for row in rows
+    ]
+    return Finding(
+        status,
+        "PostgreSQL clients",
+        title,
+        details=details,
+        evidence=evidence,
+        data={"clients": clients, "by_user": users, "own": own},
+    )
 
 
 @db_check(runbook, "db connections", component="PostgreSQL idle in transaction", section=CONNECTION)
@@ -170,21 +202,37 @@ async def idle_in_transaction(ctx: CheckContext) -> Finding:
     oldest = rows[0]
     status = by_seconds(oldest["idle_s"], IDLE_IN_TRANSACTION_WARN_S, IDLE_IN_TRANSACTION_CRIT_S)
     n = len(rows)
-    title = (f"{n} session{'s' if n != 1 else ''} idle in transaction, longest {ago(oldest['idle_s'])}: "
-             f"{session_label(oldest)}")
-    evidence = [f"pid {row['pid']} {row['application_name'] or '-'} user {row['usename']} db {row['datname']}: idle "
-                f"{ago(row['idle_s'])}, transaction open {ago(row['xact_s'])} — last: {one_line(row['query'], 80)}"
-                for row in rows]
-    details = ["such a session keeps its locks and snapshot until it ends; pg_cancel_backend does not end it, "
-               "only pg_terminate_backend does (`db locks` shows what it blocks and offers that)"]
+    title = (
+        f"{n} session{'s' if n != 1 else ''} idle in transaction, longest {ago(oldest['idle_s'])}: "
+        f"{session_label(oldest)}"
+    )
+    evidence = [
+        f"pid {row['pid']} {row['application_name'] or '-'} user {row['usename']} db {row['datname']}: idle "
+        f"{ago(row['idle_s'])}, transaction open {ago(row['xact_s'])} — last: {one_line(row['query'], 80)}"
+        for row in rows
+    ]
+    details = [
+        "such a session keeps its locks and snapshot until it ends; pg_cancel_backend does not end it, "
+        "only pg_terminate_backend does (`db locks` shows what it blocks and offers that)"
+    ]
     if timeout_setting in ("0", "0ms"):
-        details.append("idle_in_transaction_session_timeout is off: setting it (e.g. 5min) makes such sessions end "
-                       "on their own")
+        details.append(
+            "idle_in_transaction_session_timeout is off: setting it (e.g. 5min) makes such sessions end on their own"
+        )
     else:
         details.append(f"idle_in_transaction_session_timeout is {timeout_setting}")
-    sessions = [{"pid": row["pid"], "application_name": row["application_name"], "usename": row["usename"],
-                 "idle_s": row["idle_s"], "xact_s": row["xact_s"], "state": row["state"],
-                 "backend_start": row["backend_start"].isoformat()} for row in rows]
+    sessions = [
+        {
+            "pid": row["pid"],
+            "application_name": row["application_name"],
+            "usename": row["usename"],
+            "idle_s": row["idle_s"],
+            "xact_s": row["xact_s"],
+            "state": row["state"],
+            "backend_start": row["backend_start"].isoformat(),
+        }
+        for row in rows
+    ]
     return Finding(status, component, title, details=details, evidence=evidence, data={"sessions": sessions})
 
 
@@ -205,13 +253,28 @@ async def database_activity(ctx: CheckContext) -> Finding:
         status = Status.WARN
         notes.append(f"{row['deadlocks']} deadlocks detected: see the guide's Database Locks and Deadlocks")
     since = f"since {row['stats_reset']:%Y-%m-%d %H:%M}" if row["stats_reset"] else "since statistics began"
-    title = (f"{row['datname']}: {row['numbackends']} backends, {count(commits)} commits, {count(rollbacks)} rollbacks "
-             f"({rollback_pct:.1f} %), {row['deadlocks']} deadlocks")
+    title = (
+        f"{row['datname']}: {row['numbackends']} backends, {count(commits)} commits, {count(rollbacks)} rollbacks "
+        f"({rollback_pct:.1f} %), {row['deadlocks']} deadlocks"
+    )
     details = notes + [
         f"counters {since}",
         f"temporary files: {count(row['temp_files'])} ({human_bytes(row['temp_bytes'])}) — many mean work_mem is "
-        "too small for the sorts and hashes" if row["temp_files"] else "temporary files: none",
+        "too small for the sorts and hashes"
+        if row["temp_files"]
+        else "temporary files: none",
     ]
-    return Finding(status, "PostgreSQL activity", title, details=details,
-                   data={"database": row["datname"], "numbackends": row["numbackends"], "xact_commit": commits,
-                         "xact_rollback": rollbacks, "deadlocks": row["deadlocks"], "temp_files": row["temp_files"]})
+    return Finding(
+        status,
+        "PostgreSQL activity",
+        title,
+        details=details,
+        data={
+            "database": row["datname"],
+            "numbackends": row["numbackends"],
+            "xact_commit": commits,
+            "xact_rollback": rollbacks,
+            "deadlocks": row["deadlocks"],
+            "temp_files": row["temp_files"],
+        },
+    )

@@ -1,5 +1,6 @@
 """Guide: "Slow Query Performance" and "Performance Issues › Database Performance" — `db indexes`
 (usage, unused, invalid, sequential scans) and `db sizes`, with `db.reindex`."""
+
 from __future__ import annotations
 
 import time
@@ -87,10 +88,14 @@ async def index_usage(ctx: CheckContext) -> Finding:
         return Finding.ok("PostgreSQL index usage", "no user indexes", data={"indexes": 0})
     top = rows[0]
     title = f"{total} indexes; most used: {top['schemaname']}.{top['indexrelname']} ({count(top['idx_scan'])} scans)"
-    evidence = [f"{r['schemaname']}.{r['relname']}.{r['indexrelname']}: {count(r['idx_scan'])} scans, "
-                f"{count(r['idx_tup_read'])} entries read, {human_bytes(r['size'])}" for r in rows]
-    return Finding.ok("PostgreSQL index usage", title, evidence=evidence,
-                      data={"indexes": total, "top": [dict(r) for r in rows]})
+    evidence = [
+        f"{r['schemaname']}.{r['relname']}.{r['indexrelname']}: {count(r['idx_scan'])} scans, "
+        f"{count(r['idx_tup_read'])} entries read, {human_bytes(r['size'])}"
+        for r in rows
+    ]
+    return Finding.ok(
+        "PostgreSQL index usage", title, evidence=evidence, data={"indexes": total, "top": [dict(r) for r in rows]}
+    )
 
 
 @db_check(runbook, "db indexes", component="PostgreSQL unused indexes", section=SLOW)
@@ -106,16 +111,34 @@ async def unused_indexes(ctx: CheckContext) -> Finding:
     size = sum(r["size"] for r in rows)
     names = ", ".join(f"{r['schemaname']}.{r['indexrelname']} ({human_bytes(r['size'])})" for r in rows[:3])
     title = f"{len(rows)} unused index{'es' if len(rows) != 1 else ''} ({human_bytes(size)}): {names}" + (
-        ", …" if len(rows) > 3 else "")
-    evidence = [f"{r['schemaname']}.{r['relname']}.{r['indexrelname']}: 0 scans, {human_bytes(r['size'])}, "
-                f"table read {count(r['table_reads'])} times" for r in rows]
-    return Finding.warn(component, title, evidence=evidence,
-                        details=[f"0 index scans {since_text} (unique and constraint indexes are not listed: they "
-                                 "enforce rules even when unread)",
-                                 "every write to the table maintains them; drop one only after checking replicas "
-                                 "and rare jobs (month-end reports) do not use it"],
-                        data={"unused": [{"index": f"{r['schemaname']}.{r['indexrelname']}", "size": r["size"],
-                                          "table": f"{r['schemaname']}.{r['relname']}"} for r in rows]})
+        ", …" if len(rows) > 3 else ""
+    )
+    evidence = [
+        f"{r['schemaname']}.{r['relname']}.{r['indexrelname']}: 0 scans, {human_bytes(r['size'])}, "
+        f"table read {count(r['table_reads'])} times"
+        for r in rows
+    ]
+    return Finding.warn(
+        component,
+        title,
+        evidence=evidence,
+        details=[
+            f"0 index scans {since_text} (unique and constraint indexes are not listed: they "
+            "enforce rules even when unread)",
+            "every write to the table maintains them; drop one only after checking replicas "
+            "and rare jobs (month-end reports) do not use it",
+        ],
+        data={
+            "unused": [
+                {
+                    "index": f"{r['schemaname']}.{r['indexrelname']}",
+                    "size": r["size"],
+                    "table": f"{r['schemaname']}.{r['relname']}",
+                }
+                for r in rows
+            ]
+        },
+    )
 
 
 @db_check(runbook, "db indexes", component="PostgreSQL invalid indexes", section=SLOW)
@@ -127,16 +150,34 @@ async def invalid_indexes(ctx: CheckContext) -> Finding:
     if not rows:
         return Finding.ok(component, "no invalid indexes", data={"invalid": []})
     title = f"{len(rows)} invalid index{'es' if len(rows) != 1 else ''}: " + ", ".join(
-        f"{r['schemaname']}.{r['indexrelname']} on {r['relname']}" for r in rows[:3])
-    evidence = [f"{r['schemaname']}.{r['indexrelname']} on {r['relname']}: {human_bytes(r['size'])}"
-                + (", unique (not enforced while invalid)" if r["indisunique"] else "") for r in rows]
-    proposals = [reindex_proposal(r["schemaname"], r["indexrelname"], r["relname"],
-                                  reason="left invalid by a failed concurrent build; the planner ignores it") for r in rows[:3]]
-    return Finding.warn(component, title, evidence=evidence, proposals=proposals,
-                        details=["an invalid index is maintained on every write but never used to read; a unique one "
-                                 "does not enforce uniqueness. Rebuild it (after fixing what made the build fail, "
-                                 "e.g. duplicates) or drop it"],
-                        data={"invalid": [f"{r['schemaname']}.{r['indexrelname']}" for r in rows]})
+        f"{r['schemaname']}.{r['indexrelname']} on {r['relname']}" for r in rows[:3]
+    )
+    evidence = [
+        f"{r['schemaname']}.{r['indexrelname']} on {r['relname']}: {human_bytes(r['size'])}"
+        + (", unique (not enforced while invalid)" if r["indisunique"] else "")
+        for r in rows
+    ]
+    proposals = [
+        reindex_proposal(
+            r["schemaname"],
+            r["indexrelname"],
+            r["relname"],
+            reason="left invalid by a failed concurrent build; the planner ignores it",
+        )
+        for r in rows[:3]
+    ]
+    return Finding.warn(
+        component,
+        title,
+        evidence=evidence,
+        proposals=proposals,
+        details=[
+            "an invalid index is maintained on every write but never used to read; a unique one "
+            "does not enforce uniqueness. Rebuild it (after fixing what made the build fail, "
+            "e.g. duplicates) or drop it"
+        ],
+        data={"invalid": [f"{r['schemaname']}.{r['indexrelname']}" for r in rows]},
+    )
 
 
 @db_check(runbook, "db indexes", component="PostgreSQL sequential scans", section=SLOW)
@@ -146,22 +187,44 @@ async def sequential_scans(ctx: CheckContext) -> Finding:
         rows = await conn.fetch(SEQ_SCANS_SQL)
     component = "PostgreSQL sequential scans"
     if not rows:
-        return Finding.ok(component, f"no table of ≥ {count(SEQ_SCAN_MIN_ROWS)} rows is read mostly by sequential scans",
-                          data={"tables": []})
+        return Finding.ok(
+            component,
+            f"no table of ≥ {count(SEQ_SCAN_MIN_ROWS)} rows is read mostly by sequential scans",
+            data={"tables": []},
+        )
     top = rows[0]
-    title = (f"{top['schemaname']}.{top['relname']}: {count(top['seq_scan'])} sequential scans read "
-             f"{count(top['seq_tup_read'])} rows (≈ {count(top['n_live_tup'])} rows, {count(top['idx_scan'])} index scans)")
+    title = (
+        f"{top['schemaname']}.{top['relname']}: {count(top['seq_scan'])} sequential scans read "
+        f"{count(top['seq_tup_read'])} rows (≈ {count(top['n_live_tup'])} rows, {count(top['idx_scan'])} index scans)"
+    )
     if len(rows) > 1:
         title += f", and {len(rows) - 1} more table{'s' if len(rows) > 2 else ''}"
-    evidence = [f"{r['schemaname']}.{r['relname']}: {count(r['seq_scan'])} seq scans, {count(r['seq_tup_read'])} rows "
-                f"read, {count(r['idx_scan'])} index scans, ≈ {count(r['n_live_tup'])} rows, {human_bytes(r['size'])}"
-                for r in rows]
-    return Finding.warn(component, title, evidence=evidence,
-                        details=["find the statements behind them with `db slow`, then `db explain <queryid>`; an "
-                                 "index on the columns they filter on usually helps"],
-                        data={"tables": [{"table": f"{r['schemaname']}.{r['relname']}", "seq_scan": r["seq_scan"],
-                                          "seq_tup_read": r["seq_tup_read"], "idx_scan": r["idx_scan"],
-                                          "n_live_tup": r["n_live_tup"]} for r in rows]})
+    evidence = [
+        f"{r['schemaname']}.{r['relname']}: {count(r['seq_scan'])} seq scans, {count(r['seq_tup_read'])} rows "
+        f"read, {count(r['idx_scan'])} index scans, ≈ {count(r['n_live_tup'])} rows, {human_bytes(r['size'])}"
+        for r in rows
+    ]
+    return Finding.warn(
+        component,
+        title,
+        evidence=evidence,
+        details=[
+            "find the statements behind them with `db slow`, then `db explain <queryid>`; an "
+            "index on the columns they filter on usually helps"
+        ],
+        data={
+            "tables": [
+                {
+                    "table": f"{r['schemaname']}.{r['relname']}",
+                    "seq_scan": r["seq_scan"],
+                    "seq_tup_read": r["seq_tup_read"],
+                    "idx_scan": r["idx_scan"],
+                    "n_live_tup": r["n_live_tup"],
+                }
+                for r in rows
+            ]
+        },
+    )
 
 
 # --- `db sizes` ------------------------------------------------------------------------------------
@@ -204,19 +267,41 @@ async def largest_tables(ctx: CheckContext) -> Finding:
         rows = await conn.fetch(LARGEST_TABLES_SQL)
         database, size = await conn.fetchrow("SELECT current_database(), pg_database_size(current_database())")
     if not rows:
-        return Finding.ok("PostgreSQL tables", f"database {database} ({human_bytes(size)}) has no tables",
-                          data={"database_size": size, "tables": []})
+        return Finding.ok(
+            "PostgreSQL tables",
+            f"database {database} ({human_bytes(size)}) has no tables",
+            data={"database_size": size, "tables": []},
+        )
     top = rows[0]
-    title = (f"database {database} {human_bytes(size)}; largest table {top['schemaname']}.{top['relname']} "
-             f"{human_bytes(top['total'])} (≈ {count(rows_of(top))} rows)")
-    evidence = [f"{r['schemaname']}.{r['relname']}: {human_bytes(r['total'])} total = {human_bytes(r['heap'])} table + "
-                f"{human_bytes(r['indexes'])} indexes + {human_bytes(r['toast'])} TOAST, ≈ {count(rows_of(r))} rows"
-                for r in rows]
-    return Finding.ok("PostgreSQL tables", title, evidence=evidence,
-                      data={"database": database, "database_size": size,
-                            "tables": [{"table": f"{r['schemaname']}.{r['relname']}", "total": r["total"],
-                                        "heap": r["heap"], "indexes": r["indexes"], "toast": r["toast"],
-                                        "rows": rows_of(r)} for r in rows]})
+    title = (
+        f"database {database} {human_bytes(size)}; largest table {top['schemaname']}.{top['relname']} "
+        f"{human_bytes(top['total'])} (≈ {count(rows_of(top))} rows)"
+    )
+    evidence = [
+        f"{r['schemaname']}.{r['relname']}: {human_bytes(r['total'])} total = {human_bytes(r['heap'])} table + "
+        f"{human_bytes(r['indexes'])} indexes + {human_bytes(r['toast'])} TOAST, ≈ {count(rows_of(r))} rows"
+        for r in rows
+    ]
+    return Finding.ok(
+        "PostgreSQL tables",
+        title,
+        evidence=evidence,
+        data={
+            "database": database,
+            "database_size": size,
+            "tables": [
+                {
+                    "table": f"{r['schemaname']}.{r['relname']}",
+                    "total": r["total"],
+                    "heap": r["heap"],
+                    "indexes": r["indexes"],
+                    "toast": r["toast"],
+                    "rows": rows_of(r),
+                }
+                for r in rows
+            ],
+        },
+    )
 
 
 def rows_of(row) -> int:
@@ -234,9 +319,12 @@ async def largest_indexes(ctx: CheckContext) -> Finding:
     top = rows[0]
     title = f"largest index {top['schemaname']}.{top['indexrelname']} on {top['relname']}: {human_bytes(top['size'])}"
     evidence = [f"{r['schemaname']}.{r['indexrelname']} on {r['relname']}: {human_bytes(r['size'])}" for r in rows]
-    return Finding.ok("PostgreSQL indexes", title, evidence=evidence,
-                      data={"indexes": [{"index": f"{r['schemaname']}.{r['indexrelname']}", "size": r["size"]}
-                                        for r in rows]})
+    return Finding.ok(
+        "PostgreSQL indexes",
+        title,
+        evidence=evidence,
+        data={"indexes": [{"index": f"{r['schemaname']}.{r['indexrelname']}", "size": r["size"]} for r in rows]},
+    )
 
 
 def reindex_sql(schema: str, index: str) -> str:
@@ -244,9 +332,13 @@ def reindex_sql(schema: str, index: str) -> str:
 
 
 def reindex_proposal(schema: str, index: str, table: str = "", *, reason: str = "") -> Proposal:
-    return Proposal("db.reindex", {"schema": schema, "index": index},
-                    f"Rebuild index {schema}.{index}" + (f" on {table}" if table else "") + " without blocking writes",
-                    reason, reindex_sql(schema, index))
+    return Proposal(
+        "db.reindex",
+        {"schema": schema, "index": index},
+        f"Rebuild index {schema}.{index}" + (f" on {table}" if table else "") + " without blocking writes",
+        reason,
+        reindex_sql(schema, index),
+    )
 
 
 @runbook.remediation("db.reindex", "REINDEX INDEX CONCURRENTLY of one index", timeout=LONG_STATEMENT_S)
@@ -262,7 +354,9 @@ async def reindex(ctx: CheckContext, schema: str, index: str) -> str:
             "SELECT t.relname AS table_name, i.indrelid, pg_relation_size(i.indexrelid) AS size, i.indisvalid, "
             "EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype = 'x') AS exclusion, "
             "EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = i.indrelid) AS building "
-            "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE i.indexrelid = $1", found["oid"])
+            "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE i.indexrelid = $1",
+            found["oid"],
+        )
         if info["exclusion"]:
             raise Refused(f"{schema}.{index} backs an exclusion constraint: it cannot be rebuilt concurrently")
         if info["building"]:
@@ -273,12 +367,19 @@ async def reindex(ctx: CheckContext, schema: str, index: str) -> str:
             await conn.execute(f"SET statement_timeout = {int((LONG_STATEMENT_S - 10) * 1000)}")
             await conn.execute(sql, timeout=LONG_STATEMENT_S - 5)
         except asyncpg.PostgresError as exc:
-            raise RuntimeError(f"{sql} failed: {first_line(exc)}; it may leave an invalid index named {index}_ccnew "
-                               "behind (`db indexes` lists invalid indexes)") from exc
+            raise RuntimeError(
+                f"{sql} failed: {first_line(exc)}; it may leave an invalid index named {index}_ccnew "
+                "behind (`db indexes` lists invalid indexes)"
+            ) from exc
         elapsed = time.perf_counter() - started
         after = await conn.fetchrow(
             "SELECT pg_relation_size(c.oid) AS size, i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2", schema, index)
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+            schema,
+            index,
+        )
     validity = "valid" if after and after["indisvalid"] else "still INVALID"
-    return (f"ran `{sql}` in {elapsed:.2f} s: {human_bytes(info['size'])} → "
-            f"{human_bytes(after['size']) if after else '?'}, {validity}")
+    return (
+        f"ran `{sql}` in {elapsed:.2f} s: {human_bytes(info['size'])} → "
+        f"{human_bytes(after['size']) if after else '?'}, {validity}"
+    )

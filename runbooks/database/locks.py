@@ -12,6 +12,7 @@ backend (same backend_start: pids are reused) and that it still blocks someone, 
 is still the one proposed. The check and the signal are one statement, so nothing changes in
 between.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,11 @@ CRIT_WAIT_S = 30  # a lock wait this long is an incident, not a blip
 CRIT_QUERY_S = 300
 EFFECT_WAIT_S = 3.0  # how long a remediation watches for its effect
 
-runbook.verb("db locks", "blocked and blocking sessions, grouped by root blocker (guide: Database Locks and Deadlocks)",
-              ack="Looking for blocked sessions…")
+runbook.verb(
+    "db locks",
+    "blocked and blocking sessions, grouped by root blocker (guide: Database Locks and Deadlocks)",
+    ack="Looking for blocked sessions…",
+)
 
 
 def parse_seconds(words: list[str]) -> dict:
@@ -55,8 +59,13 @@ def parse_seconds(words: list[str]) -> dict:
     return {"seconds": value}
 
 
-runbook.verb("db long-queries", "queries running longer than N seconds (default 5), with cancel/terminate proposals",
-              usage="[seconds]", parse=parse_seconds, ack="Looking for long-running queries…")
+runbook.verb(
+    "db long-queries",
+    "queries running longer than N seconds (default 5), with cancel/terminate proposals",
+    usage="[seconds]",
+    parse=parse_seconds,
+    ack="Looking for long-running queries…",
+)
 
 SESSIONS = """
 SELECT a.pid, a.usename, a.application_name, host(a.client_addr) AS client, a.state, a.backend_type,
@@ -69,24 +78,31 @@ FROM pg_stat_activity a
 WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
 """
 
-LONG_QUERIES = SESSIONS + """
+LONG_QUERIES = (
+    SESSIONS
+    + """
   AND a.state = 'active' AND a.backend_type = 'client backend'
   AND a.query_start < now() - make_interval(secs => $1)
 ORDER BY a.query_start
 """
+)
 
 # --- the statements a remediation runs: the re-check and the signal in one -------------------
 
-STILL_BLOCKING = ("EXISTS (SELECT 1 FROM pg_stat_activity w"
-                  " WHERE w.wait_event_type = 'Lock' AND a.pid = ANY (pg_blocking_pids(w.pid)))")
+STILL_BLOCKING = (
+    "EXISTS (SELECT 1 FROM pg_stat_activity w"
+    " WHERE w.wait_event_type = 'Lock' AND a.pid = ANY (pg_blocking_pids(w.pid)))"
+)
 STILL_RUNNING = "a.state = 'active' AND a.query_start = $3"
 SIGNAL = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
 
 
 def signal_statement(kind: str, because: str) -> str:
     condition = STILL_BLOCKING if because == "blocking" else STILL_RUNNING
-    return (f"SELECT {SIGNAL[kind]}(a.pid) FROM pg_stat_activity a\n"
-            f"WHERE a.pid = $1 AND a.backend_start = $2\n  AND {condition}")
+    return (
+        f"SELECT {SIGNAL[kind]}(a.pid) FROM pg_stat_activity a\n"
+        f"WHERE a.pid = $1 AND a.backend_start = $2\n  AND {condition}"
+    )
 
 
 def literal(value) -> str:
@@ -105,6 +121,7 @@ def preview(kind: str, because: str, pid: int, backend_start: datetime, query_st
 
 
 # --- describing sessions ----------------------------------------------------------------------
+
 
 def short_query(query: str | None) -> str:
     text = re.sub(r"\s+", " ", query or "").strip() or "(none)"
@@ -147,17 +164,20 @@ def proposals_for(session, because: str, reason_lines: dict[str, str], database:
             summary = f"Cancel the query of backend {pid} ({who(session)})"
         else:
             summary = f"Terminate backend {pid} ({who(session)})"
-        out.append(Proposal(
-            action=f"db.{kind}",
-            args=args,
-            summary=summary,
-            reason=reason_lines[kind],
-            preview=preview(kind, because, pid, started, query_start),
-        ))
+        out.append(
+            Proposal(
+                action=f"db.{kind}",
+                args=args,
+                summary=summary,
+                reason=reason_lines[kind],
+                preview=preview(kind, because, pid, started, query_start),
+            )
+        )
     return out
 
 
 # --- db locks --------------------------------------------------------------------------------
+
 
 def root_blockers(sessions: dict[int, dict]) -> dict[int, set[int]]:
     """{root blocker pid: every session waiting behind it, directly or through a chain}."""
@@ -186,13 +206,13 @@ def root_blockers(sessions: dict[int, dict]) -> dict[int, set[int]]:
 
 BLOCKER_REASONS_ACTIVE = {
     "cancel": "It is running a query: cancelling stops that statement, its transaction rolls back "
-              "and its locks are released; the session stays connected.",
+    "and its locks are released; the session stays connected.",
     "terminate": "The stronger option: ends its whole session (its transaction rolls back, the "
-                 "application has to reconnect).",
+    "application has to reconnect).",
 }
 BLOCKER_REASONS_IDLE = {
     "terminate": "It is idle in transaction: cancelling would not release its locks; only terminating "
-                 "the session rolls its transaction back and frees them.",
+    "the session rolls its transaction back and frees them.",
 }
 
 
@@ -202,9 +222,12 @@ def blocker_finding(pid: int, victims: set[int], sessions: dict[int, dict], data
     plural = "s" if len(victims) != 1 else ""
     root = sessions.get(pid)
     if root is None:
-        return Finding.crit(COMPONENT, f"pid {pid} (not in this database, or not visible to the bot's user) "
-                            f"blocks {len(victims)} session{plural} for up to {age(longest)}",
-                            data={"pid": pid, "blocked": sorted(victims)})
+        return Finding.crit(
+            COMPONENT,
+            f"pid {pid} (not in this database, or not visible to the bot's user) "
+            f"blocks {len(victims)} session{plural} for up to {age(longest)}",
+            data={"pid": pid, "blocked": sorted(victims)},
+        )
     state = root["state"] or root["backend_type"] or "?"
     details = session_lines(root)
     details.append(f"blocks {len(victims)} session{plural}:")
@@ -215,13 +238,26 @@ def blocker_finding(pid: int, victims: set[int], sessions: dict[int, dict], data
         details.append(f"  … and {len(waits) - MAX_VICTIMS_SHOWN} more")
     idle = state != "active"
     status = Status.CRIT if idle or longest >= CRIT_WAIT_S else Status.WARN
-    title = (f"pid {pid} ({state} for {age(root['state_s'])}) blocks {len(victims)} session{plural}; "
-             f"the longest has waited {age(longest)}")
+    title = (
+        f"pid {pid} ({state} for {age(root['state_s'])}) blocks {len(victims)} session{plural}; "
+        f"the longest has waited {age(longest)}"
+    )
     reasons = BLOCKER_REASONS_IDLE if idle else BLOCKER_REASONS_ACTIVE
-    return Finding(status, COMPONENT, title, details=details, section=SECTION,
-                   proposals=proposals_for(root, "blocking", reasons, database),
-                   data={"pid": pid, "state": state, "blocked": sorted(victims), "longest_wait_s": round(longest, 1),
-                         "backend_start": root["backend_start"].isoformat()})
+    return Finding(
+        status,
+        COMPONENT,
+        title,
+        details=details,
+        section=SECTION,
+        proposals=proposals_for(root, "blocking", reasons, database),
+        data={
+            "pid": pid,
+            "state": state,
+            "blocked": sorted(victims),
+            "longest_wait_s": round(longest, 1),
+            "backend_start": root["backend_start"].isoformat(),
+        },
+    )
 
 
 @runbook.check("db locks", component=COMPONENT, section=SECTION)
@@ -233,17 +269,30 @@ async def blocking_sessions(ctx: CheckContext) -> list[Finding]:
     if not groups:
         idle = [s for s in sessions.values() if s["state"] == "idle in transaction" and (s["xact_s"] or 0) >= 60]
         details = [f"{len(sessions)} other sessions on database {ctx.targets.pg.database}"]
-        details += [f"idle in transaction for {age(s['xact_s'])} (blocks nobody yet): pid {s['pid']}, {who(s)}"
-                    for s in idle[:MAX_VICTIMS_SHOWN]]
-        return [Finding.ok(COMPONENT, "no session is waiting for a lock", details=details,
-                           data={"sessions": len(sessions), "blocked": 0})]
+        details += [
+            f"idle in transaction for {age(s['xact_s'])} (blocks nobody yet): pid {s['pid']}, {who(s)}"
+            for s in idle[:MAX_VICTIMS_SHOWN]
+        ]
+        return [
+            Finding.ok(
+                COMPONENT,
+                "no session is waiting for a lock",
+                details=details,
+                data={"sessions": len(sessions), "blocked": 0},
+            )
+        ]
     ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
     database = ctx.targets.pg.database
     findings = [blocker_finding(pid, victims, sessions, database) for pid, victims in ordered[:MAX_SHOWN]]
     if len(ordered) > MAX_SHOWN:
         rest = ordered[MAX_SHOWN:]
-        findings.append(Finding.warn(COMPONENT, f"{len(rest)} more root blockers not shown",
-                                     details=[f"pid {pid} blocks {len(v)}" for pid, v in rest[:20]]))
+        findings.append(
+            Finding.warn(
+                COMPONENT,
+                f"{len(rest)} more root blockers not shown",
+                details=[f"pid {pid} blocks {len(v)}" for pid, v in rest[:20]],
+            )
+        )
     return findings
 
 
@@ -267,15 +316,23 @@ async def long_queries(ctx: CheckContext) -> list[Finding]:
     for row in rows[:MAX_SHOWN]:
         details = session_lines(row)
         if row["blocked_by"]:
-            details.append(f"it is waiting for a lock held by pid {', '.join(map(str, row['blocked_by']))} "
-                           "— see /erpgo db locks")
+            details.append(
+                f"it is waiting for a lock held by pid {', '.join(map(str, row['blocked_by']))} — see /erpgo db locks"
+            )
         elif row["wait_event_type"]:
             details.append(f"waiting on {row['wait_event_type']}: {row['wait_event']}")
         status = Status.CRIT if (row["query_s"] or 0) >= CRIT_QUERY_S else Status.WARN
         title = f"pid {row['pid']} running for {age(row['query_s'])}: {short_query(row['query'])[:80]}"
-        findings.append(Finding(status, LONG_COMPONENT, title, details=details,
-                                proposals=proposals_for(row, "long_query", LONG_REASONS, ctx.targets.pg.database),
-                                data={"pid": row["pid"], "running_s": round(float(row["query_s"] or 0), 1)}))
+        findings.append(
+            Finding(
+                status,
+                LONG_COMPONENT,
+                title,
+                details=details,
+                proposals=proposals_for(row, "long_query", LONG_REASONS, ctx.targets.pg.database),
+                data={"pid": row["pid"], "running_s": round(float(row["query_s"] or 0), 1)},
+            )
+        )
     if len(rows) > MAX_SHOWN:
         findings.append(Finding.warn(LONG_COMPONENT, f"{len(rows) - MAX_SHOWN} more queries over {limit} not shown"))
     return findings
@@ -297,15 +354,18 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-async def recheck(conn, kind: str, pid: int, backend_start: datetime, because: str,
-                  query_start: datetime | None) -> dict:
+async def recheck(
+    conn, kind: str, pid: int, backend_start: datetime, because: str, query_start: datetime | None
+) -> dict:
     """The session as it is now, if acting on it is still right; Refused (saying why) otherwise."""
     row = await conn.fetchrow(SESSION_BY_PID, pid)
     if row is None:
         raise Refused(f"backend {pid} no longer exists: its session has already ended")
     if row["backend_start"] != backend_start:
-        raise Refused(f"pid {pid} now belongs to a different session (started {row['backend_start']:%H:%M:%S}, "
-                      f"not {backend_start:%H:%M:%S}): the original one ended and its pid was reused")
+        raise Refused(
+            f"pid {pid} now belongs to a different session (started {row['backend_start']:%H:%M:%S}, "
+            f"not {backend_start:%H:%M:%S}): the original one ended and its pid was reused"
+        )
     if because == "blocking" and not row["blocking"]:
         raise Refused(f"backend {pid} no longer blocks any session: its locks have been released")
     if because == "long_query" and (row["state"] != "active" or row["query_start"] != query_start):
@@ -324,15 +384,26 @@ async def observe(conn, kind: str, before: dict, because: str) -> tuple[bool, di
         if kind == "terminate":
             effect = not same
         else:
-            effect = (not same or now["state"] != "active" or now["query_start"] != before["query_start"]
-                      or (because == "blocking" and not now["blocking"]))
+            effect = (
+                not same
+                or now["state"] != "active"
+                or now["query_start"] != before["query_start"]
+                or (because == "blocking" and not now["blocking"])
+            )
         if effect or asyncio.get_running_loop().time() >= deadline:
             return effect, (dict(now) if same else None)
         await asyncio.sleep(0.1)  # polling the server for the backend's exit
 
 
-async def signal_backend(ctx: CheckContext, kind: str, pid: int, backend_start: str, because: str,
-                         query_start: str | None, database: str | None) -> str:
+async def signal_backend(
+    ctx: CheckContext,
+    kind: str,
+    pid: int,
+    backend_start: str,
+    because: str,
+    query_start: str | None,
+    database: str | None,
+) -> str:
     pg = ctx.targets.pg
     if database and database != pg.database:
         raise Refused(f"it was proposed for database {database}, but this bot watches {pg.database}")
@@ -370,12 +441,24 @@ async def signal_backend(ctx: CheckContext, kind: str, pid: int, backend_start: 
 
 
 @runbook.remediation("db.cancel", "Cancel a backend's running query (pg_cancel_backend)", timeout=15)
-async def cancel_backend(ctx: CheckContext, pid: int, backend_start: str, because: str = "blocking",
-                         query_start: str | None = None, database: str | None = None) -> str:
+async def cancel_backend(
+    ctx: CheckContext,
+    pid: int,
+    backend_start: str,
+    because: str = "blocking",
+    query_start: str | None = None,
+    database: str | None = None,
+) -> str:
     return await signal_backend(ctx, "cancel", pid, backend_start, because, query_start, database)
 
 
 @runbook.remediation("db.terminate", "Terminate a backend: end its session (pg_terminate_backend)", timeout=15)
-async def terminate_backend(ctx: CheckContext, pid: int, backend_start: str, because: str = "blocking",
-                            query_start: str | None = None, database: str | None = None) -> str:
+async def terminate_backend(
+    ctx: CheckContext,
+    pid: int,
+    backend_start: str,
+    because: str = "blocking",
+    query_start: str | None = None,
+    database: str | None = None,
+) -> str:
     return await signal_backend(ctx, "terminate", pid, backend_start, because, query_start, database)

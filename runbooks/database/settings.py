@@ -1,5 +1,6 @@
 """Guide: "Slow Query Performance" — `db settings`: memory and logging settings, with notes where
 they look wrong for the machine."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,9 @@ from runbooks.database.statements import describe_slowlog, slowlog_proposal
 runbook = Runbook("database.settings")
 
 
-runbook.verb("db settings", "memory and logging settings, with notes where they look wrong",
-             ack="Reading PostgreSQL settings…")
+runbook.verb(
+    "db settings", "memory and logging settings, with notes where they look wrong", ack="Reading PostgreSQL settings…"
+)
 
 
 # --- `db settings` -------------------------------------------------------------------------------
@@ -93,8 +95,10 @@ async def server_memory(conn, parts: DsnParts | None) -> tuple[int | None, str]:
     except asyncpg.PostgresError:
         texts = {}
         if parts is None or not parts.is_local:
-            return None, ("unknown: the bot's database user may not read /proc/meminfo (grant pg_read_server_files) "
-                          "and the database is not on this machine")
+            return None, (
+                "unknown: the bot's database user may not read /proc/meminfo (grant pg_read_server_files) "
+                "and the database is not on this machine"
+            )
         for path in MEMINFO_PATHS:
             try:
                 with open(path) as handle:
@@ -117,27 +121,49 @@ def setting_note(name: str, row, values: dict[str, Any], ram: int | None) -> tup
     status = Status.OK
     if name == "shared_buffers" and ram:
         if row["bytes"] < ram / 16:
-            status, notes = Status.WARN, [f"low for {human_bytes(ram)} of RAM: about 25 % of RAM is the usual start "
-                                          "(changing it needs a restart)"]
+            status, notes = (
+                Status.WARN,
+                [
+                    f"low for {human_bytes(ram)} of RAM: about 25 % of RAM is the usual start "
+                    "(changing it needs a restart)"
+                ],
+            )
         elif row["bytes"] > ram / 2:
-            status, notes = Status.WARN, ["more than half of RAM: little is left for the OS cache, work_mem and "
-                                          "connections"]
+            status, notes = (
+                Status.WARN,
+                ["more than half of RAM: little is left for the OS cache, work_mem and connections"],
+            )
     elif name == "effective_cache_size" and ram:
         if row["bytes"] > ram:
-            status, notes = Status.WARN, [f"larger than the server's RAM ({human_bytes(ram)}): the planner expects "
-                                          "more caching than there can be; 50–75 % of RAM is usual"]
+            status, notes = (
+                Status.WARN,
+                [
+                    f"larger than the server's RAM ({human_bytes(ram)}): the planner expects "
+                    "more caching than there can be; 50–75 % of RAM is usual"
+                ],
+            )
         elif row["bytes"] < values.get("shared_buffers", 0):
             status, notes = Status.WARN, ["smaller than shared_buffers: the planner undervalues index scans"]
     elif name == "work_mem" and ram:
         worst_case = row["bytes"] * values.get("max_connections", 0)
         if worst_case > 2 * ram:
-            status, notes = Status.WARN, [f"× max_connections far above RAM: {human_bytes(worst_case)} against "
-                                          f"{human_bytes(ram)}; a burst of sorts and hashes can exhaust memory"]
+            status, notes = (
+                Status.WARN,
+                [
+                    f"× max_connections far above RAM: {human_bytes(worst_case)} against "
+                    f"{human_bytes(ram)}; a burst of sorts and hashes can exhaust memory"
+                ],
+            )
         else:
             notes = [f"work_mem × max_connections = {human_bytes(worst_case)}"]
     elif name == "max_connections" and int(row["setting"]) > 500:
-        status, notes = Status.WARN, ["hundreds of backends cost memory and CPU: a pooler such as PgBouncer serves "
-                                      "many clients with fewer connections"]
+        status, notes = (
+            Status.WARN,
+            [
+                "hundreds of backends cost memory and CPU: a pooler such as PgBouncer serves "
+                "many clients with fewer connections"
+            ],
+        )
     elif name == "log_min_duration_statement":
         value = int(row["setting"])
         if value < 0:
@@ -150,7 +176,9 @@ def setting_note(name: str, row, values: dict[str, Any], ram: int | None) -> tup
 def setting_title(name: str, row, ram: int | None) -> str:
     if name == "log_min_duration_statement":
         value = int(row["setting"])
-        return "off (-1)" if value < 0 else "every statement (0)" if value == 0 else f"statements slower than {value} ms"
+        return (
+            "off (-1)" if value < 0 else "every statement (0)" if value == 0 else f"statements slower than {value} ms"
+        )
     if name == "max_connections":
         return f"{row['shown']} connections"
     if row["bytes"] is not None:
@@ -196,16 +224,36 @@ async def server_settings(ctx: CheckContext) -> list[Finding]:
             value = int(row["setting"])
             if by_alter_system and configured is not None and configured != value:
                 details.append(f"without ALTER SYSTEM it would be {describe_slowlog(configured)}")
-                proposals.append(slowlog_proposal(configured, value, revert=True,
-                                                  reason="go back to the value of the configuration files"))
+                proposals.append(
+                    slowlog_proposal(
+                        configured, value, revert=True, reason="go back to the value of the configuration files"
+                    )
+                )
             elif value < 0:
-                proposals.append(slowlog_proposal(SLOWLOG_DEFAULT_MS, value,
-                                                  reason="the guide's Slow Query Resolution starts by logging slow "
-                                                         "statements"))
+                proposals.append(
+                    slowlog_proposal(
+                        SLOWLOG_DEFAULT_MS,
+                        value,
+                        reason="the guide's Slow Query Resolution starts by logging slow statements",
+                    )
+                )
         title = setting_title(name, row, ram)
         if notes and status is not Status.OK:
             title += " — " + notes[0].split(":")[0]  # the note's lead, before its explanation
-        findings.append(Finding(status, name, title, details=details, proposals=proposals,
-                                data={"setting": row["setting"], "unit": row["unit"], "bytes": row["bytes"],
-                                      "ram": ram, "source": source}))
+        findings.append(
+            Finding(
+                status,
+                name,
+                title,
+                details=details,
+                proposals=proposals,
+                data={
+                    "setting": row["setting"],
+                    "unit": row["unit"],
+                    "bytes": row["bytes"],
+                    "ram": ram,
+                    "source": source,
+                },
+            )
+        )
     return findings

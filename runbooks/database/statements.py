@@ -1,6 +1,7 @@
 """Guide: "Slow Query Performance" — `db slow` (pg_stat_statements, stale planner statistics) and
 `db explain <queryid>`, with the remediations they propose: `db.analyze`, `db.slowlog` (and its
 revert), `db.pgss_reset`. Each proposal's preview is the exact SQL that runs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,13 +55,22 @@ def parse_queryid(words: list[str]) -> dict[str, Any]:
     return {"queryid": queryid}
 
 
-runbook.verb("db slow", "slowest statements (pg_stat_statements) and stale planner statistics",
-             ack="Looking for slow statements…")
-runbook.verb("db explain", "EXPLAIN (never ANALYZE) a statement from `db slow`", usage="<queryid>",
-             parse=parse_queryid, ack="Planning the statement…")
+runbook.verb(
+    "db slow",
+    "slowest statements (pg_stat_statements) and stale planner statistics",
+    ack="Looking for slow statements…",
+)
+runbook.verb(
+    "db explain",
+    "EXPLAIN (never ANALYZE) a statement from `db slow`",
+    usage="<queryid>",
+    parse=parse_queryid,
+    ack="Planning the statement…",
+)
 
 
 # --- pg_stat_statements -------------------------------------------------------------------------
+
 
 @dataclass
 class StatementsSource:
@@ -86,9 +96,11 @@ def preload_listed(value: str | None) -> bool | None:
     return "pg_stat_statements" in names
 
 
-HOW_TO_ENABLE = ("add pg_stat_statements to shared_preload_libraries (postgresql.conf, or "
-                 "`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`), restart PostgreSQL, then run "
-                 "`CREATE EXTENSION pg_stat_statements;` in database {db}")
+HOW_TO_ENABLE = (
+    "add pg_stat_statements to shared_preload_libraries (postgresql.conf, or "
+    "`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`), restart PostgreSQL, then run "
+    "`CREATE EXTENSION pg_stat_statements;` in database {db}"
+)
 
 
 async def statements_source(conn) -> StatementsSource:
@@ -103,19 +115,31 @@ async def statements_source(conn) -> StatementsSource:
         try:
             await conn.fetchval("SELECT 1 FROM pg_stat_statements LIMIT 1")
         except asyncpg.ObjectNotInPrerequisiteStateError:
-            return StatementsSource(False, f"pg_stat_statements is created in {database} but not loaded: add it to "
-                                           "shared_preload_libraries and restart PostgreSQL", version_num)
+            return StatementsSource(
+                False,
+                f"pg_stat_statements is created in {database} but not loaded: add it to "
+                "shared_preload_libraries and restart PostgreSQL",
+                version_num,
+            )
         return StatementsSource(True, "", version_num)
     available = await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_stat_statements'")
     if not available:
-        return StatementsSource(False, "pg_stat_statements is not installed on the server (Debian/Ubuntu: the "
-                                       "postgresql-contrib package; the official Docker image has it), then "
-                                       + HOW_TO_ENABLE.format(db=database), version_num)
+        return StatementsSource(
+            False,
+            "pg_stat_statements is not installed on the server (Debian/Ubuntu: the "
+            "postgresql-contrib package; the official Docker image has it), then " + HOW_TO_ENABLE.format(db=database),
+            version_num,
+        )
     if preload:
-        return StatementsSource(False, f"pg_stat_statements is loaded but not created in database {database}: run "
-                                       "`CREATE EXTENSION pg_stat_statements;` there", version_num)
-    return StatementsSource(False, "pg_stat_statements is not enabled: " + HOW_TO_ENABLE.format(db=database),
-                            version_num)
+        return StatementsSource(
+            False,
+            f"pg_stat_statements is loaded but not created in database {database}: run "
+            "`CREATE EXTENSION pg_stat_statements;` there",
+            version_num,
+        )
+    return StatementsSource(
+        False, "pg_stat_statements is not enabled: " + HOW_TO_ENABLE.format(db=database), version_num
+    )
 
 
 def statements_sql(source: StatementsSource, order_by: str) -> str:
@@ -132,15 +156,20 @@ LIMIT {STATEMENTS_SCANNED}
 
 
 def statement_line(row) -> str:
-    return (f"{row['queryid']}  mean {fmt_ms(row['mean_ms'])} · {count(row['calls'])} calls · total {fmt_ms(row['total_ms'])} "
-            f"· {count(row['rows'])} rows — {statement_text(row['query'], 100)}")
+    return (
+        f"{row['queryid']}  mean {fmt_ms(row['mean_ms'])} · {count(row['calls'])} calls · total {fmt_ms(row['total_ms'])} "
+        f"· {count(row['rows'])} rows — {statement_text(row['query'], 100)}"
+    )
 
 
 def application_statements(rows) -> list:
     """The statements an application runs (queries and DML) — not DDL, VACUUM or SET, nor queries on the
     catalogs and statistics views such as this bot's own; the top TOP of them."""
-    return [row for row in rows
-            if first_keyword(row["query"] or "") in APPLICATION_KEYWORDS and not MONITORING.search(row["query"] or "")][:TOP]
+    return [
+        row
+        for row in rows
+        if first_keyword(row["query"] or "") in APPLICATION_KEYWORDS and not MONITORING.search(row["query"] or "")
+    ][:TOP]
 
 
 async def slowlog_value(conn) -> int:
@@ -155,55 +184,95 @@ async def slow_statements(ctx: CheckContext) -> list[Finding]:
         database = await conn.fetchval("SELECT current_database()")
         slowlog = await slowlog_value(conn)
         if not source.available:
-            return [Finding.warn("PostgreSQL statements", "pg_stat_statements unavailable — " + source.problem,
-                                 details=["without it the bot cannot rank statements; `db slow` and `db explain` "
-                                          "need it"], data={"pg_stat_statements": False})]
+            return [
+                Finding.warn(
+                    "PostgreSQL statements",
+                    "pg_stat_statements unavailable — " + source.problem,
+                    details=["without it the bot cannot rank statements; `db slow` and `db explain` need it"],
+                    data={"pg_stat_statements": False},
+                )
+            ]
         by_mean = application_statements(await conn.fetch(statements_sql(source, "mean")))
         by_total = application_statements(await conn.fetch(statements_sql(source, "total")))
         tracked = await conn.fetchval(
             "SELECT count(*) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
-            "WHERE datname = current_database())")
+            "WHERE datname = current_database())"
+        )
     if not by_mean:
-        return [Finding.ok("PostgreSQL statements", f"no statements recorded yet for {database}",
-                           data={"pg_stat_statements": True, "statements": 0})]
+        return [
+            Finding.ok(
+                "PostgreSQL statements",
+                f"no statements recorded yet for {database}",
+                data={"pg_stat_statements": True, "statements": 0},
+            )
+        ]
     slowest = by_mean[0]
     mean_ms = slowest["mean_ms"] or 0.0
     status = Status.CRIT if mean_ms >= SLOW_MEAN_CRIT_MS else Status.WARN if mean_ms >= SLOW_MEAN_WARN_MS else Status.OK
     slow_count = sum(1 for row in by_mean if (row["mean_ms"] or 0) >= SLOW_MEAN_WARN_MS)
-    title = (f"slowest on average: {fmt_ms(mean_ms)} over {count(slowest['calls'])} calls — "
-             f"{statement_text(slowest['query'], 80)}")
-    details = [f"{slow_count} of the top {len(by_mean)} statements average ≥ {SLOW_MEAN_WARN_MS:.0f} ms"
-               if slow_count else f"no statement averages ≥ {SLOW_MEAN_WARN_MS:.0f} ms",
-               "each line starts with its queryid: `db explain <queryid>` shows its plan",
-               "only application statements are ranked: queries and DML, not DDL, VACUUM or SET, nor queries on the "
-               "catalogs and statistics views (like this bot's own)"]
+    title = (
+        f"slowest on average: {fmt_ms(mean_ms)} over {count(slowest['calls'])} calls — "
+        f"{statement_text(slowest['query'], 80)}"
+    )
+    details = [
+        f"{slow_count} of the top {len(by_mean)} statements average ≥ {SLOW_MEAN_WARN_MS:.0f} ms"
+        if slow_count
+        else f"no statement averages ≥ {SLOW_MEAN_WARN_MS:.0f} ms",
+        "each line starts with its queryid: `db explain <queryid>` shows its plan",
+        "only application statements are ranked: queries and DML, not DDL, VACUUM or SET, nor queries on the "
+        "catalogs and statistics views (like this bot's own)",
+    ]
     proposals = []
     if slowlog < 0 and status is not Status.OK:
         details.append("the slow query log is off, so the server log does not show these")
-        proposals.append(slowlog_proposal(SLOWLOG_DEFAULT_MS, slowlog,
-                                          reason="the guide's first step for slow queries: log what is slow"))
-    mean_finding = Finding(status, "PostgreSQL slow statements", title, details=details,
-                           evidence=[statement_line(row) for row in by_mean], proposals=proposals,
-                           data={"pg_stat_statements": True, "columns": [source.mean_col, source.total_col],
-                                 "by_mean": [statement_dict(row) for row in by_mean]})
+        proposals.append(
+            slowlog_proposal(
+                SLOWLOG_DEFAULT_MS, slowlog, reason="the guide's first step for slow queries: log what is slow"
+            )
+        )
+    mean_finding = Finding(
+        status,
+        "PostgreSQL slow statements",
+        title,
+        details=details,
+        evidence=[statement_line(row) for row in by_mean],
+        proposals=proposals,
+        data={
+            "pg_stat_statements": True,
+            "columns": [source.mean_col, source.total_col],
+            "by_mean": [statement_dict(row) for row in by_mean],
+        },
+    )
     busiest = by_total[0]
     grand_total = sum(row["total_ms"] or 0 for row in by_total)
-    total_title = (f"most time in total: {fmt_ms(busiest['total_ms'])} in {count(busiest['calls'])} calls — "
-                   f"{statement_text(busiest['query'], 80)}")
+    total_title = (
+        f"most time in total: {fmt_ms(busiest['total_ms'])} in {count(busiest['calls'])} calls — "
+        f"{statement_text(busiest['query'], 80)}"
+    )
     total_finding = Finding.ok(
-        "PostgreSQL busiest statements", total_title,
-        details=[f"the top {len(by_total)} account for {fmt_ms(grand_total)}; {count(tracked)} statements tracked "
-                 f"for {database}",
-                 "after fixing a statement, reset the statistics to measure afresh"],
+        "PostgreSQL busiest statements",
+        total_title,
+        details=[
+            f"the top {len(by_total)} account for {fmt_ms(grand_total)}; {count(tracked)} statements tracked "
+            f"for {database}",
+            "after fixing a statement, reset the statistics to measure afresh",
+        ],
         evidence=[statement_line(row) for row in by_total],
         proposals=[pgss_reset_proposal(source.version_num, database, tracked)],
-        data={"by_total": [statement_dict(row) for row in by_total], "statements": tracked})
+        data={"by_total": [statement_dict(row) for row in by_total], "statements": tracked},
+    )
     return [mean_finding, total_finding]
 
 
 def statement_dict(row) -> dict[str, Any]:
-    return {"queryid": row["queryid"], "calls": row["calls"], "rows": row["rows"], "mean_ms": row["mean_ms"],
-            "total_ms": row["total_ms"], "query": statement_text(row["query"], 300)}
+    return {
+        "queryid": row["queryid"],
+        "calls": row["calls"],
+        "rows": row["rows"],
+        "mean_ms": row["mean_ms"],
+        "total_ms": row["total_ms"],
+        "query": statement_text(row["query"], 300),
+    }
 
 
 STALE_STATS_SQL = f"""
@@ -227,21 +296,36 @@ async def table_statistics(ctx: CheckContext) -> Finding:
     component = "PostgreSQL statistics"
     if not rows:
         return Finding.ok(component, f"planner statistics are fresh for all {tables} tables", data={"stale": []})
-    evidence = [f"{row['schemaname']}.{row['relname']}: {count(row['n_mod_since_analyze'])} rows changed since "
-                + (f"the last analyze ({row['analyzed']:%Y-%m-%d %H:%M})" if row["analyzed"] else "ever: never analyzed")
-                + f", ≈ {count(row['n_live_tup'])} rows" for row in rows]
+    evidence = [
+        f"{row['schemaname']}.{row['relname']}: {count(row['n_mod_since_analyze'])} rows changed since "
+        + (f"the last analyze ({row['analyzed']:%Y-%m-%d %H:%M})" if row["analyzed"] else "ever: never analyzed")
+        + f", ≈ {count(row['n_live_tup'])} rows"
+        for row in rows
+    ]
     first = rows[0]
-    title = (f"{len(rows)} table{'s' if len(rows) != 1 else ''} with stale planner statistics, most changed: "
-             f"{first['schemaname']}.{first['relname']} ({count(first['n_mod_since_analyze'])} changes)")
+    title = (
+        f"{len(rows)} table{'s' if len(rows) != 1 else ''} with stale planner statistics, most changed: "
+        f"{first['schemaname']}.{first['relname']} ({count(first['n_mod_since_analyze'])} changes)"
+    )
     if len(rows) == 1:
-        proposal = analyze_proposal(first["schemaname"], first["relname"],
-                                    reason="row estimates are off after many changes; ANALYZE refreshes them")
+        proposal = analyze_proposal(
+            first["schemaname"],
+            first["relname"],
+            reason="row estimates are off after many changes; ANALYZE refreshes them",
+        )
     else:
         proposal = analyze_proposal(database=database, reason=f"{len(rows)} tables have stale statistics")
-    return Finding.warn(component, title, evidence=evidence, proposals=[proposal],
-                        details=["stale statistics make the planner misjudge row counts and pick slow plans; "
-                                 "autovacuum normally analyzes, so check it is on for these tables"],
-                        data={"stale": [f"{r['schemaname']}.{r['relname']}" for r in rows]})
+    return Finding.warn(
+        component,
+        title,
+        evidence=evidence,
+        proposals=[proposal],
+        details=[
+            "stale statistics make the planner misjudge row counts and pick slow plans; "
+            "autovacuum normally analyzes, so check it is on for these tables"
+        ],
+        data={"stale": [f"{r['schemaname']}.{r['relname']}" for r in rows]},
+    )
 
 
 # --- `db explain <queryid>` ------------------------------------------------------------------------
@@ -250,8 +334,11 @@ EXPLAINABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 APPLICATION_KEYWORDS = EXPLAINABLE + ("MERGE", "VALUES", "TABLE", "CALL", "COPY")
 LEADING_NOISE = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
 PARAMETER = re.compile(r"\$\d+")
-MONITORING = re.compile(r"\b(?:pg_catalog\.|information_schema\.|pg_stat_\w+|pg_(?:settings|file_settings|class|namespace|"
-                        r"index|database|roles|extension|available_extensions|type|attribute|constraint)\b)", re.I)
+MONITORING = re.compile(
+    r"\b(?:pg_catalog\.|information_schema\.|pg_stat_\w+|pg_(?:settings|file_settings|class|namespace|"
+    r"index|database|roles|extension|available_extensions|type|attribute|constraint)\b)",
+    re.I,
+)
 PLAN_SEQ_SCAN = re.compile(r"Seq Scan on (\S+).*?rows=(\d+)")
 
 
@@ -273,26 +360,49 @@ async def explain_statement(ctx: CheckContext) -> Finding:
         row = await conn.fetchrow(
             f"SELECT query, calls, {source.mean_col}::float8 AS mean_ms FROM pg_stat_statements "
             "WHERE queryid = $1 AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "ORDER BY calls DESC LIMIT 1", queryid)
+            "ORDER BY calls DESC LIMIT 1",
+            queryid,
+        )
         if row is None:
-            return Finding.warn(component, f"queryid {queryid} is not in pg_stat_statements for this database",
-                                details=["`db slow` lists the current queryids (they change when statistics are "
-                                         "reset or the server is upgraded)"], data={"queryid": queryid})
+            return Finding.warn(
+                component,
+                f"queryid {queryid} is not in pg_stat_statements for this database",
+                details=[
+                    "`db slow` lists the current queryids (they change when statistics are "
+                    "reset or the server is upgraded)"
+                ],
+                data={"queryid": queryid},
+            )
         query = (row["query"] or "").strip().rstrip(";").rstrip()
         shown = statement_text(query, 300)
         data = {"queryid": queryid, "query": shown, "calls": row["calls"], "mean_ms": row["mean_ms"]}
         if query.startswith("<insufficient privilege>"):
-            return Finding.warn(component, f"queryid {queryid}: the statement text is hidden from the bot's user",
-                                details=["grant it pg_read_all_stats to see other users' statements"], data=data)
+            return Finding.warn(
+                component,
+                f"queryid {queryid}: the statement text is hidden from the bot's user",
+                details=["grant it pg_read_all_stats to see other users' statements"],
+                data=data,
+            )
         keyword = first_keyword(query)
         if keyword not in EXPLAINABLE:
-            return Finding.warn(component, f"queryid {queryid} is {keyword or 'not a statement'}, not one of "
-                                           f"{'/'.join(EXPLAINABLE)}: nothing to plan", details=[shown], data=data)
+            return Finding.warn(
+                component,
+                f"queryid {queryid} is {keyword or 'not a statement'}, not one of "
+                f"{'/'.join(EXPLAINABLE)}: nothing to plan",
+                details=[shown],
+                data=data,
+            )
         if PARAMETER.search(query):
             return Finding.warn(
-                component, f"queryid {queryid} has parameters ($1…): refusing to EXPLAIN it without their values",
-                details=[shown, "pg_stat_statements keeps statements with their constants replaced by $n; run EXPLAIN "
-                         "yourself with real values (or EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+)"], data=data)
+                component,
+                f"queryid {queryid} has parameters ($1…): refusing to EXPLAIN it without their values",
+                details=[
+                    shown,
+                    "pg_stat_statements keeps statements with their constants replaced by $n; run EXPLAIN "
+                    "yourself with real values (or EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+)",
+                ],
+                data=data,
+            )
         timeout_ms = int(max(ctx.settings.erpgo_check_timeout - 0.5, 0.5) * 1000)
         transaction = conn.transaction(readonly=True)
         await transaction.start()
@@ -300,31 +410,58 @@ async def explain_statement(ctx: CheckContext) -> Finding:
             await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
             plan = [record[0] for record in await conn.fetch("EXPLAIN " + query)]
         except asyncpg.PostgresError as exc:
-            return Finding.error(component, f"EXPLAIN of queryid {queryid} failed: {first_line(exc)}",
-                                 details=[shown, "the statement may rely on a search_path, temporary table or role "
-                                          "the bot does not have"], data=data)
+            return Finding.error(
+                component,
+                f"EXPLAIN of queryid {queryid} failed: {first_line(exc)}",
+                details=[
+                    shown,
+                    "the statement may rely on a search_path, temporary table or role the bot does not have",
+                ],
+                data=data,
+            )
         finally:
             await transaction.rollback()
-    notes = [f"sequential scan on {name} (≈ {count(int(rows))} rows): an index on its filter columns may help"
-             for name, rows in PLAN_SEQ_SCAN.findall("\n".join(plan)) if int(rows) >= SEQ_SCAN_MIN_ROWS]
-    details = [shown, f"{count(row['calls'])} calls, mean {fmt_ms(row['mean_ms'])}",
-               "EXPLAIN only: the statement was planned, not run (read-only transaction, rolled back)"] + notes
-    return Finding.ok(component, f"plan for queryid {queryid}: {one_line(plan[0] if plan else '', 140)}",
-                      details=details, evidence=plan, data=data | {"plan": plan})
+    notes = [
+        f"sequential scan on {name} (≈ {count(int(rows))} rows): an index on its filter columns may help"
+        for name, rows in PLAN_SEQ_SCAN.findall("\n".join(plan))
+        if int(rows) >= SEQ_SCAN_MIN_ROWS
+    ]
+    details = [
+        shown,
+        f"{count(row['calls'])} calls, mean {fmt_ms(row['mean_ms'])}",
+        "EXPLAIN only: the statement was planned, not run (read-only transaction, rolled back)",
+    ] + notes
+    return Finding.ok(
+        component,
+        f"plan for queryid {queryid}: {one_line(plan[0] if plan else '', 140)}",
+        details=details,
+        evidence=plan,
+        data=data | {"plan": plan},
+    )
 
 
 def analyze_sql(schema: str | None = None, table: str | None = None) -> str:
     return f"ANALYZE {qualified(schema or 'public', table)};" if table else "ANALYZE;"
 
 
-def analyze_proposal(schema: str | None = None, table: str | None = None, *, database: str = "",
-                     reason: str = "") -> Proposal:
+def analyze_proposal(
+    schema: str | None = None, table: str | None = None, *, database: str = "", reason: str = ""
+) -> Proposal:
     if table:
-        return Proposal("db.analyze", {"schema": schema, "table": table},
-                        f"ANALYZE table {schema}.{table} (refresh its planner statistics)", reason,
-                        analyze_sql(schema, table))
-    return Proposal("db.analyze", {}, f"ANALYZE every table of database {database or 'ERPGo'} (refresh planner "
-                                      "statistics)", reason, analyze_sql())
+        return Proposal(
+            "db.analyze",
+            {"schema": schema, "table": table},
+            f"ANALYZE table {schema}.{table} (refresh its planner statistics)",
+            reason,
+            analyze_sql(schema, table),
+        )
+    return Proposal(
+        "db.analyze",
+        {},
+        f"ANALYZE every table of database {database or 'ERPGo'} (refresh planner statistics)",
+        reason,
+        analyze_sql(),
+    )
 
 
 def slowlog_statements(ms_value: int) -> list[str]:
@@ -337,10 +474,14 @@ def describe_slowlog(value: int) -> str:
 
 def slowlog_proposal(ms_value: int, previous: int, *, reason: str = "", revert: bool = False) -> Proposal:
     verb = "Revert" if revert else "Set"
-    return Proposal("db.slowlog", {"ms": int(ms_value), "previous": int(previous)},
-                    f"{verb} log_min_duration_statement to {describe_slowlog(ms_value)} "
-                    f"(now {describe_slowlog(previous)}) and reload the configuration",
-                    reason, "\n".join(slowlog_statements(ms_value)))
+    return Proposal(
+        "db.slowlog",
+        {"ms": int(ms_value), "previous": int(previous)},
+        f"{verb} log_min_duration_statement to {describe_slowlog(ms_value)} "
+        f"(now {describe_slowlog(previous)}) and reload the configuration",
+        reason,
+        "\n".join(slowlog_statements(ms_value)),
+    )
 
 
 def pgss_reset_sql(version_num: int) -> str:
@@ -351,8 +492,13 @@ def pgss_reset_sql(version_num: int) -> str:
 
 def pgss_reset_proposal(version_num: int, database: str, tracked: int, *, reason: str = "") -> Proposal:
     scope = f"database {database}" if version_num >= 120000 else "the whole server"
-    return Proposal("db.pgss_reset", {}, f"Reset pg_stat_statements for {scope} ({count(tracked)} statements)",
-                    reason or "start measuring afresh, e.g. after adding an index", pgss_reset_sql(version_num))
+    return Proposal(
+        "db.pgss_reset",
+        {},
+        f"Reset pg_stat_statements for {scope} ({count(tracked)} statements)",
+        reason or "start measuring afresh, e.g. after adding an index",
+        pgss_reset_sql(version_num),
+    )
 
 
 @runbook.remediation("db.analyze", "ANALYZE one table, or the whole database", timeout=LONG_STATEMENT_S)
@@ -388,8 +534,10 @@ async def slowlog(ctx: CheckContext, ms: int, previous: int) -> str:
     async with ctx.targets.pg.connect(APP_NAME) as conn:
         current = await slowlog_value(conn)
         if current != previous:
-            raise Refused(f"log_min_duration_statement is now {describe_slowlog(current)}, not "
-                          f"{describe_slowlog(previous)} as when this was proposed")
+            raise Refused(
+                f"log_min_duration_statement is now {describe_slowlog(current)}, not "
+                f"{describe_slowlog(previous)} as when this was proposed"
+            )
         if current == ms_value:
             raise Refused(f"log_min_duration_statement is already {describe_slowlog(ms_value)}")
         try:
@@ -399,11 +547,16 @@ async def slowlog(ctx: CheckContext, ms: int, previous: int) -> str:
             raise Refused(f"the bot's database user may not ALTER SYSTEM: {first_line(exc)}") from None
         now = await wait_for_setting(conn, ms_value)
     if now != ms_value:
-        raise RuntimeError(f"ALTER SYSTEM succeeded but the server still reports {describe_slowlog(now)} after the "
-                           "reload: check the server log for configuration errors")
+        raise RuntimeError(
+            f"ALTER SYSTEM succeeded but the server still reports {describe_slowlog(now)} after the "
+            "reload: check the server log for configuration errors"
+        )
     revert = slowlog_proposal(previous, ms_value, revert=True, reason="undo this change")
-    return Outcome(f"log_min_duration_statement is now {describe_slowlog(ms_value)} (was "
-                   f"{describe_slowlog(previous)}); to revert, approve db.slowlog ms={previous}", [revert])
+    return Outcome(
+        f"log_min_duration_statement is now {describe_slowlog(ms_value)} (was "
+        f"{describe_slowlog(previous)}); to revert, approve db.slowlog ms={previous}",
+        [revert],
+    )
 
 
 async def wait_for_setting(conn, expected: int, within: float = 3.0) -> int:
@@ -424,7 +577,8 @@ async def pgss_reset(ctx: CheckContext) -> str:
             raise Refused("pg_stat_statements is not available: " + source.problem)
         before = await conn.fetchval(
             "SELECT count(*) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
-            "WHERE datname = current_database())")
+            "WHERE datname = current_database())"
+        )
         sql = pgss_reset_sql(source.version_num)
         try:
             await conn.execute(sql)

@@ -3,6 +3,7 @@
 Documentation and private ranges may be banned (attackers inside a VPN exist); addresses that can
 never be an attacker's, or whose ban would cut the deployment off from itself, may not.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -20,7 +21,7 @@ _SHOWN_LIMIT = 60
 _NEVER_BANNED: tuple[tuple[Network, str], ...] = tuple(
     (ipaddress.ip_network(cidr), why)
     for cidr, why in (
-        ("0.0.0.0/8", "the unspecified (\"this network\") range, never a real source"),
+        ("0.0.0.0/8", 'the unspecified ("this network") range, never a real source'),
         ("127.0.0.0/8", "loopback: banning it cuts this host off from itself"),
         ("169.254.0.0/16", "link-local: it only reaches the local link (neighbours, cloud metadata)"),
         ("224.0.0.0/4", "multicast, never the source of a connection"),
