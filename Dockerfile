@@ -5,7 +5,6 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY handlers ./handlers
 COPY runbooks ./runbooks
-COPY demo ./demo
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
