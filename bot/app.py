@@ -28,7 +28,7 @@ from bot.core.registry import Registry, RegistryError, Runbook
 from bot.core.tasks import TaskTracker
 from bot.settings import ConfigError, Settings
 from bot.slack.client import SlackOut, web_client
-from bot.slack.outbox import Outbox, outbox_client
+from bot.slack.delivery import Outbox, outbox_client
 from bot.store.pool import Store
 from bot.targets import Targets
 from handlers import alerts as alert_handlers

@@ -10,7 +10,7 @@ import pytest
 
 from bot.local.slack import LocalSlack
 from bot.slack import outbox
-from bot.slack.outbox import Outbox, outbox_client, retry_after
+from bot.slack.delivery import Outbox, outbox_client, retry_after
 from bot.store.pool import Store
 from tests.support import eventually
 
