@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.core.redact import register_secret
+from bot.core.units import parse_duration
 
 
 class ConfigError(Exception):
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     erpgo_redis_url: SecretStr | None = None
     docker_host: str | None = None
     erpgo_containers: Annotated[list[str], NoDecode] = ["erpgo-api", "postgres", "redis"]
+    # when set, the watched containers are every container of this compose project (its labels)
+    erpgo_compose_project: str | None = None
     erpgo_check_timeout: float = Field(5.0, gt=0, le=120)
 
     bot_database_url: SecretStr | None = None
@@ -53,6 +56,32 @@ class Settings(BaseSettings):
     erpgo_alert_refire_window: float = Field(86400.0, ge=0)  # s: a group firing again within it reuses its thread
     erpgo_slack_channel_interval: float = Field(1.0, ge=0, le=60)  # s between two messages in one channel
     erpgo_slack_max_backoff: float = Field(30.0, gt=0, le=3600)  # s: longest wait between retries while Slack fails
+    erpgo_shutdown_grace: float = Field(20.0, ge=0, le=600)  # s: running work may finish after SIGTERM
+
+    # Alertmanager's API (silences from alert threads)
+    alertmanager_url: str | None = None
+    alertmanager_username: str | None = None
+    alertmanager_password: SecretStr | None = None
+    alertmanager_bearer_token: SecretStr | None = None
+
+    # infrastructure runbooks
+    erpgo_disk_paths: Annotated[list[str], NoDecode] = []  # paths whose filesystem usage `disk` judges
+    erpgo_tls_endpoints: Annotated[list[str], NoDecode] = []  # host:port checked by `tls` with no argument
+    erpgo_tls_ca_file: str | None = None  # CA bundle to verify against instead of the system store
+
+    # security: where attackers show up, and the firewall bans go to
+    erpgo_access_log_container: str | None = None  # a reverse proxy's container (nginx/combined log format)
+    erpgo_firewall: str = "none"  # none | nftables | fail2ban
+    erpgo_firewall_command: str = "nft"  # the command that runs nft, split into words
+    erpgo_fail2ban_jail: str | None = None
+    erpgo_fail2ban_socket: str | None = None
+    erpgo_ban_allowlist: Annotated[list[str], NoDecode] = []  # CIDRs never banned
+    erpgo_ban_default_duration: int = 3600  # s; the environment may say 30m, 4h, 7d
+    erpgo_ban_max_duration: int = 7 * 86400
+
+    # backups
+    erpgo_backup_dir: str | None = None  # where dumps are (inside ERPGO_BACKUP_CONTAINER when that is set)
+    erpgo_backup_container: str | None = None
 
     @field_validator("slack_api_url")
     @classmethod
@@ -80,6 +109,34 @@ class Settings(BaseSettings):
     @classmethod
     def _docker_host(cls, value: str | None) -> str | None:
         return _require_scheme(value, ("unix", "tcp", "http", "https"))
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _alertmanager_url(cls, value: str | None) -> str | None:
+        value = _require_scheme(value, ("http", "https"))
+        return value.rstrip("/") if value else None
+
+    @field_validator("erpgo_disk_paths", "erpgo_tls_endpoints", "erpgo_ban_allowlist", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("erpgo_ban_default_duration", "erpgo_ban_max_duration", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        if isinstance(value, str) and not value.strip().isdigit():
+            return parse_duration(value)
+        return value
+
+    @field_validator("erpgo_firewall")
+    @classmethod
+    def _firewall(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("none", "nftables", "fail2ban"):
+            raise ValueError("must be none, nftables or fail2ban")
+        return value
 
     @field_validator("erpgo_containers", mode="before")
     @classmethod

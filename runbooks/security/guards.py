@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from bot.core import units
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -33,8 +34,6 @@ _NEVER_BANNED: tuple[tuple[Network, str], ...] = tuple(
     )
 )
 
-_DURATION_PART = re.compile(r"(\d+)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def ban_refusal(
@@ -68,21 +67,8 @@ def ban_refusal(
 
 
 def parse_duration(text: str, *, maximum: int | None = None) -> int:
-    """Seconds in "90s", "30m", "4h", "7d", "2w" or a sum such as "1h30m"; ValueError says what is wrong."""
-    cleaned = text.strip().lower().replace(" ", "")
-    if not cleaned:
-        raise ValueError("give a duration such as 30m, 4h or 7d")
-    if cleaned.isdigit():
-        raise ValueError(f"{_shown(text)} has no unit: write e.g. {cleaned}m, {cleaned}h or {cleaned}d")
-    parts = _DURATION_PART.findall(cleaned)
-    if not parts or "".join(number + unit for number, unit in parts) != cleaned:
-        raise ValueError(f"{_shown(text)} is not a duration: use s, m, h, d or w, e.g. 30m, 4h, 7d")
-    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    if seconds < 1:
-        raise ValueError("a ban must last at least one second")
-    if maximum is not None and seconds > maximum:
-        raise ValueError(f"{_shown(text)} is longer than the longest ban allowed ({_plain_duration(maximum)})")
-    return seconds
+    """A ban's duration ("30m", "4h", "7d", "1h30m") in seconds; ValueError says what is wrong."""
+    return units.parse_duration(text, maximum=maximum, what="ban")
 
 
 def own_addresses(proc: Path = Path("/proc/net")) -> list[str]:
@@ -160,13 +146,6 @@ def _overlaps(one: Network, other: Network) -> bool:
 def _shown(text: str) -> str:
     text = text if len(text) <= _SHOWN_LIMIT else text[: _SHOWN_LIMIT - 1] + "…"
     return repr(text)
-
-
-def _plain_duration(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _local_ipv4(fib_trie: Path) -> list[str]:
