@@ -37,6 +37,7 @@ from handlers import command as command_handlers
 from runbooks import application, auth, errors, integrity, quick, triage
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
+from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
     quick.runbook,
@@ -51,6 +52,9 @@ RUNBOOKS: tuple[Runbook, ...] = (
     auth.runbook,
     integrity.runbook,
     errors.runbook,
+    attacks.runbook,
+    bans.runbook,
+    accounts.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
