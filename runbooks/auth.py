@@ -167,7 +167,7 @@ async def user_account(ctx: CheckContext) -> list[Finding]:
 
 
 USER_ROLES = """
-SELECT u.id AS user_id, r.name, r.permissions::text AS permissions, ur.assigned_at, ab.email AS assigned_by
+SELECT u.id AS user_id, r.name, to_jsonb(r.permissions)::text AS permissions, ur.assigned_at, ab.email AS assigned_by
 FROM users u
 LEFT JOIN user_roles ur ON ur.user_id = u.id
 LEFT JOIN roles r ON r.id = ur.role_id
