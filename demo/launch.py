@@ -187,14 +187,19 @@ def start_simulator(services: contextlib.ExitStack) -> str | None:
         # A session of its own, so Ctrl-C in the shell reaches the bot, not the simulator.
         proc = subprocess.Popen(
             [sys.executable, "-m", "demo.simulator", "--host", "127.0.0.1", "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     pid_file = RUN_DIR / "simulator.pid"
     pid_file.write_text(f"{proc.pid}\n")
     services.callback(pid_file.unlink, missing_ok=True)
     services.callback(_stop_process, proc)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: http_status(f"{url}/health") is not None, what="ERPGo simulator",
-              timeout=30, log=log_path, proc=proc)
+    wait_for(
+        lambda: http_status(f"{url}/health") is not None, what="ERPGo simulator", timeout=30, log=log_path, proc=proc
+    )
     say(f"ERPGo API simulator on {url}")
     return url
 
@@ -204,10 +209,12 @@ def start_docker(engine: DockerEngine) -> str | None:
     try:
         engine.start()
         engine.run("erpgo-api", ERPGO_API_SCRIPT, restart="unless-stopped", health_cmd="true")
-        engine.run("postgres", IDLE_SCRIPT.format(
-            ready="LOG:  database system is ready to accept connections"), restart="unless-stopped")
-        engine.run("redis", IDLE_SCRIPT.format(
-            ready="* Ready to accept connections tcp"), restart="unless-stopped")
+        engine.run(
+            "postgres",
+            IDLE_SCRIPT.format(ready="LOG:  database system is ready to accept connections"),
+            restart="unless-stopped",
+        )
+        engine.run("redis", IDLE_SCRIPT.format(ready="* Ready to accept connections tcp"), restart="unless-stopped")
     except (ServiceUnavailable, ServiceError) as exc:
         reason = str(exc).splitlines()[0]
         say(f"no Docker Engine ({reason}): the Docker checks will report it not configured")
@@ -267,8 +274,7 @@ def stop_leftovers() -> None:
             say(f"stopping a leftover {program.decode()} (pid {pid}) from an earlier demo")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            wait_for(lambda: program not in _cmdline(pid), what=f"leftover pid {pid} to exit",
-                     timeout=30)
+            wait_for(lambda: program not in _cmdline(pid), what=f"leftover pid {pid} to exit", timeout=30)
     if RUN_DIR.exists():
         unmount_under(RUN_DIR)  # what a dockerd killed mid-run left mounted
         shutil.rmtree(RUN_DIR, ignore_errors=True)

@@ -136,7 +136,7 @@ def _parse_expose(value: Any) -> set[str]:
 
 def _parse_pool(value: Any) -> dict[str, int]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"pool must be an object like {{\"acquired_conns\": 19}}; got {value!r}")
+        raise ValueError(f'pool must be an object like {{"acquired_conns": 19}}; got {value!r}')
     pool = {}
     for key, number in value.items():
         if key not in POOL_KEYS:
@@ -182,9 +182,7 @@ def pool_stats(sim: Switches) -> dict[str, int]:
     if "idle_conns" not in sim.pool:  # keep the pool within max_conns when others are overridden
         room = stats["max_conns"] - stats["acquired_conns"] - stats["constructing_conns"]
         stats["idle_conns"] = max(0, min(stats["idle_conns"], room))
-    stats.setdefault(
-        "total_conns", stats["idle_conns"] + stats["acquired_conns"] + stats["constructing_conns"]
-    )
+    stats.setdefault("total_conns", stats["idle_conns"] + stats["acquired_conns"] + stats["constructing_conns"])
     return {key: stats[key] for key in POOL_KEYS}
 
 
@@ -197,10 +195,12 @@ def database_check(sim: Switches, now_ns: int) -> dict[str, Any]:
             "timestamp": go_timestamp(now_ns),
             "details": details,
             "checks": {
-                "connection": {"status": "unhealthy", "message": DB_DIAL_ERROR,
-                               "latency": random.randint(400_000, 1_500_000)},
-                "query": {"status": "unhealthy", "message": "Query skipped: no database connection",
-                          "latency": 0},
+                "connection": {
+                    "status": "unhealthy",
+                    "message": DB_DIAL_ERROR,
+                    "latency": random.randint(400_000, 1_500_000),
+                },
+                "query": {"status": "unhealthy", "message": "Query skipped: no database connection", "latency": 0},
             },
         }
     # A slow ERPGo is slow because of its database, so the delay shows up in the query latency.
@@ -211,8 +211,11 @@ def database_check(sim: Switches, now_ns: int) -> dict[str, Any]:
         "timestamp": go_timestamp(now_ns),
         "details": details,
         "checks": {
-            "connection": {"status": "healthy", "message": "Connection successful",
-                           "latency": random.randint(150_000, 900_000)},
+            "connection": {
+                "status": "healthy",
+                "message": "Connection successful",
+                "latency": random.randint(150_000, 900_000),
+            },
             "query": {"status": "healthy", "message": "Query successful", "latency": query_latency},
         },
     }
@@ -240,8 +243,13 @@ def detailed_document(sim: Switches, now_ns: int, started_ns: int) -> dict[str, 
         "go_version": "go1.23.4",
         "num_cpu": 2,
         "goroutines": 42,
-        "memory": {"alloc_bytes": 18_874_368, "total_alloc_bytes": 412_090_112,
-                   "sys_bytes": 42_991_616, "heap_objects": 98_311, "num_gc": 57},
+        "memory": {
+            "alloc_bytes": 18_874_368,
+            "total_alloc_bytes": 412_090_112,
+            "sys_bytes": 42_991_616,
+            "heap_objects": 98_311,
+            "num_gc": 57,
+        },
     }
     return doc
 
@@ -251,8 +259,7 @@ def detailed_document(sim: Switches, now_ns: int, started_ns: int) -> dict[str, 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
     # Go's encoding/json writes compact JSON.
-    return web.Response(status=status, text=json.dumps(doc, separators=(",", ":")),
-                        content_type="application/json")
+    return web.Response(status=status, text=json.dumps(doc, separators=(",", ":")), content_type="application/json")
 
 
 def api_error(status: int, code: str, message: str) -> web.Response:
@@ -354,10 +361,10 @@ Types of profiles available:
 # Only the debug=1 text form is simulated; the real binary profiles are not.
 PPROF_TEXT = {
     "goroutine": "goroutine profile: total 42\n"
-                 "18 @ 0x43e7ae 0x4370b7 0x46a2e5\n"
-                 "#\t0x46a2e4\tnet/http.(*conn).serve+0x5e4\n",
+    "18 @ 0x43e7ae 0x4370b7 0x46a2e5\n"
+    "#\t0x46a2e4\tnet/http.(*conn).serve+0x5e4\n",
     "heap": "heap profile: 98311: 18874368 [412090: 412090112] @ heap/1048576\n"
-            "# runtime.MemStats\n# Alloc = 18874368\n# Sys = 42991616\n# NumGC = 57\n",
+    "# runtime.MemStats\n# Alloc = 18874368\n# Sys = 42991616\n# NumGC = 57\n",
 }
 
 
@@ -429,10 +436,8 @@ def issue_tokens(secret: str, email: str) -> dict[str, Any]:
     """The guide's token pair: `type` access / refresh claims, `token_type` and `expires_in`."""
     now = int(time.time())
     subject = {"sub": user_id(email), "email": email, "iat": now}
-    access = make_jwt(secret, {**subject, "type": "access", "exp": now + ACCESS_TTL,
-                               "jti": str(uuid.uuid4())})
-    refresh = make_jwt(secret, {**subject, "type": "refresh", "exp": now + REFRESH_TTL,
-                                "jti": str(uuid.uuid4())})
+    access = make_jwt(secret, {**subject, "type": "access", "exp": now + ACCESS_TTL, "jti": str(uuid.uuid4())})
+    refresh = make_jwt(secret, {**subject, "type": "refresh", "exp": now + REFRESH_TTL, "jti": str(uuid.uuid4())})
     return {
         "access_token": access,
         "refresh_token": refresh,
@@ -446,18 +451,36 @@ def real_tokens(secret: str, email: str | None, subject: str) -> dict[str, Any]:
     """The real token pair (pkg/auth): the access token carries the user, the refresh token only its id."""
     now = int(time.time())
     registered = {"iss": ISSUER, "sub": subject, "nbf": now, "iat": now}
-    access = {"user_id": subject, "email": email or "", "username": (email or "").split("@")[0],
-              "roles": DEMO_ROLES.get(email or "", []), "jti": str(uuid.uuid4()), **registered,
-              "aud": ["erpgo-api"], "exp": now + ACCESS_TTL}
+    access = {
+        "user_id": subject,
+        "email": email or "",
+        "username": (email or "").split("@")[0],
+        "roles": DEMO_ROLES.get(email or "", []),
+        "jti": str(uuid.uuid4()),
+        **registered,
+        "aud": ["erpgo-api"],
+        "exp": now + ACCESS_TTL,
+    }
     refresh = {"jti": str(uuid.uuid4()), **registered, "aud": ["erpgo-refresh"], "exp": now + REFRESH_TTL}
-    return {"access_token": make_jwt(secret, access), "refresh_token": make_jwt(secret, refresh),
-            "expires_at": go_timestamp(time.time_ns() + ACCESS_TTL * 1_000_000_000)}
+    return {
+        "access_token": make_jwt(secret, access),
+        "refresh_token": make_jwt(secret, refresh),
+        "expires_at": go_timestamp(time.time_ns() + ACCESS_TTL * 1_000_000_000),
+    }
 
 
 def real_user(email: str) -> dict[str, Any]:
-    return {"id": user_id(email), "email": email, "username": email.split("@")[0], "first_name": "System",
-            "last_name": "Administrator", "roles": DEMO_ROLES.get(email, []), "is_active": True, "is_verified": True,
-            "created_at": "2025-01-01T00:00:00Z"}
+    return {
+        "id": user_id(email),
+        "email": email,
+        "username": email.split("@")[0],
+        "first_name": "System",
+        "last_name": "Administrator",
+        "roles": DEMO_ROLES.get(email, []),
+        "is_active": True,
+        "is_verified": True,
+        "created_at": "2025-01-01T00:00:00Z",
+    }
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | None:
@@ -508,8 +531,12 @@ def real_login(request: web.Request, body: dict[str, Any] | None) -> web.Respons
     if sim.login == "rate-limited":
         return handler_error(429, "Too many login attempts", "Please try again later")
     if sim.login == "locked":
-        return handler_error(429, "Account locked", "Account is locked due to too many failed login attempts. "
-                             f"Please try again at {go_time(time.time() + LOCKOUT_S)}")
+        return handler_error(
+            429,
+            "Account locked",
+            "Account is locked due to too many failed login attempts. "
+            f"Please try again at {go_time(time.time() + LOCKOUT_S)}",
+        )
     email = body["email"].strip().lower()
     # The service answers "invalid credentials" for an unknown user, an inactive one, a wrong password and
     # a user lookup that failed — a database that is down included.
@@ -555,17 +582,23 @@ JWT_FAILURES = {  # how golang-jwt words what read_jwt found
 def real_refresh(request: web.Request, body: dict[str, Any] | None) -> web.Response:
     """The real handler turns every service error it does not spell exactly into a 500."""
     if body is None or not _non_empty_strings(body, "refresh_token"):
-        detail = ("Key: 'RefreshTokenRequest.RefreshToken' Error:Field validation for 'RefreshToken' failed on the "
-                  "'required' tag" if body is not None else "invalid character looking for beginning of value")
+        detail = (
+            "Key: 'RefreshTokenRequest.RefreshToken' Error:Field validation for 'RefreshToken' failed on the "
+            "'required' tag"
+            if body is not None
+            else "invalid character looking for beginning of value"
+        )
         return handler_error(400, "Invalid request body", detail)
     try:
         claims = read_jwt(request.app["jwt_secret"], body["refresh_token"])
     except TokenError as error:
-        return handler_error(500, "Token refresh failed",
-                             f"invalid refresh token: failed to parse token: {JWT_FAILURES[error.reason]}")
+        return handler_error(
+            500, "Token refresh failed", f"invalid refresh token: failed to parse token: {JWT_FAILURES[error.reason]}"
+        )
     if "erpgo-refresh" not in (claims.get("aud") or []):
-        return handler_error(500, "Token refresh failed",
-                             "failed to rotate refresh token: invalid refresh token claims")
+        return handler_error(
+            500, "Token refresh failed", "failed to rotate refresh token: invalid refresh token claims"
+        )
     email = next((e for e in request.app["credentials"] if user_id(e) == claims.get("sub")), None)
     if email is None:
         return handler_error(500, "Token refresh failed", "user not found")
@@ -658,23 +691,37 @@ def _pool_item(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m demo.simulator",
-                                     description="Serve a simulated ERPGo API.")
+    parser = argparse.ArgumentParser(prog="python -m demo.simulator", description="Serve a simulated ERPGo API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--status", choices=STATUSES, default="healthy")
-    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
-                        help="added before every /health* answer")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, metavar="SECONDS", help="added before every /health* answer"
+    )
     parser.add_argument("--body", choices=BODIES, default="json")
     for name in ("detailed", "database", "cache"):
         parser.add_argument(f"--no-{name}", action="store_true", help=f"/health/{name} answers 404")
     parser.add_argument("--pprof", action="store_true", help="serve /debug/pprof/ (absent by default)")
-    parser.add_argument("--pool", type=_pool_item, action="append", default=[], metavar="KEY=N",
-                        help="override a pool_stats number, e.g. --pool acquired_conns=19")
-    parser.add_argument("--dialect", choices=DIALECTS, default="real",
-                        help="real: the application's error bodies and tokens (default); guide: AUTH_001..AUTH_003")
-    parser.add_argument("--login", choices=LOGIN_STATES, default="open",
-                        help="rate-limited: every login answers 429; locked: every account is locked")
+    parser.add_argument(
+        "--pool",
+        type=_pool_item,
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="override a pool_stats number, e.g. --pool acquired_conns=19",
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="real",
+        help="real: the application's error bodies and tokens (default); guide: AUTH_001..AUTH_003",
+    )
+    parser.add_argument(
+        "--login",
+        choices=LOGIN_STATES,
+        default="open",
+        help="rate-limited: every login answers 429; locked: every account is locked",
+    )
     return parser.parse_args(argv)
 
 
@@ -682,8 +729,15 @@ def switches_from_args(args: argparse.Namespace) -> dict[str, Any]:
     expose = {name for name in ("detailed", "database", "cache") if not getattr(args, f"no_{name}")}
     if args.pprof:
         expose.add("pprof")
-    return {"status": args.status, "delay": args.delay, "body": args.body,
-            "expose": expose, "pool": dict(args.pool), "dialect": args.dialect, "login": args.login}
+    return {
+        "status": args.status,
+        "delay": args.delay,
+        "body": args.body,
+        "expose": expose,
+        "pool": dict(args.pool),
+        "dialect": args.dialect,
+        "login": args.login,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -694,8 +748,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"simulator: {error}")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
-    web.run_app(app, host=args.host, port=args.port, print=None,
-                access_log_format='%a "%r" %s %b %Tfs')
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log_format='%a "%r" %s %b %Tfs')
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ The lines are the real ERPGo's (runbooks/loglines.py): zerolog's console and JSO
 recovery and access lines. Failed logins ("Failed to login user … email=…") are counted per e-mail and
 rate-limited login attempts ("Rate limit exceeded for login attempt ip=… email=…") per address.
 """
+
 from __future__ import annotations
 
 import re
@@ -66,9 +67,13 @@ def parse_logs_args(words: list[str]) -> dict:
     return {"container": container, "minutes": minutes}
 
 
-registry.verb("logs", "recent 5xx, panics, stack traces and failed logins in a container's logs "
-              "(default: the API, 15 min)",
-              usage="[container] [minutes]", parse=parse_logs_args, ack="Reading the logs…")
+registry.verb(
+    "logs",
+    "recent 5xx, panics, stack traces and failed logins in a container's logs (default: the API, 15 min)",
+    usage="[container] [minutes]",
+    parse=parse_logs_args,
+    ack="Reading the logs…",
+)
 
 
 def api_container(containers: list[str]) -> str:
@@ -113,9 +118,18 @@ def is_error(line: LogLine) -> bool:
 
 def scan(lines: list[str]) -> dict:
     """Counts and evidence from log lines (oldest first, ANSI colours already removed)."""
-    found: dict = {"5xx": [], "panic": [], "trace": [], "error": [], "failed_login": 0, "logins": [],
-                   "failed_by_email": Counter(), "rate_limited_by_ip": Counter(), "rate_limited_emails": Counter(),
-                   "locked": Counter()}
+    found: dict = {
+        "5xx": [],
+        "panic": [],
+        "trace": [],
+        "error": [],
+        "failed_login": 0,
+        "logins": [],
+        "failed_by_email": Counter(),
+        "rate_limited_by_ip": Counter(),
+        "rate_limited_emails": Counter(),
+        "locked": Counter(),
+    }
     for number, text in enumerate(lines):
         line = parse(text)
         if is_5xx(line):
@@ -150,13 +164,17 @@ def counted(counts: Counter, unit: str = "") -> str:
 def login_details(found: dict) -> list[str]:
     details = []
     if found["failed_login"]:
-        details.append(f"failed logins: {found['failed_login']} — {counted(found['failed_by_email'])} "
-                       "(the API logs no client address for them: `/erpgo security` reads audit_logs; "
-                       "guide: Security Issues)")
+        details.append(
+            f"failed logins: {found['failed_login']} — {counted(found['failed_by_email'])} "
+            "(the API logs no client address for them: `/erpgo security` reads audit_logs; "
+            "guide: Security Issues)"
+        )
     limited = sum(found["rate_limited_by_ip"].values())
     if limited:
-        details.append(f"rate-limited login attempts: {limited} — {counted(found['rate_limited_by_ip'], 'ip ')}; "
-                       f"accounts tried: {counted(found['rate_limited_emails'])}")
+        details.append(
+            f"rate-limited login attempts: {limited} — {counted(found['rate_limited_by_ip'], 'ip ')}; "
+            f"accounts tried: {counted(found['rate_limited_emails'])}"
+        )
     if found["locked"]:
         refused = sum(found["locked"].values())
         details.append(f"logins refused for locked accounts: {refused} — {counted(found['locked'])}")
@@ -199,20 +217,35 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
     since = ctx.params.get("since")
     if not isinstance(since, datetime):
         since = now - timedelta(minutes=int(ctx.params.get("minutes") or DEFAULT_MINUTES))
-    window = f"since {since.astimezone(timezone.utc):%H:%M} UTC" if now - since > timedelta(hours=1) else \
-        f"last {max(1, round((now - since).total_seconds() / 60))} min"
+    window = (
+        f"since {since.astimezone(timezone.utc):%H:%M} UTC"
+        if now - since > timedelta(hours=1)
+        else f"last {max(1, round((now - since).total_seconds() / 60))} min"
+    )
     lines = await read_logs(ctx, name, since)
     if lines is None:
         return Finding.crit(component, "container not found", data={"container": name})
     found = scan(lines)
     n5xx, panics, traces, errors = (len(found[k]) for k in ("5xx", "panic", "trace", "error"))
     limited = sum(found["rate_limited_by_ip"].values())
-    data = {"container": name, "lines": len(lines), "5xx": n5xx, "panics": panics, "stack_traces": traces,
-            "error_lines": errors, "failed_logins": found["failed_login"], "since": since.isoformat(),
-            "failed_logins_by_email": dict(found["failed_by_email"].most_common()),
-            "rate_limited_logins": limited, "rate_limited_by_ip": dict(found["rate_limited_by_ip"].most_common()),
-            "locked_accounts": dict(found["locked"].most_common())}
-    details = [f"read {len(lines)} lines ({window}) of {name}" + (f", the newest {MAX_LINES}" if len(lines) >= MAX_LINES else "")]
+    data = {
+        "container": name,
+        "lines": len(lines),
+        "5xx": n5xx,
+        "panics": panics,
+        "stack_traces": traces,
+        "error_lines": errors,
+        "failed_logins": found["failed_login"],
+        "since": since.isoformat(),
+        "failed_logins_by_email": dict(found["failed_by_email"].most_common()),
+        "rate_limited_logins": limited,
+        "rate_limited_by_ip": dict(found["rate_limited_by_ip"].most_common()),
+        "locked_accounts": dict(found["locked"].most_common()),
+    }
+    details = [
+        f"read {len(lines)} lines ({window}) of {name}"
+        + (f", the newest {MAX_LINES}" if len(lines) >= MAX_LINES else "")
+    ]
     details += login_details(found)
     logins = []
     if found["failed_login"]:
@@ -220,8 +253,12 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
     if limited:
         logins.append(f"{limited} rate-limited")
     if panics or traces or n5xx or errors:
-        parts = [f"{n5xx} × 5xx", f"{panics} panic{'s' if panics != 1 else ''}",
-                 f"{traces} stack trace{'s' if traces != 1 else ''}", f"{errors} error lines"] + logins
+        parts = [
+            f"{n5xx} × 5xx",
+            f"{panics} panic{'s' if panics != 1 else ''}",
+            f"{traces} stack trace{'s' if traces != 1 else ''}",
+            f"{errors} error lines",
+        ] + logins
         status = Status.CRIT if panics or traces or n5xx >= MANY_5XX else Status.WARN
         title = f"{window}: " + ", ".join(parts)
         return Finding(status, component, title, details=details, evidence=evidence(lines, found), data=data)

@@ -5,6 +5,7 @@ bcrypt hash? roles?), `users` asks them across the table, `jwt <token>` decodes 
 verifying it, `login-test` proves the login path answers. Password hashes never leave the
 database: SQL classifies them. Tokens are never echoed: only their decoded claims are shown.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,6 +89,7 @@ def hash_kind(row) -> str:
 
 # --- user <email> [role] ------------------------------------------------------------------------
 
+
 def parse_user(words: list[str]) -> dict[str, str]:
     if not words:
         raise UsageError("Whose account? e.g. `/erpgo user jane@example.com`")
@@ -106,8 +108,13 @@ def parse_user(words: list[str]) -> dict[str, str]:
     return params
 
 
-registry.verb("user", "one account: exists, active, verified, last login, bcrypt hash, roles (add a role to propose it)",
-              usage="<email> [role]", parse=parse_user, ack="Looking the account up…")
+registry.verb(
+    "user",
+    "one account: exists, active, verified, last login, bcrypt hash, roles (add a role to propose it)",
+    usage="<email> [role]",
+    parse=parse_user,
+    ack="Looking the account up…",
+)
 
 USER_ROW = f"""
 SELECT id, email, is_active, is_verified, last_login_at, {HASH_SHAPE}
@@ -126,11 +133,16 @@ async def user_account(ctx: CheckContext) -> list[Finding]:
         if row is None:
             similar = await conn.fetch(
                 "SELECT email FROM users WHERE lower(email) = lower($1) OR lower(email) LIKE '%' || lower($2) || '%'"
-                " ORDER BY email LIMIT 3", email, email.split("@")[0][:40])
+                " ORDER BY email LIMIT 3",
+                email,
+                email.split("@")[0][:40],
+            )
     if row is None:
         details = ["every login with this address answers 401 AUTH_001 (invalid credentials)"]
         if similar:
-            details.append("similar addresses: " + ", ".join(r["email"] for r in similar) + " (e-mails compare exactly)")
+            details.append(
+                "similar addresses: " + ", ".join(r["email"] for r in similar) + " (e-mails compare exactly)"
+            )
         return [Finding.warn("User", f"no user {email}", details=details, data={"exists": False})]
 
     problems = []
@@ -138,31 +150,50 @@ async def user_account(ctx: CheckContext) -> list[Finding]:
         problems.append("inactive (is_active = false): every login is refused")
     if not row["is_verified"]:
         problems.append("not verified (is_verified = false)")
-    state = ", ".join(["active" if row["is_active"] else "INACTIVE", "verified" if row["is_verified"] else "NOT verified",
-                       f"last login {ago(row['last_login_at'])}"])
+    state = ", ".join(
+        [
+            "active" if row["is_active"] else "INACTIVE",
+            "verified" if row["is_verified"] else "NOT verified",
+            f"last login {ago(row['last_login_at'])}",
+        ]
+    )
     account = Finding(
-        Status.WARN if problems else Status.OK, "User", f"{row['email']}: {state}", details=problems,
-        data={"exists": True, "is_active": row["is_active"], "is_verified": row["is_verified"],
-              "last_login_at": row["last_login_at"].isoformat() if row["last_login_at"] else None},
+        Status.WARN if problems else Status.OK,
+        "User",
+        f"{row['email']}: {state}",
+        details=problems,
+        data={
+            "exists": True,
+            "is_active": row["is_active"],
+            "is_verified": row["is_verified"],
+            "last_login_at": row["last_login_at"].isoformat() if row["last_login_at"] else None,
+        },
     )
     if not row["is_active"]:
         account.details.append("if that was a mistake, reactivate the account in ERPGo's user admin")
 
     if row["bcrypt"]:
-        password = Finding.ok("Password hash", f"bcrypt (${row['hash_scheme']}$, cost {int(row['bcrypt_cost'])})",
-                              data={"bcrypt": True})
+        password = Finding.ok(
+            "Password hash", f"bcrypt (${row['hash_scheme']}$, cost {int(row['bcrypt_cost'])})", data={"bcrypt": True}
+        )
     else:
         password = Finding.warn(
-            "Password hash", f"not bcrypt ({hash_kind(row)}): every login fails with AUTH_001",
-            details=["ERPGo compares passwords with bcrypt; this hash can never match",
-                     "to fix it, make a new bcrypt hash with ERPGo's `hash-password` tool, then "
-                     "`UPDATE users SET password_hash = '$2a$12$…', updated_at = NOW() WHERE email = …` "
-                     "(guide: Reset User Password)"],
-            data={"bcrypt": False, "kind": hash_kind(row)})
+            "Password hash",
+            f"not bcrypt ({hash_kind(row)}): every login fails with AUTH_001",
+            details=[
+                "ERPGo compares passwords with bcrypt; this hash can never match",
+                "to fix it, make a new bcrypt hash with ERPGo's `hash-password` tool, then "
+                "`UPDATE users SET password_hash = '$2a$12$…', updated_at = NOW() WHERE email = …` "
+                "(guide: Reset User Password)",
+            ],
+            data={"bcrypt": False, "kind": hash_kind(row)},
+        )
     hints = []
     if not problems and row["bcrypt"]:
-        hints = ["the account looks fine: if logins still fail, `/erpgo login-test` tests the login path and "
-                 "`/erpgo jwt <token>` decodes the token the client got"]
+        hints = [
+            "the account looks fine: if logins still fail, `/erpgo login-test` tests the login path and "
+            "`/erpgo jwt <token>` decodes the token the client got"
+        ]
     account.details += hints
     return [account, password]
 
@@ -199,14 +230,19 @@ async def user_roles(ctx: CheckContext) -> Finding:
         return Finding.skipped("Roles", f"no user {email}")
     held = [r for r in rows if r["name"] is not None]
     names = [r["name"] for r in held]
-    details = [f"{r['name']}: {permissions_text(r['permissions'])} (assigned {ago(r['assigned_at'])}"
-               + (f" by {r['assigned_by']})" if r["assigned_by"] else ")") for r in held]
+    details = [
+        f"{r['name']}: {permissions_text(r['permissions'])} (assigned {ago(r['assigned_at'])}"
+        + (f" by {r['assigned_by']})" if r["assigned_by"] else ")")
+        for r in held
+    ]
     proposals = []
     status = Status.OK if held else Status.WARN
     title = ", ".join(names) if held else "no roles: every request needing a permission answers 403 Forbidden"
     if wanted is None:
         if not held:
-            details.append(f"to propose one: `/erpgo user {email} <role>` — roles: {', '.join(all_roles) or 'none defined'}")
+            details.append(
+                f"to propose one: `/erpgo user {email} <role>` — roles: {', '.join(all_roles) or 'none defined'}"
+            )
     elif wanted in names:
         details.append(f"already has role {wanted}")
     elif wanted not in all_roles:
@@ -214,20 +250,25 @@ async def user_roles(ctx: CheckContext) -> Finding:
         title += f" — no role named {wanted}"
         details.append(f"roles: {', '.join(all_roles) or 'none defined'}")
     else:
-        proposals.append(Proposal(
-            action="auth.assign_role",
-            args={"email": email, "role": wanted},
-            summary=f"Give {email} the role {wanted}",
-            reason="the guide's Assign Missing Roles (INSERT INTO user_roles), for this user and role only",
-            preview=ASSIGN_ROLE + f"\n-- $1 = '{email}', $2 = '{wanted}'",
-        ))
+        proposals.append(
+            Proposal(
+                action="auth.assign_role",
+                args={"email": email, "role": wanted},
+                summary=f"Give {email} the role {wanted}",
+                reason="the guide's Assign Missing Roles (INSERT INTO user_roles), for this user and role only",
+                preview=ASSIGN_ROLE + f"\n-- $1 = '{email}', $2 = '{wanted}'",
+            )
+        )
     return Finding(status, "Roles", title, details=details, proposals=proposals, data={"roles": names})
 
 
 # --- users: the whole table ---------------------------------------------------------------------
 
-registry.verb("users", "account problems across the table: inactive, without roles, non-bcrypt password hashes",
-              ack="Checking the accounts…")
+registry.verb(
+    "users",
+    "account problems across the table: inactive, without roles, non-bcrypt password hashes",
+    ack="Checking the accounts…",
+)
 
 
 @registry.check("users", component="Accounts", section=LOGIN)
@@ -237,13 +278,25 @@ async def account_states(ctx: CheckContext) -> Finding:
             return not_erpgo("Accounts", missing)
         total = await conn.fetchval("SELECT count(*) FROM users")
         inactive = [r["email"] for r in await conn.fetch("SELECT email FROM users WHERE NOT is_active ORDER BY email")]
-        unverified = [r["email"] for r in await conn.fetch(
-            "SELECT email FROM users WHERE is_active AND NOT is_verified ORDER BY email")]
-    parts = [f"{len(inactive)} inactive" + (f" ({listed(inactive, len(inactive))})" if inactive else ""),
-             f"{len(unverified)} unverified" + (f" ({listed(unverified, len(unverified))})" if unverified else "")]
-    details = ["inactive accounts cannot log in, by design: nothing to fix unless one was deactivated by mistake"] if inactive else []
-    return Finding.ok("Accounts", f"{plural(total, 'user')}: " + ", ".join(parts), details=details,
-                      data={"total": total, "inactive": inactive, "unverified": unverified})
+        unverified = [
+            r["email"]
+            for r in await conn.fetch("SELECT email FROM users WHERE is_active AND NOT is_verified ORDER BY email")
+        ]
+    parts = [
+        f"{len(inactive)} inactive" + (f" ({listed(inactive, len(inactive))})" if inactive else ""),
+        f"{len(unverified)} unverified" + (f" ({listed(unverified, len(unverified))})" if unverified else ""),
+    ]
+    details = (
+        ["inactive accounts cannot log in, by design: nothing to fix unless one was deactivated by mistake"]
+        if inactive
+        else []
+    )
+    return Finding.ok(
+        "Accounts",
+        f"{plural(total, 'user')}: " + ", ".join(parts),
+        details=details,
+        data={"total": total, "inactive": inactive, "unverified": unverified},
+    )
 
 
 @registry.check("users", component="Users without roles", section=PERMISSIONS)
@@ -251,16 +304,24 @@ async def users_without_roles(ctx: CheckContext) -> Finding:
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users", "user_roles"):
             return not_erpgo("Users without roles", missing)
-        emails = [r["email"] for r in await conn.fetch(
-            "SELECT u.email FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id"
-            " WHERE u.is_active AND ur.user_id IS NULL ORDER BY u.email")]
+        emails = [
+            r["email"]
+            for r in await conn.fetch(
+                "SELECT u.email FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id"
+                " WHERE u.is_active AND ur.user_id IS NULL ORDER BY u.email"
+            )
+        ]
     if not emails:
         return Finding.ok("Users without roles", "every active user has a role", data={"emails": []})
     return Finding.warn(
-        "Users without roles", f"{plural(len(emails), 'active user')} without any role: {listed(emails, len(emails))}",
-        details=["they can log in but every request needing a permission answers 403",
-                 "`/erpgo user <email> <role>` proposes assigning one"],
-        data={"emails": emails[:MAX_LISTED], "count": len(emails)})
+        "Users without roles",
+        f"{plural(len(emails), 'active user')} without any role: {listed(emails, len(emails))}",
+        details=[
+            "they can log in but every request needing a permission answers 403",
+            "`/erpgo user <email> <role>` proposes assigning one",
+        ],
+        data={"emails": emails[:MAX_LISTED], "count": len(emails)},
+    )
 
 
 @registry.check("users", component="Password hashes", section=LOGIN)
@@ -268,15 +329,19 @@ async def non_bcrypt_hashes(ctx: CheckContext) -> Finding:
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users"):
             return not_erpgo("Password hashes", missing)
-        rows = await conn.fetch(f"SELECT email, {HASH_SHAPE} FROM users WHERE NOT (password_hash ~ '{BCRYPT}') ORDER BY email")
+        rows = await conn.fetch(
+            f"SELECT email, {HASH_SHAPE} FROM users WHERE NOT (password_hash ~ '{BCRYPT}') ORDER BY email"
+        )
     if not rows:
         return Finding.ok("Password hashes", "every password hash is bcrypt", data={"emails": []})
     emails = [r["email"] for r in rows]
     return Finding.warn(
-        "Password hashes", f"{plural(len(rows), 'user')} whose password hash is not bcrypt: {listed(emails, len(emails))}",
+        "Password hashes",
+        f"{plural(len(rows), 'user')} whose password hash is not bcrypt: {listed(emails, len(emails))}",
         details=[f"{r['email']}: {hash_kind(r)}" for r in rows[:MAX_LISTED]]
         + ["their logins always fail with AUTH_001; reset their passwords (guide: Reset User Password)"],
-        data={"emails": emails[:MAX_LISTED], "count": len(rows)})
+        data={"emails": emails[:MAX_LISTED], "count": len(rows)},
+    )
 
 
 # --- auth.assign_role ---------------------------------------------------------------------------
@@ -309,6 +374,7 @@ async def assign_role(ctx: CheckContext, email: str, role: str) -> str:
 
 # --- jwt <token> --------------------------------------------------------------------------------
 
+
 def parse_token(words: list[str]) -> dict[str, str]:
     if len(words) == 2 and words[0].lower() == "bearer":
         words = words[1:]
@@ -321,8 +387,13 @@ def parse_token(words: list[str]) -> dict[str, str]:
     return {"token": words[0]}
 
 
-registry.verb("jwt", "decode a JWT without verifying it: algorithm, claims, expiry (the token is never posted back)",
-              usage="<token>", parse=parse_token, ack="Decoding the token…")
+registry.verb(
+    "jwt",
+    "decode a JWT without verifying it: algorithm, claims, expiry (the token is never posted back)",
+    usage="<token>",
+    parse=parse_token,
+    ack="Decoding the token…",
+)
 
 SHOWN_CLAIMS = ("sub", "email", "type", "roles", "iss", "aud", "jti")
 TIME_CLAIMS = ("iat", "nbf", "exp")
@@ -351,21 +422,32 @@ async def jwt_token(ctx: CheckContext) -> Finding:
     token = ctx.params["token"]
     parts = token.split(".")
     if len(parts) != 3:
-        return Finding.warn("JWT", f"not a JWT: {plural(len(parts), 'part')}, a JWT has 3 (header.payload.signature)",
-                            details=["ERPGo answers 401 AUTH_003 (invalid token); the client may have cut or wrapped it"],
-                            data={"parts": len(parts)})
+        return Finding.warn(
+            "JWT",
+            f"not a JWT: {plural(len(parts), 'part')}, a JWT has 3 (header.payload.signature)",
+            details=["ERPGo answers 401 AUTH_003 (invalid token); the client may have cut or wrapped it"],
+            data={"parts": len(parts)},
+        )
     try:
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
-        return Finding.warn("JWT", "3 parts, but they do not decode: " + str(exc)[:120],
-                            details=["ERPGo answers 401 AUTH_003 (invalid token): the token is corrupted"],
-                            data={"parts": 3, "decodes": False})
+        return Finding.warn(
+            "JWT",
+            "3 parts, but they do not decode: " + str(exc)[:120],
+            details=["ERPGo answers 401 AUTH_003 (invalid token): the token is corrupted"],
+            data={"parts": 3, "decodes": False},
+        )
     now = time.time()
     issues: list[tuple[Status, str]] = []
     alg = str(header.get("alg"))
     if alg.lower() == "none" or not parts[2]:
-        issues.append((Status.WARN, f"unsigned (alg {alg}, {'empty' if not parts[2] else 'present'} signature): ERPGo must reject it"))
+        issues.append(
+            (
+                Status.WARN,
+                f"unsigned (alg {alg}, {'empty' if not parts[2] else 'present'} signature): ERPGo must reject it",
+            )
+        )
     exp = claims.get("exp")
     expiry = "no exp claim"
     if exp is None:
@@ -384,12 +466,17 @@ async def jwt_token(ctx: CheckContext) -> Finding:
     if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) and nbf > now + CLOCK_SKEW_S:
         issues.append((Status.WARN, f"not valid before {when(nbf)}"))
 
-    details = [f"header: alg {alg}, typ {header.get('typ', '—')}" + (f", kid {claim_text(header['kid'])}" if "kid" in header else ""),
-               f"signature: {len(parts[2])} characters — not shown, not verified (checking it needs JWT_SECRET)"]
+    details = [
+        f"header: alg {alg}, typ {header.get('typ', '—')}"
+        + (f", kid {claim_text(header['kid'])}" if "kid" in header else ""),
+        f"signature: {len(parts[2])} characters — not shown, not verified (checking it needs JWT_SECRET)",
+    ]
     details += [f"{name}: {claim_text(claims[name])}" for name in SHOWN_CLAIMS if name in claims]
     details += [f"{name}: {when(claims[name])}" for name in TIME_CLAIMS if name in claims]
     if all(isinstance(claims.get(k), (int, float)) for k in ("exp", "iat")):
-        details.append(f"lifetime (exp − iat): {human_duration(claims['exp'] - claims['iat'])} — compare with JWT_EXPIRY")
+        details.append(
+            f"lifetime (exp − iat): {human_duration(claims['exp'] - claims['iat'])} — compare with JWT_EXPIRY"
+        )
     others = sorted(set(claims) - set(SHOWN_CLAIMS) - set(TIME_CLAIMS))
     if others:
         details.append("other claims (values not shown): " + ", ".join(claim_text(k) for k in others[:20]))
@@ -397,25 +484,45 @@ async def jwt_token(ctx: CheckContext) -> Finding:
 
     who = claims.get("email") or claims.get("sub")
     kind = f"{claims['type']} token" if isinstance(claims.get("type"), str) else "token"
-    title = f"{'unsigned' if alg.lower() == 'none' else alg} {kind}" + (f" for {claim_text(who)}" if who else "") + f": {expiry}"
+    title = (
+        f"{'unsigned' if alg.lower() == 'none' else alg} {kind}"
+        + (f" for {claim_text(who)}" if who else "")
+        + f": {expiry}"
+    )
     if issues and not expiry.startswith("expired"):
         title += " — " + issues[0][1].split(":")[0]
     status = worst(s for s, _ in issues)
-    return Finding(status, "JWT", title, details=details,
-                   data={"alg": alg, "typ": header.get("typ"), "expired": isinstance(exp, (int, float)) and exp <= now,
-                         "claims": sorted(claims), "issues": [text for _, text in issues]})
+    return Finding(
+        status,
+        "JWT",
+        title,
+        details=details,
+        data={
+            "alg": alg,
+            "typ": header.get("typ"),
+            "expired": isinstance(exp, (int, float)) and exp <= now,
+            "claims": sorted(claims),
+            "issues": [text for _, text in issues],
+        },
+    )
 
 
 # --- login-test ---------------------------------------------------------------------------------
 
-registry.verb("login-test", "post a wrong password to /api/v1/auth/login: expects 401 UNAUTHORIZED "
-              "\"invalid credentials\" (the guide's AUTH_001 too); explains 429 rate limits and locked accounts",
-              ack="Testing the login path…")
+registry.verb(
+    "login-test",
+    "post a wrong password to /api/v1/auth/login: expects 401 UNAUTHORIZED "
+    '"invalid credentials" (the guide\'s AUTH_001 too); explains 429 rate limits and locked accounts',
+    ack="Testing the login path…",
+)
 
 WRONG_PASSWORD_CODES = {"UNAUTHORIZED", "INVALID_CREDENTIALS", "AUTH_001"}  # the real API, its docs, the guide
 # The real login handler answers 429 with a bare {"error": "<message>"} and no code: its message says which.
-CODE_BY_MESSAGE = (("account locked", "ACCOUNT_LOCKED"), ("too many login attempts", "RATE_LIMIT_EXCEEDED"),
-                   ("rate limit", "RATE_LIMIT_EXCEEDED"))
+CODE_BY_MESSAGE = (
+    ("account locked", "ACCOUNT_LOCKED"),
+    ("too many login attempts", "RATE_LIMIT_EXCEEDED"),
+    ("rate limit", "RATE_LIMIT_EXCEEDED"),
+)
 
 
 @dataclass(frozen=True)
@@ -445,11 +552,13 @@ def api_error_of(body: object) -> ApiError | None:
     code = inner.get("code")
     message = inner.get("message") if isinstance(error, dict) else error
     retry = body.get("retry_after_seconds", inner.get("retry_after"))
-    found = ApiError(code if isinstance(code, str) and code else None,
-                     message if isinstance(message, str) else "",
-                     short(inner["details"]) if inner.get("details") not in (None, "", {}) else "",
-                     short(inner["correlation_id"], 80) if inner.get("correlation_id") else None,
-                     short(retry, 40) if retry not in (None, "") else None)
+    found = ApiError(
+        code if isinstance(code, str) and code else None,
+        message if isinstance(message, str) else "",
+        short(inner["details"]) if inner.get("details") not in (None, "", {}) else "",
+        short(inner["correlation_id"], 80) if inner.get("correlation_id") else None,
+        short(retry, 40) if retry not in (None, "") else None,
+    )
     if found.code is None and found.message:
         lowered = found.message.lower()
         inferred = next((c for words, c in CODE_BY_MESSAGE if words in lowered), None)
@@ -476,26 +585,42 @@ def is_wrong_password_answer(status: int, error: ApiError | None) -> bool:
 
 
 def rate_limited(answer: str, error: ApiError | None, took: str) -> tuple[str, list[str]]:
-    title = (f"rate limited ({answer} in {took}): the login limiter refused the bot's address before any password "
-             "was checked")
-    details = [("RATE_LIMIT_EXCEEDED: ERPGo allows a few login attempts per address (its docs: 5 per 15 minutes "
-                "per IP); the bot's own probes count too"),
-               "the login handler also answers 429 when its limiter cannot reach Redis: `/erpgo health` shows Redis",
-               ("next: `/erpgo security` — who else is being limited and from where; `/erpgo logs` — its "
-                "\"Rate limit exceeded for login attempt\" lines per ip")]
+    title = (
+        f"rate limited ({answer} in {took}): the login limiter refused the bot's address before any password "
+        "was checked"
+    )
+    details = [
+        (
+            "RATE_LIMIT_EXCEEDED: ERPGo allows a few login attempts per address (its docs: 5 per 15 minutes "
+            "per IP); the bot's own probes count too"
+        ),
+        "the login handler also answers 429 when its limiter cannot reach Redis: `/erpgo health` shows Redis",
+        (
+            "next: `/erpgo security` — who else is being limited and from where; `/erpgo logs` — its "
+            '"Rate limit exceeded for login attempt" lines per ip'
+        ),
+    ]
     if error and error.retry_after:
         details.insert(1, f"retry after: {error.retry_after} s")
     return title, details
 
 
 def account_locked(answer: str, took: str) -> tuple[str, list[str]]:
-    title = (f"the probe account is locked ({answer} in {took}): too many failed logins for {PROBE_EMAIL}, "
-             "the password was not checked")
-    details = [(f"ACCOUNT_LOCKED: ERPGo locks an account after MAX_LOGIN_ATTEMPTS failed logins for LOCKOUT_DURATION "
-                f"(15 minutes by default); every login-test is one failed login for {PROBE_EMAIL}"),
-               "the login path answered, so the API runs; run login-test again once the lockout ends",
-               ("next: `/erpgo security` — whether real accounts are being locked too (audit_logs ACCOUNT_LOCKOUT, "
-                "LOGIN_FAILED); `/erpgo logs` — \"Login attempt for locked account\" lines")]
+    title = (
+        f"the probe account is locked ({answer} in {took}): too many failed logins for {PROBE_EMAIL}, "
+        "the password was not checked"
+    )
+    details = [
+        (
+            f"ACCOUNT_LOCKED: ERPGo locks an account after MAX_LOGIN_ATTEMPTS failed logins for LOCKOUT_DURATION "
+            f"(15 minutes by default); every login-test is one failed login for {PROBE_EMAIL}"
+        ),
+        "the login path answered, so the API runs; run login-test again once the lockout ends",
+        (
+            "next: `/erpgo security` — whether real accounts are being locked too (audit_logs ACCOUNT_LOCKOUT, "
+            'LOGIN_FAILED); `/erpgo logs` — "Login attempt for locked account" lines'
+        ),
+    ]
     return title, details
 
 
@@ -503,32 +628,45 @@ def account_locked(answer: str, took: str) -> tuple[str, list[str]]:
 async def login_path(ctx: CheckContext) -> Finding:
     """The guide's "Test Authentication Flow" with a credential that must fail, so nobody's account is touched."""
     api = ctx.targets.api
-    result = await api.request("POST", "/api/v1/auth/login",
-                               json_body={"email": PROBE_EMAIL, "password": secrets.token_urlsafe(12)})
+    result = await api.request(
+        "POST", "/api/v1/auth/login", json_body={"email": PROBE_EMAIL, "password": secrets.token_urlsafe(12)}
+    )
     error = api_error_of(result.json)
     code = error.code if error else None
     answer = answer_text(result.status, error)
     took = f"{result.elapsed_ms:.0f} ms"
-    details = [f"POST /api/v1/auth/login as {PROBE_EMAIL} with a random password → {answer} in {took}",
-               f"ERPGo may log this as one failed login for {PROBE_EMAIL}: it is this probe"]
+    details = [
+        f"POST /api/v1/auth/login as {PROBE_EMAIL} with a random password → {answer} in {took}",
+        f"ERPGo may log this as one failed login for {PROBE_EMAIL}: it is this probe",
+    ]
     if error and error.correlation_id:
         details.append(f"correlation_id: {error.correlation_id} (find it in the API's logs)")
     if error and error.details:
         details.append(f"details: {error.details}")
-    data = {"http_status": result.status, "code": code, "message": error.message if error else None,
-            "correlation_id": error.correlation_id if error else None, "elapsed_ms": round(result.elapsed_ms, 1)}
+    data = {
+        "http_status": result.status,
+        "code": code,
+        "message": error.message if error else None,
+        "correlation_id": error.correlation_id if error else None,
+        "elapsed_ms": round(result.elapsed_ms, 1),
+    }
     if is_wrong_password_answer(result.status, error):
         status, title = Status.OK, f"answers {answer} for a wrong password in {took}: the login path works"
         if code == "AUTH_001":
             title = f"answers {answer} for a wrong password in {took}: the auth path and its database work"
         else:
-            details.append("the real ERPGo answers \"invalid credentials\" also when the user lookup itself fails "
-                           "(its database down): `/erpgo health` checks the database")
+            details.append(
+                'the real ERPGo answers "invalid credentials" also when the user lookup itself fails '
+                "(its database down): `/erpgo health` checks the database"
+            )
     elif result.status >= 500:
         status, title = Status.CRIT, f"login path broken: {answer} in {took}"
         details.append("the user lookup needs the database: `/erpgo health`, and the API's logs (`/erpgo logs`)")
     elif 200 <= result.status < 300:
-        status, title = Status.CRIT, f"a wrong password was ACCEPTED ({answer}): authentication is not checking credentials"
+        status, title = (
+            Status.CRIT,
+            f"a wrong password was ACCEPTED ({answer}): authentication is not checking credentials",
+        )
     elif result.status == 404:
         status, title = Status.WARN, "login endpoint not found (HTTP 404)"
     elif code == "ACCOUNT_LOCKED":
@@ -538,8 +676,13 @@ async def login_path(ctx: CheckContext) -> Finding:
         status, (title, more) = Status.WARN, rate_limited(answer, error, took)
         details += more
     else:
-        status, title = Status.WARN, (f"unexpected answer {answer} in {took} "
-                                      "(expected 401 UNAUTHORIZED \"invalid credentials\", or the guide's AUTH_001)")
+        status, title = (
+            Status.WARN,
+            (
+                f"unexpected answer {answer} in {took} "
+                '(expected 401 UNAUTHORIZED "invalid credentials", or the guide\'s AUTH_001)'
+            ),
+        )
         if result.json is None:
             details.append("the body is not JSON: " + result.text[:200])
         elif code:

@@ -12,6 +12,7 @@ marked as the guide's names and pointing at the real code that replaced them. A 
 warning with the nearest codes that are listed (and, for HTTP statuses and SQLSTATEs, what the
 standard calls it).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -51,9 +52,13 @@ class ErrorCode:
 
 HTTP, DATABASE, APPLICATION = "HTTP Status Codes", "Database Error Codes", "Application Error Codes"
 SOURCE, DOCS = "ERPGo error codes (pkg/errors)", "ERPGo API documentation"
-TABLE_KINDS = {HTTP: "HTTP status", DATABASE: "PostgreSQL SQLSTATE",
-               APPLICATION: "the guide's application code — not in ERPGo's source",
-               SOURCE: "ERPGo error code", DOCS: "ERPGo error code, from its API documentation"}
+TABLE_KINDS = {
+    HTTP: "HTTP status",
+    DATABASE: "PostgreSQL SQLSTATE",
+    APPLICATION: "the guide's application code — not in ERPGo's source",
+    SOURCE: "ERPGo error code",
+    DOCS: "ERPGo error code, from its API documentation",
+}
 
 # The guide's tables, row for row: code, meaning, common causes, resolution.
 GUIDE_TABLES: dict[str, list[tuple[str, str, str, str]]] = {
@@ -99,8 +104,13 @@ NEXT_STEPS: dict[str, tuple[str, ...]] = {
     "400": ("the `details` of the error body name the field; `/erpgo logs` shows what the API logged",),
     "401": ("`/erpgo jwt <token>` — decode the token the client sent (expired? malformed?)", LOGIN_TEST),
     "403": ("`/erpgo user <email>` — the user's roles (guide: Authentication & Authorization › Permission Issues)",),
-    "429": (("rate limiting: the API's `RATE_LIMIT*` settings and who is sending the requests "
-             "(guide: Security Issues › Unauthorized Access Attempts › Review Security Settings)"), SECURITY),
+    "429": (
+        (
+            "rate limiting: the API's `RATE_LIMIT*` settings and who is sending the requests "
+            "(guide: Security Issues › Unauthorized Access Attempts › Review Security Settings)"
+        ),
+        SECURITY,
+    ),
     "500": (HEALTH, "the API's logs: panics and stack traces (guide: Application Issues › 500 Internal Server Errors)"),
     "503": ("`/erpgo health` — which dependency is down",),
     "23503": ("`/erpgo integrity` — NOT VALID foreign keys and their dangling rows",),
@@ -108,10 +118,14 @@ NEXT_STEPS: dict[str, tuple[str, ...]] = {
     "08006": (DB_CONNECT, "`/erpgo health` — PostgreSQL and its container"),
     "08001": (DB_CONNECT, "`/erpgo health` — PostgreSQL and its container"),
     "AUTH_001": (USER, LOGIN_TEST),
-    "AUTH_002": ("`/erpgo jwt <token>` — when it expired and its lifetime (exp − iat)",
-                 "`/erpgo user <email>` — the account behind it"),
-    "AUTH_003": ("`/erpgo jwt <token>` — structure, algorithm and claims of the token",
-                 "`/erpgo user <email>` — the account behind it"),
+    "AUTH_002": (
+        "`/erpgo jwt <token>` — when it expired and its lifetime (exp − iat)",
+        "`/erpgo user <email>` — the account behind it",
+    ),
+    "AUTH_003": (
+        "`/erpgo jwt <token>` — structure, algorithm and claims of the token",
+        "`/erpgo user <email>` — the account behind it",
+    ),
     "PROD_002": ("`/erpgo integrity` — stock_quantity that disagrees with the warehouses",),
     "ORDER_002": ("`/erpgo integrity` — orders stored in a status the state machine does not know",),
 }
@@ -131,77 +145,198 @@ GUIDE_COUNTERPARTS: dict[str, tuple[str, ...]] = {
 RealRow = tuple[str, int, str, str, str, tuple[str, ...]]
 REAL_TABLES: dict[str, list[RealRow]] = {
     SOURCE: [
-        ("NOT_FOUND", 404, "Resource not found", "a wrong or deleted id, SKU or order number",
-         "Verify the resource id", (INTEGRITY, LOGS)),
-        ("VALIDATION_ERROR", 400, "Input validation failed",
-         "missing or malformed fields; `fields` / `details` of the body name them (the docs also list 422)",
-         "Fix the fields the error names", (LOGS,)),
-        ("CONFLICT", 409, "Resource already exists or changed meanwhile",
-         "a duplicate e-mail, username or SKU; a unique constraint (SQLSTATE 23505)",
-         "Use another identifier or update the existing resource",
-         ("`/erpgo users` — the accounts as stored", INTEGRITY)),
-        ("UNAUTHORIZED", 401, "Not authenticated: invalid credentials, or a missing / invalid token",
-         ("a wrong password, an unknown or inactive account (all answer \"invalid credentials\"), "
-          "a missing, malformed or badly signed Bearer token"),
-         "Check the account, then the token", (USER, JWT, LOGIN_TEST)),
-        ("FORBIDDEN", 403, "Authenticated, but the user's roles do not grant the permission",
-         "a user without a role, or a role whose permissions (TEXT[]) lack the one needed",
-         "Check the user's roles and their permissions",
-         ("`/erpgo user <email>` — the user's roles and their permissions",
-          "`/erpgo users` — active users without any role")),
-        ("INTERNAL_ERROR", 500, "Unexpected server error", "a panic, a failing query, a dependency error",
-         "Look the correlation_id up in the API's logs", (LOGS, HEALTH, "`/erpgo db` — the database overview")),
-        ("RATE_LIMIT_EXCEEDED", 429, "Too many requests from one client",
-         ("the rate limiter (`RATE_LIMIT_ENABLED`, `RATE_LIMIT_RPS`, `RATE_LIMIT_BURST`); on login, "
-          "5 attempts per 15 minutes per IP — a script, a retry loop or a password-spraying attack"),
-         "Wait (Retry-After) and find who sends the requests", (SECURITY, LOGS)),
-        ("BAD_REQUEST", 400, "The request cannot be processed as sent",
-         ("an invalid JSON body, a wrong parameter, a business rule (e.g. insufficient stock, a status change "
-          "the order state machine refuses)"), "Fix the request; `details` says why", (LOGS, INTEGRITY)),
-        ("TIMEOUT", 408, "The request took longer than the server allows",
-         "slow queries, locks, an overloaded database or a slow dependency",
-         "Find what is slow",
-         ("`/erpgo perf` — response times and what slows them", "`/erpgo db locks` — blocked sessions",
-          "`/erpgo db slow` — the slowest statements")),
-        ("SERVICE_UNAVAILABLE", 503, "A dependency (database or cache) is unavailable",
-         "PostgreSQL or Redis down or out of connections",
-         "Check the dependencies", (HEALTH, "`/erpgo db connections` — connections by state and application")),
-        ("RATE_LIMIT_PENALTY", 429, "The client is serving a rate-limit penalty",
-         "it kept sending after being rate limited; `retry_after_seconds` says how long the penalty lasts",
-         "Wait for the penalty to end, then slow the client down", (SECURITY,)),
-        ("IP_BLOCKED", 403, "The client's IP address is on the API's block list",
-         "an address blocked by the security middleware (often after an attack)",
-         "Check why it was blocked before unblocking", (SECURITY,)),
-        ("IP_NOT_ALLOWED", 403, "The client's IP address is not on the allow list",
-         "an allow list configured on the API that does not include this client",
-         "Add the address to the allow list if it is legitimate", (SECURITY,)),
+        (
+            "NOT_FOUND",
+            404,
+            "Resource not found",
+            "a wrong or deleted id, SKU or order number",
+            "Verify the resource id",
+            (INTEGRITY, LOGS),
+        ),
+        (
+            "VALIDATION_ERROR",
+            400,
+            "Input validation failed",
+            "missing or malformed fields; `fields` / `details` of the body name them (the docs also list 422)",
+            "Fix the fields the error names",
+            (LOGS,),
+        ),
+        (
+            "CONFLICT",
+            409,
+            "Resource already exists or changed meanwhile",
+            "a duplicate e-mail, username or SKU; a unique constraint (SQLSTATE 23505)",
+            "Use another identifier or update the existing resource",
+            ("`/erpgo users` — the accounts as stored", INTEGRITY),
+        ),
+        (
+            "UNAUTHORIZED",
+            401,
+            "Not authenticated: invalid credentials, or a missing / invalid token",
+            (
+                'a wrong password, an unknown or inactive account (all answer "invalid credentials"), '
+                "a missing, malformed or badly signed Bearer token"
+            ),
+            "Check the account, then the token",
+            (USER, JWT, LOGIN_TEST),
+        ),
+        (
+            "FORBIDDEN",
+            403,
+            "Authenticated, but the user's roles do not grant the permission",
+            "a user without a role, or a role whose permissions (TEXT[]) lack the one needed",
+            "Check the user's roles and their permissions",
+            (
+                "`/erpgo user <email>` — the user's roles and their permissions",
+                "`/erpgo users` — active users without any role",
+            ),
+        ),
+        (
+            "INTERNAL_ERROR",
+            500,
+            "Unexpected server error",
+            "a panic, a failing query, a dependency error",
+            "Look the correlation_id up in the API's logs",
+            (LOGS, HEALTH, "`/erpgo db` — the database overview"),
+        ),
+        (
+            "RATE_LIMIT_EXCEEDED",
+            429,
+            "Too many requests from one client",
+            (
+                "the rate limiter (`RATE_LIMIT_ENABLED`, `RATE_LIMIT_RPS`, `RATE_LIMIT_BURST`); on login, "
+                "5 attempts per 15 minutes per IP — a script, a retry loop or a password-spraying attack"
+            ),
+            "Wait (Retry-After) and find who sends the requests",
+            (SECURITY, LOGS),
+        ),
+        (
+            "BAD_REQUEST",
+            400,
+            "The request cannot be processed as sent",
+            (
+                "an invalid JSON body, a wrong parameter, a business rule (e.g. insufficient stock, a status change "
+                "the order state machine refuses)"
+            ),
+            "Fix the request; `details` says why",
+            (LOGS, INTEGRITY),
+        ),
+        (
+            "TIMEOUT",
+            408,
+            "The request took longer than the server allows",
+            "slow queries, locks, an overloaded database or a slow dependency",
+            "Find what is slow",
+            (
+                "`/erpgo perf` — response times and what slows them",
+                "`/erpgo db locks` — blocked sessions",
+                "`/erpgo db slow` — the slowest statements",
+            ),
+        ),
+        (
+            "SERVICE_UNAVAILABLE",
+            503,
+            "A dependency (database or cache) is unavailable",
+            "PostgreSQL or Redis down or out of connections",
+            "Check the dependencies",
+            (HEALTH, "`/erpgo db connections` — connections by state and application"),
+        ),
+        (
+            "RATE_LIMIT_PENALTY",
+            429,
+            "The client is serving a rate-limit penalty",
+            "it kept sending after being rate limited; `retry_after_seconds` says how long the penalty lasts",
+            "Wait for the penalty to end, then slow the client down",
+            (SECURITY,),
+        ),
+        (
+            "IP_BLOCKED",
+            403,
+            "The client's IP address is on the API's block list",
+            "an address blocked by the security middleware (often after an attack)",
+            "Check why it was blocked before unblocking",
+            (SECURITY,),
+        ),
+        (
+            "IP_NOT_ALLOWED",
+            403,
+            "The client's IP address is not on the allow list",
+            "an allow list configured on the API that does not include this client",
+            "Add the address to the allow list if it is legitimate",
+            (SECURITY,),
+        ),
     ],
     DOCS: [
-        ("TOKEN_EXPIRED", 401, "The JWT has expired",
-         "the access token outlived `JWT_EXPIRY`; the client did not refresh",
-         "Refresh it with POST /api/v1/auth/refresh, or log in again",
-         (JWT, "`/erpgo user <email>` — the account behind it")),
-        ("INVALID_TOKEN", 401, "The token is malformed or its signature does not verify",
-         "a token cut or wrapped by the client, signed with another `JWT_SECRET`, or not a JWT at all",
-         "Log in again", (JWT,)),
-        ("TOKEN_BLACKLISTED", 401, "The token has been revoked", "the user logged out, or the token was revoked",
-         "Log in again", (JWT,)),
-        ("INVALID_CREDENTIALS", 401, "Incorrect e-mail or password",
-         ("a wrong password, an unknown or inactive account, a password hash that is not bcrypt "
-          "(the running API sends UNAUTHORIZED \"invalid credentials\" for all of these)"),
-         "Check the account", (USER, LOGIN_TEST)),
-        ("ACCOUNT_LOCKED", 403, "Account temporarily locked after too many failed logins",
-         ("`MAX_LOGIN_ATTEMPTS` failures within the window lock it for `LOCKOUT_DURATION` (15 minutes by default); "
-          "the login handler answers it as HTTP 429 \"Account locked\""),
-         "Wait for the lockout to end; if nobody you know failed those logins, treat it as an attack",
-         (SECURITY, USER, LOGS)),
-        ("DUPLICATE_EMAIL", 409, "E-mail already registered",
-         "a second registration with the same address (users.email is UNIQUE)",
-         "Log in with the existing account, or use another address", ("`/erpgo user <email>` — the existing account",)),
-        ("DUPLICATE_SKU", 409, "Product SKU already exists", "a product created twice (products.sku is UNIQUE)",
-         "Use a unique SKU or update the existing product", (INTEGRITY,)),
-        ("INVALID_REQUEST", 400, "Malformed request", "a body that is not JSON, or required fields missing",
-         "Verify the request format and required fields", (LOGS,)),
+        (
+            "TOKEN_EXPIRED",
+            401,
+            "The JWT has expired",
+            "the access token outlived `JWT_EXPIRY`; the client did not refresh",
+            "Refresh it with POST /api/v1/auth/refresh, or log in again",
+            (JWT, "`/erpgo user <email>` — the account behind it"),
+        ),
+        (
+            "INVALID_TOKEN",
+            401,
+            "The token is malformed or its signature does not verify",
+            "a token cut or wrapped by the client, signed with another `JWT_SECRET`, or not a JWT at all",
+            "Log in again",
+            (JWT,),
+        ),
+        (
+            "TOKEN_BLACKLISTED",
+            401,
+            "The token has been revoked",
+            "the user logged out, or the token was revoked",
+            "Log in again",
+            (JWT,),
+        ),
+        (
+            "INVALID_CREDENTIALS",
+            401,
+            "Incorrect e-mail or password",
+            (
+                "a wrong password, an unknown or inactive account, a password hash that is not bcrypt "
+                '(the running API sends UNAUTHORIZED "invalid credentials" for all of these)'
+            ),
+            "Check the account",
+            (USER, LOGIN_TEST),
+        ),
+        (
+            "ACCOUNT_LOCKED",
+            403,
+            "Account temporarily locked after too many failed logins",
+            (
+                "`MAX_LOGIN_ATTEMPTS` failures within the window lock it for `LOCKOUT_DURATION` (15 minutes by default); "
+                'the login handler answers it as HTTP 429 "Account locked"'
+            ),
+            "Wait for the lockout to end; if nobody you know failed those logins, treat it as an attack",
+            (SECURITY, USER, LOGS),
+        ),
+        (
+            "DUPLICATE_EMAIL",
+            409,
+            "E-mail already registered",
+            "a second registration with the same address (users.email is UNIQUE)",
+            "Log in with the existing account, or use another address",
+            ("`/erpgo user <email>` — the existing account",),
+        ),
+        (
+            "DUPLICATE_SKU",
+            409,
+            "Product SKU already exists",
+            "a product created twice (products.sku is UNIQUE)",
+            "Use a unique SKU or update the existing product",
+            (INTEGRITY,),
+        ),
+        (
+            "INVALID_REQUEST",
+            400,
+            "Malformed request",
+            "a body that is not JSON, or required fields missing",
+            "Verify the request format and required fields",
+            (LOGS,),
+        ),
     ],
 }
 
@@ -210,22 +345,37 @@ def guide_entry(table: str, code: str, meaning: str, causes: str, resolution: st
     notes: tuple[str, ...] = ()
     if table == APPLICATION:
         real = GUIDE_COUNTERPARTS.get(code, ())
-        notes = ("The guide's name: the real ERPGo never sends it"
-                 + (f" — it answers {' or '.join(real)} (`/erpgo error {real[0].lower()}`)" if real else ""),)
+        notes = (
+            "The guide's name: the real ERPGo never sends it"
+            + (f" — it answers {' or '.join(real)} (`/erpgo error {real[0].lower()}`)" if real else ""),
+        )
     elif table == HTTP:
         sent = [c for c, status, *_ in (row for rows in REAL_TABLES.values() for row in rows) if str(status) == code]
         if sent:
             notes = (f"ERPGo sends it with: {', '.join(sent)}",)
-    return ErrorCode(code, meaning, causes, resolution, table, NEXT_STEPS.get(code, ()),
-                     http_status=int(code) if table == HTTP else None, notes=notes)
+    return ErrorCode(
+        code,
+        meaning,
+        causes,
+        resolution,
+        table,
+        NEXT_STEPS.get(code, ()),
+        http_status=int(code) if table == HTTP else None,
+        notes=notes,
+    )
 
 
 def real_entry(table: str, row: RealRow) -> ErrorCode:
     code, status, meaning, causes, resolution, steps = row
-    origin = ("in ERPGo's source (pkg/errors and its middleware)" if table == SOURCE
-              else "in ERPGo's API documentation; the running API may send a more general code")
-    notes = (f"HTTP {status} {HTTPStatus(status).phrase}; {origin}",
-             "the error body carries a correlation_id: look it up in the API's logs")
+    origin = (
+        "in ERPGo's source (pkg/errors and its middleware)"
+        if table == SOURCE
+        else "in ERPGo's API documentation; the running API may send a more general code"
+    )
+    notes = (
+        f"HTTP {status} {HTTPStatus(status).phrase}; {origin}",
+        "the error body carries a correlation_id: look it up in the API's logs",
+    )
     return ErrorCode(code, meaning, causes, resolution, table, steps, http_status=status, notes=notes)
 
 
@@ -303,8 +453,9 @@ def closest(code: str, limit: int = 3) -> list[str]:
         family = [c for c in CODES if len(c) == 5 and c[:2] == code[:2]]
     elif "_" in code:
         words = set(code.split("_"))
-        family = [c for c in CODES if c.split("_")[0] == code.split("_")[0]] or \
-                 [c for c in CODES if words & set(c.split("_")) and not c[0].isdigit()]
+        family = [c for c in CODES if c.split("_")[0] == code.split("_")[0]] or [
+            c for c in CODES if words & set(c.split("_")) and not c[0].isdigit()
+        ]
     if family:
         return by_likeness(code, family)[:limit]
     return difflib.get_close_matches(code, list(CODES), n=limit, cutoff=0.5)
@@ -337,9 +488,17 @@ def lookup(code: str) -> Finding:
             f"{entry.code} — {entry.meaning} ({kind}): {entry.resolution.lower()}",
             details=describe(entry),
             section=section,
-            data={"code": entry.code, "table": entry.table, "meaning": entry.meaning, "causes": entry.causes,
-                  "resolution": entry.resolution, "next": list(entry.next_steps), "http_status": entry.http_status,
-                  "guide_name": entry.table == APPLICATION, "real": list(GUIDE_COUNTERPARTS.get(entry.code, ()))},
+            data={
+                "code": entry.code,
+                "table": entry.table,
+                "meaning": entry.meaning,
+                "causes": entry.causes,
+                "resolution": entry.resolution,
+                "next": list(entry.next_steps),
+                "http_status": entry.http_status,
+                "guide_name": entry.table == APPLICATION,
+                "real": list(GUIDE_COUNTERPARTS.get(entry.code, ())),
+            },
         )
     matches = closest(code)
     standard = standard_name(code)
@@ -356,13 +515,22 @@ def lookup(code: str) -> Finding:
     details.append("The guide lists: " + ", ".join(c for c in CODES if CODES[c].from_guide))
     title = f"unknown code {code}" + (f" ({standard})" if standard else "")
     title += f" — closest: {', '.join(matches)}" if matches else " — not in the guide's tables nor ERPGo's codes"
-    return Finding.warn("Error code", title, details=details, section=SECTION,
-                        data={"code": code, "closest": matches, "standard": standard})
+    return Finding.warn(
+        "Error code",
+        title,
+        details=details,
+        section=SECTION,
+        data={"code": code, "closest": matches, "standard": standard},
+    )
 
 
-registry.verb("error", "what an error code means and what to do next "
-              "(HTTP, SQLSTATE, UNAUTHORIZED…, the guide's AUTH_…)",
-              usage="<code>", parse=parse_code, ack="Looking the code up…")
+registry.verb(
+    "error",
+    "what an error code means and what to do next (HTTP, SQLSTATE, UNAUTHORIZED…, the guide's AUTH_…)",
+    usage="<code>",
+    parse=parse_code,
+    ack="Looking the code up…",
+)
 
 
 @registry.check("error", component="Error code", section=SECTION)

@@ -11,6 +11,7 @@ the valid statuses come from the CHECK constraint or enum on `orders.status`; a 
 `check_total_calculation` means no total can break it, so the subtotal is compared with the order's
 items instead — what the real schema still lets go wrong.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,12 +47,16 @@ ORDER_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "REFUNDED": (),
 }
 
-registry.verb("integrity", "data integrity: NOT VALID foreign keys, order totals and subtotals, stock vs warehouses, "
-              "order statuses and transitions",
-              ack="Checking data integrity…")
+registry.verb(
+    "integrity",
+    "data integrity: NOT VALID foreign keys, order totals and subtotals, stock vs warehouses, "
+    "order statuses and transitions",
+    ack="Checking data integrity…",
+)
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 async def missing_tables(conn: asyncpg.Connection, *tables: str) -> list[str]:
     found = await conn.fetch("SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NULL", list(tables))
@@ -61,13 +66,17 @@ async def missing_tables(conn: asyncpg.Connection, *tables: str) -> list[str]:
 async def has_columns(conn: asyncpg.Connection, table: str, *columns: str) -> bool:
     found = await conn.fetchval(
         "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = ANY($2::text[])"
-        " AND attnum > 0 AND NOT attisdropped", table, list(columns))
+        " AND attnum > 0 AND NOT attisdropped",
+        table,
+        list(columns),
+    )
     return found == len(columns)
 
 
 def not_erpgo(component: str, missing: list[str]) -> Finding:
-    return Finding.skipped(component, f"table {missing[0]} not found — not an ERPGo database?",
-                           data={"missing_tables": missing})
+    return Finding.skipped(
+        component, f"table {missing[0]} not found — not an ERPGo database?", data={"missing_tables": missing}
+    )
 
 
 def schema_differs(component: str, exc: Exception) -> Finding:
@@ -145,7 +154,14 @@ async def not_valid_foreign_keys(ctx: CheckContext) -> Finding:
         async with conn.transaction(readonly=True):
             await conn.execute(f"SET LOCAL statement_timeout = {per_query_ms}")
             for fk in fks:
-                entry = {"name": fk["conname"], "table": fk["child"], "references": fk["parent"], "dangling": None, "rows": [], "labels": []}
+                entry = {
+                    "name": fk["conname"],
+                    "table": fk["child"],
+                    "references": fk["parent"],
+                    "dangling": None,
+                    "rows": [],
+                    "labels": [],
+                }
                 constraints.append(entry)
                 table_name = fk["child"].rsplit(".", 1)[-1].strip('"')
                 label, needs = ROW_LABELS.get(table_name, (None, None))
@@ -176,7 +192,11 @@ async def not_valid_foreign_keys(ctx: CheckContext) -> Finding:
         if entry["dangling"] is None:
             details.append(head + f"dangling rows {entry['error']}")
         elif entry["dangling"]:
-            details.append(head + plural(entry["dangling"], "dangling row") + f" — `{validate}` fails (23503) until the dangling rows are repaired or deleted")
+            details.append(
+                head
+                + plural(entry["dangling"], "dangling row")
+                + f" — `{validate}` fails (23503) until the dangling rows are repaired or deleted"
+            )
             evidence += [f"{entry['table']} {row}: no {entry['references']} row" for row in entry["rows"]]
         else:
             details.append(head + f"no dangling rows — `{validate}` would succeed now")
@@ -261,8 +281,10 @@ def totals_rule(constraints: list[asyncpg.Record]) -> tuple[bool, list[str]]:
         same = shape(c["definition"]) == shape(f"total_amount = {PARTS}")
         if c["convalidated"] and same:
             enforced = True
-            said.append(f"{c['conname']} (validated) enforces total_amount = subtotal + tax + shipping − discount: "
-                        "no stored total can break it")
+            said.append(
+                f"{c['conname']} (validated) enforces total_amount = subtotal + tax + shipping − discount: "
+                "no stored total can break it"
+            )
         else:
             state = "validated" if c["convalidated"] else "NOT VALID: older rows may break it"
             said.append(f"{c['conname']} ({state}): {c['definition']}")
@@ -275,8 +297,11 @@ def totals_part(rows: list[asyncpg.Record]) -> tuple[str, list[str], Proposal]:
     first = rows[0]
     example = f" (stored {money(first['total_amount'])}, should be {money(first['expected'])})" if total == 1 else ""
     title = f"{plural(total, 'order')} whose total does not add up: {listed(numbers, total)}{example}"
-    evidence = [f"{r['order_number']}: total_amount {money(r['total_amount'])}, subtotal + tax + shipping − discount = "
-                f"{money(r['expected'])} (off by {r['total_amount'] - r['expected']:+.2f})" for r in rows[:MAX_LISTED]]
+    evidence = [
+        f"{r['order_number']}: total_amount {money(r['total_amount'])}, subtotal + tax + shipping − discount = "
+        f"{money(r['expected'])} (off by {r['total_amount'] - r['expected']:+.2f})"
+        for r in rows[:MAX_LISTED]
+    ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "order")
     proposal = Proposal(
         action="data.fix_order_totals",
@@ -293,17 +318,22 @@ def subtotals_part(rows: list[asyncpg.Record], fix_sql: str) -> tuple[str, list[
     numbers = [r["order_number"] for r in rows]
     described = [f"{r['order_number']} (subtotal {money(r['subtotal'])}, items {money(r['items'])})" for r in rows]
     title = f"{plural(total, 'order')} whose subtotal disagrees with its items: {listed(described, total)}"
-    evidence = [f"{r['order_number']}: subtotal {money(r['subtotal'])}, its items add up to {money(r['items'])} "
-                f"(off by {r['subtotal'] - r['items']:+.2f})" for r in rows[:MAX_LISTED]]
+    evidence = [
+        f"{r['order_number']}: subtotal {money(r['subtotal'])}, its items add up to {money(r['items'])} "
+        f"(off by {r['subtotal'] - r['items']:+.2f})"
+        for r in rows[:MAX_LISTED]
+    ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "order")
     changes = [f"{r['order_number']} {money(r['subtotal'])} → {money(r['items'])}" for r in rows]
     proposal = Proposal(
         action="data.fix_order_subtotals",
         args={"order_ids": [r["id"] for r in rows]},
         summary=f"Recalculate subtotal and total_amount of {batch} from their items: {listed(changes, len(changes))}",
-        reason=("the items are the order's detail; tax, shipping and discount stay as stored. If the customer already "
-                "paid the old total, refund the difference (or restore the missing item) instead — the database "
-                "refuses a total below paid_amount"),
+        reason=(
+            "the items are the order's detail; tax, shipping and discount stay as stored. If the customer already "
+            "paid the old total, refund the difference (or restore the missing item) instead — the database "
+            "refuses a total below paid_amount"
+        ),
         preview=fix_sql + f"\n-- $1: the ids of {listed(numbers, len(numbers))}",
     )
     return title, evidence, proposal
@@ -328,17 +358,24 @@ async def order_totals(ctx: CheckContext) -> Finding:
             wrong_subtotals = await conn.fetch(check_sql, MAX_FIX) if amount else []
         except (asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError) as exc:
             return schema_differs("Order totals", exc)
-    data = {"count": wrong_totals[0]["total"] if wrong_totals else 0,
-            "orders": [r["order_number"] for r in wrong_totals],
-            "rows": row_data(wrong_totals, "total_amount", "expected"),
-            "enforced_by_constraint": enforced,
-            "subtotals": {"count": wrong_subtotals[0]["total"] if wrong_subtotals else 0,
-                          "orders": [r["order_number"] for r in wrong_subtotals],
-                          "rows": row_data(wrong_subtotals, "subtotal", "items")}}
+    data = {
+        "count": wrong_totals[0]["total"] if wrong_totals else 0,
+        "orders": [r["order_number"] for r in wrong_totals],
+        "rows": row_data(wrong_totals, "total_amount", "expected"),
+        "enforced_by_constraint": enforced,
+        "subtotals": {
+            "count": wrong_subtotals[0]["total"] if wrong_subtotals else 0,
+            "orders": [r["order_number"] for r in wrong_subtotals],
+            "rows": row_data(wrong_subtotals, "subtotal", "items"),
+        },
+    }
     details = said + ([] if amount else ["order_items not found: subtotals not compared with items"])
     if not wrong_totals and not wrong_subtotals:
-        title = ("every order's total is enforced by check_total_calculation" if enforced
-                 else "every order's total adds up (subtotal + tax + shipping − discount)")
+        title = (
+            "every order's total is enforced by check_total_calculation"
+            if enforced
+            else "every order's total adds up (subtotal + tax + shipping − discount)"
+        )
         title += " and every subtotal matches its items" if amount else ""
         return Finding.ok("Order totals", title, details=details, data=data)
     titles, evidence, proposals = [], [], []
@@ -348,8 +385,9 @@ async def order_totals(ctx: CheckContext) -> Finding:
             titles.append(title)
             evidence += lines
             proposals.append(proposal)
-    return Finding.warn("Order totals", "; ".join(titles), details=details, evidence=evidence, proposals=proposals,
-                        data=data)
+    return Finding.warn(
+        "Order totals", "; ".join(titles), details=details, evidence=evidence, proposals=proposals, data=data
+    )
 
 
 @registry.remediation("data.fix_order_totals", "Recalculate orders' total_amount from their parts")
@@ -361,8 +399,10 @@ async def fix_order_totals(ctx: CheckContext, order_ids: list[str]) -> str:
             if not before:
                 raise Refused(f"nothing to fix: the {plural(len(ids), 'order')} add up now (or no longer exist)")
             changed = await conn.fetch(FIX_TOTALS, ids)
-    parts = [f"{r['order_number']} {money(before.get(r['order_number']))} → {money(r['total_amount'])}"
-             for r in sorted(changed, key=lambda r: r["order_number"])]
+    parts = [
+        f"{r['order_number']} {money(before.get(r['order_number']))} → {money(r['total_amount'])}"
+        for r in sorted(changed, key=lambda r: r["order_number"])
+    ]
     return f"Recalculated total_amount of {plural(len(changed), 'order')}: {listed(parts, len(parts))}"
 
 
@@ -378,14 +418,20 @@ async def fix_order_subtotals(ctx: CheckContext, order_ids: list[str]) -> str:
             async with conn.transaction():
                 before = {r["order_number"]: r["subtotal"] for r in await conn.fetch(lock_sql, ids)}
                 if not before:
-                    raise Refused(f"nothing to fix: the {plural(len(ids), 'order')} match their items now "
-                                  "(or no longer exist)")
+                    raise Refused(
+                        f"nothing to fix: the {plural(len(ids), 'order')} match their items now (or no longer exist)"
+                    )
                 changed = await conn.fetch(fix_sql, ids)
         except asyncpg.CheckViolationError as exc:
-            raise Refused(f"the database refused the new totals ({exc.constraint_name or 'a CHECK constraint'}): "
-                          "an order already paid more than its recalculated total needs a refund first") from None
-    parts = [f"{r['order_number']} subtotal {money(before.get(r['order_number']))} → {money(r['subtotal'])}, "
-             f"total {money(r['total_amount'])}" for r in sorted(changed, key=lambda r: r["order_number"])]
+            raise Refused(
+                f"the database refused the new totals ({exc.constraint_name or 'a CHECK constraint'}): "
+                "an order already paid more than its recalculated total needs a refund first"
+            ) from None
+    parts = [
+        f"{r['order_number']} subtotal {money(before.get(r['order_number']))} → {money(r['subtotal'])}, "
+        f"total {money(r['total_amount'])}"
+        for r in sorted(changed, key=lambda r: r["order_number"])
+    ]
     return f"Recalculated subtotal and total_amount of {plural(len(changed), 'order')}: {listed(parts, len(parts))}"
 
 
@@ -428,15 +474,21 @@ async def stock_levels(ctx: CheckContext) -> Finding:
         except (asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError) as exc:
             return schema_differs("Stock levels", exc)
     if not rows:
-        return Finding.ok("Stock levels", "every product's stock_quantity equals what its warehouses hold",
-                          data={"count": 0, "products": []})
+        return Finding.ok(
+            "Stock levels",
+            "every product's stock_quantity equals what its warehouses hold",
+            data={"count": 0, "products": []},
+        )
     total = rows[0]["total"]
     described = [f"{r['sku']} ({r['stock_quantity']} vs {r['warehouses']})" for r in rows]
     changes = [f"{r['sku']} {r['stock_quantity']} → {r['warehouses']}" for r in rows]
     skus = [r["sku"] for r in rows]
     title = f"{plural(total, 'product')} whose stock disagrees with the warehouses: {listed(described, total)}"
-    evidence = [f"{r['sku']}: stock_quantity {r['stock_quantity']}, warehouses hold {r['warehouses']} "
-                f"(off by {r['stock_quantity'] - r['warehouses']:+d})" for r in rows[:MAX_LISTED]]
+    evidence = [
+        f"{r['sku']}: stock_quantity {r['stock_quantity']}, warehouses hold {r['warehouses']} "
+        f"(off by {r['stock_quantity'] - r['warehouses']:+d})"
+        for r in rows[:MAX_LISTED]
+    ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "product")
     proposal = Proposal(
         action="data.recalc_stock",
@@ -445,9 +497,19 @@ async def stock_levels(ctx: CheckContext) -> Finding:
         reason="the guide's repair (Recalculate inventory quantities), restricted to the products found",
         preview=RECALC_STOCK + f"\n-- $1: the ids of {listed(skus, len(skus))}",
     )
-    return Finding.warn("Stock levels", title, evidence=evidence, proposals=[proposal],
-                        data={"count": total, "products": [{"sku": r["sku"], "stock_quantity": r["stock_quantity"],
-                                                            "warehouses": r["warehouses"]} for r in rows[:MAX_LISTED]]})
+    return Finding.warn(
+        "Stock levels",
+        title,
+        evidence=evidence,
+        proposals=[proposal],
+        data={
+            "count": total,
+            "products": [
+                {"sku": r["sku"], "stock_quantity": r["stock_quantity"], "warehouses": r["warehouses"]}
+                for r in rows[:MAX_LISTED]
+            ],
+        },
+    )
 
 
 @registry.remediation("data.recalc_stock", "Recalculate products' stock_quantity from the warehouses")
@@ -457,9 +519,13 @@ async def recalc_stock(ctx: CheckContext, product_ids: list[str]) -> str:
         async with conn.transaction():
             before = {r["sku"]: r["stock_quantity"] for r in await conn.fetch(LOCK_WRONG_STOCK, ids)}
             if not before:
-                raise Refused(f"nothing to fix: the {plural(len(ids), 'product')} agree with the warehouses now (or no longer exist)")
+                raise Refused(
+                    f"nothing to fix: the {plural(len(ids), 'product')} agree with the warehouses now (or no longer exist)"
+                )
             changed = await conn.fetch(RECALC_STOCK, ids)
-    parts = [f"{r['sku']} {before.get(r['sku'])} → {r['stock_quantity']}" for r in sorted(changed, key=lambda r: r["sku"])]
+    parts = [
+        f"{r['sku']} {before.get(r['sku'])} → {r['stock_quantity']}" for r in sorted(changed, key=lambda r: r["sku"])
+    ]
     return f"Recalculated stock_quantity of {plural(len(changed), 'product')}: {listed(parts, len(parts))}"
 
 
@@ -535,11 +601,15 @@ def statuses_part(rows: list[asyncpg.Record]) -> str:
 def transitions_part(rows: list[asyncpg.Record]) -> str:
     total = rows[0]["total"]
     described = [f"{r['order_number']} ({r['previous_status']} → {r['status']})" for r in rows]
-    return (f"{plural(total, 'order')} whose last status change the state machine forbids (ORDER_002): "
-            f"{listed(described, total)}")
+    return (
+        f"{plural(total, 'order')} whose last status change the state machine forbids (ORDER_002): "
+        f"{listed(described, total)}"
+    )
 
 
-@registry.check("integrity", component="Order statuses", section="Common Error Codes › Application Error Codes (ORDER_002)")
+@registry.check(
+    "integrity", component="Order statuses", section="Common Error Codes › Application Error Codes (ORDER_002)"
+)
 async def order_statuses(ctx: CheckContext) -> Finding:
     """Orders stored in a status the database does not allow (its CHECK or enum; else the guide's state machine),
     and, where orders keep previous_status, orders that reached their status by a transition the application
@@ -559,11 +629,20 @@ async def order_statuses(ctx: CheckContext) -> Finding:
     details = [f"valid statuses ({source}): " + ", ".join(valid)]
     if follows_app:
         details.append("transitions checked against the application's state machine (previous_status → status)")
-    data = {"count": rows[0]["total"] if rows else 0, "valid": valid, "source": source,
-            "orders": [{"order_number": r["order_number"], "status": r["status"]} for r in rows],
-            "transitions": {"checked": follows_app, "count": moves[0]["total"] if moves else 0,
-                            "orders": [{"order_number": r["order_number"], "previous_status": r["previous_status"],
-                                        "status": r["status"]} for r in moves]}}
+    data = {
+        "count": rows[0]["total"] if rows else 0,
+        "valid": valid,
+        "source": source,
+        "orders": [{"order_number": r["order_number"], "status": r["status"]} for r in rows],
+        "transitions": {
+            "checked": follows_app,
+            "count": moves[0]["total"] if moves else 0,
+            "orders": [
+                {"order_number": r["order_number"], "previous_status": r["previous_status"], "status": r["status"]}
+                for r in moves
+            ],
+        },
+    }
     if not rows and not moves:
         title = "every order is in a valid status" + (" reached by an allowed transition" if follows_app else "")
         return Finding.ok("Order statuses", title, details=details, data=data)
@@ -571,6 +650,8 @@ async def order_statuses(ctx: CheckContext) -> Finding:
     for r in moves[:MAX_LISTED]:
         allowed = ", ".join(ORDER_TRANSITIONS.get(r["previous_status"], ())) or "nothing (a final status)"
         details.append(f"{r['order_number']}: {r['previous_status']} may only become {allowed}")
-    details.append("every status change of these orders fails with ORDER_002 (wrong status flow); which status is "
-                   "right is a business decision — check the order's history before setting it")
+    details.append(
+        "every status change of these orders fails with ORDER_002 (wrong status flow); which status is "
+        "right is a business decision — check the order's history before setting it"
+    )
     return Finding.warn("Order statuses", "; ".join(titles), details=details, data=data)

@@ -11,6 +11,7 @@ a `| ` before the message and `key:value` fields. Its JSON writer prints the sam
 logger is on, `[GIN] … | 500 | …` lines. `parse` turns any of these into a level, a message and fields;
 lines it does not recognise keep their text as the message.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,28 @@ import re
 from dataclasses import dataclass, field
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-LEVELS = {"TRC": "trace", "DBG": "debug", "INF": "info", "WRN": "warn", "ERR": "error", "FTL": "fatal", "PNC": "panic",
-          "TRACE": "trace", "DEBUG": "debug", "INFO": "info", "WARN": "warn", "WARNING": "warn", "ERROR": "error",
-          "FATAL": "fatal", "PANIC": "panic"}
+LEVELS = {
+    "TRC": "trace",
+    "DBG": "debug",
+    "INF": "info",
+    "WRN": "warn",
+    "ERR": "error",
+    "FTL": "fatal",
+    "PNC": "panic",
+    "TRACE": "trace",
+    "DEBUG": "debug",
+    "INFO": "info",
+    "WARN": "warn",
+    "WARNING": "warn",
+    "ERROR": "error",
+    "FATAL": "fatal",
+    "PANIC": "panic",
+}
 CONSOLE = re.compile(
     r"^(?P<time>\d{4}-\d\d-\d\d[T ][\d:.]+(?:Z|[+-]\d\d:?\d\d)?|\d{1,2}:\d\d[AP]M|<nil>)\s+"
     r"(?P<level>" + "|".join(sorted(LEVELS, key=len, reverse=True)) + r"|\?\?\?)\s+"
-    r"(?:(?P<caller>\S+\.go:\d+)\s+)?(?:\|\s?)?(?:>\s)?(?P<rest>.*)$")
+    r"(?:(?P<caller>\S+\.go:\d+)\s+)?(?:\|\s?)?(?:>\s)?(?P<rest>.*)$"
+)
 FIELD = re.compile(r'(?P<key>[A-Za-z_][\w.-]*)[=:](?P<value>"(?:[^"\\]|\\.)*"|[^\s"]*)')
 TOKEN = re.compile(r'[A-Za-z_][\w.-]*[=:]"(?:[^"\\]|\\.)*"|\S+')
 STATUS_FIELDS = ("status", "status_code", "statusCode", "http_status", "code")

@@ -3,6 +3,7 @@
 A test module imports the fixtures it uses: guide_database (`guide_dsn`), demo_database (`demo_dsn`),
 demo_database_copy (`demo_copy_of`).
 """
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Authentication & Authorization: `user`, `users`, `jwt`, `login-test` and the `auth.assign_role` repair."""
+
 from __future__ import annotations
 
 import base64
@@ -60,6 +61,7 @@ async def demo_copy(fresh_database) -> str:
 
 # --- user <email> ---------------------------------------------------------------------------------
 
+
 async def test_md5_hash_is_named_but_never_shown(erp_dsn):
     found = await user(erp_dsn, "t.walker@example.com")
     assert found["Password hash"].status is Status.WARN
@@ -86,7 +88,11 @@ async def test_user_without_roles_is_a_warning_that_says_how_to_propose_one(erp_
 
 async def test_healthy_admin_is_all_green_with_role_permissions(erp_dsn):
     found = await user(erp_dsn, "admin@example.com")
-    assert {c: f.status for c, f in found.items()} == {"User": Status.OK, "Password hash": Status.OK, "Roles": Status.OK}
+    assert {c: f.status for c, f in found.items()} == {
+        "User": Status.OK,
+        "Password hash": Status.OK,
+        "Roles": Status.OK,
+    }
     assert "last login 2h" in found["User"].title
     assert found["Roles"].details[0].startswith("admin: users.create, users.read")  # roles.permissions is TEXT[]
 
@@ -109,22 +115,28 @@ async def test_naming_a_role_the_user_lacks_proposes_it(erp_dsn):
     assert held["Roles"].proposals == [] and "already has role admin" in held["Roles"].details
 
 
-@pytest.mark.parametrize("words, expected", [
-    (["jane@example.com"], {"email": "jane@example.com"}),
-    (["<mailto:jane@example.com|jane@example.com>"], {"email": "jane@example.com"}),
-    (["jane@example.com", "viewer"], {"email": "jane@example.com", "role": "viewer"}),
-])
+@pytest.mark.parametrize(
+    "words, expected",
+    [
+        (["jane@example.com"], {"email": "jane@example.com"}),
+        (["<mailto:jane@example.com|jane@example.com>"], {"email": "jane@example.com"}),
+        (["jane@example.com", "viewer"], {"email": "jane@example.com", "role": "viewer"}),
+    ],
+)
 def test_user_arguments(words, expected):
     assert parse_user(words) == expected
 
 
-@pytest.mark.parametrize("words", [[], ["jane"], ["a@b", "c", "d"], ["x" * 250 + "@example.com"], ["jane@example.com", "ro le;"]])
+@pytest.mark.parametrize(
+    "words", [[], ["jane"], ["a@b", "c", "d"], ["x" * 250 + "@example.com"], ["jane@example.com", "ro le;"]]
+)
 def test_bad_user_arguments_are_usage_errors(words):
     with pytest.raises(UsageError):
         parse_user(words)
 
 
 # --- users ----------------------------------------------------------------------------------------
+
 
 async def test_users_names_exactly_the_accounts_with_problems(erp_dsn):
     found = await run_verb("users", erpgo_database_url=erp_dsn)
@@ -142,16 +154,23 @@ async def test_users_names_exactly_the_accounts_with_problems(erp_dsn):
 
 async def test_users_on_a_database_without_erpgo_tables(fresh_database):
     found = await run_verb("users", erpgo_database_url=fresh_database("noauth"))
-    assert all(f.status is Status.SKIPPED and f.title == "table users not found — not an ERPGo database?" for f in found.values())
+    assert all(
+        f.status is Status.SKIPPED and f.title == "table users not found — not an ERPGo database?"
+        for f in found.values()
+    )
 
 
 # --- auth.assign_role -----------------------------------------------------------------------------
+
 
 async def test_assign_role_gives_the_role_once_then_refuses(demo_copy):
     registry = load_runbooks()
     [proposal] = (await user(demo_copy, "n.patel@example.com", "sales"))["Roles"].proposals
     assign = registry.remediations[proposal.action].func
-    assert await assign(context_for(erpgo_database_url=demo_copy), **proposal.args) == "Gave n.patel@example.com the role sales"
+    assert (
+        await assign(context_for(erpgo_database_url=demo_copy), **proposal.args)
+        == "Gave n.patel@example.com the role sales"
+    )
 
     after = await user(demo_copy, "n.patel@example.com")
     assert after["Roles"].status is Status.OK and after["Roles"].title == "sales"
@@ -168,6 +187,7 @@ async def test_assign_role_gives_the_role_once_then_refuses(demo_copy):
 
 # --- jwt <token> ----------------------------------------------------------------------------------
 
+
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -183,7 +203,9 @@ async def decode(text: str) -> Finding:
 
 async def test_expired_token_is_a_warning_saying_how_long_ago():
     now = int(time.time())
-    finding = await decode(token({"sub": "u-1", "email": "admin@example.com", "type": "access", "iat": now - 4200, "exp": now - 3600}))
+    finding = await decode(
+        token({"sub": "u-1", "email": "admin@example.com", "type": "access", "iat": now - 4200, "exp": now - 3600})
+    )
     assert finding.status is Status.WARN
     assert "expired 1h 0m ago (AUTH_002)" in finding.title and "admin@example.com" in finding.title
     assert "lifetime (exp − iat): 10m 0s — compare with JWT_EXPIRY" in finding.details
@@ -192,8 +214,11 @@ async def test_expired_token_is_a_warning_saying_how_long_ago():
 
 async def test_valid_token_shows_header_and_claims_but_not_the_signature():
     now = int(time.time())
-    text = pyjwt.encode({"sub": "42", "iss": "erpgo", "roles": ["admin"], "iat": now, "exp": now + 900, "secret_thing": "x"},
-                        "a-secret-key-long-enough-for-hs256!", algorithm="HS256")
+    text = pyjwt.encode(
+        {"sub": "42", "iss": "erpgo", "roles": ["admin"], "iat": now, "exp": now + 900, "secret_thing": "x"},
+        "a-secret-key-long-enough-for-hs256!",
+        algorithm="HS256",
+    )
     finding = await decode("Bearer " + text)
     assert finding.status is Status.OK and "valid for another 14m" in finding.title
     details = "\n".join(finding.details)
@@ -203,11 +228,14 @@ async def test_valid_token_shows_header_and_claims_but_not_the_signature():
     assert signature not in str(finding.to_dict()) and text not in str(finding.to_dict())
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("abc.def", "not a JWT: 2 parts"),
-    ("a.b.c.d", "not a JWT: 4 parts"),
-    ("aaaa.bbbb.cccc", "3 parts, but they do not decode"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("abc.def", "not a JWT: 2 parts"),
+        ("a.b.c.d", "not a JWT: 4 parts"),
+        ("aaaa.bbbb.cccc", "3 parts, but they do not decode"),
+    ],
+)
 async def test_malformed_token_is_a_warning_about_its_structure(text, expected):
     finding = await decode(text)
     assert finding.status is Status.WARN and finding.title.startswith(expected)
@@ -217,7 +245,9 @@ async def test_unsigned_token_without_expiry_is_flagged():
     text = b64(b'{"alg":"none"}') + "." + b64(b'{"sub":"x"}') + "."
     finding = await decode(text)
     assert finding.status is Status.WARN
-    assert any("unsigned" in i for i in finding.data["issues"]) and any("no exp claim" in i for i in finding.data["issues"])
+    assert any("unsigned" in i for i in finding.data["issues"]) and any(
+        "no exp claim" in i for i in finding.data["issues"]
+    )
 
 
 @pytest.mark.parametrize("words", [[], ["a.b.c", "d.e.f"], ["x" * 9000]])
@@ -233,7 +263,9 @@ async def test_jwt_through_slack_never_posts_or_logs_the_token(start_bot, capsys
     # redaction of everything posted would not catch it — the check itself must not echo it
     now = int(time.time())
     header = b64(b' {"alg":"HS256","typ":"JWT"}')
-    payload = b64(b' ' + json.dumps({"sub": "u-7", "email": "j.martin@example.com", "iat": now - 60, "exp": now - 30}).encode())
+    payload = b64(
+        b" " + json.dumps({"sub": "u-7", "email": "j.martin@example.com", "iat": now - 60, "exp": now - 30}).encode()
+    )
     signature = b64(b"a very particular signature 0123456789")
     text = f"{header}.{payload}.{signature}"
     configure_logging("debug")
@@ -249,6 +281,7 @@ async def test_jwt_through_slack_never_posts_or_logs_the_token(start_bot, capsys
 
 
 # --- login-test -----------------------------------------------------------------------------------
+
 
 async def login_test(url: str) -> Finding:
     [finding] = (await run_verb("login-test", erpgo_api_url=url)).values()
@@ -296,7 +329,9 @@ async def test_rate_limited_login_is_explained_with_what_to_run_next(simulator):
     assert "RATE_LIMIT_EXCEEDED" in text and "Redis" in text and "/erpgo security" in text and "/erpgo logs" in text
 
 
-@pytest.mark.parametrize("dialect, answer", [("real", 'HTTP 429 "Account locked"'), ("guide", "HTTP 403 ACCOUNT_LOCKED")])
+@pytest.mark.parametrize(
+    "dialect, answer", [("real", 'HTTP 429 "Account locked"'), ("guide", "HTTP 403 ACCOUNT_LOCKED")]
+)
 async def test_locked_probe_account_is_explained(simulator, dialect, answer):
     simulator.app["sim"].update({"login": "locked", "dialect": dialect})
     finding = await login_test(simulator.url)
@@ -322,7 +357,9 @@ async def answering(*responses) -> TestServer:
 
 
 async def test_the_rate_limiter_middlewares_own_body_shows_when_to_retry():
-    server = await answering((429, {"error": "Rate limit exceeded", "code": "RATE_LIMIT_EXCEEDED", "retry_after_seconds": 42}))
+    server = await answering(
+        (429, {"error": "Rate limit exceeded", "code": "RATE_LIMIT_EXCEEDED", "retry_after_seconds": 42})
+    )
     try:
         finding = await login_test(str(server.make_url("")).rstrip("/"))
     finally:
@@ -332,13 +369,21 @@ async def test_the_rate_limiter_middlewares_own_body_shows_when_to_retry():
 
 
 async def test_unauthorized_for_another_reason_is_not_the_wrong_password_answer():
-    body = {"error": {"code": "UNAUTHORIZED", "message": "missing authorization header", "timestamp": "2025-11-30T01:02:03Z"}}
+    body = {
+        "error": {
+            "code": "UNAUTHORIZED",
+            "message": "missing authorization header",
+            "timestamp": "2025-11-30T01:02:03Z",
+        }
+    }
     server = await answering((401, body))
     try:
         finding = await login_test(str(server.make_url("")).rstrip("/"))
     finally:
         await server.close()
-    assert finding.status is Status.WARN and finding.title.startswith('unexpected answer HTTP 401 UNAUTHORIZED "missing')
+    assert finding.status is Status.WARN and finding.title.startswith(
+        'unexpected answer HTTP 401 UNAUTHORIZED "missing'
+    )
     assert "`/erpgo error unauthorized` explains UNAUTHORIZED" in finding.details
 
 

@@ -10,8 +10,19 @@ from runbooks.integrity import ORDER_TRANSITIONS
 from tests.demo_dialects import DEMO_DIR, DIALECTS
 
 GUIDE_STATUSES = ("pending", "confirmed", "processing", "shipped", "delivered", "cancelled", "refunded")
-REAL_STATUSES = ("DRAFT", "PENDING", "CONFIRMED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED",
-                 "RETURNED", "ON_HOLD", "PARTIALLY_SHIPPED")
+REAL_STATUSES = (
+    "DRAFT",
+    "PENDING",
+    "CONFIRMED",
+    "PROCESSING",
+    "SHIPPED",
+    "DELIVERED",
+    "CANCELLED",
+    "REFUNDED",
+    "RETURNED",
+    "ON_HOLD",
+    "PARTIALLY_SHIPPED",
+)
 PAYMENT_STATUSES = ("PENDING", "PAID", "PARTIALLY_PAID", "OVERDUE", "REFUNDED", "FAILED")
 FOREIGN_KEY = {"real": "fk_order_items_product_id", "guide": "order_items_product_id_fkey"}
 ITEM_AMOUNT = {"real": "unit_price * quantity - discount_amount", "guide": "total_price"}
@@ -52,8 +63,15 @@ async def test_schema_loads_again_without_error(demo):
 
 async def test_tables_hold_a_few_dozen_rows(demo):
     dialect, db = demo
-    tables = [("users", 10, 40), ("roles", 4, 20), ("customers", 15, 60), ("products", 20, 60),
-              ("product_inventory", 20, 80), ("orders", 20, 60), ("order_items", 30, 120)]
+    tables = [
+        ("users", 10, 40),
+        ("roles", 4, 20),
+        ("customers", 15, 60),
+        ("products", 20, 60),
+        ("product_inventory", 20, 80),
+        ("orders", 20, 60),
+        ("order_items", 30, 120),
+    ]
     if dialect == "real":
         tables += [("warehouses", 2, 5), ("audit_logs", 20, 80)]
     for table, low, high in tables:
@@ -149,13 +167,18 @@ async def test_real_schema_has_the_migrations_status_checks(real):
     assert await check_values(real, "orders_previous_status_check") == list(REAL_STATUSES)
     assert await check_values(real, "orders_payment_status_check") == list(PAYMENT_STATUSES)
     definition = await real.fetchval(
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'check_total_calculation' AND convalidated")
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'check_total_calculation' AND convalidated"
+    )
     assert definition == "CHECK ((total_amount = (((subtotal + tax_amount) + shipping_amount) - discount_amount)))"
 
 
 async def test_real_schema_columns_the_bot_reads(real):
-    columns = {(r["table_name"], r["column_name"]): r["data_type"] for r in await real.fetch(
-        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'")}
+    columns = {
+        (r["table_name"], r["column_name"]): r["data_type"]
+        for r in await real.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'"
+        )
+    }
     assert columns["roles", "permissions"] == "ARRAY"
     assert columns["audit_logs", "ip_address"] == "inet" and columns["audit_logs", "details"] == "jsonb"
     for name in ("product_id", "warehouse_id", "quantity_available", "quantity_reserved"):
@@ -166,9 +189,11 @@ async def test_real_schema_columns_the_bot_reads(real):
 
 async def test_every_status_change_is_allowed_except_so_1027(real):
     allowed = [f"{a}>{b}" for a, targets in ORDER_TRANSITIONS.items() for b in targets]
-    rows = await real.fetch("SELECT order_number, previous_status, status FROM orders"
-                            " WHERE previous_status IS NOT NULL AND NOT (previous_status || '>' || status = ANY($1))",
-                            allowed)
+    rows = await real.fetch(
+        "SELECT order_number, previous_status, status FROM orders"
+        " WHERE previous_status IS NOT NULL AND NOT (previous_status || '>' || status = ANY($1))",
+        allowed,
+    )
     assert [tuple(r) for r in rows] == [("SO-1027", "DELIVERED", "PENDING")]
 
 
@@ -199,11 +224,15 @@ async def test_audit_logs_show_a_password_spray_and_a_brute_force(real):
     assert len(by_ip) >= 4, "failed logins come from several addresses"
     assert by_ip["203.0.113.66"][1] >= 10 and failed[0]["ip"] == "203.0.113.66", "one address sprays many accounts"
     assert by_ip["198.51.100.23"] == (5, 1), "another tries one account over and over"
-    [lockout] = await real.fetch("SELECT u.email, host(a.ip_address) AS ip, a.action, a.success FROM audit_logs a"
-                                 " JOIN users u ON u.id = a.user_id WHERE a.event_type = 'ACCOUNT_LOCKOUT'")
+    [lockout] = await real.fetch(
+        "SELECT u.email, host(a.ip_address) AS ip, a.action, a.success FROM audit_logs a"
+        " JOIN users u ON u.id = a.user_id WHERE a.event_type = 'ACCOUNT_LOCKOUT'"
+    )
     assert tuple(lockout) == ("admin@example.com", "198.51.100.23", "account_locked", True)
-    row = await real.fetchrow("SELECT action, success, user_id, details FROM audit_logs"
-                              " WHERE event_type = 'LOGIN_FAILED' ORDER BY timestamp DESC LIMIT 1")
+    row = await real.fetchrow(
+        "SELECT action, success, user_id, details FROM audit_logs"
+        " WHERE event_type = 'LOGIN_FAILED' ORDER BY timestamp DESC LIMIT 1"
+    )
     assert (row["action"], row["success"], row["user_id"]) == ("user_login_failed", False, None)
     assert row["details"] == '{"reason": "UNAUTHORIZED: invalid credentials", "username": "n.patel@example.com"}'
     assert await real.fetchval("SELECT count(*) FROM audit_logs WHERE timestamp > now()") == 0
@@ -265,4 +294,8 @@ async def test_admin_role_permissions(demo):
     if dialect == "guide":
         assert row["permissions"] == '["*"]'
     else:  # TEXT[] of the application's "<resource>.<action>" permissions: no wildcard in the real ERPGo
-        assert "system.admin" in row["permissions"] and "users.read" in row["permissions"] and "*" not in row["permissions"]
+        assert (
+            "system.admin" in row["permissions"]
+            and "users.read" in row["permissions"]
+            and "*" not in row["permissions"]
+        )

@@ -151,7 +151,11 @@ async def test_pool_override_keeps_the_pool_within_max(client):
     sim(client).pool = {"acquired_conns": 19}
     doc = await (await client.get("/health")).json()
     assert doc["checks"]["database"]["details"]["pool_stats"] == {
-        "max_conns": 20, "total_conns": 20, "idle_conns": 1, "acquired_conns": 19, "constructing_conns": 0,
+        "max_conns": 20,
+        "total_conns": 20,
+        "idle_conns": 1,
+        "acquired_conns": 19,
+        "constructing_conns": 0,
     }
 
 
@@ -209,8 +213,13 @@ async def test_get_sim_shows_the_switches(client):
     resp = await client.get("/_sim")
     assert resp.status == 200
     assert await resp.json() == {
-        "status": "healthy", "delay": 0.0, "body": "json",
-        "expose": ["cache", "database", "detailed"], "pool": {}, "dialect": "real", "login": "open",
+        "status": "healthy",
+        "delay": 0.0,
+        "body": "json",
+        "expose": ["cache", "database", "detailed"],
+        "pool": {},
+        "dialect": "real",
+        "login": "open",
     }
 
 
@@ -228,19 +237,22 @@ async def test_post_sim_changes_the_mode(client):
     assert await resp.json() == {"ok": True}
 
 
-@pytest.mark.parametrize("payload", [
-    {"status": "on fire"},
-    {"delay": -1},
-    {"delay": "slow"},
-    {"body": "xml"},
-    {"expose": ["metrics"]},
-    {"pool": {"acquired_conns": -1}},
-    {"pool": {"busy": 3}},
-    {"colour": "red"},
-    {"dialect": "klingon"},
-    {"login": "maybe"},
-    {"status": "unhealthy", "delay": -1},  # all or nothing: status must not change either
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"status": "on fire"},
+        {"delay": -1},
+        {"delay": "slow"},
+        {"body": "xml"},
+        {"expose": ["metrics"]},
+        {"pool": {"acquired_conns": -1}},
+        {"pool": {"busy": 3}},
+        {"colour": "red"},
+        {"dialect": "klingon"},
+        {"login": "maybe"},
+        {"status": "unhealthy", "delay": -1},  # all or nothing: status must not change either
+    ],
+)
 async def test_post_sim_rejects_bad_switches_and_changes_nothing(client, payload):
     resp = await client.post("/_sim", json=payload)
     assert resp.status == 400
@@ -255,8 +267,9 @@ async def test_post_sim_rejects_a_body_that_is_not_an_object(client):
 
 def test_create_app_takes_switches_and_validates_them():
     app = create_app(status="degraded", delay=0.5, body="empty", expose=["database"], pool={"max_conns": 50})
-    assert app["sim"] == Switches(status="degraded", delay=0.5, body="empty",
-                                  expose={"database"}, pool={"max_conns": 50})
+    assert app["sim"] == Switches(
+        status="degraded", delay=0.5, body="empty", expose={"database"}, pool={"max_conns": 50}
+    )
     with pytest.raises(ValueError):
         create_app(status="bogus")
     with pytest.raises(ValueError):
@@ -264,13 +277,36 @@ def test_create_app_takes_switches_and_validates_them():
 
 
 def test_cli_flags_become_switches():
-    args = parse_args(["--port", "9000", "--status", "unhealthy", "--delay", "1.5", "--body", "wrong-json",
-                       "--no-detailed", "--no-cache", "--pprof", "--pool", "acquired_conns=19",
-                       "--dialect", "guide", "--login", "locked"])
+    args = parse_args(
+        [
+            "--port",
+            "9000",
+            "--status",
+            "unhealthy",
+            "--delay",
+            "1.5",
+            "--body",
+            "wrong-json",
+            "--no-detailed",
+            "--no-cache",
+            "--pprof",
+            "--pool",
+            "acquired_conns=19",
+            "--dialect",
+            "guide",
+            "--login",
+            "locked",
+        ]
+    )
     assert args.port == 9000
     assert switches_from_args(args) == {
-        "status": "unhealthy", "delay": 1.5, "body": "wrong-json",
-        "expose": {"database", "pprof"}, "pool": {"acquired_conns": 19}, "dialect": "guide", "login": "locked",
+        "status": "unhealthy",
+        "delay": 1.5,
+        "body": "wrong-json",
+        "expose": {"database", "pprof"},
+        "pool": {"acquired_conns": 19},
+        "dialect": "guide",
+        "login": "locked",
     }
     assert switches_from_args(parse_args([]))["dialect"] == "real"
     with pytest.raises(SystemExit):
@@ -310,14 +346,24 @@ async def test_login_ok_returns_the_real_tokens(client):
     assert refresh_claims["aud"] == ["erpgo-refresh"]
 
 
-@pytest.mark.parametrize("payload, details", [
-    ({"email": "admin@example.com", "password": "wrong"}, {"operation": "Login", "user_id": user_id("admin@example.com")}),
-    ({"email": "nobody@example.com", "password": "admin123"}, {"operation": "Login"}),
-])
+@pytest.mark.parametrize(
+    "payload, details",
+    [
+        (
+            {"email": "admin@example.com", "password": "wrong"},
+            {"operation": "Login", "user_id": user_id("admin@example.com")},
+        ),
+        ({"email": "nobody@example.com", "password": "admin123"}, {"operation": "Login"}),
+    ],
+)
 async def test_login_with_bad_credentials_is_401_unauthorized_invalid_credentials(client, payload, details):
     resp = await login(client, payload)
     assert resp.status == 401
-    assert app_error_of(await resp.json()) == {"code": "UNAUTHORIZED", "message": "invalid credentials", "details": details}
+    assert app_error_of(await resp.json()) == {
+        "code": "UNAUTHORIZED",
+        "message": "invalid credentials",
+        "details": details,
+    }
 
 
 async def test_login_while_the_database_is_down_still_says_invalid_credentials(client):
@@ -328,12 +374,19 @@ async def test_login_while_the_database_is_down_still_says_invalid_credentials(c
     assert app_error_of(await resp.json())["message"] == "invalid credentials"
 
 
-@pytest.mark.parametrize("payload, details", [
-    ({"email": "admin@example.com"},
-     "Key: 'LoginRequest.Password' Error:Field validation for 'Password' failed on the 'required' tag"),
-    ({"email": "admin", "password": "x"},
-     "Key: 'LoginRequest.Email' Error:Field validation for 'Email' failed on the 'email' tag"),
-])
+@pytest.mark.parametrize(
+    "payload, details",
+    [
+        (
+            {"email": "admin@example.com"},
+            "Key: 'LoginRequest.Password' Error:Field validation for 'Password' failed on the 'required' tag",
+        ),
+        (
+            {"email": "admin", "password": "x"},
+            "Key: 'LoginRequest.Email' Error:Field validation for 'Email' failed on the 'email' tag",
+        ),
+    ],
+)
 async def test_login_with_a_bad_body_is_400_from_the_binding(client, payload, details):
     resp = await login(client, payload)
     assert resp.status == 400
@@ -369,12 +422,16 @@ async def test_refresh_ok(client):
 
 async def test_refresh_with_an_expired_or_invalid_token_is_a_500_as_the_real_handler_answers_it(client):
     secret = client.server.app["jwt_secret"]
-    expired = make_jwt(secret, {"sub": user_id("admin@example.com"), "aud": ["erpgo-refresh"], "exp": int(time.time()) - 5})
+    expired = make_jwt(
+        secret, {"sub": user_id("admin@example.com"), "aud": ["erpgo-refresh"], "exp": int(time.time()) - 5}
+    )
     tokens = await (await login(client, {"email": "admin@example.com", "password": "admin123"})).json()
-    cases = [(expired, "token has invalid claims: token is expired"),
-             ("garbage", "token is malformed: token contains an invalid number of segments"),
-             (make_jwt("not-the-secret", {"exp": int(time.time()) + 60}), "token signature is invalid"),
-             (tokens["access_token"], "invalid refresh token claims")]
+    cases = [
+        (expired, "token has invalid claims: token is expired"),
+        ("garbage", "token is malformed: token contains an invalid number of segments"),
+        (make_jwt("not-the-secret", {"exp": int(time.time()) + 60}), "token signature is invalid"),
+        (tokens["access_token"], "invalid refresh token claims"),
+    ]
     for token, words in cases:
         resp = await refresh(client, token)
         doc = await resp.json()
@@ -411,10 +468,13 @@ async def test_guide_login_ok_returns_jwt_looking_tokens(guide):
     assert b64url_json(doc["refresh_token"].split(".")[1])["type"] == "refresh"
 
 
-@pytest.mark.parametrize("payload", [
-    {"email": "admin@example.com", "password": "wrong"},
-    {"email": "nobody@example.com", "password": "admin123"},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"email": "admin@example.com", "password": "wrong"},
+        {"email": "nobody@example.com", "password": "admin123"},
+    ],
+)
 async def test_guide_login_with_bad_credentials_is_401_auth_001(guide, payload):
     resp = await login(guide, payload)
     assert resp.status == 401
@@ -422,8 +482,9 @@ async def test_guide_login_with_bad_credentials_is_401_auth_001(guide, payload):
 
 
 async def test_guide_login_with_bad_json_or_missing_fields_is_400(guide):
-    resp = await guide.post("/api/v1/auth/login", data='{"email": "admin@example.com",',
-                            headers={"Content-Type": "application/json"})
+    resp = await guide.post(
+        "/api/v1/auth/login", data='{"email": "admin@example.com",', headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400
     assert (await resp.json())["error"]["message"] == "Invalid request body"
     assert (await login(guide, {"email": "admin@example.com"})).status == 400
@@ -437,7 +498,9 @@ async def test_guide_login_fails_with_500_while_the_database_is_down(guide):
 
 async def test_guide_login_refused_speaks_the_documented_codes(guide):
     sim(guide).login = "rate-limited"
-    assert (await (await login(guide, {"email": "a@b.c", "password": "x"})).json())["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert (await (await login(guide, {"email": "a@b.c", "password": "x"})).json())["error"][
+        "code"
+    ] == "RATE_LIMIT_EXCEEDED"
     sim(guide).login = "locked"
     resp = await login(guide, {"email": "a@b.c", "password": "x"})
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "ACCOUNT_LOCKED"
@@ -452,8 +515,7 @@ async def test_guide_refresh_ok_expired_and_invalid(guide):
     resp = await refresh(guide, expired)
     assert resp.status == 401
     assert await resp.json() == {"error": {"code": "AUTH_002", "message": "Token expired"}}
-    forged = make_jwt("not-the-secret", {"email": "admin@example.com", "type": "refresh",
-                                         "exp": int(time.time()) + 60})
+    forged = make_jwt("not-the-secret", {"email": "admin@example.com", "type": "refresh", "exp": int(time.time()) + 60})
     for token in ["garbage", forged, tokens["access_token"]]:
         resp = await refresh(guide, token)
         assert resp.status == 401, token
@@ -501,7 +563,10 @@ async def test_runs_as_a_module_and_logs_one_line_per_request():
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "demo.simulator", "--port", str(port), "--status", "unhealthy"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert await wait_for_status(f"http://127.0.0.1:{port}/health") == 503

@@ -1,4 +1,5 @@
 """/erpgo error <code>: the guide's three tables of error codes, looked up; unknown codes get the closest."""
+
 from __future__ import annotations
 
 import re
@@ -10,7 +11,9 @@ from bot.findings import Status
 from bot.registry import UsageError
 from runbooks.errors import CODES, GUIDE_TABLES, lookup, parse_code
 
-GUIDE = Path(__file__).resolve().parents[2] / "shared" / "guide" / "erpgo-troubleshooting-guide.md"  # beside the project
+GUIDE = (
+    Path(__file__).resolve().parents[2] / "shared" / "guide" / "erpgo-troubleshooting-guide.md"
+)  # beside the project
 
 
 def code_of(*words: str) -> str:
@@ -23,8 +26,11 @@ def guide_rows() -> dict[str, list[tuple[str, ...]]]:
     tables = {}
     for heading in GUIDE_TABLES:
         block = text.split(f"### {heading}", 1)[1].split("###", 1)[0]
-        rows = [tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
-                for line in block.splitlines() if line.startswith("|")]
+        rows = [
+            tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
+            for line in block.splitlines()
+            if line.startswith("|")
+        ]
         tables[heading] = rows[2:]  # after the header and the --- line
     return tables
 
@@ -34,19 +40,22 @@ def test_the_tables_are_the_guides_row_for_row():
     assert {table: [tuple(row) for row in rows] for table, rows in GUIDE_TABLES.items()} == guide_rows()
 
 
-@pytest.mark.parametrize("code, meaning, next_verb", [
-    ("503", "Service Unavailable", "/erpgo health"),
-    ("23505", "Unique Violation", None),
-    ("23503", "Foreign Key Violation", "/erpgo integrity"),
-    ("23514", "Check Violation", "/erpgo integrity"),
-    ("08006", "Connection Failed", "/erpgo db connect"),
-    ("08001", "Connection Error", "/erpgo db connect"),
-    ("AUTH_001", "Invalid credentials", "/erpgo user <email>"),
-    ("AUTH_002", "Token expired", "/erpgo user <email>"),
-    ("AUTH_003", "Invalid token", "/erpgo jwt <token>"),
-    ("ORDER_002", "Invalid status", "/erpgo integrity"),
-    ("429", "Too Many Requests", "rate limiting"),
-])
+@pytest.mark.parametrize(
+    "code, meaning, next_verb",
+    [
+        ("503", "Service Unavailable", "/erpgo health"),
+        ("23505", "Unique Violation", None),
+        ("23503", "Foreign Key Violation", "/erpgo integrity"),
+        ("23514", "Check Violation", "/erpgo integrity"),
+        ("08006", "Connection Failed", "/erpgo db connect"),
+        ("08001", "Connection Error", "/erpgo db connect"),
+        ("AUTH_001", "Invalid credentials", "/erpgo user <email>"),
+        ("AUTH_002", "Token expired", "/erpgo user <email>"),
+        ("AUTH_003", "Invalid token", "/erpgo jwt <token>"),
+        ("ORDER_002", "Invalid status", "/erpgo integrity"),
+        ("429", "Too Many Requests", "rate limiting"),
+    ],
+)
 def test_known_code_is_ok_with_meaning_causes_resolution_and_what_to_run_next(code, meaning, next_verb):
     finding = lookup(code)
     assert finding.status is Status.OK
@@ -59,15 +68,24 @@ def test_known_code_is_ok_with_meaning_causes_resolution_and_what_to_run_next(co
         assert any(line.startswith("Next:") and next_verb in line for line in finding.details), finding.details
 
 
-@pytest.mark.parametrize("typed, code", [
-    (["503"], "503"), (["auth_002"], "AUTH_002"), (["Auth-002"], "AUTH_002"), (["HTTP", "429"], "429"),
-    (["sqlstate", "23505"], "23505"), (["`order_002`"], "ORDER_002"),
-])
+@pytest.mark.parametrize(
+    "typed, code",
+    [
+        (["503"], "503"),
+        (["auth_002"], "AUTH_002"),
+        (["Auth-002"], "AUTH_002"),
+        (["HTTP", "429"], "429"),
+        (["sqlstate", "23505"], "23505"),
+        (["`order_002`"], "ORDER_002"),
+    ],
+)
 def test_codes_are_case_insensitive_and_forgiving_about_spelling(typed, code):
     assert code_of(*typed) == code
 
 
-@pytest.mark.parametrize("words", [[], ["x" * 21], ["50 3"], ["<script>"], ["503", "429"], ["AUTH_001;", "DROP"], ["--"]])
+@pytest.mark.parametrize(
+    "words", [[], ["x" * 21], ["50 3"], ["<script>"], ["503", "429"], ["AUTH_001;", "DROP"], ["--"]]
+)
 def test_empty_or_absurd_input_is_a_usage_error(words):
     with pytest.raises(UsageError):
         parse_code(words)
@@ -120,15 +138,61 @@ async def test_bad_code_answers_only_the_asker_with_the_usage(start_bot):
 
 # --- the real ERPGo's codes ---------------------------------------------------------------------
 
-REAL = ["NOT_FOUND", "VALIDATION_ERROR", "CONFLICT", "UNAUTHORIZED", "FORBIDDEN", "INTERNAL_ERROR",
-        "RATE_LIMIT_EXCEEDED", "BAD_REQUEST", "TIMEOUT", "SERVICE_UNAVAILABLE"]
-DOCUMENTED = ["TOKEN_EXPIRED", "INVALID_CREDENTIALS", "ACCOUNT_LOCKED", "DUPLICATE_EMAIL", "DUPLICATE_SKU", "INVALID_REQUEST"]
-VERBS = {"health", "logs", "db", "db connect", "db connections", "db locks", "db slow", "integrity", "user", "users",
-         "jwt", "login-test", "security", "app", "perf"}
-STATUS = {"NOT_FOUND": 404, "VALIDATION_ERROR": 400, "CONFLICT": 409, "UNAUTHORIZED": 401, "FORBIDDEN": 403,
-          "INTERNAL_ERROR": 500, "RATE_LIMIT_EXCEEDED": 429, "BAD_REQUEST": 400, "TIMEOUT": 408,
-          "SERVICE_UNAVAILABLE": 503, "TOKEN_EXPIRED": 401, "INVALID_CREDENTIALS": 401, "ACCOUNT_LOCKED": 403,
-          "DUPLICATE_EMAIL": 409, "DUPLICATE_SKU": 409, "INVALID_REQUEST": 400}
+REAL = [
+    "NOT_FOUND",
+    "VALIDATION_ERROR",
+    "CONFLICT",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "INTERNAL_ERROR",
+    "RATE_LIMIT_EXCEEDED",
+    "BAD_REQUEST",
+    "TIMEOUT",
+    "SERVICE_UNAVAILABLE",
+]
+DOCUMENTED = [
+    "TOKEN_EXPIRED",
+    "INVALID_CREDENTIALS",
+    "ACCOUNT_LOCKED",
+    "DUPLICATE_EMAIL",
+    "DUPLICATE_SKU",
+    "INVALID_REQUEST",
+]
+VERBS = {
+    "health",
+    "logs",
+    "db",
+    "db connect",
+    "db connections",
+    "db locks",
+    "db slow",
+    "integrity",
+    "user",
+    "users",
+    "jwt",
+    "login-test",
+    "security",
+    "app",
+    "perf",
+}
+STATUS = {
+    "NOT_FOUND": 404,
+    "VALIDATION_ERROR": 400,
+    "CONFLICT": 409,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "INTERNAL_ERROR": 500,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "BAD_REQUEST": 400,
+    "TIMEOUT": 408,
+    "SERVICE_UNAVAILABLE": 503,
+    "TOKEN_EXPIRED": 401,
+    "INVALID_CREDENTIALS": 401,
+    "ACCOUNT_LOCKED": 403,
+    "DUPLICATE_EMAIL": 409,
+    "DUPLICATE_SKU": 409,
+    "INVALID_REQUEST": 400,
+}
 
 
 @pytest.mark.parametrize("code", REAL + DOCUMENTED)
@@ -153,19 +217,29 @@ def test_unauthorized_answers_the_real_login_failure():
     assert "correlation_id" in text
 
 
-@pytest.mark.parametrize("code, real", [("AUTH_001", "UNAUTHORIZED"), ("AUTH_002", "TOKEN_EXPIRED"),
-                                        ("ORDER_002", "BAD_REQUEST"), ("PROD_001", "NOT_FOUND")])
+@pytest.mark.parametrize(
+    "code, real",
+    [
+        ("AUTH_001", "UNAUTHORIZED"),
+        ("AUTH_002", "TOKEN_EXPIRED"),
+        ("ORDER_002", "BAD_REQUEST"),
+        ("PROD_001", "NOT_FOUND"),
+    ],
+)
 def test_the_guides_application_codes_are_marked_as_the_guides_with_their_real_counterpart(code, real):
     finding = lookup(code)
     assert finding.status is Status.OK and "the guide's application code — not in ERPGo's source" in finding.title
     assert finding.data["guide_name"] is True and finding.data["real"][0] == real
-    assert any(line.startswith("The guide's name: the real ERPGo never sends it") and real in line
-               for line in finding.details)
+    assert any(
+        line.startswith("The guide's name: the real ERPGo never sends it") and real in line for line in finding.details
+    )
 
 
 def test_a_guide_http_status_names_the_real_codes_sent_with_it():
-    assert "ERPGo sends it with: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_TOKEN, TOKEN_BLACKLISTED, INVALID_CREDENTIALS" \
+    assert (
+        "ERPGo sends it with: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_TOKEN, TOKEN_BLACKLISTED, INVALID_CREDENTIALS"
         in lookup("401").details
+    )
 
 
 def test_a_status_only_erpgo_uses_points_at_its_code():
@@ -174,8 +248,15 @@ def test_a_status_only_erpgo_uses_points_at_its_code():
     assert finding.data["closest"][0] == "TIMEOUT" and "ERPGo sends HTTP 408 with: TIMEOUT" in finding.details
 
 
-@pytest.mark.parametrize("typed, closest", [("UNAUTHORISED", "UNAUTHORIZED"), ("RATE_LIMIT", "RATE_LIMIT_EXCEEDED"),
-                                            ("token-expird", "TOKEN_EXPIRED"), ("DUPLICATE_USERNAME", "DUPLICATE_EMAIL")])
+@pytest.mark.parametrize(
+    "typed, closest",
+    [
+        ("UNAUTHORISED", "UNAUTHORIZED"),
+        ("RATE_LIMIT", "RATE_LIMIT_EXCEEDED"),
+        ("token-expird", "TOKEN_EXPIRED"),
+        ("DUPLICATE_USERNAME", "DUPLICATE_EMAIL"),
+    ],
+)
 def test_a_misspelt_real_code_suggests_the_real_ones(typed, closest):
     finding = lookup(code_of(typed))
     assert finding.status is Status.WARN and closest in finding.data["closest"]

@@ -1,5 +1,6 @@
 """/erpgo integrity: the guide's Data Integrity checks find exactly the planted faults, on the real ERPGo schema
 and on the guide's; the repairs fix exactly the rows found, once."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,19 @@ from tests.demo_dialects import (  # noqa: F401 (fixtures)
 from tests.test_cli import run_bot_async
 
 COMPONENTS = ("Foreign keys", "Order totals", "Stock levels", "Order statuses")
-REAL_STATUSES = ["DRAFT", "PENDING", "CONFIRMED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED",
-                 "RETURNED", "ON_HOLD", "PARTIALLY_SHIPPED"]
+REAL_STATUSES = [
+    "DRAFT",
+    "PENDING",
+    "CONFIRMED",
+    "PROCESSING",
+    "SHIPPED",
+    "DELIVERED",
+    "CANCELLED",
+    "REFUNDED",
+    "RETURNED",
+    "ON_HOLD",
+    "PARTIALLY_SHIPPED",
+]
 FOREIGN_KEY = {"real": "fk_order_items_product_id", "guide": "order_items_product_id_fkey"}
 
 
@@ -76,13 +88,19 @@ async def sql(dsn: str, statement: str, *args):
 
 # --- the checks on the demo database, in both dialects ----------------------------------------
 
+
 async def test_each_check_names_exactly_its_planted_fault(demo_dsn):
     dialect, dsn = demo_dsn
     found = await integrity(dsn)
     assert all(f.status is Status.WARN for f in found.values()), {c: f.title for c, f in found.items()}
 
     [fk] = found["Foreign keys"].data["constraints"]
-    assert (fk["name"], fk["table"], fk["references"], fk["dangling"]) == (FOREIGN_KEY[dialect], "order_items", "products", 1)
+    assert (fk["name"], fk["table"], fk["references"], fk["dangling"]) == (
+        FOREIGN_KEY[dialect],
+        "order_items",
+        "products",
+        1,
+    )
     assert fk["labels"] == ["SO-1004"]
     assert f"{FOREIGN_KEY[dialect]} (SO-1004)" in found["Foreign keys"].title
     assert f"VALIDATE CONSTRAINT {FOREIGN_KEY[dialect]}" in found["Foreign keys"].details[0]
@@ -111,7 +129,8 @@ async def test_each_check_names_exactly_its_planted_fault(demo_dsn):
         assert statuses.data["orders"] == []
         # ... and the fault is a transition the application's state machine forbids
         assert statuses.data["transitions"]["orders"] == [
-            {"order_number": "SO-1027", "previous_status": "DELIVERED", "status": "PENDING"}]
+            {"order_number": "SO-1027", "previous_status": "DELIVERED", "status": "PENDING"}
+        ]
         assert "SO-1027 (DELIVERED → PENDING)" in statuses.title and "ORDER_002" in statuses.title
         assert "SO-1027: DELIVERED may only become RETURNED, REFUNDED" in statuses.details
 
@@ -125,12 +144,16 @@ async def test_repairs_are_proposed_with_the_exact_sql_and_the_rows(demo_dsn):
     if dialect == "guide":
         assert totals.action == "data.fix_order_totals"
         assert totals.preview.startswith(
-            "UPDATE orders\nSET total_amount = subtotal + tax_amount + shipping_amount - discount_amount")
+            "UPDATE orders\nSET total_amount = subtotal + tax_amount + shipping_amount - discount_amount"
+        )
     else:
         assert totals.action == "data.fix_order_subtotals"
-        assert totals.summary == "Recalculate subtotal and total_amount of 1 order from their items: SO-1003 65.70 → 54.50"
+        assert (
+            totals.summary == "Recalculate subtotal and total_amount of 1 order from their items: SO-1003 65.70 → 54.50"
+        )
         assert totals.preview.startswith(
-            "UPDATE orders o\nSET subtotal = (SELECT COALESCE(SUM(i.unit_price * i.quantity - i.discount_amount), 0)")
+            "UPDATE orders o\nSET subtotal = (SELECT COALESCE(SUM(i.unit_price * i.quantity - i.discount_amount), 0)"
+        )
     [stock] = found["Stock levels"].proposals
     assert stock.action == "data.recalc_stock" and len(stock.args["product_ids"]) == 1
     assert "1 product" in stock.summary and "SKU-WIDGET-RED" in stock.summary
@@ -149,8 +172,9 @@ async def test_a_database_without_erpgo_tables_is_skipped_not_failed(fresh_datab
 
 async def test_database_not_configured_or_down():
     registry = load_runbooks()
-    findings = await run_checks(registry.verbs["integrity"].checks,
-                                CheckContext(Targets(load_settings()), load_settings(), {}))
+    findings = await run_checks(
+        registry.verbs["integrity"].checks, CheckContext(Targets(load_settings()), load_settings(), {})
+    )
     assert {f.status for f in findings} == {Status.SKIPPED}
     assert all("ERPGO_DATABASE_URL" in f.title for f in findings)
     down = await integrity(f"postgresql://erpgo@127.0.0.1:{free_port()}/erp")
@@ -159,12 +183,18 @@ async def test_database_not_configured_or_down():
 
 # --- the rules come from the database ---------------------------------------------------------
 
+
 async def test_valid_statuses_are_read_from_a_not_valid_check_constraint(fresh_database):
     dsn = fresh_database("statuses")
     await sql(dsn, "CREATE TABLE orders (order_number text, status text)")
-    await sql(dsn, "INSERT INTO orders VALUES ('A-1', 'NEW'), ('A-2', 'shipped'), ('A-3', 'LOST'), ('A-4', 'it''s odd')")
-    await sql(dsn, "ALTER TABLE orders ADD CONSTRAINT orders_status_check"
-                   " CHECK (status IN ('NEW', 'SHIPPED', 'it''s fine')) NOT VALID")
+    await sql(
+        dsn, "INSERT INTO orders VALUES ('A-1', 'NEW'), ('A-2', 'shipped'), ('A-3', 'LOST'), ('A-4', 'it''s odd')"
+    )
+    await sql(
+        dsn,
+        "ALTER TABLE orders ADD CONSTRAINT orders_status_check"
+        " CHECK (status IN ('NEW', 'SHIPPED', 'it''s fine')) NOT VALID",
+    )
     found = await check(dsn, "order_statuses")
     assert found.status is Status.WARN
     assert found.data["valid"] == ["NEW", "SHIPPED", "it's fine"]
@@ -185,12 +215,21 @@ async def test_valid_statuses_are_read_from_an_enum(fresh_database):
 
 async def test_a_not_valid_total_constraint_is_checked_row_by_row(fresh_database):
     dsn = fresh_database("totals")
-    await sql(dsn, "CREATE TABLE orders (id uuid DEFAULT gen_random_uuid(), order_number text, subtotal numeric,"
-                   " tax_amount numeric, shipping_amount numeric, discount_amount numeric, total_amount numeric)")
-    await sql(dsn, "INSERT INTO orders (order_number, subtotal, tax_amount, shipping_amount, discount_amount, total_amount)"
-                   " VALUES ('T-1', 10, 1, 2, 0, 13), ('T-2', 10, 1, 2, 0, 99)")
-    await sql(dsn, "ALTER TABLE orders ADD CONSTRAINT check_total_calculation"
-                   " CHECK (total_amount = subtotal + tax_amount + shipping_amount - discount_amount) NOT VALID")
+    await sql(
+        dsn,
+        "CREATE TABLE orders (id uuid DEFAULT gen_random_uuid(), order_number text, subtotal numeric,"
+        " tax_amount numeric, shipping_amount numeric, discount_amount numeric, total_amount numeric)",
+    )
+    await sql(
+        dsn,
+        "INSERT INTO orders (order_number, subtotal, tax_amount, shipping_amount, discount_amount, total_amount)"
+        " VALUES ('T-1', 10, 1, 2, 0, 13), ('T-2', 10, 1, 2, 0, 99)",
+    )
+    await sql(
+        dsn,
+        "ALTER TABLE orders ADD CONSTRAINT check_total_calculation"
+        " CHECK (total_amount = subtotal + tax_amount + shipping_amount - discount_amount) NOT VALID",
+    )
     found = await check(dsn, "order_totals")
     assert found.status is Status.WARN and found.data["orders"] == ["T-2"]
     assert found.data["enforced_by_constraint"] is False
@@ -206,6 +245,7 @@ async def test_the_real_schema_refuses_a_wrong_total_outright(demo_copy):
 
 
 # --- repairs on a copy ------------------------------------------------------------------------
+
 
 async def test_fix_order_totals_fixes_only_what_was_found_then_refuses(guide_copy):
     found = await check(guide_copy, "order_totals")
@@ -229,8 +269,11 @@ async def test_fix_order_subtotals_fixes_only_what_was_found_then_refuses(demo_c
     found = await check(demo_copy, "order_totals")
     [proposal] = found.proposals
     # after the check, an item of an unpaid order disappears: the approved repair must not touch it
-    await sql(demo_copy, "DELETE FROM order_items WHERE product_sku = 'SKU-PSU-12V'"
-                         " AND order_id = (SELECT id FROM orders WHERE order_number = 'SO-1030')")
+    await sql(
+        demo_copy,
+        "DELETE FROM order_items WHERE product_sku = 'SKU-PSU-12V'"
+        " AND order_id = (SELECT id FROM orders WHERE order_number = 'SO-1030')",
+    )
 
     result = await remediate(demo_copy, proposal)
     assert result == "Recalculated subtotal and total_amount of 1 order: SO-1003 subtotal 65.70 → 54.50, total 71.42"
@@ -245,8 +288,11 @@ async def test_fix_order_subtotals_fixes_only_what_was_found_then_refuses(demo_c
 
 async def test_fix_order_subtotals_refuses_to_lower_a_paid_total(demo_copy):
     # SO-1010 is paid: dropping an item would take its total below paid_amount (check_paid_vs_total)
-    await sql(demo_copy, "DELETE FROM order_items WHERE product_sku = 'SKU-TOOL-CRIMP'"
-                         " AND order_id = (SELECT id FROM orders WHERE order_number = 'SO-1010')")
+    await sql(
+        demo_copy,
+        "DELETE FROM order_items WHERE product_sku = 'SKU-TOOL-CRIMP'"
+        " AND order_id = (SELECT id FROM orders WHERE order_number = 'SO-1010')",
+    )
     found = await check(demo_copy, "order_totals")
     [proposal] = found.proposals
     assert found.data["subtotals"]["orders"] == ["SO-1003", "SO-1010"]
@@ -271,8 +317,11 @@ async def test_recalc_stock_fixes_the_product_then_refuses(demo_copy_of):
 
 async def test_repairs_refuse_arguments_that_are_not_row_ids(demo_copy):
     registry = load_runbooks()
-    for action, key in (("data.fix_order_totals", "order_ids"), ("data.fix_order_subtotals", "order_ids"),
-                        ("data.recalc_stock", "product_ids")):
+    for action, key in (
+        ("data.fix_order_totals", "order_ids"),
+        ("data.fix_order_subtotals", "order_ids"),
+        ("data.recalc_stock", "product_ids"),
+    ):
         for bad in ([], ["1; DROP TABLE orders"], "not-a-list"):
             with pytest.raises(Refused):
                 await registry.remediations[action].func(context_for(demo_copy), **{key: bad})
@@ -293,15 +342,22 @@ async def test_dangling_rows_are_counted_for_composite_keys_and_odd_names(fresh_
     await sql(dsn, 'CREATE TABLE child (id int, a int, "B col" text)')
     await sql(dsn, """INSERT INTO "Parent Table" VALUES (1, 'x')""")
     await sql(dsn, """INSERT INTO child VALUES (1, 1, 'x'), (2, 1, 'y'), (3, NULL, 'z'), (4, 2, 'x')""")
-    await sql(dsn, 'ALTER TABLE child ADD CONSTRAINT "child fk" FOREIGN KEY (a, "B col") REFERENCES "Parent Table" NOT VALID')
+    await sql(
+        dsn, 'ALTER TABLE child ADD CONSTRAINT "child fk" FOREIGN KEY (a, "B col") REFERENCES "Parent Table" NOT VALID'
+    )
     found = await check(dsn, "not_valid_foreign_keys")
     [fk] = found.data["constraints"]
     assert found.status is Status.WARN
-    assert (fk["table"], fk["references"], fk["dangling"]) == ("child", '"Parent Table"', 2)  # NULL keys are not checked
+    assert (fk["table"], fk["references"], fk["dangling"]) == (
+        "child",
+        '"Parent Table"',
+        2,
+    )  # NULL keys are not checked
     assert sorted(fk["rows"]) == ["a=1, B col=y", "a=2, B col=x"]
 
 
 # --- through Slack and the CLI --------------------------------------------------------------------
+
 
 async def test_integrity_through_slack_posts_one_report_naming_the_faults(start_bot, erp_dsn):
     bot = await start_bot(erpgo_database_url=erp_dsn)
@@ -325,11 +381,14 @@ async def test_check_cli_prints_the_report_and_exits_1(erp_dsn):
     assert by_component["Order totals"]["data"]["subtotals"]["orders"] == ["SO-1003"]
 
 
-async def test_order_subtotal_repaired_after_a_colleague_approves_in_slack(start_bot, demo_copy, fresh_database, tmp_path):
+async def test_order_subtotal_repaired_after_a_colleague_approves_in_slack(
+    start_bot, demo_copy, fresh_database, tmp_path
+):
     policy = tmp_path / "policy.yml"
     policy.write_text('groups: {oncall: [U0ALICE, U0BOB]}\nactions: {"data.*": {approvers: [oncall]}}\n')
-    bot = await start_bot(erpgo_database_url=demo_copy, bot_database_url=fresh_database("bot"),
-                          chatops_policy_file=str(policy))
+    bot = await start_bot(
+        erpgo_database_url=demo_copy, bot_database_url=fresh_database("bot"), chatops_policy_file=str(policy)
+    )
     await bot.command("integrity", user_id="U0ALICE")
     [head] = bot.slack.channel_messages("C0OPS")
     approvals = [m for m in bot.slack.thread("C0OPS", head["ts"]) if bot.slack.buttons(m)]

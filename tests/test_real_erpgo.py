@@ -1,5 +1,6 @@
 """The real ERPGo's log lines: zerolog's console and JSON writers, Go panics, gin's recovery and access lines —
 parsed, counted, and read by `/erpgo logs` from a container that prints them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,31 +17,64 @@ from runbooks.loglines import parse, strip_ansi
 from tests.db_support import run_verb
 
 ESC = "\x1b"
-CONSOLE_FAILED = ('2025-11-30T01:02:03.000Z ERR Failed to login user error="UNAUTHORIZED: invalid credentials" '
-                  'email=user@example.com')
-COLOURED_FAILED = (f'{ESC}[90m2025-11-30T01:02:04.000Z{ESC}[0m {ESC}[31mERR{ESC}[0m Failed to login user '
-                   f'{ESC}[36merror={ESC}[0m{ESC}[31m"UNAUTHORIZED: invalid credentials"{ESC}[0m '
-                   f'{ESC}[36memail={ESC}[0muser@example.com')
-DEV_FAILED = ('2025-11-30T01:02:05.000Z ERROR handlers/simple_auth_handler.go:139 | Failed to login user '
-              'error="UNAUTHORIZED: invalid credentials" email:J.MARTIN@EXAMPLE.COM')
-JSON_FAILED = json.dumps({"level": "error", "error": "UNAUTHORIZED: invalid credentials",
-                          "email": "j.martin@example.com", "time": "2025-11-30T01:02:06Z",
-                          "message": "Failed to login user"}, separators=(",", ":"))
-RATE_LIMITED = ("2025-11-30T01:02:07.000Z WRN Rate limit exceeded for login attempt email=admin@example.com "
-                "ip=203.0.113.66")
-RATE_LIMITED_JSON = json.dumps({"level": "warn", "ip": "203.0.113.66", "email": "root@example.com",
-                                "time": "2025-11-30T01:02:08Z", "message": "Rate limit exceeded for login attempt"})
-LOCKED = ("2025-11-30T01:02:09.000Z WRN Login attempt for locked account email=admin@example.com "
-          "unlock_time=2025-11-30T01:17:09Z")
-RECORD_FAILED = ('2025-11-30T01:02:10.000Z ERR Failed to record failed login attempt error="dial tcp 172.18.0.3:6379: '
-                 'connect: connection refused" email=admin@example.com')
-ACCESS_OK = ("2025-11-30T01:02:11.000Z INF Request completed duration=503 method=GET path=/api/v1/products "
-             "status=200")
-ACCESS_500_JSON = json.dumps({"level": "error", "method": "GET", "path": "/api/v1/orders/7", "status": 500,
-                              "duration": 12.5, "message": "Request completed"})
+CONSOLE_FAILED = (
+    '2025-11-30T01:02:03.000Z ERR Failed to login user error="UNAUTHORIZED: invalid credentials" email=user@example.com'
+)
+COLOURED_FAILED = (
+    f"{ESC}[90m2025-11-30T01:02:04.000Z{ESC}[0m {ESC}[31mERR{ESC}[0m Failed to login user "
+    f'{ESC}[36merror={ESC}[0m{ESC}[31m"UNAUTHORIZED: invalid credentials"{ESC}[0m '
+    f"{ESC}[36memail={ESC}[0muser@example.com"
+)
+DEV_FAILED = (
+    "2025-11-30T01:02:05.000Z ERROR handlers/simple_auth_handler.go:139 | Failed to login user "
+    'error="UNAUTHORIZED: invalid credentials" email:J.MARTIN@EXAMPLE.COM'
+)
+JSON_FAILED = json.dumps(
+    {
+        "level": "error",
+        "error": "UNAUTHORIZED: invalid credentials",
+        "email": "j.martin@example.com",
+        "time": "2025-11-30T01:02:06Z",
+        "message": "Failed to login user",
+    },
+    separators=(",", ":"),
+)
+RATE_LIMITED = (
+    "2025-11-30T01:02:07.000Z WRN Rate limit exceeded for login attempt email=admin@example.com ip=203.0.113.66"
+)
+RATE_LIMITED_JSON = json.dumps(
+    {
+        "level": "warn",
+        "ip": "203.0.113.66",
+        "email": "root@example.com",
+        "time": "2025-11-30T01:02:08Z",
+        "message": "Rate limit exceeded for login attempt",
+    }
+)
+LOCKED = (
+    "2025-11-30T01:02:09.000Z WRN Login attempt for locked account email=admin@example.com "
+    "unlock_time=2025-11-30T01:17:09Z"
+)
+RECORD_FAILED = (
+    '2025-11-30T01:02:10.000Z ERR Failed to record failed login attempt error="dial tcp 172.18.0.3:6379: '
+    'connect: connection refused" email=admin@example.com'
+)
+ACCESS_OK = "2025-11-30T01:02:11.000Z INF Request completed duration=503 method=GET path=/api/v1/products status=200"
+ACCESS_500_JSON = json.dumps(
+    {
+        "level": "error",
+        "method": "GET",
+        "path": "/api/v1/orders/7",
+        "status": 500,
+        "duration": 12.5,
+        "message": "Request completed",
+    }
+)
 GIN_500 = '[GIN] 2025/11/30 - 01:02:12 | 500 |    1.234567ms |      172.18.0.1 | GET      "/api/v1/orders/7"'
-REQUEST_PANIC = ('2025-11-30T01:02:13.000Z ERR Request panic panic="runtime error: index out of range [3] with length 3" '
-                 'path=/api/v1/orders/7')
+REQUEST_PANIC = (
+    '2025-11-30T01:02:13.000Z ERR Request panic panic="runtime error: index out of range [3] with length 3" '
+    "path=/api/v1/orders/7"
+)
 GIN_RECOVERY = [
     "2025/11/30 01:02:14 [Recovery] 2025/11/30 - 01:02:14 panic recovered:",
     "runtime error: invalid memory address or nil pointer dereference",
@@ -59,10 +93,16 @@ STARTING = "2025-11-30T01:02:00.000Z INF Starting ERPGo API server port=8080"
 
 # --- the parser ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("line, writer, level", [
-    (CONSOLE_FAILED, "console", "error"), (COLOURED_FAILED, "console", "error"), (DEV_FAILED, "console", "error"),
-    (JSON_FAILED, "json", "error"),
-])
+
+@pytest.mark.parametrize(
+    "line, writer, level",
+    [
+        (CONSOLE_FAILED, "console", "error"),
+        (COLOURED_FAILED, "console", "error"),
+        (DEV_FAILED, "console", "error"),
+        (JSON_FAILED, "json", "error"),
+    ],
+)
 def test_a_failed_login_reads_the_same_in_every_writer(line, writer, level):
     parsed = parse(line)
     assert (parsed.writer, parsed.level, parsed.message) == (writer, level, "Failed to login user")
@@ -88,8 +128,21 @@ def test_lines_that_are_not_zerologs_keep_their_text():
 
 
 def test_scan_counts_failed_logins_per_email_and_rate_limits_per_address():
-    lines = [strip_ansi(line) for line in [STARTING, CONSOLE_FAILED, COLOURED_FAILED, DEV_FAILED, JSON_FAILED,
-                                           RATE_LIMITED, RATE_LIMITED_JSON, LOCKED, RECORD_FAILED, ACCESS_OK]]
+    lines = [
+        strip_ansi(line)
+        for line in [
+            STARTING,
+            CONSOLE_FAILED,
+            COLOURED_FAILED,
+            DEV_FAILED,
+            JSON_FAILED,
+            RATE_LIMITED,
+            RATE_LIMITED_JSON,
+            LOCKED,
+            RECORD_FAILED,
+            ACCESS_OK,
+        ]
+    ]
     found = scan(lines)
     assert found["failed_login"] == 4
     assert dict(found["failed_by_email"]) == {"user@example.com": 2, "j.martin@example.com": 2}
@@ -111,6 +164,7 @@ def test_scan_finds_5xx_and_panics_in_every_shape_once_each():
 
 # --- /erpgo logs on a container that prints them -------------------------------------------------
 
+
 def printing(lines: list[str], stderr: list[str]) -> str:
     """A shell script that prints `lines` to stdout, `stderr` to stderr, then waits."""
     out = " ".join(shlex.quote(line) for line in lines)
@@ -122,8 +176,21 @@ def printing(lines: list[str], stderr: list[str]) -> str:
 def zerolog_api(docker_engine):
     """A container printing the real API's lines, in both writers; returns (DOCKER_HOST, its name)."""
     name = f"erpgo-api-zerolog-{uuid.uuid4().hex[:6]}"
-    stdout = [STARTING, CONSOLE_FAILED, COLOURED_FAILED, DEV_FAILED, JSON_FAILED, CONSOLE_FAILED, RATE_LIMITED,
-              RATE_LIMITED_JSON, RATE_LIMITED, ACCESS_OK, ACCESS_500_JSON, REQUEST_PANIC, RECORD_FAILED]
+    stdout = [
+        STARTING,
+        CONSOLE_FAILED,
+        COLOURED_FAILED,
+        DEV_FAILED,
+        JSON_FAILED,
+        CONSOLE_FAILED,
+        RATE_LIMITED,
+        RATE_LIMITED_JSON,
+        RATE_LIMITED,
+        ACCESS_OK,
+        ACCESS_500_JSON,
+        REQUEST_PANIC,
+        RECORD_FAILED,
+    ]
     docker_engine.run(name, printing(stdout, [*GIN_RECOVERY, *GO_PANIC]))
     deadline = time.monotonic() + 20
     while "printed" not in docker_engine.docker("logs", name):
