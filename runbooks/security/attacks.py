@@ -27,9 +27,9 @@ from bot.core.registry import Runbook, UsageError
 from bot.core.units import short_duration
 from bot.targets import NotConfigured
 from runbooks.application import api_container
-from runbooks.security import auditlog, loglines
+from runbooks.security import auditlog, logscan
 from runbooks.security.bans import ban_proposal, covering
-from runbooks.security.common import BLOCK, IDENTIFY, ban_guard_for, clock, read_container_lines, shown
+from runbooks.security.common import BLOCK, IDENTIFY, ban_guard_for, clock, plural, read_container_lines, span
 from runbooks.security.settings import security_findings
 
 runbook = Runbook("security")
@@ -132,7 +132,7 @@ def ip_line(row: auditlog.IpFailures) -> str:
     line = (
         f"{where}: {row.failures} failed logins, {row.accounts} account{'s' if row.accounts != 1 else ''}"
         + (" (a spray)" if row.accounts >= SPRAY_ACCOUNTS else "")
-        + f" — {clock(row.first_seen)} to {clock(row.last_seen)} — {_agents(row.agents)}"
+        + f" — {span(row.first_seen, row.last_seen)} — {_agents(row.agents)}"
         + (f" — e.g. {', '.join(row.sample[:3])}" if row.sample else "")
     )
     if row.logins:
@@ -151,11 +151,8 @@ def account_line(row: auditlog.AccountFailures) -> str:
 
 def rate_text(current: int, previous: int) -> tuple[str, bool]:
     spike = current >= SPIKE_MINIMUM and current >= SPIKE_FACTOR * max(previous, 1)
-    if previous:
-        text = f"{current} vs {previous} in the window before (×{current / previous:.1f})"
-    else:
-        text = f"{current} vs none in the window before"
-    return text + (" — a spike" if spike else ""), spike
+    text = f"{previous} in the window before" + (f" (×{current / previous:.1f})" if previous else "")
+    return text + (": a spike" if spike else ""), spike
 
 
 async def audit_findings(ctx: CheckContext, window: Window, candidates: Candidates) -> list[Finding]:
@@ -166,12 +163,15 @@ async def audit_findings(ctx: CheckContext, window: Window, candidates: Candidat
     for row in summary.by_ip:
         if row.ip and (row.failures >= FAILED_LOGINS_TO_BAN or row.accounts >= SPRAY_ACCOUNTS):
             candidates[row.ip].append(
-                f"{row.failures} failed logins for {row.accounts} accounts in {window.label} (audit_logs)"
+                f"{row.failures} failed logins for {plural(row.accounts, 'account')} in {window.label} (audit_logs)"
             )
     rate, spike = rate_text(summary.current, summary.previous)
     over = [row for row in summary.by_ip if row.ip in candidates]
     status = Status.CRIT if over else Status.WARN if spike or summary.current >= FAILED_LOGINS_TO_BAN else Status.OK
-    title = f"{summary.current} failed logins in {window.label} from {len(summary.by_ip)} addresses: {rate}"
+    title = (
+        f"{plural(summary.current, 'failed login')} in {window.label} "
+        f"from {plural(len(summary.by_ip), 'address', 'addresses')} — {rate}"
+    )
     if not summary.current:
         title = f"no failed logins in {window.label}" + (
             f" ({summary.previous} in the window before)" if summary.previous else ""
@@ -228,7 +228,7 @@ def lockout_finding(summary: auditlog.AuditSummary, window: Window) -> Finding:
         return Finding.ok("Locked accounts", f"no account locked out in {window.label} (ACCOUNT_LOCKOUT events)")
     return Finding.warn(
         "Locked accounts",
-        f"{len(summary.lockouts)} accounts locked out in {window.label}",
+        f"{plural(len(summary.lockouts), 'account')} locked out in {window.label}",
         details=details + ["`/erpgo user <email>` shows one and proposes reactivating it"],
         data={"lockouts": [account for account, _, _ in summary.lockouts], "locked_now": summary.locked_now},
     )
@@ -247,7 +247,7 @@ async def api_log_findings(ctx: CheckContext, window: Window, candidates: Candid
     component = f"API log {name}"
     if lines is None:
         return [Finding.warn(component, "container not found", data={"container": name})]
-    summary = loglines.scan_api_log(lines)
+    summary = logscan.scan_api_log(lines)
     failed, limited, locked = (
         sum(summary.failed_by_email.values()),
         sum(summary.rate_limited_by_ip.values()),
@@ -279,7 +279,8 @@ async def api_log_findings(ctx: CheckContext, window: Window, candidates: Candid
         Finding(
             status,
             component,
-            f"{failed} failed-login lines, {limited} rate-limited attempts, {locked} attempts on locked accounts",
+            f"{plural(failed, 'failed-login line')}, {plural(limited, 'rate-limited attempt')}, "
+            f"{plural(locked, 'attempt')} on locked accounts",
             details=details,
             data={"failed": failed, "rate_limited": dict(summary.rate_limited_by_ip), "locked": locked},
         )
@@ -289,10 +290,10 @@ async def api_log_findings(ctx: CheckContext, window: Window, candidates: Candid
 # --- the reverse proxy's access log -----------------------------------------------------------------
 
 
-def access_line(summary: loglines.AccessLogSummary, ip: str) -> str:
+def access_line(summary: logscan.AccessLogSummary, ip: str) -> str:
     kinds = summary.suspicious_by_ip.get(ip)
     statuses = summary.auth_by_ip.get(ip)
-    line = f"{ip}: {summary.requests_by_ip[ip]} requests"
+    line = f"{ip}: {plural(summary.requests_by_ip[ip], 'request')}"
     if statuses:
         line += " (" + ", ".join(f"{status} ×{n}" for status, n in sorted(statuses.items())) + ")"
     if kinds:
@@ -309,7 +310,7 @@ async def access_log_findings(ctx: CheckContext, window: Window, candidates: Can
     lines = await read_container_lines(ctx, name, window.since, MAX_LOG_LINES)
     if lines is None:
         return [Finding.warn(component, "container not found", data={"container": name})]
-    summary = loglines.scan_access_log(lines)
+    summary = logscan.scan_access_log(lines)
     if summary.lines and not summary.parsed:
         return [Finding.warn(component, f"none of its {summary.lines} lines is in nginx's combined format")]
     for ip in summary.requests_by_ip:
@@ -375,33 +376,34 @@ async def ban_proposals(ctx: CheckContext, window: Window, candidates: Candidate
     held = await firewall.banned()
     guard = await ban_guard_for(ctx)
     seconds = ctx.settings.erpgo_ban_default_duration
-    proposals, details, banned = [], [], []
+    findings, left_alone = [], []
     for ip, line in zip(ranked, evidence, strict=True):
         network, why = guard(ip)
         if network is None:
-            details.append(f"{line} — not proposed: {why}")
+            left_alone.append(f"{line} — not proposed: {why}")
         elif any(entry.network == network for entry in held) or covering(held, network):
-            details.append(f"{line} — already banned on {firewall.name}")
+            left_alone.append(f"{line} — already banned on {firewall.name}")
         else:
-            details.append(line)
-            banned.append(shown(network))
-            proposals.append(ban_proposal(firewall, network, seconds, "; ".join(candidates[ip])))
-    title = (
-        f"{len(proposals)} address{'es' if len(proposals) != 1 else ''} to ban: " + ", ".join(banned)
-        if proposals
-        else f"{len(ranked)} addresses over the thresholds, none to ban now"
-    )
-    return [
-        Finding(
-            Status.CRIT if proposals else Status.WARN,
-            "Ban proposals",
-            title,
-            details=details,
-            section=BLOCK,
-            proposals=proposals,
-            data={"proposed": [p.args["network"] for p in proposals], "over_threshold": ranked},
+            # one finding per address, so that its approval shows the evidence against it alone
+            findings.append(
+                Finding.crit(
+                    "Ban proposal",
+                    line,
+                    section=BLOCK,
+                    proposals=[ban_proposal(firewall, network, seconds, "; ".join(candidates[ip]))],
+                    data={"network": str(network), "evidence": candidates[ip]},
+                )
+            )
+    if left_alone:
+        findings.append(
+            Finding.warn(
+                "Ban proposals",
+                f"{plural(len(left_alone), 'address', 'addresses')} over the thresholds not proposed",
+                details=left_alone,
+                section=BLOCK,
+            )
         )
-    ]
+    return findings
 
 
 ALERTS = (

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.core.engine import CheckContext
 from bot.core.errors import describe_error
@@ -24,6 +24,7 @@ from bot.core.registry import Refused, Runbook, UsageError
 from bot.core.units import parse_duration, short_duration
 from bot.targets import NotConfigured
 from bot.targets.firewall import BanEntry, Fail2ban, FirewallBackend, Nftables, NotBanned
+from runbooks.security import auditlog
 from runbooks.security.common import (
     BLOCK,
     as_network,
@@ -48,6 +49,7 @@ from runbooks.security.ledger import (
 runbook = Runbook("bans")
 
 MAX_REASON = 300
+EVIDENCE_WINDOW = timedelta(hours=24)
 _DURATION_WORD = re.compile(r"\d[\dsmhdw]*", re.IGNORECASE)
 
 
@@ -132,6 +134,19 @@ def refused(component: str, why: str) -> Finding:
     return Finding.warn(component, f"refused: {why}", details=["nothing was proposed"], data={"refused": why})
 
 
+async def audit_evidence(ctx: CheckContext, network: Network) -> list[str]:
+    """What ERPGo's audit_logs say about the address in the last day; nothing when they cannot be read."""
+    since = datetime.now(UTC) - EVIDENCE_WINDOW
+    try:
+        async with ctx.targets.pg.connect() as conn:
+            if not await auditlog.has_table(conn, "audit_logs"):
+                return []
+            failures, accounts = await auditlog.failures_from(conn, str(network), since)
+    except Exception:  # NotConfigured, unreachable, not ERPGo: the ban request stands without it
+        return []
+    return [f"ERPGo's audit_logs, last 24 h: {failures} failed logins from it, for {accounts} accounts"]
+
+
 @runbook.check("ban", component="Ban", section=BLOCK, timeout=15)
 async def ban_request(ctx: CheckContext) -> Finding:
     network, note = await ban_guard(ctx, str(ctx.params["network"]))
@@ -158,6 +173,7 @@ async def ban_request(ctx: CheckContext) -> Finding:
         )
     if not firewall.honours_duration:
         details.append(f"{firewall.name} applies its jail's own bantime: a duration asked for is not used")
+    details += await audit_evidence(ctx, network)
     reason = str(ctx.params.get("reason") or "") or "asked for by hand"
     return Finding.ok(
         "Ban",

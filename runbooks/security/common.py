@@ -12,7 +12,8 @@ from bot.core.engine import CheckContext
 from bot.core.errors import describe_error
 from bot.core.units import human_duration
 from bot.targets import NotConfigured
-from bot.targets.docker import ContainerNotFound, NetworkInfo
+from bot.targets.docker import ContainerNotFound
+from bot.targets.docker_models import NetworkInfo
 from runbooks.security.guards import Network, ban_refusal, own_addresses
 
 IDENTIFY = "Security Issues › Unauthorized Access Attempts › Identify Threat"
@@ -29,6 +30,18 @@ def shown(network: Network) -> str:
 
 def clock(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def span(first: datetime, last: datetime) -> str:
+    """ "09:21:34 to 09:50:34 UTC" within one day, full dates otherwise."""
+    first, last = first.astimezone(UTC), last.astimezone(UTC)
+    if first.date() == last.date():
+        return f"{first:%H:%M:%S} to {last:%H:%M:%S} UTC"
+    return f"{clock(first)} to {clock(last)}"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def until_text(until: datetime | None, now: datetime) -> str:

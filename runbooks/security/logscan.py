@@ -1,19 +1,17 @@
-"""Attack evidence in log lines: the API's own (zerolog, console or JSON) and a reverse proxy's access log
-(nginx "combined"). Pure functions over lines; reading them is the caller's business."""
+"""Attack evidence in log lines: the API's own (zerolog, console or JSON, as runbooks/loglines.py reads
+them) and a reverse proxy's access log (nginx "combined"). Pure functions over lines."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import unquote, unquote_plus
 
+from runbooks import loglines as zerolog
+
 MAX_EXAMPLE = 120
 EXAMPLES_PER_IP = 2
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_FIELD = re.compile(r'(?<![\w"])([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 RATE_LIMITED = "Rate limit exceeded for login attempt"
 FAILED_LOGIN = "Failed to login user"
@@ -29,43 +27,13 @@ class ApiLogSummary:
     locked_by_email: Counter[str] = field(default_factory=Counter)
 
 
-def zerolog_event(line: str) -> tuple[str, dict[str, str]] | None:
-    """(message, fields) of a zerolog line, console writer (`… WRN msg ip=… email=…`) or JSON."""
-    line = _ANSI.sub("", line).strip()
-    if line.startswith("{"):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return None
-        if not isinstance(event, dict):
-            return None
-        message = str(event.get("message") or event.get("msg") or "")
-        return message, {str(k): str(v) for k, v in event.items() if isinstance(v, (str, int, float))}
-    for message in (RATE_LIMITED, FAILED_LOGIN, LOCKED_ATTEMPT):
-        at = line.find(message)
-        if at >= 0:
-            fields = {key: _unquoted(value) for key, value in _FIELD.findall(line[at + len(message) :])}
-            return message, fields
-    return None
-
-
-def _unquoted(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        try:
-            decoded = json.loads(value)
-            return decoded if isinstance(decoded, str) else value[1:-1]
-        except ValueError:
-            return value[1:-1]
-    return value
-
-
 def scan_api_log(lines: list[str]) -> ApiLogSummary:
     summary = ApiLogSummary(lines=len(lines))
     for line in lines:
-        event = zerolog_event(line)
-        if event is None:
+        parsed = zerolog.parse(line)
+        if not parsed.structured:
             continue
-        message, fields = event
+        message, fields = parsed.message, parsed.fields
         email = fields.get("email", "").lower() or "?"
         if message == FAILED_LOGIN:
             summary.failed_by_email[email] += 1
