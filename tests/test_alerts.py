@@ -551,7 +551,9 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     ]
     assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("HighResponseTime")
     assert "docker_containers" in names("ContainerRestarting") and "docker_containers" in names("HighMemoryUsage")
-    assert "api_error_logs" in names("HighFailedLoginRate")
+    assert names("HighFailedLoginRate") == ["attack_evidence", "security_settings"]
+    assert names("SuspiciousAPIUsage") == names("DataExfiltrationDetection") == names("CriticalAuthFailureRate")
+    assert "api_error_logs" in names("FailedLogins"), "other login alerts keep the guide's log check"
     assert names("SomethingNobodyMapped") == [c.name for c in registry.verbs["health"].checks]
     assert names("Whatever", {"component": "redis"})[0] == "redis_health"
 
