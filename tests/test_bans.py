@@ -146,6 +146,12 @@ async def test_refused_bans_say_why_and_propose_nothing(start_bot, nft_settings,
     listing = run([*edge_network.nft_command, "list", "ruleset"]).stdout
     assert "erpgo_chatops" not in listing, "the firewall was not touched"
 
+    assert "executed: Banned 198.51.100.2/31 on nftables" in await ban(bot, "198.51.100.2/31 1h both of them")
+    assert not await can_connect(edge_network, edge_network.second_attacker_ip)
+    text, approvals = await command(bot, "ban 198.51.100.3")
+    assert "overlaps 198.51.100.2/31, banned until" in text and "unban 198.51.100.2/31 first" in text
+    assert approvals == []
+
 
 async def test_a_ban_longer_than_the_maximum_is_refused(start_bot, nft_settings):
     bot = await start_bot(**nft_settings | {"erpgo_ban_max_duration": "1d"})

@@ -117,6 +117,10 @@ def covering(held: list[BanEntry], network: Network) -> list[BanEntry]:
     ]
 
 
+def overlaps(one: Network, other: Network) -> bool:
+    return one.version == other.version and one.overlaps(other)
+
+
 def ban_proposal(
     firewall: FirewallBackend, network: Network, seconds: int, reason: str, evidence: str = ""
 ) -> Proposal:
@@ -167,9 +171,13 @@ async def ban_request(ctx: CheckContext) -> Finding:
     if same:
         title = f"{shown(network)} is already banned {until_text(expiry(now, same[0].expires_in), now)}"
         details.append("approving bans it again with the duration asked for")
-    for wider in covering(held, network):
-        details.append(
-            f"{shown(wider.network)}, which contains it, is banned {until_text(expiry(now, wider.expires_in), now)}"
+    overlapping = [entry for entry in held if entry.network != network and overlaps(entry.network, network)]
+    if overlapping:
+        other = overlapping[0]
+        return refused(
+            "Ban",
+            f"{shown(network)} overlaps {shown(other.network)}, banned {until_text(expiry(now, other.expires_in), now)}: "
+            f"unban {shown(other.network)} first, or leave it",
         )
     if not firewall.honours_duration:
         details.append(f"{firewall.name} applies its jail's own bantime: a duration asked for is not used")
