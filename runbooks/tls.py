@@ -67,10 +67,14 @@ def endpoints(ctx: CheckContext) -> tuple[list[tuple[str, int]], list[Finding]]:
 
 def report_finding(report: tls.TlsReport, now: datetime) -> Finding:
     verdicts = tls.judge(report, now)  # worst first
+
+    def said(verdict: tls.TlsVerdict) -> str:  # the component already names the endpoint
+        return verdict.title.removeprefix(f"{report.label} — ")
+
     status = LEVELS[verdicts[0].level]
     details = [*verdicts[0].details]
     for verdict in verdicts[1:]:
-        details.append(f"{LEVELS[verdict.level].emoji} {verdict.title}")
+        details.append(f"{LEVELS[verdict.level].emoji} {said(verdict)}")
         details += [f"    {line}" for line in verdict.details]
     leaf = report.leaf
     data = {
@@ -85,7 +89,7 @@ def report_finding(report: tls.TlsReport, now: datetime) -> Finding:
         "cipher": report.cipher,
         "chain": [cert.subject for cert in report.chain],
     }
-    return Finding(status, f"TLS {report.label}", verdicts[0].title, details=details, data=data)
+    return Finding(status, f"TLS {report.label}", said(verdicts[0]), details=details, data=data)
 
 
 def failure_finding(host: str, port: int, exc: BaseException) -> Finding:

@@ -1,5 +1,5 @@
-"""The containers the bot watches: every container of ERPGO_COMPOSE_PROJECT when that is set (stopped
-ones included), otherwise ERPGO_CONTAINERS."""
+"""The containers the bot watches — every container of ERPGO_COMPOSE_PROJECT when that is set (stopped
+ones included), otherwise ERPGO_CONTAINERS — and a read shared by the checks of one report."""
 
 from __future__ import annotations
 
