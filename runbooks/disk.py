@@ -24,7 +24,8 @@ from bot.core.registry import Refused, Runbook
 from bot.core.units import human_bytes
 from bot.targets import NotConfigured
 from bot.targets import docker_prune as pruning
-from bot.targets.docker import ContainerNotFound, disk_categories
+from bot.targets.docker import ContainerNotFound
+from bot.targets.docker_models import disk_categories
 from runbooks.database.common import db_check, db_connection
 from runbooks.triage import name_matches
 from runbooks.watched import once_per_report, protected_containers, watched_projects

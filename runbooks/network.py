@@ -20,14 +20,8 @@ from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
 from bot.targets import container_probes as probes
-from bot.targets.docker import (
-    ContainerInfo,
-    ContainerNotFound,
-    NetworkInfo,
-    PortBinding,
-    container_info,
-    port_conflicts,
-)
+from bot.targets.docker import ContainerNotFound
+from bot.targets.docker_models import ContainerInfo, NetworkInfo, PortBinding, container_info, port_conflicts
 from runbooks.triage import name_matches
 from runbooks.watched import once_per_report, watched_api
 

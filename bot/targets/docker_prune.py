@@ -19,7 +19,8 @@ from typing import Any
 
 from aiodocker.exceptions import DockerError
 
-from bot.targets.docker import ACTIVE_STATES, COMPOSE_PROJECT, ContainerNotFound, Docker
+from bot.targets.docker import ContainerNotFound, Docker
+from bot.targets.docker_models import ACTIVE_STATES, COMPOSE_PROJECT
 
 CONTAINER, IMAGE, BUILD_CACHE = "container", "image", "build cache"
 
