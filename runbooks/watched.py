@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot.core.engine import CheckContext
 from runbooks.application import api_container
@@ -44,6 +44,12 @@ async def once_per_report(ctx: CheckContext, key: str, read: Callable[[], Awaita
     task = ctx.params.get(key)
     if task is None:
         task = asyncio.ensure_future(read())
+        task.add_done_callback(_retrieve)  # every check may have timed out by the time it fails
         ctx.params[key] = task
     result: T = await asyncio.shield(task)
     return result
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
