@@ -554,6 +554,9 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     assert names("HighFailedLoginRate") == ["attack_evidence", "security_settings"]
     assert names("SuspiciousAPIUsage") == names("DataExfiltrationDetection") == names("CriticalAuthFailureRate")
     assert "api_error_logs" in names("FailedLogins"), "other login alerts keep the guide's log check"
+    disk = ["filesystem_usage", "docker_disk_usage", "container_logs", "database_disk"]
+    assert names("HighDiskUsage") == disk and names("PostgreSQLDiskSpace") == disk
+    assert names("NetworkErrors") == ["service_discovery", "compose_networks", "published_ports"]
     assert names("SomethingNobodyMapped") == [c.name for c in registry.verbs["health"].checks]
     assert names("Whatever", {"component": "redis"})[0] == "redis_health"
 

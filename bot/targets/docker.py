@@ -296,6 +296,37 @@ class Docker:
         """`docker system df`: images, containers, volumes and build cache with sizes and reclaimable bytes."""
         return disk_categories(await self._system_df())
 
+    async def disk_usage_raw(self, seconds: float | None = None) -> dict[str, Any]:
+        """`docker system df` as the engine returns it (every image, container, volume and cache record).
+        It can take long on a busy host, hence its own deadline."""
+        async with self._call(seconds) as client:
+            result: dict[str, Any] = await client._query_json("system/df", timeout=None)
+        return result
+
+    async def remove_container(self, container_id: str) -> None:
+        """`docker rm` without force and without volumes: the engine refuses (409) a running container."""
+        async with (
+            self._call(container=container_id) as client,
+            client._query(f"containers/{container_id}", method="DELETE"),
+        ):
+            pass
+
+    async def remove_image(self, image_id: str) -> None:
+        """`docker rmi` without force: the engine refuses (409) an image a container still uses."""
+        async with self._call() as client, client._query(f"images/{image_id}", method="DELETE"):
+            pass
+
+    async def prune_build_cache(self) -> int:
+        """`docker builder prune -f`: unused build cache; the bytes the engine says it freed (0 without one)."""
+        async with self._call(self.timeout * 6) as client:
+            try:
+                answer = await client._query_json("build/prune", method="POST")
+            except DockerError as exc:
+                if exc.status not in (404, 501):
+                    raise
+                return 0
+        return int((answer or {}).get("SpaceReclaimed") or 0)
+
     async def prune(self, dry_run: bool) -> PruneResult:
         """Remove stopped containers, dangling images and unused build cache — never volumes.
         A dry run only says what would go and how many bytes that frees."""

@@ -146,7 +146,7 @@ async def security_findings(ctx: CheckContext, container: str) -> list[Finding]:
             status,
             COMPONENT,
             f"{container}: " + ", ".join(summary for _, summary, _ in judged),
-            details=[detail for _, _, detail in judged],
+            details=[detail for _, _, detail in judged] + ["TLS: `/erpgo tls` checks the certificates"],
             data={
                 "container": container,
                 "rate_limiting": judged[0][1],
