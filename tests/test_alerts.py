@@ -464,7 +464,8 @@ async def test_erpgo_alerts_lists_the_open_threads_with_links(alert_bot):
     links = re.findall(r"<(https://local\.slack\.com/archives/C0ALERTS/p\d+)\|thread>", text)
     assert len(links) == 2
     assert result.json.get("response_type", "ephemeral") == "ephemeral"
-    assert "`/erpgo alerts`" in (await bot.command("help")).json["blocks"][0]["text"]["text"]
+    help_blocks = (await bot.command("help")).json["blocks"]  # a long list takes several sections
+    assert any("`/erpgo alerts`" in block["text"]["text"] for block in help_blocks)
 
 
 async def test_a_burst_is_recorded_whole_and_paced_per_channel(alert_bot):

@@ -62,8 +62,7 @@ def parse_security(words: list[str]) -> dict[str, int]:
 
 runbook.verb(
     "security",
-    "who is attacking: failed logins by IP and account (audit_logs), the API's and the proxy's logs, "
-    "security settings — with ban proposals",
+    "who is attacking and from where (audit_logs, logs, access log), security settings; ban proposals",
     usage="[minutes]",
     parse=parse_security,
     ack="Looking for attackers…",

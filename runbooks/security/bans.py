@@ -75,7 +75,7 @@ def parse_ban(words: list[str]) -> dict[str, object]:
 
 runbook.verb(
     "ban",
-    "propose banning an address or range on the firewall (default duration from ERPGO_BAN_DEFAULT_DURATION)",
+    "propose banning an address or range on the firewall",
     usage="<ip|cidr> [duration] [reason…]",
     parse=parse_ban,
     ack="Checking the address…",
@@ -226,7 +226,7 @@ async def ban_ip(ctx: CheckContext, network: str, seconds: int, reason: str = ""
 
 runbook.verb(
     "bans",
-    "the bans: address, until, reason, who asked and approved, backend — checked against the firewall",
+    "the bans, who asked, approved and why, checked against the firewall",
     ack="Reading the bans…",
 )
 
