@@ -27,11 +27,9 @@ from bot.targets.docker_models import (
     DiskCategory,
     HostInfo,
     NetworkInfo,
-    PruneResult,
     container_info,
     disk_categories,
     endpoints_of,
-    preview_prune,
     restarts_from_events,
 )
 
@@ -44,7 +42,6 @@ TOOL_PROBE_SECONDS = 5.0
 NOT_EXECUTABLE = (126, 127)  # the exit codes of "not found" / "cannot execute"
 TOP_PS_ARGS = "-o pid,user,pcpu,pmem,rss,etime,args"
 RESTART_EVENTS = ("die", "start")
-ACTIVE_STATES = ("running", "paused", "restarting")  # what a container prune leaves alone
 UNREACHABLE_STATUS = 900  # aiodocker's status for a connection that failed
 
 EnvPresence = Literal["set", "empty"]
@@ -326,31 +323,6 @@ class Docker:
                     raise
                 return 0
         return int((answer or {}).get("SpaceReclaimed") or 0)
-
-    async def prune(self, dry_run: bool) -> PruneResult:
-        """Remove stopped containers, dangling images and unused build cache — never volumes.
-        A dry run only says what would go and how many bytes that frees."""
-        preview = preview_prune(await self._system_df())
-        if dry_run:
-            return preview
-        reclaimed = 0
-        steps = (
-            ("containers/prune", None),
-            ("images/prune", {"filters": _filters_param({"dangling": "true"})}),
-            ("build/prune", None),
-        )
-        async with self._call(self.timeout * 6) as client:
-            for path, params in steps:
-                try:
-                    answer = await client._query_json(path, method="POST", params=params)
-                except DockerError as exc:
-                    if path != "build/prune" or exc.status not in (404, 501):
-                        raise
-                    continue  # an engine without a build cache to prune
-                reclaimed += int((answer or {}).get("SpaceReclaimed") or 0)
-        return PruneResult(
-            dry_run=False, items=preview.items, bytes_reclaimable=preview.bytes_reclaimable, bytes_reclaimed=reclaimed
-        )
 
     # networks
 
