@@ -3,6 +3,8 @@ beyond a reusable client."""
 
 from __future__ import annotations
 
+from bot.core.parse import shown
+from bot.core.registry import UsageError
 from bot.settings import Settings
 
 
@@ -12,6 +14,15 @@ class NotConfigured(Exception):
     def __init__(self, setting: str):
         super().__init__(f"not configured (set {setting})")
         self.setting = setting
+
+
+class NotWatched(UsageError):
+    """A container the bot does not watch: it reads only the deployment's own containers."""
+
+    def __init__(self, name: str, watched: list[str]):
+        super().__init__(f"{shown(name)} is not a watched container; watched: {', '.join(watched)}")
+        self.name = name
+        self.watched = watched
 
 
 class Targets:
@@ -32,6 +43,12 @@ class Targets:
         self._redis = Redis(redis_url, timeout) if redis_url else None
         self.docker = Docker(settings.docker_host, timeout)
         self.containers = settings.erpgo_containers
+
+    def watched(self, name: str) -> str:
+        """`name` when it is one of the watched containers (ERPGO_CONTAINERS); NotWatched otherwise."""
+        if name not in self.containers:
+            raise NotWatched(name, list(self.containers))
+        return name
 
     @property
     def api(self):
