@@ -61,6 +61,16 @@ def _translated(exc: DockerError, container: str | None) -> Exception:
     return exc
 
 
+def translated(exc: BaseException, container: str | None = None) -> BaseException:
+    """An error of the raw aiodocker client as this module raises it (an engine that cannot be
+    reached is DockerUnreachable, a ConnectionError: "unreachable", never a bug)."""
+    if isinstance(exc, DockerError):
+        return _translated(exc, container)
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return DockerUnreachable(str(exc))
+    return exc
+
+
 def parse_time(value: str | None) -> datetime | None:
     """The engine's RFC 3339 times; its zero time '0001-01-01…' means never."""
     if not value or value.startswith("0001-01-01"):
