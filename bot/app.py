@@ -100,11 +100,12 @@ class Runtime:
         if self.store is not None:
             await self.store.close()
 
-    async def identify(self, wait: float = IDENTITY_WAIT) -> None:
-        """auth.test, retried with backoff: awaited up to `wait` seconds, then on in the background
-        (requests are served meanwhile). A token Slack refuses is a ConfigError at start."""
+    async def identify(self, wait: float | None = None) -> None:
+        """auth.test, retried with backoff: awaited up to `wait` seconds (IDENTITY_WAIT), then on in the
+        background (requests are served meanwhile). A token Slack refuses is a ConfigError at start."""
         if self.slack.offline_mode:
             return
+        wait = IDENTITY_WAIT if wait is None else wait
 
         async def keep_asking() -> None:
             try:

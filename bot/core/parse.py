@@ -21,17 +21,22 @@ MAX_SHOWN = 20
 ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
-def shown(text: str) -> str:
+def shown(text: str, limit: int = MAX_SHOWN) -> str:
     """How a refused value is quoted back: short, printable, in backticks."""
-    clipped = text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+    clipped = text if len(text) <= limit else text[: limit - 1] + "…"
     printable = "".join(c if c.isprintable() else "?" for c in clipped).replace("`", "'")
     return f"`{printable}`"
+
+
+def is_ascii_digits(text: object, max_digits: int = 18) -> bool:
+    """Whether `text` is 1 to `max_digits` ASCII digits (what `str.isdigit()` is mistaken for)."""
+    return isinstance(text, str) and 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
 
 
 def ascii_int(text: str, *, min: int, max: int, what: str) -> int:
     """`text` as an integer written in ASCII digits (a leading `-` only when `min` < 0), within [min, max]."""
     if not isinstance(text, str) or not ASCII_INT.fullmatch(text) or (text.startswith("-") and min >= 0):
-        raise UsageError(f"{what} must be a whole number in the digits 0-9, not {shown(str(text))}")
+        raise UsageError(f"{what} must be an integer, not {shown(str(text))}")
     value = int(text)
     if not min <= value <= max:
         raise UsageError(f"{what} must be between {min} and {max}")

@@ -20,7 +20,7 @@ class NotWatched(UsageError):
     """A container the bot does not watch: it reads only the deployment's own containers."""
 
     def __init__(self, name: str, watched: list[str]):
-        super().__init__(f"{shown(name)} is not a watched container; watched: {', '.join(watched)}")
+        super().__init__(f"{shown(name, 128)} is not a watched container; watched: {', '.join(watched)}")
         self.name = name
         self.watched = watched
 
