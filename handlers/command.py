@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import time
 import uuid
@@ -21,6 +22,7 @@ from bot.slack import render
 
 MAX_ECHO = 60  # how much of an unknown verb we quote back
 MAX_TEXT = 4000  # Slack's own limit on a slash command's text; checked before any splitting
+WATCHED_LOOKUP_S = 1.0  # s of the 3 s ack the compose project's containers may take to list
 
 
 @dataclass
@@ -114,7 +116,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         try:
             params = verb.parse_args(args)
             if params.get("container") is not None:  # any verb reading a container reads only watched ones
-                runtime.targets.watched(params["container"])
+                await watched_or_later(runtime, params["container"])
         except UsageError as exc:
             COMMANDS.labels(verb.name, "usage").inc()
             log.info("command", verb=verb.name, outcome="usage")
@@ -128,6 +130,17 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
+
+
+async def watched_or_later(runtime, container: str) -> None:
+    """NotWatched (a UsageError) for a container the bot does not watch. When the engine cannot say in
+    time (ERPGO_COMPOSE_PROJECT), the verb's own check asks again and refuses it there."""
+    try:
+        await asyncio.wait_for(runtime.targets.watched(container), WATCHED_LOOKUP_S)
+    except UsageError:
+        raise
+    except Exception as exc:
+        log.info("watched_lookup_deferred", error=type(exc).__name__)
 
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:

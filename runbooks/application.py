@@ -215,8 +215,11 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
 async def api_error_logs(ctx: CheckContext) -> Finding:
     name = ctx.params.get("container") or api_container(ctx.targets.containers)
     component = f"Logs {name}"
-    if name not in ctx.targets.containers:  # only the deployment's own containers are read
-        return Finding.skipped(component, f"not a watched container (watched: {', '.join(ctx.targets.containers)})")
+    if ctx.params.get("container"):  # only the deployment's own containers are read
+        try:
+            await ctx.targets.watched(name)
+        except UsageError as exc:
+            return Finding.skipped(component, str(exc))
     now = datetime.now(UTC)
     since = ctx.params.get("since")
     if not isinstance(since, datetime):

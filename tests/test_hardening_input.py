@@ -192,6 +192,21 @@ async def test_logs_of_a_container_that_is_not_watched_are_never_read(start_bot,
     assert "s3cr3t" not in json.dumps(finding.to_dict())
 
 
+async def test_with_a_compose_project_its_containers_are_the_watched_ones(start_bot, docker_engine, names):
+    project, member, outsider = names("proj"), names("web"), names("other")
+    docker_engine.run(
+        member, "echo 'GET /x 503 1ms'; sleep 100000", run_args=["--label", f"com.docker.compose.project={project}"]
+    )
+    docker_engine.run(outsider, "echo 'key=outsider-secret'; sleep 100000")
+    bot = await start_bot(docker_host=docker_engine.host, erpgo_compose_project=project)
+    refused = await bot.command(f"logs {outsider}")
+    assert f"is not a watched container; watched: {member}" in ack_text(refused)
+    await bot.command(f"logs {member} 30")
+    [head] = bot.slack.channel_messages(CHANNEL)
+    assert f"Logs {member}" in render_text(head)
+    assert "outsider-secret" not in everything_posted(bot.slack)
+
+
 # ---------------------------------------------------------------------- 6: the Slack request, guarded
 
 
@@ -278,14 +293,15 @@ def test_digits_of_other_scripts_in_log_lines_and_durations_are_not_numbers():
 
 
 @pytest.mark.parametrize(
-    "text", ["logs ²", "logs ①", "logs ٩", "audit ²", "audit ٩", "db explain ٩", "db long-queries ١٢"]
+    "text",
+    ["logs ²", "logs ①", "logs ٩", "audit ²", "audit ٩", "db explain ٩", "db long-queries ١٢", "security ²"],
 )
 async def test_numbers_in_other_scripts_get_a_usage_answer(start_bot, logs, text):
     bot = await start_bot()
     logs()
     result = await bot.command(text)
     assert result.status == 200
-    assert "Usage:" in ack_text(result) or "takes one number" in ack_text(result)
+    assert "Usage:" in ack_text(result) or "takes one number" in ack_text(result) or "e.g. `/erpgo" in ack_text(result)
     assert bot.slack.channel_messages(CHANNEL) == []
     assert errors_in(logs()) == []
 

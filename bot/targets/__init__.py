@@ -51,10 +51,21 @@ class Targets:
         self.containers = settings.erpgo_containers
         self._firewall: FirewallBackend | None = None
 
-    def watched(self, name: str) -> str:
-        """`name` when it is one of the watched containers (ERPGO_CONTAINERS); NotWatched otherwise."""
-        if name not in self.containers:
-            raise NotWatched(name, list(self.containers))
+    async def watched_names(self) -> list[str]:
+        """The watched containers: every container of ERPGO_COMPOSE_PROJECT (stopped ones included)
+        when that is set and has any, otherwise ERPGO_CONTAINERS."""
+        project = self.settings.erpgo_compose_project
+        if project:
+            found = await self.docker.containers_of_project(project)
+            if found:
+                return found
+        return list(self.containers)
+
+    async def watched(self, name: str) -> str:
+        """`name` when it is one of the watched containers; NotWatched (a UsageError) otherwise."""
+        names = await self.watched_names()
+        if name not in names and name not in self.containers:
+            raise NotWatched(name, names)
         return name
 
     @property
