@@ -35,8 +35,6 @@ MAX_SKEW_S = 300  # Slack's own replay window
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
-REJECTED = RateLimitedWarning("slack_requests_rejected")
-
 # Where Bolt looks in a body when it builds a request's context (slack_bolt.request.internals), and
 # what it expects there: an id-ish field is a string or an object with string ids; the others are
 # objects, lists of objects or strings. Anything else made Bolt raise while building the request.
@@ -67,6 +65,7 @@ class Refusal(Exception):
 class Guard:
     def __init__(self, signing_secret: str):
         self.secret = signing_secret.encode("utf-8")
+        self.rejected = RateLimitedWarning("slack_requests_rejected")
 
     async def admit(self, request: web.Request) -> AsyncBoltRequest | web.Response:
         """The request as Bolt takes it, or the answer that refuses it."""
@@ -74,7 +73,7 @@ class Guard:
             raw = await self._signed_body(request)
             return self._bolt_request(raw, request)
         except Refusal as refusal:
-            REJECTED(refusal.reason, status=refusal.status)
+            self.rejected(refusal.reason, status=refusal.status)
             response = web.json_response({"error": refusal.reason}, status=refusal.status)
             if refusal.reason == UNDECODABLE:
                 response.force_close()  # the connection's framing is no longer trusted
