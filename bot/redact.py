@@ -7,6 +7,7 @@ role statements, crypto calls, sensitive settings, connection strings), and `nam
 `name value` pairs whose name says they are secret. Every pattern is precompiled and linear-time: no
 pattern can backtrack quadratically, so a megabyte of hostile text costs milliseconds, not seconds.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,17 +31,69 @@ JWT_MASK = "[jwt redacted]"
 # --- names that say "secret" ------------------------------------------------------------------------
 
 _SECRET_NAME_PARTS = (
-    "passw", "pwd", "passphrase", "secret", "token", "credential", "apikey", "api_key", "api-key",
-    "accesskey", "access_key", "access-key", "privatekey", "private_key", "private-key", "authorization",
+    "passw",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "apikey",
+    "api_key",
+    "api-key",
+    "accesskey",
+    "access_key",
+    "access-key",
+    "privatekey",
+    "private_key",
+    "private-key",
+    "authorization",
 )
 # `key` alone is secret (`key=…` in a vault's log); `<owner>_key` only for owners that make it one
 # (`signing_key` is, `group_key`, `primary_key` and `thread_key` are not).
-_KEY_OWNERS = frozenset({
-    "api", "access", "secret", "private", "signing", "sign", "encryption", "encrypt", "enc", "decryption",
-    "master", "client", "app", "license", "licence", "auth", "session", "hmac", "jwt", "ssh", "crypto",
-    "aes", "gpg", "pgp", "ssl", "tls", "service", "shared", "root", "admin", "webhook", "consumer",
-    "subscription", "cipher", "kms", "storage", "account", "vault", "unseal", "recovery",
-})
+_KEY_OWNERS = frozenset(
+    {
+        "api",
+        "access",
+        "secret",
+        "private",
+        "signing",
+        "sign",
+        "encryption",
+        "encrypt",
+        "enc",
+        "decryption",
+        "master",
+        "client",
+        "app",
+        "license",
+        "licence",
+        "auth",
+        "session",
+        "hmac",
+        "jwt",
+        "ssh",
+        "crypto",
+        "aes",
+        "gpg",
+        "pgp",
+        "ssl",
+        "tls",
+        "service",
+        "shared",
+        "root",
+        "admin",
+        "webhook",
+        "consumer",
+        "subscription",
+        "cipher",
+        "kms",
+        "storage",
+        "account",
+        "vault",
+        "unseal",
+        "recovery",
+    }
+)
 _SECRET_NAME_PART = re.compile("|".join(map(re.escape, _SECRET_NAME_PARTS)), re.IGNORECASE)
 _NAME_SEGMENTS = re.compile(r"[_.\-]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "negotiate", "ntlm"})
@@ -118,8 +171,13 @@ def _url_encoded_pattern(secret: str) -> str:
 
 def _escaped_forms(secret: str) -> set[str]:
     """The secret as it looks quoted in JSON, a Python repr, SQL or HTML."""
-    forms = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1],
-             secret.replace("'", "''"), html.escape(secret)}
+    forms = {
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        secret.replace("'", "''"),
+        html.escape(secret),
+    }
     return {form for form in forms if form != secret}
 
 
@@ -133,7 +191,7 @@ def _base64_cores(secret: str) -> set[str]:
     cores = set()
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + raw).decode()
-        core = encoded[(8 * offset + 5) // 6:(8 * (offset + len(raw))) // 6]
+        core = encoded[(8 * offset + 5) // 6 : (8 * (offset + len(raw))) // 6]
         if len(core) >= _MIN_B64_CORE:
             cores.add(core)
             cores.add(core.translate(str.maketrans("+/", "-_")))
@@ -168,8 +226,9 @@ class _SecretIndex:
             encoded += [re.escape(form) for form in sorted(_escaped_forms(secret), key=len, reverse=True)]
             if len(secret.encode()) >= _MIN_B64_SECRET:
                 cores |= _base64_cores(secret)
-        hexed = [re.escape(secret.encode().hex())
-                 for secret in self._by_length if len(secret.encode()) >= _MIN_HEX_SECRET]
+        hexed = [
+            re.escape(secret.encode().hex()) for secret in self._by_length if len(secret.encode()) >= _MIN_HEX_SECRET
+        ]
         self._encoded = re.compile("|".join(encoded)) if encoded else None
         self._hex = re.compile("|".join(hexed), re.IGNORECASE) if hexed else None
         ordered = sorted(cores, key=len, reverse=True)
@@ -196,7 +255,7 @@ class _SecretIndex:
         for match in self._base64.finditer(text):
             if match.start() < last:
                 continue
-            before = text[last:match.start()]
+            before = text[last : match.start()]
             start = match.start() - (len(before) - len(before.rstrip(_B64_CHARS)))
             run = _B64_RUN_RIGHT.match(text, match.end())
             end = run.end() if run else match.end()
@@ -266,8 +325,11 @@ def _is_full_line(line: str) -> bool:
 
 def _looks_like_base64(line: str) -> bool:
     """A partial base64 line rather than a word that happens to use the same letters (`before`, `Done`)."""
-    return (any(c.isdigit() or c in "+/=" for c in line)
-            or any(c.isupper() for c in line[1:]) and any(c.islower() for c in line))
+    return (
+        any(c.isdigit() or c in "+/=" for c in line)
+        or any(c.isupper() for c in line[1:])
+        and any(c.islower() for c in line)
+    )
 
 
 def _pem_body_end(text: str, pos: int, limit: int) -> int:
@@ -368,7 +430,7 @@ def _bare_key_bodies(text: str, taken: list[tuple[int, int, str]]) -> list[tuple
         run.clear()
 
     for line in _PEM_FULL_LINE.finditer(text):
-        if run and not _LINE_SEP.fullmatch(text[run[-1].end():line.start()].strip(" \t\r") or "x"):
+        if run and not _LINE_SEP.fullmatch(text[run[-1].end() : line.start()].strip(" \t\r") or "x"):
             close_run()
         run.append(line)
     close_run()
@@ -411,15 +473,32 @@ _SQL_TRIGGER = re.compile(
 _SQL_SCAN = re.compile(r"""(?<!\w)(?:[eE]|[bBxXnN]|[uU]&)'|'|"|(?<!\w)\$(?:[^\W\d]\w{0,62})?\$|[;()]""")
 _SENSITIVE_SETTING = re.compile(_SENSITIVE_WORD, re.IGNORECASE)
 # words without which no SQL trigger can match (checked on the lower-cased text before any regex runs)
-_SQL_WORDS = ("passw", "identified", "role", "user", "group", "crypt", "pgp_", "hmac", "digest", "armor",
-              "dblink", "set", "insert", "secret", "token", "key", "credential")
+_SQL_WORDS = (
+    "passw",
+    "identified",
+    "role",
+    "user",
+    "group",
+    "crypt",
+    "pgp_",
+    "hmac",
+    "digest",
+    "armor",
+    "dblink",
+    "set",
+    "insert",
+    "secret",
+    "token",
+    "key",
+    "credential",
+)
 _BARE_SETTING_VALUE = re.compile(r"[^\s;,)]++")
 _CONNINFO_PASSWORD = re.compile(r"(?i)(\b\w*pass(?:word|wd)?\s*+=\s*+)('(?:[^'\\]|\\.)*+'?|[^\s']++)")
 
 
 def _literal_end(text: str, start: int) -> int | None:
     """End of the SQL literal starting at `start` (an unterminated one runs to the end of the text)."""
-    head = text[start:start + 3]
+    head = text[start : start + 3]
     if head[:1] == "'":
         return _STD_STRING.match(text, start).end()  # type: ignore[union-attr]
     if head[:1] in "eE" and head[1:2] == "'":
@@ -466,12 +545,12 @@ def _literal_body(literal: str) -> tuple[str, str, str]:
     if opener:
         tag = opener.group()
         closed = len(literal) >= 2 * len(tag) and literal.endswith(tag)
-        return tag, literal[len(tag):len(literal) - len(tag) if closed else None], tag
+        return tag, literal[len(tag) : len(literal) - len(tag) if closed else None], tag
     quote_at = literal.index("'")
-    body = literal[quote_at + 1:]
+    body = literal[quote_at + 1 :]
     closed = len(body) > 0 and body.endswith("'") and (len(body) - len(body.rstrip("'"))) % 2 == 1
     body = body[:-1] if closed else body
-    return literal[:quote_at + 1], body.replace("''", "'"), "'"
+    return literal[: quote_at + 1], body.replace("''", "'"), "'"
 
 
 def _scrub_conninfo(literal: str) -> str:
@@ -491,7 +570,7 @@ def _sql_role(text: str, match: re.Match[str], spans: list[tuple[int, int, str]]
 def _sql_next_literal(text: str, match: re.Match[str], spans: list[tuple[int, int, str]]) -> int:
     """PASSWORD 'x', password_hash = 'x': the literal right after the match."""
     start = match.end()
-    if text[start:start + 1] == '"':
+    if text[start : start + 1] == '"':
         end: int | None = _QUOTED_IDENT.match(text, start).end()  # type: ignore[union-attr]
     else:
         end = _literal_end(text, start)
@@ -517,8 +596,8 @@ def _sql_dblink(text: str, match: re.Match[str], spans: list[tuple[int, int, str
 
 
 def _sql_set_config(text: str, match: re.Match[str], spans: list[tuple[int, int, str]]) -> int:
-    name_end = _literal_end(text, match.end()) if text[match.end():match.end() + 1] == "'" else None
-    if name_end is None or not _SENSITIVE_SETTING.search(text[match.end():name_end]):
+    name_end = _literal_end(text, match.end()) if text[match.end() : match.end() + 1] == "'" else None
+    if name_end is None or not _SENSITIVE_SETTING.search(text[match.end() : name_end]):
         return match.end()
     end, literals = _scan_sql(text, name_end, call=True)
     spans += [(s, e, _SQL_MASKED_LITERAL) for s, e in literals]
@@ -548,8 +627,14 @@ def _sql_set(text: str, match: re.Match[str], spans: list[tuple[int, int, str]])
 
 
 _SQL_HANDLERS: dict[str, Callable[[str, re.Match[str], list[tuple[int, int, str]]], int]] = {
-    "role": _sql_role, "password": _sql_next_literal, "assign": _sql_next_literal, "crypto": _sql_crypto,
-    "dblink": _sql_dblink, "set_config": _sql_set_config, "insert": _sql_insert, "set": _sql_set,
+    "role": _sql_role,
+    "password": _sql_next_literal,
+    "assign": _sql_next_literal,
+    "crypto": _sql_crypto,
+    "dblink": _sql_dblink,
+    "set_config": _sql_set_config,
+    "insert": _sql_insert,
+    "set": _sql_set,
 }
 
 
@@ -581,7 +666,7 @@ def _join_apart(text: str, spans: list[tuple[int, int, str]]) -> str:
         tail = gap[-1:] or tail
         if replacement.startswith("'") and tail == "'":
             replacement = " " + replacement
-        if replacement.endswith("'") and text[end:end + 1] == "'":
+        if replacement.endswith("'") and text[end : end + 1] == "'":
             replacement += " "
         out += [gap, replacement]
         tail, last = replacement[-1:] or tail, end
@@ -637,20 +722,32 @@ _ENCODED_USERINFO = re.compile(
 _AWS_KEY_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA", "ASCA")
 # (lower-case words one of which the text must hold, pattern, replacement): the word test skips the regex
 _TOKEN_PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
-    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), re.compile(r"(?<![A-Za-z0-9_])(gh[pousr]_)[A-Za-z0-9]{20,}+"),
-     rf"\1{MASK}"),
+    (
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        re.compile(r"(?<![A-Za-z0-9_])(gh[pousr]_)[A-Za-z0-9]{20,}+"),
+        rf"\1{MASK}",
+    ),
     (("github_pat_",), re.compile(r"(?<![A-Za-z0-9_])(github_pat_)[A-Za-z0-9_]{20,}+"), rf"\1{MASK}"),
-    (("gl",), re.compile(r"(?<![A-Za-z0-9_-])(gl(?:pat|dt|rt|ptt|oas|cbt|imt|soat|ft)-)[A-Za-z0-9_-]{16,}+"),
-     rf"\1{MASK}"),
-    (tuple(p.lower() for p in _AWS_KEY_PREFIXES),
-     re.compile(rf"(?<![A-Za-z0-9])({'|'.join(_AWS_KEY_PREFIXES)})[A-Z0-9]{{16}}(?![A-Za-z0-9])"), rf"\1{MASK}"),
+    (
+        ("gl",),
+        re.compile(r"(?<![A-Za-z0-9_-])(gl(?:pat|dt|rt|ptt|oas|cbt|imt|soat|ft)-)[A-Za-z0-9_-]{16,}+"),
+        rf"\1{MASK}",
+    ),
+    (
+        tuple(p.lower() for p in _AWS_KEY_PREFIXES),
+        re.compile(rf"(?<![A-Za-z0-9])({'|'.join(_AWS_KEY_PREFIXES)})[A-Z0-9]{{16}}(?![A-Za-z0-9])"),
+        rf"\1{MASK}",
+    ),
     (("aiza",), re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{30,}+"), "AIza" + MASK),
     (("xox",), re.compile(r"(?<![A-Za-z0-9_-])xox[abposre]-[A-Za-z0-9-]++"), "xox*-" + MASK),
     (("xapp-",), re.compile(r"(?<![A-Za-z0-9_-])xapp-[A-Za-z0-9-]++"), "xapp-" + MASK),
     (("_live_", "_test_"), re.compile(r"(?<![A-Za-z0-9_])((?:sk|rk)_(?:live|test)_)[A-Za-z0-9]{8,}+"), rf"\1{MASK}"),
     (("whsec_",), re.compile(r"(?<![A-Za-z0-9_])(whsec_)[A-Za-z0-9+/=]{16,}+"), rf"\1{MASK}"),
-    (("hooks.slack.com",), re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]++"),
-     rf"\1{MASK}"),
+    (
+        ("hooks.slack.com",),
+        re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]++"),
+        rf"\1{MASK}",
+    ),
     (("bearer",), re.compile(r"(?i)(?<![A-Za-z0-9_-])(bearer)\s++[A-Za-z0-9._~+/=-]{8,}+"), rf"\1 {MASK}"),
 ]
 _JWT = re.compile(r"(?<![A-Za-z0-9_-])([A-Za-z0-9_-]{10,}+)\.[A-Za-z0-9_-]{2,}+\.[A-Za-z0-9_-]*+")
@@ -707,9 +804,9 @@ _KEY_VALUE = re.compile(
 def _unquote_value(value: str) -> tuple[str, str, str]:
     for opening, closing in (('\\"', '\\"'), ('"', '"'), ("'", "'")):
         if value.startswith(opening):
-            inner = value[len(opening):]
+            inner = value[len(opening) :]
             close = closing if inner.endswith(closing) and len(inner) >= len(closing) else ""
-            return opening, inner[:len(inner) - len(close)] if close else inner, close
+            return opening, inner[: len(inner) - len(close)] if close else inner, close
     return "", value, ""
 
 
@@ -723,12 +820,19 @@ def _mask_key_values(text: str) -> str:
             pos = match.start(value)  # the value may itself hold a secret pair: look at it again
             continue
         opening, inner, closing = _unquote_value(match.group(value))
-        if (inner == "" or inner.endswith(MASK) or inner.startswith(MASK + "@") or inner.lower() in _AUTH_SCHEMES
-                or inner.startswith("[") and inner.endswith("redacted]")
-                or value == "word" and not looks_secret(inner)):
+        if (
+            inner == ""
+            or inner.endswith(MASK)
+            or inner.startswith(MASK + "@")
+            or inner.lower() in _AUTH_SCHEMES
+            or inner.startswith("[")
+            and inner.endswith("redacted]")
+            or value == "word"
+            and not looks_secret(inner)
+        ):
             pos = match.start(value)
             continue
-        out.append(text[last:match.start(value)])
+        out.append(text[last : match.start(value)])
         out.append(opening + MASK + closing)
         pos = last = match.end()
     out.append(text[last:])
@@ -736,6 +840,7 @@ def _mask_key_values(text: str) -> str:
 
 
 # --- putting it together ------------------------------------------------------------------------------
+
 
 def _redact_patterns(text: str) -> str:
     """Each step runs only when the text holds a word the step needs, so ordinary text costs a few scans.
