@@ -3,7 +3,13 @@ beyond a reusable client."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.targets.watched import Role, Watched
 
 
 class NotConfigured(Exception):
@@ -12,6 +18,21 @@ class NotConfigured(Exception):
     def __init__(self, setting: str):
         super().__init__(f"not configured (set {setting})")
         self.setting = setting
+
+
+class RoleNotFound(NotConfigured):
+    """No watched container runs the API (or the database, the cache): reported as not configured."""
+
+    def __init__(self, role: Role, watched: Watched):
+        from bot.targets.watched import ROLE_NAMES
+
+        if watched.project:
+            where = f"compose project {watched.project} has no service {role}"
+        else:
+            where = f"ERPGO_CONTAINERS names none called {' or '.join(ROLE_NAMES[role][:2])}"
+        Exception.__init__(self, f"no watched container runs {role} ({where})")
+        self.setting = "ERPGO_COMPOSE_PROJECT" if watched.project else "ERPGO_CONTAINERS"
+        self.role = role
 
 
 class Targets:
@@ -50,6 +71,27 @@ class Targets:
         if self._redis is None:
             raise NotConfigured("ERPGO_REDIS_URL")
         return self._redis
+
+    async def watched(self) -> Watched:
+        """The watched containers now: every container of ERPGO_COMPOSE_PROJECT (asked of the engine,
+        under the check timeout; `docker compose run` leftovers excluded), else ERPGO_CONTAINERS."""
+        from bot.targets.watched import Watched, WatchedContainer
+
+        project = self.settings.erpgo_compose_project
+        if not project:
+            return Watched(tuple(WatchedContainer(name) for name in self.containers), None)
+        async with asyncio.timeout(self.settings.erpgo_check_timeout):
+            listed = await self.docker.project_containers(project)
+        return Watched(tuple(WatchedContainer(c.name, c.service) for c in listed if not c.one_off), project)
+
+    async def container_of(self, role: Role) -> str:
+        """The name of the watched container that runs `role` (api, postgres, redis); RoleNotFound
+        (a NotConfigured) when none does."""
+        watched = await self.watched()
+        name = watched.of_role(role)
+        if name is None:
+            raise RoleNotFound(role, watched)
+        return name
 
     async def close(self) -> None:
         for target in (self._api, self._redis, self.docker):
