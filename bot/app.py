@@ -35,7 +35,7 @@ from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from runbooks import application, auth, errors, integrity, quick, triage
-from runbooks.database import connect, connections, indexes, locks, overview, statements
+from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 
 RUNBOOKS: tuple[Runbook, ...] = (
@@ -48,6 +48,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     indexes.runbook,
     db_settings.runbook,
     locks.runbook,
+    replication.runbook,
     auth.runbook,
     integrity.runbook,
     errors.runbook,
