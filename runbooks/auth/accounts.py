@@ -14,6 +14,8 @@ from runbooks.auth.common import (
     MAILTO,
     MAX_EMAIL,
     MAX_LISTED,
+    PERMISSION,
+    PERMISSION_SHAPE,
     PERMISSIONS,
     ROLE,
     ago,
@@ -48,7 +50,7 @@ def hash_kind(row) -> str:
     return f"unrecognised format, {length} characters"
 
 
-# --- user <email> [role] ------------------------------------------------------------------------
+# --- user <email> [role|permission] ------------------------------------------------------------------------
 
 
 def parse_user(words: list[str]) -> dict[str, str]:
@@ -63,18 +65,30 @@ def parse_user(words: list[str]) -> dict[str, str]:
         raise UsageError("That is not an e-mail address")
     params = {"email": email}
     if len(words) == 2:
-        if not ROLE.match(words[1]):
-            raise UsageError("A role name is letters, digits, `_`, `-` or `.` (at most 50)")
-        params["role"] = words[1]
+        params.update(role_or_permission(words[1]))
     return params
+
+
+def role_or_permission(word: str) -> dict[str, str]:
+    """`users.read`, `orders:update`, `products:*` look like permissions (resource.action); the check
+    still asks the role table, where a role of that name wins."""
+    if PERMISSION_SHAPE.search(word):
+        if not PERMISSION.match(word):
+            raise UsageError("A permission is letters, digits, `_`, `-`, `.`, `:` or `*` (at most 100)")
+        return {"permission": word}
+    if not ROLE.match(word):
+        raise UsageError("A role name is letters, digits, `_`, `-` or `.` (at most 50)")
+    return {"role": word}
 
 
 runbook.verb(
     "user",
-    "one account: exists, active, verified, last login, bcrypt hash, roles (add a role to propose it)",
-    usage="<email> [role]",
+    "one account: exists, active, verified, last login, bcrypt hash, roles; with a role, propose giving it; "
+    "with a permission (`orders.read`), whether the roles grant it (only you see the answer)",
+    usage="<email> [role|permission]",
     parse=parse_user,
     ack="Looking the account up…",
+    private=True,
 )
 
 USER_ROW = f"""

@@ -22,6 +22,8 @@ MAX_EMAIL = 254
 MAX_TOKEN = 8192
 EMAIL = re.compile(r"^[^@\s<>|'\"`]+@[^@\s<>|'\"`]+$")
 ROLE = re.compile(r"^[A-Za-z0-9_.-]{1,50}$")
+PERMISSION = re.compile(r"^[A-Za-z0-9_.:*-]{1,100}$")
+PERMISSION_SHAPE = re.compile(r"[.:*]")  # what a permission has and a role name mostly has not
 MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")  # how Slack sends an e-mail address it linked
 BCRYPT = r"^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$"
 
