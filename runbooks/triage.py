@@ -55,8 +55,9 @@ runbook.triage_for("DatabaseConnectionPool", checks=POOL)
 #
 # Named exactly, before the guide's patterns below, so that "RedisHighMemoryUsage" gets the Redis checks
 # rather than the memory ones, "PostgreSQLDown" the database's rather than the API's. Where a runbook of
-# its own is still to come (memory and CPU, disk and network, security, backups), the nearest checks
-# that exist stand in; a runbook that declares `triage_for` with these names is installed earlier and wins.
+# its own is still to come (memory and CPU, security, backups), the nearest checks that exist stand in;
+# a runbook that declares `triage_for` with these names is installed earlier and wins (disk.py:
+# HighDiskUsage, PostgreSQLDiskSpace; network.py: NetworkErrors).
 
 RESPONSE_TIME = checks("api_health", "slow_statements", "long_queries", "redis_health", "postgres_health")
 CACHE = checks("redis_health", "api_health")
@@ -86,9 +87,6 @@ runbook.triage_for(
     checks=checks("slow_statements", "long_queries", "blocking_sessions", "connections_by_state", "table_statistics"),
 )
 runbook.triage_for("PostgreSQLReplicationLag", checks=checks("replication_status", "long_queries", "postgres_health"))
-runbook.triage_for(
-    "PostgreSQLDiskSpace", checks=checks("postgres_health", "largest_tables", "largest_indexes", "table_statistics")
-)
 runbook.triage_for("RedisDown", checks=checks("redis_health", "docker_containers", "api_health"))
 runbook.triage_for("RedisHighMemoryUsage", checks=checks("redis_health", "docker_containers"))
 runbook.triage_for(
@@ -113,12 +111,6 @@ runbook.triage_for(
     checks=checks("api_health", "api_error_logs", "connections_by_client", "long_queries", "blocking_sessions"),
 )
 runbook.triage_for("HighCPUUsage", checks=checks("docker_containers", "long_queries", "slow_statements", "api_health"))
-runbook.triage_for(
-    "HighDiskUsage", checks=checks("docker_containers", "postgres_health", "largest_tables", "largest_indexes")
-)
-runbook.triage_for(
-    "NetworkErrors", checks=checks("api_health", "connection_diagnosis", "redis_health", "docker_containers")
-)
 runbook.triage_for("HighFailedLoginRate", "HighAuthFailureRate", "CriticalAuthFailureRate", checks=FAILED_LOGINS)
 # 401/403 answers: who fails to log in, and who has no role to be allowed anything
 runbook.triage_for(

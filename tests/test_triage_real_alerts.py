@@ -23,6 +23,7 @@ FAILED_LOGINS = ["api_error_logs", "login_path", "api_health"]
 BACKUPS = ["postgres_health", "docker_containers"]
 STOCK = ["stock_levels", "postgres_health"]
 BUSINESS = ["api_health", "api_error_logs", "postgres_health"]
+DISK = ["filesystem_usage", "docker_disk_usage", "container_logs", "database_disk"]  # runbooks/disk.py
 
 # the 51 names of the real rule files, in their order, with the checks each one's triage runs
 REAL_ALERTS: dict[str, list[str]] = {
@@ -42,15 +43,15 @@ REAL_ALERTS: dict[str, list[str]] = {
     ],
     "PostgreSQLSlowQueries": SLOW_QUERIES,
     "PostgreSQLReplicationLag": ["replication_status", "long_queries", "postgres_health"],
-    "PostgreSQLDiskSpace": ["postgres_health", "largest_tables", "largest_indexes", "table_statistics"],
+    "PostgreSQLDiskSpace": DISK,
     "RedisDown": ["redis_health", "docker_containers", "api_health"],
     "RedisHighMemoryUsage": ["redis_health", "docker_containers"],
     "RedisHighConnectionCount": CACHE,
     "RedisExpiredKeys": CACHE,
     "HighCPUUsage": ["docker_containers", "long_queries", "slow_statements", "api_health"],
-    "HighDiskUsage": ["docker_containers", "postgres_health", "largest_tables", "largest_indexes"],
+    "HighDiskUsage": DISK,
     "HighMemoryUsageSystem": ["docker_containers", "redis_health", "postgres_health"],
-    "NetworkErrors": ["api_health", "connection_diagnosis", "redis_health", "docker_containers"],
+    "NetworkErrors": ["service_discovery", "compose_networks", "published_ports"],
     "DockerContainerDown": ["docker_containers", "api_error_logs", "api_health"],
     "LowOrderRate": BUSINESS,
     "HighFailedOrderRate": BUSINESS,
