@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -217,34 +217,36 @@ def compose_labels(service: str, project: str = COMPOSE_PROJECT) -> list[str]:
     return ["--label", f"com.docker.compose.project={project}", "--label", f"com.docker.compose.service={service}"]
 
 
-def run_compose_containers(engine: DockerEngine, project: str = COMPOSE_PROJECT) -> None:
+def run_compose_containers(
+    engine: DockerEngine,
+    project: str = COMPOSE_PROJECT,
+    *,
+    api_script: str = ERPGO_API_SCRIPT,
+    api_env: Sequence[str] = (),
+    api_health_cmd: str | None = "true",
+) -> None:
     """ERPGo's compose containers, named as its docker-compose.yml names them: the API, its database,
-    its cache, the worker, and the migrator, which runs once (restart policy `no`) and exits 0."""
+    its cache, the worker, and the migrator, which runs once (restart policy `no`) and exits 0.
+    `api_env` are NAME=value pairs for the API container (e.g. its JWT_SECRET)."""
+    env = [arg for pair in api_env for arg in ("-e", pair)]
     engine.run(
         "erpgo-api",
-        ERPGO_API_SCRIPT,
+        api_script,
         restart="unless-stopped",
-        health_cmd="true",
-        run_args=compose_labels("api", project),
+        health_cmd=api_health_cmd,
+        run_args=[*compose_labels("api", project), *env],
     )
-    engine.run(
-        "erpgo-postgres",
-        IDLE_SCRIPT.format(ready="LOG:  database system is ready to accept connections"),
-        restart="unless-stopped",
-        run_args=compose_labels("postgres", project),
-    )
-    engine.run(
-        "erpgo-redis",
-        IDLE_SCRIPT.format(ready="* Ready to accept connections tcp"),
-        restart="unless-stopped",
-        run_args=compose_labels("redis", project),
-    )
-    engine.run(
-        "erpgo-worker",
-        IDLE_SCRIPT.format(ready="INF Starting ERPGo worker"),
-        restart="unless-stopped",
-        run_args=compose_labels("worker", project),
-    )
+    for service, ready in (
+        ("postgres", "LOG:  database system is ready to accept connections"),
+        ("redis", "* Ready to accept connections tcp"),
+        ("worker", "INF Starting ERPGo worker"),
+    ):
+        engine.run(
+            f"erpgo-{service}",
+            IDLE_SCRIPT.format(ready=ready),
+            restart="unless-stopped",
+            run_args=compose_labels(service, project),
+        )
     engine.run("erpgo-migrator", MIGRATOR_SCRIPT, run_args=compose_labels("migrator", project))
     engine.docker("wait", "erpgo-migrator", timeout=30)
 
