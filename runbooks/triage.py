@@ -55,9 +55,10 @@ runbook.triage_for("DatabaseConnectionPool", checks=POOL)
 #
 # Named exactly, before the guide's patterns below, so that "RedisHighMemoryUsage" gets the Redis checks
 # rather than the memory ones, "PostgreSQLDown" the database's rather than the API's. Where a runbook of
-# its own is still to come (memory and CPU, security, backups), the nearest checks that exist stand in;
+# its own is still to come (memory and CPU, backups), the nearest checks that exist stand in;
 # a runbook that declares `triage_for` with these names is installed earlier and wins (disk.py:
-# HighDiskUsage, PostgreSQLDiskSpace; network.py: NetworkErrors).
+# HighDiskUsage, PostgreSQLDiskSpace; network.py: NetworkErrors; security/attacks.py: the failed login,
+# auth failure, unauthorized access, suspicious usage and exfiltration alerts).
 
 RESPONSE_TIME = checks("api_health", "slow_statements", "long_queries", "redis_health", "postgres_health")
 CACHE = checks("redis_health", "api_health")
@@ -111,15 +112,6 @@ runbook.triage_for(
     checks=checks("api_health", "api_error_logs", "connections_by_client", "long_queries", "blocking_sessions"),
 )
 runbook.triage_for("HighCPUUsage", checks=checks("docker_containers", "long_queries", "slow_statements", "api_health"))
-runbook.triage_for("HighFailedLoginRate", "HighAuthFailureRate", "CriticalAuthFailureRate", checks=FAILED_LOGINS)
-# 401/403 answers: who fails to log in, and who has no role to be allowed anything
-runbook.triage_for(
-    "UnauthorizedAccessAttempts", checks=checks("api_error_logs", "users_without_roles", "login_path", "api_health")
-)
-runbook.triage_for("SuspiciousAPIUsage", checks=checks("api_error_logs", "api_health", "connections_by_client"))
-runbook.triage_for(
-    "DataExfiltrationDetection", checks=checks("api_error_logs", "long_queries", "connections_by_client")
-)
 runbook.triage_for(
     "BackupFailed", "BackupOverdue", "LowBackupRetention", checks=checks("postgres_health", "docker_containers")
 )

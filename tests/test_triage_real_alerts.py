@@ -19,7 +19,7 @@ SLOW_QUERIES = ["slow_statements", "long_queries", "blocking_sessions", "connect
 MEMORY = ["docker_containers", "api_health", "redis_health"]
 GOROUTINES = ["api_health", "api_error_logs", "connections_by_client", "long_queries", "blocking_sessions"]
 CACHE = ["redis_health", "api_health"]
-FAILED_LOGINS = ["api_error_logs", "login_path", "api_health"]
+SECURITY = ["attack_evidence", "security_settings"]  # runbooks/security/attacks.py
 BACKUPS = ["postgres_health", "docker_containers"]
 STOCK = ["stock_levels", "postgres_health"]
 BUSINESS = ["api_health", "api_error_logs", "postgres_health"]
@@ -58,10 +58,10 @@ REAL_ALERTS: dict[str, list[str]] = {
     "LowUserActivity": ["api_health", "login_path", "api_error_logs", "postgres_health"],
     "HighInventoryAlerts": STOCK,
     "PaymentProcessingDelays": BUSINESS,
-    "HighFailedLoginRate": FAILED_LOGINS,
-    "SuspiciousAPIUsage": ["api_error_logs", "api_health", "connections_by_client"],
-    "UnauthorizedAccessAttempts": ["api_error_logs", "users_without_roles", "login_path", "api_health"],
-    "DataExfiltrationDetection": ["api_error_logs", "long_queries", "connections_by_client"],
+    "HighFailedLoginRate": SECURITY,
+    "SuspiciousAPIUsage": SECURITY,
+    "UnauthorizedAccessAttempts": SECURITY,
+    "DataExfiltrationDetection": SECURITY,
     "BackupFailed": BACKUPS,
     "BackupOverdue": BACKUPS,
     "LowBackupRetention": BACKUPS,
@@ -78,8 +78,8 @@ REAL_ALERTS: dict[str, list[str]] = {
     "LowCacheHitRate": CACHE,
     "CriticalCacheHitRate": CACHE,
     "HighOrderCancellationRate": BUSINESS,
-    "HighAuthFailureRate": FAILED_LOGINS,
-    "CriticalAuthFailureRate": FAILED_LOGINS,
+    "HighAuthFailureRate": SECURITY,
+    "CriticalAuthFailureRate": SECURITY,
     "LowStockAlerts": STOCK,
     "HighInventoryUpdates": ["stock_levels", "blocking_sessions", "long_queries"],
     "ApplicationDown": AVAILABILITY,

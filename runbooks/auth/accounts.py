@@ -25,6 +25,7 @@ from runbooks.auth.common import (
     plural,
     runbook,
 )
+from runbooks.security.accounts import account_proposals
 
 # How a password hash looks, decided by PostgreSQL so that the hash itself never reaches the bot.
 HASH_SHAPE = f"""
@@ -146,6 +147,7 @@ async def user_account(ctx: CheckContext) -> list[Finding]:
     )
     if not row["is_active"]:
         account.details.append("if that was a mistake, reactivate the account in ERPGo's user admin")
+    account.proposals = await account_proposals(ctx, row["id"], row["email"], row["is_active"])
 
     if row["bcrypt"]:
         password = Finding.ok(
