@@ -44,6 +44,15 @@ def content(message: dict) -> str:
 
 
 @pytest.fixture
+def completed_migrator(docker_engine: DockerEngine, erpgo_containers: str) -> str:
+    """erpgo-migrator as `docker compose up` leaves it: run once, exited 0 (made afresh: a prune elsewhere in
+    the suite may have removed the stopped one)."""
+    docker_engine.run("erpgo-migrator", "echo migrations applied", run_args=compose_labels("migrator"))
+    docker_engine.docker("wait", "erpgo-migrator")
+    return "erpgo-migrator"
+
+
+@pytest.fixture
 def failed_migrator(docker_engine: DockerEngine, erpgo_containers: str) -> Iterator[str]:
     """erpgo-migrator as it is when a migration failed (exit 1); the one that exited 0 is back afterwards."""
     docker_engine.run("erpgo-migrator", "echo 'migration 0042 failed' >&2; exit 1", run_args=compose_labels("migrator"))
@@ -61,7 +70,9 @@ async def test_the_default_containers_are_the_real_compose_names_and_all_green(s
     assert all(emoji == GREEN for emoji, _ in lines.values()), lines
 
 
-async def test_compose_project_watches_every_container_and_the_migrator_is_completed(start_bot, healthy_targets):
+async def test_compose_project_watches_every_container_and_the_migrator_is_completed(
+    start_bot, healthy_targets, completed_migrator
+):
     bot = await start_bot(**healthy_targets, erpgo_compose_project="erpgo")
     head = await report(bot, "health")
     lines = docker_lines(head)
