@@ -38,7 +38,7 @@ from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
-from runbooks.database import connect, connections, indexes, locks, overview, statements
+from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 from runbooks.security import accounts, attacks, bans
 
@@ -52,6 +52,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     indexes.runbook,
     db_settings.runbook,
     locks.runbook,
+    replication.runbook,
     auth.runbook,
     integrity.runbook,
     errors.runbook,
