@@ -34,9 +34,12 @@ from bot.targets import Targets
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
-from runbooks import application, auth, errors, integrity, quick, triage
+from runbooks import application, auth, errors, integrity, performance, quick, triage
+from runbooks.containers import actions as container_actions
+from runbooks.containers import startup
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
+from runbooks.resources import cpu, memory
 
 RUNBOOKS: tuple[Runbook, ...] = (
     quick.runbook,
@@ -51,7 +54,12 @@ RUNBOOKS: tuple[Runbook, ...] = (
     auth.runbook,
     integrity.runbook,
     errors.runbook,
-    triage.runbook,
+    startup.runbook,
+    container_actions.runbook,
+    memory.runbook,
+    cpu.runbook,
+    performance.runbook,
+    triage.runbook,  # last: the runbooks above map their own alert names first
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
 HANDLERS = (command_handlers, approval_handlers, alert_handlers)
@@ -97,8 +105,10 @@ class Runtime:
 
     async def start(self) -> None:
         """Load the policy (a malformed one is a ConfigError), then apply the bot database's
-        migrations; a database that is down now is retried on first use."""
+        migrations; a database that is down now is retried on first use. The watched containers' Docker
+        stats are sampled in the background from here on."""
         self.policy = load_policy(self.settings.chatops_policy_file)
+        self.targets.start_sampling()
         if self.policy.is_default:
             log.warning(
                 "policy_not_configured",

@@ -9,6 +9,7 @@ Switches make it sick on purpose (see `Switches`). They are set by CLI flags at 
 
     python -m demo.simulator --port 8080 --status unhealthy --delay 2 --no-detailed
     curl -X POST localhost:8080/_sim -d '{"status": "degraded", "pool": {"acquired_conns": 19}}'
+    curl -X POST localhost:8080/_sim -d '{"leak": true}'     # /metrics: goroutines and heap grow
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from demo.go_runtime import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from demo.go_runtime import GoRuntime
 
 STATUSES = ("healthy", "unhealthy", "degraded")
 BODIES = ("json", "wrong-json", "wrong-shape", "empty")
@@ -69,6 +73,7 @@ class Switches:
     expose  which optional endpoints answer: "detailed", "database", "cache", "pprof"
     pool    overrides for details.pool_stats, e.g. {"acquired_conns": 19}; unless given,
             idle_conns shrinks to fit max_conns and total_conns = idle + acquired + constructing
+    leak    /metrics' goroutines and heap grow with time (see demo/go_runtime.py)
     """
 
     status: str = "healthy"
@@ -76,6 +81,7 @@ class Switches:
     body: str = "json"
     expose: set[str] = field(default_factory=lambda: set(DEFAULT_EXPOSE))
     pool: dict[str, int] = field(default_factory=dict)
+    leak: bool = False
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Validate every change first, then apply them all; raise ValueError on any bad one."""
@@ -90,6 +96,7 @@ class Switches:
             "body": self.body,
             "expose": sorted(self.expose),
             "pool": dict(self.pool),
+            "leak": self.leak,
         }
 
 
@@ -130,12 +137,19 @@ def _parse_pool(value: Any) -> dict[str, int]:
     return pool
 
 
+def _parse_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false; got {value!r}")
+    return value
+
+
 _PARSERS = {
     "status": lambda v: _parse_choice("status", v, STATUSES),
     "delay": _parse_delay,
     "body": lambda v: _parse_choice("body", v, BODIES),
     "expose": _parse_expose,
     "pool": _parse_pool,
+    "leak": lambda v: _parse_flag("leak", v),
 }
 
 
@@ -339,6 +353,16 @@ async def pprof(request: web.Request) -> web.Response:
     return go_not_found()
 
 
+# --- /metrics -----------------------------------------------------------------------------------
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Go's runtime and process metrics, as the real ERPGo exports them (no http_requests_total)."""
+    runtime: GoRuntime = request.app["go_runtime"]
+    runtime.advance(leaking=request.app["sim"].leak)
+    return web.Response(body=runtime.exposition().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 # --- auth ---------------------------------------------------------------------------------------
 
 
@@ -487,7 +511,7 @@ def create_app(**switches: Any) -> web.Application:
     """The simulator app; keyword arguments are initial switches (see Switches).
 
     State: app["sim"] (Switches), app["credentials"] (email -> password),
-    app["jwt_secret"] (signs the tokens), app["started_ns"].
+    app["jwt_secret"] (signs the tokens), app["started_ns"], app["go_runtime"] (what /metrics shows).
     """
     sim = Switches()
     sim.update(switches)
@@ -496,11 +520,13 @@ def create_app(**switches: Any) -> web.Application:
     _set_state(app, "credentials", dict(DEMO_CREDENTIALS))
     _set_state(app, "jwt_secret", secrets.token_hex(32))
     _set_state(app, "started_ns", time.time_ns())
+    _set_state(app, "go_runtime", GoRuntime())
     app.router.add_get("/health", health)
     app.router.add_get("/health/detailed", health_detailed)
     app.router.add_get("/health/database", health_database)
     app.router.add_get("/health/cache", health_cache)
     app.router.add_get("/debug/pprof/{profile:.*}", pprof)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/v1/auth/login", login)
     app.router.add_post("/api/v1/auth/refresh", refresh)
     app.router.add_get("/_sim", get_switches)

@@ -209,6 +209,7 @@ async def test_get_sim_shows_the_switches(client):
         "body": "json",
         "expose": ["cache", "database", "detailed"],
         "pool": {},
+        "leak": False,
     }
 
 

@@ -1,9 +1,14 @@
 """Adapters for the ERPGo components the bot inspects. Each call has a timeout; none keeps state
-beyond a reusable client."""
+beyond a reusable client, except the Docker stats sampler (the newest sample of each watched container)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.targets.docker_stats import StatsSample
 
 
 class NotConfigured(Exception):
@@ -20,6 +25,7 @@ class Targets:
     def __init__(self, settings: Settings):
         from bot.targets.api import ErpgoApi
         from bot.targets.docker import Docker
+        from bot.targets.docker_stats import StatsSampler
         from bot.targets.postgres import Postgres
         from bot.targets.redis import Redis
 
@@ -32,6 +38,7 @@ class Targets:
         self._redis = Redis(redis_url, timeout) if redis_url else None
         self.docker = Docker(settings.docker_host, timeout)
         self.containers = settings.erpgo_containers
+        self.stats = StatsSampler(self.docker)  # follows self.containers once start_sampling() ran
 
     @property
     def api(self):
@@ -51,7 +58,28 @@ class Targets:
             raise NotConfigured("ERPGO_REDIS_URL")
         return self._redis
 
+    def start_sampling(self) -> bool:
+        """Keep the watched containers' Docker stats sampled in the background (one stream each), so
+        that no report waits for the engine's 1-second tick. False when Docker is not configured."""
+        try:
+            self.docker.client()
+        except NotConfigured:
+            return False
+        except ConnectionError:
+            pass  # the socket is not there yet: the streams retry with a growing pause
+        self.stats.start(self.containers)
+        return True
+
+    async def container_stats(self, name: str) -> StatsSample:
+        """The newest background sample of a container when it is fresh and has a CPU %, else a reading now
+        (up to a second with an earlier sample to compare with, about two without)."""
+        sample = self.stats.latest(name)
+        if sample is None or sample.cpu_percent is None:  # not sampled yet, or only its first reading
+            sample = await self.stats.one_shot(name)
+        return sample
+
     async def close(self) -> None:
+        await self.stats.close()
         for target in (self._api, self._redis, self.docker):
             if target is not None:
                 await target.close()

@@ -1,0 +1,78 @@
+"""Which container a container verb is about, and what the ERPGo API container is expected to have."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.core.engine import CheckContext
+from bot.core.registry import UsageError
+from bot.targets.docker import ContainerInfo, ContainerNotFound, Docker
+from runbooks.application import CONTAINER_NAME, api_container
+
+# the settings the real ERPGo reads; the first four it cannot start without
+REQUIRED_ENV = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "SERVER_PORT")
+OPTIONAL_ENV = (
+    "JWT_EXPIRY",
+    "RATE_LIMIT_ENABLED",
+    "RATE_LIMIT_RPS",
+    "RATE_LIMIT_BURST",
+    "MAX_LOGIN_ATTEMPTS",
+    "LOCKOUT_DURATION",
+    "PASSWORD_PEPPER",
+)
+GO_RUNTIME_ENV = ("GOMEMLIMIT", "GOGC", "GOMAXPROCS", "GODEBUG")
+# alert labels that may name the container an alert is about (cAdvisor: name, compose: service)
+ALERT_CONTAINER_LABELS = ("container", "container_name", "name", "service", "job")
+
+
+def parse_container(words: list[str]) -> dict[str, Any]:
+    """`[container]`: at most one container name."""
+    if len(words) > 1:
+        raise UsageError("give at most one container name")
+    if words and not CONTAINER_NAME.match(words[0]):
+        raise UsageError(f"{words[0][:40]!r} is not a container name")
+    return {"container": words[0]} if words else {}
+
+
+def alert_container(ctx: CheckContext) -> str | None:
+    """The watched container an alert's labels name (`name="erpgo-api"`, `service="api"`), if any."""
+    labels = ctx.params.get("alert_labels") or {}
+    watched = list(ctx.targets.containers)
+    for key in ALERT_CONTAINER_LABELS:
+        value = str(labels.get(key) or "")
+        for candidate in (value, f"erpgo-{value}"):
+            if value and candidate in watched:
+                return candidate
+    return None
+
+
+def chosen_container(ctx: CheckContext) -> str:
+    """The container named in the command, else the one the alert names, else the API's."""
+    return ctx.params.get("container") or alert_container(ctx) or api_container(list(ctx.targets.containers))
+
+
+def chosen_containers(ctx: CheckContext) -> list[str]:
+    """The container named in the command or the alert; else every watched container."""
+    named = ctx.params.get("container") or alert_container(ctx)
+    return [named] if named else list(ctx.targets.containers)
+
+
+async def inspect_or_none(docker: Docker, name: str) -> ContainerInfo | None:
+    try:
+        return await docker.inspect(name)
+    except ContainerNotFound:
+        return None
+
+
+def is_api(info: ContainerInfo) -> bool:
+    """The ERPGo API container: it has one of the API's settings, or is named or labelled as the API."""
+    return any(name in info.env for name in REQUIRED_ENV) or "api" in (info.service or "") or "api" in info.name
+
+
+def clock(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "never"
+
+
+def short_id(container_id: str) -> str:
+    return container_id.removeprefix("sha256:")[:12]
