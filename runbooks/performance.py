@@ -226,7 +226,8 @@ async def cache_performance(ctx: CheckContext) -> Finding:
             "below 80 %: most reads miss the cache and go to the database"
             + (" — keys are being evicted: maxmemory may be too small" if evicted else "")
         )
-    title = f"hit rate {rate_text.split(' (')[0]}, PING {fmt_ms(ping_p50)}"
+    title = f"hit rate {rate_text.split(' (')[0]}, PING {fmt_ms(ping_p50)}" if rate is not None else ""
+    title = title or f"no cache lookups yet, PING {fmt_ms(ping_p50)}"
     if judged and rate is not None and rate < HIT_RATE_WARN:
         title = f"hit rate {rate:.1f} % is below 80 %, PING {fmt_ms(ping_p50)}"
     data = {"hit_rate": rate, "hits": hits, "misses": misses, "ping_ms": round(ping_p50, 3), "evicted_keys": evicted}

@@ -8,6 +8,7 @@ import asyncio
 import copy
 from datetime import UTC, datetime
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -184,3 +185,63 @@ async def test_start_is_refused_for_a_recreated_or_running_container(docker, doc
     restart = {"name": name, "container_id": fresh["container_id"], "status": "running", "grace_seconds": 999}
     with pytest.raises(Refused, match="grace period must be 0 to 300 seconds"):
         await run_remediation(docker_engine, "docker.restart", restart)
+
+
+# --- alert triage -------------------------------------------------------------------------------
+
+
+async def test_container_down_alert_is_triaged_with_a_start_to_approve(
+    start_bot, bot_settings, docker, docker_engine, names
+):
+    name = names("api")
+    docker_engine.run(name, "exit 3")
+    docker_engine.docker("wait", name)
+    token = "am-token-" + name[-6:]
+    bot = await start_bot(
+        erpgo_containers=name,
+        alert_webhook_token=token,
+        erpgo_alert_channel="C0ALERTS",
+        erpgo_slack_channel_interval=0.05,
+        **bot_settings,
+    )
+    labels = {"alertname": "DockerContainerDown", "severity": "critical", "name": name}
+    body = {
+        "version": "4",
+        "groupKey": '{}:{alertname="DockerContainerDown"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "erpgo-bot",
+        "groupLabels": {"alertname": "DockerContainerDown"},
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": f"{name} is down"},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": f"{name} is down"},
+                "startsAt": datetime.now(UTC).isoformat(),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example/graph",
+                "fingerprint": "container-down-1",
+            }
+        ],
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            bot.base_url + "/alerts/alertmanager", json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            assert response.status == 200
+
+    def approval_posted() -> list[dict]:
+        heads = bot.slack.channel_messages("C0ALERTS")
+        thread = bot.slack.thread("C0ALERTS", heads[0]["ts"]) if heads else []
+        return [m for m in thread if bot.slack.buttons(m)]
+
+    [approval] = await eventually(approval_posted, timeout=30, what="the triage's approval message")
+    thread = bot.slack.thread("C0ALERTS", bot.slack.channel_messages("C0ALERTS")[0]["ts"])
+    report = "\n".join(render_text(m) for m in thread)
+    assert "Triage: DockerContainerDown" in report
+    assert f"Container {name}" in report and "exited: exit code 3" in report
+    assert f"Start container {name}" in render_text(approval) and "Requested by alertmanager" in render_text(approval)
+    await bot.settle()

@@ -44,8 +44,9 @@ runbook = Runbook("resources.memory")
 LEAKS = "Application Issues › Memory Leaks"
 MEMORY_ISSUES = "Infrastructure Issues › Memory Issues"
 WARN_PERCENT, CRIT_PERCENT = 80.0, 90.0  # the guide: memory usage > 80 % (application), > 90 % (infrastructure)
-RISING_BYTES_PER_MINUTE = 1024 * 1024  # a steadier climb than this over the window is "rising"
-MIN_TREND_SECONDS = 10.0
+RISING_BYTES = 1024 * 1024  # a climb over the window of at least this …
+RISING_SHARE = 0.02  # … and this share of the memory used is "rising"
+MIN_TREND_SECONDS = 5.0
 GOROUTINES_WARN, GOROUTINES_CRIT = 1_000, 10_000
 GOROUTINE_GROWTH = (10, 0.05)  # at least this many more, and this share more, between the two reads
 HEAP_GROWTH = (1024 * 1024, 0.10)
@@ -73,17 +74,19 @@ def trend(sample: StatsSample) -> tuple[str, bool]:
     per_second = sample.memory_slope
     if per_second is None or span < MIN_TREND_SECONDS:
         return (
-            "no trend yet (fewer than 10 s of samples: only the watched containers are sampled in the background)",
+            f"no trend yet (fewer than {MIN_TREND_SECONDS:.0f} s of samples: only the watched containers are sampled in the background)",
             False,
         )
     per_minute = per_second * 60
-    if per_minute >= RISING_BYTES_PER_MINUTE:
+    moved = per_second * span
+    significant = abs(moved) >= max(RISING_BYTES, RISING_SHARE * (sample.memory_used or 0))
+    if significant and moved > 0:
         text = f"rising {human_bytes(per_minute)}/min over the last {human_duration(span)}"
         if sample.memory_limit and sample.memory_used is not None:
             left = (sample.memory_limit - sample.memory_used) / per_second
             text += f" — at this rate it reaches its limit in about {human_duration(left)}"
         return text, True
-    if per_minute <= -RISING_BYTES_PER_MINUTE:
+    if significant:
         return f"falling {human_bytes(-per_minute)}/min over the last {human_duration(span)}", False
     return f"steady over the last {human_duration(span)}", False
 
