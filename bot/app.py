@@ -34,12 +34,13 @@ from bot.targets import Targets
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
-from runbooks import application, auth, errors, integrity, performance, quick, triage
+from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
 from runbooks.containers import actions as container_actions
 from runbooks.containers import startup
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
 from runbooks.resources import cpu, memory
+from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
     quick.runbook,
@@ -54,6 +55,12 @@ RUNBOOKS: tuple[Runbook, ...] = (
     auth.runbook,
     integrity.runbook,
     errors.runbook,
+    disk.runbook,
+    network.runbook,
+    tls.runbook,
+    attacks.runbook,
+    bans.runbook,
+    accounts.runbook,
     startup.runbook,
     container_actions.runbook,
     memory.runbook,

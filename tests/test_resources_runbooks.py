@@ -66,7 +66,8 @@ async def test_climbing_memory_is_rising_with_a_restart_proposed_and_a_quiet_one
     docker_engine.run(leaky, LEAKY, run_args=["--memory", "256m", "-e", "SERVER_PORT=8080", "-e", "GOGC=50"])
     docker_engine.run(quiet, "sleep 100")
     run, targets = await checks(sampled=True, docker_host=docker_engine.host, erpgo_containers=f"{leaky},{quiet}")
-    await eventually(sampled_for(targets, leaky, 5), timeout=15, what="five seconds of background samples")
+    for name in (leaky, quiet):
+        await eventually(sampled_for(targets, name, 5), timeout=15, what="five seconds of background samples")
 
     findings = await run("memory", only=("memory_usage", "host_memory"))
 

@@ -17,7 +17,8 @@ from typing import Any
 from bot.core.engine import CheckContext
 from bot.core.findings import Proposal
 from bot.core.registry import Refused, Runbook
-from bot.targets.docker import ContainerInfo, ContainerNotFound, Docker, parse_time
+from bot.targets.docker import ContainerNotFound, Docker
+from bot.targets.docker_models import ContainerInfo, parse_time
 from runbooks.containers.common import clock, short_id
 
 runbook = Runbook("containers.actions")

@@ -7,8 +7,11 @@ from typing import Any
 
 from bot.core.engine import CheckContext
 from bot.core.registry import UsageError
-from bot.targets.docker import ContainerInfo, ContainerNotFound, Docker
+from bot.targets import NotConfigured
+from bot.targets.docker import ContainerNotFound, Docker
+from bot.targets.docker_models import ContainerInfo
 from runbooks.application import CONTAINER_NAME, api_container
+from runbooks.watched import once_per_report, watched_containers
 
 # the settings the real ERPGo reads; the first four it cannot start without
 REQUIRED_ENV = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "SERVER_PORT")
@@ -35,10 +38,22 @@ def parse_container(words: list[str]) -> dict[str, Any]:
     return {"container": words[0]} if words else {}
 
 
-def alert_container(ctx: CheckContext) -> str | None:
+async def watched(ctx: CheckContext) -> list[str]:
+    """The watched containers (ERPGO_COMPOSE_PROJECT's, else ERPGO_CONTAINERS), read once per report;
+    ERPGO_CONTAINERS when the engine cannot say."""
+
+    async def read() -> list[str]:
+        try:
+            return await watched_containers(ctx)
+        except (NotConfigured, ConnectionError, TimeoutError):
+            return list(ctx.targets.containers)
+
+    return await once_per_report(ctx, "_watched_containers", read)
+
+
+def alert_container(ctx: CheckContext, watched: list[str]) -> str | None:
     """The watched container an alert's labels name (`name="erpgo-api"`, `service="api"`), if any."""
     labels = ctx.params.get("alert_labels") or {}
-    watched = list(ctx.targets.containers)
     for key in ALERT_CONTAINER_LABELS:
         value = str(labels.get(key) or "")
         for candidate in (value, f"erpgo-{value}"):
@@ -47,15 +62,21 @@ def alert_container(ctx: CheckContext) -> str | None:
     return None
 
 
-def chosen_container(ctx: CheckContext) -> str:
+async def chosen_container(ctx: CheckContext) -> str:
     """The container named in the command, else the one the alert names, else the API's."""
-    return ctx.params.get("container") or alert_container(ctx) or api_container(list(ctx.targets.containers))
+    if ctx.params.get("container"):
+        return str(ctx.params["container"])
+    names = await watched(ctx)
+    return alert_container(ctx, names) or api_container(names)
 
 
-def chosen_containers(ctx: CheckContext) -> list[str]:
+async def chosen_containers(ctx: CheckContext) -> list[str]:
     """The container named in the command or the alert; else every watched container."""
-    named = ctx.params.get("container") or alert_container(ctx)
-    return [named] if named else list(ctx.targets.containers)
+    if ctx.params.get("container"):
+        return [str(ctx.params["container"])]
+    names = await watched(ctx)
+    named = alert_container(ctx, names)
+    return [named] if named else names
 
 
 async def inspect_or_none(docker: Docker, name: str) -> ContainerInfo | None:

@@ -21,7 +21,8 @@ from bot.core.findings import Finding, Status
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets import NotConfigured
-from bot.targets.docker import ContainerInfo, ContainerNotFound, Docker, PortBinding, port_conflicts
+from bot.targets.docker import ContainerNotFound, Docker
+from bot.targets.docker_models import ContainerInfo, PortBinding, port_conflicts
 from runbooks.application import evidence, read_logs, scan
 from runbooks.containers.actions import proposal_for, propose_once
 from runbooks.containers.common import (
@@ -155,7 +156,7 @@ async def last_lines(ctx: CheckContext, info: ContainerInfo) -> tuple[list[str],
 @runbook.check("app", component="Container", section=SECTION, timeout=15)
 async def container_start(ctx: CheckContext) -> Finding:
     """Steps 4 and 5: the state, the restart loop, the last errors; a restart or start to approve."""
-    name = chosen_container(ctx)
+    name = await chosen_container(ctx)
     component = f"Container {name}"
     docker = ctx.targets.docker
     try:
@@ -201,7 +202,7 @@ async def container_start(ctx: CheckContext) -> Finding:
 @runbook.check("app", component="Config", section=SECTION)
 async def container_environment(ctx: CheckContext) -> Finding | list[Finding]:
     """Step 1: the settings the API reads — present, empty or missing; their values are never read."""
-    name = chosen_container(ctx)
+    name = await chosen_container(ctx)
     component = f"Config {name}"
     info = await inspect_or_none(ctx.targets.docker, name)
     if info is None:
@@ -290,7 +291,7 @@ async def held_elsewhere(ctx: CheckContext, info: ContainerInfo, publishers: set
 @runbook.check("app", component="Ports", section=SECTION, timeout=15)
 async def container_ports(ctx: CheckContext) -> Finding | list[Finding]:
     """Step 2: its port bindings; a host port published by another container too, or held by something else."""
-    name = chosen_container(ctx)
+    name = await chosen_container(ctx)
     component = f"Ports {name}"
     docker = ctx.targets.docker
     info = await inspect_or_none(docker, name)
@@ -347,7 +348,7 @@ def dependency_finding(component: str, result: Finding | list[Finding] | BaseExc
 @runbook.check("app", component="Dependencies", section=SECTION)
 async def container_dependencies(ctx: CheckContext) -> list[Finding]:
     """Step 3: its database and cache answer (as the bot reaches them: ERPGO_DATABASE_URL, ERPGO_REDIS_URL)."""
-    name = chosen_container(ctx)
+    name = await chosen_container(ctx)
     database, cache = await asyncio.gather(postgres_health(ctx), redis_health(ctx), return_exceptions=True)
     return [dependency_finding("PostgreSQL", database, name), dependency_finding("Redis", cache, name)]
 

@@ -12,9 +12,12 @@ from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding
 from bot.core.units import human_bytes
 from bot.targets import NotConfigured
-from bot.targets.docker import ContainerInfo, ContainerNotFound
+from bot.targets.docker import ContainerNotFound
+from bot.targets.docker_models import ContainerInfo
 from bot.targets.go_metrics import GoMetrics, scrape
 from runbooks.application import api_container
+from runbooks.containers.common import watched
+from runbooks.watched import once_per_report
 
 METRICS_INTERVAL = 2.0  # seconds between the two reads of /metrics: growth is measured over it
 TOP_PROCESSES = 8
@@ -37,10 +40,7 @@ async def _read_twice(ctx: CheckContext) -> MetricsPair:
 async def metrics_pair(ctx: CheckContext) -> MetricsPair:
     """Two readings of the API's /metrics METRICS_INTERVAL apart; None when it is not exposed (404).
     Every check of one report shares the same two readings."""
-    task: asyncio.Task[MetricsPair] | None = ctx.params.get(_METRICS_PAIR)
-    if task is None:
-        ctx.params[_METRICS_PAIR] = task = asyncio.ensure_future(_read_twice(ctx))
-    return await asyncio.shield(task)  # one check timing out must not cancel the others' reading
+    return await once_per_report(ctx, _METRICS_PAIR, lambda: _read_twice(ctx))
 
 
 def not_exposed(component: str, path: str = "/metrics") -> Finding:
@@ -67,7 +67,7 @@ def size(value: float) -> str:
 async def api_info(ctx: CheckContext) -> ContainerInfo | None:
     """The API container (for a restart proposal); None when Docker cannot say."""
     try:
-        return await ctx.targets.docker.inspect(api_container(list(ctx.targets.containers)))
+        return await ctx.targets.docker.inspect(api_container(await watched(ctx)))
     except (NotConfigured, ContainerNotFound, ConnectionError, TimeoutError):
         return None
 

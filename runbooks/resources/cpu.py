@@ -15,7 +15,8 @@ import math
 from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
-from bot.targets.docker import ContainerInfo, Docker
+from bot.targets.docker import Docker
+from bot.targets.docker_models import ContainerInfo
 from bot.targets.docker_stats import StatsSample
 from bot.targets.go_metrics import rate
 from runbooks.containers.common import chosen_container, chosen_containers, inspect_or_none, is_api, parse_container
@@ -128,7 +129,7 @@ async def container_cpu(ctx: CheckContext, name: str) -> Finding:
 async def cpu_usage(ctx: CheckContext) -> list[Finding]:
     """Step 1 (`docker stats`) and step 3 (GOMAXPROCS vs the CPU limit) for each container."""
     ctx.targets.docker.client()  # not configured, socket missing: one finding for all
-    names = chosen_containers(ctx)
+    names = await chosen_containers(ctx)
     results = await asyncio.gather(*(container_cpu(ctx, name) for name in names), return_exceptions=True)
     return [
         result if isinstance(result, Finding) else failed(f"CPU {name}", result)
@@ -139,7 +140,7 @@ async def cpu_usage(ctx: CheckContext) -> list[Finding]:
 @runbook.check("cpu", component="Processes", section=SECTION, timeout=10)
 async def container_processes(ctx: CheckContext) -> Finding:
     """Step 1, `docker exec erpgo-api top`: the container's processes by CPU (the API's by default)."""
-    name = chosen_container(ctx)
+    name = await chosen_container(ctx)
     info = await inspect_or_none(ctx.targets.docker, name)
     if info is None or not info.state.running:
         return Finding.skipped(f"Processes {name}", "not running: no processes")

@@ -20,7 +20,7 @@ from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets import NotConfigured
 from bot.targets.api import HttpResult
-from bot.targets.docker import ContainerInfo, HostInfo
+from bot.targets.docker_models import ContainerInfo, HostInfo
 from bot.targets.docker_stats import StatsSample
 from bot.targets.go_metrics import GoMetrics
 from runbooks.containers.actions import proposal_for, propose_once
@@ -161,7 +161,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
 async def memory_usage(ctx: CheckContext) -> list[Finding]:
     """Step 1 of Memory Leaks: `docker stats` for each container, with its trend and OOM kills."""
     ctx.targets.docker.client()  # not configured, socket missing: one finding for all
-    names = chosen_containers(ctx)
+    names = await chosen_containers(ctx)
     results = await asyncio.gather(*(container_memory(ctx, name) for name in names), return_exceptions=True)
     return [
         result if isinstance(result, Finding) else failed(f"Memory {name}", result)
