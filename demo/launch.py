@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -204,11 +205,25 @@ def start_simulator(services: contextlib.ExitStack) -> str | None:
     return url
 
 
+def api_env_file() -> list[str]:
+    """The settings the real ERPGo reads (what `/erpgo app` looks for), in an env file only this user can
+    read, so that no value is in an argument list."""
+    path = RUN_DIR / "erpgo-api.env"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # before the secret is in it
+    path.write_text(
+        "DATABASE_URL=postgres://erpgo@postgres:5432/erp\nREDIS_URL=redis://redis:6379/0\n"
+        f"JWT_SECRET={secrets.token_hex(32)}\nSERVER_PORT=8080\nGOMEMLIMIT=400MiB\n"
+    )
+    return ["--env-file", str(path)]
+
+
 def start_docker(engine: DockerEngine) -> str | None:
     """Start the engine and the demo containers; None (and one line why) when Docker can't run."""
     try:
         engine.start()
-        engine.run("erpgo-api", ERPGO_API_SCRIPT, restart="unless-stopped", health_cmd="true")
+        engine.run("erpgo-api", ERPGO_API_SCRIPT, restart="unless-stopped", health_cmd="true", run_args=api_env_file())
         engine.run(
             "postgres",
             IDLE_SCRIPT.format(ready="LOG:  database system is ready to accept connections"),

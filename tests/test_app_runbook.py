@@ -233,3 +233,13 @@ async def test_unreachable_dependencies_and_missing_container(docker_engine, nam
         "Redis (for app-no-such-container)",
     ]
     assert all(f.status is Status.CRIT and f.title.startswith("unreachable — ") for f in findings[1:])
+
+
+async def test_an_engine_that_cannot_be_reached_is_said_once(tmp_path):
+    for verb in ("app", "memory", "cpu"):
+        findings = await run_verb(verb, None, docker_host=f"unix://{tmp_path}/none.sock")
+        docker = [f for f in findings if f.component == "Docker"]
+        assert [(f.status, f.title) for f in docker] == [
+            (Status.CRIT, f"unreachable — DockerSocketMissing: Docker socket missing: {tmp_path}/none.sock")
+        ], verb
+        assert not any(f.component.startswith(("Container", "Config", "Ports", "Memory", "CPU")) for f in findings)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import build_registry
 from bot.core.engine import CheckContext, run_checks
@@ -205,3 +207,22 @@ async def test_cpu_seconds_per_second_from_metrics(checks, simulator):
     assert runtime.title.startswith("the API process burns 0.3") and "CPU-seconds per second" in runtime.title
     assert 0.3 < runtime.data["cpu_seconds_per_second"] < 0.4
     assert "goroutines" in text_of(runtime)
+
+
+async def test_the_simulator_exports_go_runtime_and_process_metrics_only(simulator):
+    async with aiohttp.ClientSession() as http, http.get(simulator.url + "/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = await response.text()
+    samples = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert {
+        "go_goroutines",
+        "go_memstats_heap_alloc_bytes",
+        "go_memstats_heap_inuse_bytes",
+        "go_gc_duration_seconds_sum",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+    } <= samples
+    assert not {"http_requests_total", "db_connections_active"} & samples  # the guide's, not the real ERPGo's

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.engine import CheckContext
-from bot.core.registry import UsageError
+from bot.core.errors import describe_error
+from bot.core.findings import Finding
+from bot.core.registry import CheckFunc, Runbook, UsageError
 from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound, Docker
 from bot.targets.docker_models import ContainerInfo
@@ -27,6 +31,32 @@ OPTIONAL_ENV = (
 GO_RUNTIME_ENV = ("GOMEMLIMIT", "GOGC", "GOMAXPROCS", "GODEBUG")
 # alert labels that may name the container an alert is about (cAdvisor: name, compose: service)
 ALERT_CONTAINER_LABELS = ("container", "container_name", "name", "service", "job")
+_DOCKER_REPORTED = "_docker_unreachable_reported"
+
+
+def docker_check(
+    runbook: Runbook, *verbs: str, component: str, section: str, timeout: float | None = None
+) -> Callable[[CheckFunc], CheckFunc]:
+    """@runbook.check for checks that need the Docker engine: an engine that is not configured or cannot
+    be reached is said once per report (by the first check to notice), not once per check."""
+
+    def decorate(func: Callable[[CheckContext], Awaitable[Any]]) -> CheckFunc:
+        @functools.wraps(func)
+        async def check(ctx: CheckContext) -> Finding | list[Finding]:
+            try:
+                result: Finding | list[Finding] = await func(ctx)
+                return result
+            except (NotConfigured, ConnectionError) as exc:
+                if ctx.params.get(_DOCKER_REPORTED):
+                    return []
+                ctx.params[_DOCKER_REPORTED] = True
+                if isinstance(exc, NotConfigured):
+                    return Finding.skipped("Docker", str(exc))
+                return Finding.crit("Docker", "unreachable — " + describe_error(exc))
+
+        return runbook.check(*verbs, component=component, section=section, timeout=timeout)(check)
+
+    return decorate
 
 
 def parse_container(words: list[str]) -> dict[str, Any]:

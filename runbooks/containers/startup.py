@@ -31,6 +31,7 @@ from runbooks.containers.common import (
     REQUIRED_ENV,
     chosen_container,
     clock,
+    docker_check,
     inspect_or_none,
     is_api,
     parse_container,
@@ -153,7 +154,7 @@ async def last_lines(ctx: CheckContext, info: ContainerInfo) -> tuple[list[str],
     return picked[-LAST_LINES * 2 :], f"{len(lines)} log lines since {clock(since)}: {errors} error or panic lines"
 
 
-@runbook.check("app", component="Container", section=SECTION, timeout=15)
+@docker_check(runbook, "app", component="Container", section=SECTION, timeout=15)
 async def container_start(ctx: CheckContext) -> Finding:
     """Steps 4 and 5: the state, the restart loop, the last errors; a restart or start to approve."""
     name = await chosen_container(ctx)
@@ -199,7 +200,7 @@ async def container_start(ctx: CheckContext) -> Finding:
 # --- configuration ----------------------------------------------------------------------------
 
 
-@runbook.check("app", component="Config", section=SECTION)
+@docker_check(runbook, "app", component="Config", section=SECTION)
 async def container_environment(ctx: CheckContext) -> Finding | list[Finding]:
     """Step 1: the settings the API reads — present, empty or missing; their values are never read."""
     name = await chosen_container(ctx)
@@ -222,9 +223,12 @@ async def container_environment(ctx: CheckContext) -> Finding | list[Finding]:
     runtime = [f"{var} {'set' if info.env.get(var) == 'set' else 'not set'}" for var in GO_RUNTIME_ENV]
     details.append("Go runtime: " + ", ".join(runtime))
     details.append(f"{len(info.env)} variables in all; only their names are read, never a value")
-    if problems:
+    if problems and not info.state.running:
         title = ", ".join(problems) + " — the API cannot start without it"
         status = Status.CRIT
+    elif problems:
+        title = ", ".join(problems) + " — running all the same: is it set some other way?"
+        status = Status.WARN
     else:
         title = f"{', '.join(REQUIRED_ENV)} set"
         status = Status.OK
@@ -288,7 +292,7 @@ async def held_elsewhere(ctx: CheckContext, info: ContainerInfo, publishers: set
     return held
 
 
-@runbook.check("app", component="Ports", section=SECTION, timeout=15)
+@docker_check(runbook, "app", component="Ports", section=SECTION, timeout=15)
 async def container_ports(ctx: CheckContext) -> Finding | list[Finding]:
     """Step 2: its port bindings; a host port published by another container too, or held by something else."""
     name = await chosen_container(ctx)

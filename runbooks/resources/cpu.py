@@ -19,7 +19,14 @@ from bot.targets.docker import Docker
 from bot.targets.docker_models import ContainerInfo
 from bot.targets.docker_stats import StatsSample
 from bot.targets.go_metrics import rate
-from runbooks.containers.common import chosen_container, chosen_containers, inspect_or_none, is_api, parse_container
+from runbooks.containers.common import (
+    chosen_container,
+    chosen_containers,
+    docker_check,
+    inspect_or_none,
+    is_api,
+    parse_container,
+)
 from runbooks.quick import percent_status
 from runbooks.resources.common import (
     METRICS_INTERVAL,
@@ -125,7 +132,7 @@ async def container_cpu(ctx: CheckContext, name: str) -> Finding:
     return Finding(worst(statuses), component, cpu_title(sample, capacity, limit_text), details=details, data=data)
 
 
-@runbook.check("cpu", component="CPU", section=SECTION, timeout=15)
+@docker_check(runbook, "cpu", component="CPU", section=SECTION, timeout=15)
 async def cpu_usage(ctx: CheckContext) -> list[Finding]:
     """Step 1 (`docker stats`) and step 3 (GOMAXPROCS vs the CPU limit) for each container."""
     ctx.targets.docker.client()  # not configured, socket missing: one finding for all
@@ -137,7 +144,7 @@ async def cpu_usage(ctx: CheckContext) -> list[Finding]:
     ]
 
 
-@runbook.check("cpu", component="Processes", section=SECTION, timeout=10)
+@docker_check(runbook, "cpu", component="Processes", section=SECTION, timeout=10)
 async def container_processes(ctx: CheckContext) -> Finding:
     """Step 1, `docker exec erpgo-api top`: the container's processes by CPU (the API's by default)."""
     name = await chosen_container(ctx)

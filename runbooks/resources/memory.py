@@ -24,7 +24,7 @@ from bot.targets.docker_models import ContainerInfo, HostInfo
 from bot.targets.docker_stats import StatsSample
 from bot.targets.go_metrics import GoMetrics
 from runbooks.containers.actions import proposal_for, propose_once
-from runbooks.containers.common import chosen_containers, inspect_or_none, is_api, parse_container
+from runbooks.containers.common import chosen_containers, docker_check, inspect_or_none, is_api, parse_container
 from runbooks.quick import percent_status
 from runbooks.resources.common import (
     METRICS_INTERVAL,
@@ -157,7 +157,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
     return Finding(status, component, title, details=details, proposals=proposals, data=data)
 
 
-@runbook.check("memory", component="Memory", section=LEAKS, timeout=15)
+@docker_check(runbook, "memory", component="Memory", section=LEAKS, timeout=15)
 async def memory_usage(ctx: CheckContext) -> list[Finding]:
     """Step 1 of Memory Leaks: `docker stats` for each container, with its trend and OOM kills."""
     ctx.targets.docker.client()  # not configured, socket missing: one finding for all
@@ -169,7 +169,7 @@ async def memory_usage(ctx: CheckContext) -> list[Finding]:
     ]
 
 
-@runbook.check("memory", component="Processes", section=MEMORY_ISSUES, timeout=10)
+@docker_check(runbook, "memory", component="Processes", section=MEMORY_ISSUES, timeout=10)
 async def memory_processes(ctx: CheckContext) -> Finding | list[Finding]:
     """Memory Issues step 1, `ps aux --sort=-%mem`: the API container's processes by resident memory."""
     info = await api_info(ctx) if not ctx.params.get("container") else None
