@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bot.core.findings import Finding, Status
+from bot.local.text import render_text
+from bot.slack import render
 from bot.targets.docker import Docker
 from demo.services import DockerEngine, ServiceError, free_port
 from tests.db_support import one, run_verb, text_of
@@ -139,9 +141,11 @@ async def test_missing_jwt_secret_is_named_and_no_value_is_shown(docker_engine, 
     config = one(findings, f"Config {name}")
     assert config.status is Status.CRIT
     assert config.title == "JWT_SECRET missing, REDIS_URL empty — the API cannot start without it"
-    assert "DATABASE_URL: set" in config.details and "JWT_SECRET: missing" in config.details
+    assert config.details[:3] == ["set — DATABASE_URL, SERVER_PORT", "empty — REDIS_URL", "missing — JWT_SECRET"]
     assert any(line.startswith("Go runtime: GOMEMLIMIT set, GOGC not set") for line in config.details)
     assert password not in everything(findings) and password not in str([f.data for f in findings])
+    shown = render_text(render.details("ERPGo app", findings))
+    assert "missing — JWT_SECRET" in shown and "set — DATABASE_URL, SERVER_PORT" in shown and password not in shown
     assert any("FTL JWT_SECRET is required" in line for line in one(findings, f"Container {name}").evidence)
 
 

@@ -46,6 +46,7 @@ RESTART_WINDOW_MINUTES = 10
 LOOP_RESTARTS = 3  # exits within the window, under a restart policy, that make a restart loop
 LOG_LOOKBACK = timedelta(minutes=15)
 LAST_LINES = 8
+ENV_STATES = ("set", "empty", "missing")
 MAX_CONTAINERS_COMPARED = 200  # port bindings of at most this many other containers are compared
 INSPECT_CONCURRENCY = 8
 PORT_PROBE_SECONDS = 0.5
@@ -217,7 +218,9 @@ async def container_environment(ctx: CheckContext) -> Finding | list[Finding]:
     missing = [var for var in REQUIRED_ENV if var not in info.env]
     empty = [var for var in REQUIRED_ENV if info.env.get(var) == "empty"]
     problems = [f"{var} missing" for var in missing] + [f"{var} empty" for var in empty]
-    details = [f"{var}: {info.env.get(var, 'missing')}" for var in REQUIRED_ENV]
+    # grouped by state, never "NAME: state": a secret-looking name before a colon reads as a value to mask
+    by_state = {state: [v for v in REQUIRED_ENV if info.env.get(v, "missing") == state] for state in ENV_STATES}
+    details = [f"{state} — {', '.join(names)}" for state, names in by_state.items() if names]
     optional = [var for var in OPTIONAL_ENV if var in info.env]
     details.append(f"optional settings present: {', '.join(optional) if optional else 'none'}")
     runtime = [f"{var} {'set' if info.env.get(var) == 'set' else 'not set'}" for var in GO_RUNTIME_ENV]
