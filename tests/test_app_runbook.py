@@ -23,6 +23,8 @@ TERM_QUICKLY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 
 
 async def app(docker_engine: DockerEngine, container: str, **settings) -> list[Finding]:
+    """`/erpgo app <container>`, the container being one of the watched ones unless `settings` say otherwise."""
+    settings.setdefault("erpgo_containers", container)
     return await run_verb("app", None, {"container": container}, docker_host=docker_engine.host, **settings)
 
 
@@ -247,3 +249,13 @@ async def test_an_engine_that_cannot_be_reached_is_said_once(tmp_path):
             (Status.CRIT, f"unreachable — DockerSocketMissing: Docker socket missing: {tmp_path}/none.sock")
         ], verb
         assert not any(f.component.startswith(("Container", "Config", "Ports", "Memory", "CPU")) for f in findings)
+
+
+async def test_a_container_the_bot_does_not_watch_is_not_read(docker_engine, names):
+    name = names("other")
+    docker_engine.run(name, "sleep 100", run_args=["-e", "JWT_SECRET=x"])
+    findings = await app(docker_engine, name, erpgo_containers="erpgo-api,postgres")
+    reading = [f for f in findings if not f.component.startswith(("PostgreSQL", "Redis"))]
+    assert {(f.status, f.title) for f in reading} == {
+        (Status.SKIPPED, f"`{name}` is not a watched container; watched: erpgo-api, postgres")
+    }

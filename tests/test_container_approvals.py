@@ -147,7 +147,7 @@ async def run_remediation(docker_engine, action: str, args: dict) -> str:
 async def proposal_args(docker_engine, name: str) -> dict:
     from tests.db_support import run_verb
 
-    findings = await run_verb("app", None, {"container": name}, docker_host=docker_engine.host)
+    findings = await run_verb("app", None, {"container": name}, docker_host=docker_engine.host, erpgo_containers=name)
     [proposal] = [p for f in findings for p in f.proposals]
     return proposal.args
 

@@ -98,7 +98,7 @@ async def test_a_container_killed_by_its_memory_limit(checks, docker, docker_eng
         return not (await docker.inspect(name)).state.running
 
     await eventually(stopped, what="the memory limit to kill it")
-    run, _ = await checks(docker_host=docker_engine.host)
+    run, _ = await checks(docker_host=docker_engine.host, erpgo_containers=name)
 
     findings = await run("memory", container=name)
 

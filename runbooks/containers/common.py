@@ -46,6 +46,8 @@ def docker_check(
             try:
                 result: Finding | list[Finding] = await func(ctx)
                 return result
+            except UsageError as exc:  # NotWatched
+                return Finding.skipped(component, str(exc))
             except (NotConfigured, ConnectionError) as exc:
                 if ctx.params.get(_DOCKER_REPORTED):
                     return []
@@ -92,18 +94,28 @@ def alert_container(ctx: CheckContext, watched: list[str]) -> str | None:
     return None
 
 
-async def chosen_container(ctx: CheckContext) -> str:
-    """The container named in the command, else the one the alert names, else the API's."""
+async def named_container(ctx: CheckContext) -> str | None:
+    """The container named in the command, if it is a watched one (NotWatched, a UsageError, if not:
+    the bot reads only the deployment's own containers)."""
+    name = ctx.params.get("container")
+    return await ctx.targets.watched(str(name)) if name else None
+
+
+async def chosen_container(ctx: CheckContext, *, checked: bool = True) -> str:
+    """The container named in the command, else the one the alert names, else the API's. `checked`
+    False: only to name it (the check reads nothing of it)."""
     if ctx.params.get("container"):
-        return str(ctx.params["container"])
+        name = str(ctx.params["container"])
+        return await ctx.targets.watched(name) if checked else name
     names = await watched(ctx)
     return alert_container(ctx, names) or api_container(names)
 
 
 async def chosen_containers(ctx: CheckContext) -> list[str]:
     """The container named in the command or the alert; else every watched container."""
-    if ctx.params.get("container"):
-        return [str(ctx.params["container"])]
+    named = await named_container(ctx)
+    if named:
+        return [named]
     names = await watched(ctx)
     named = alert_container(ctx, names)
     return [named] if named else names

@@ -355,7 +355,7 @@ def dependency_finding(component: str, result: Finding | list[Finding] | BaseExc
 @runbook.check("app", component="Dependencies", section=SECTION)
 async def container_dependencies(ctx: CheckContext) -> list[Finding]:
     """Step 3: its database and cache answer (as the bot reaches them: ERPGO_DATABASE_URL, ERPGO_REDIS_URL)."""
-    name = await chosen_container(ctx)
+    name = await chosen_container(ctx, checked=False)
     database, cache = await asyncio.gather(postgres_health(ctx), redis_health(ctx), return_exceptions=True)
     return [dependency_finding("PostgreSQL", database, name), dependency_finding("Redis", cache, name)]
 
