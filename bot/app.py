@@ -37,9 +37,12 @@ from bot.targets import Targets
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
-from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
+from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
+from runbooks.containers import actions as container_actions
+from runbooks.containers import startup
 from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
+from runbooks.resources import cpu, memory
 from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
@@ -62,7 +65,12 @@ RUNBOOKS: tuple[Runbook, ...] = (
     attacks.runbook,
     bans.runbook,
     accounts.runbook,
-    triage.runbook,
+    startup.runbook,
+    container_actions.runbook,
+    memory.runbook,
+    cpu.runbook,
+    performance.runbook,
+    triage.runbook,  # last: the runbooks above map their own alert names first
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
 HANDLERS = (command_handlers, approval_handlers, alert_handlers)
@@ -133,9 +141,11 @@ class Runtime:
 
     async def start(self) -> None:
         """Ask Slack who the bot is, load the policy (a malformed one is a ConfigError), then apply
-        the bot database's migrations; a database that is down now is retried on first use."""
+        the bot database's migrations; a database that is down now is retried on first use. The watched
+        containers' Docker stats are sampled in the background from here on."""
         await self.identify()
         self.policy = load_policy(self.settings.chatops_policy_file)
+        self.targets.start_sampling()
         if self.policy.is_default:
             log.warning(
                 "policy_not_configured",

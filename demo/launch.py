@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -222,13 +223,13 @@ def run_compose_containers(
     project: str = COMPOSE_PROJECT,
     *,
     api_script: str = ERPGO_API_SCRIPT,
-    api_env: Sequence[str] = (),
+    api_env: Mapping[str, str] | None = None,
     api_health_cmd: str | None = "true",
 ) -> None:
     """ERPGo's compose containers, named as its docker-compose.yml names them: the API, its database,
     its cache, the worker, and the migrator, which runs once (restart policy `no`) and exits 0.
-    `api_env` are NAME=value pairs for the API container (e.g. its JWT_SECRET)."""
-    env = [arg for pair in api_env for arg in ("-e", pair)]
+    `api_env` is the API container's environment (e.g. its JWT_SECRET), passed in an env file."""
+    env = env_file(engine.dir / "erpgo-api.env", api_env) if api_env else []
     engine.run(
         "erpgo-api",
         api_script,
@@ -251,11 +252,32 @@ def run_compose_containers(
     engine.docker("wait", "erpgo-migrator", timeout=30)
 
 
+def env_file(path: Path, values: Mapping[str, str]) -> list[str]:
+    """`docker run` arguments passing `values` in an env file only this user can read, so that no
+    value is in an argument list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # before the secret is in it
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    return ["--env-file", str(path)]
+
+
+def demo_api_env() -> dict[str, str]:
+    """The settings the real ERPGo reads (what `/erpgo app` looks for)."""
+    return {
+        "DATABASE_URL": "postgres://erpgo@erpgo-postgres:5432/erp",
+        "REDIS_URL": "redis://erpgo-redis:6379/0",
+        "JWT_SECRET": secrets.token_hex(32),
+        "SERVER_PORT": "8080",
+        "GOMEMLIMIT": "400MiB",
+    }
+
+
 def start_docker(engine: DockerEngine) -> str | None:
     """Start the engine and the demo containers; None (and one line why) when Docker can't run."""
     try:
         engine.start()
-        run_compose_containers(engine)
+        run_compose_containers(engine, api_env=demo_api_env())
     except (ServiceUnavailable, ServiceError) as exc:
         reason = str(exc).splitlines()[0]
         say(f"no Docker Engine ({reason}): the Docker checks will report it not configured")

@@ -550,8 +550,16 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
         "long_queries",
         "blocking_sessions",
     ]
-    assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("HighResponseTime")
-    assert "docker_containers" in names("ContainerRestarting") and "docker_containers" in names("HighMemoryUsage")
+    assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("ErpgoP99LatencyHigh")
+    assert "docker_containers" in names("ContainerRestarting")
+    memory = ["memory_usage", "goroutines", "pprof_profiles", "host_memory", "memory_processes"]
+    assert names("HighMemoryUsage") == names("CriticalMemoryUsage") == names("HighMemoryUsageSystem") == memory
+    assert names("HighGoroutineCount") == names("CriticalGoroutineCount") == ["goroutines", "pprof_profiles"]
+    assert names("HighCPUUsage") == ["cpu_usage", "container_processes", "cpu_rate"]
+    perf = ["api_latency", "slowest_statements", "cache_performance"]
+    assert names("HighResponseTime") == names("CriticalResponseTime") == names("SLAViolationResponseTime") == perf
+    app = ["container_start", "container_environment", "container_ports", "container_dependencies"]
+    assert names("DockerContainerDown") == names("ServiceDown") == names("ApplicationDown") == app
     assert names("HighFailedLoginRate") == ["attack_evidence", "security_settings"]
     assert names("SuspiciousAPIUsage") == names("DataExfiltrationDetection") == names("CriticalAuthFailureRate")
     assert "api_error_logs" in names("FailedLogins"), "other login alerts keep the guide's log check"

@@ -13,11 +13,13 @@ from bot.targets import Targets
 
 ERROR_RATE = ["api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"]
 POOL = ["connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries", "blocking_sessions"]
-RESPONSE_TIME = ["api_health", "slow_statements", "long_queries", "redis_health", "postgres_health"]
+PERF = ["api_latency", "slowest_statements", "cache_performance"]  # runbooks/performance.py
 AVAILABILITY = ["api_health", "docker_containers", "api_error_logs", "postgres_health", "redis_health"]
 SLOW_QUERIES = ["slow_statements", "long_queries", "blocking_sessions", "connections_by_state", "table_statistics"]
-MEMORY = ["docker_containers", "api_health", "redis_health"]
-GOROUTINES = ["api_health", "api_error_logs", "connections_by_client", "long_queries", "blocking_sessions"]
+MEMORY = ["memory_usage", "goroutines", "pprof_profiles", "host_memory", "memory_processes"]  # runbooks/resources
+GOROUTINES = ["goroutines", "pprof_profiles"]
+CPU = ["cpu_usage", "container_processes", "cpu_rate"]
+APP = ["container_start", "container_environment", "container_ports", "container_dependencies"]  # runbooks/containers
 CACHE = ["redis_health", "api_health"]
 SECURITY = ["attack_evidence", "security_settings"]  # runbooks/security/attacks.py
 BACKUPS = ["postgres_health", "docker_containers"]
@@ -28,8 +30,8 @@ DISK = ["filesystem_usage", "docker_disk_usage", "container_logs", "database_dis
 # the 51 names of the real rule files, in their order, with the checks each one's triage runs
 REAL_ALERTS: dict[str, list[str]] = {
     "HighErrorRate": ERROR_RATE,
-    "HighResponseTime": RESPONSE_TIME,
-    "ServiceDown": AVAILABILITY,
+    "HighResponseTime": PERF,
+    "ServiceDown": APP,
     "HighMemoryUsage": MEMORY,
     "HighGoroutineCount": GOROUTINES,
     "DatabaseConnectionPoolExhausted": POOL,
@@ -48,11 +50,11 @@ REAL_ALERTS: dict[str, list[str]] = {
     "RedisHighMemoryUsage": ["redis_health", "docker_containers"],
     "RedisHighConnectionCount": CACHE,
     "RedisExpiredKeys": CACHE,
-    "HighCPUUsage": ["docker_containers", "long_queries", "slow_statements", "api_health"],
+    "HighCPUUsage": CPU,
     "HighDiskUsage": DISK,
-    "HighMemoryUsageSystem": ["docker_containers", "redis_health", "postgres_health"],
+    "HighMemoryUsageSystem": MEMORY,
     "NetworkErrors": ["service_discovery", "compose_networks", "published_ports"],
-    "DockerContainerDown": ["docker_containers", "api_error_logs", "api_health"],
+    "DockerContainerDown": APP,
     "LowOrderRate": BUSINESS,
     "HighFailedOrderRate": BUSINESS,
     "LowUserActivity": ["api_health", "login_path", "api_error_logs", "postgres_health"],
@@ -65,11 +67,11 @@ REAL_ALERTS: dict[str, list[str]] = {
     "BackupFailed": BACKUPS,
     "BackupOverdue": BACKUPS,
     "LowBackupRetention": BACKUPS,
-    "SLAViolationResponseTime": RESPONSE_TIME,
+    "SLAViolationResponseTime": PERF,
     "SLAViolationAvailability": AVAILABILITY,
     "SLAViolationErrorRate": ERROR_RATE,
     "CriticalErrorRate": ERROR_RATE,
-    "CriticalResponseTime": RESPONSE_TIME,
+    "CriticalResponseTime": PERF,
     "CriticalMemoryUsage": MEMORY,
     "CriticalGoroutineCount": GOROUTINES,
     "DatabaseConnectionHigh": POOL,
@@ -82,7 +84,7 @@ REAL_ALERTS: dict[str, list[str]] = {
     "CriticalAuthFailureRate": SECURITY,
     "LowStockAlerts": STOCK,
     "HighInventoryUpdates": ["stock_levels", "blocking_sessions", "long_queries"],
-    "ApplicationDown": AVAILABILITY,
+    "ApplicationDown": APP,
     "PanicDetected": ["api_error_logs", "docker_containers", "api_health"],
 }
 
@@ -117,7 +119,7 @@ def test_a_group_of_several_real_alerts_runs_each_check_once(registry):
     names = [c.name for c in triage_checks(registry, ["PostgreSQLDown", "ServiceDown", "RedisDown"], {})]
     assert len(names) == len(set(names))
     assert names[:4] == ["postgres_health", "connection_diagnosis", "docker_containers", "api_health"]
-    assert {"redis_health", "api_error_logs"} <= set(names)
+    assert {"redis_health", "container_start"} <= set(names)
 
 
 async def test_replication_lag_on_a_primary_without_replicas_says_nothing_streams(registry, erp_dsn):

@@ -1,5 +1,5 @@
 """Adapters for the ERPGo components the bot inspects. Each call has a timeout; none keeps state
-beyond a reusable client."""
+beyond a reusable client, except the Docker stats sampler (the newest sample of each watched container)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from bot.core.registry import UsageError
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.targets.docker_stats import StatsSample
     from bot.targets.firewall import FirewallBackend
     from bot.targets.watched import Role, Watched
 
@@ -54,6 +55,7 @@ class Targets:
     def __init__(self, settings: Settings):
         from bot.targets.api import ErpgoApi
         from bot.targets.docker import Docker
+        from bot.targets.docker_stats import StatsSampler
         from bot.targets.postgres import Postgres
         from bot.targets.redis import Redis
 
@@ -66,7 +68,9 @@ class Targets:
         self._redis = Redis(redis_url, timeout) if redis_url else None
         self.docker = Docker(settings.docker_host, timeout)
         self.containers = settings.erpgo_containers
+        self.stats = StatsSampler(self.docker)  # follows self.containers once start_sampling() ran
         self._firewall: FirewallBackend | None = None
+        self._sampling = False
 
     @property
     def api(self):
@@ -96,7 +100,10 @@ class Targets:
             return Watched(tuple(WatchedContainer(name) for name in self.containers), None)
         async with asyncio.timeout(self.settings.erpgo_check_timeout):
             listed = await self.docker.project_containers(project)
-        return Watched(tuple(WatchedContainer(c.name, c.service) for c in listed if not c.one_off), project)
+        watched = Watched(tuple(WatchedContainer(c.name, c.service) for c in listed if not c.one_off), project)
+        if self._sampling:  # the project's containers come and go: sample the ones there are now
+            self.stats.update(list(watched.names))
+        return watched
 
     async def container_of(self, role: Role) -> str:
         """The name of the watched container that runs `role` (api, postgres, redis); RoleNotFound
@@ -121,7 +128,29 @@ class Targets:
             self._firewall = _firewall_of(self.settings)
         return self._firewall
 
+    def start_sampling(self) -> bool:
+        """Keep the watched containers' Docker stats sampled in the background (one stream each), so
+        that no report waits for the engine's 1-second tick. False when Docker is not configured."""
+        try:
+            self.docker.client()
+        except NotConfigured:
+            return False
+        except ConnectionError:
+            pass  # the socket is not there yet: the streams retry with a growing pause
+        self.stats.start(self.containers)
+        self._sampling = True
+        return True
+
+    async def container_stats(self, name: str) -> StatsSample:
+        """The newest background sample of a container when it is fresh and has a CPU %, else a reading now
+        (up to a second with an earlier sample to compare with, about two without)."""
+        sample = self.stats.latest(name)
+        if sample is None or sample.cpu_percent is None:  # not sampled yet, or only its first reading
+            sample = await self.stats.one_shot(name)
+        return sample
+
     async def close(self) -> None:
+        await self.stats.close()
         for target in (self._api, self._redis, self.docker):
             if target is not None:
                 await target.close()

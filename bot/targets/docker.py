@@ -196,6 +196,11 @@ class Docker:
         )
         return sorted((listed_container(row) for row in found), key=lambda c: c.name)
 
+    async def container_names(self) -> list[str]:
+        """Names of every container on the engine, stopped ones included."""
+        found = await self._get("containers/json", all="1")
+        return sorted((c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/") for c in found)
+
     async def top(self, name: str) -> list[dict[str, str]]:
         """`docker top`: the container's processes, one dict per process keyed by ps's titles."""
         try:
