@@ -150,6 +150,7 @@ def attach_store(runtime: Runtime, slack_token: str | None) -> None:
             runtime.store,
             outbox_client(slack_token, settings.slack_api_url),
             interval=settings.erpgo_slack_channel_interval,
+            burst=settings.erpgo_slack_channel_burst,
             max_backoff=settings.erpgo_slack_max_backoff,
         )
 
