@@ -6,9 +6,9 @@ slack_sdk code talks to it:
 
 * **Web API** (an aiohttp server, server.py; methods in webapi.py and files.py): ``auth.test``,
   ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``, ``chat.getPermalink``,
-  ``conversations.info``, ``users.info``, ``usergroups.users.list``, ``views.publish`` and the three
-  steps of ``files_upload_v2`` (``files.getUploadURLExternal``, the POST to the upload URL,
-  ``files.completeUploadExternal``). Point the bot's ``AsyncWebClient(base_url=...)`` at
+  ``conversations.info``, ``users.info``, ``usergroups.users.list``, ``views.publish``,
+  ``views.open``, ``apps.connections.open`` and the three steps of ``files_upload_v2``
+  (``files.getUploadURLExternal``, the POST to the upload URL, ``files.completeUploadExternal``). Point the bot's ``AsyncWebClient(base_url=...)`` at
   :attr:`LocalSlack.api_url`. Every call is recorded in :attr:`LocalSlack.calls`, messages are kept
   in :attr:`LocalSlack.messages` (state.py), uploaded files in :attr:`LocalSlack.files`, App Home
   views in :attr:`LocalSlack.home_views`.
@@ -20,6 +20,11 @@ slack_sdk code talks to it:
   slash commands and ``block_actions`` payloads to :attr:`LocalSlack.bot_url`, signed with the v0
   scheme; :meth:`LocalSlack.response_url` makes a URL whose POSTs are applied the way Slack applies
   them (ephemeral, in_channel, replace_original, delete_original).
+* **Modals and events** (views.py): :meth:`LocalSlack.submit_view` fills and submits a modal the
+  bot opened (view_submission), :meth:`LocalSlack.send_event` / :meth:`LocalSlack.open_home` send
+  Events API callbacks (app_home_opened).
+* **Socket Mode** (socket.py): the WebSocket apps.connections.open points to; ``socket_slash``,
+  ``socket_click``, ``socket_event`` deliver envelopes and wait for their acks; ``drop_sockets``.
 * **Block Kit validation** (blocks.py): :func:`block_errors`, the limits Slack enforces.
 
 Usage::

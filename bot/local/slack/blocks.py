@@ -24,6 +24,7 @@ MAX_URL = 3000
 MAX_ACTIONS_ELEMENTS = 25
 MAX_CONTEXT_ELEMENTS = 10
 MAX_MESSAGE_TEXT = 40000
+MAX_INPUT_LABEL = 2000
 
 
 def message_content(args: dict) -> tuple[str, list | None]:
@@ -61,6 +62,9 @@ def with_ids(blocks: list) -> list:
 def interactive_elements(block: dict) -> list[dict]:
     if block.get("type") == "actions":
         return [e for e in block.get("elements") or [] if isinstance(e, dict)]
+    if block.get("type") == "input":
+        element = block.get("element")
+        return [element] if isinstance(element, dict) else []
     accessory = block.get("accessory")
     return [accessory] if isinstance(accessory, dict) and accessory.get("type") not in ("image", None) else []
 
@@ -166,6 +170,18 @@ def _check_context(block: dict, where: str) -> list[str]:
     return []
 
 
+def _check_input(block: dict, where: str) -> list[str]:
+    errors = _text_errors(block.get("label"), MAX_INPUT_LABEL, f"{where}/label", plain_only=True)
+    element = block.get("element")
+    if not isinstance(element, dict) or not element.get("type"):
+        errors.append(f"missing required field: element [json-pointer:{where}/element]")
+    elif element.get("type") == "plain_text_input":
+        errors += _length_error(element.get("action_id"), MAX_ID, f"{where}/element/action_id")
+        if "initial_value" in element and not isinstance(element["initial_value"], str):
+            errors.append(f"must be a string [json-pointer:{where}/element/initial_value]")
+    return errors
+
+
 def _button_errors(button: dict, where: str) -> list[str]:
     errors = _text_errors(button.get("text"), MAX_BUTTON_TEXT, f"{where}/text", plain_only=True)
     errors += _length_error(button.get("value"), MAX_BUTTON_VALUE, f"{where}/value")
@@ -181,4 +197,5 @@ _BLOCK_CHECKS: dict[str, Callable[[dict, str], list[str]]] = {
     "header": _check_header,
     "actions": _check_actions,
     "context": _check_context,
+    "input": _check_input,
 }

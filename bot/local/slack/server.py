@@ -14,15 +14,16 @@ from aiohttp import ClientSession, ClientTimeout, web
 from bot.local.slack.files import Files, upload_content
 from bot.local.slack.limits import Faults, RateLimit
 from bot.local.slack.protocol import SCOPES, ApiError, Call, bearer_token, read_args
-from bot.local.slack.user import ActingUser
+from bot.local.slack.socket import SocketMode
 from bot.local.slack.webapi import WebApi
 
 
-class LocalSlack(Faults, WebApi, Files, ActingUser):
+class LocalSlack(Faults, WebApi, Files, SocketMode):
     def __init__(
         self,
         signing_secret: str,
         bot_token: str = "xoxb-local-token",
+        app_token: str = "xapp-local-token",
         team_id: str = "T0LOCAL",
         bot_user_id: str = "U0BOT",
         *,
@@ -33,6 +34,7 @@ class LocalSlack(Faults, WebApi, Files, ActingUser):
     ):
         self.signing_secret = signing_secret
         self.bot_token = bot_token
+        self.app_token = app_token  # the app-level token Socket Mode connects with
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_user_id = bot_user_id
@@ -59,6 +61,13 @@ class LocalSlack(Faults, WebApi, Files, ActingUser):
         self._init_faults(rate_limit)
 
         self._hooks = {}
+        self._triggers = {}
+        # view id → a modal opened with views.open; user id → the ids of the modals open in front of them
+        self.views = {}
+        self.open_views = {}
+        self._tickets = set()
+        self._sockets = []
+        self._acks = {}
         self._listeners = []
         self._changed = asyncio.Condition()
         self._last_ts_us = 0
@@ -76,6 +85,8 @@ class LocalSlack(Faults, WebApi, Files, ActingUser):
             "files.completeUploadExternal": self._files_complete_upload,
             "usergroups.users.list": self._usergroups_users_list,
             "views.publish": self._views_publish,
+            "views.open": self._views_open,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -85,6 +96,7 @@ class LocalSlack(Faults, WebApi, Files, ActingUser):
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_post("/hooks/{kind}/{key}", self._handle_hook)
+        app.router.add_get("/link/", self._handle_socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -96,6 +108,7 @@ class LocalSlack(Faults, WebApi, Files, ActingUser):
         self._session = ClientSession(timeout=ClientTimeout(total=60))
 
     async def close(self) -> None:
+        await self.drop_sockets()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -118,6 +131,8 @@ class LocalSlack(Faults, WebApi, Files, ActingUser):
         self.responses.clear()
         self.files.clear()
         self.home_views.clear()
+        self.views.clear()
+        self.open_views.clear()
         self._hooks.clear()
         self._buckets.clear()
         self.ratelimited = 0
@@ -167,10 +182,7 @@ class LocalSlack(Faults, WebApi, Files, ActingUser):
             handler = self._methods.get(method)
             if handler is None:
                 raise ApiError("unknown_method", req_method=method)
-            if not token:
-                raise ApiError("not_authed")
-            if token != self.bot_token:
-                raise ApiError("invalid_auth")
+            self._check_token(method, token)
             self._take_token(method, args)
             return handler(args)
 

@@ -38,6 +38,7 @@ class SlackState:
     usergroups: dict[str, list[str]]
 
     _hooks: dict[str, Origin]
+    _triggers: dict[str, tuple[str, float]]  # trigger_id -> (user, time.monotonic() it was issued)
     _listeners: list[Callable[[Call], Any]]
     _changed: asyncio.Condition
     _last_ts_us: int

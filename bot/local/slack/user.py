@@ -132,30 +132,41 @@ class ActingUser(SlackState):
         secret: str | None = None,
     ) -> SlackHTTPResult:
         """Send a slash command to the bot as Slack does, and show its ack like Slack would."""
-        self._remember(user_id, user_name, channel_id, channel_name)
-        origin = Origin(channel_id, user_id)
-        response_url = self._new_hook(origin)
-        body = urlencode(
-            {
-                "token": self.verification_token,
-                "team_id": self.team_id,
-                "team_domain": self.team_domain,
-                "channel_id": channel_id,
-                "channel_name": channel_name,
-                "user_id": user_id,
-                "user_name": user_name,
-                "command": command,
-                "text": text,
-                "api_app_id": self.app_id,
-                "is_enterprise_install": "false",
-                "response_url": response_url,
-                "trigger_id": trigger_id(),
-            }
-        )
+        origin, fields = self._slash_fields(text, command, user_id, user_name, channel_id, channel_name)
+        body = urlencode(fields)
         result = await self._post_to_bot(body, self.signed_headers(body, timestamp=timestamp, secret=secret))
-        result.response_url = response_url
+        result.response_url = fields["response_url"]
         await self._apply_ack(origin, result)
         return result
+
+    def _slash_fields(
+        self, text: str, command: str, user_id: str, user_name: str, channel_id: str, channel_name: str
+    ) -> tuple[Origin, dict]:
+        """What Slack sends about a slash command (as form fields over HTTP, as JSON over a socket)."""
+        self._remember(user_id, user_name, channel_id, channel_name)
+        origin = Origin(channel_id, user_id)
+        fields = {
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            "team_domain": self.team_domain,
+            "channel_id": channel_id,
+            "channel_name": channel_name,
+            "user_id": user_id,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": self._new_hook(origin),
+            "trigger_id": self._new_trigger(user_id),
+        }
+        return origin, fields
+
+    def _new_trigger(self, user_id: str) -> str:
+        """A trigger_id for views.open, valid for a few seconds and for this user, as Slack's are."""
+        trigger = trigger_id()
+        self._triggers[trigger] = (user_id, time.monotonic())
+        return trigger
 
     async def click(
         self,
@@ -171,11 +182,8 @@ class ActingUser(SlackState):
         secret: str | None = None,
     ) -> SlackHTTPResult:
         """Click the button `action_id` of `message` (as the caller last saw it) and send block_actions."""
-        block, button = self._find_button(message, action_id)
-        channel_id = channel_id or message.get("channel") or self._channel_of(message["ts"])
-        self._remember(user_id, user_name, channel_id, None)
-        response_url = self.response_url(channel=channel_id, user=user_id, message=message)
-        payload = self._block_actions_payload(message, block, button, user_id, user_name, channel_id, response_url)
+        payload = self._click_payload(message, action_id, user_id, user_name, channel_id)
+        response_url = payload["response_url"]
         body = urlencode({"payload": json.dumps(payload)})
         headers = self.signed_headers(body, timestamp=timestamp, secret=secret)
         if retry_num is not None:
@@ -185,6 +193,15 @@ class ActingUser(SlackState):
         result = await self._post_to_bot(body, headers)
         result.response_url = response_url
         return result
+
+    def _click_payload(
+        self, message: dict, action_id: str, user_id: str, user_name: str, channel_id: str | None
+    ) -> dict:
+        block, button = self._find_button(message, action_id)
+        channel_id = channel_id or message.get("channel") or self._channel_of(message["ts"])
+        self._remember(user_id, user_name, channel_id, None)
+        response_url = self.response_url(channel=channel_id, user=user_id, message=message)
+        return self._block_actions_payload(message, block, button, user_id, user_name, channel_id, response_url)
 
     def _block_actions_payload(
         self, message: dict, block: dict, button: dict, user_id: str, user_name: str, channel_id: str, response_url: str
@@ -207,7 +224,7 @@ class ActingUser(SlackState):
             "api_app_id": self.app_id,
             "token": self.verification_token,
             "container": container,
-            "trigger_id": trigger_id(),
+            "trigger_id": self._new_trigger(user_id),
             "team": {"id": self.team_id, "domain": self.team_domain},
             "enterprise": None,
             "is_enterprise_install": False,
