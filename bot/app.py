@@ -21,6 +21,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.approvals.engine import Approvals
 from bot.approvals.policy import Policy, load_policy
+from bot.approvals.usergroups import UserGroups
 from bot.core import metrics
 from bot.core.errors import describe_error
 from bot.core.logs import log
@@ -31,6 +32,7 @@ from bot.slack.client import SlackOut, web_client
 from bot.slack.delivery import Outbox, outbox_client
 from bot.store.pool import Store
 from bot.targets import Targets
+from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
@@ -53,8 +55,8 @@ RUNBOOKS: tuple[Runbook, ...] = (
     errors.runbook,
     triage.runbook,
 )
-BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
-HANDLERS = (command_handlers, approval_handlers, alert_handlers)
+BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, alert_actions.bot_verbs)
+HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions)
 
 
 def build_registry() -> Registry:
@@ -79,6 +81,7 @@ class Runtime:
     policy: Policy = field(default_factory=Policy.default)  # CHATOPS_POLICY_FILE, loaded by start()
     loops: list = field(default_factory=list)  # periodic background tasks, cancelled on close
     outbox: Outbox | None = None  # durable, paced Slack delivery (alert threads); needs the bot's database
+    usergroups: UserGroups | None = None  # Slack user groups named by the policy (S…), resolved through Slack
 
     def start_loop(self, coro, name: str) -> None:
         """A task that runs for the life of the process (not awaited by tasks.idle())."""
@@ -98,7 +101,7 @@ class Runtime:
     async def start(self) -> None:
         """Load the policy (a malformed one is a ConfigError), then apply the bot database's
         migrations; a database that is down now is retried on first use."""
-        self.policy = load_policy(self.settings.chatops_policy_file)
+        self.policy = load_policy(self.settings.chatops_policy_file).with_usergroups(self.usergroups)
         if self.policy.is_default:
             log.warning(
                 "policy_not_configured",
@@ -133,6 +136,7 @@ def build_runtime(settings: Settings) -> Runtime:
         slack=SlackOut(web_client(token, settings.slack_api_url)),
         registry=build_registry(),
     )
+    runtime.usergroups = UserGroups(runtime.slack.usergroup_members, ttl=settings.erpgo_usergroup_ttl)
     attach_store(runtime, token)
     return runtime
 

@@ -112,6 +112,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     """The policy check, before anything runs: a refusal is told to the asker alone and audited."""
+    await runtime.policy.resolve(inv.user_id)  # the Slack user groups it names, for this user
     reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
     if reason is None:
         return False

@@ -3,7 +3,7 @@ beyond a reusable client."""
 
 from __future__ import annotations
 
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 
 
 class NotConfigured(Exception):
@@ -18,6 +18,7 @@ class Targets:
     """The ERPGo deployment as configured: built once per process, closed on shutdown."""
 
     def __init__(self, settings: Settings):
+        from bot.targets.alertmanager import Alertmanager
         from bot.targets.api import ErpgoApi
         from bot.targets.docker import Docker
         from bot.targets.postgres import Postgres
@@ -31,6 +32,18 @@ class Targets:
         redis_url = settings.secret("erpgo_redis_url")
         self._redis = Redis(redis_url, timeout) if redis_url else None
         self.docker = Docker(settings.docker_host, timeout)
+        self._alertmanager = None
+        if settings.alertmanager_url:
+            try:
+                self._alertmanager = Alertmanager(
+                    settings.alertmanager_url,
+                    username=settings.alertmanager_username,
+                    password=settings.secret("alertmanager_password"),
+                    bearer_token=settings.secret("alertmanager_bearer_token"),
+                    timeout=timeout,
+                )
+            except ValueError as exc:  # both kinds of auth, or a password without a user
+                raise ConfigError(f"configuration error: {exc}") from None
         self.containers = settings.erpgo_containers
 
     @property
@@ -51,7 +64,14 @@ class Targets:
             raise NotConfigured("ERPGO_REDIS_URL")
         return self._redis
 
+    @property
+    def alertmanager(self):
+        """Alertmanager's API (silences from alert threads)."""
+        if self._alertmanager is None:
+            raise NotConfigured("ALERTMANAGER_URL")
+        return self._alertmanager
+
     async def close(self) -> None:
-        for target in (self._api, self._redis, self.docker):
+        for target in (self._api, self._redis, self.docker, self._alertmanager):
             if target is not None:
                 await target.close()
