@@ -36,7 +36,7 @@ from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
-from runbooks import application, auth, errors, integrity, quick, triage
+from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
 
@@ -53,6 +53,9 @@ RUNBOOKS: tuple[Runbook, ...] = (
     auth.runbook,
     integrity.runbook,
     errors.runbook,
+    disk.runbook,
+    network.runbook,
+    tls.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, alert_actions.bot_verbs)

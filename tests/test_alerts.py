@@ -561,6 +561,9 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("HighResponseTime")
     assert "docker_containers" in names("ContainerRestarting") and "docker_containers" in names("HighMemoryUsage")
     assert "api_error_logs" in names("HighFailedLoginRate")
+    disk = ["filesystem_usage", "docker_disk_usage", "container_logs", "database_disk"]
+    assert names("HighDiskUsage") == disk and names("PostgreSQLDiskSpace") == disk
+    assert names("NetworkErrors") == ["service_discovery", "compose_networks", "published_ports"]
     assert names("SomethingNobodyMapped") == [c.name for c in registry.verbs["health"].checks]
     assert names("Whatever", {"component": "redis"})[0] == "redis_health"
 
