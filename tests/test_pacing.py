@@ -198,3 +198,17 @@ async def test_an_upload_that_fails_is_retried_whole_and_shared_once(store, slac
     assert completes == [500, 200]
     [head] = slack.channel_messages("C0ONE")
     assert [m["text"] for m in slack.thread("C0ONE", head["ts"])] == ["log"]
+
+
+async def test_an_upload_slack_will_never_take_fails_alone_and_the_thread_goes_on(store, slack, make_outbox):
+    await queue(store, "h", "C0ONE", "post", text("head"))
+    upload = {"text": "log", "file": {"filename": "log.txt", "title": "log", "content": "a\n"}}
+    await queue(store, "h", "C0ONE", "upload", upload, kind="triage.file")
+    await queue(store, "h", "C0ONE", "reply", text("after the file"))
+    slack.scopes.discard("files:write")  # an app installed without it: Slack answers missing_scope
+    box = await make_outbox(interval=0.0)
+    box.wake()
+    backlog = await drained(box)
+    assert backlog["failed"] == 1
+    [head] = slack.channel_messages("C0ONE")
+    assert [m["text"] for m in slack.thread("C0ONE", head["ts"])] == ["after the file"]

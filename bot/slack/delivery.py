@@ -43,6 +43,16 @@ PERMANENT_ERRORS = frozenset(
         "invalid_metadata_schema",
     }
 )
+# What makes an upload hopeless (the rest of the thread goes on without the file).
+UPLOAD_PERMANENT_ERRORS = PERMANENT_ERRORS | {
+    "missing_scope",
+    "not_allowed_token_type",
+    "file_uploads_disabled",
+    "file_uploads_except_images_disabled",
+    "file_upload_size_restricted",
+    "storage_limit_reached",
+    "invalid_channel",
+}
 # Of those, the ones a plain-text version of the same message avoids.
 DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
 KEEP_DONE_ROWS = "7 days"
@@ -466,7 +476,10 @@ class Outbox:
                 initial_comment=redact(str(message.get("text") or "")),
             )
         except SlackApiError as exc:
-            raise self._classify("files.completeUploadExternal", exc) from None
+            classified = self._classify("files.upload", exc)
+            if isinstance(classified, _Retry) and classified.error in UPLOAD_PERMANENT_ERRORS:
+                raise _Failed(classified.error) from None
+            raise classified from None
         except (SlackRequestError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             SLACK_API_ERRORS.labels("files.upload", type(exc).__name__).inc()
             raise _Retry("transport", describe_error(exc)) from None

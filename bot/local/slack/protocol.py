@@ -14,8 +14,19 @@ from aiohttp import web
 ACK_DEADLINE_S = 3.0
 # Error codes Slack's Web API returns with 5xx statuses.
 SERVER_ERRORS = {500: "internal_error", 503: "service_unavailable", 504: "request_timeout"}
-# Slack lists the token's scopes on every Web API answer; Bolt reads them after auth.test.
+# The bot token's scopes (Slack lists them on every Web API answer; Bolt reads them after auth.test),
+# and the scope each method needs: without it Slack answers missing_scope.
 SCOPES = "chat:write,commands,files:write,users:read,channels:read,usergroups:read"
+METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "usergroups.users.list": "usergroups:read",
+    "users.info": "users:read",
+    "conversations.info": "channels:read",
+}
 # Keys kept on stored messages for the tests' convenience, never shown to the bot.
 LOCAL_KEYS = ("channel", "history", "is_ephemeral", "source")
 

@@ -13,7 +13,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from bot.local.slack.files import Files, upload_content
 from bot.local.slack.limits import Faults, RateLimit
-from bot.local.slack.protocol import SCOPES, ApiError, Call, bearer_token, read_args
+from bot.local.slack.protocol import METHOD_SCOPES, SCOPES, ApiError, Call, bearer_token, read_args
 from bot.local.slack.socket import SocketMode
 from bot.local.slack.webapi import WebApi
 
@@ -35,6 +35,7 @@ class LocalSlack(Faults, WebApi, Files, SocketMode):
         self.signing_secret = signing_secret
         self.bot_token = bot_token
         self.app_token = app_token  # the app-level token Socket Mode connects with
+        self.scopes = set(SCOPES.split(","))  # the bot token's; take one away to see missing_scope
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_user_id = bot_user_id
@@ -183,10 +184,13 @@ class LocalSlack(Faults, WebApi, Files, SocketMode):
             if handler is None:
                 raise ApiError("unknown_method", req_method=method)
             self._check_token(method, token)
+            needed = METHOD_SCOPES.get(method)
+            if needed and needed not in self.scopes:
+                raise ApiError("missing_scope", needed=needed, provided=",".join(sorted(self.scopes)))
             self._take_token(method, args)
             return handler(args)
 
-        return await self._serve(method, args, answer, headers={"X-OAuth-Scopes": SCOPES})
+        return await self._serve(method, args, answer, headers={"X-OAuth-Scopes": ",".join(sorted(self.scopes))})
 
     async def _handle_upload(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
