@@ -30,6 +30,7 @@ from bot.core.tasks import TaskTracker
 from bot.settings import ConfigError, Settings
 from bot.slack.client import SlackOut, web_client
 from bot.slack.delivery import Outbox, outbox_client
+from bot.slack.socket import SocketLink
 from bot.store.pool import Store
 from bot.targets import Targets
 from handlers import alert_actions
@@ -85,6 +86,7 @@ class Runtime:
     loops: list = field(default_factory=list)  # periodic background tasks, cancelled on close
     outbox: Outbox | None = None  # durable, paced Slack delivery (alert threads); needs the bot's database
     usergroups: UserGroups | None = None  # Slack user groups named by the policy (S…), resolved through Slack
+    slack_link: SocketLink | None = None  # Socket Mode's connection, when Slack is reached that way
 
     def start_loop(self, coro, name: str) -> None:
         """A task that runs for the life of the process (not awaited by tasks.idle())."""
@@ -180,13 +182,20 @@ def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
     return app
 
 
-def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
-    async def slack_events(request: web.Request) -> web.Response:
+def build_web_app(runtime: Runtime, bolt: AsyncApp, *, slack_events: bool = True) -> web.Application:
+    """The HTTP side: /slack/events (unless Slack comes over Socket Mode), /healthz, /metrics and the
+    handlers' routes (the Alertmanager webhook)."""
+
+    async def events(request: web.Request) -> web.Response:
         bolt_response = await bolt.async_dispatch(parse_slash_with_payload_word(await to_bolt_request(request)))
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_request: web.Request) -> web.Response:
-        body = {"status": "ok", "background_tasks": runtime.tasks.pending}
+        body: dict = {"status": "ok", "background_tasks": runtime.tasks.pending}
+        if runtime.slack_link is not None:  # Socket Mode: say whether Slack can reach the bot now
+            body["slack"] = await runtime.slack_link.status()
+            if not body["slack"]["connected"]:
+                body["status"] = "degraded"
         if runtime.outbox is not None:
             body["slack_backlog"] = await runtime.outbox.health()  # {"pending", "failed", "oldest_pending_s"}
         return web.json_response(body)
@@ -198,7 +207,8 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
         await runtime.close()
 
     app = web.Application(client_max_size=1024 * 1024)
-    app.router.add_post("/slack/events", slack_events)
+    if slack_events:
+        app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
     for module in HANDLERS:

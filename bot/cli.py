@@ -18,7 +18,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve = commands.add_parser("serve", help="run the bot over HTTP (Slack events, /healthz, /metrics)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
-    commands.add_parser("socket", help="run the bot over Slack Socket Mode")
+    socket = commands.add_parser(
+        "socket", help="run the bot over Slack Socket Mode (webhook, /healthz, /metrics on PORT)"
+    )
+    socket.add_argument("--host", default="0.0.0.0")
+    socket.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
     check = commands.add_parser("check", help="run one verb's checks and print the report (no Slack needed)")
     check.add_argument("verb", nargs="+", help="e.g. health, or: db locks")
     check.add_argument("--json", action="store_true", help="print findings as JSON")
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "socket":
             from bot.server import socket_mode
 
-            return asyncio.run(socket_mode(settings))
+            return asyncio.run(socket_mode(settings, args.host, args.port or settings.port))
         if args.command == "migrate":
             return asyncio.run(run_migrate(settings))
         if args.command == "shell":
