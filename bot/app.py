@@ -37,6 +37,7 @@ from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
+from handlers import home as home_handlers
 from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
@@ -60,7 +61,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, alert_actions.bot_verbs)
-HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions)
+HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers)
 
 
 def build_registry() -> Registry:

@@ -17,6 +17,7 @@ from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.registry import UsageError, Verb
 from bot.slack import render
+from bot.store.commands import record_command
 
 MAX_ECHO = 60  # how much of an unknown verb we quote back
 
@@ -90,6 +91,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             return
         if await refused(runtime, inv, ack, verb.name):
             return
+        remember(runtime, inv, verb.name, args)
         if verb.answer is not None:
             await run_bot_verb(runtime, inv, ack, verb, args)
             return
@@ -108,6 +110,20 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
+
+
+def remember(runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
+    """Keep the command for the person's App Home (in the background: the ack does not wait)."""
+    if runtime.store is None:
+        return
+
+    async def record() -> None:
+        try:
+            await record_command(runtime.store, inv.user_id, inv.channel_id, verb_name, " ".join(args))
+        except Exception as exc:
+            log.info("command_not_remembered", error=type(exc).__name__)
+
+    runtime.tasks.spawn(record(), name=f"remember:{inv.request_id}")
 
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
