@@ -41,6 +41,7 @@ from handlers import home as home_handlers
 from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
+from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
     quick.runbook,
@@ -58,6 +59,9 @@ RUNBOOKS: tuple[Runbook, ...] = (
     disk.runbook,
     network.runbook,
     tls.runbook,
+    attacks.runbook,
+    bans.runbook,
+    accounts.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, alert_actions.bot_verbs)

@@ -3,7 +3,13 @@ beyond a reusable client."""
 
 from __future__ import annotations
 
+import shlex
+from typing import TYPE_CHECKING
+
 from bot.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from bot.targets.firewall import FirewallBackend
 
 
 class NotConfigured(Exception):
@@ -45,6 +51,7 @@ class Targets:
             except ValueError as exc:  # both kinds of auth, or a password without a user
                 raise ConfigError(f"configuration error: {exc}") from None
         self.containers = settings.erpgo_containers
+        self._firewall: FirewallBackend | None = None
 
     @property
     def api(self):
@@ -71,7 +78,30 @@ class Targets:
             raise NotConfigured("ALERTMANAGER_URL")
         return self._alertmanager
 
+    @property
+    def firewall(self) -> FirewallBackend:
+        """Where bans go (ERPGO_FIREWALL): nftables through ERPGO_FIREWALL_COMMAND, or a fail2ban jail."""
+        if self._firewall is None:
+            self._firewall = _firewall_of(self.settings)
+        return self._firewall
+
     async def close(self) -> None:
         for target in (self._api, self._redis, self.docker, self._alertmanager):
             if target is not None:
                 await target.close()
+
+
+def _firewall_of(settings: Settings) -> FirewallBackend:
+    from bot.targets.firewall import Fail2ban, Nftables
+
+    timeout = settings.erpgo_check_timeout
+    if settings.erpgo_firewall == "nftables":
+        command = shlex.split(settings.erpgo_firewall_command)
+        if not command:
+            raise NotConfigured("ERPGO_FIREWALL_COMMAND")
+        return Nftables(command, timeout=timeout)
+    if settings.erpgo_firewall == "fail2ban":
+        if not settings.erpgo_fail2ban_jail:
+            raise NotConfigured("ERPGO_FAIL2BAN_JAIL")
+        return Fail2ban(jail=settings.erpgo_fail2ban_jail, socket=settings.erpgo_fail2ban_socket, timeout=timeout)
+    raise NotConfigured("ERPGO_FIREWALL")
