@@ -11,6 +11,8 @@ from aiohttp import web
 from bot.app import build_bolt_app, build_runtime, build_web_app
 from bot.core.logs import log
 
+SOCKET_IDENTIFY_WAIT = 2.0  # s: in Socket Mode the webhook and /healthz are served while Slack is unreachable
+
 
 async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start the HTTP server; returns the runner and the bound port (port 0 picks a free one)."""
@@ -58,7 +60,7 @@ async def start_socket_mode(settings, host: str, port: int) -> tuple[web.AppRunn
     if not app_token:
         raise ConfigError("configuration error: SLACK_APP_TOKEN is required in Socket Mode")
     runtime = build_runtime(settings)
-    await runtime.start()
+    await runtime.start(identify_wait=SOCKET_IDENTIFY_WAIT)  # the HTTP side must not wait long for Slack
     bolt = build_bolt_app(runtime, socket_mode=True)
     runtime.slack_link = SocketLink(bolt, app_token, backoff=Backoff(first=1.0, cap=settings.erpgo_slack_max_backoff))
     web_app = build_web_app(runtime, bolt, slack_events=False)
