@@ -42,7 +42,7 @@ from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from handlers import home as home_handlers
 from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
-from runbooks.database import connect, connections, indexes, locks, overview, statements
+from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 from runbooks.security import accounts, attacks, bans
 
@@ -56,6 +56,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     indexes.runbook,
     db_settings.runbook,
     locks.runbook,
+    replication.runbook,
     auth.runbook,
     integrity.runbook,
     errors.runbook,

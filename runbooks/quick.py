@@ -13,6 +13,7 @@ from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets.api import HttpResult
 from bot.targets.docker import translated
+from bot.targets.docker_models import parse_time
 
 runbook = Runbook("health")
 
@@ -236,6 +237,23 @@ def uptime_seconds(started_at: str) -> float | None:
     return (datetime.now(UTC) - started).total_seconds()
 
 
+ONE_SHOT_POLICIES = ("", "no", "on-failure")  # policies under which an exit 0 stays exited, by design
+
+
+def completed(info: dict) -> bool:
+    """A one-shot container (a migrator: restart policy `no`) that exited 0 has done its job."""
+    state = info.get("State") or {}
+    policy = ((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
+    return state.get("Status") == "exited" and state.get("ExitCode") == 0 and policy in ONE_SHOT_POLICIES
+
+
+def finished_ago(finished_at: str | None) -> str:
+    moment = parse_time(finished_at)
+    if moment is None:
+        return "at an unknown time"
+    return human_duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
+
+
 async def inspect_container(docker, name: str) -> Finding:
     from aiodocker.exceptions import DockerError
 
@@ -252,6 +270,10 @@ async def inspect_container(docker, name: str) -> Finding:
     health = (state.get("Health") or {}).get("Status")
     restarts = info.get("RestartCount", 0)
     data = {"state": status_text, "health": health, "restart_count": restarts}
+    if completed(info):
+        data["state"] = "completed"
+        title = f"completed (exit code 0, a one-shot container), finished {finished_ago(state.get('FinishedAt'))}"
+        return Finding.ok(component, title, data=data)
     if status_text != "running":
         title = f"{status_text} (exit code {state.get('ExitCode')}), {restarts} restarts"
         return Finding.crit(component, title, details=[f"finished at {state.get('FinishedAt')}"], data=data)
@@ -277,11 +299,13 @@ async def inspect_container(docker, name: str) -> Finding:
 async def docker_containers(ctx: CheckContext) -> list[Finding]:
     await ctx.targets.docker.version()  # one clear failure ("unreachable") when the engine itself is down
     docker = ctx.targets.docker.client()
-    results = await asyncio.gather(
-        *(inspect_container(docker, name) for name in ctx.targets.containers), return_exceptions=True
-    )
+    watched = await ctx.targets.watched()
+    if not watched.containers:
+        return [Finding.crit("Docker", f"no containers in {watched.source}", data={"project": watched.project})]
+    names = watched.names
+    results = await asyncio.gather(*(inspect_container(docker, name) for name in names), return_exceptions=True)
     findings = []
-    for name, result in zip(ctx.targets.containers, results, strict=False):
+    for name, result in zip(names, results, strict=False):
         if isinstance(result, BaseException):
             error = translated(result, name)
             result = (
@@ -289,5 +313,6 @@ async def docker_containers(ctx: CheckContext) -> list[Finding]:
                 if is_unreachable(error)
                 else Finding.error(f"Docker {name}", describe_error(error))
             )
+        result.data["service"] = watched.service_of(name)
         findings.append(result)
     return findings

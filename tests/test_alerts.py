@@ -601,7 +601,9 @@ def test_header_links_are_safe_and_resolved_headers_show_the_duration():
 
 
 async def test_logs_verb_counts_5xx_and_panics_with_context(start_bot, erpgo_containers):
-    bot = await start_bot(docker_host=erpgo_containers, erpgo_containers="erpgo-api,postgres,redis,erpgo-gone")
+    bot = await start_bot(
+        docker_host=erpgo_containers, erpgo_containers="erpgo-api,erpgo-postgres,erpgo-redis,erpgo-gone"
+    )
     await bot.command("logs")
     [head] = bot.slack.channel_messages("C0OPS")
     assert "Logs erpgo-api" in content(head) and "5xx" in content(head) and "panic" in content(head)
@@ -612,7 +614,7 @@ async def test_logs_verb_counts_5xx_and_panics_with_context(start_bot, erpgo_con
     await bot.command("logs erpgo-gone 5")  # watched, but not there
     assert "container not found" in content(bot.slack.channel_messages("C0OPS")[0])
     bot.slack.reset()
-    await bot.command("logs postgres 30")
+    await bot.command("logs erpgo-postgres 30")
     assert "no 5xx, panics or errors" in content(bot.slack.channel_messages("C0OPS")[0])
     result = await bot.command("logs 0")
     assert "minutes must be between 1 and 1440" in result.json["blocks"][0]["text"]["text"]

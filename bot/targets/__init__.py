@@ -3,6 +3,7 @@ beyond a reusable client."""
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from bot.targets.firewall import FirewallBackend
+    from bot.targets.watched import Role, Watched
 
 
 class NotConfigured(Exception):
@@ -29,6 +31,21 @@ class NotWatched(UsageError):
         super().__init__(f"{shown(name, 128)} is not a watched container; watched: {', '.join(watched)}")
         self.name = name
         self.watched = watched
+
+
+class RoleNotFound(NotConfigured):
+    """No watched container runs the API (or the database, the cache): reported as not configured."""
+
+    def __init__(self, role: Role, watched: Watched):
+        from bot.targets.watched import ROLE_NAMES
+
+        if watched.project:
+            where = f"compose project {watched.project} has no service {role}"
+        else:
+            where = f"ERPGO_CONTAINERS names none called {' or '.join(ROLE_NAMES[role][:2])}"
+        Exception.__init__(self, f"no watched container runs {role} ({where})")
+        self.setting = "ERPGO_COMPOSE_PROJECT" if watched.project else "ERPGO_CONTAINERS"
+        self.role = role
 
 
 class Targets:
@@ -64,23 +81,6 @@ class Targets:
         self.containers = settings.erpgo_containers
         self._firewall: FirewallBackend | None = None
 
-    async def watched_names(self) -> list[str]:
-        """The watched containers: every container of ERPGO_COMPOSE_PROJECT (stopped ones included)
-        when that is set and has any, otherwise ERPGO_CONTAINERS."""
-        project = self.settings.erpgo_compose_project
-        if project:
-            found = await self.docker.containers_of_project(project)
-            if found:
-                return found
-        return list(self.containers)
-
-    async def watched(self, name: str) -> str:
-        """`name` when it is one of the watched containers; NotWatched (a UsageError) otherwise."""
-        names = await self.watched_names()
-        if name not in names and name not in self.containers:
-            raise NotWatched(name, names)
-        return name
-
     @property
     def api(self):
         if self._api is None:
@@ -98,6 +98,34 @@ class Targets:
         if self._redis is None:
             raise NotConfigured("ERPGO_REDIS_URL")
         return self._redis
+
+    async def watched(self) -> Watched:
+        """The watched containers now: every container of ERPGO_COMPOSE_PROJECT (asked of the engine,
+        under the check timeout; `docker compose run` leftovers excluded), else ERPGO_CONTAINERS."""
+        from bot.targets.watched import Watched, WatchedContainer
+
+        project = self.settings.erpgo_compose_project
+        if not project:
+            return Watched(tuple(WatchedContainer(name) for name in self.containers), None)
+        async with asyncio.timeout(self.settings.erpgo_check_timeout):
+            listed = await self.docker.project_containers(project)
+        return Watched(tuple(WatchedContainer(c.name, c.service) for c in listed if not c.one_off), project)
+
+    async def container_of(self, role: Role) -> str:
+        """The name of the watched container that runs `role` (api, postgres, redis); RoleNotFound
+        (a NotConfigured) when none does."""
+        watched = await self.watched()
+        name = watched.of_role(role)
+        if name is None:
+            raise RoleNotFound(role, watched)
+        return name
+
+    async def ensure_watched(self, name: str) -> str:
+        """`name` when it is one of the watched containers; NotWatched (a UsageError) otherwise."""
+        watched = await self.watched()
+        if name not in watched.names and name not in self.containers:
+            raise NotWatched(name, list(watched.names) or list(self.containers))
+        return name
 
     @property
     def alertmanager(self):
