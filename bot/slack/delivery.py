@@ -11,13 +11,13 @@ import time
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import Backoff, describe_error
 from bot.core.logs import log
 from bot.core.metrics import SLACK_API_ERRORS, SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
-from bot.core.redact import redact_any
+from bot.core.redact import redact, redact_any
 from bot.slack.outbox import RENDERERS
 from bot.slack.render import clip
 
@@ -43,6 +43,16 @@ PERMANENT_ERRORS = frozenset(
         "invalid_metadata_schema",
     }
 )
+# What makes an upload hopeless (the rest of the thread goes on without the file).
+UPLOAD_PERMANENT_ERRORS = PERMANENT_ERRORS | {
+    "missing_scope",
+    "not_allowed_token_type",
+    "file_uploads_disabled",
+    "file_uploads_except_images_disabled",
+    "file_upload_size_restricted",
+    "storage_limit_reached",
+    "invalid_channel",
+}
 # Of those, the ones a plain-text version of the same message avoids.
 DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
 KEEP_DONE_ROWS = "7 days"
@@ -55,13 +65,18 @@ def outbox_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebC
 
 # ---------------------------------------------------------------------- delivery
 
+# What a channel's next token goes to, among the rows that head their thread: a new thread's header and
+# a triage report first (what someone is waiting for), then other replies, then header refreshes
+# (coalesced: the longer they wait, the more versions one chat.update carries).
+PRIORITY = "CASE WHEN o.op = 'post' OR o.kind LIKE 'triage%' THEN 0 WHEN o.op = 'update' THEN 2 ELSE 1 END"
+
 _HEADS = """
     SELECT DISTINCT ON (thread_key) id FROM slack_outbox WHERE state = 'pending' ORDER BY thread_key, id
 """
 
 CLAIM = f"""
 WITH heads AS ({_HEADS})
-SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts,
+SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.failures,
        t.channel AS thread_channel, t.ts AS thread_ts, c.channel IS NOT NULL AS channel_known
 FROM heads h
 JOIN slack_outbox o ON o.id = h.id
@@ -70,7 +85,7 @@ LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE o.state = 'pending' AND o.not_before <= clock_timestamp()
   AND (c.next_at IS NULL OR c.next_at <= clock_timestamp())
   AND NOT (o.channel = ANY($1::text[]))
-ORDER BY o.id
+ORDER BY {PRIORITY}, o.id
 LIMIT 1
 FOR UPDATE OF o SKIP LOCKED
 """
@@ -80,6 +95,29 @@ WITH heads AS ({_HEADS})
 SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity'))) - clock_timestamp())
 FROM heads h JOIN slack_outbox o ON o.id = h.id LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE NOT (o.channel = ANY($1::text[]))
+"""
+
+
+# One token of the channel's bucket spent on the message just sent ($2: seconds per token, $3: burst).
+# What is left decides when the channel may be written to next: now while a token remains, else
+# when the next one has trickled in.
+SPEND_TOKEN = """
+WITH bucket AS (
+    SELECT channel, clock_timestamp() AS now,
+           CASE WHEN refilled_at IS NULL OR $2::float8 <= 0 THEN $3::float8
+                ELSE least($3::float8, tokens + extract(epoch FROM clock_timestamp() - refilled_at)::float8 / $2::float8)
+           END - 1 AS left_over
+    FROM slack_channels WHERE channel = $1)
+UPDATE slack_channels c SET tokens = b.left_over, refilled_at = b.now, last_error = NULL,
+       next_at = b.now + make_interval(secs => greatest(0, 1 - b.left_over) * $2::float8)
+FROM bucket b WHERE c.channel = b.channel
+"""
+
+# Slack said 429: nothing goes to the channel for exactly Retry-After ($2), then one token is there.
+RATE_LIMITED = """
+UPDATE slack_channels SET tokens = 1, last_error = $3,
+       refilled_at = clock_timestamp() + make_interval(secs => $2), next_at = clock_timestamp() + make_interval(secs => $2)
+WHERE channel = $1
 """
 
 
@@ -104,13 +142,15 @@ class Outbox:
         client: AsyncWebClient,
         *,
         interval: float = 1.0,
+        burst: int = 1,
         max_backoff: float = 30.0,
         workers: int = 2,
         poll: float = 1.0,
     ):
         self.store = store
         self.client = client
-        self.interval = interval
+        self.interval = interval  # seconds per token of a channel's bucket
+        self.burst = max(1, burst)  # tokens a channel's bucket holds: messages that may go out at once
         self.max_backoff = max_backoff
         self.backoff = Backoff(first=1.0, cap=max_backoff)
         self.workers = workers
@@ -324,33 +364,35 @@ class Outbox:
                 data.get("channel") or row["channel"],
                 ts,
             )
-        await conn.execute(
-            "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = NULL"
-            " WHERE channel = $1",
-            row["channel"],
-            self.interval,
-        )
+        await conn.execute(SPEND_TOKEN, row["channel"], self.interval, self.burst)
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
 
     async def _retry(self, conn, row, retry: _Retry) -> None:
+        """Try the row again later: after exactly Retry-After for a 429 (not a failure: it does not
+        lengthen the backoff), after the backoff of its failures for anything else."""
         attempts = row["attempts"] + 1
-        delay = retry.delay if retry.delay is not None else self.backoff.delay(attempts - 1)
+        failures = row["failures"] + (retry.delay is None)
+        delay = retry.delay if retry.delay is not None else self.backoff.delay(failures - 1)
         SLACK_OUTBOX_RETRIES.labels(retry.reason).inc()
         await conn.execute(
-            "UPDATE slack_outbox SET attempts = $2, last_error = $3,"
-            " not_before = clock_timestamp() + make_interval(secs => $4) WHERE id = $1",
+            "UPDATE slack_outbox SET attempts = $2, failures = $3, last_error = $4,"
+            " not_before = clock_timestamp() + make_interval(secs => $5) WHERE id = $1",
             row["id"],
             attempts,
+            failures,
             retry.error[:300],
             delay,
         )
-        await conn.execute(
-            "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = $3"
-            " WHERE channel = $1",
-            row["channel"],
-            max(delay, self.interval),
-            retry.error[:300],
-        )
+        if retry.reason == "ratelimited":
+            await conn.execute(RATE_LIMITED, row["channel"], delay, retry.error[:300])
+        else:
+            await conn.execute(
+                "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = $3"
+                " WHERE channel = $1",
+                row["channel"],
+                delay,
+                retry.error[:300],
+            )
         level = log.info if retry.reason == "ratelimited" else log.warning
         level(
             "slack_delivery_retry",
@@ -360,6 +402,7 @@ class Outbox:
             reason=retry.reason,
             error=retry.error,
             attempts=attempts,
+            failures=failures,
             retry_in_s=round(delay, 2),
         )
 
@@ -393,6 +436,8 @@ class Outbox:
     # -- one Web API call
 
     async def _send(self, row, message: dict) -> dict:
+        if row["op"] == "upload":
+            return await self._upload(row, message)
         if row["op"] == "post":
             method, args = "chat.postMessage", {"channel": row["channel"], "unfurl_links": False, "unfurl_media": False}
         elif row["op"] == "reply":
@@ -415,6 +460,30 @@ class Outbox:
             log.warning("slack_message_degraded_to_text", kind=row["kind"], error=failed.error)
             text = clip(message.get("text") or "(message could not be rendered)", 3000)
             return await self._call(method, {**args, "text": text, "blocks": []})
+
+    async def _upload(self, row, message: dict) -> dict:
+        """Share a file in the thread: files_upload_v2's three steps (a failure in any of them redoes all
+        three; only the last one shows anything in Slack). Returns {"ts"} of the message Slack posted."""
+        file = message.get("file") or {}
+        content = redact(str(file.get("content") or ""))
+        try:
+            response = await self.client.files_upload_v2(
+                channel=row["thread_channel"],
+                thread_ts=row["thread_ts"],
+                content=content,
+                filename=str(file.get("filename") or "output.txt"),
+                title=redact(str(file.get("title") or file.get("filename") or "output")),
+                initial_comment=redact(str(message.get("text") or "")),
+            )
+        except SlackApiError as exc:
+            classified = self._classify("files.upload", exc)
+            if isinstance(classified, _Retry) and classified.error in UPLOAD_PERMANENT_ERRORS:
+                raise _Failed(classified.error) from None
+            raise classified from None
+        except (SlackRequestError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            SLACK_API_ERRORS.labels("files.upload", type(exc).__name__).inc()
+            raise _Retry("transport", describe_error(exc)) from None
+        return {"ts": shared_ts(response.data if isinstance(response.data, dict) else {}, row["thread_channel"])}
 
     async def _call(self, method: str, args: dict) -> dict:
         try:
@@ -444,6 +513,15 @@ class Outbox:
         # invalid_auth, account_inactive, unknown errors: a configuration problem or a transient one;
         # either way the message must not be lost, so keep retrying (with backoff, logged).
         return _Retry("slack_error", error)
+
+
+def shared_ts(answer: dict, channel: str) -> str | None:
+    """The ts of the message that shares an uploaded file in `channel` (files.completeUploadExternal's answer)."""
+    for file in answer.get("files") or []:
+        for share in ((file.get("shares") or {}).get("public") or {}).get(channel) or []:
+            if share.get("ts"):
+                return str(share["ts"])
+    return None
 
 
 def retry_after(value: Any, default: float = 1.0) -> float:
