@@ -37,6 +37,7 @@ from handlers import command as command_handlers
 from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
+from runbooks.emergency import backups as emergency_backups
 
 RUNBOOKS: tuple[Runbook, ...] = (
     quick.runbook,
@@ -54,6 +55,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     disk.runbook,
     network.runbook,
     tls.runbook,
+    emergency_backups.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
