@@ -38,6 +38,7 @@ from runbooks import application, auth, disk, errors, integrity, network, quick,
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
+from runbooks.emergency import outage, restart
 
 RUNBOOKS: tuple[Runbook, ...] = (
     quick.runbook,
@@ -55,6 +56,8 @@ RUNBOOKS: tuple[Runbook, ...] = (
     disk.runbook,
     network.runbook,
     tls.runbook,
+    outage.runbook,
+    restart.runbook,
     emergency_backups.runbook,
     triage.runbook,
 )

@@ -37,7 +37,7 @@ from bot.core.errors import UNREACHABLE, Backoff, describe_error
 from bot.core.findings import Proposal
 from bot.core.logs import log
 from bot.core.redact import redact, redact_any
-from bot.core.registry import Refused, Registry
+from bot.core.registry import Failed, Refused, Registry
 from bot.targets import NotConfigured
 
 RESULT_RECORD_ATTEMPTS = 3
@@ -405,6 +405,8 @@ class Approvals:
             return "succeeded", redact(str(line)), "succeeded", list(getattr(line, "proposals", []))
         except Refused as exc:
             return "failed", f"nothing done: {redact(str(exc))}", "nothing done", []
+        except Failed as exc:
+            return "failed", redact(str(exc)), "failed", exc.proposals
         except NotConfigured as exc:
             return "failed", f"nothing done: {exc}", "nothing done", []
         except TimeoutError:
