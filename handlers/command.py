@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import time
 import uuid
@@ -15,10 +16,13 @@ from bot.core.engine import CheckContext, run_checks
 from bot.core.findings import Finding, worst
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
+from bot.core.parse import control_character
 from bot.core.registry import UsageError, Verb
 from bot.slack import render
 
 MAX_ECHO = 60  # how much of an unknown verb we quote back
+MAX_TEXT = 4000  # Slack's own limit on a slash command's text; checked before any splitting
+WATCHED_LOOKUP_S = 1.0  # s of the 3 s ack the compose project's containers may take to list
 
 
 @dataclass
@@ -74,10 +78,26 @@ def register(app, runtime) -> None:
         await dispatch(runtime, invocation, ack)
 
 
+def text_problem(text: str) -> str | None:
+    """What makes a slash text unreadable before it is even split into words, or None."""
+    if len(text) > MAX_TEXT:
+        return f"That is {len(text):,} characters long; a command is at most {MAX_TEXT:,}."
+    char = control_character(text)
+    if char is not None:
+        return f"The text contains a control character (U+{ord(char):04X}); type the command again without it."
+    return None
+
+
 async def dispatch(runtime, inv: Invocation, ack) -> None:
-    words = split_words(inv.text.strip())
-    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id)
+    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id[:40])
     try:
+        problem = text_problem(inv.text)
+        if problem is not None:
+            COMMANDS.labels("unreadable", "usage").inc()
+            log.info("command", verb="unreadable", outcome="usage")
+            await ack(**usage_reply(runtime, problem))
+            return
+        words = split_words(inv.text.strip())
         if not words or words[0].lower() == "help":
             COMMANDS.labels("help", "ok").inc()
             await ack(**render.text_message(help_text(runtime)))
@@ -95,6 +115,8 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             return
         try:
             params = verb.parse_args(args)
+            if params.get("container") is not None:  # any verb reading a container reads only watched ones
+                await watched_or_later(runtime, params["container"])
         except UsageError as exc:
             COMMANDS.labels(verb.name, "usage").inc()
             log.info("command", verb=verb.name, outcome="usage")
@@ -108,6 +130,17 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
+
+
+async def watched_or_later(runtime, container: str) -> None:
+    """NotWatched (a UsageError) for a container the bot does not watch. When the engine cannot say in
+    time (ERPGO_COMPOSE_PROJECT), the verb's own check asks again and refuses it there."""
+    try:
+        await asyncio.wait_for(runtime.targets.watched(container), WATCHED_LOOKUP_S)
+    except UsageError:
+        raise
+    except Exception as exc:
+        log.info("watched_lookup_deferred", error=type(exc).__name__)
 
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
@@ -164,7 +197,7 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
 async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> None:
     """The headline in the channel, the details threaded under it, then each proposal as an
     approval message of its own in the thread."""
-    footer = f"requested by <@{inv.user_id}> · {elapsed:.2f} s"
+    footer = f"requested by {render.mention(inv.user_id, missing='?')} · {elapsed:.2f} s"
     head = render.headline(title, findings, footer)
     body = render.details(title, findings)
     try:

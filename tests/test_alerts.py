@@ -368,7 +368,7 @@ async def test_missing_or_wrong_token_is_401_and_nothing_is_recorded(alert_bot):
         async with http.post(bot.base_url + WEBHOOK, data="{}", headers={"Authorization": "Bearer x"}) as response:
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert await query(bot, "SELECT 1 FROM alerts_received") == []
-    assert bot.slack.calls == []
+    assert [c.method for c in bot.slack.calls] == ["auth.test"]  # the start's own; nothing posted
 
 
 @pytest.mark.parametrize(
@@ -415,7 +415,7 @@ async def test_bot_database_down_is_503_then_accepted_once_it_is_back(alert_bot,
         bot = await alert_bot(bot_database_url=server.dsn("bot"))
         status, body = await post(bot, webhook())
         assert status == 503 and "not recorded" in body["message"] and "database" in body["message"]
-        assert bot.slack.calls == []
+        assert [c.method for c in bot.slack.calls] == ["auth.test"]  # the start's own; nothing posted
         await asyncio.to_thread(server.start)  # Alertmanager retries a 503: the same notification now lands
         status, body = await post(bot, webhook())
         assert status == 200 and body == {"status": "accepted", "alerts": 1, "group": 1, "outcome": "new"}
@@ -464,7 +464,8 @@ async def test_erpgo_alerts_lists_the_open_threads_with_links(alert_bot):
     links = re.findall(r"<(https://local\.slack\.com/archives/C0ALERTS/p\d+)\|thread>", text)
     assert len(links) == 2
     assert result.json.get("response_type", "ephemeral") == "ephemeral"
-    assert "`/erpgo alerts`" in (await bot.command("help")).json["blocks"][0]["text"]["text"]
+    help_blocks = (await bot.command("help")).json["blocks"]  # a long list takes several sections
+    assert any("`/erpgo alerts`" in block["text"]["text"] for block in help_blocks)
 
 
 async def test_a_burst_is_recorded_whole_and_paced_per_channel(alert_bot):
@@ -551,7 +552,9 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     ]
     assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("HighResponseTime")
     assert "docker_containers" in names("ContainerRestarting") and "docker_containers" in names("HighMemoryUsage")
-    assert "api_error_logs" in names("HighFailedLoginRate")
+    assert names("HighFailedLoginRate") == ["attack_evidence", "security_settings"]
+    assert names("SuspiciousAPIUsage") == names("DataExfiltrationDetection") == names("CriticalAuthFailureRate")
+    assert "api_error_logs" in names("FailedLogins"), "other login alerts keep the guide's log check"
     disk = ["filesystem_usage", "docker_disk_usage", "container_logs", "database_disk"]
     assert names("HighDiskUsage") == disk and names("PostgreSQLDiskSpace") == disk
     assert names("NetworkErrors") == ["service_discovery", "compose_networks", "published_ports"]
@@ -589,7 +592,7 @@ def test_header_links_are_safe_and_resolved_headers_show_the_duration():
 
 
 async def test_logs_verb_counts_5xx_and_panics_with_context(start_bot, erpgo_containers):
-    bot = await start_bot(docker_host=erpgo_containers, erpgo_containers="erpgo-api,postgres,redis")
+    bot = await start_bot(docker_host=erpgo_containers, erpgo_containers="erpgo-api,postgres,redis,erpgo-gone")
     await bot.command("logs")
     [head] = bot.slack.channel_messages("C0OPS")
     assert "Logs erpgo-api" in content(head) and "5xx" in content(head) and "panic" in content(head)
@@ -597,7 +600,7 @@ async def test_logs_verb_counts_5xx_and_panics_with_context(start_bot, erpgo_con
     assert "panic: runtime error: invalid memory address" in details and "failed logins" in details
 
     bot.slack.reset()
-    await bot.command("logs no-such-container 5")
+    await bot.command("logs erpgo-gone 5")  # watched, but not there
     assert "container not found" in content(bot.slack.channel_messages("C0OPS")[0])
     bot.slack.reset()
     await bot.command("logs postgres 30")

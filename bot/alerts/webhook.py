@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # ---------------------------------------------------------------------- the webhook, version 4
+
+
+MAX_UTC_OFFSET = timedelta(hours=14)  # the widest offset any time zone uses (UTC+14, Kiribati)
+YEARS = (1970, 9998)  # a time outside these cannot be an alert's (and 9999 + an offset overflows)
+
+
+def in_range(when: datetime | None) -> datetime | None:
+    """A time stamp that can be stored and computed with, or ValueError; Alertmanager's zero time passes."""
+    if when is None or when.year <= 1:
+        return when
+    offset = when.utcoffset()
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        raise ValueError("time zone offset beyond ±14:00")
+    try:
+        utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+    if not YEARS[0] <= utc.year <= YEARS[1]:
+        raise ValueError(f"time out of range (years {YEARS[0]}–{YEARS[1]})")
+    return when
 
 
 class WebhookAlert(BaseModel):
@@ -22,6 +42,11 @@ class WebhookAlert(BaseModel):
     endsAt: datetime | None = None
     generatorURL: str = ""
     fingerprint: str = Field(min_length=1, max_length=256)
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _time_in_range(cls, when: datetime | None) -> datetime | None:
+        return in_range(when)
 
 
 class Webhook(BaseModel):
@@ -79,6 +104,16 @@ def parse_webhook(raw: bytes) -> Webhook:
     if hook.version != "4":
         raise IntakeError(400, f'unsupported Alertmanager webhook version {hook.version[:10]!r} (expected "4")')
     return hook
+
+
+def group_key_of(raw: bytes) -> str | None:
+    """The groupKey of a body that was refused, when it has one (for the log line)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    key = body.get("groupKey") if isinstance(body, dict) else None
+    return key[:200] if isinstance(key, str) else None
 
 
 def zero_to_none(when: datetime | None) -> datetime | None:

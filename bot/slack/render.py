@@ -14,6 +14,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.core.findings import Finding, Status, worst
+from bot.core.parse import is_slack_channel_id, is_slack_user_id
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -24,6 +25,20 @@ Message = dict  # {"text": fallback, "blocks": [...]} as chat.postMessage takes 
 def escape(text: str) -> str:
     """Slack's three control characters; user text never becomes a mention or a link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(user_id: str | None, missing: str = "nobody") -> str:
+    """`<@U…>` for a Slack user id, the escaped text for anything else (a forged id never becomes a mention)."""
+    if not user_id:
+        return missing
+    return f"<@{user_id}>" if is_slack_user_id(user_id) else escape(str(user_id))
+
+
+def channel_link(channel_id: str | None, missing: str = "?") -> str:
+    """`<#C…>` for a Slack channel id, the escaped text for anything else."""
+    if not channel_id:
+        return missing
+    return f"<#{channel_id}>" if is_slack_channel_id(channel_id) else escape(str(channel_id))
 
 
 def clip(text: str, limit: int) -> str:
@@ -48,7 +63,20 @@ def message(text: str, blocks: list[Block] | None = None) -> Message:
 
 
 def text_message(text: str) -> Message:
-    return message(text, [section(text)])
+    """One section, or several split at line ends when the text is longer than a section may be."""
+    return message(text, [section(chunk) for chunk in chunks(text, MAX_SECTION)])
+
+
+def chunks(text: str, limit: int) -> list[str]:
+    found: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        if current and len(current) + 1 + len(line) > limit:
+            found.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    return [*found, current]
 
 
 def summary_counts(findings: list[Finding]) -> str:
