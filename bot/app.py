@@ -41,7 +41,7 @@ from runbooks import application, auth, disk, errors, integrity, network, quick,
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
-from runbooks.emergency import outage, restart
+from runbooks.emergency import outage, restart, restoring
 from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
@@ -66,6 +66,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     outage.runbook,
     restart.runbook,
     emergency_backups.runbook,
+    restoring.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
