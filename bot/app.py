@@ -37,6 +37,7 @@ from bot.targets import Targets
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
+from handlers import incidents as incident_handlers
 from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
@@ -69,8 +70,8 @@ RUNBOOKS: tuple[Runbook, ...] = (
     restoring.runbook,
     triage.runbook,
 )
-BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
-HANDLERS = (command_handlers, approval_handlers, alert_handlers)
+BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, incident_handlers.bot_verbs)
+HANDLERS = (command_handlers, approval_handlers, alert_handlers, incident_handlers)
 IDENTITY_WAIT = 10.0  # s: how long the start waits for auth.test before serving without the bot's ids
 
 

@@ -560,6 +560,9 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     assert names("NetworkErrors") == ["service_discovery", "compose_networks", "published_ports"]
     assert names("SomethingNobodyMapped") == [c.name for c in registry.verbs["health"].checks]
     assert names("Whatever", {"component": "redis"})[0] == "redis_health"
+    backups = ["backup_freshness", "backup_verification", "backup_sizes", "backup_retention"]
+    assert names("BackupFailed") == names("BackupOverdue") == names("LowBackupRetention") == backups
+    assert names("ApplicationDown") == ["system_outage"] and names("ServiceDown") == ["outage_or_service_down"]
 
 
 def test_header_links_are_safe_and_resolved_headers_show_the_duration():

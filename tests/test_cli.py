@@ -132,7 +132,7 @@ def test_deployment_files_use_the_documented_names():
         assert name in env
     manifest = yaml.safe_load(Path("slack-manifest.yml").read_text())
     assert manifest["features"]["slash_commands"][0]["command"] == "/erpgo"
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"chat:write", "commands"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"chat:write", "commands", "files:write"}
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     dockerfile = Path("Dockerfile").read_text()
     assert "USER erpgo" in dockerfile and "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile

@@ -11,13 +11,13 @@ import time
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import Backoff, describe_error
 from bot.core.logs import log
 from bot.core.metrics import SLACK_API_ERRORS, SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
-from bot.core.redact import redact_any
+from bot.core.redact import redact, redact_any
 from bot.slack.outbox import RENDERERS
 from bot.slack.render import clip
 
@@ -43,6 +43,16 @@ PERMANENT_ERRORS = frozenset(
         "invalid_metadata_schema",
     }
 )
+# What makes an upload hopeless (the rest of the thread goes on without the file).
+UPLOAD_PERMANENT_ERRORS = PERMANENT_ERRORS | {
+    "missing_scope",
+    "not_allowed_token_type",
+    "file_uploads_disabled",
+    "file_uploads_except_images_disabled",
+    "file_upload_size_restricted",
+    "storage_limit_reached",
+    "invalid_channel",
+}
 # Of those, the ones a plain-text version of the same message avoids.
 DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
 KEEP_DONE_ROWS = "7 days"
@@ -393,6 +403,8 @@ class Outbox:
     # -- one Web API call
 
     async def _send(self, row, message: dict) -> dict:
+        if row["op"] == "upload":
+            return await self._upload(row, message)
         if row["op"] == "post":
             method, args = "chat.postMessage", {"channel": row["channel"], "unfurl_links": False, "unfurl_media": False}
         elif row["op"] == "reply":
@@ -415,6 +427,30 @@ class Outbox:
             log.warning("slack_message_degraded_to_text", kind=row["kind"], error=failed.error)
             text = clip(message.get("text") or "(message could not be rendered)", 3000)
             return await self._call(method, {**args, "text": text, "blocks": []})
+
+    async def _upload(self, row, message: dict) -> dict:
+        """Share a file in the thread: files_upload_v2's three steps (a failure in any of them redoes all
+        three; only the last one shows anything in Slack). Returns {"ts"} of the message Slack posted."""
+        file = message.get("file") or {}
+        content = redact(str(file.get("content") or ""))
+        try:
+            response = await self.client.files_upload_v2(
+                channel=row["thread_channel"],
+                thread_ts=row["thread_ts"],
+                content=content,
+                filename=str(file.get("filename") or "output.txt"),
+                title=redact(str(file.get("title") or file.get("filename") or "output")),
+                initial_comment=redact(str(message.get("text") or "")),
+            )
+        except SlackApiError as exc:
+            classified = self._classify("files.upload", exc)
+            if isinstance(classified, _Retry) and classified.error in UPLOAD_PERMANENT_ERRORS:
+                raise _Failed(classified.error) from None
+            raise classified from None
+        except (SlackRequestError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            SLACK_API_ERRORS.labels("files.upload", type(exc).__name__).inc()
+            raise _Retry("transport", describe_error(exc)) from None
+        return {"ts": shared_ts(response.data if isinstance(response.data, dict) else {}, row["thread_channel"])}
 
     async def _call(self, method: str, args: dict) -> dict:
         try:
@@ -444,6 +480,15 @@ class Outbox:
         # invalid_auth, account_inactive, unknown errors: a configuration problem or a transient one;
         # either way the message must not be lost, so keep retrying (with backoff, logged).
         return _Retry("slack_error", error)
+
+
+def shared_ts(answer: dict, channel: str) -> str | None:
+    """The ts of the message that shares an uploaded file in `channel` (files.completeUploadExternal's answer)."""
+    for file in answer.get("files") or []:
+        for share in ((file.get("shares") or {}).get("public") or {}).get(channel) or []:
+            if share.get("ts"):
+                return str(share["ts"])
+    return None
 
 
 def retry_after(value: Any, default: float = 1.0) -> float:
