@@ -38,11 +38,14 @@ from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from handlers import incidents as incident_handlers
-from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
-from runbooks.database import connect, connections, indexes, locks, overview, statements
+from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
+from runbooks.containers import actions as container_actions
+from runbooks.containers import startup
+from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
 from runbooks.emergency import outage, restart, restoring
+from runbooks.resources import cpu, memory
 from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
@@ -55,6 +58,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     indexes.runbook,
     db_settings.runbook,
     locks.runbook,
+    replication.runbook,
     auth.runbook,
     integrity.runbook,
     errors.runbook,
@@ -64,11 +68,16 @@ RUNBOOKS: tuple[Runbook, ...] = (
     attacks.runbook,
     bans.runbook,
     accounts.runbook,
-    outage.runbook,
+    outage.runbook,  # before startup: ServiceDown and ApplicationDown with several containers down are an outage
     restart.runbook,
     emergency_backups.runbook,
     restoring.runbook,
-    triage.runbook,
+    startup.runbook,
+    container_actions.runbook,
+    memory.runbook,
+    cpu.runbook,
+    performance.runbook,
+    triage.runbook,  # last: the runbooks above map their own alert names first
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, incident_handlers.bot_verbs)
 HANDLERS = (command_handlers, approval_handlers, alert_handlers, incident_handlers)
@@ -139,9 +148,11 @@ class Runtime:
 
     async def start(self) -> None:
         """Ask Slack who the bot is, load the policy (a malformed one is a ConfigError), then apply
-        the bot database's migrations; a database that is down now is retried on first use."""
+        the bot database's migrations; a database that is down now is retried on first use. The watched
+        containers' Docker stats are sampled in the background from here on."""
         await self.identify()
         self.policy = load_policy(self.settings.chatops_policy_file)
+        self.targets.start_sampling()
         if self.policy.is_default:
             log.warning(
                 "policy_not_configured",

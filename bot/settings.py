@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     erpgo_database_url: SecretStr | None = None
     erpgo_redis_url: SecretStr | None = None
     docker_host: str | None = None
-    erpgo_containers: Annotated[list[str], NoDecode] = ["erpgo-api", "postgres", "redis"]
-    # when set, the watched containers are every container of this compose project (its labels)
+    erpgo_containers: Annotated[list[str], NoDecode] = ["erpgo-api", "erpgo-postgres", "erpgo-redis"]
+    # when set, the watched containers are every container of this compose project (its labels), and
+    # the API, database and cache are its services api, postgres and redis
     erpgo_compose_project: str | None = None
     erpgo_check_timeout: float = Field(5.0, gt=0, le=120)
 

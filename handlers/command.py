@@ -137,7 +137,7 @@ async def watched_or_later(runtime, container: str) -> None:
     """NotWatched (a UsageError) for a container the bot does not watch. When the engine cannot say in
     time (ERPGO_COMPOSE_PROJECT), the verb's own check asks again and refuses it there."""
     try:
-        await asyncio.wait_for(runtime.targets.watched(container), WATCHED_LOOKUP_S)
+        await asyncio.wait_for(runtime.targets.ensure_watched(container), WATCHED_LOOKUP_S)
     except UsageError:
         raise
     except Exception as exc:
@@ -188,7 +188,8 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
     outcome = worst(f.status for f in findings).value
     report_ts = None
     try:
-        report_ts = await post_report(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
+        post = post_private_report if verb.private else post_report
+        report_ts = await post(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
     except Exception as exc:
         outcome = "post_failed"
         log.error("report_not_posted", error=str(exc))
@@ -237,3 +238,32 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
     await runtime.slack.post(inv.channel_id, body, thread_ts=posted["ts"])
     await post_proposals(runtime, inv.channel_id, posted["ts"], findings, requester=inv.user_id)
     return str(posted["ts"])
+
+
+async def post_private_report(
+    runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float
+) -> str | None:
+    """Seen by the asker alone: the headline and the details as two ephemeral messages (through the
+    command's response_url where the bot is not a channel member). A proposal still needs a second
+    person, so each one is posted for approval in the channel under a line naming who asked — the
+    report itself stays private. The ts of that line, when there is one."""
+    messages = [
+        render.headline(title, findings, f"only you can see this · {elapsed:.2f} s"),
+        render.details(title, findings),
+    ]
+    try:
+        for message in messages:
+            await runtime.slack.ephemeral(inv.channel_id, inv.user_id, message)
+    except SlackApiError as exc:
+        if not inv.response_url or exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+            raise
+        for message in messages:
+            await runtime.slack.respond(inv.response_url, message)
+        return None
+    if any(finding.proposals for finding in findings):
+        root = await runtime.slack.post(
+            inv.channel_id, render.text_message(f"<@{inv.user_id}> proposes a change that needs approval:")
+        )
+        await post_proposals(runtime, inv.channel_id, root["ts"], findings, requester=inv.user_id)
+        return str(root["ts"])
+    return None

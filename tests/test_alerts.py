@@ -550,8 +550,16 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
         "long_queries",
         "blocking_sessions",
     ]
-    assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("HighResponseTime")
-    assert "docker_containers" in names("ContainerRestarting") and "docker_containers" in names("HighMemoryUsage")
+    assert names("ErpgoP99LatencyHigh")[0] == "api_health" and "slow_statements" in names("ErpgoP99LatencyHigh")
+    assert "docker_containers" in names("ContainerRestarting")
+    memory = ["memory_usage", "goroutines", "pprof_profiles", "host_memory", "memory_processes"]
+    assert names("HighMemoryUsage") == names("CriticalMemoryUsage") == names("HighMemoryUsageSystem") == memory
+    assert names("HighGoroutineCount") == names("CriticalGoroutineCount") == ["goroutines", "pprof_profiles"]
+    assert names("HighCPUUsage") == ["cpu_usage", "container_processes", "cpu_rate"]
+    perf = ["api_latency", "slowest_statements", "cache_performance"]
+    assert names("HighResponseTime") == names("CriticalResponseTime") == names("SLAViolationResponseTime") == perf
+    app = ["container_start", "container_environment", "container_ports", "container_dependencies"]
+    assert names("DockerContainerDown") == app
     assert names("HighFailedLoginRate") == ["attack_evidence", "security_settings"]
     assert names("SuspiciousAPIUsage") == names("DataExfiltrationDetection") == names("CriticalAuthFailureRate")
     assert "api_error_logs" in names("FailedLogins"), "other login alerts keep the guide's log check"
@@ -562,7 +570,8 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     assert names("Whatever", {"component": "redis"})[0] == "redis_health"
     backups = ["backup_freshness", "backup_verification", "backup_sizes", "backup_retention"]
     assert names("BackupFailed") == names("BackupOverdue") == names("LowBackupRetention") == backups
-    assert names("ApplicationDown") == ["system_outage"] and names("ServiceDown") == ["outage_or_service_down"]
+    # one container down: the app checks; several: the outage view (runbooks/emergency/outage.py decides)
+    assert names("ApplicationDown") == names("ServiceDown") == ["outage_or_service_down"]
 
 
 def test_header_links_are_safe_and_resolved_headers_show_the_duration():
@@ -595,7 +604,9 @@ def test_header_links_are_safe_and_resolved_headers_show_the_duration():
 
 
 async def test_logs_verb_counts_5xx_and_panics_with_context(start_bot, erpgo_containers):
-    bot = await start_bot(docker_host=erpgo_containers, erpgo_containers="erpgo-api,postgres,redis,erpgo-gone")
+    bot = await start_bot(
+        docker_host=erpgo_containers, erpgo_containers="erpgo-api,erpgo-postgres,erpgo-redis,erpgo-gone"
+    )
     await bot.command("logs")
     [head] = bot.slack.channel_messages("C0OPS")
     assert "Logs erpgo-api" in content(head) and "5xx" in content(head) and "panic" in content(head)
@@ -606,7 +617,7 @@ async def test_logs_verb_counts_5xx_and_panics_with_context(start_bot, erpgo_con
     await bot.command("logs erpgo-gone 5")  # watched, but not there
     assert "container not found" in content(bot.slack.channel_messages("C0OPS")[0])
     bot.slack.reset()
-    await bot.command("logs postgres 30")
+    await bot.command("logs erpgo-postgres 30")
     assert "no 5xx, panics or errors" in content(bot.slack.channel_messages("C0OPS")[0])
     result = await bot.command("logs 0")
     assert "minutes must be between 1 and 1440" in result.json["blocks"][0]["text"]["text"]

@@ -117,7 +117,7 @@ async def test_outage_verdict_names_the_database_first_and_what_depends_on_it(de
     assert any(name["worker"] in line and "die" in line for line in engine_finding.evidence)
     for skipped in ("ERPGo API", "PostgreSQL", "Redis", "Filesystem"):
         assert one(findings, skipped).status is Status.SKIPPED
-    assert one(findings, "Memory").status in (Status.OK, Status.WARN, Status.CRIT)
+    assert one(findings, "Host memory").status in (Status.OK, Status.WARN, Status.CRIT)
     assert elapsed < 6, f"the report takes about as long as its slowest probe, not {elapsed:.1f} s"
     print(f"\noutage report of {len(findings)} findings in {elapsed:.2f} s")
 

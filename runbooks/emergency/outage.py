@@ -13,7 +13,6 @@ check, die/oom events) — and, when containers are down, the Emergency Restart 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +24,11 @@ from bot.core.registry import Check, Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets.docker_models import parse_time
 from runbooks import application, disk, quick
+from runbooks.containers import startup
 from runbooks.emergency.deployment import DEPENDS_ON, ROLE_TITLES, TIERS, Member, deployment
 from runbooks.emergency.restart import restart_all_proposal
 from runbooks.loglines import parse, strip_ansi
+from runbooks.resources import memory
 
 runbook = Runbook("outage")
 
@@ -38,8 +39,6 @@ LOG_TAIL = 200  # the guide's `logs --tail=100`, per container
 ERROR_LINES = 3
 NOTABLE_EVENTS = ("die", "oom", "kill", "stop", "restart", "health_status: unhealthy", "start")
 FAILURE_EVENTS = ("die", "oom", "kill", "health_status: unhealthy")
-MEMINFO = "/proc/meminfo"
-MEMORY_WARN_PCT, MEMORY_CRIT_PCT = 10.0, 5.0  # available memory below these: warning, critical
 PROBE_TIMEOUT = 12.0
 _FAR = datetime.max.replace(tzinfo=UTC)
 
@@ -171,40 +170,6 @@ async def outage_engine(ctx: CheckContext) -> Finding:
     return Finding(status, "Docker engine", title, details=details, evidence=evidence, data=data)
 
 
-# --- memory (`free -h`) ---------------------------------------------------------------------------
-
-
-def read_meminfo(path: str = MEMINFO) -> dict[str, int]:
-    values: dict[str, int] = {}
-    with open(path, encoding="ascii") as lines:
-        for line in lines:
-            key, _, rest = line.partition(":")
-            number = rest.strip().split(" ")[0]
-            if number.isdigit():
-                values[key] = int(number) * 1024
-    return values
-
-
-async def outage_memory(ctx: CheckContext) -> Finding:
-    if not os.path.exists(MEMINFO):
-        return Finding.skipped("Memory", f"{MEMINFO} is not readable here")
-    meminfo = await asyncio.to_thread(read_meminfo)
-    total, available = meminfo.get("MemTotal", 0), meminfo.get("MemAvailable", 0)
-    pct = available * 100 / total if total else 100.0
-    status = Status.CRIT if pct < MEMORY_CRIT_PCT else Status.WARN if pct < MEMORY_WARN_PCT else Status.OK
-    swap_used = meminfo.get("SwapTotal", 0) - meminfo.get("SwapFree", 0)
-    title = (
-        f"{human_bytes(available)} of {human_bytes(total)} available ({pct:.0f} %), swap used {human_bytes(swap_used)}"
-    )
-    return Finding(
-        status,
-        "Memory",
-        title,
-        details=["as the bot's host sees it (/proc/meminfo): the Docker host's when the bot runs on it"],
-        data={"total": total, "available": available},
-    )
-
-
 PROBES = [
     Check("outage_containers", outage_containers, "Containers", ASSESS, PROBE_TIMEOUT),
     Check("outage_engine", outage_engine, "Docker engine", ASSESS, PROBE_TIMEOUT),
@@ -212,7 +177,7 @@ PROBES = [
     Check("postgres_health", quick.postgres_health, "PostgreSQL", ASSESS, None),
     Check("redis_health", quick.redis_health, "Redis", ASSESS, None),
     Check("filesystem_usage", disk.filesystem_usage, "Filesystem", disk.USAGE, None),
-    Check("outage_memory", outage_memory, "Memory", ASSESS, None),
+    Check("host_memory", memory.host_memory, "Host memory", memory.MEMORY_ISSUES, 10),
 ]
 
 
@@ -332,33 +297,20 @@ async def assess(ctx: CheckContext) -> list[Finding]:
     return [verdict(findings, members), *findings]
 
 
-# --- ServiceDown: an outage when several containers are down ----------------------------------------
+# --- ServiceDown, ApplicationDown: an outage when several containers are down ----------------------
 
-SERVICE_DOWN = [
-    Check("api_health", quick.api_health, "ERPGo API", quick.SECTION, None),
-    Check(
-        "docker_containers",
-        quick.docker_containers,
-        "Docker",
-        "Quick Diagnostics › Docker Environment Diagnostics",
-        None,
-    ),
-    Check("api_error_logs", application.api_error_logs, "Logs", application.SECTION, 10),
-    Check("postgres_health", quick.postgres_health, "PostgreSQL", "Database Issues › Database Connection Issues", None),
-    Check(
-        "redis_health",
-        quick.redis_health,
-        "Redis",
-        "Performance Issues › High Response Times › Cache Performance",
-        None,
-    ),
-]
+# one container down: the Application Won't Start checks (runbooks/containers), with their restart proposal
+APP_CHECKS = ("container_start", "container_environment", "container_ports", "container_dependencies")
 SEVERAL = 2
+
+
+def app_checks() -> list[Check]:
+    return [check for _, check in startup.runbook.checks if check.name in APP_CHECKS]
 
 
 @runbook.check(component="Service down", section=ASSESS, timeout=PROBE_TIMEOUT + 8)
 async def outage_or_service_down(ctx: CheckContext) -> list[Finding]:
-    """ServiceDown for one service gets the availability checks; with several containers down (or the
+    """One service down gets the Application Won't Start checks; with several containers down (or the
     engine not answering) it is an outage and gets the whole assessment with its verdict."""
     try:
         down = [m for m in await deployment(ctx) if m.down and m.role != "monitoring"]
@@ -366,8 +318,7 @@ async def outage_or_service_down(ctx: CheckContext) -> list[Finding]:
         down = [Member("engine", None)] * SEVERAL
     if len(down) >= SEVERAL:
         return await assess(ctx)
-    return await run_checks(SERVICE_DOWN, ctx)
+    return await run_checks(app_checks(), ctx)
 
 
-runbook.triage_for("ApplicationDown", checks=("system_outage",))
-runbook.triage_for("ServiceDown", checks=("outage_or_service_down",))
+runbook.triage_for("ServiceDown", "ApplicationDown", checks=("outage_or_service_down",))
