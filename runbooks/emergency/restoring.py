@@ -30,12 +30,13 @@ from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Failed, Outcome, Refused, Runbook, UsageError
 from bot.core.units import human_bytes, human_duration
-from bot.targets import NotConfigured
+from bot.targets import NotConfigured, RoleNotFound
 from bot.targets.backup_store import backups_at, location_of
 from bot.targets.backups import BackupFile, DumpUnreadable, with_database
+from bot.targets.docker import ContainerNotFound
 from runbooks import quick
 from runbooks.emergency.backups import database_name
-from runbooks.emergency.deployment import Member, deployment, inspect_fresh
+from runbooks.emergency.deployment import Member
 from runbooks.restore import CRITICAL_TABLES, RestoreJob, resume_or_revert
 
 runbook = Runbook("restore")
@@ -77,8 +78,13 @@ def candidate_line(backup: BackupFile, now: datetime) -> str:
     return f"`/erpgo restore {backup.name}` — {human_bytes(backup.size)}, {human_duration(backup.age_seconds(now))} old"
 
 
-def api_of(members: list[Member]) -> Member | None:
-    return next((m for m in members if m.role == "api" and m.raw is not None), None)
+async def find_api(ctx: CheckContext) -> Member | None:
+    """The watched container that runs the API (Targets.container_of: by compose service, else by name), inspected."""
+    try:
+        name = await ctx.targets.container_of("api")
+        return Member(name, await ctx.targets.docker.inspect_raw(name))
+    except (RoleNotFound, ContainerNotFound):
+        return None
 
 
 def restore_preview(live: str, backup: BackupFile, api: Member, tables: int) -> str:
@@ -125,7 +131,7 @@ async def restore_plan(ctx: CheckContext) -> Finding:
             details=[candidate_line(b, now) for b in backups[:MAX_CANDIDATES]],
         )
     live = database_name(ctx.targets.pg.dsn)
-    api = api_of(await deployment(ctx))
+    api = await find_api(ctx)
     if api is None or api.raw is None:
         return Finding.crit(
             "Restore",
@@ -196,7 +202,7 @@ def admin_dsn(ctx: CheckContext) -> str:
 
 async def same_api(ctx: CheckContext, api_container: dict[str, str]) -> str:
     """The API container's id, if it is still the one proposed; Refused otherwise."""
-    now = api_of(await inspect_fresh(ctx))
+    now = await find_api(ctx)
     if now is None or now.raw is None or now.raw["Id"] != api_container["id"]:
         raise Refused(f"the API container is not {api_container['name']} ({api_container['id'][:12]}) any more")
     return api_container["id"]
