@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.engine import Approvals
 from bot.approvals.policy import Policy, load_policy
+from bot.approvals.usergroups import UserGroups
 from bot.core import metrics
 from bot.core.errors import describe_error
 from bot.core.logs import log
@@ -32,11 +33,14 @@ from bot.slack.client import SlackOut, web_client
 from bot.slack.delivery import Outbox, outbox_client
 from bot.slack.guard import Guard
 from bot.slack.identity import SlackIdentity, TokenRejected, authorizer, identify
+from bot.slack.socket import SocketLink
 from bot.store.pool import Store
 from bot.targets import Targets
+from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
+from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
 from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
 from runbooks.containers import actions as container_actions
@@ -79,8 +83,13 @@ RUNBOOKS: tuple[Runbook, ...] = (
     performance.runbook,
     triage.runbook,  # last: the runbooks above map their own alert names first
 )
-BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, incident_handlers.bot_verbs)
-HANDLERS = (command_handlers, approval_handlers, alert_handlers, incident_handlers)
+BOT_VERBS: tuple[Runbook, ...] = (
+    approval_handlers.bot_verbs,
+    alert_handlers.bot_verbs,
+    alert_actions.bot_verbs,
+    incident_handlers.bot_verbs,
+)
+HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers, incident_handlers)
 IDENTITY_WAIT = 10.0  # s: how long the start waits for auth.test before serving without the bot's ids
 
 
@@ -107,6 +116,8 @@ class Runtime:
     loops: list = field(default_factory=list)  # periodic background tasks, cancelled on close
     outbox: Outbox | None = None  # durable, paced Slack delivery (alert threads); needs the bot's database
     identity: SlackIdentity | None = None  # the bot's own Slack account (auth.test at start)
+    usergroups: UserGroups | None = None  # Slack user groups named by the policy (S…), resolved through Slack
+    slack_link: SocketLink | None = None  # Socket Mode's connection, when Slack is reached that way
 
     def start_loop(self, coro, name: str) -> None:
         """A task that runs for the life of the process (not awaited by tasks.idle())."""
@@ -146,12 +157,12 @@ class Runtime:
         log.warning("slack_identity_pending", waited_s=wait, hint="Slack's auth.test keeps failing; retrying")
         self.loops.append(asking)
 
-    async def start(self) -> None:
+    async def start(self, identify_wait: float | None = None) -> None:
         """Ask Slack who the bot is, load the policy (a malformed one is a ConfigError), then apply
         the bot database's migrations; a database that is down now is retried on first use. The watched
         containers' Docker stats are sampled in the background from here on."""
-        await self.identify()
-        self.policy = load_policy(self.settings.chatops_policy_file)
+        await self.identify(identify_wait)
+        self.policy = load_policy(self.settings.chatops_policy_file).with_usergroups(self.usergroups)
         self.targets.start_sampling()
         if self.policy.is_default:
             log.warning(
@@ -187,6 +198,7 @@ def build_runtime(settings: Settings) -> Runtime:
         slack=SlackOut(web_client(token, settings.slack_api_url)),
         registry=build_registry(),
     )
+    runtime.usergroups = UserGroups(runtime.slack.usergroup_members, ttl=settings.erpgo_usergroup_ttl)
     attach_store(runtime, token)
     return runtime
 
@@ -204,6 +216,7 @@ def attach_store(runtime: Runtime, slack_token: str | None) -> None:
             runtime.store,
             outbox_client(slack_token, settings.slack_api_url),
             interval=settings.erpgo_slack_channel_interval,
+            burst=settings.erpgo_slack_channel_burst,
             max_backoff=settings.erpgo_slack_max_backoff,
         )
 
@@ -233,11 +246,13 @@ def bolt_client(client: AsyncWebClient) -> AsyncWebClient:
     return AsyncWebClient(base_url=client.base_url, timeout=client.timeout, retry_handlers=list(client.retry_handlers))
 
 
-def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
+def build_web_app(runtime: Runtime, bolt: AsyncApp, *, slack_events: bool = True) -> web.Application:
+    """The HTTP side: /slack/events (unless Slack comes over Socket Mode), /healthz, /metrics and the
+    handlers' routes (the Alertmanager webhook)."""
     # signature and shape are checked on the raw bytes before Bolt parses anything (401/400/413)
     guard = Guard(runtime.settings.secret("slack_signing_secret") or "unset")
 
-    async def slack_events(request: web.Request) -> web.Response:
+    async def events(request: web.Request) -> web.Response:
         admitted = await guard.admit(request)
         if isinstance(admitted, web.Response):
             return admitted
@@ -245,7 +260,11 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_request: web.Request) -> web.Response:
-        body = {"status": "ok", "background_tasks": runtime.tasks.pending}
+        body: dict = {"status": "ok", "background_tasks": runtime.tasks.pending}
+        if runtime.slack_link is not None:  # Socket Mode: say whether Slack can reach the bot now
+            body["slack"] = await runtime.slack_link.status()
+            if not body["slack"]["connected"]:
+                body["status"] = "degraded"
         if runtime.outbox is not None:
             body["slack_backlog"] = await runtime.outbox.health()  # {"pending", "failed", "oldest_pending_s"}
         return web.json_response(body)
@@ -257,7 +276,8 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
         await runtime.close()
 
     app = web.Application(client_max_size=1024 * 1024)
-    app.router.add_post("/slack/events", slack_events)
+    if slack_events:
+        app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
     for module in HANDLERS:

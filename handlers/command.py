@@ -20,6 +20,7 @@ from bot.core.parse import control_character
 from bot.core.registry import UsageError, Verb
 from bot.incidents.commands import record_command_run
 from bot.slack import render
+from bot.store.commands import record_command
 
 MAX_ECHO = 60  # how much of an unknown verb we quote back
 MAX_TEXT = 4000  # Slack's own limit on a slash command's text; checked before any splitting
@@ -111,6 +112,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             return
         if await refused(runtime, inv, ack, verb.name):
             return
+        remember(runtime, inv, verb.name, args)
         if verb.answer is not None:
             await run_bot_verb(runtime, inv, ack, verb, args)
             return
@@ -133,6 +135,20 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
 
 
+def remember(runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
+    """Keep the command for the person's App Home (in the background: the ack does not wait)."""
+    if runtime.store is None:
+        return
+
+    async def record() -> None:
+        try:
+            await record_command(runtime.store, inv.user_id, inv.channel_id, verb_name, " ".join(args))
+        except Exception as exc:
+            log.info("command_not_remembered", error=type(exc).__name__)
+
+    runtime.tasks.spawn(record(), name=f"remember:{inv.request_id}")
+
+
 async def watched_or_later(runtime, container: str) -> None:
     """NotWatched (a UsageError) for a container the bot does not watch. When the engine cannot say in
     time (ERPGO_COMPOSE_PROJECT), the verb's own check asks again and refuses it there."""
@@ -146,6 +162,7 @@ async def watched_or_later(runtime, container: str) -> None:
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     """The policy check, before anything runs: a refusal is told to the asker alone and audited."""
+    await runtime.policy.resolve(inv.user_id)  # the Slack user groups it names, for this user
     reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
     if reason is None:
         return False

@@ -10,7 +10,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.alerts.messages import triage_messages
+from bot.alerts.messages import triage_file, triage_messages
 from bot.core.engine import CheckContext, run_checks
 from bot.core.errors import Backoff, describe_error
 from bot.core.findings import Finding
@@ -101,6 +101,7 @@ async def _triage(runtime, group_id: int) -> Triaged | None:
     title = f"Triage: {', '.join(names[:3])}"
     footer = f"automatic triage of the alert · {len(checks)} checks · {elapsed:.2f} s"
     messages = triage_messages(title, findings, footer)
+    attachment = triage_file(title, findings)
     last_row = 0
     for attempt in range(6):
         try:
@@ -112,6 +113,10 @@ async def _triage(runtime, group_id: int) -> Triaged | None:
                     for message in messages:
                         last_row = await outbox.enqueue(
                             conn, current["thread_key"], current["channel"], "reply", message, kind="triage"
+                        )
+                    if attachment is not None:  # after the report: its first lines are already there
+                        last_row = await outbox.enqueue(
+                            conn, current["thread_key"], current["channel"], "upload", attachment, kind="triage.file"
                         )
                     await conn.execute(
                         "UPDATE alert_groups SET triage_state = 'done' WHERE id = $1 AND triage_state = 'running'",

@@ -65,13 +65,18 @@ def outbox_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebC
 
 # ---------------------------------------------------------------------- delivery
 
+# What a channel's next token goes to, among the rows that head their thread: a new thread's header and
+# a triage report first (what someone is waiting for), then other replies, then header refreshes
+# (coalesced: the longer they wait, the more versions one chat.update carries).
+PRIORITY = "CASE WHEN o.op = 'post' OR o.kind LIKE 'triage%' THEN 0 WHEN o.op = 'update' THEN 2 ELSE 1 END"
+
 _HEADS = """
     SELECT DISTINCT ON (thread_key) id FROM slack_outbox WHERE state = 'pending' ORDER BY thread_key, id
 """
 
 CLAIM = f"""
 WITH heads AS ({_HEADS})
-SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts,
+SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.failures,
        t.channel AS thread_channel, t.ts AS thread_ts, c.channel IS NOT NULL AS channel_known
 FROM heads h
 JOIN slack_outbox o ON o.id = h.id
@@ -80,7 +85,7 @@ LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE o.state = 'pending' AND o.not_before <= clock_timestamp()
   AND (c.next_at IS NULL OR c.next_at <= clock_timestamp())
   AND NOT (o.channel = ANY($1::text[]))
-ORDER BY o.id
+ORDER BY {PRIORITY}, o.id
 LIMIT 1
 FOR UPDATE OF o SKIP LOCKED
 """
@@ -90,6 +95,29 @@ WITH heads AS ({_HEADS})
 SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity'))) - clock_timestamp())
 FROM heads h JOIN slack_outbox o ON o.id = h.id LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE NOT (o.channel = ANY($1::text[]))
+"""
+
+
+# One token of the channel's bucket spent on the message just sent ($2: seconds per token, $3: burst).
+# What is left decides when the channel may be written to next: now while a token remains, else
+# when the next one has trickled in.
+SPEND_TOKEN = """
+WITH bucket AS (
+    SELECT channel, clock_timestamp() AS now,
+           CASE WHEN refilled_at IS NULL OR $2::float8 <= 0 THEN $3::float8
+                ELSE least($3::float8, tokens + extract(epoch FROM clock_timestamp() - refilled_at)::float8 / $2::float8)
+           END - 1 AS left_over
+    FROM slack_channels WHERE channel = $1)
+UPDATE slack_channels c SET tokens = b.left_over, refilled_at = b.now, last_error = NULL,
+       next_at = b.now + make_interval(secs => greatest(0, 1 - b.left_over) * $2::float8)
+FROM bucket b WHERE c.channel = b.channel
+"""
+
+# Slack said 429: nothing goes to the channel for exactly Retry-After ($2), then one token is there.
+RATE_LIMITED = """
+UPDATE slack_channels SET tokens = 1, last_error = $3,
+       refilled_at = clock_timestamp() + make_interval(secs => $2), next_at = clock_timestamp() + make_interval(secs => $2)
+WHERE channel = $1
 """
 
 
@@ -114,13 +142,15 @@ class Outbox:
         client: AsyncWebClient,
         *,
         interval: float = 1.0,
+        burst: int = 1,
         max_backoff: float = 30.0,
         workers: int = 2,
         poll: float = 1.0,
     ):
         self.store = store
         self.client = client
-        self.interval = interval
+        self.interval = interval  # seconds per token of a channel's bucket
+        self.burst = max(1, burst)  # tokens a channel's bucket holds: messages that may go out at once
         self.max_backoff = max_backoff
         self.backoff = Backoff(first=1.0, cap=max_backoff)
         self.workers = workers
@@ -334,33 +364,35 @@ class Outbox:
                 data.get("channel") or row["channel"],
                 ts,
             )
-        await conn.execute(
-            "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = NULL"
-            " WHERE channel = $1",
-            row["channel"],
-            self.interval,
-        )
+        await conn.execute(SPEND_TOKEN, row["channel"], self.interval, self.burst)
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
 
     async def _retry(self, conn, row, retry: _Retry) -> None:
+        """Try the row again later: after exactly Retry-After for a 429 (not a failure: it does not
+        lengthen the backoff), after the backoff of its failures for anything else."""
         attempts = row["attempts"] + 1
-        delay = retry.delay if retry.delay is not None else self.backoff.delay(attempts - 1)
+        failures = row["failures"] + (retry.delay is None)
+        delay = retry.delay if retry.delay is not None else self.backoff.delay(failures - 1)
         SLACK_OUTBOX_RETRIES.labels(retry.reason).inc()
         await conn.execute(
-            "UPDATE slack_outbox SET attempts = $2, last_error = $3,"
-            " not_before = clock_timestamp() + make_interval(secs => $4) WHERE id = $1",
+            "UPDATE slack_outbox SET attempts = $2, failures = $3, last_error = $4,"
+            " not_before = clock_timestamp() + make_interval(secs => $5) WHERE id = $1",
             row["id"],
             attempts,
+            failures,
             retry.error[:300],
             delay,
         )
-        await conn.execute(
-            "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = $3"
-            " WHERE channel = $1",
-            row["channel"],
-            max(delay, self.interval),
-            retry.error[:300],
-        )
+        if retry.reason == "ratelimited":
+            await conn.execute(RATE_LIMITED, row["channel"], delay, retry.error[:300])
+        else:
+            await conn.execute(
+                "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = $3"
+                " WHERE channel = $1",
+                row["channel"],
+                delay,
+                retry.error[:300],
+            )
         level = log.info if retry.reason == "ratelimited" else log.warning
         level(
             "slack_delivery_retry",
@@ -370,6 +402,7 @@ class Outbox:
             reason=retry.reason,
             error=retry.error,
             attempts=attempts,
+            failures=failures,
             retry_in_s=round(delay, 2),
         )
 

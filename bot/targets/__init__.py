@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from bot.core.parse import shown
 from bot.core.registry import UsageError
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from bot.targets.docker_stats import StatsSample
@@ -53,6 +53,7 @@ class Targets:
     """The ERPGo deployment as configured: built once per process, closed on shutdown."""
 
     def __init__(self, settings: Settings):
+        from bot.targets.alertmanager import Alertmanager
         from bot.targets.api import ErpgoApi
         from bot.targets.docker import Docker
         from bot.targets.docker_stats import StatsSampler
@@ -67,6 +68,18 @@ class Targets:
         redis_url = settings.secret("erpgo_redis_url")
         self._redis = Redis(redis_url, timeout) if redis_url else None
         self.docker = Docker(settings.docker_host, timeout)
+        self._alertmanager = None
+        if settings.alertmanager_url:
+            try:
+                self._alertmanager = Alertmanager(
+                    settings.alertmanager_url,
+                    username=settings.alertmanager_username,
+                    password=settings.secret("alertmanager_password"),
+                    bearer_token=settings.secret("alertmanager_bearer_token"),
+                    timeout=timeout,
+                )
+            except ValueError as exc:  # both kinds of auth, or a password without a user
+                raise ConfigError(f"configuration error: {exc}") from None
         self.containers = settings.erpgo_containers
         self.stats = StatsSampler(self.docker)  # follows self.containers once start_sampling() ran
         self._firewall: FirewallBackend | None = None
@@ -122,6 +135,13 @@ class Targets:
         return name
 
     @property
+    def alertmanager(self):
+        """Alertmanager's API (silences from alert threads)."""
+        if self._alertmanager is None:
+            raise NotConfigured("ALERTMANAGER_URL")
+        return self._alertmanager
+
+    @property
     def firewall(self) -> FirewallBackend:
         """Where bans go (ERPGO_FIREWALL): nftables through ERPGO_FIREWALL_COMMAND, or a fail2ban jail."""
         if self._firewall is None:
@@ -151,7 +171,7 @@ class Targets:
 
     async def close(self) -> None:
         await self.stats.close()
-        for target in (self._api, self._redis, self.docker):
+        for target in (self._api, self._redis, self.docker, self._alertmanager):
             if target is not None:
                 await target.close()
 

@@ -30,6 +30,3 @@ CREATE TABLE commands_run (
 CREATE INDEX commands_run_channel ON commands_run (channel, at);
 CREATE INDEX commands_run_report ON commands_run (report_ts);
 
--- Files as outbox rows: op 'upload' shares a file in a thread (the incident timeline's postmortem draft).
-ALTER TABLE slack_outbox DROP CONSTRAINT IF EXISTS slack_outbox_op_check;
-ALTER TABLE slack_outbox ADD CONSTRAINT slack_outbox_op_check CHECK (op IN ('post', 'reply', 'update', 'upload'));
