@@ -41,11 +41,14 @@ from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from handlers import home as home_handlers
+from handlers import incidents as incident_handlers
 from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
 from runbooks.containers import actions as container_actions
 from runbooks.containers import startup
 from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
+from runbooks.emergency import backups as emergency_backups
+from runbooks.emergency import outage, restart, restoring
 from runbooks.resources import cpu, memory
 from runbooks.security import accounts, attacks, bans
 
@@ -69,6 +72,10 @@ RUNBOOKS: tuple[Runbook, ...] = (
     attacks.runbook,
     bans.runbook,
     accounts.runbook,
+    outage.runbook,  # before startup: ServiceDown and ApplicationDown with several containers down are an outage
+    restart.runbook,
+    emergency_backups.runbook,
+    restoring.runbook,
     startup.runbook,
     container_actions.runbook,
     memory.runbook,
@@ -76,8 +83,13 @@ RUNBOOKS: tuple[Runbook, ...] = (
     performance.runbook,
     triage.runbook,  # last: the runbooks above map their own alert names first
 )
-BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, alert_actions.bot_verbs)
-HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers)
+BOT_VERBS: tuple[Runbook, ...] = (
+    approval_handlers.bot_verbs,
+    alert_handlers.bot_verbs,
+    alert_actions.bot_verbs,
+    incident_handlers.bot_verbs,
+)
+HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers, incident_handlers)
 IDENTITY_WAIT = 10.0  # s: how long the start waits for auth.test before serving without the bot's ids
 
 

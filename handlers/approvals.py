@@ -20,6 +20,7 @@ from bot.approvals.publish import (
     expire_and_update,
     post_proposals,
     post_quietly,
+    refresh_pending_message,
     sweep_expired_forever,
     update_approval_message,
 )
@@ -136,6 +137,8 @@ async def show_decision(
     runtime, outcome: Decision, channel: str | None, user: str, clicked_ts: str | None, body: dict
 ) -> None:
     approval = outcome.approval
+    if outcome.kind == "counted" and approval is not None:  # more approvals needed: show who approved so far
+        await refresh_pending_message(runtime, approval, fallback=(channel, clicked_ts))
     if outcome.changes_message and approval is not None:
         await update_approval_message(runtime, approval, fallback=(channel, clicked_ts))
         if outcome.kind != "expired":
@@ -196,7 +199,11 @@ async def approvals_verb(runtime, inv, args: list[str]):
         timeout=PERMALINK_TIMEOUT,
     )
     timeouts = {action: remediation.timeout for action, remediation in runtime.registry.remediations.items()}
-    return view.approvals_list(open_ones, links, runtime.policy, now, timeouts)
+    try:
+        stopped = await asyncio.wait_for(runtime.approvals.needing_attention(open_ones), LIST_TIMEOUT)
+    except (StoreUnavailable, TimeoutError):
+        stopped = {}
+    return view.approvals_list(open_ones, links, runtime.policy, now, timeouts, interrupted=stopped)
 
 
 def parse_audit_count(args: list[str]) -> int:

@@ -18,6 +18,7 @@ from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.parse import control_character
 from bot.core.registry import UsageError, Verb
+from bot.incidents.commands import record_command_run
 from bot.slack import render
 from bot.store.commands import record_command
 
@@ -202,19 +203,43 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
     findings = await run_checks(verb.checks, ctx)
     elapsed = time.perf_counter() - started
     outcome = worst(f.status for f in findings).value
+    report_ts = None
     try:
         post = post_private_report if verb.private else post_report
-        await post(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
+        report_ts = await post(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
     except Exception as exc:
         outcome = "post_failed"
         log.error("report_not_posted", error=str(exc))
+    await remember_run(runtime, inv, verb.name, report_ts, findings, elapsed)
     COMMANDS.labels(verb.name, outcome).inc()
     log.info("command", outcome=outcome, duration_ms=round(elapsed * 1000, 1), findings=len(findings))
 
 
-async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> None:
+async def remember_run(
+    runtime, inv: Invocation, verb: str, report_ts: str | None, findings: list[Finding], elapsed: float
+) -> None:
+    """The command, where its report is and what it found, for the incident timeline (quietly)."""
+    if runtime.store is None:
+        return
+    try:
+        await record_command_run(
+            runtime.store,
+            user_id=inv.user_id,
+            channel=inv.channel_id,
+            verb=verb,
+            text=inv.text.strip(),
+            report_ts=report_ts,
+            findings=findings,
+            seconds=elapsed,
+        )
+    except Exception as exc:
+        log.info("command_run_not_recorded", error=type(exc).__name__)
+
+
+async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> str | None:
     """The headline in the channel, the details threaded under it, then each proposal as an
-    approval message of its own in the thread."""
+    approval message of its own in the thread; the headline's ts (None when answered through the
+    command's response_url)."""
     footer = f"requested by {render.mention(inv.user_id, missing='?')} · {elapsed:.2f} s"
     head = render.headline(title, findings, footer)
     body = render.details(title, findings)
@@ -226,16 +251,19 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
         # the bot is not a member of this channel: answer through the command's response_url
         await runtime.slack.respond(inv.response_url, head, in_channel=True)
         await runtime.slack.respond(inv.response_url, body, in_channel=True)
-        return
+        return None
     await runtime.slack.post(inv.channel_id, body, thread_ts=posted["ts"])
     await post_proposals(runtime, inv.channel_id, posted["ts"], findings, requester=inv.user_id)
+    return str(posted["ts"])
 
 
-async def post_private_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> None:
+async def post_private_report(
+    runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float
+) -> str | None:
     """Seen by the asker alone: the headline and the details as two ephemeral messages (through the
     command's response_url where the bot is not a channel member). A proposal still needs a second
     person, so each one is posted for approval in the channel under a line naming who asked — the
-    report itself stays private."""
+    report itself stays private. The ts of that line, when there is one."""
     messages = [
         render.headline(title, findings, f"only you can see this · {elapsed:.2f} s"),
         render.details(title, findings),
@@ -248,9 +276,11 @@ async def post_private_report(runtime, inv: Invocation, title: str, findings: li
             raise
         for message in messages:
             await runtime.slack.respond(inv.response_url, message)
-        return
+        return None
     if any(finding.proposals for finding in findings):
         root = await runtime.slack.post(
             inv.channel_id, render.text_message(f"<@{inv.user_id}> proposes a change that needs approval:")
         )
         await post_proposals(runtime, inv.channel_id, root["ts"], findings, requester=inv.user_id)
+        return str(root["ts"])
+    return None

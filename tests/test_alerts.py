@@ -568,7 +568,7 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     perf = ["api_latency", "slowest_statements", "cache_performance"]
     assert names("HighResponseTime") == names("CriticalResponseTime") == names("SLAViolationResponseTime") == perf
     app = ["container_start", "container_environment", "container_ports", "container_dependencies"]
-    assert names("DockerContainerDown") == names("ServiceDown") == names("ApplicationDown") == app
+    assert names("DockerContainerDown") == app
     assert names("HighFailedLoginRate") == ["attack_evidence", "security_settings"]
     assert names("SuspiciousAPIUsage") == names("DataExfiltrationDetection") == names("CriticalAuthFailureRate")
     assert "api_error_logs" in names("FailedLogins"), "other login alerts keep the guide's log check"
@@ -577,6 +577,10 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
     assert names("NetworkErrors") == ["service_discovery", "compose_networks", "published_ports"]
     assert names("SomethingNobodyMapped") == [c.name for c in registry.verbs["health"].checks]
     assert names("Whatever", {"component": "redis"})[0] == "redis_health"
+    backups = ["backup_freshness", "backup_verification", "backup_sizes", "backup_retention"]
+    assert names("BackupFailed") == names("BackupOverdue") == names("LowBackupRetention") == backups
+    # one container down: the app checks; several: the outage view (runbooks/emergency/outage.py decides)
+    assert names("ApplicationDown") == names("ServiceDown") == ["outage_or_service_down"]
 
 
 def test_header_links_are_safe_and_resolved_headers_show_the_duration():

@@ -22,7 +22,8 @@ CPU = ["cpu_usage", "container_processes", "cpu_rate"]
 APP = ["container_start", "container_environment", "container_ports", "container_dependencies"]  # runbooks/containers
 CACHE = ["redis_health", "api_health"]
 SECURITY = ["attack_evidence", "security_settings"]  # runbooks/security/attacks.py
-BACKUPS = ["postgres_health", "docker_containers"]
+BACKUPS = ["backup_freshness", "backup_verification", "backup_sizes", "backup_retention"]  # runbooks/emergency
+OUTAGE_OR_APP = ["outage_or_service_down"]  # the app checks for one container down, the outage view for several
 STOCK = ["stock_levels", "postgres_health"]
 BUSINESS = ["api_health", "api_error_logs", "postgres_health"]
 DISK = ["filesystem_usage", "docker_disk_usage", "container_logs", "database_disk"]  # runbooks/disk.py
@@ -31,7 +32,7 @@ DISK = ["filesystem_usage", "docker_disk_usage", "container_logs", "database_dis
 REAL_ALERTS: dict[str, list[str]] = {
     "HighErrorRate": ERROR_RATE,
     "HighResponseTime": PERF,
-    "ServiceDown": APP,
+    "ServiceDown": OUTAGE_OR_APP,
     "HighMemoryUsage": MEMORY,
     "HighGoroutineCount": GOROUTINES,
     "DatabaseConnectionPoolExhausted": POOL,
@@ -84,7 +85,7 @@ REAL_ALERTS: dict[str, list[str]] = {
     "CriticalAuthFailureRate": SECURITY,
     "LowStockAlerts": STOCK,
     "HighInventoryUpdates": ["stock_levels", "blocking_sessions", "long_queries"],
-    "ApplicationDown": APP,
+    "ApplicationDown": OUTAGE_OR_APP,
     "PanicDetected": ["api_error_logs", "docker_containers", "api_health"],
 }
 
@@ -119,7 +120,7 @@ def test_a_group_of_several_real_alerts_runs_each_check_once(registry):
     names = [c.name for c in triage_checks(registry, ["PostgreSQLDown", "ServiceDown", "RedisDown"], {})]
     assert len(names) == len(set(names))
     assert names[:4] == ["postgres_health", "connection_diagnosis", "docker_containers", "api_health"]
-    assert {"redis_health", "container_start"} <= set(names)
+    assert {"redis_health", "outage_or_service_down"} <= set(names)
 
 
 async def test_replication_lag_on_a_primary_without_replicas_says_nothing_streams(registry, erp_dsn):

@@ -7,8 +7,10 @@ state transition
 
     UPDATE approvals SET state = 'executing' … WHERE id = $1 AND state = 'pending' AND expires_at > now()
 
-so of any number of clicks, retries and replicas exactly one gets the row back and executes. The
-remediation then re-checks the world (it raises Refused when acting would be wrong now) under its
+so of any number of clicks, retries and replicas exactly one gets the row back and executes. An
+action the policy says needs several approvals (`approvals_required`) stays pending while fewer
+distinct people have approved; the approval that completes the count is the claim, in the same one
+statement (see `VOTE`). The remediation then re-checks the world (it raises Refused when acting would be wrong now) under its
 own timeout, and the result is recorded: succeeded or failed. Rejected, expired and cancelled
 (withdrawn by the requester) are the other ways out of pending.
 
@@ -20,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -34,11 +37,27 @@ from bot.core.errors import UNREACHABLE, Backoff, describe_error
 from bot.core.findings import Proposal
 from bot.core.logs import log
 from bot.core.redact import redact, redact_any
-from bot.core.registry import Refused, Registry
+from bot.core.registry import Failed, Refused, Registry
 from bot.targets import NotConfigured
 
 RESULT_RECORD_ATTEMPTS = 3
 RESULT_RETRY = Backoff(first=0.5, cap=2.0)
+RUNNING_LOCK = 7_301_118  # advisory lock class: (RUNNING_LOCK, approval id) is held while it executes
+CLAIM_GRACE_S = 5  # executing without its lock for longer than this: the process running it is gone
+# a remediation that recorded one of these and is not running any more stopped mid-way: a person decides
+UNSETTLED = ("running", "reverting", "revert_failed")
+
+# One vote; the one that completes the count also claims the approval ($3: what the policy requires now).
+VOTE = """
+UPDATE approvals SET
+    approved_by = approved_by || $2::text,
+    approvals_required = greatest(approvals_required, $3),
+    state = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN 'executing' ELSE state END,
+    decided_by = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN $2 ELSE decided_by END,
+    decided_at = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN now() ELSE decided_at END
+WHERE id = $1 AND state = 'pending' AND expires_at > now() AND NOT ($2 = ANY (approved_by))
+RETURNING *
+"""
 
 
 async def write_audit(
@@ -128,8 +147,8 @@ class Approvals:
         async with self._db() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
-                " thread_ts, expires_at)"
-                " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, now() + make_interval(secs => $10))"
+                " thread_ts, expires_at, approvals_required)"
+                " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, now() + make_interval(secs => $10), $11)"
                 " RETURNING *",
                 proposal.action,
                 json.dumps(proposal.args, default=str),
@@ -141,6 +160,7 @@ class Approvals:
                 channel,
                 thread_ts,
                 expiry,
+                self.policy.approvals_required(proposal.action),
             )
             await self._audit(
                 conn,
@@ -202,8 +222,10 @@ class Approvals:
             await self.audit(user, "refused", refusal, approval_id=approval.id, action=approval.action, channel=channel)
             return Decision("refused", approval, reason=refusal)
         claimed = await self._claim(approval.id, user, channel)
-        if claimed is None:  # someone else got there first, or it expired in between
-            return await self._lost_race(approval_id, user, "approve", channel, retry)
+        if claimed is None:  # someone else got there first, it expired in between, or this person voted already
+            return await self._vote_not_counted(approval_id, user, channel, retry)
+        if claimed.state == "pending":  # counted; more approvals are needed
+            return Decision("counted", claimed)
         state, result, outcome, follow_ups = await self._execute(claimed, user)
         decision = await self._finish(claimed, user, state, result, outcome, channel)
         decision.follow_ups = follow_ups
@@ -262,6 +284,28 @@ class Approvals:
         if approval.expires_at <= await self._now():
             return await self._expire_one(approval, user, verb, channel)
         return None
+
+    async def _vote_not_counted(self, approval_id: int, user: str, channel: str | None, retry: bool) -> Decision:
+        current = await self.get(approval_id)
+        if current is None or current.state != "pending" or user not in current.approved_by:
+            return await self._lost_race(approval_id, user, "approve", channel, retry)
+        if retry:
+            return Decision("duplicate", current)
+        if current.expires_at <= await self._now():
+            return await self._expire_one(current, user, "approve", channel)
+        reason = (
+            f"You have approved #{current.id} already; it needs {current.approvals_missing} more "
+            f"approval{'s' if current.approvals_missing != 1 else ''} from other people."
+        )
+        await self.audit(
+            user,
+            "refused",
+            "already approved by this person",
+            approval_id=current.id,
+            action=current.action,
+            channel=channel,
+        )
+        return Decision("refused", current, reason=reason)
 
     async def _lost_race(self, approval_id: int, user: str, verb: str, channel: str | None, retry: bool) -> Decision:
         current = await self.get(approval_id)
@@ -324,20 +368,18 @@ class Approvals:
         return Decision("expired", Approval.from_row(row) if row else await self.get(approval.id))
 
     async def _claim(self, approval_id: int, user: str, channel: str | None) -> Approval | None:
-        """THE atomic transition: of all concurrent claims, exactly one gets the row."""
+        """THE atomic transition: `user`'s approval counted, and claimed for execution when it is the
+        last one needed — of all concurrent votes, exactly one completes the count and gets the row
+        back executing. None: not counted (not pending any more, expired, or `user` approved before)."""
         async with self._db() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "UPDATE approvals SET state = 'executing', decided_by = $2, decided_at = now()"
-                " WHERE id = $1 AND state = 'pending' AND expires_at > now() RETURNING *",
-                approval_id,
-                user,
-            )
+            row = await conn.fetchrow(VOTE, approval_id, user, 1)
             if row:
+                done, required = len(row["approved_by"]), row["approvals_required"]
                 await self._audit(
                     conn,
                     user,
                     "approved",
-                    "executing",
+                    "executing" if row["state"] == "executing" else f"pending: {done} of {required} approvals",
                     approval_id=approval_id,
                     action=row["action"],
                     detail=row["summary"],
@@ -353,14 +395,25 @@ class Approvals:
         ctx = CheckContext(
             self.targets,
             self.settings,
-            {"approval_id": approval.id, "requester": approval.requester, "approver": approver},
+            {
+                "approval_id": approval.id,
+                "requester": approval.requester,
+                "approver": approver,
+                "approvers": list(approval.approved_by),
+                "record": partial(self.record_progress, approval.id),  # async (step, state): progress in the row
+                "interrupted": self.interrupted,  # async (approval id) -> Approval | None
+                "settle_interrupted": partial(self.settle_interrupted, settled_by=approval.id),
+            },
         )
         log.info("remediation_start", approval_id=approval.id, action=approval.action, approver=approver)
         try:
-            line = await asyncio.wait_for(remediation.func(ctx, **approval.args), remediation.timeout)
+            async with self._running(approval.id):
+                line = await asyncio.wait_for(remediation.func(ctx, **approval.args), remediation.timeout)
             return "succeeded", redact(str(line)), "succeeded", list(getattr(line, "proposals", []))
         except Refused as exc:
             return "failed", f"nothing done: {redact(str(exc))}", "nothing done", []
+        except Failed as exc:
+            return "failed", redact(str(exc)), "failed", exc.proposals
         except NotConfigured as exc:
             return "failed", f"nothing done: {exc}", "nothing done", []
         except TimeoutError:
@@ -406,6 +459,94 @@ class Approvals:
         claimed.state, claimed.result = State(state), result
         return Decision("executed", claimed, recorded=False)
 
+    # ---- a remediation's progress, and remediations that stopped mid-way ----------------------
+
+    @asynccontextmanager
+    async def _running(self, approval_id: int) -> AsyncIterator[None]:
+        """Hold (RUNNING_LOCK, id) on a connection of its own while the remediation runs: a process
+        that dies drops its connection and the lock with it, so others can tell it is not running."""
+        key = _lock_key(approval_id)
+        async with AsyncExitStack() as stack:
+            try:
+                await self.store.ready()
+                conn = await stack.enter_async_context(self.store.acquire())
+                await conn.execute("SELECT pg_try_advisory_lock($1, $2)", RUNNING_LOCK, key)
+                stack.push_async_callback(_unlock_quietly, conn, key)
+            except Exception as exc:  # the claim was recorded a moment ago: run it anyway, unmarked
+                log.warning("running_mark_not_taken", approval_id=approval_id, error=describe_error(exc))
+            yield
+
+    async def record_progress(self, approval_id: int, step: str, state: dict[str, Any]) -> None:
+        """Store the state a running remediation reports (e.g. each step of a restore) in its row;
+        StoreUnavailable when it cannot be written — the remediation then stops rather than act unrecorded."""
+        async with self._db() as conn:
+            await conn.execute(
+                "UPDATE approvals SET progress = $2::jsonb WHERE id = $1",
+                approval_id,
+                json.dumps(redact_any({"step": step, **state}), default=str),
+            )
+
+    async def running_ids(self) -> set[int]:
+        """Approvals whose remediation some live bot process is executing now (any replica)."""
+        async with self._db() as conn:
+            rows = await conn.fetch(
+                "SELECT objid::bigint AS key FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid"
+                " AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())",
+                RUNNING_LOCK,
+            )
+        return {int(row["key"]) for row in rows}
+
+    async def interrupted(self, approval_id: int) -> Approval | None:
+        """The approval if its remediation stopped mid-way and nobody is running it: still executing
+        with no live process behind it, or ended with unsettled progress (a revert that failed, a bot
+        stopped while it ran). None otherwise."""
+        approval = await self.get(approval_id)
+        if approval is None or _lock_key(approval.id) in await self.running_ids():
+            return None
+        return approval if await self._stopped_midway(approval) else None
+
+    async def _stopped_midway(self, approval: Approval) -> bool:
+        progress = approval.progress or {}
+        if "settled_by" in progress:
+            return False
+        if approval.state == "executing":
+            decided = approval.decided_at or approval.created_at
+            return (await self._now() - decided).total_seconds() > CLAIM_GRACE_S
+        return progress.get("status") in UNSETTLED
+
+    async def settle_interrupted(self, approval_id: int, result: str, *, settled_by: int) -> Approval | None:
+        """Close an interrupted approval with what was found and done since (by approval `settled_by`)."""
+        async with self._db() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE approvals SET state = CASE WHEN state = 'executing' THEN 'failed' ELSE state END,"
+                " result = left($2, 2000), finished_at = coalesce(finished_at, now()),"
+                " progress = coalesce(progress, '{}'::jsonb) || jsonb_build_object('settled_by', $3::bigint)"
+                " WHERE id = $1 RETURNING *",
+                approval_id,
+                redact(result),
+                settled_by,
+            )
+            if row:
+                await self._audit(
+                    conn,
+                    "bot",
+                    "executed",
+                    "interrupted",
+                    approval_id=approval_id,
+                    action=row["action"],
+                    detail=f"settled by approval #{settled_by}: {result}",
+                    channel=row["channel"],
+                )
+        return Approval.from_row(row) if row else None
+
+    async def needing_attention(self, approvals: list[Approval]) -> dict[int, Approval]:
+        """Of `approvals`, those that stopped mid-way with nobody running them, by id."""
+        if not approvals:
+            return {}
+        running = await self.running_ids()
+        return {a.id: a for a in approvals if _lock_key(a.id) not in running and await self._stopped_midway(a)}
+
     # ---- housekeeping and listing -----------------------------------------------------------
 
     async def _now(self) -> datetime:
@@ -434,10 +575,14 @@ class Approvals:
         return [Approval.from_row(row) for row in rows]
 
     async def open_approvals(self, limit: int = 50) -> list[Approval]:
-        """Pending and executing approvals, oldest first."""
+        """Pending and executing approvals, and those whose remediation ended unsettled, oldest first."""
         async with self._db() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM approvals WHERE state = ANY($1::text[]) ORDER BY id LIMIT $2", list(OPEN_STATES), limit
+                "SELECT * FROM approvals WHERE state = ANY($1::text[])"
+                " OR (progress->>'status' = ANY($3::text[]) AND NOT progress ? 'settled_by') ORDER BY id LIMIT $2",
+                list(OPEN_STATES),
+                limit,
+                list(UNSETTLED),
             )
         return [Approval.from_row(row) for row in rows]
 
@@ -446,3 +591,13 @@ class Approvals:
         async with self._db() as conn:
             rows = await conn.fetch("SELECT * FROM audit_log ORDER BY id DESC LIMIT $1", limit)
         return [AuditEntry(**dict(row)) for row in rows]
+
+
+def _lock_key(approval_id: int) -> int:
+    """The approval's key in the RUNNING_LOCK class (a positive int4)."""
+    return approval_id & 0x7FFFFFFF
+
+
+async def _unlock_quietly(conn: asyncpg.Connection, key: int) -> None:
+    with suppress(Exception):  # a connection that broke has dropped the lock already
+        await conn.execute("SELECT pg_advisory_unlock($1, $2)", RUNNING_LOCK, key)

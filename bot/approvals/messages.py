@@ -70,18 +70,39 @@ def preview_block(approval: Approval, heading: str) -> str:
 # ---- the approval message ------------------------------------------------------------------
 
 
+def mentions(users: list[str]) -> str:
+    """'@A', '@A and @B', '@A, @B and @C'."""
+    shown = [mention(user) for user in users]
+    return " and ".join([", ".join(shown[:-1]), shown[-1]]) if len(shown) > 1 else (shown[0] if shown else "nobody")
+
+
+def approvals_so_far(approval: Approval) -> str:
+    """'approved so far: @A (1 of 2)' for an approval that needs several people; '' otherwise."""
+    if approval.approvals_required <= 1:
+        return ""
+    done = len(approval.approved_by)
+    who = mentions(approval.approved_by) if done else "nobody yet"
+    return f"approved so far: {who} ({done} of {approval.approvals_required})"
+
+
 def approval_message(approval: Approval, policy: Policy, now: datetime | None = None) -> Message:
     """The pending approval: what will happen, to what, the exact statement, and the two buttons."""
     now = now or datetime.now(UTC)
     left = (approval.expires_at - now).total_seconds()
-    four_eyes = (
-        "the requester may approve too" if policy.self_approval(approval.action) else "someone other than the requester"
-    )
+    required = approval.approvals_required
+    if required > 1:
+        four_eyes = f"{required} different people, none of them the requester"
+    elif policy.self_approval(approval.action):
+        four_eyes = "the requester may approve too"
+    else:
+        four_eyes = "someone other than the requester"
     head = (
         f"{STATE_EMOJI['pending']} {title_line(approval)}\n"
         f"Requested by {mention(approval.requester)} · may be approved by {escape(policy.approvers(approval.action))} "
         f"({four_eyes}) · expires {slack_time(approval.expires_at)} (in {minutes(left)})"
     )
+    if required > 1:
+        head += f"\n:busts_in_silhouette: Needs {required} approvals — {approvals_so_far(approval)}"
     blocks: list[Block] = [section(head)]
     if approval.target:
         blocks.append(section(target_lines(approval)))
@@ -91,8 +112,14 @@ def approval_message(approval: Approval, policy: Policy, now: datetime | None = 
     confirm = ConfirmObject(
         title=clip(f"Approve #{approval.id}?", 100),
         text=clip(
-            f"{escape(approval.summary)} — this runs `{approval.action}` now, once, and cannot be undone. "
-            "The target is re-checked first.",
+            f"{escape(approval.summary)} — "
+            + (
+                f"this runs `{approval.action}` once, when the last of {required} approvals arrives, "
+                "and cannot be undone. "
+                if required > 1
+                else f"this runs `{approval.action}` now, once, and cannot be undone. "
+            )
+            + "The target is re-checked first.",
             300,
         ),
         confirm="Approve and run",
@@ -122,6 +149,8 @@ def approval_message(approval: Approval, policy: Policy, now: datetime | None = 
 def outcome_line(approval: Approval) -> str:
     """What happened to an approval, in one line (mrkdwn)."""
     who = mention(approval.decided_by)
+    if approval.state in ("succeeded", "failed", "executing") and len(approval.approved_by) > 1:
+        who = mentions(approval.approved_by)
     result = escape(approval.result or "")
     state = approval.state
     if state == "succeeded":
@@ -183,6 +212,13 @@ def decision_notice(decision: Decision) -> Message | None:
     approval = decision.approval
     if decision.kind == "refused":
         return render.text_message(f":no_entry: {escape(decision.reason)}")
+    if decision.kind == "counted" and approval is not None:
+        missing = approval.approvals_missing
+        return render.text_message(
+            f":ballot_box_with_check: Your approval of #{approval.id} is recorded "
+            f"({len(approval.approved_by)} of {approval.approvals_required}); it runs when {missing} more "
+            f"{'person approves' if missing == 1 else 'people approve'}."
+        )
     if decision.kind == "missing" or approval is None:
         return render.text_message(f":grey_question: {escape(decision.reason or 'There is no such approval.')}")
     if decision.kind == "expired":
@@ -234,12 +270,25 @@ def proposals_note(lines: list[str]) -> Message:
 # ---- /erpgo approvals and /erpgo audit ---------------------------------------------------------
 
 
+def interrupted_line(approval: Approval) -> str:
+    """Why an approval needs a person: its remediation stopped mid-way and nothing is running it."""
+    progress = approval.progress or {}
+    step = progress.get("step")
+    where = f" at step `{escape(str(step))}` ({escape(str(progress.get('phase', '?')))})" if step else ""
+    text = f":rotating_light: *needs a person* — stopped mid-way{where}: no bot process is running it"
+    if approval.state != "executing":
+        text += f" (recorded as {approval.state})"
+    hint = progress.get("hint")
+    return text + (f"; {escape(str(hint))}" if hint else "; check the target by hand")
+
+
 def approvals_list(
     approvals: list[Approval],
     links: dict[int, str],
     policy: Policy,
     now: datetime | None = None,
     timeouts: dict[str, float] | None = None,
+    interrupted: dict[int, Approval] | None = None,
 ) -> Message:
     now = now or datetime.now(UTC)
     if not approvals:
@@ -247,7 +296,11 @@ def approvals_list(
     lines = [f"*Open approvals* ({len(approvals)})"]
     for approval in approvals:
         age = minutes((now - approval.created_at).total_seconds())
-        if approval.state == "executing":
+        if interrupted and approval.id in interrupted:
+            status = interrupted_line(approval)
+        elif approval.state not in ("pending", "executing"):
+            status = f"{approval.state}: {escape(clip(approval.result or '', 200))}"
+        elif approval.state == "executing":
             status = f"executing, approved by {mention(approval.decided_by)} at {clock(approval.decided_at)}"
             limit = (timeouts or {}).get(approval.action, 30.0) + STALE_GRACE_S
             if approval.decided_at and (now - approval.decided_at).total_seconds() > limit:
@@ -258,6 +311,8 @@ def approvals_list(
                 f"{escape(policy.approvers(approval.action))}, expires in "
                 f"{minutes((approval.expires_at - now).total_seconds())}"
             )
+            if approval.approvals_required > 1:
+                status += f", {approvals_so_far(approval)}"
         link = links.get(approval.id)
         where = f" · <{link}|open>" if link else (f" · in {channel_link(approval.channel)}" if approval.channel else "")
         lines.append(f"• #{approval.id} {escape(approval.summary)} — {status}{where}")

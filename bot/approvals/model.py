@@ -50,15 +50,23 @@ class Approval:
     decided_at: datetime | None
     finished_at: datetime | None
     result: str | None
+    approvals_required: int = 1  # distinct people who must approve before it runs
+    approved_by: list[str] = field(default_factory=list)  # who approved so far, in order
+    progress: dict[str, Any] | None = None  # the last state a running remediation recorded (a restore's step)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Approval:
         values = dict(row)
-        for key in ("args", "target"):
-            if isinstance(values[key], str):
+        for key in ("args", "target", "progress"):
+            if isinstance(values.get(key), str):
                 values[key] = json.loads(values[key])
         values["state"] = State(values["state"])
+        values["approved_by"] = list(values.get("approved_by") or [])
         return cls(**values)
+
+    @property
+    def approvals_missing(self) -> int:
+        return max(0, self.approvals_required - len(self.approved_by))
 
 
 @dataclass
@@ -79,9 +87,10 @@ class Decision:
     """What a click came to.
 
     kind: executed (result in approval.state / .result), rejected, cancelled, expired (all three
-    change the approval message), refused (policy said no: `reason`), handled (someone got there
-    first: the approval as it is now), duplicate (a Slack retry of a click already acted on),
-    missing (no such approval).
+    change the approval message), counted (an approval recorded, more are needed: the message
+    shows who approved so far and keeps its buttons), refused (policy said no, or this person has
+    approved already: `reason`), handled (someone got there first: the approval as it is now),
+    duplicate (a Slack retry of a click already acted on), missing (no such approval).
     """
 
     kind: str

@@ -4,7 +4,8 @@
     channels: [C0OPS]                                 where /erpgo may be used (absent: anywhere)
     verbs:    {"*": [everyone], "db *": [oncall]}     who may run which verbs (glob patterns)
     actions:  {"db.*": {approvers: [oncall], self_approval: false, expiry_minutes: 15},
-               "alerts.silence": {allowed: [oncall], second_approver: false}}
+               "alerts.silence": {allowed: [oncall], second_approver: false},
+               "db.restore": {approvers: [dba], approvals_required: 2}}
 
 Members are Slack user ids (U…, W…), Slack user groups (S…: their members, read with
 usergroups.users.list and cached for ERPGO_USERGROUP_TTL seconds; a group that cannot be read has
@@ -14,6 +15,9 @@ Actions are of two kinds: remediations, which run once one of `approvers` approv
 alert thread's buttons (alerts.ack, alerts.silence), which whoever is `allowed` takes directly —
 without `allowed`, anyone who may run `/erpgo alerts` in that channel. With `second_approver: true`
 a silence waits for one of its `approvers` like a remediation does.
+
+`approvals_required` (default 1) is how many distinct people, none of them the requester, must
+approve a remediation before it runs; it runs once, when the last of them approves.
 
 When several patterns match, the most specific one decides: an exact name beats any pattern,
 and among patterns the one with the most literal characters wins ("db *" beats "*").
@@ -40,6 +44,7 @@ from bot.settings import ConfigError
 
 EVERYONE = "everyone"
 DEFAULT_EXPIRY_MINUTES = 15.0
+MAX_APPROVALS_REQUIRED = 5
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 DIRECT_ACTIONS_VERB = "alerts"  # who may run it in a channel may use the alert buttons there, by default
@@ -57,6 +62,7 @@ class ActionRule(_Strict):
     expiry_minutes: float = Field(DEFAULT_EXPIRY_MINUTES, gt=0, le=7 * 24 * 60)
     allowed: list[str] | None = None  # who may take a direct action (alerts.ack, alerts.silence)
     second_approver: bool = False  # a direct action waits for one of `approvers` first
+    approvals_required: int = Field(1, ge=1, le=MAX_APPROVALS_REQUIRED)
 
     @field_validator("approvers", "allowed", mode="before")
     @classmethod
@@ -227,6 +233,11 @@ class Policy:
         rule = self.action_rule(action)
         return bool(rule and rule.self_approval)
 
+    def approvals_required(self, action: str) -> int:
+        """How many distinct people (never the requester when more than one) must approve `action`."""
+        rule = self.action_rule(action)
+        return rule.approvals_required if rule else 1
+
     def may_decide(self, user: str, action: str) -> bool:
         """Whether `user` is one of the approvers of `action` (the four-eyes rule aside)."""
         rule = self.action_rule(action)
@@ -238,6 +249,11 @@ class Policy:
             return f"No one may approve `{action}`: {self.origin} names no approvers for it."
         if not self.may_decide(user, action):
             return f"You may not approve `{action}`: {self.origin} allows {self.approvers(action)} only."
+        if user == requester and self.approvals_required(action) > 1:
+            return (
+                f"You requested this yourself; `{action}` needs {self.approvals_required(action)} approvals "
+                f"from other people under {self.origin}."
+            )
         if user == requester and not self.self_approval(action):
             return (
                 f"You requested this yourself; someone else has to approve it "
@@ -309,10 +325,36 @@ def _check_names(doc: PolicyDocument) -> None:
         check_members(f"verbs › {verb}", names)
     for action, rule in doc.actions.items():
         check_members(f"actions › {action} › approvers", rule.approvers)
+        _check_approvals_required(doc, action, rule)
         check_members(f"actions › {action} › allowed", rule.allowed or [])
     for channel in doc.channels or []:
         if not re.match(r"^[CGD][A-Z0-9]{2,}$", str(channel)):
             raise ValueError(f"channels: {channel!r} is not a Slack channel id (like C0123ABCD)")
+
+
+def _check_approvals_required(doc: PolicyDocument, action: str, rule: ActionRule) -> None:
+    """Several approvals: other people than the requester, and enough of them named to reach the count."""
+    required = rule.approvals_required
+    if required == 1:
+        return
+    where = f"actions › {action}"
+    if rule.self_approval:
+        raise ValueError(
+            f"{where}: self_approval cannot be combined with approvals_required {required} "
+            "(the approvers of such an action are people other than the requester)"
+        )
+    people: set[str] = set()
+    for name in rule.approvers:
+        if name in (EVERYONE, "*"):
+            return  # everyone: always enough people
+        people |= set(doc.groups[name]) if name in doc.groups else {name}
+    if any(USERGROUP_ID.match(str(person)) for person in people):
+        return  # a Slack user group's members are only known at run time
+    if len(people) < required:
+        raise ValueError(
+            f"{where}: approvals_required is {required} but its approvers name only {len(people)} "
+            f"{'person' if len(people) == 1 else 'people'}"
+        )
 
 
 def parse_policy(text: str, source: str) -> Policy:

@@ -31,6 +31,20 @@ async def update_approval_message(
         log.warning("approval_message_not_updated", approval_id=approval.id, error=type(exc).__name__)
 
 
+async def refresh_pending_message(
+    runtime: Runtime, approval: Approval, fallback: tuple[str | None, str | None] = (None, None)
+) -> None:
+    """A pending approval's message shown again as it is now (who has approved so far), buttons kept."""
+    channel = approval.channel or fallback[0]
+    ts = approval.message_ts or fallback[1]
+    if not channel or not ts:
+        return
+    try:
+        await runtime.slack.update(channel, ts, view.approval_message(approval, runtime.policy))
+    except Exception as exc:  # the vote stands; the message is only its picture
+        log.warning("approval_message_not_updated", approval_id=approval.id, error=type(exc).__name__)
+
+
 async def post_quietly(runtime: Runtime, channel: str | None, message: dict, thread_ts: str | None = None) -> None:
     if not channel:
         return

@@ -219,6 +219,16 @@ class Refused(Exception):
     """A remediation found the world changed since it was proposed and did nothing; says why."""
 
 
+class Failed(Exception):
+    """A remediation acted but could not finish; its message (several lines) says what was done and
+    where things are now, and is recorded as the result of a failed approval; it may offer follow-up
+    proposals like an Outcome."""
+
+    def __init__(self, text: str, proposals: tuple[Proposal, ...] | list[Proposal] = ()) -> None:
+        super().__init__(text)
+        self.proposals = list(proposals)
+
+
 class Outcome(str):
     """A remediation's one-line result that also offers follow-up proposals (e.g. the revert);
     the approval engine posts those as new approvals in the same thread."""
