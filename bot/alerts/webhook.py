@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.core.redact import redact, redact_any
+
 # ---------------------------------------------------------------------- the webhook, version 4
 
 
@@ -79,6 +81,33 @@ def parse_webhook(raw: bytes) -> Webhook:
     if hook.version != "4":
         raise IntakeError(400, f'unsupported Alertmanager webhook version {hook.version[:10]!r} (expected "4")')
     return hook
+
+
+def redacted_webhook(hook: Webhook) -> Webhook:
+    """The notification with every text that is stored and later shown redacted (labels, annotations,
+    URLs, the group key that quotes label values): the bot keeps no secret an alert carried."""
+    alerts = [
+        alert.model_copy(
+            update={
+                "labels": redact_any(alert.labels),
+                "annotations": redact_any(alert.annotations),
+                "generatorURL": redact(alert.generatorURL),
+                "fingerprint": redact(alert.fingerprint),
+            }
+        )
+        for alert in hook.alerts
+    ]
+    return hook.model_copy(
+        update={
+            "groupKey": redact(hook.groupKey),
+            "receiver": redact(hook.receiver),
+            "groupLabels": redact_any(hook.groupLabels),
+            "commonLabels": redact_any(hook.commonLabels),
+            "commonAnnotations": redact_any(hook.commonAnnotations),
+            "externalURL": redact(hook.externalURL),
+            "alerts": alerts,
+        }
+    )
 
 
 def zero_to_none(when: datetime | None) -> datetime | None:

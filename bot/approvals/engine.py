@@ -18,6 +18,7 @@ Nothing here knows Slack: the handlers turn a Decision into messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +38,9 @@ from bot.core.redact import redact, redact_any
 from bot.core.registry import Refused, Registry
 from bot.targets import NotConfigured
 
+INTERRUPTED = (
+    "interrupted: the bot stopped while this ran; it may or may not have taken effect — run the check again to see"
+)
 RESULT_RECORD_ATTEMPTS = 3
 RESULT_RETRY = Backoff(first=0.5, cap=2.0)
 
@@ -117,65 +121,67 @@ class Approvals:
         channel: str | None = None,
         thread_ts: str | None = None,
         target: list[str] | None = None,
+        thread_key: str | None = None,
+        conn: asyncpg.Connection | None = None,
     ) -> Approval:
-        """A pending approval for `proposal`, expiring as the policy says; audited as proposed."""
+        """A pending approval for `proposal`, expiring as the policy says; audited as proposed.
+
+        With `conn`, in the caller's transaction (its messages are queued in the same one). What is
+        stored is redacted: what the approval shows and what it runs are the stored copy."""
+        if conn is not None:
+            return await self._propose(conn, proposal, requester, channel, thread_ts, target, thread_key)
+        async with self._db() as own, own.transaction():
+            return await self._propose(own, proposal, requester, channel, thread_ts, target, thread_key)
+
+    async def _propose(
+        self,
+        conn: asyncpg.Connection,
+        proposal: Proposal,
+        requester: str,
+        channel: str | None,
+        thread_ts: str | None,
+        target: list[str] | None,
+        thread_key: str | None,
+    ) -> Approval:
         expiry = self.policy.expiry(proposal.action).total_seconds()
-        async with self._db() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
-                " thread_ts, expires_at)"
-                " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, now() + make_interval(secs => $10))"
-                " RETURNING *",
-                proposal.action,
-                json.dumps(proposal.args, default=str),
-                redact(proposal.summary),
-                redact(proposal.reason),
-                redact(proposal.preview),
-                json.dumps(redact_any(list(target or []))),
-                requester,
-                channel,
-                thread_ts,
-                expiry,
-            )
-            await self._audit(
-                conn,
-                requester,
-                "proposed",
-                "pending",
-                approval_id=row["id"],
-                action=proposal.action,
-                detail=proposal.summary,
-                channel=channel,
-            )
+        row = await conn.fetchrow(
+            "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
+            " thread_ts, thread_key, expires_at)"
+            " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, now() + make_interval(secs => $11))"
+            " RETURNING *",
+            proposal.action,
+            json.dumps(redact_any(proposal.args), default=str),
+            redact(proposal.summary),
+            redact(proposal.reason),
+            redact(proposal.preview),
+            json.dumps(redact_any(list(target or []))),
+            requester,
+            channel,
+            thread_ts,
+            thread_key,
+            expiry,
+        )
+        await self._audit(
+            conn,
+            requester,
+            "proposed",
+            "pending",
+            approval_id=row["id"],
+            action=proposal.action,
+            detail=proposal.summary,
+            channel=channel,
+        )
         return Approval.from_row(row)
 
     async def attach_message(self, approval_id: int, channel: str, message_ts: str) -> None:
         """Remember where the approval's message is, so a click anywhere can update it."""
         async with self._db() as conn:
-            await conn.execute(
-                "UPDATE approvals SET channel = $2, message_ts = $3 WHERE id = $1", approval_id, channel, message_ts
-            )
+            await record_message(conn, approval_id, channel, message_ts, None)
 
     async def withdraw(self, approval_id: int, why: str) -> None:
         """Cancel an approval the bot could not show to anyone (its message failed to post)."""
         async with self._db() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
-                " WHERE id = $1 AND state = 'pending' RETURNING action, channel",
-                approval_id,
-                why,
-            )
-            if row:
-                await self._audit(
-                    conn,
-                    "bot",
-                    "cancelled",
-                    "cancelled",
-                    approval_id=approval_id,
-                    action=row["action"],
-                    detail=why,
-                    channel=row["channel"],
-                )
+            await withdraw_in(conn, approval_id, why)
 
     # ---- deciding ---------------------------------------------------------------------------
 
@@ -198,7 +204,12 @@ class Approvals:
         claimed = await self._claim(approval.id, user, channel)
         if claimed is None:  # someone else got there first, or it expired in between
             return await self._lost_race(approval_id, user, "approve", channel, retry)
-        state, result, outcome, follow_ups = await self._execute(claimed, user)
+        try:
+            state, result, outcome, follow_ups = await self._execute(claimed, user)
+        except asyncio.CancelledError:  # the bot is stopping: say so, instead of leaving it 'executing'
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._finish(claimed, user, "failed", INTERRUPTED, "failed", channel), 5)
+            raise
         decision = await self._finish(claimed, user, state, result, outcome, channel)
         decision.follow_ups = follow_ups
         return decision
@@ -379,7 +390,7 @@ class Approvals:
                         " WHERE id = $1 AND state = 'executing' RETURNING *",
                         claimed.id,
                         state,
-                        result[:2000],
+                        redact(result)[:2000],
                     )
                     await self._audit(
                         conn,
@@ -439,3 +450,40 @@ class Approvals:
         async with self._db() as conn:
             rows = await conn.fetch("SELECT * FROM audit_log ORDER BY id DESC LIMIT $1", limit)
         return [AuditEntry(**dict(row)) for row in rows]
+
+
+# ---- what the outbox records when an approval's message is sent or given up (its delivery hook) ----
+
+
+async def record_message(
+    conn: asyncpg.Connection, approval_id: int, channel: str, message_ts: str, thread_ts: str | None
+) -> None:
+    """Where the approval's message is (and the thread it is in), so a click anywhere can update it."""
+    await conn.execute(
+        "UPDATE approvals SET channel = $2, message_ts = $3, thread_ts = coalesce($4, thread_ts) WHERE id = $1",
+        approval_id,
+        channel,
+        message_ts,
+        thread_ts,
+    )
+
+
+async def withdraw_in(conn: asyncpg.Connection, approval_id: int, why: str) -> None:
+    """Cancel a pending approval in the caller's transaction, audited as the bot's doing."""
+    row = await conn.fetchrow(
+        "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
+        " WHERE id = $1 AND state = 'pending' RETURNING action, channel",
+        approval_id,
+        redact(why),
+    )
+    if row:
+        await Approvals._audit(
+            conn,
+            "bot",
+            "cancelled",
+            "cancelled",
+            approval_id=approval_id,
+            action=row["action"],
+            detail=why,
+            channel=row["channel"],
+        )

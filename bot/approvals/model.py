@@ -50,6 +50,7 @@ class Approval:
     decided_at: datetime | None
     finished_at: datetime | None
     result: str | None
+    thread_key: str | None = None  # the outbox thread its messages go to
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Approval:

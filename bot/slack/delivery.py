@@ -5,55 +5,42 @@ for what a row is and how producers queue them."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import Backoff, describe_error
 from bot.core.logs import log
-from bot.core.metrics import SLACK_API_ERRORS, SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
-from bot.core.redact import redact_any
-from bot.slack.outbox import RENDERERS
-from bot.slack.render import clip
-
-PERMANENT_ERRORS = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "msg_too_long",
-        "no_text",
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "invalid_arguments",
-        "invalid_attachments",
-        "too_many_attachments",
-        "message_not_found",
-        "cant_update_message",
-        "edit_window_closed",
-        "restricted_action",
-        "thread_not_found",
-        "too_many_blocks",
-        "invalid_metadata_format",
-        "invalid_metadata_schema",
-    }
+from bot.core.metrics import SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
+from bot.slack.outbox import (
+    DELIVERY_HOOKS,
+    INTERACTIVE,
+    RENDERERS,
+    Courier,
+    Delivered,
+    Receipt,
+    ThreadRows,
+    lock_thread,
 )
-# Of those, the ones a plain-text version of the same message avoids.
-DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
+from bot.slack.sender import Failed, Retry, SlackSender, outbox_client, retry_after
+
+__all__ = ["Outbox", "outbox_client", "retry_after"]
+
 KEEP_DONE_ROWS = "7 days"
-
-
-def outbox_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClient:
-    """A Web API client without retry handlers: the outbox decides when to retry, from the database."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=int(timeout), retry_handlers=[])
+# Rows somebody waits for may go out in a burst of this many in a channel (Slack allows short bursts
+# over its one message a second); the channel's long-run pace stays one per interval, since every
+# message moves the channel's next_at on by an interval from where it was (a virtual schedule).
+INTERACTIVE_BURST = 4
+WAITERS_CHECK_S = 1.0  # how often rows this process waits for are looked up (another replica may send them)
 
 
 # ---------------------------------------------------------------------- delivery
+
+# $2: the burst in seconds; none while the channel is paused by an error (a 429's Retry-After is a wall)
+_BURST = "(CASE WHEN o.priority > 0 AND c.last_error IS NULL THEN make_interval(secs => $2) ELSE interval '0' END)"
 
 _HEADS = """
     SELECT DISTINCT ON (thread_key) id FROM slack_outbox WHERE state = 'pending' ORDER BY thread_key, id
@@ -61,47 +48,38 @@ _HEADS = """
 
 CLAIM = f"""
 WITH heads AS ({_HEADS})
-SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts,
-       t.channel AS thread_channel, t.ts AS thread_ts, c.channel IS NOT NULL AS channel_known
+SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.message_key, o.priority,
+       t.channel AS thread_channel, t.ts AS thread_ts, m.channel AS target_channel, m.ts AS target_ts,
+       c.channel IS NOT NULL AS channel_known
 FROM heads h
 JOIN slack_outbox o ON o.id = h.id
 LEFT JOIN slack_threads t ON t.thread_key = o.thread_key
+LEFT JOIN slack_threads m ON m.thread_key = o.message_key
 LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE o.state = 'pending' AND o.not_before <= clock_timestamp()
-  AND (c.next_at IS NULL OR c.next_at <= clock_timestamp())
+  AND (c.next_at IS NULL OR c.next_at <= clock_timestamp() + {_BURST})
   AND NOT (o.channel = ANY($1::text[]))
-ORDER BY o.id
+ORDER BY o.priority DESC, o.id
 LIMIT 1
 FOR UPDATE OF o SKIP LOCKED
 """
 
 NEXT_DUE = f"""
 WITH heads AS ({_HEADS})
-SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity'))) - clock_timestamp())
+SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity') - {_BURST}))
+                           - clock_timestamp())
 FROM heads h JOIN slack_outbox o ON o.id = h.id LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE NOT (o.channel = ANY($1::text[]))
 """
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, error: str, delay: float | None = None):
-        super().__init__(error)
-        self.reason = reason  # ratelimited | server_error | transport | slack_error
-        self.error = error
-        self.delay = delay  # None: exponential backoff
+class Outbox(Courier):
+    durable = True
 
-
-class _Failed(Exception):
-    def __init__(self, error: str):
-        super().__init__(error)
-        self.error = error
-
-
-class Outbox:
     def __init__(
         self,
         store,
-        client: AsyncWebClient,
+        client: AsyncWebClient | None,
         *,
         interval: float = 1.0,
         max_backoff: float = 30.0,
@@ -110,7 +88,9 @@ class Outbox:
     ):
         self.store = store
         self.client = client
+        self.sender = SlackSender(client)
         self.interval = interval
+        self.burst = (INTERACTIVE_BURST - 1) * interval  # s an interactive row may run ahead of the pace
         self.max_backoff = max_backoff
         self.backoff = Backoff(first=1.0, cap=max_backoff)
         self.workers = workers
@@ -120,16 +100,22 @@ class Outbox:
         self._stopping = False
         self._claiming = asyncio.Lock()
         self._busy: set[str] = set()  # channels a worker of this process is sending to right now
+        self._waiters: dict[int, list[asyncio.Future]] = {}  # rows someone in this process waits for
         self._backlog_at = 0.0
         self._cleaned_at = 0.0
+        self._waiters_at = 0.0
 
     # -- lifecycle
 
     def start(self) -> None:
-        if self._tasks:
+        if self._tasks or self.client is None:
             return
         self._stopping = False
         self._tasks = [asyncio.create_task(self._worker(n), name=f"outbox-{n}") for n in range(self.workers)]
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Let in-flight deliveries finish (they are committed), then stop; the rest stays queued."""
@@ -141,10 +127,72 @@ class Outbox:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        for futures in self._waiters.values():
+            for future in futures:
+                future.cancel()
+        self._waiters.clear()
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
         self._wake.set()
+
+    # -- producing
+
+    @asynccontextmanager
+    async def thread(self, thread_key: str, channel: str, *, priority: int = INTERACTIVE) -> AsyncIterator[ThreadRows]:
+        """A transaction holding the thread's lock; the rows added to it are queued when it commits.
+
+        Unreachable database errors pass through: the caller decides what to do without it."""
+        await self.store.ready()
+        async with self.store.acquire() as conn:
+            async with conn.transaction():
+                await lock_thread(conn, thread_key)
+                rows = ThreadRows(thread_key, channel, priority, conn)
+                yield rows
+                ids = await rows.write(conn)
+                futures = self._expect(ids)  # before the commit: a worker may send them right after it
+            rows.receipt = Receipt(ids, futures)
+        if ids:
+            self.wake()
+
+    def _expect(self, ids: list[int]) -> list[asyncio.Future]:
+        if not self._tasks:  # nobody here will deliver them (erpgo-bot check): nothing to wait for
+            return []
+        loop = asyncio.get_running_loop()
+        futures = []
+        for row_id in ids:
+            future = loop.create_future()
+            self._waiters.setdefault(row_id, []).append(future)
+            futures.append(future)
+        return futures
+
+    def _resolve(self, outcomes: list[tuple[int, Delivered]]) -> None:
+        for row_id, outcome in outcomes:
+            for future in self._waiters.pop(row_id, []):
+                if not future.done():
+                    future.set_result(outcome)
+
+    async def _check_waiters(self, conn) -> None:
+        """Rows this process waits for that another replica delivered (or gave up on)."""
+        for row_id in [i for i, futures in self._waiters.items() if all(f.done() for f in futures)]:
+            del self._waiters[row_id]  # the waiter gave up waiting
+        if not self._waiters:
+            return
+        rows = await conn.fetch(
+            "SELECT o.id, o.state, o.op, o.ts, o.last_error, t.channel, t.ts AS thread_ts FROM slack_outbox o"
+            " LEFT JOIN slack_threads t ON t.thread_key = o.thread_key"
+            " WHERE o.id = ANY($1::bigint[]) AND o.state <> 'pending'",
+            list(self._waiters),
+        )
+        self._resolve(
+            [
+                (
+                    r["id"],
+                    Delivered(r["state"] != "failed", r["op"], r["channel"], r["ts"], r["thread_ts"], r["last_error"]),
+                )
+                for r in rows
+            ]
+        )
 
     # -- observing
 
@@ -206,14 +254,20 @@ class Outbox:
         """Sleep until the next row may be due (pace, backoff), a producer wakes us, or the poll interval."""
         self._wake.clear()  # before looking: a producer's wake-up from now on is not lost
         async with self.store.acquire() as conn:
-            due = await conn.fetchval(NEXT_DUE, list(self._busy))
+            due = await conn.fetchval(NEXT_DUE, list(self._busy), self.burst)
         wait = self.poll if due is None else max(0.02, min(float(due), self.poll))
+        if self._waiters:
+            wait = min(wait, WAITERS_CHECK_S)
         await self._sleep(wait)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._backlog_at >= 1.0:
             await self.backlog()
+        if self._waiters and now - self._waiters_at >= WAITERS_CHECK_S:
+            self._waiters_at = now
+            async with self.store.acquire() as conn:
+                await self._check_waiters(conn)
         if now - self._cleaned_at >= 3600:
             self._cleaned_at = now
             async with self.store.acquire() as conn:
@@ -223,6 +277,7 @@ class Outbox:
 
     async def deliver_one(self) -> bool:
         """Claim the next deliverable row, send it, record the outcome. False when nothing is due."""
+        outcomes: list[tuple[int, Delivered]] = []
         async with self.store.acquire() as conn:
             tx = conn.transaction()
             await tx.start()
@@ -237,7 +292,7 @@ class Outbox:
                         return False
                     channel = row["channel"]
                     self._busy.add(channel)
-                await self._deliver(conn, row)
+                outcomes = await self._deliver(conn, row)
                 await tx.commit()
                 finished = True
             finally:
@@ -248,6 +303,7 @@ class Outbox:
                         pass
                 if channel is not None:
                     self._busy.discard(channel)
+        self._resolve(outcomes)
         self._wake.set()  # the thread's next row may be due now
         return True
 
@@ -255,7 +311,7 @@ class Outbox:
         """Lock the oldest row that heads its thread and whose channel may be written to now."""
         skip = set(self._busy)
         for _ in range(5):
-            row = await conn.fetchrow(CLAIM, list(skip))
+            row = await conn.fetchrow(CLAIM, list(skip), self.burst)
             if row is None:
                 return None
             if not row["channel_known"]:
@@ -263,8 +319,10 @@ class Outbox:
                     "INSERT INTO slack_channels (channel) VALUES ($1) ON CONFLICT DO NOTHING", row["channel"]
                 )
             ready = await conn.fetchval(
-                "SELECT next_at <= clock_timestamp() FROM slack_channels WHERE channel = $1 FOR UPDATE SKIP LOCKED",
+                "SELECT next_at <= clock_timestamp() + CASE WHEN last_error IS NULL THEN make_interval(secs => $2)"
+                " ELSE interval '0' END FROM slack_channels WHERE channel = $1 FOR UPDATE SKIP LOCKED",
                 row["channel"],
+                self.burst if row["priority"] > 0 else 0.0,
             )
             if ready:
                 return row
@@ -273,23 +331,30 @@ class Outbox:
             skip.add(row["channel"])
         return None
 
-    async def _deliver(self, conn, row) -> None:
+    async def _deliver(self, conn, row) -> list[tuple[int, Delivered]]:
+        """Send one claimed row; what became of it (and of the rows it settled) for this process's waiters."""
         message, kind, data = json.loads(row["message"]), row["kind"], row["data"]
         superseded: list[int] = []
         if row["op"] in ("post", "update"):
-            # the newest unsent version of the header wins; older versions are never sent
+            # the newest unsent version of the same message wins; older versions are never sent
             later = await conn.fetch(
                 "SELECT id, kind, message, data FROM slack_outbox WHERE thread_key = $1 AND state = 'pending'"
-                " AND op = 'update' AND id > $2 ORDER BY id FOR UPDATE SKIP LOCKED",
+                " AND op = 'update' AND id > $2 AND message_key IS NOT DISTINCT FROM $3 ORDER BY id"
+                " FOR UPDATE SKIP LOCKED",
                 row["thread_key"],
                 row["id"],
+                row["message_key"] if row["op"] == "update" else None,
             )
             if later:
                 message, kind, data = json.loads(later[-1]["message"]), later[-1]["kind"], later[-1]["data"]
                 superseded = [r["id"] for r in later]
         if row["op"] != "post" and row["thread_ts"] is None:
-            await self._fail(conn, row, "thread head was not delivered")
-            return
+            return await self._fail(conn, row, "thread head was not delivered")
+        target = (row["thread_channel"], row["thread_ts"])
+        if row["op"] == "update" and row["message_key"]:
+            target = (row["target_channel"], row["target_ts"])
+            if target[1] is None:
+                return await self._fail(conn, row, "the message to update was not delivered")
         if kind in RENDERERS:
             try:
                 async with conn.transaction():  # a savepoint: a failed render leaves the claim intact
@@ -299,14 +364,16 @@ class Outbox:
             except Exception as exc:  # the stored message is the fallback
                 log.error("slack_message_render_failed", kind=kind, error=describe_error(exc))
         try:
-            data = await self._send(row, message)
-        except _Retry as retry:
+            answer = await self.sender.send(
+                row["op"], row["channel"], (row["thread_channel"], row["thread_ts"]), target, message, row["kind"]
+            )
+        except Retry as retry:
             await self._retry(conn, row, retry)
-            return
-        except _Failed as failed:
-            await self._fail(conn, row, failed.error)
-            return
-        ts = data.get("ts") if row["op"] != "update" else row["thread_ts"]
+            return []
+        except Failed as failed:
+            return await self._fail(conn, row, failed.error)
+        ts = answer.get("ts") if row["op"] != "update" else target[1]
+        channel = answer.get("channel") or (row["channel"] if row["op"] == "post" else target[0])
         await conn.execute(
             "UPDATE slack_outbox SET state = 'sent', done_at = now(), attempts = attempts + 1, ts = $2,"
             " last_error = NULL WHERE id = $1",
@@ -317,22 +384,39 @@ class Outbox:
             await conn.execute(
                 "UPDATE slack_outbox SET state = 'superseded', done_at = now() WHERE id = ANY($1::bigint[])", superseded
             )
-        if row["op"] == "post":
+        names = ([row["thread_key"]] if row["op"] == "post" else []) + (
+            [row["message_key"]] if row["message_key"] and row["op"] != "update" else []
+        )
+        for name in names:
             await conn.execute(
                 "INSERT INTO slack_threads (thread_key, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (thread_key) DO NOTHING",
-                row["thread_key"],
-                data.get("channel") or row["channel"],
+                name,
+                channel,
                 ts,
             )
         await conn.execute(
-            "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = NULL"
-            " WHERE channel = $1",
+            "UPDATE slack_channels SET next_at = greatest(next_at, clock_timestamp()) + make_interval(secs => $2),"
+            " last_error = NULL WHERE channel = $1",
             row["channel"],
             self.interval,
         )
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
+        thread_ts = ts if row["op"] == "post" else row["thread_ts"]
+        outcome = Delivered(True, row["op"], channel, ts, thread_ts)
+        await self._hook(conn, row["kind"], row["data"], outcome)
+        return [(row["id"], outcome), *((i, outcome) for i in superseded)]
 
-    async def _retry(self, conn, row, retry: _Retry) -> None:
+    async def _hook(self, conn, kind: str, data: str | None, outcome: Delivered) -> None:
+        hook = DELIVERY_HOOKS.get(kind)
+        if hook is None:
+            return
+        try:
+            async with conn.transaction():  # a savepoint: the message is sent whatever the hook does
+                await hook(conn, json.loads(data) if data else None, outcome)
+        except Exception as exc:
+            log.error("slack_delivery_hook_failed", kind=kind, error=describe_error(exc))
+
+    async def _retry(self, conn, row, retry: Retry) -> None:
         attempts = row["attempts"] + 1
         delay = retry.delay if retry.delay is not None else self.backoff.delay(attempts - 1)
         SLACK_OUTBOX_RETRIES.labels(retry.reason).inc()
@@ -363,23 +447,27 @@ class Outbox:
             retry_in_s=round(delay, 2),
         )
 
-    async def _fail(self, conn, row, error: str) -> None:
+    async def _fail(self, conn, row, error: str) -> list[tuple[int, Delivered]]:
         await conn.execute(
             "UPDATE slack_outbox SET state = 'failed', done_at = now(), attempts = attempts + 1, last_error = $2"
             " WHERE id = $1",
             row["id"],
             error[:300],
         )
-        dropped = 0
+        failed = Delivered(False, row["op"], row["channel"], error=error)
+        await self._hook(conn, row["kind"], row["data"], failed)
+        outcomes = [(row["id"], failed)]
         if row["op"] == "post":  # nothing can be threaded under a message that does not exist
-            dropped = len(
-                await conn.fetch(
-                    "UPDATE slack_outbox SET state = 'failed', done_at = now(), last_error = $2"
-                    " WHERE thread_key = $1 AND state = 'pending' RETURNING id",
-                    row["thread_key"],
-                    f"thread head was not delivered: {error}"[:300],
-                )
+            dropped = await conn.fetch(
+                "UPDATE slack_outbox SET state = 'failed', done_at = now(), last_error = $2"
+                " WHERE thread_key = $1 AND state = 'pending' RETURNING id, op, kind, data",
+                row["thread_key"],
+                f"thread head was not delivered: {error}"[:300],
             )
+            for other in dropped:
+                lost = Delivered(False, other["op"], row["channel"], error=f"thread head was not delivered: {error}")
+                await self._hook(conn, other["kind"], other["data"], lost)
+                outcomes.append((other["id"], lost))
         SLACK_OUTBOX_RETRIES.labels("failed").inc()
         log.error(
             "slack_delivery_failed",
@@ -387,76 +475,6 @@ class Outbox:
             op=row["op"],
             kind=row["kind"],
             error=error,
-            thread_rows_dropped=dropped,
+            thread_rows_dropped=len(outcomes) - 1,
         )
-
-    # -- one Web API call
-
-    async def _send(self, row, message: dict) -> dict:
-        if row["op"] == "post":
-            method, args = "chat.postMessage", {"channel": row["channel"], "unfurl_links": False, "unfurl_media": False}
-        elif row["op"] == "reply":
-            method, args = (
-                "chat.postMessage",
-                {
-                    "channel": row["thread_channel"],
-                    "thread_ts": row["thread_ts"],
-                    "unfurl_links": False,
-                    "unfurl_media": False,
-                },
-            )
-        else:
-            method, args = "chat.update", {"channel": row["thread_channel"], "ts": row["thread_ts"]}
-        try:
-            return await self._call(method, {**args, **message})
-        except _Failed as failed:
-            if failed.error not in DEGRADE_TO_TEXT or not message.get("blocks"):
-                raise
-            log.warning("slack_message_degraded_to_text", kind=row["kind"], error=failed.error)
-            text = clip(message.get("text") or "(message could not be rendered)", 3000)
-            return await self._call(method, {**args, "text": text, "blocks": []})
-
-    async def _call(self, method: str, args: dict) -> dict:
-        try:
-            response = await self.client.api_call(method, json=redact_any(args))
-        except SlackApiError as exc:
-            raise self._classify(method, exc) from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            SLACK_API_ERRORS.labels(method, type(exc).__name__).inc()
-            raise _Retry("transport", describe_error(exc)) from None
-        return response.data if isinstance(response.data, dict) else {}
-
-    @staticmethod
-    def _classify(method: str, exc: SlackApiError) -> Exception:
-        response = exc.response
-        status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
-        body = getattr(response, "data", None)
-        error = body.get("error") if isinstance(body, dict) else None
-        error = error or f"http_{status}"
-        SLACK_API_ERRORS.labels(method, error).inc()
-        if status == 429 or error == "ratelimited":
-            headers = getattr(response, "headers", None) or {}
-            return _Retry("ratelimited", "ratelimited", retry_after(headers.get("Retry-After")))
-        if status >= 500:
-            return _Retry("server_error", error)
-        if error in PERMANENT_ERRORS:
-            return _Failed(error)
-        # invalid_auth, account_inactive, unknown errors: a configuration problem or a transient one;
-        # either way the message must not be lost, so keep retrying (with backoff, logged).
-        return _Retry("slack_error", error)
-
-
-def retry_after(value: Any, default: float = 1.0) -> float:
-    """Seconds from a Retry-After header: delta-seconds (all of its digits) or an HTTP date."""
-    if value is None:
-        return default
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return default
+        return outcomes
