@@ -38,29 +38,36 @@ DEMO_DIR = Path(__file__).resolve().parent
 RUN_DIR = DEMO_DIR.parent / ".run" / "demo"
 TARGET_VARS = ("ERPGO_API_URL", "ERPGO_DATABASE_URL", "ERPGO_REDIS_URL")
 
-# A Go API's log: requests, a burst of failed logins, now and then a panic with its stack.
+# The real API's log, as zerolog's console writer prints it: startup, bursts of failed logins (the API
+# logs the e-mail, never the address), a sprayer hitting the login rate limit, and now and then a
+# handler panic caught by the recovery middleware, or a worker goroutine's panic with its stack.
 ERPGO_API_SCRIPT = r"""
 trap 'exit 0' TERM
-now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-echo "$(now) INFO  erpgo-api dev starting, listening on :8080"
+now() { date -u +%Y-%m-%dT%H:%M:%S.000Z; }
+failed() { echo "$(now) ERR Failed to login user error=\"UNAUTHORIZED: invalid credentials\" email=$1"; }
+echo "$(now) INF Starting ERPGo API server environment=production port=8080 version=dev"
+echo "$(now) INF Database connection pool ready max_conns=20"
 i=0
 while true; do
-  i=$((i + 1))
-  echo "$(now) INFO  GET /api/v1/products 200 $((i * 7 % 40 + 5))ms ip=198.51.100.$((i % 200 + 10))"
-  echo "$(now) INFO  GET /api/v1/orders?page=$((i % 9 + 1)) 200 $((i * 11 % 90 + 20))ms"
   if [ $((i % 5)) -eq 0 ]; then
-    for n in 1 2 3; do
-      echo "$(now) WARN  POST /api/v1/auth/login 401 4ms failed login for admin@example.com from 203.0.113.7"
+    for n in 1 2 3; do failed admin@example.com; done
+    failed j.martin@example.com
+  fi
+  if [ $((i % 7)) -eq 0 ]; then
+    for who in root support admin test; do
+      echo "$(now) WRN Rate limit exceeded for login attempt email=$who@example.com ip=203.0.113.66"
     done
   fi
   if [ $((i % 12)) -eq 0 ]; then
-    echo "$(now) ERROR GET /api/v1/orders/1042 500 38ms internal server error"
-    echo "panic: runtime error: invalid memory address or nil pointer dereference" >&2
-    echo "[signal SIGSEGV: segmentation violation code=0x1 addr=0x18 pc=0x8c4f2a]" >&2
+    nil="runtime error: invalid memory address or nil pointer dereference"
+    echo "$(now) ERR Request panic panic=\"$nil\" path=/api/v1/orders/1042"
+    echo "panic: runtime error: index out of range [3] with length 3" >&2
+    echo "" >&2
     echo "goroutine $((i % 300 + 40)) [running]:" >&2
-    echo "github.com/erpgo/erpgo/internal/handlers.(*OrderHandler).Get(0xc0001a2b40, 0xc000412300)" >&2
-    echo "	/app/internal/handlers/order.go:142 +0x1a4" >&2
+    echo "erpgo/internal/workers.(*InventorySync).Run(0xc0001a2b40)" >&2
+    echo "	/app/internal/workers/inventory_sync.go:88 +0x1a4" >&2
   fi
+  i=$((i + 1))
   sleep 1 & wait $!
 done
 """

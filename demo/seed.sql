@@ -1,28 +1,41 @@
--- ERPGo demo data, loaded after schema.sql into a fresh database.
+-- ERPGo demo data for the real ERPGo schema (schema.sql), loaded into a fresh database.
 --
 -- Realistic but small, and deliberately broken in a few places so the runbooks have something
 -- to find. Every planted fault is marked with a "-- FAULT:" comment; demo/README.md lists them
--- with the query that finds each one. Everything else is consistent:
---   * orders.total_amount = subtotal + tax_amount + shipping_amount - discount_amount
---   * orders.subtotal     = SUM(order_items.total_price) of the order
+-- with the query that finds each one. Every fault is one the real schema's constraints allow:
+-- check_total_calculation makes "a total that does not add up" impossible, so the order totals
+-- fault is a subtotal that no longer matches the order's items, and the status CHECK makes an
+-- unknown status impossible, so the status fault is a transition the application's state machine
+-- forbids. Everything else is consistent:
+--   * orders.total_amount = subtotal + tax_amount + shipping_amount - discount_amount (enforced)
+--   * orders.subtotal     = SUM(unit_price * quantity - discount_amount) of the order's items
+--   * every previous_status → status is a transition the application allows
 --   * products.stock_quantity = SUM(product_inventory.quantity_available) of the product
 --   * every user is active, verified, has a role and a bcrypt ($2a$12$) password hash
+--   * audit_logs holds the last day's logins, as the API writes them (LOGIN, LOGIN_FAILED,
+--     ACCOUNT_LOCKOUT), with two attacks in it (see below)
 --
 -- Passwords: admin@example.com / admin123, every other bcrypt user / erpgo-demo.
 -- Rows reference each other by natural keys (email, role name, sku, order_number), so the
--- generated uuids never appear here.
+-- generated uuids never appear here. The guide's variant of this data is seed_guide.sql.
 
 BEGIN;
 
--- Roles -----------------------------------------------------------------------------------------
+-- Roles: permissions are TEXT[] of the application's "<resource>.<action>" names ------------------
 
 INSERT INTO roles (name, description, permissions) VALUES
-  ('admin',      'Full access to every module',        '["*"]'),
-  ('manager',    'Runs sales and operations',          '["users:read", "products:*", "orders:*", "inventory:*", "reports:read"]'),
-  ('sales',      'Creates and follows up orders',      '["customers:*", "orders:create", "orders:read", "orders:update", "products:read"]'),
-  ('warehouse',  'Picks, packs and counts stock',      '["inventory:*", "products:read", "orders:read", "orders:update_status"]'),
-  ('accountant', 'Invoices, payments and reporting',   '["orders:read", "customers:read", "reports:*"]'),
-  ('viewer',     'Read-only access',                   '["products:read", "orders:read", "customers:read"]');
+  ('admin',      'System Administrator',
+   ARRAY['users.create', 'users.read', 'users.update', 'users.delete', 'roles.create', 'roles.read', 'roles.update',
+         'roles.delete', 'products.create', 'products.read', 'products.update', 'products.delete', 'orders.create',
+         'orders.read', 'orders.update', 'orders.delete', 'inventory.create', 'inventory.read', 'inventory.update',
+         'inventory.delete', 'system.admin', 'system.read']),
+  ('manager',    'Runs sales and operations',
+   ARRAY['users.read', 'products.create', 'products.read', 'products.update', 'orders.create', 'orders.read',
+         'orders.update', 'inventory.read', 'inventory.update', 'system.read']),
+  ('sales',      'Creates and follows up orders',      ARRAY['products.read', 'orders.create', 'orders.read', 'orders.update']),
+  ('warehouse',  'Picks, packs and counts stock',      ARRAY['products.read', 'orders.read', 'inventory.read', 'inventory.update']),
+  ('accountant', 'Invoices, payments and reporting',   ARRAY['orders.read', 'products.read', 'system.read']),
+  ('viewer',     'Read-only access',                   ARRAY['products.read', 'orders.read', 'inventory.read']);
 
 -- Users -----------------------------------------------------------------------------------------
 
@@ -46,7 +59,7 @@ FROM (VALUES
   -- FAULT: user without any role. A new hire whose role was never assigned (see user_roles).
   ('n.patel@example.com',    'npatel',    'Nikhil', 'Patel',         '$2a$12$TNeJRTdY39Q/oJ5VAI5TGOiiLA7iiZqU3fFDOoOla5JqsZkyuHRZ6', true,  interval '1 hour',   interval '3 days'),
   -- FAULT: password hash is not bcrypt. An unsalted md5 hex digest carried over by a legacy
-  -- import, so "password_hash LIKE '$2a$%'" is false and login always fails (AUTH_001).
+  -- import, so "password_hash LIKE '$2a$%'" is false and login always fails (401 UNAUTHORIZED "invalid credentials").
   ('t.walker@example.com',   'twalker',   'Tom',    'Walker',        'b56e0b4ea4962283bee762525c2d490f',                             true,  interval '30 days',  interval '500 days')
 ) AS v(email, username, first_name, last_name, password_hash, is_active, last_login, age);
 
@@ -99,9 +112,13 @@ FROM (VALUES
   ('Contoso Ltd',              'ap@contoso.example',           '+1 555 0119', interval '80 days')
 ) AS v(name, email, phone, age);
 
--- Products and stock ----------------------------------------------------------------------------
+-- Warehouses, products and stock ----------------------------------------------------------------
 
-INSERT INTO products (sku, name, category, price, cost, stock_quantity, reorder_level, is_active)
+INSERT INTO warehouses (name, code, address, city, country, postal_code) VALUES
+  ('Main warehouse', 'MAIN', '1 Depot Road',      'Springfield', 'US', '62701'),
+  ('East warehouse', 'EAST', '44 Harbour Street', 'Portsmouth',  'US', '03801');
+
+INSERT INTO products (sku, name, category, price, cost, stock_quantity, min_stock_level, is_active)
 VALUES
   -- FAULT: stock_quantity disagrees with the warehouses. A manual +20 adjustment was written to
   -- products only: 412 here, but product_inventory holds 274 (MAIN) + 118 (EAST) = 392.
@@ -131,8 +148,8 @@ VALUES
   -- Discontinued: no warehouse rows, stock 0 (consistent, not a fault).
   ('SKU-GADGET-V1',    'Gadget (first generation)', 'gadgets',    99.00,  47.00,   0, 10, false);
 
-INSERT INTO product_inventory (product_id, warehouse, quantity_available, quantity_reserved)
-SELECT p.id, v.warehouse, v.available, v.reserved
+INSERT INTO product_inventory (product_id, warehouse_id, quantity_available, quantity_reserved)
+SELECT p.id, w.id, v.available, v.reserved
 FROM (VALUES
   ('SKU-WIDGET-RED',   'MAIN', 274, 11),
   ('SKU-WIDGET-RED',   'EAST', 118,  7),
@@ -178,60 +195,74 @@ FROM (VALUES
   ('SKU-LABEL-ROLL',   'MAIN', 271,  1),
   ('SKU-LABEL-ROLL',   'EAST', 129,  2)
 ) AS v(sku, warehouse, available, reserved)
-JOIN products p ON p.sku = v.sku;
+JOIN products p ON p.sku = v.sku
+JOIN warehouses w ON w.code = v.warehouse;
 
 -- Orders ----------------------------------------------------------------------------------------
--- Tax is 8 % of the subtotal, shipping is free from 250.00, some customers get 5 % off.
+-- Tax is 8 % of the subtotal, shipping is free from 250.00, some customers get 5 % off. Paid and
+-- refunded orders carry their amounts; previous_status is the status each order came from.
 
-INSERT INTO orders (order_number, customer_id, status, subtotal, tax_amount, shipping_amount,
-                    discount_amount, total_amount, created_at, updated_at)
-SELECT v.order_number, c.id, v.status, v.subtotal, v.tax, v.shipping, v.discount, v.total,
+INSERT INTO orders (order_number, customer_id, status, previous_status, payment_status, subtotal, tax_amount,
+                    shipping_amount, discount_amount, total_amount, paid_amount, refunded_amount, order_date,
+                    created_by, created_at, updated_at)
+SELECT v.order_number, c.id, v.status, v.previous_status, v.payment_status, v.subtotal, v.tax, v.shipping,
+       v.discount, v.total, v.paid, v.refunded, now() - v.age * interval '1 day', admin.id,
        now() - v.age * interval '1 day', now() - v.age * interval '1 day' + interval '2 hours'
 FROM (VALUES
-  ('SO-1001', 'purchasing@gringotts.example', 'delivered',   148.04, 11.84, 14.95,  0.00,  174.83, 60),
-  ('SO-1002', 'orders@initech.example',       'delivered',    53.07,  4.25, 14.95,  2.65,   69.62, 58),
-  -- FAULT: total does not add up. 54.50 + 4.36 + 14.95 - 2.73 = 71.08, stored as 73.81.
-  ('SO-1003', 'billing@piedpiper.example',    'delivered',    54.50,  4.36, 14.95,  2.73,   73.81, 57),
-  ('SO-1004', 'ap@contoso.example',           'delivered',    73.05,  5.84,  9.95,  3.65,   85.19, 54),
-  ('SO-1005', 'ap@cyberdyne.example',         'delivered',   331.30, 26.50,  0.00, 16.57,  341.23, 53),
-  ('SO-1006', 'orders@blackmesa.example',     'delivered',    87.49,  7.00,  9.95,  0.00,  104.44, 51),
-  ('SO-1007', 'ap@globex.example',            'delivered',   516.00, 41.28,  0.00, 25.80,  531.48, 49),
-  ('SO-1008', 'ap@soylent.example',           'delivered',   113.84,  9.11,  9.95,  0.00,  132.90, 46),
-  ('SO-1009', 'buy@wayne.example',            'cancelled',   119.80,  9.58, 14.95,  0.00,  144.33, 44),
-  ('SO-1010', 'ap@cyberdyne.example',         'delivered',   165.40, 13.23,  9.95,  0.00,  188.58, 42),
-  ('SO-1011', 'purchasing@umbrella.example',  'delivered',   129.00, 10.32, 14.95,  0.00,  154.27, 40),
-  ('SO-1012', 'buy@wayne.example',            'delivered',   159.91, 12.79, 14.95,  0.00,  187.65, 39),
-  ('SO-1013', 'billing@piedpiper.example',    'delivered',   361.00, 28.88,  0.00,  0.00,  389.88, 37),
-  ('SO-1014', 'orders@wonka.example',         'refunded',    198.10, 15.85, 14.95,  9.91,  218.99, 34),
-  ('SO-1015', 'orders@blackmesa.example',     'delivered',   282.30, 22.58,  0.00,  0.00,  304.88, 33),
-  ('SO-1016', 'billing@massive.example',      'delivered',    54.50,  4.36, 14.95,  2.73,   71.08, 31),
-  ('SO-1017', 'procurement@aperture.example', 'delivered',   134.85, 10.79, 14.95,  0.00,  160.59, 29),
-  ('SO-1018', 'purchasing@umbrella.example',  'delivered',    95.90,  7.67,  9.95,  0.00,  113.52, 27),
-  ('SO-1019', 'billing@piedpiper.example',    'delivered',  1008.90, 80.71,  0.00,  0.00, 1089.61, 24),
-  ('SO-1020', 'ap@dunder.example',            'delivered',   135.91, 10.87, 14.95,  0.00,  161.73, 22),
-  ('SO-1021', 'orders@initech.example',       'delivered',   142.49, 11.40, 14.95,  0.00,  168.84, 21),
-  ('SO-1022', 'ap@contoso.example',           'cancelled',  1024.00, 81.92,  0.00,  0.00, 1105.92, 18),
-  ('SO-1023', 'buy@wayne.example',            'shipped',     387.00, 30.96,  0.00,  0.00,  417.96, 16),
-  ('SO-1024', 'billing@acme.example',         'shipped',      23.70,  1.90, 14.95,  0.00,   40.55, 14),
-  ('SO-1025', 'buy@wayne.example',            'shipped',      93.00,  7.44,  9.95,  0.00,  110.39, 13),
-  ('SO-1026', 'procurement@aperture.example', 'shipped',     104.25,  8.34,  9.95,  0.00,  122.54, 10),
-  -- FAULT: invalid status (ORDER_002). 'unknown' is not a state of the order state machine
-  -- (pending, confirmed, processing, shipped, delivered, cancelled, refunded).
-  ('SO-1027', 'procure@tyrell.example',       'unknown',     183.92, 14.71, 14.95,  0.00,  213.58,  8),
-  ('SO-1028', 'procure@tyrell.example',       'processing',    6.49,  0.52, 14.95,  0.00,   21.96,  6),
-  ('SO-1029', 'orders@vandelay.example',      'confirmed',   918.98, 73.52,  0.00, 45.95,  946.55,  4),
-  ('SO-1030', 'ap@soylent.example',           'pending',     119.59,  9.57, 14.95,  0.00,  144.11,  3)
-) AS v(order_number, customer_email, status, subtotal, tax, shipping, discount, total, age)
-JOIN customers c ON c.email = v.customer_email;
+  ('SO-1001', 'purchasing@gringotts.example', 'DELIVERED',         'SHIPPED',    'PAID',      148.04, 11.84, 14.95,  0.00,  174.83,  174.83,    0.00, 60),
+  ('SO-1002', 'orders@initech.example',       'DELIVERED',         'SHIPPED',    'PAID',       53.07,  4.25, 14.95,  2.65,   69.62,   69.62,    0.00, 58),
+  -- FAULT: subtotal disagrees with the order's items. A label roll line (1 × 11.20) was deleted
+  -- from SO-1003 after it was invoiced; the application's item trigger reads NEW.order_id, which
+  -- is NULL on DELETE, so the order kept its subtotal of 65.70 while its items add up to 54.50.
+  -- Not paid yet (payment PENDING), so recalculating it does not break check_paid_vs_total.
+  ('SO-1003', 'billing@piedpiper.example',    'DELIVERED',         'SHIPPED',    'PENDING',    65.70,  5.26, 14.95,  3.29,   82.62,    0.00,    0.00, 57),
+  ('SO-1004', 'ap@contoso.example',           'DELIVERED',         'SHIPPED',    'PAID',       73.05,  5.84,  9.95,  3.65,   85.19,   85.19,    0.00, 54),
+  ('SO-1005', 'ap@cyberdyne.example',         'DELIVERED',         'SHIPPED',    'PAID',      331.30, 26.50,  0.00, 16.57,  341.23,  341.23,    0.00, 53),
+  ('SO-1006', 'orders@blackmesa.example',     'DELIVERED',         'SHIPPED',    'PAID',       87.49,  7.00,  9.95,  0.00,  104.44,  104.44,    0.00, 51),
+  ('SO-1007', 'ap@globex.example',            'DELIVERED',         'SHIPPED',    'PAID',      516.00, 41.28,  0.00, 25.80,  531.48,  531.48,    0.00, 49),
+  ('SO-1008', 'ap@soylent.example',           'DELIVERED',         'SHIPPED',    'PAID',      113.84,  9.11,  9.95,  0.00,  132.90,  132.90,    0.00, 46),
+  ('SO-1009', 'buy@wayne.example',            'CANCELLED',         'CONFIRMED',  'REFUNDED',  119.80,  9.58, 14.95,  0.00,  144.33,  144.33,  144.33, 44),
+  ('SO-1010', 'ap@cyberdyne.example',         'DELIVERED',         'SHIPPED',    'PAID',      165.40, 13.23,  9.95,  0.00,  188.58,  188.58,    0.00, 42),
+  ('SO-1011', 'purchasing@umbrella.example',  'DELIVERED',         'SHIPPED',    'PAID',      129.00, 10.32, 14.95,  0.00,  154.27,  154.27,    0.00, 40),
+  ('SO-1012', 'buy@wayne.example',            'DELIVERED',         'SHIPPED',    'PAID',      159.91, 12.79, 14.95,  0.00,  187.65,  187.65,    0.00, 39),
+  ('SO-1013', 'billing@piedpiper.example',    'DELIVERED',         'SHIPPED',    'PAID',      361.00, 28.88,  0.00,  0.00,  389.88,  389.88,    0.00, 37),
+  ('SO-1014', 'orders@wonka.example',         'REFUNDED',          'DELIVERED',  'REFUNDED',  198.10, 15.85, 14.95,  9.91,  218.99,  218.99,  218.99, 34),
+  ('SO-1015', 'orders@blackmesa.example',     'DELIVERED',         'SHIPPED',    'PAID',      282.30, 22.58,  0.00,  0.00,  304.88,  304.88,    0.00, 33),
+  ('SO-1016', 'billing@massive.example',      'DELIVERED',         'SHIPPED',    'PAID',       54.50,  4.36, 14.95,  2.73,   71.08,   71.08,    0.00, 31),
+  ('SO-1017', 'procurement@aperture.example', 'DELIVERED',         'SHIPPED',    'PAID',      134.85, 10.79, 14.95,  0.00,  160.59,  160.59,    0.00, 29),
+  ('SO-1018', 'purchasing@umbrella.example',  'DELIVERED',         'SHIPPED',    'PAID',       95.90,  7.67,  9.95,  0.00,  113.52,  113.52,    0.00, 27),
+  ('SO-1019', 'billing@piedpiper.example',    'DELIVERED',         'SHIPPED',    'PAID',     1008.90, 80.71,  0.00,  0.00, 1089.61, 1089.61,    0.00, 24),
+  ('SO-1020', 'ap@dunder.example',            'DELIVERED',         'SHIPPED',    'PAID',      135.91, 10.87, 14.95,  0.00,  161.73,  161.73,    0.00, 22),
+  ('SO-1021', 'orders@initech.example',       'DELIVERED',         'SHIPPED',    'PAID',      142.49, 11.40, 14.95,  0.00,  168.84,  168.84,    0.00, 21),
+  ('SO-1022', 'ap@contoso.example',           'CANCELLED',         'CONFIRMED',  'REFUNDED', 1024.00, 81.92,  0.00,  0.00, 1105.92, 1105.92, 1105.92, 18),
+  ('SO-1023', 'buy@wayne.example',            'SHIPPED',           'PROCESSING', 'PAID',      387.00, 30.96,  0.00,  0.00,  417.96,  417.96,    0.00, 16),
+  ('SO-1024', 'billing@acme.example',         'SHIPPED',           'PROCESSING', 'PAID',       23.70,  1.90, 14.95,  0.00,   40.55,   40.55,    0.00, 14),
+  ('SO-1025', 'buy@wayne.example',            'ON_HOLD',           'SHIPPED',    'PAID',       93.00,  7.44,  9.95,  0.00,  110.39,  110.39,    0.00, 13),
+  ('SO-1026', 'procurement@aperture.example', 'PARTIALLY_SHIPPED', 'PROCESSING', 'PAID',      104.25,  8.34,  9.95,  0.00,  122.54,  122.54,    0.00, 10),
+  -- FAULT: a status transition the application forbids (ORDER_002 in the guide's words). SO-1027
+  -- was DELIVERED and was set back to PENDING by hand; the state machine allows DELIVERED only to
+  -- RETURNED or REFUNDED, so every further status change of it fails.
+  ('SO-1027', 'procure@tyrell.example',       'PENDING',           'DELIVERED',  'PAID',      183.92, 14.71, 14.95,  0.00,  213.58,  213.58,    0.00,  8),
+  ('SO-1028', 'procure@tyrell.example',       'PROCESSING',        'CONFIRMED',  'PAID',        6.49,  0.52, 14.95,  0.00,   21.96,   21.96,    0.00,  6),
+  ('SO-1029', 'orders@vandelay.example',      'CONFIRMED',         'PENDING',    'PENDING',   918.98, 73.52,  0.00, 45.95,  946.55,    0.00,    0.00,  4),
+  ('SO-1030', 'ap@soylent.example',           'PENDING',           'DRAFT',      'PENDING',   119.59,  9.57, 14.95,  0.00,  144.11,    0.00,    0.00,  3)
+) AS v(order_number, customer_email, status, previous_status, payment_status, subtotal, tax, shipping, discount,
+       total, paid, refunded, age)
+JOIN customers c ON c.email = v.customer_email
+CROSS JOIN (SELECT id FROM users WHERE email = 'admin@example.com') AS admin;
 
-INSERT INTO order_items (order_id, product_id, quantity, unit_price, total_price, created_at)
-SELECT o.id, p.id, v.quantity, v.unit_price, v.quantity * v.unit_price, o.created_at
+INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price, total_price, status,
+                         created_at, updated_at)
+SELECT o.id, p.id, p.sku, p.name, v.quantity, v.unit_price, v.quantity * v.unit_price,
+       CASE WHEN o.status IN ('DELIVERED', 'REFUNDED') THEN 'DELIVERED' WHEN o.status = 'CANCELLED' THEN 'CANCELLED' ELSE 'ORDERED' END,
+       o.created_at, o.created_at
 FROM (VALUES
   ('SO-1001', 'SKU-WIDGET-GREEN',  1,  21.49),
   ('SO-1001', 'SKU-NUT-M8',        8,   5.60),
   ('SO-1001', 'SKU-SENSOR-PIR',    3,  27.25),
   ('SO-1002', 'SKU-NUT-M8',        6,   5.60),
   ('SO-1002', 'SKU-BATT-AA',       3,   6.49),
+  -- FAULT (continued): SO-1003 also had ('SKU-LABEL-ROLL', 1, 11.20); that line was deleted.
   ('SO-1003', 'SKU-SENSOR-PIR',    2,  27.25),
   ('SO-1004', 'SKU-NUT-M6',        6,   4.80),
   ('SO-1004', 'SKU-BOLT-M8',       1,   9.25),
@@ -291,16 +322,71 @@ JOIN products p ON p.sku = v.sku;
 
 -- FAULT: dangling reference. SO-1004 still has a line for a prototype product that was hard
 -- deleted during a catalogue cleanup, back when order_items had no foreign key to products.
-INSERT INTO order_items (order_id, product_id, quantity, unit_price, total_price, created_at)
-SELECT o.id, '7d3f5c1e-2b4a-4e8f-9a61-0c5b8e2d4f70', 1, 35.00, 35.00, o.created_at
+INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price, total_price, status,
+                         created_at, updated_at)
+SELECT o.id, '7d3f5c1e-2b4a-4e8f-9a61-0c5b8e2d4f70', 'SKU-PROTO-HUB', 'Sensor hub (prototype)', 1, 35.00, 35.00,
+       'DELIVERED', o.created_at, o.created_at
 FROM orders o
 WHERE o.order_number = 'SO-1004';
 
--- FAULT: NOT VALID foreign key. The key was added later without checking the existing rows
--- (to avoid a long lock), and never validated: pg_constraint.convalidated = false, and
--- "ALTER TABLE order_items VALIDATE CONSTRAINT order_items_product_id_fkey" fails on SO-1004.
+-- FAULT: NOT VALID foreign key. The application's migration adds fk_order_items_product_id; here
+-- it was added without checking the existing rows (to avoid a long lock) and never validated:
+-- pg_constraint.convalidated = false, and VALIDATE CONSTRAINT fails on SO-1004.
 ALTER TABLE order_items
-  ADD CONSTRAINT order_items_product_id_fkey
-  FOREIGN KEY (product_id) REFERENCES products (id) NOT VALID;
+  ADD CONSTRAINT fk_order_items_product_id
+  FOREIGN KEY (product_id) REFERENCES products(id) ON DELETE RESTRICT NOT VALID;
+
+-- Audit trail -----------------------------------------------------------------------------------
+-- What the API writes on every login (pkg/audit): LOGIN with the user, LOGIN_FAILED without one
+-- (details: the e-mail tried and the error), ACCOUNT_LOCKOUT when the limiter locks an account.
+-- Times are relative to the load, so "the last hour" always finds the attacks.
+
+INSERT INTO audit_logs (timestamp, event_type, user_id, action, ip_address, user_agent, success, details, created_at)
+SELECT now() - v.ago, v.event_type, u.id, v.action, v.ip::inet, v.agent, v.success,
+       CASE WHEN v.event_type = 'LOGIN_FAILED'
+            THEN jsonb_build_object('username', v.email, 'reason', 'UNAUTHORIZED: invalid credentials')
+            WHEN v.event_type = 'ACCOUNT_LOCKOUT'
+            THEN jsonb_build_object('reason', 'too many failed login attempts') END,
+       now() - v.ago
+FROM (VALUES
+  -- ordinary days: logins, a typo or two
+  ('LOGIN',        'user_login',        'admin@example.com',      '192.0.2.10',    'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) Firefox/126.0', true,  interval '2 hours'),
+  ('LOGIN_FAILED', 'user_login_failed', 'j.martin@example.com',   '192.0.2.10',    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/125.0',      false, interval '1 day 10 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'j.martin@example.com',   '192.0.2.10',    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/125.0',      false, interval '1 day 9 minutes'),
+  ('LOGIN',        'user_login',        'j.martin@example.com',   '192.0.2.10',    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/125.0',      true,  interval '1 day 8 minutes'),
+  ('LOGIN',        'user_login',        's.okafor@example.com',   '192.0.2.31',    'Mozilla/5.0 (X11; Linux x86_64) Firefox/126.0',              true,  interval '5 hours'),
+  ('LOGIN',        'user_login',        'l.chen@example.com',     '192.0.2.52',    'ERPGo-Scanner/2.1 (Android 14)',                             true,  interval '9 hours'),
+  ('LOGIN',        'user_login',        'n.patel@example.com',    '192.0.2.60',    'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) Safari/17.4',   true,  interval '1 hour'),
+  -- the legacy md5 hash: t.walker can never log in
+  ('LOGIN_FAILED', 'user_login_failed', 't.walker@example.com',   '192.0.2.17',    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edge/125.0',       false, interval '20 hours'),
+  ('LOGIN_FAILED', 'user_login_failed', 't.walker@example.com',   '192.0.2.17',    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edge/125.0',       false, interval '19 hours 58 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 't.walker@example.com',   '192.0.2.17',    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edge/125.0',       false, interval '3 hours'),
+  -- the deactivated account, tried once
+  ('LOGIN_FAILED', 'user_login_failed', 'e.dubois@example.com',   '192.0.2.44',    'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5) Safari/17.4',       false, interval '6 hours'),
+  -- FAULT: brute force. One address tries admin@example.com over and over until the account locks.
+  ('LOGIN_FAILED', 'user_login_failed', 'admin@example.com',      '198.51.100.23', 'curl/8.5.0', false, interval '95 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'admin@example.com',      '198.51.100.23', 'curl/8.5.0', false, interval '94 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'admin@example.com',      '198.51.100.23', 'curl/8.5.0', false, interval '93 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'admin@example.com',      '198.51.100.23', 'curl/8.5.0', false, interval '92 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'admin@example.com',      '198.51.100.23', 'curl/8.5.0', false, interval '91 minutes'),
+  ('ACCOUNT_LOCKOUT', 'account_locked', 'admin@example.com',      '198.51.100.23', NULL,         true,  interval '91 minutes'),
+  -- FAULT: password spraying. One address tries one password against many accounts, a minute
+  -- apart, to stay under the per-account lockout: existing users and guessed names alike.
+  ('LOGIN_FAILED', 'user_login_failed', 'admin@example.com',      '203.0.113.66',  'python-requests/2.31.0', false, interval '24 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'root@example.com',       '203.0.113.66',  'python-requests/2.31.0', false, interval '23 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'j.martin@example.com',   '203.0.113.66',  'python-requests/2.31.0', false, interval '22 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'a.kowalski@example.com', '203.0.113.66',  'python-requests/2.31.0', false, interval '21 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 's.okafor@example.com',   '203.0.113.66',  'python-requests/2.31.0', false, interval '20 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'test@example.com',       '203.0.113.66',  'python-requests/2.31.0', false, interval '19 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'p.novak@example.com',    '203.0.113.66',  'python-requests/2.31.0', false, interval '18 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'l.chen@example.com',     '203.0.113.66',  'python-requests/2.31.0', false, interval '17 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'k.tanaka@example.com',   '203.0.113.66',  'python-requests/2.31.0', false, interval '16 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'm.rossi@example.com',    '203.0.113.66',  'python-requests/2.31.0', false, interval '15 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'r.silva@example.com',    '203.0.113.66',  'python-requests/2.31.0', false, interval '14 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'h.berg@example.com',     '203.0.113.66',  'python-requests/2.31.0', false, interval '13 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'support@example.com',    '203.0.113.66',  'python-requests/2.31.0', false, interval '12 minutes'),
+  ('LOGIN_FAILED', 'user_login_failed', 'n.patel@example.com',    '203.0.113.66',  'python-requests/2.31.0', false, interval '11 minutes')
+) AS v(event_type, action, email, ip, agent, success, ago)
+LEFT JOIN users u ON u.email = v.email AND v.event_type <> 'LOGIN_FAILED';
 
 COMMIT;

@@ -2,12 +2,18 @@
 
 It answers like the real ERPGo (not like the guide): `GET /health` has the nested shape of the
 real application, the other health endpoints and `/debug/pprof/` may be absent, and the auth
-endpoints speak the guide's error codes (AUTH_001..AUTH_003).
+endpoints answer as the real handlers do: a wrong password is 401
+`{"error": {"code": "UNAUTHORIZED", "message": "invalid credentials", "details": {…}, "correlation_id": …,
+"timestamp": …}}`, a refused login 429 `{"error": "Too many login attempts", …}` or `{"error": "Account
+locked", …}`, and tokens carry the real claims (`user_id`, `roles`, `iss` erpgo-api, `aud` erpgo-api or
+erpgo-refresh). The `dialect` switch set to "guide" makes the auth endpoints speak the guide's codes
+(AUTH_001..AUTH_003) instead.
 
 Switches make it sick on purpose (see `Switches`). They are set by CLI flags at start, by
 `POST /_sim` with a JSON object, or in-process through `app["sim"]`; `GET /_sim` shows them.
 
     python -m demo.simulator --port 8080 --status unhealthy --delay 2 --no-detailed
+    python -m demo.simulator --dialect guide --login locked
     curl -X POST localhost:8080/_sim -d '{"status": "degraded", "pool": {"acquired_conns": 19}}'
 """
 
@@ -34,6 +40,8 @@ from typing import Any
 from aiohttp import web
 
 STATUSES = ("healthy", "unhealthy", "degraded")
+DIALECTS = ("real", "guide")
+LOGIN_STATES = ("open", "rate-limited", "locked")
 BODIES = ("json", "wrong-json", "wrong-shape", "empty")
 ENDPOINTS = ("detailed", "database", "cache", "pprof")
 DEFAULT_EXPOSE = frozenset({"detailed", "database", "cache"})
@@ -41,8 +49,11 @@ POOL_KEYS = ("max_conns", "total_conns", "idle_conns", "acquired_conns", "constr
 
 VERSION = "dev"
 DEMO_CREDENTIALS = {"admin@example.com": "admin123"}
+DEMO_ROLES = {"admin@example.com": ["admin"]}
 ACCESS_TTL = 15 * 60
 REFRESH_TTL = 7 * 24 * 3600
+LOCKOUT_S = 15 * 60
+ISSUER = "erpgo-api"
 
 DB_DIAL_ERROR = (
     "failed to connect to `host=postgres user=erpgo database=erp`: "
@@ -69,6 +80,8 @@ class Switches:
     expose  which optional endpoints answer: "detailed", "database", "cache", "pprof"
     pool    overrides for details.pool_stats, e.g. {"acquired_conns": 19}; unless given,
             idle_conns shrinks to fit max_conns and total_conns = idle + acquired + constructing
+    dialect "real" (the application's error bodies and tokens) | "guide" (AUTH_001..AUTH_003)
+    login   "open" | "rate-limited" (every login answers 429) | "locked" (every account is locked)
     """
 
     status: str = "healthy"
@@ -76,6 +89,8 @@ class Switches:
     body: str = "json"
     expose: set[str] = field(default_factory=lambda: set(DEFAULT_EXPOSE))
     pool: dict[str, int] = field(default_factory=dict)
+    dialect: str = "real"
+    login: str = "open"
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Validate every change first, then apply them all; raise ValueError on any bad one."""
@@ -90,6 +105,8 @@ class Switches:
             "body": self.body,
             "expose": sorted(self.expose),
             "pool": dict(self.pool),
+            "dialect": self.dialect,
+            "login": self.login,
         }
 
 
@@ -136,6 +153,8 @@ _PARSERS = {
     "body": lambda v: _parse_choice("body", v, BODIES),
     "expose": _parse_expose,
     "pool": _parse_pool,
+    "dialect": lambda v: _parse_choice("dialect", v, DIALECTS),
+    "login": lambda v: _parse_choice("login", v, LOGIN_STATES),
 }
 
 
@@ -244,7 +263,28 @@ def json_response(doc: Any, status: int = 200) -> web.Response:
 
 
 def api_error(status: int, code: str, message: str) -> web.Response:
+    """The guide's error body."""
     return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def go_time(seconds: float) -> str:
+    """Go's time.RFC3339 in UTC, as pkg/errors formats its timestamps."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def app_error(status: int, code: str, message: str, details: Mapping[str, Any] | None = None) -> web.Response:
+    """The real application's error body (pkg/errors through its error middleware)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = dict(details)
+    error["correlation_id"] = str(uuid.uuid4())
+    error["timestamp"] = go_time(time.time())
+    return json_response({"error": error}, status)
+
+
+def handler_error(status: int, error: str, details: str) -> web.Response:
+    """What the real auth handlers answer themselves: {"error": "<message>", "details": "<text>"}, no code."""
+    return json_response({"error": error, "details": details}, status)
 
 
 def go_not_found() -> web.Response:
@@ -343,10 +383,11 @@ async def pprof(request: web.Request) -> web.Response:
 
 
 class TokenError(Exception):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, reason: str = "signature"):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason  # "segments" | "signature" | "claims" | "expired"
 
 
 def _b64url(data: bytes) -> str:
@@ -372,18 +413,18 @@ def make_jwt(secret: str, claims: Mapping[str, Any]) -> str:
 def read_jwt(secret: str, token: Any, now: float | None = None) -> dict[str, Any]:
     """Verify signature and expiry; raise TokenError with AUTH_003 (invalid) or AUTH_002 (expired)."""
     if not isinstance(token, str) or token.count(".") != 2:
-        raise TokenError("AUTH_003", "Invalid token")
+        raise TokenError("AUTH_003", "Invalid token", "segments")
     header, payload, signature = token.split(".")
     if not hmac.compare_digest(signature, _sign(secret, f"{header}.{payload}")):
         raise TokenError("AUTH_003", "Invalid token")
     try:
         claims = json.loads(_b64url_decode(payload))
     except ValueError:
-        raise TokenError("AUTH_003", "Invalid token") from None
+        raise TokenError("AUTH_003", "Invalid token", "claims") from None
     if not isinstance(claims, dict) or not isinstance(claims.get("exp"), (int, float)):
-        raise TokenError("AUTH_003", "Invalid token")
+        raise TokenError("AUTH_003", "Invalid token", "claims")
     if claims["exp"] <= (time.time() if now is None else now):
-        raise TokenError("AUTH_002", "Token expired")
+        raise TokenError("AUTH_002", "Token expired", "expired")
     return claims
 
 
@@ -392,6 +433,7 @@ def user_id(email: str) -> str:
 
 
 def issue_tokens(secret: str, email: str) -> dict[str, Any]:
+    """The guide's token pair: `type` access / refresh claims, `token_type` and `expires_in`."""
     now = int(time.time())
     subject = {"sub": user_id(email), "email": email, "iat": now}
     access = make_jwt(secret, {**subject, "type": "access", "exp": now + ACCESS_TTL, "jti": str(uuid.uuid4())})
@@ -402,6 +444,42 @@ def issue_tokens(secret: str, email: str) -> dict[str, Any]:
         "token_type": "Bearer",
         "expires_in": ACCESS_TTL,
         "user": {"id": user_id(email), "email": email},
+    }
+
+
+def real_tokens(secret: str, email: str | None, subject: str) -> dict[str, Any]:
+    """The real token pair (pkg/auth): the access token carries the user, the refresh token only its id."""
+    now = int(time.time())
+    registered = {"iss": ISSUER, "sub": subject, "nbf": now, "iat": now}
+    access = {
+        "user_id": subject,
+        "email": email or "",
+        "username": (email or "").split("@")[0],
+        "roles": DEMO_ROLES.get(email or "", []),
+        "jti": str(uuid.uuid4()),
+        **registered,
+        "aud": ["erpgo-api"],
+        "exp": now + ACCESS_TTL,
+    }
+    refresh = {"jti": str(uuid.uuid4()), **registered, "aud": ["erpgo-refresh"], "exp": now + REFRESH_TTL}
+    return {
+        "access_token": make_jwt(secret, access),
+        "refresh_token": make_jwt(secret, refresh),
+        "expires_at": go_timestamp(time.time_ns() + ACCESS_TTL * 1_000_000_000),
+    }
+
+
+def real_user(email: str) -> dict[str, Any]:
+    return {
+        "id": user_id(email),
+        "email": email,
+        "username": email.split("@")[0],
+        "first_name": "System",
+        "last_name": "Administrator",
+        "roles": DEMO_ROLES.get(email, []),
+        "is_active": True,
+        "is_verified": True,
+        "created_at": "2025-01-01T00:00:00Z",
     }
 
 
@@ -418,22 +496,116 @@ def _non_empty_strings(body: Mapping[str, Any], *keys: str) -> bool:
     return all(isinstance(body.get(key), str) and body[key] for key in keys)
 
 
+def _password_matches(app: web.Application, email: str, password: str) -> bool:
+    expected = app["credentials"].get(email)
+    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+
+def binding_error(body: Mapping[str, Any] | None) -> str | None:
+    """What gin's ShouldBindJSON says about a login body (`binding:"required,email"` / `"required"`)."""
+    if body is None:
+        return "invalid character looking for beginning of value"
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not email:
+        return "Key: 'LoginRequest.Email' Error:Field validation for 'Email' failed on the 'required' tag"
+    if "@" not in email.strip("@"):
+        return "Key: 'LoginRequest.Email' Error:Field validation for 'Email' failed on the 'email' tag"
+    if not isinstance(password, str) or not password:
+        return "Key: 'LoginRequest.Password' Error:Field validation for 'Password' failed on the 'required' tag"
+    return None
+
+
 async def login(request: web.Request) -> web.Response:
     body = await _json_object(request)
+    if request.app["sim"].dialect == "guide":
+        return guide_login(request, body)
+    return real_login(request, body)
+
+
+def real_login(request: web.Request, body: dict[str, Any] | None) -> web.Response:
+    """The real handler: bind, rate limiter, account lock, then the service (which hides why it failed)."""
+    sim = request.app["sim"]
+    problem = binding_error(body)
+    if problem or body is None:
+        return handler_error(400, "Invalid request body", problem or "")
+    if sim.login == "rate-limited":
+        return handler_error(429, "Too many login attempts", "Please try again later")
+    if sim.login == "locked":
+        return handler_error(
+            429,
+            "Account locked",
+            "Account is locked due to too many failed login attempts. "
+            f"Please try again at {go_time(time.time() + LOCKOUT_S)}",
+        )
+    email = body["email"].strip().lower()
+    # The service answers "invalid credentials" for an unknown user, an inactive one, a wrong password and
+    # a user lookup that failed — a database that is down included.
+    if sim.status == "unhealthy" or email not in request.app["credentials"]:
+        return app_error(401, "UNAUTHORIZED", "invalid credentials", {"operation": "Login"})
+    if not _password_matches(request.app, email, body["password"]):
+        return app_error(401, "UNAUTHORIZED", "invalid credentials", {"operation": "Login", "user_id": user_id(email)})
+    return json_response({**real_tokens(request.app["jwt_secret"], email, user_id(email)), "user": real_user(email)})
+
+
+def guide_login(request: web.Request, body: dict[str, Any] | None) -> web.Response:
+    sim = request.app["sim"]
     if body is None:
         return api_error(400, "VALIDATION_ERROR", "Invalid request body")
     if not _non_empty_strings(body, "email", "password"):
         return api_error(400, "VALIDATION_ERROR", "email and password are required")
-    if request.app["sim"].status == "unhealthy":  # the user lookup needs the database
+    if sim.login == "rate-limited":
+        return api_error(429, "RATE_LIMIT_EXCEEDED", "Too many requests")
+    if sim.login == "locked":
+        return api_error(403, "ACCOUNT_LOCKED", "Account temporarily locked")
+    if sim.status == "unhealthy":  # the user lookup needs the database
         return api_error(500, "INTERNAL_ERROR", "Internal server error")
-    expected = request.app["credentials"].get(body["email"])
-    if expected is None or not hmac.compare_digest(expected.encode(), body["password"].encode()):
+    if not _password_matches(request.app, body["email"], body["password"]):
         return api_error(401, "AUTH_001", "Invalid credentials")
     return json_response(issue_tokens(request.app["jwt_secret"], body["email"]))
 
 
 async def refresh(request: web.Request) -> web.Response:
     body = await _json_object(request)
+    if request.app["sim"].dialect == "guide":
+        return guide_refresh(request, body)
+    return real_refresh(request, body)
+
+
+JWT_FAILURES = {  # how golang-jwt words what read_jwt found
+    "expired": "token has invalid claims: token is expired",
+    "segments": "token is malformed: token contains an invalid number of segments",
+    "claims": "token is malformed: could not JSON decode claim",
+    "signature": "token signature is invalid: signature is invalid",
+}
+
+
+def real_refresh(request: web.Request, body: dict[str, Any] | None) -> web.Response:
+    """The real handler turns every service error it does not spell exactly into a 500."""
+    if body is None or not _non_empty_strings(body, "refresh_token"):
+        detail = (
+            "Key: 'RefreshTokenRequest.RefreshToken' Error:Field validation for 'RefreshToken' failed on the "
+            "'required' tag"
+            if body is not None
+            else "invalid character looking for beginning of value"
+        )
+        return handler_error(400, "Invalid request body", detail)
+    try:
+        claims = read_jwt(request.app["jwt_secret"], body["refresh_token"])
+    except TokenError as error:
+        return handler_error(
+            500, "Token refresh failed", f"invalid refresh token: failed to parse token: {JWT_FAILURES[error.reason]}"
+        )
+    if "erpgo-refresh" not in (claims.get("aud") or []):
+        return handler_error(
+            500, "Token refresh failed", "failed to rotate refresh token: invalid refresh token claims"
+        )
+    email = next((e for e in request.app["credentials"] if user_id(e) == claims.get("sub")), None)
+    if email is None:
+        return handler_error(500, "Token refresh failed", "user not found")
+    return json_response({**real_tokens(request.app["jwt_secret"], email, user_id(email)), "user": None})
+
+
+def guide_refresh(request: web.Request, body: dict[str, Any] | None) -> web.Response:
     if body is None:
         return api_error(400, "VALIDATION_ERROR", "Invalid request body")
     if not _non_empty_strings(body, "refresh_token"):
@@ -538,6 +710,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=N",
         help="override a pool_stats number, e.g. --pool acquired_conns=19",
     )
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="real",
+        help="real: the application's error bodies and tokens (default); guide: AUTH_001..AUTH_003",
+    )
+    parser.add_argument(
+        "--login",
+        choices=LOGIN_STATES,
+        default="open",
+        help="rate-limited: every login answers 429; locked: every account is locked",
+    )
     return parser.parse_args(argv)
 
 
@@ -545,7 +729,15 @@ def switches_from_args(args: argparse.Namespace) -> dict[str, Any]:
     expose = {name for name in ("detailed", "database", "cache") if not getattr(args, f"no_{name}")}
     if args.pprof:
         expose.add("pprof")
-    return {"status": args.status, "delay": args.delay, "body": args.body, "expose": expose, "pool": dict(args.pool)}
+    return {
+        "status": args.status,
+        "delay": args.delay,
+        "body": args.body,
+        "expose": expose,
+        "pool": dict(args.pool),
+        "dialect": args.dialect,
+        "login": args.login,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

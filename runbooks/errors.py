@@ -1,9 +1,16 @@
-"""Guide: "Common Error Codes" — the three tables (HTTP, database, application), looked up by code.
+"""Guide: "Common Error Codes" — the guide's three tables and the codes the real ERPGo sends, looked up by code.
 
-`/erpgo error 503`, `/erpgo error 23505`, `/erpgo error auth_002`: what the code means, its common
-causes, the guide's resolution and which verb of this bot to run next. A code the guide does not
-list is a warning with the closest codes it does list (and, for HTTP statuses and SQLSTATEs, what
-the standard calls it).
+`/erpgo error 503`, `/erpgo error 23505`, `/erpgo error unauthorized`, `/erpgo error auth_002`: what the
+code means, its HTTP status, its common causes, the resolution and which verb of this bot to run next.
+
+Two vocabularies meet here. The real API answers every error as
+`{"error": {"code": "UNAUTHORIZED", "message": …, "details": {…}, "correlation_id": …, "timestamp": …}}`
+with the codes of its `pkg/errors` (NOT_FOUND … SERVICE_UNAVAILABLE), and its API documentation adds a
+few more (TOKEN_EXPIRED, ACCOUNT_LOCKED…). The guide's application codes (AUTH_001, PROD_002, ORDER_002…)
+were written ahead of the application and are not in its source: they are still answered, row for row,
+marked as the guide's names and pointing at the real code that replaced them. A code nobody lists is a
+warning with the nearest codes that are listed (and, for HTTP statuses and SQLSTATEs, what the
+standard calls it).
 """
 
 from __future__ import annotations
@@ -31,19 +38,29 @@ class ErrorCode:
     meaning: str
     causes: str
     resolution: str
-    table: str  # "HTTP Status Codes" | "Database Error Codes" | "Application Error Codes"
+    table: str  # one of TABLE_KINDS
     next_steps: tuple[str, ...] = ()
+    http_status: int | None = None  # what the real API answers with this code
+    notes: tuple[str, ...] = ()  # where the code comes from, its real counterpart
 
     @property
     def kind(self) -> str:
-        return {
-            "HTTP Status Codes": "HTTP status",
-            "Database Error Codes": "PostgreSQL SQLSTATE",
-            "Application Error Codes": "ERPGo error code",
-        }[self.table]
+        return TABLE_KINDS[self.table]
+
+    @property
+    def from_guide(self) -> bool:
+        return self.table in GUIDE_TABLES
 
 
 HTTP, DATABASE, APPLICATION = "HTTP Status Codes", "Database Error Codes", "Application Error Codes"
+SOURCE, DOCS = "ERPGo error codes (pkg/errors)", "ERPGo API documentation"
+TABLE_KINDS = {
+    HTTP: "HTTP status",
+    DATABASE: "PostgreSQL SQLSTATE",
+    APPLICATION: "the guide's application code — not in ERPGo's source",
+    SOURCE: "ERPGo error code",
+    DOCS: "ERPGo error code, from its API documentation",
+}
 
 # The guide's tables, row for row: code, meaning, common causes, resolution.
 GUIDE_TABLES: dict[str, list[tuple[str, str, str, str]]] = {
@@ -77,35 +94,32 @@ GUIDE_TABLES: dict[str, list[tuple[str, str, str, str]]] = {
 }
 
 # What to run next, per code: this bot's verbs where one fits, else the guide's section.
+HEALTH = "`/erpgo health` — the API, its database and cache, the containers"
+LOGS = "`/erpgo logs` — the API's recent 5xx, panics and failed logins"
+LOGIN_TEST = "`/erpgo login-test` — does the login path itself answer?"
+USER = "`/erpgo user <email>` — exists? active? bcrypt password hash? roles?"
+JWT = "`/erpgo jwt <token>` — decode the token the client sent (expired? malformed? which roles?)"
+SECURITY = "`/erpgo security` — failed logins per address and account (audit_logs), bans"
+INTEGRITY = "`/erpgo integrity` — totals, stock and statuses that break the rules"
+DB_CONNECT = "`/erpgo db connect` — can PostgreSQL be reached, how many connections are left"
 NEXT_STEPS: dict[str, tuple[str, ...]] = {
-    "401": (
-        "`/erpgo jwt <token>` — decode the token the client sent (expired? malformed?)",
-        "`/erpgo login-test` — does the login path itself answer?",
-    ),
+    "400": ("the `details` of the error body name the field; `/erpgo logs` shows what the API logged",),
+    "401": ("`/erpgo jwt <token>` — decode the token the client sent (expired? malformed?)", LOGIN_TEST),
     "403": ("`/erpgo user <email>` — the user's roles (guide: Authentication & Authorization › Permission Issues)",),
     "429": (
-        "rate limiting: the API's `RATE_LIMIT*` settings and who is sending the requests "
-        "(guide: Security Issues › Unauthorized Access Attempts › Review Security Settings)",
+        (
+            "rate limiting: the API's `RATE_LIMIT*` settings and who is sending the requests "
+            "(guide: Security Issues › Unauthorized Access Attempts › Review Security Settings)"
+        ),
+        SECURITY,
     ),
-    "500": (
-        "`/erpgo health` — the API, its database and cache, the containers",
-        "the API's logs: panics and stack traces (guide: Application Issues › 500 Internal Server Errors)",
-    ),
+    "500": (HEALTH, "the API's logs: panics and stack traces (guide: Application Issues › 500 Internal Server Errors)"),
     "503": ("`/erpgo health` — which dependency is down",),
     "23503": ("`/erpgo integrity` — NOT VALID foreign keys and their dangling rows",),
-    "23514": ("`/erpgo integrity` — totals, stock and statuses that break the rules",),
-    "08006": (
-        "`/erpgo db connect` — can PostgreSQL be reached, how many connections are left",
-        "`/erpgo health` — PostgreSQL and its container",
-    ),
-    "08001": (
-        "`/erpgo db connect` — can PostgreSQL be reached, how many connections are left",
-        "`/erpgo health` — PostgreSQL and its container",
-    ),
-    "AUTH_001": (
-        "`/erpgo user <email>` — exists? active? bcrypt password hash?",
-        "`/erpgo login-test` — does the login path itself answer?",
-    ),
+    "23514": (INTEGRITY,),
+    "08006": (DB_CONNECT, "`/erpgo health` — PostgreSQL and its container"),
+    "08001": (DB_CONNECT, "`/erpgo health` — PostgreSQL and its container"),
+    "AUTH_001": (USER, LOGIN_TEST),
     "AUTH_002": (
         "`/erpgo jwt <token>` — when it expired and its lifetime (exp − iat)",
         "`/erpgo user <email>` — the account behind it",
@@ -118,15 +132,265 @@ NEXT_STEPS: dict[str, tuple[str, ...]] = {
     "ORDER_002": ("`/erpgo integrity` — orders stored in a status the state machine does not know",),
 }
 
-CODES: dict[str, ErrorCode] = {
-    code: ErrorCode(code, meaning, causes, resolution, table, NEXT_STEPS.get(code, ()))
-    for table, rows in GUIDE_TABLES.items()
-    for code, meaning, causes, resolution in rows
+# The guide's application codes and what the real API sends instead.
+GUIDE_COUNTERPARTS: dict[str, tuple[str, ...]] = {
+    "AUTH_001": ("UNAUTHORIZED", "INVALID_CREDENTIALS"),
+    "AUTH_002": ("TOKEN_EXPIRED", "UNAUTHORIZED"),
+    "AUTH_003": ("UNAUTHORIZED",),
+    "PROD_001": ("NOT_FOUND",),
+    "PROD_002": ("BAD_REQUEST", "CONFLICT"),
+    "ORDER_001": ("NOT_FOUND",),
+    "ORDER_002": ("BAD_REQUEST", "VALIDATION_ERROR"),
+}
+
+# The real codes: code, HTTP status, meaning, common causes, resolution, next steps.
+RealRow = tuple[str, int, str, str, str, tuple[str, ...]]
+REAL_TABLES: dict[str, list[RealRow]] = {
+    SOURCE: [
+        (
+            "NOT_FOUND",
+            404,
+            "Resource not found",
+            "a wrong or deleted id, SKU or order number",
+            "Verify the resource id",
+            (INTEGRITY, LOGS),
+        ),
+        (
+            "VALIDATION_ERROR",
+            400,
+            "Input validation failed",
+            "missing or malformed fields; `fields` / `details` of the body name them (the docs also list 422)",
+            "Fix the fields the error names",
+            (LOGS,),
+        ),
+        (
+            "CONFLICT",
+            409,
+            "Resource already exists or changed meanwhile",
+            "a duplicate e-mail, username or SKU; a unique constraint (SQLSTATE 23505)",
+            "Use another identifier or update the existing resource",
+            ("`/erpgo users` — the accounts as stored", INTEGRITY),
+        ),
+        (
+            "UNAUTHORIZED",
+            401,
+            "Not authenticated: invalid credentials, or a missing / invalid token",
+            (
+                'a wrong password, an unknown or inactive account (all answer "invalid credentials"), '
+                "a missing, malformed or badly signed Bearer token"
+            ),
+            "Check the account, then the token",
+            (USER, JWT, LOGIN_TEST),
+        ),
+        (
+            "FORBIDDEN",
+            403,
+            "Authenticated, but the user's roles do not grant the permission",
+            "a user without a role, or a role whose permissions (TEXT[]) lack the one needed",
+            "Check the user's roles and their permissions",
+            (
+                "`/erpgo user <email>` — the user's roles and their permissions",
+                "`/erpgo users` — active users without any role",
+            ),
+        ),
+        (
+            "INTERNAL_ERROR",
+            500,
+            "Unexpected server error",
+            "a panic, a failing query, a dependency error",
+            "Look the correlation_id up in the API's logs",
+            (LOGS, HEALTH, "`/erpgo db` — the database overview"),
+        ),
+        (
+            "RATE_LIMIT_EXCEEDED",
+            429,
+            "Too many requests from one client",
+            (
+                "the rate limiter (`RATE_LIMIT_ENABLED`, `RATE_LIMIT_RPS`, `RATE_LIMIT_BURST`); on login, "
+                "5 attempts per 15 minutes per IP — a script, a retry loop or a password-spraying attack"
+            ),
+            "Wait (Retry-After) and find who sends the requests",
+            (SECURITY, LOGS),
+        ),
+        (
+            "BAD_REQUEST",
+            400,
+            "The request cannot be processed as sent",
+            (
+                "an invalid JSON body, a wrong parameter, a business rule (e.g. insufficient stock, a status change "
+                "the order state machine refuses)"
+            ),
+            "Fix the request; `details` says why",
+            (LOGS, INTEGRITY),
+        ),
+        (
+            "TIMEOUT",
+            408,
+            "The request took longer than the server allows",
+            "slow queries, locks, an overloaded database or a slow dependency",
+            "Find what is slow",
+            (
+                "`/erpgo perf` — response times and what slows them",
+                "`/erpgo db locks` — blocked sessions",
+                "`/erpgo db slow` — the slowest statements",
+            ),
+        ),
+        (
+            "SERVICE_UNAVAILABLE",
+            503,
+            "A dependency (database or cache) is unavailable",
+            "PostgreSQL or Redis down or out of connections",
+            "Check the dependencies",
+            (HEALTH, "`/erpgo db connections` — connections by state and application"),
+        ),
+        (
+            "RATE_LIMIT_PENALTY",
+            429,
+            "The client is serving a rate-limit penalty",
+            "it kept sending after being rate limited; `retry_after_seconds` says how long the penalty lasts",
+            "Wait for the penalty to end, then slow the client down",
+            (SECURITY,),
+        ),
+        (
+            "IP_BLOCKED",
+            403,
+            "The client's IP address is on the API's block list",
+            "an address blocked by the security middleware (often after an attack)",
+            "Check why it was blocked before unblocking",
+            (SECURITY,),
+        ),
+        (
+            "IP_NOT_ALLOWED",
+            403,
+            "The client's IP address is not on the allow list",
+            "an allow list configured on the API that does not include this client",
+            "Add the address to the allow list if it is legitimate",
+            (SECURITY,),
+        ),
+    ],
+    DOCS: [
+        (
+            "TOKEN_EXPIRED",
+            401,
+            "The JWT has expired",
+            "the access token outlived `JWT_EXPIRY`; the client did not refresh",
+            "Refresh it with POST /api/v1/auth/refresh, or log in again",
+            (JWT, "`/erpgo user <email>` — the account behind it"),
+        ),
+        (
+            "INVALID_TOKEN",
+            401,
+            "The token is malformed or its signature does not verify",
+            "a token cut or wrapped by the client, signed with another `JWT_SECRET`, or not a JWT at all",
+            "Log in again",
+            (JWT,),
+        ),
+        (
+            "TOKEN_BLACKLISTED",
+            401,
+            "The token has been revoked",
+            "the user logged out, or the token was revoked",
+            "Log in again",
+            (JWT,),
+        ),
+        (
+            "INVALID_CREDENTIALS",
+            401,
+            "Incorrect e-mail or password",
+            (
+                "a wrong password, an unknown or inactive account, a password hash that is not bcrypt "
+                '(the running API sends UNAUTHORIZED "invalid credentials" for all of these)'
+            ),
+            "Check the account",
+            (USER, LOGIN_TEST),
+        ),
+        (
+            "ACCOUNT_LOCKED",
+            403,
+            "Account temporarily locked after too many failed logins",
+            (
+                "`MAX_LOGIN_ATTEMPTS` failures within the window lock it for `LOCKOUT_DURATION` (15 minutes by default); "
+                'the login handler answers it as HTTP 429 "Account locked"'
+            ),
+            "Wait for the lockout to end; if nobody you know failed those logins, treat it as an attack",
+            (SECURITY, USER, LOGS),
+        ),
+        (
+            "DUPLICATE_EMAIL",
+            409,
+            "E-mail already registered",
+            "a second registration with the same address (users.email is UNIQUE)",
+            "Log in with the existing account, or use another address",
+            ("`/erpgo user <email>` — the existing account",),
+        ),
+        (
+            "DUPLICATE_SKU",
+            409,
+            "Product SKU already exists",
+            "a product created twice (products.sku is UNIQUE)",
+            "Use a unique SKU or update the existing product",
+            (INTEGRITY,),
+        ),
+        (
+            "INVALID_REQUEST",
+            400,
+            "Malformed request",
+            "a body that is not JSON, or required fields missing",
+            "Verify the request format and required fields",
+            (LOGS,),
+        ),
+    ],
 }
 
 
+def guide_entry(table: str, code: str, meaning: str, causes: str, resolution: str) -> ErrorCode:
+    notes: tuple[str, ...] = ()
+    if table == APPLICATION:
+        real = GUIDE_COUNTERPARTS.get(code, ())
+        notes = (
+            "The guide's name: the real ERPGo never sends it"
+            + (f" — it answers {' or '.join(real)} (`/erpgo error {real[0].lower()}`)" if real else ""),
+        )
+    elif table == HTTP:
+        sent = [c for c, status, *_ in (row for rows in REAL_TABLES.values() for row in rows) if str(status) == code]
+        if sent:
+            notes = (f"ERPGo sends it with: {', '.join(sent)}",)
+    return ErrorCode(
+        code,
+        meaning,
+        causes,
+        resolution,
+        table,
+        NEXT_STEPS.get(code, ()),
+        http_status=int(code) if table == HTTP else None,
+        notes=notes,
+    )
+
+
+def real_entry(table: str, row: RealRow) -> ErrorCode:
+    code, status, meaning, causes, resolution, steps = row
+    origin = (
+        "in ERPGo's source (pkg/errors and its middleware)"
+        if table == SOURCE
+        else "in ERPGo's API documentation; the running API may send a more general code"
+    )
+    notes = (
+        f"HTTP {status} {HTTPStatus(status).phrase}; {origin}",
+        "the error body carries a correlation_id: look it up in the API's logs",
+    )
+    return ErrorCode(code, meaning, causes, resolution, table, steps, http_status=status, notes=notes)
+
+
+CODES: dict[str, ErrorCode] = {
+    code: guide_entry(table, code, meaning, causes, resolution)
+    for table, rows in GUIDE_TABLES.items()
+    for code, meaning, causes, resolution in rows
+} | {row[0]: real_entry(table, row) for table, rows in REAL_TABLES.items() for row in rows}
+REAL_CODES = [code for code, entry in CODES.items() if not entry.from_guide]
+
+
 def normalise(text: str) -> str:
-    """'auth-002' → 'AUTH_002', ' 503 ' → '503'."""
+    """'auth-002' → 'AUTH_002', ' 503 ' → '503', 'rate limit-exceeded' stays one word per call."""
     return text.strip().strip("`'\".,;:").upper().replace("-", "_")
 
 
@@ -134,7 +398,7 @@ def parse_code(words: list[str]) -> dict[str, str]:
     if len(words) == 2 and normalise(words[0]) in PREFIXES:
         words = words[1:]
     if not words:
-        raise UsageError("Which code? e.g. `503`, `23505` or `AUTH_002`")
+        raise UsageError("Which code? e.g. `503`, `23505`, `UNAUTHORIZED` or the guide's `AUTH_002`")
     if len(words) > 1:
         raise UsageError("One code at a time")
     code = normalise(words[0])
@@ -144,7 +408,7 @@ def parse_code(words: list[str]) -> dict[str, str]:
 
 
 def standard_name(code: str) -> str | None:
-    """What HTTP or PostgreSQL call a code the guide does not list."""
+    """What HTTP or PostgreSQL call a code nobody here lists."""
     if code.isdigit() and len(code) == 3:
         try:
             status = HTTPStatus(int(code))
@@ -177,34 +441,55 @@ def sqlstate_names() -> dict[str, str]:
     return _SQLSTATES
 
 
+def by_likeness(code: str, candidates: list[str]) -> list[str]:
+    return sorted(candidates, key=lambda c: -difflib.SequenceMatcher(None, code, c).ratio())
+
+
 def closest(code: str, limit: int = 3) -> list[str]:
-    """Codes of the guide that look like `code`: its family (5xx, 23xxx, AUTH_…) if the guide has one, else by spelling."""
+    """Listed codes that look like `code`: its family (5xx, 23xxx, AUTH_…, TOKEN_…) if one is listed, else by
+    spelling."""
     family: list[str] = []
     if code.isdigit() and len(code) == 3:
         family = [c for c in CODES if len(c) == 3 and c[0] == code[0]]
     elif code.isdigit() and len(code) == 5:
         family = [c for c in CODES if len(c) == 5 and c[:2] == code[:2]]
     elif "_" in code:
-        family = [c for c in CODES if c.split("_")[0] == code.split("_")[0]]
+        words = set(code.split("_"))
+        family = [c for c in CODES if c.split("_")[0] == code.split("_")[0]] or [
+            c for c in CODES if words & set(c.split("_")) and not c[0].isdigit()
+        ]
     if family:
-        return sorted(family, key=lambda c: -difflib.SequenceMatcher(None, code, c).ratio())[:limit]
+        return by_likeness(code, family)[:limit]
     return difflib.get_close_matches(code, list(CODES), n=limit, cutoff=0.5)
 
 
 def describe(entry: ErrorCode) -> list[str]:
-    lines = [f"Meaning: {entry.meaning}", f"Common causes: {entry.causes}", f"Resolution: {entry.resolution}"]
+    lines = [f"Meaning: {entry.meaning}"]
+    if entry.http_status is not None and not entry.from_guide:
+        lines.append(f"HTTP status: {entry.http_status} {HTTPStatus(entry.http_status).phrase}")
+    lines += [f"Common causes: {entry.causes}", f"Resolution: {entry.resolution}"]
+    lines += list(entry.notes)
     lines += [f"Next: {step}" for step in entry.next_steps]
     return lines
 
 
+def one_line(code: str) -> str:
+    entry = CODES[code]
+    status = f"HTTP {entry.http_status}, " if entry.http_status and not entry.from_guide else ""
+    return f"• {code} — {entry.meaning} ({status}{entry.kind}): {entry.resolution}"
+
+
 def lookup(code: str) -> Finding:
+    code = normalise(code)
     entry = CODES.get(code)
     if entry is not None:
+        section = f"{SECTION} › {entry.table}" if entry.from_guide else f"{SECTION} › ERPGo's own codes"
+        kind = entry.kind if entry.from_guide else f"HTTP {entry.http_status}, {entry.kind}"
         return Finding.ok(
             "Error code",
-            f"{entry.code} — {entry.meaning} ({entry.kind}): {entry.resolution.lower()}",
+            f"{entry.code} — {entry.meaning} ({kind}): {entry.resolution.lower()}",
             details=describe(entry),
-            section=f"{SECTION} › {entry.table}",
+            section=section,
             data={
                 "code": entry.code,
                 "table": entry.table,
@@ -212,19 +497,26 @@ def lookup(code: str) -> Finding:
                 "causes": entry.causes,
                 "resolution": entry.resolution,
                 "next": list(entry.next_steps),
+                "http_status": entry.http_status,
+                "guide_name": entry.table == APPLICATION,
+                "real": list(GUIDE_COUNTERPARTS.get(entry.code, ())),
             },
         )
     matches = closest(code)
     standard = standard_name(code)
     details = []
     if standard:
-        details.append(f"Not in the guide's tables; the standard calls it {standard}.")
+        details.append(f"Not in the guide's tables nor ERPGo's codes; the standard calls it {standard}.")
+    if code.isdigit() and (sent := [c for c in REAL_CODES if str(CODES[c].http_status) == code]):
+        details.append(f"ERPGo sends HTTP {code} with: {', '.join(sent)}")
+        matches = (sent + [m for m in matches if m not in sent])[:3]
     if matches:
-        details.append("Closest codes in the guide:")
-        details += [f"• {c} — {CODES[c].meaning} ({CODES[c].kind}): {CODES[c].resolution}" for c in matches]
-    details.append("The guide lists: " + ", ".join(CODES))
+        details.append("Closest listed codes:")
+        details += [one_line(c) for c in matches]
+    details.append("ERPGo sends: " + ", ".join(REAL_CODES))
+    details.append("The guide lists: " + ", ".join(c for c in CODES if CODES[c].from_guide))
     title = f"unknown code {code}" + (f" ({standard})" if standard else "")
-    title += f" — closest: {', '.join(matches)}" if matches else " — not in the guide's tables"
+    title += f" — closest: {', '.join(matches)}" if matches else " — not in the guide's tables nor ERPGo's codes"
     return Finding.warn(
         "Error code",
         title,
@@ -236,7 +528,7 @@ def lookup(code: str) -> Finding:
 
 runbook.verb(
     "error",
-    "what an error code means and what to do next (HTTP, SQLSTATE, AUTH_…)",
+    "what an error code means and what to do next (HTTP, SQLSTATE, UNAUTHORIZED…, the guide's AUTH_…)",
     usage="<code>",
     parse=parse_code,
     ack="Looking the code up…",

@@ -95,7 +95,7 @@ async def test_healthy_admin_is_all_green_with_role_permissions(erp_dsn):
         "Roles": Status.OK,
     }
     assert "last login 2h" in found["User"].title
-    assert found["Roles"].details[0].startswith("admin: *")
+    assert found["Roles"].details[0].startswith("admin: users.create, users.read")  # roles.permissions is TEXT[]
 
 
 async def test_unknown_user_is_a_warning_with_near_misses(erp_dsn):
@@ -284,30 +284,114 @@ async def test_jwt_through_slack_never_posts_or_logs_the_token(start_bot, capsys
 # --- login-test -----------------------------------------------------------------------------------
 
 
-async def test_login_path_answers_auth_001(simulator):
-    [finding] = (await run_verb("login-test", erpgo_api_url=simulator.url)).values()
+async def login_test(url: str) -> Finding:
+    [finding] = (await run_verb("login-test", erpgo_api_url=url)).values()
+    return finding
+
+
+async def test_login_path_answers_the_real_401_unauthorized(simulator):
+    finding = await login_test(simulator.url)
+    assert finding.status is Status.OK
+    assert finding.title.startswith('answers HTTP 401 UNAUTHORIZED "invalid credentials" for a wrong password')
+    assert finding.data["code"] == "UNAUTHORIZED" and PROBE_EMAIL in finding.details[0]
+    [line] = [line for line in finding.details if line.startswith("correlation_id: ")]
+    assert finding.data["correlation_id"] in line
+    assert 'details: {"operation": "Login"}' in finding.details
+
+
+async def test_login_path_answers_the_guides_auth_001(simulator):
+    simulator.app["sim"].update({"dialect": "guide"})
+    finding = await login_test(simulator.url)
     assert finding.status is Status.OK
     assert finding.title.startswith("answers HTTP 401 AUTH_001 for a wrong password")
-    assert finding.data["code"] == "AUTH_001" and PROBE_EMAIL in finding.details[0]
+    assert finding.data["code"] == "AUTH_001"
 
 
 async def test_login_path_broken_when_the_database_behind_it_is(simulator):
-    simulator.app["sim"].update({"status": "unhealthy"})
-    [finding] = (await run_verb("login-test", erpgo_api_url=simulator.url)).values()
+    simulator.app["sim"].update({"status": "unhealthy", "dialect": "guide"})
+    finding = await login_test(simulator.url)
     assert finding.status is Status.CRIT and finding.title.startswith("login path broken: HTTP 500")
 
 
-async def test_login_accepting_a_wrong_password_is_critical():
+async def test_the_real_api_hides_a_database_outage_behind_invalid_credentials_and_the_check_says_so(simulator):
+    simulator.app["sim"].update({"status": "unhealthy"})
+    finding = await login_test(simulator.url)
+    assert finding.status is Status.OK  # all the login path shows; /erpgo health is the one to tell
+    assert any("also when the user lookup itself fails" in line and "/erpgo health" in line for line in finding.details)
+
+
+async def test_rate_limited_login_is_explained_with_what_to_run_next(simulator):
+    simulator.app["sim"].update({"login": "rate-limited"})
+    finding = await login_test(simulator.url)
+    assert finding.status is Status.WARN
+    assert finding.title.startswith('rate limited (HTTP 429 "Too many login attempts"')
+    assert finding.data["code"] == "RATE_LIMIT_EXCEEDED"
+    text = "\n".join(finding.details)
+    assert "RATE_LIMIT_EXCEEDED" in text and "Redis" in text and "/erpgo security" in text and "/erpgo logs" in text
+
+
+@pytest.mark.parametrize(
+    "dialect, answer", [("real", 'HTTP 429 "Account locked"'), ("guide", "HTTP 403 ACCOUNT_LOCKED")]
+)
+async def test_locked_probe_account_is_explained(simulator, dialect, answer):
+    simulator.app["sim"].update({"login": "locked", "dialect": dialect})
+    finding = await login_test(simulator.url)
+    assert finding.status is Status.WARN and finding.data["code"] == "ACCOUNT_LOCKED"
+    assert finding.title.startswith(f"the probe account is locked ({answer}")
+    text = "\n".join(finding.details)
+    assert "MAX_LOGIN_ATTEMPTS" in text and "LOCKOUT_DURATION" in text and "/erpgo security" in text
+
+
+async def answering(*responses) -> TestServer:
+    """A login endpoint that answers each request with the next (status, body)."""
     app = web.Application()
+    queue = list(responses)
 
     async def login(_request):
-        return web.json_response({"access_token": "whatever"})
+        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
+        return web.json_response(body, status=status)
 
     app.router.add_post("/api/v1/auth/login", login)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    return server
+
+
+async def test_the_rate_limiter_middlewares_own_body_shows_when_to_retry():
+    server = await answering(
+        (429, {"error": "Rate limit exceeded", "code": "RATE_LIMIT_EXCEEDED", "retry_after_seconds": 42})
+    )
     try:
-        [finding] = (await run_verb("login-test", erpgo_api_url=str(server.make_url("")).rstrip("/"))).values()
+        finding = await login_test(str(server.make_url("")).rstrip("/"))
+    finally:
+        await server.close()
+    assert finding.status is Status.WARN and finding.title.startswith("rate limited (HTTP 429 RATE_LIMIT_EXCEEDED")
+    assert "retry after: 42 s" in finding.details
+
+
+async def test_unauthorized_for_another_reason_is_not_the_wrong_password_answer():
+    body = {
+        "error": {
+            "code": "UNAUTHORIZED",
+            "message": "missing authorization header",
+            "timestamp": "2025-11-30T01:02:03Z",
+        }
+    }
+    server = await answering((401, body))
+    try:
+        finding = await login_test(str(server.make_url("")).rstrip("/"))
+    finally:
+        await server.close()
+    assert finding.status is Status.WARN and finding.title.startswith(
+        'unexpected answer HTTP 401 UNAUTHORIZED "missing'
+    )
+    assert "`/erpgo error unauthorized` explains UNAUTHORIZED" in finding.details
+
+
+async def test_login_accepting_a_wrong_password_is_critical():
+    server = await answering((200, {"access_token": "whatever"}))
+    try:
+        finding = await login_test(str(server.make_url("")).rstrip("/"))
     finally:
         await server.close()
     assert finding.status is Status.CRIT and "ACCEPTED" in finding.title

@@ -7,13 +7,22 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from demo.simulator import Switches, create_app, go_timestamp, make_jwt, parse_args, switches_from_args
+from demo.simulator import (
+    Switches,
+    create_app,
+    go_timestamp,
+    make_jwt,
+    parse_args,
+    switches_from_args,
+    user_id,
+)
 from tests.support import eventually
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -209,6 +218,8 @@ async def test_get_sim_shows_the_switches(client):
         "body": "json",
         "expose": ["cache", "database", "detailed"],
         "pool": {},
+        "dialect": "real",
+        "login": "open",
     }
 
 
@@ -237,6 +248,8 @@ async def test_post_sim_changes_the_mode(client):
         {"pool": {"acquired_conns": -1}},
         {"pool": {"busy": 3}},
         {"colour": "red"},
+        {"dialect": "klingon"},
+        {"login": "maybe"},
         {"status": "unhealthy", "delay": -1},  # all or nothing: status must not change either
     ],
 )
@@ -279,6 +292,10 @@ def test_cli_flags_become_switches():
             "--pprof",
             "--pool",
             "acquired_conns=19",
+            "--dialect",
+            "guide",
+            "--login",
+            "locked",
         ]
     )
     assert args.port == 9000
@@ -288,20 +305,156 @@ def test_cli_flags_become_switches():
         "body": "wrong-json",
         "expose": {"database", "pprof"},
         "pool": {"acquired_conns": 19},
+        "dialect": "guide",
+        "login": "locked",
     }
+    assert switches_from_args(parse_args([]))["dialect"] == "real"
     with pytest.raises(SystemExit):
         parse_args(["--status", "sick"])
 
 
-# --- auth -----------------------------------------------------------------------------------------
+# --- auth: the real application (the default) -----------------------------------------------------
 
 
 async def login(client, payload):
     return await client.post("/api/v1/auth/login", json=payload)
 
 
-async def test_login_ok_returns_jwt_looking_tokens(client):
+def app_error_of(doc: dict) -> dict:
+    """The real pkg/errors body, with its generated parts checked and removed."""
+    error = dict(doc["error"])
+    uuid.UUID(error.pop("correlation_id"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", error.pop("timestamp"))
+    return error
+
+
+async def test_login_ok_returns_the_real_tokens(client):
     resp = await login(client, {"email": "admin@example.com", "password": "admin123"})
+    assert resp.status == 200
+    doc = await resp.json()
+    assert set(doc) == {"access_token", "refresh_token", "expires_at", "user"}
+    assert RFC3339_NANO.match(doc["expires_at"])
+    assert doc["user"]["email"] == "admin@example.com" and doc["user"]["roles"] == ["admin"]
+    header, payload, _ = doc["access_token"].split(".")
+    assert b64url_json(header) == {"alg": "HS256", "typ": "JWT"}
+    access = b64url_json(payload)
+    assert set(access) == {"user_id", "email", "username", "roles", "jti", "iss", "sub", "aud", "exp", "nbf", "iat"}
+    assert (access["iss"], access["aud"], access["roles"]) == ("erpgo-api", ["erpgo-api"], ["admin"])
+    assert access["sub"] == access["user_id"] == doc["user"]["id"] and access["exp"] > time.time()
+    refresh_claims = b64url_json(doc["refresh_token"].split(".")[1])
+    assert set(refresh_claims) == {"jti", "iss", "sub", "aud", "exp", "nbf", "iat"}
+    assert refresh_claims["aud"] == ["erpgo-refresh"]
+
+
+@pytest.mark.parametrize(
+    "payload, details",
+    [
+        (
+            {"email": "admin@example.com", "password": "wrong"},
+            {"operation": "Login", "user_id": user_id("admin@example.com")},
+        ),
+        ({"email": "nobody@example.com", "password": "admin123"}, {"operation": "Login"}),
+    ],
+)
+async def test_login_with_bad_credentials_is_401_unauthorized_invalid_credentials(client, payload, details):
+    resp = await login(client, payload)
+    assert resp.status == 401
+    assert app_error_of(await resp.json()) == {
+        "code": "UNAUTHORIZED",
+        "message": "invalid credentials",
+        "details": details,
+    }
+
+
+async def test_login_while_the_database_is_down_still_says_invalid_credentials(client):
+    # the real service hides why the user lookup failed: a database that is down looks like a wrong password
+    sim(client).status = "unhealthy"
+    resp = await login(client, {"email": "admin@example.com", "password": "admin123"})
+    assert resp.status == 401
+    assert app_error_of(await resp.json())["message"] == "invalid credentials"
+
+
+@pytest.mark.parametrize(
+    "payload, details",
+    [
+        (
+            {"email": "admin@example.com"},
+            "Key: 'LoginRequest.Password' Error:Field validation for 'Password' failed on the 'required' tag",
+        ),
+        (
+            {"email": "admin", "password": "x"},
+            "Key: 'LoginRequest.Email' Error:Field validation for 'Email' failed on the 'email' tag",
+        ),
+    ],
+)
+async def test_login_with_a_bad_body_is_400_from_the_binding(client, payload, details):
+    resp = await login(client, payload)
+    assert resp.status == 400
+    assert await resp.json() == {"error": "Invalid request body", "details": details}
+
+
+async def test_login_refused_by_the_rate_limiter_or_a_locked_account_is_429_without_a_code(client):
+    sim(client).login = "rate-limited"
+    resp = await login(client, {"email": "admin@example.com", "password": "admin123"})
+    assert resp.status == 429
+    assert await resp.json() == {"error": "Too many login attempts", "details": "Please try again later"}
+    sim(client).login = "locked"
+    resp = await login(client, {"email": "admin@example.com", "password": "admin123"})
+    doc = await resp.json()
+    assert resp.status == 429 and doc["error"] == "Account locked" and "Please try again at " in doc["details"]
+
+
+async def test_credentials_live_in_the_app_state(client):
+    client.server.app["credentials"]["ops@example.com"] = "s3cret"
+    assert (await login(client, {"email": "ops@example.com", "password": "s3cret"})).status == 200
+
+
+async def refresh(client, token):
+    return await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+async def test_refresh_ok(client):
+    tokens = await (await login(client, {"email": "admin@example.com", "password": "admin123"})).json()
+    resp = await refresh(client, tokens["refresh_token"])
+    assert resp.status == 200
+    assert set(await resp.json()) == {"access_token", "refresh_token", "expires_at", "user"}
+
+
+async def test_refresh_with_an_expired_or_invalid_token_is_a_500_as_the_real_handler_answers_it(client):
+    secret = client.server.app["jwt_secret"]
+    expired = make_jwt(
+        secret, {"sub": user_id("admin@example.com"), "aud": ["erpgo-refresh"], "exp": int(time.time()) - 5}
+    )
+    tokens = await (await login(client, {"email": "admin@example.com", "password": "admin123"})).json()
+    cases = [
+        (expired, "token has invalid claims: token is expired"),
+        ("garbage", "token is malformed: token contains an invalid number of segments"),
+        (make_jwt("not-the-secret", {"exp": int(time.time()) + 60}), "token signature is invalid"),
+        (tokens["access_token"], "invalid refresh token claims"),
+    ]
+    for token, words in cases:
+        resp = await refresh(client, token)
+        doc = await resp.json()
+        assert resp.status == 500 and doc["error"] == "Token refresh failed" and words in doc["details"], doc
+
+
+async def test_refresh_with_bad_json_is_400(client):
+    resp = await client.post("/api/v1/auth/refresh", data="nope", headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "Invalid request body"
+
+
+# --- auth: the guide's dialect --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def guide():
+    async with TestClient(TestServer(create_app(dialect="guide"))) as test_client:
+        yield test_client
+
+
+async def test_guide_login_ok_returns_jwt_looking_tokens(guide):
+    resp = await login(guide, {"email": "admin@example.com", "password": "admin123"})
     assert resp.status == 200
     doc = await resp.json()
     assert doc["token_type"] == "Bearer"
@@ -322,67 +475,59 @@ async def test_login_ok_returns_jwt_looking_tokens(client):
         {"email": "nobody@example.com", "password": "admin123"},
     ],
 )
-async def test_login_with_bad_credentials_is_401_auth_001(client, payload):
-    resp = await login(client, payload)
+async def test_guide_login_with_bad_credentials_is_401_auth_001(guide, payload):
+    resp = await login(guide, payload)
     assert resp.status == 401
     assert await resp.json() == {"error": {"code": "AUTH_001", "message": "Invalid credentials"}}
 
 
-async def test_login_with_bad_json_is_400(client):
-    resp = await client.post(
+async def test_guide_login_with_bad_json_or_missing_fields_is_400(guide):
+    resp = await guide.post(
         "/api/v1/auth/login", data='{"email": "admin@example.com",', headers={"Content-Type": "application/json"}
     )
     assert resp.status == 400
     assert (await resp.json())["error"]["message"] == "Invalid request body"
+    assert (await login(guide, {"email": "admin@example.com"})).status == 400
 
 
-async def test_login_with_missing_fields_is_400(client):
-    resp = await login(client, {"email": "admin@example.com"})
-    assert resp.status == 400
-
-
-async def test_login_fails_with_500_while_the_database_is_down(client):
-    sim(client).status = "unhealthy"
-    resp = await login(client, {"email": "admin@example.com", "password": "admin123"})
+async def test_guide_login_fails_with_500_while_the_database_is_down(guide):
+    sim(guide).status = "unhealthy"
+    resp = await login(guide, {"email": "admin@example.com", "password": "admin123"})
     assert resp.status == 500
 
 
-async def test_credentials_live_in_the_app_state(client):
-    client.server.app["credentials"]["ops@example.com"] = "s3cret"
-    assert (await login(client, {"email": "ops@example.com", "password": "s3cret"})).status == 200
+async def test_guide_login_refused_speaks_the_documented_codes(guide):
+    sim(guide).login = "rate-limited"
+    assert (await (await login(guide, {"email": "a@b.c", "password": "x"})).json())["error"][
+        "code"
+    ] == "RATE_LIMIT_EXCEEDED"
+    sim(guide).login = "locked"
+    resp = await login(guide, {"email": "a@b.c", "password": "x"})
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "ACCOUNT_LOCKED"
 
 
-async def refresh(client, token):
-    return await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
-
-
-async def test_refresh_ok(client):
-    tokens = await (await login(client, {"email": "admin@example.com", "password": "admin123"})).json()
-    resp = await refresh(client, tokens["refresh_token"])
-    assert resp.status == 200
-    assert set(await resp.json()) >= {"access_token", "refresh_token"}
-
-
-async def test_refresh_with_an_expired_token_is_401_auth_002(client):
-    secret = client.server.app["jwt_secret"]
+async def test_guide_refresh_ok_expired_and_invalid(guide):
+    tokens = await (await login(guide, {"email": "admin@example.com", "password": "admin123"})).json()
+    resp = await refresh(guide, tokens["refresh_token"])
+    assert resp.status == 200 and set(await resp.json()) >= {"access_token", "refresh_token"}
+    secret = guide.server.app["jwt_secret"]
     expired = make_jwt(secret, {"email": "admin@example.com", "type": "refresh", "exp": int(time.time()) - 5})
-    resp = await refresh(client, expired)
+    resp = await refresh(guide, expired)
     assert resp.status == 401
     assert await resp.json() == {"error": {"code": "AUTH_002", "message": "Token expired"}}
-
-
-async def test_refresh_with_an_invalid_token_is_401_auth_003(client):
-    tokens = await (await login(client, {"email": "admin@example.com", "password": "admin123"})).json()
     forged = make_jwt("not-the-secret", {"email": "admin@example.com", "type": "refresh", "exp": int(time.time()) + 60})
     for token in ["garbage", forged, tokens["access_token"]]:
-        resp = await refresh(client, token)
+        resp = await refresh(guide, token)
         assert resp.status == 401, token
         assert (await resp.json())["error"]["code"] == "AUTH_003"
+    bad = await guide.post("/api/v1/auth/refresh", data="nope", headers={"Content-Type": "application/json"})
+    assert bad.status == 400
 
 
-async def test_refresh_with_bad_json_is_400(client):
-    resp = await client.post("/api/v1/auth/refresh", data="nope", headers={"Content-Type": "application/json"})
-    assert resp.status == 400
+async def test_the_dialect_can_be_switched_at_run_time(client):
+    assert (await client.post("/_sim", json={"dialect": "guide"})).status == 200
+    resp = await login(client, {"email": "admin@example.com", "password": "wrong"})
+    assert (await resp.json())["error"]["code"] == "AUTH_001"
 
 
 async def test_unknown_paths_answer_like_go():

@@ -13,18 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiodocker.exceptions import DockerError
 
-from bot.targets.docker import (
-    ContainerInfo,
-    ContainerNotFound,
-    Docker,
-    DockerSocketMissing,
-    DockerUnreachable,
-    PortBinding,
-    container_info,
-    env_names,
-    log_size,
-    port_conflicts,
-)
+from bot.targets.docker import ContainerNotFound, Docker, DockerSocketMissing, DockerUnreachable
+from bot.targets.docker_models import ContainerInfo, PortBinding, container_info, env_names, log_size, port_conflicts
 from demo.services import DockerEngine, ServiceError, free_port
 from tests.support import eventually
 

@@ -134,3 +134,138 @@ async def test_bad_code_answers_only_the_asker_with_the_usage(start_bot):
     assert result.status == 200
     assert "Usage" in result.json["text"] and re.search(r"error &lt;code&gt;", result.json["text"])
     assert bot.slack.channel_messages("C0OPS") == []
+
+
+# --- the real ERPGo's codes ---------------------------------------------------------------------
+
+REAL = [
+    "NOT_FOUND",
+    "VALIDATION_ERROR",
+    "CONFLICT",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "INTERNAL_ERROR",
+    "RATE_LIMIT_EXCEEDED",
+    "BAD_REQUEST",
+    "TIMEOUT",
+    "SERVICE_UNAVAILABLE",
+]
+DOCUMENTED = [
+    "TOKEN_EXPIRED",
+    "INVALID_CREDENTIALS",
+    "ACCOUNT_LOCKED",
+    "DUPLICATE_EMAIL",
+    "DUPLICATE_SKU",
+    "INVALID_REQUEST",
+]
+VERBS = {
+    "health",
+    "logs",
+    "db",
+    "db connect",
+    "db connections",
+    "db locks",
+    "db slow",
+    "integrity",
+    "user",
+    "users",
+    "jwt",
+    "login-test",
+    "security",
+    "app",
+    "perf",
+}
+STATUS = {
+    "NOT_FOUND": 404,
+    "VALIDATION_ERROR": 400,
+    "CONFLICT": 409,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "INTERNAL_ERROR": 500,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "BAD_REQUEST": 400,
+    "TIMEOUT": 408,
+    "SERVICE_UNAVAILABLE": 503,
+    "TOKEN_EXPIRED": 401,
+    "INVALID_CREDENTIALS": 401,
+    "ACCOUNT_LOCKED": 403,
+    "DUPLICATE_EMAIL": 409,
+    "DUPLICATE_SKU": 409,
+    "INVALID_REQUEST": 400,
+}
+
+
+@pytest.mark.parametrize("code", REAL + DOCUMENTED)
+def test_every_real_code_has_meaning_status_cause_and_a_verb_to_run(code):
+    finding = lookup(code.lower())
+    assert finding.status is Status.OK and finding.title.startswith(f"{code} — ")
+    assert f"HTTP {STATUS[code]}, ERPGo error code" in finding.title
+    assert finding.data["http_status"] == STATUS[code] and finding.data["guide_name"] is False
+    assert any(line.startswith("Common causes: ") for line in finding.details)
+    assert finding.section == "Common Error Codes › ERPGo's own codes"
+    steps = [re.findall(r"`/erpgo ([a-z-]+(?: [a-z]+)?)", line) for line in finding.details if line.startswith("Next:")]
+    named = {verb.split(" <")[0] for found in steps for verb in found}
+    assert named and named <= VERBS, (code, named)
+    origin = "ERPGo's API documentation" if code in DOCUMENTED else "ERPGo's source"
+    assert any(origin in line for line in finding.details)
+
+
+def test_unauthorized_answers_the_real_login_failure():
+    finding = lookup("UNAUTHORIZED")
+    text = "\n".join(finding.details)
+    assert "invalid credentials" in text and "/erpgo login-test" in text and "/erpgo jwt <token>" in text
+    assert "correlation_id" in text
+
+
+@pytest.mark.parametrize(
+    "code, real",
+    [
+        ("AUTH_001", "UNAUTHORIZED"),
+        ("AUTH_002", "TOKEN_EXPIRED"),
+        ("ORDER_002", "BAD_REQUEST"),
+        ("PROD_001", "NOT_FOUND"),
+    ],
+)
+def test_the_guides_application_codes_are_marked_as_the_guides_with_their_real_counterpart(code, real):
+    finding = lookup(code)
+    assert finding.status is Status.OK and "the guide's application code — not in ERPGo's source" in finding.title
+    assert finding.data["guide_name"] is True and finding.data["real"][0] == real
+    assert any(
+        line.startswith("The guide's name: the real ERPGo never sends it") and real in line for line in finding.details
+    )
+
+
+def test_a_guide_http_status_names_the_real_codes_sent_with_it():
+    assert (
+        "ERPGo sends it with: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_TOKEN, TOKEN_BLACKLISTED, INVALID_CREDENTIALS"
+        in lookup("401").details
+    )
+
+
+def test_a_status_only_erpgo_uses_points_at_its_code():
+    finding = lookup("408")
+    assert finding.status is Status.WARN and "Request Timeout" in finding.title
+    assert finding.data["closest"][0] == "TIMEOUT" and "ERPGo sends HTTP 408 with: TIMEOUT" in finding.details
+
+
+@pytest.mark.parametrize(
+    "typed, closest",
+    [
+        ("UNAUTHORISED", "UNAUTHORIZED"),
+        ("RATE_LIMIT", "RATE_LIMIT_EXCEEDED"),
+        ("token-expird", "TOKEN_EXPIRED"),
+        ("DUPLICATE_USERNAME", "DUPLICATE_EMAIL"),
+    ],
+)
+def test_a_misspelt_real_code_suggests_the_real_ones(typed, closest):
+    finding = lookup(code_of(typed))
+    assert finding.status is Status.WARN and closest in finding.data["closest"]
+    assert any(line.startswith("ERPGo sends: NOT_FOUND, VALIDATION_ERROR") for line in finding.details)
+
+
+async def test_a_real_code_through_slack(start_bot):
+    bot = await start_bot()
+    await bot.command("error rate_limit_exceeded")
+    [head] = bot.slack.channel_messages("C0OPS")
+    assert "RATE_LIMIT_EXCEEDED — Too many requests from one client (HTTP 429" in str(head["blocks"])
+    assert "/erpgo security" in str(bot.slack.thread("C0OPS", head["ts"]))

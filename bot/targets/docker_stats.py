@@ -20,7 +20,8 @@ from typing import Any, cast
 import aiohttp
 import structlog
 
-from bot.targets.docker import Docker, parse_time
+from bot.targets.docker import Docker
+from bot.targets.docker_models import parse_time
 
 log = structlog.get_logger("erpgo.docker_stats")
 

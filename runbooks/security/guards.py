@@ -35,7 +35,6 @@ _NEVER_BANNED: tuple[tuple[Network, str], ...] = tuple(
 )
 
 
-
 def ban_refusal(
     network_text: str,
     *,
