@@ -156,7 +156,7 @@ class Outbox(Courier):
             self.wake()
 
     def _expect(self, ids: list[int]) -> list[asyncio.Future]:
-        if not self._tasks:  # nobody here will deliver them (erpgo-bot check): nothing to wait for
+        if self.client is None:  # nobody here will deliver them (erpgo-bot check): nothing to wait for
             return []
         loop = asyncio.get_running_loop()
         futures = []

@@ -180,7 +180,7 @@ class Receipt:
         if not self.futures:
             return []
         _done, pending = await asyncio.wait(self.futures, timeout=timeout)
-        if pending:
+        if pending or any(future.cancelled() for future in self.futures):  # or the outbox stopped
             return None
         return [future.result() for future in self.futures]
 
