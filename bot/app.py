@@ -36,9 +36,10 @@ from bot.targets import Targets
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
-from runbooks import application, auth, errors, integrity, quick, triage
+from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
 from runbooks.database import connect, connections, indexes, locks, overview, statements
 from runbooks.database import settings as db_settings
+from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
     quick.runbook,
@@ -53,6 +54,12 @@ RUNBOOKS: tuple[Runbook, ...] = (
     auth.runbook,
     integrity.runbook,
     errors.runbook,
+    disk.runbook,
+    network.runbook,
+    tls.runbook,
+    attacks.runbook,
+    bans.runbook,
+    accounts.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)

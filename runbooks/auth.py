@@ -22,6 +22,7 @@ from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Proposal, Status, worst
 from bot.core.registry import Refused, Runbook, UsageError
 from bot.core.units import human_duration
+from runbooks.security.accounts import account_proposals
 
 runbook = Runbook("auth")
 
@@ -173,6 +174,7 @@ async def user_account(ctx: CheckContext) -> list[Finding]:
     )
     if not row["is_active"]:
         account.details.append("if that was a mistake, reactivate the account in ERPGo's user admin")
+    account.proposals = await account_proposals(ctx, row["id"], row["email"], row["is_active"])
 
     if row["bcrypt"]:
         password = Finding.ok(

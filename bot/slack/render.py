@@ -48,7 +48,20 @@ def message(text: str, blocks: list[Block] | None = None) -> Message:
 
 
 def text_message(text: str) -> Message:
-    return message(text, [section(text)])
+    """One section, or several split at line ends when the text is longer than a section may be."""
+    return message(text, [section(chunk) for chunk in chunks(text, MAX_SECTION)])
+
+
+def chunks(text: str, limit: int) -> list[str]:
+    found: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        if current and len(current) + 1 + len(line) > limit:
+            found.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    return [*found, current]
 
 
 def summary_counts(findings: list[Finding]) -> str:

@@ -3,7 +3,13 @@ beyond a reusable client."""
 
 from __future__ import annotations
 
+import shlex
+from typing import TYPE_CHECKING
+
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.targets.firewall import FirewallBackend
 
 
 class NotConfigured(Exception):
@@ -32,6 +38,7 @@ class Targets:
         self._redis = Redis(redis_url, timeout) if redis_url else None
         self.docker = Docker(settings.docker_host, timeout)
         self.containers = settings.erpgo_containers
+        self._firewall: FirewallBackend | None = None
 
     @property
     def api(self):
@@ -51,7 +58,30 @@ class Targets:
             raise NotConfigured("ERPGO_REDIS_URL")
         return self._redis
 
+    @property
+    def firewall(self) -> FirewallBackend:
+        """Where bans go (ERPGO_FIREWALL): nftables through ERPGO_FIREWALL_COMMAND, or a fail2ban jail."""
+        if self._firewall is None:
+            self._firewall = _firewall_of(self.settings)
+        return self._firewall
+
     async def close(self) -> None:
         for target in (self._api, self._redis, self.docker):
             if target is not None:
                 await target.close()
+
+
+def _firewall_of(settings: Settings) -> FirewallBackend:
+    from bot.targets.firewall import Fail2ban, Nftables
+
+    timeout = settings.erpgo_check_timeout
+    if settings.erpgo_firewall == "nftables":
+        command = shlex.split(settings.erpgo_firewall_command)
+        if not command:
+            raise NotConfigured("ERPGO_FIREWALL_COMMAND")
+        return Nftables(command, timeout=timeout)
+    if settings.erpgo_firewall == "fail2ban":
+        if not settings.erpgo_fail2ban_jail:
+            raise NotConfigured("ERPGO_FAIL2BAN_JAIL")
+        return Fail2ban(jail=settings.erpgo_fail2ban_jail, socket=settings.erpgo_fail2ban_socket, timeout=timeout)
+    raise NotConfigured("ERPGO_FIREWALL")

@@ -27,11 +27,9 @@ from bot.targets.docker_models import (
     DiskCategory,
     HostInfo,
     NetworkInfo,
-    PruneResult,
     container_info,
     disk_categories,
     endpoints_of,
-    preview_prune,
     restarts_from_events,
 )
 
@@ -44,7 +42,6 @@ TOOL_PROBE_SECONDS = 5.0
 NOT_EXECUTABLE = (126, 127)  # the exit codes of "not found" / "cannot execute"
 TOP_PS_ARGS = "-o pid,user,pcpu,pmem,rss,etime,args"
 RESTART_EVENTS = ("die", "start")
-ACTIVE_STATES = ("running", "paused", "restarting")  # what a container prune leaves alone
 UNREACHABLE_STATUS = 900  # aiodocker's status for a connection that failed
 
 EnvPresence = Literal["set", "empty"]
@@ -296,30 +293,36 @@ class Docker:
         """`docker system df`: images, containers, volumes and build cache with sizes and reclaimable bytes."""
         return disk_categories(await self._system_df())
 
-    async def prune(self, dry_run: bool) -> PruneResult:
-        """Remove stopped containers, dangling images and unused build cache — never volumes.
-        A dry run only says what would go and how many bytes that frees."""
-        preview = preview_prune(await self._system_df())
-        if dry_run:
-            return preview
-        reclaimed = 0
-        steps = (
-            ("containers/prune", None),
-            ("images/prune", {"filters": _filters_param({"dangling": "true"})}),
-            ("build/prune", None),
-        )
+    async def disk_usage_raw(self, seconds: float | None = None) -> dict[str, Any]:
+        """`docker system df` as the engine returns it (every image, container, volume and cache record).
+        It can take long on a busy host, hence its own deadline."""
+        async with self._call(seconds) as client:
+            result: dict[str, Any] = await client._query_json("system/df", timeout=None)
+        return result
+
+    async def remove_container(self, container_id: str) -> None:
+        """`docker rm` without force and without volumes: the engine refuses (409) a running container."""
+        async with (
+            self._call(container=container_id) as client,
+            client._query(f"containers/{container_id}", method="DELETE"),
+        ):
+            pass
+
+    async def remove_image(self, image_id: str) -> None:
+        """`docker rmi` without force: the engine refuses (409) an image a container still uses."""
+        async with self._call() as client, client._query(f"images/{image_id}", method="DELETE"):
+            pass
+
+    async def prune_build_cache(self) -> int:
+        """`docker builder prune -f`: unused build cache; the bytes the engine says it freed (0 without one)."""
         async with self._call(self.timeout * 6) as client:
-            for path, params in steps:
-                try:
-                    answer = await client._query_json(path, method="POST", params=params)
-                except DockerError as exc:
-                    if path != "build/prune" or exc.status not in (404, 501):
-                        raise
-                    continue  # an engine without a build cache to prune
-                reclaimed += int((answer or {}).get("SpaceReclaimed") or 0)
-        return PruneResult(
-            dry_run=False, items=preview.items, bytes_reclaimable=preview.bytes_reclaimable, bytes_reclaimed=reclaimed
-        )
+            try:
+                answer = await client._query_json("build/prune", method="POST")
+            except DockerError as exc:
+                if exc.status not in (404, 501):
+                    raise
+                return 0
+        return int((answer or {}).get("SpaceReclaimed") or 0)
 
     # networks
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -217,21 +217,6 @@ class DiskCategory:
 
 
 @dataclass(frozen=True)
-class PruneItem:
-    kind: str  # container, image, build cache
-    name: str
-    size: int
-
-
-@dataclass
-class PruneResult:
-    dry_run: bool
-    items: list[PruneItem] = field(default_factory=list)
-    bytes_reclaimable: int = 0  # what the preview expects
-    bytes_reclaimed: int = 0  # what the engine reported (0 on a dry run)
-
-
-@dataclass(frozen=True)
 class Attachment:
     container: str
     aliases: list[str]
@@ -255,29 +240,6 @@ def endpoints_of(inspect: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def _is_dangling(image: Mapping[str, Any]) -> bool:
     tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
     return not tags
-
-
-def preview_prune(df: Mapping[str, Any]) -> PruneResult:
-    """What prune would remove, from `docker system df`: stopped containers, then the dangling
-    images nothing else uses, then unused build cache. Volumes are never part of it."""
-    result = PruneResult(dry_run=True)
-    containers = df.get("Containers") or []
-    for c in containers:
-        if c.get("State") not in ACTIVE_STATES:
-            name = (c.get("Names") or [c.get("Id", "")[:12]])[0].lstrip("/")
-            result.items.append(PruneItem("container", name, int(c.get("SizeRw") or 0)))
-    kept_images = {c.get("ImageID") for c in containers if c.get("State") in ACTIVE_STATES}
-    images = df.get("Images") or []
-    parents = {image.get("ParentId") for image in images}
-    for image in images:
-        if _is_dangling(image) and image["Id"] not in kept_images and image["Id"] not in parents:
-            unique = int(image.get("Size") or 0) - max(0, int(image.get("SharedSize") or 0))
-            result.items.append(PruneItem("image", image["Id"].removeprefix("sha256:")[:12], max(0, unique)))
-    for cache in df.get("BuildCache") or []:
-        if not cache.get("InUse") and not cache.get("Shared"):
-            result.items.append(PruneItem("build cache", str(cache.get("ID", ""))[:12], int(cache.get("Size") or 0)))
-    result.bytes_reclaimable = sum(item.size for item in result.items)
-    return result
 
 
 def disk_categories(df: Mapping[str, Any]) -> list[DiskCategory]:
