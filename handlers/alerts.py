@@ -24,7 +24,7 @@ from aiohttp import web
 from bot.alerts.intake import Recorder, open_groups
 from bot.alerts.messages import open_groups_message
 from bot.alerts.triage import triage_group, unfinished_triage
-from bot.alerts.webhook import IntakeError, parse_webhook, redacted_webhook, route_channel
+from bot.alerts.webhook import IntakeError, parse_webhook, route_channel
 from bot.approvals.publish import queue_proposals
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding
@@ -147,7 +147,7 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
             413, "too_large", f"body over {MAX_BODY // (1024 * 1024)} MiB: set max_alerts in the webhook config"
         )
     try:
-        hook = redacted_webhook(parse_webhook(raw))  # what is stored is redacted, and what is posted is stored
+        hook = parse_webhook(raw)
     except IntakeError as exc:
         log.warning("alert_webhook_invalid", error=exc.message)
         return _answer(exc.status, "invalid", exc.message)

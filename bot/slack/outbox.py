@@ -277,11 +277,13 @@ WRITE_CTES = """
 """
 
 
-def write_params(rows: list[dict], rewrites: list[dict]) -> tuple[str, str]:
-    """The {rows} and {rewrites} parameters of WRITE_CTES, their content redacted: what is stored is what is sent."""
+def write_params(rows: list[dict], rewrites: list[dict], *, redacted: bool = False) -> tuple[str, str]:
+    """The {rows} and {rewrites} parameters of WRITE_CTES, their content redacted (what is stored is what
+    is sent) unless the producer made them from redacted data only (`redacted`: the alert intake)."""
+    clean = (lambda row: row) if redacted else _redacted
     return (
-        json.dumps([dict(_redacted(row), seq=n) for n, row in enumerate(rows)]),
-        json.dumps([_redacted(row) for row in rewrites]),
+        json.dumps([dict(clean(row), seq=n) for n, row in enumerate(rows)]),
+        json.dumps([clean(row) for row in rewrites]),
     )
 
 
