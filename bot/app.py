@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.engine import Approvals
 from bot.approvals.policy import Policy, load_policy
@@ -29,6 +30,8 @@ from bot.core.tasks import TaskTracker
 from bot.settings import ConfigError, Settings
 from bot.slack.client import SlackOut, web_client
 from bot.slack.delivery import Outbox, outbox_client
+from bot.slack.guard import Guard
+from bot.slack.identity import SlackIdentity, TokenRejected, authorizer, identify
 from bot.slack.memory import MemoryOutbox
 from bot.slack.outbox import Courier
 from bot.store.pool import Store
@@ -64,6 +67,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
 )
 BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
 HANDLERS = (command_handlers, approval_handlers, alert_handlers)
+IDENTITY_WAIT = 10.0  # s: how long the start waits for auth.test before serving without the bot's ids
 
 
 def build_registry() -> Registry:
@@ -95,6 +99,7 @@ class Runtime:
     outbox: Courier | None = None
     stopping: bool = False  # set by drain(): no new work is taken
     closed: bool = False
+    identity: SlackIdentity | None = None  # the bot's own Slack account (auth.test at start)
 
     def start_loop(self, coro, name: str) -> None:
         """A task that runs for the life of the process (not awaited by tasks.idle())."""
@@ -133,9 +138,33 @@ class Runtime:
             except Exception as exc:  # closing must finish whatever one part does
                 log.warning("close_failed", part=part, error=describe_error(exc))
 
+    async def identify(self, wait: float | None = None) -> None:
+        """auth.test, retried with backoff: awaited up to `wait` seconds (IDENTITY_WAIT), then on in the
+        background (requests are served meanwhile). A token Slack refuses is a ConfigError at start."""
+        if self.slack.offline_mode:
+            return
+        wait = IDENTITY_WAIT if wait is None else wait
+
+        async def keep_asking() -> None:
+            try:
+                self.identity = await identify(self.slack.client)
+            except TokenRejected as exc:
+                log.error("slack_token_rejected", error=exc.error)
+                raise
+
+        asking = asyncio.create_task(keep_asking(), name="slack:auth.test")
+        done, _ = await asyncio.wait({asking}, timeout=wait)
+        if asking in done:
+            if isinstance(asking.exception(), TokenRejected):
+                raise ConfigError(f"configuration error: {asking.exception()}")
+            return
+        log.warning("slack_identity_pending", waited_s=wait, hint="Slack's auth.test keeps failing; retrying")
+        self.loops.append(asking)
+
     async def start(self) -> None:
-        """Load the policy (a malformed one is a ConfigError), then apply the bot database's
-        migrations; a database that is down now is retried on first use."""
+        """Ask Slack who the bot is, load the policy (a malformed one is a ConfigError), then apply
+        the bot database's migrations; a database that is down now is retried on first use."""
+        await self.identify()
         self.policy = load_policy(self.settings.chatops_policy_file)
         if self.policy.is_default:
             log.warning(
@@ -227,7 +256,9 @@ def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
     if not secret and not socket_mode:
         raise ConfigError("configuration error: SLACK_SIGNING_SECRET is required in HTTP mode")
     app = AsyncApp(
-        client=runtime.slack.client,
+        client=bolt_client(runtime.slack.client),
+        # the bot's identity comes from the auth.test made at start, never from one inside a request
+        authorize=authorizer(runtime.settings.secret("slack_bot_token") or "", lambda: runtime.identity),
         signing_secret=secret or "socket-mode-unused",
         request_verification_enabled=not socket_mode,
         raise_error_for_unhandled_request=False,
@@ -240,9 +271,20 @@ def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
     return app
 
 
+def bolt_client(client: AsyncWebClient) -> AsyncWebClient:
+    """Bolt's template client: the bot's API URL, timeout and retries, no token (authorize gives it)."""
+    return AsyncWebClient(base_url=client.base_url, timeout=client.timeout, retry_handlers=list(client.retry_handlers))
+
+
 def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
+    # signature and shape are checked on the raw bytes before Bolt parses anything (401/400/413)
+    guard = Guard(runtime.settings.secret("slack_signing_secret") or "unset")
+
     async def slack_events(request: web.Request) -> web.Response:
-        bolt_response = await bolt.async_dispatch(parse_slash_with_payload_word(await to_bolt_request(request)))
+        admitted = await guard.admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        bolt_response = await bolt.async_dispatch(parse_slash_with_payload_word(admitted))
         return await to_aiohttp_response(bolt_response)
 
     async def livez(_request: web.Request) -> web.Response:

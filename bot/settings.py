@@ -153,13 +153,14 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         routes = []
-        for rule in (part.strip() for part in value.split(",")):
+        for number, rule in enumerate((part.strip() for part in value.split(",")), start=1):
             if not rule:
                 continue
             matcher, sep, channel = rule.rpartition(":")
             label, eq, wanted = matcher.partition("=")
             if not sep or not eq or not label.strip() or not channel.strip():
-                raise ValueError(f"rule {rule[:40]!r} is not label=value:channel")
+                # the value is not quoted: a mistyped setting may hold a secret pasted in the wrong place
+                raise ValueError(f"rule {number} is not label=value:channel")
             routes.append((label.strip(), wanted.strip(), channel.strip()))
         return routes
 

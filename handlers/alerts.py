@@ -3,7 +3,9 @@
 Answers, so that Alertmanager retries exactly when it should (it retries 5xx, not 4xx):
 
 * 401 — no `Authorization: Bearer <ALERT_WEBHOOK_TOKEN>` or a wrong one (compared in constant time);
-* 400 — not JSON, or not a version 4 webhook body (the message says which field);
+* 400 — not JSON, or not a version 4 webhook body (the message says which field), a body that is not
+  what its Content-Encoding says, a time stamp out of range, or a notification the database refuses
+  to store (its batch-mates are stored: only this one is refused, logged with its groupKey);
 * 413 — a body over 32 MiB (set `max_alerts` in the webhook config);
 * 503 — intake not configured (ALERT_WEBHOOK_TOKEN, BOT_DATABASE_URL, ERPGO_ALERT_CHANNEL): the route
   exists and says what to set, the rest of the bot keeps working; or the bot's database cannot
@@ -24,10 +26,11 @@ from aiohttp import web
 from bot.alerts.intake import Recorder, open_groups
 from bot.alerts.messages import open_groups_message
 from bot.alerts.triage import triage_group, unfinished_triage
-from bot.alerts.webhook import IntakeError, parse_webhook, route_channel
+from bot.alerts.webhook import IntakeError, group_key_of, parse_webhook, route_channel
 from bot.approvals.publish import queue_proposals
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding
+from bot.core.http import BodyRefused, read_bounded
 from bot.core.logs import log
 from bot.core.metrics import ALERT_ACCEPT_SECONDS, ALERT_WEBHOOKS
 from bot.core.registry import Runbook, UsageError
@@ -111,18 +114,17 @@ def authorized(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode()) and bool(given.strip())
 
 
-async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes | None:
-    """The raw body, or None when it is over `limit` (read as a stream: the app's 1 MiB cap is for Slack)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(256 * 1024)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The raw (decoded) body, read as a stream (the app's 1 MiB cap is for Slack); IntakeError 413 over
+    `limit`, 400 when it is not what its Content-Encoding says."""
+    try:
+        return await read_bounded(request, limit)
+    except BodyRefused as exc:
+        if exc.status == 413:
+            raise IntakeError(
+                413, f"body over {limit // (1024 * 1024)} MiB: set max_alerts in the webhook config"
+            ) from None
+        raise IntakeError(exc.status, exc.message) from None
 
 
 async def receive(runtime, recorder: Recorder | None, request: web.Request) -> web.Response:
@@ -140,17 +142,16 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
         return _answer(503, "not_configured", "alert intake not configured: set BOT_DATABASE_URL")
     if not settings.erpgo_alert_channel:
         return _answer(503, "not_configured", "alert intake not configured: set ERPGO_ALERT_CHANNEL")
-    raw = await read_body(request)
-    if raw is None:
-        log.error("alert_webhook_too_large", limit=MAX_BODY)
-        return _answer(
-            413, "too_large", f"body over {MAX_BODY // (1024 * 1024)} MiB: set max_alerts in the webhook config"
-        )
+    raw = b""
     try:
+        raw = await read_body(request)
         hook = parse_webhook(raw)
     except IntakeError as exc:
-        log.warning("alert_webhook_invalid", error=exc.message)
-        return _answer(exc.status, "invalid", exc.message)
+        log.warning("alert_webhook_invalid", error=exc.message, status=exc.status, group_key=group_key_of(raw))
+        answer = _answer(exc.status, "too_large" if exc.status == 413 else "invalid", exc.message)
+        if exc.status == 400 and "Content-Encoding" in exc.message:
+            answer.force_close()  # the connection's framing is no longer trusted
+        return answer
     channel = route_channel(settings, hook.commonLabels)
     if channel is None:
         return _answer(
@@ -158,6 +159,9 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
         )
     try:
         recorded = await recorder.submit(hook, channel)
+    except IntakeError as exc:  # this notification can never be stored; its batch-mates were
+        log.warning("alert_not_storable", group_key=hook.groupKey[:200], alerts=len(hook.alerts), error=exc.message)
+        return _answer(exc.status, "invalid", exc.message)
     except Exception as exc:
         error = describe_error(exc)
         log.error("alert_not_recorded", group_key=hook.groupKey[:200], alerts=len(hook.alerts), error=error)

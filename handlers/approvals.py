@@ -20,6 +20,7 @@ from bot.approvals.publish import DELIVERY_WAIT, expire_and_update, publish_deci
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
+from bot.core.parse import ascii_int, is_slack_channel_id, is_slack_user_id, shown
 from bot.core.registry import Runbook, UsageError
 from bot.slack import render
 
@@ -27,6 +28,7 @@ STOPPING_NOTICE = ":hourglass_flowing_sand: The bot is restarting: nothing was d
 LIST_TIMEOUT = 1.5  # the builtin verbs answer in the ack: with the permalinks, well inside Slack's 3 s
 PERMALINK_TIMEOUT = 0.8
 DEFAULT_AUDIT_ENTRIES, MAX_AUDIT_ENTRIES = 20, 100
+MAX_APPROVAL_ID = 2**63 - 1  # approvals.id is a bigint
 
 
 bot_verbs = Runbook("approvals")  # the bot's own verbs: approvals, audit
@@ -50,37 +52,68 @@ def register(app, runtime) -> None:
 def retry_number(request) -> int:
     value = (request.headers.get("x-slack-retry-num") or [None])[0]
     try:
-        return int(value) if value is not None else 0
-    except ValueError:
+        return ascii_int(value, min=0, max=100, what="X-Slack-Retry-Num") if value is not None else 0
+    except UsageError:
         return 0
+
+
+def text_field(container: object, *keys: str) -> str:
+    """body[k1][k2]… when it is a string; "" for anything else (a payload's shape is never trusted)."""
+    for key in keys:
+        container = container.get(key) if isinstance(container, dict) else None
+    return container if isinstance(container, str) else ""
+
+
+def clicker_refusal(runtime, user: str) -> str | None:
+    """Why this clicker cannot count at all, whatever the policy says (even `approvers: [everyone]`)."""
+    if not is_slack_user_id(user):
+        return "That click does not come from a Slack user; nothing was done."
+    identity = runtime.identity
+    if identity is None:
+        return "The bot has not confirmed its own Slack identity yet (auth.test); nothing was done, try again shortly."
+    if user in (identity.user_id, identity.bot_id):
+        return "The bot's own account never approves or rejects anything; nothing was done."
+    return None
 
 
 # ---- clicks ---------------------------------------------------------------------------------
 
 
 async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
-    user = (body.get("user") or {}).get("id", "")
-    container = body.get("container") or {}
-    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
-    value = str(((body.get("actions") or [{}])[0]).get("value") or "")
-    structlog.contextvars.bind_contextvars(slack_user=user, approval=value, decision=decision)
+    user = text_field(body, "user", "id")
+    container = body.get("container") if isinstance(body.get("container"), dict) else {}
+    given_channel = text_field(body, "channel", "id") or text_field(container, "channel_id")
+    channel = given_channel if is_slack_channel_id(given_channel) else None
+    actions = body.get("actions")
+    value = text_field(actions[0] if isinstance(actions, list) and actions else None, "value")
+    structlog.contextvars.bind_contextvars(slack_user=user[:40], approval=value[:40], decision=decision)
     try:
+        refusal = clicker_refusal(runtime, user)
+        if refusal is not None:
+            log.warning("approval_click_refused", reason=refusal)
+            if runtime.approvals is not None:
+                actor = user if is_slack_user_id(user) else "unknown"
+                await runtime.approvals.audit_quietly(actor, "refused", refusal, detail=shown(user), channel=channel)
+            await tell(runtime, channel, user, view.refused_clicker_notice(refusal), body)
+            return
         if runtime.approvals is None:
             await tell(runtime, channel, user, view.no_store_notice(), body)
             return
         if runtime.stopping:  # no destructive step starts while the bot drains for a restart
             await tell(runtime, channel, user, render.text_message(STOPPING_NOTICE), body)
             return
-        if not value.isdigit():
+        try:
+            approval_id = ascii_int(value, min=1, max=MAX_APPROVAL_ID, what="approval id")
+        except UsageError:
             await runtime.approvals.audit_quietly(
-                user, "refused", "not an approval id", detail=value[:40], channel=channel
+                user, "refused", "not an approval id", detail=shown(value), channel=channel
             )
             await tell(runtime, channel, user, view.bad_value_notice(value), body)
             return
         engine = runtime.approvals
         act = engine.approve if decision == "approve" else engine.reject
         try:
-            outcome = await act(int(value), user, channel=channel, retry=retry > 0)
+            outcome = await act(approval_id, user, channel=channel, retry=retry > 0)
         except StoreUnavailable as exc:
             log.error("approval_click_failed", reason="bot database unreachable", error=str(exc))
             COMMANDS.labels(f"approval.{decision}", "store_down").inc()
@@ -93,7 +126,7 @@ async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
             state=outcome.approval.state if outcome.approval else None,
             retry=retry,
         )
-        await show_decision(runtime, outcome, channel, user, container.get("message_ts"), body)
+        await show_decision(runtime, outcome, channel, user, text_field(container, "message_ts") or None, body)
     finally:
         structlog.contextvars.unbind_contextvars("slack_user", "approval", "decision")
 
@@ -141,7 +174,7 @@ async def tell(
         return
     except (SlackApiError, LookupError) as exc:
         log.info("ephemeral_via_response_url", reason=type(exc).__name__)
-    response_url = (body or {}).get("response_url")
+    response_url = text_field(body, "response_url")
     if response_url:
         try:
             await runtime.slack.respond(response_url, message)
@@ -178,9 +211,12 @@ async def approvals_verb(runtime, inv, args: list[str]):
 def parse_audit_count(args: list[str]) -> int:
     if not args:
         return DEFAULT_AUDIT_ENTRIES
-    if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_AUDIT_ENTRIES:
-        raise UsageError(f"`audit` takes one number of entries, 1 to {MAX_AUDIT_ENTRIES}")
-    return int(args[0])
+    try:
+        if len(args) > 1:
+            raise UsageError("more than one argument")
+        return ascii_int(args[0], min=1, max=MAX_AUDIT_ENTRIES, what="entries")
+    except UsageError:
+        raise UsageError(f"`audit` takes one number of entries, 1 to {MAX_AUDIT_ENTRIES}") from None
 
 
 @bot_verbs.bot_verb("audit", "the newest entries of the audit log (default 20)", usage="[n]")

@@ -17,6 +17,7 @@ from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, worst
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
+from bot.core.parse import control_character
 from bot.core.registry import UsageError, Verb
 from bot.slack import render
 from bot.slack.outbox import Receipt
@@ -25,6 +26,8 @@ MAX_ECHO = 60  # how much of an unknown verb we quote back
 REPORT_WAIT = 120.0  # s: how long a report's task waits to see it in Slack (it is queued either way)
 NOT_A_MEMBER = ("not_in_channel", "channel_not_found")  # answered through the response_url instead
 STOPPING_NOTICE = ":hourglass_flowing_sand: The bot is restarting; run the command again in a few seconds."
+MAX_TEXT = 4000  # Slack's own limit on a slash command's text; checked before any splitting
+WATCHED_LOOKUP_S = 1.0  # s of the 3 s ack the compose project's containers may take to list
 
 
 @dataclass
@@ -80,10 +83,26 @@ def register(app, runtime) -> None:
         await dispatch(runtime, invocation, ack)
 
 
+def text_problem(text: str) -> str | None:
+    """What makes a slash text unreadable before it is even split into words, or None."""
+    if len(text) > MAX_TEXT:
+        return f"That is {len(text):,} characters long; a command is at most {MAX_TEXT:,}."
+    char = control_character(text)
+    if char is not None:
+        return f"The text contains a control character (U+{ord(char):04X}); type the command again without it."
+    return None
+
+
 async def dispatch(runtime, inv: Invocation, ack) -> None:
-    words = split_words(inv.text.strip())
-    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id)
+    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id[:40])
     try:
+        problem = text_problem(inv.text)
+        if problem is not None:
+            COMMANDS.labels("unreadable", "usage").inc()
+            log.info("command", verb="unreadable", outcome="usage")
+            await ack(**usage_reply(runtime, problem))
+            return
+        words = split_words(inv.text.strip())
         if not words or words[0].lower() == "help":
             COMMANDS.labels("help", "ok").inc()
             await ack(**render.text_message(help_text(runtime)))
@@ -105,6 +124,8 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             return
         try:
             params = verb.parse_args(args)
+            if params.get("container") is not None:  # any verb reading a container reads only watched ones
+                await watched_or_later(runtime, params["container"])
         except UsageError as exc:
             COMMANDS.labels(verb.name, "usage").inc()
             log.info("command", verb=verb.name, outcome="usage")
@@ -118,6 +139,17 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
+
+
+async def watched_or_later(runtime, container: str) -> None:
+    """NotWatched (a UsageError) for a container the bot does not watch. When the engine cannot say in
+    time (ERPGO_COMPOSE_PROJECT), the verb's own check asks again and refuses it there."""
+    try:
+        await asyncio.wait_for(runtime.targets.watched(container), WATCHED_LOOKUP_S)
+    except UsageError:
+        raise
+    except Exception as exc:
+        log.info("watched_lookup_deferred", error=type(exc).__name__)
 
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
@@ -180,7 +212,7 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
     """The headline in the channel, the details threaded under it, then each proposal as an
     approval message of its own in the thread — queued together in the outbox, delivered in that
     order. Without the bot's database (down right now), through the command's response_url."""
-    footer = f"requested by <@{inv.user_id}> · {elapsed:.2f} s"
+    footer = f"requested by {render.mention(inv.user_id, missing='?')} · {elapsed:.2f} s"
     head = render.headline(title, findings, footer)
     body = render.details(title, findings)
     if any(f.proposals for f in findings):

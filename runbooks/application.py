@@ -20,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Status
+from bot.core.parse import ascii_int
 from bot.core.registry import Runbook, UsageError
+from bot.targets.docker import translated
 from runbooks.loglines import LogLine, parse, strip_ansi
 
 runbook = Runbook("application")
@@ -58,11 +60,9 @@ TOP_COUNTED = 5
 def parse_logs_args(words: list[str]) -> dict:
     container, minutes = None, DEFAULT_MINUTES
     for word in words:
-        if word.isdigit():
-            minutes = int(word)
-            if not 1 <= minutes <= MAX_MINUTES:
-                raise UsageError(f"minutes must be between 1 and {MAX_MINUTES}")
-        elif container is None and CONTAINER_NAME.match(word):
+        if word.isnumeric():  # digits of any script ("²", "①", "٩") are refused by ascii_int
+            minutes = ascii_int(word, min=1, max=MAX_MINUTES, what="minutes")
+        elif container is None and CONTAINER_NAME.fullmatch(word):
             container = word
         else:
             raise UsageError(f"unexpected argument {word[:40]!r}")
@@ -207,7 +207,7 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
     except DockerError as exc:
         if exc.status == 404:
             return None
-        raise
+        raise translated(exc, name) from exc
     return [strip_ansi(line) for line in "".join(pieces).splitlines()]
 
 
@@ -215,6 +215,11 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
 async def api_error_logs(ctx: CheckContext) -> Finding:
     name = ctx.params.get("container") or api_container(ctx.targets.containers)
     component = f"Logs {name}"
+    if ctx.params.get("container"):  # only the deployment's own containers are read
+        try:
+            await ctx.targets.watched(name)
+        except UsageError as exc:
+            return Finding.skipped(component, str(exc))
     now = datetime.now(UTC)
     since = ctx.params.get("since")
     if not isinstance(since, datetime):

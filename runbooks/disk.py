@@ -396,7 +396,9 @@ async def container_logs(ctx: CheckContext) -> Finding:
         )
     if not readable:
         return Finding.ok("Container logs", "no container logs on this engine")
-    top = readable[:TOP_LOGS]
+    watched = set(await protected_containers(ctx))
+    # the largest logs on the engine, and every watched container's log however small
+    top = readable[:TOP_LOGS] + [log for log in readable[TOP_LOGS:] if log.container in watched]
     status = worst(log_status(log) for log in readable)
     unrotated = [log.container for log in readable if log.driver == "json-file" and not log.rotated]
     total = sum(log.size or 0 for log in readable)

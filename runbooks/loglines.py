@@ -18,6 +18,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from bot.core.parse import is_ascii_digits
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LEVELS = {
     "TRC": "trace",
@@ -62,7 +64,7 @@ class LogLine:
         """The HTTP status a structured line carries in a field, if any."""
         for name in STATUS_FIELDS:
             value = self.fields.get(name, "")
-            if value.isdigit() and len(value) == 3:
+            if is_ascii_digits(value, 3) and len(value) == 3:  # "²²²".isdigit() too, and int() takes it
                 return int(value)
         return None
 

@@ -7,11 +7,12 @@ import time
 from datetime import UTC, datetime
 
 from bot.core.engine import CheckContext
-from bot.core.errors import describe_error
+from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets.api import HttpResult
+from bot.targets.docker import translated
 
 runbook = Runbook("health")
 
@@ -274,14 +275,19 @@ async def inspect_container(docker, name: str) -> Finding:
 
 @runbook.check("health", component="Docker", section="Quick Diagnostics › Docker Environment Diagnostics")
 async def docker_containers(ctx: CheckContext) -> list[Finding]:
+    await ctx.targets.docker.version()  # one clear failure ("unreachable") when the engine itself is down
     docker = ctx.targets.docker.client()
-    await docker.version()  # one clear failure when the engine itself is down
     results = await asyncio.gather(
         *(inspect_container(docker, name) for name in ctx.targets.containers), return_exceptions=True
     )
     findings = []
     for name, result in zip(ctx.targets.containers, results, strict=False):
         if isinstance(result, BaseException):
-            result = Finding.error(f"Docker {name}", describe_error(result))
+            error = translated(result, name)
+            result = (
+                Finding.crit(f"Docker {name}", "unreachable — " + describe_error(error))
+                if is_unreachable(error)
+                else Finding.error(f"Docker {name}", describe_error(error))
+            )
         findings.append(result)
     return findings

@@ -63,7 +63,7 @@ JWT = "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(b'{"sub":"cnry"}').deco
 KEY_VALUE, SECRET_SPACE, TOKEN_COLON = tag("KeyEq"), tag("SecretSp"), tag("TokColon")
 BEARER = tag("Bearer", 24)
 LOG_DSN_PASSWORD = tag("LogDsnPw")
-PEM_BODY = tag("PemBody", 40)
+PEM_BODY = tag("PemBody", 12)
 
 CANARIES = {
     "DSN_PASSWORD": DSN_PASSWORD,
@@ -117,19 +117,19 @@ def leaks(where: str, text: str) -> list[str]:
 
 # ---- the container: its environment and its log ----------------------------------------------
 
+BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+PEM_LINES = [alnum("", PEM_BODY, 64, BASE64) for _ in range(3)]  # a key's body: 64 base64 characters a line
 LOG_LINES = [
     "-----BEGIN RSA PRIVATE KEY-----",
-    f"MIIEow{PEM_BODY}AIBAAKCAQEAx",
-    f"Zk3c{PEM_BODY}Q2FuYXJ5",
-    "ERROR failed to load signing key",  # the evidence window starts after the BEGIN line
+    *PEM_LINES,
+    "-----END RSA PRIVATE KEY-----",
+    "ERROR failed to load signing key",  # the evidence window starts inside the key, after its BEGIN line
     f"GET /api/v1/orders 500 12ms Authorization: Bearer {BEARER}",
     f"error: github push failed token {GITHUB} gitlab {GITLAB}",
     f"error: s3 upload failed AWS_ACCESS_KEY_ID={AWS_KEY_ID} aws_secret_access_key={AWS_SECRET}",
     f"error: stripe {STRIPE} google {GOOGLE} slack {SLACK_IN_LOG}",
     f"panic: runtime error: key={KEY_VALUE} secret {SECRET_SPACE} token: {TOKEN_COLON}",
     f"error connecting to postgres://app:{LOG_DSN_PASSWORD}@db:5432/erp jwt={JWT}",
-    f"{PEM_BODY}xyz",
-    "-----END RSA PRIVATE KEY-----",
 ]
 
 

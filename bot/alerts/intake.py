@@ -43,7 +43,8 @@ from bot.alerts.groups import (
     iso,
 )
 from bot.alerts.messages import OpenGroup
-from bot.alerts.webhook import DISPLAY_SQL, Webhook, redacted_webhook
+from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redacted_webhook
+from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
 from bot.slack import outbox
 
@@ -277,14 +278,17 @@ class Recorder:
             try:
                 await self._write(batch)
             except Exception as exc:
-                if len(batch) == 1 or not isinstance(exc, REFUSED_DATA):
-                    _settle(batch, error=exc)  # e.g. the database is down: every one of them gets a 503
+                if is_unreachable(exc):
+                    _settle(batch, error=exc)  # the database is down: every one of them gets a 503
+                    continue
+                if len(batch) == 1:
+                    _settle(batch, error=_refusal(exc))
                     continue
                 for item in batch:  # find the one that cannot be recorded; record the others
                     try:
                         await self._write([item])
                     except Exception as single:
-                        _settle([item], error=single)
+                        _settle([item], error=_refusal(single))
 
     async def _write(self, batch) -> None:
         started = time.perf_counter()
@@ -297,6 +301,14 @@ class Recorder:
             notifications=len(batch),
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+
+def _refusal(exc: Exception) -> Exception:
+    """What one notification's failure means: data that can never be stored is an IntakeError 400
+    (Alertmanager would retry a 5xx for ever); anything else is left as it is."""
+    if isinstance(exc, (*REFUSED_DATA, OverflowError)):
+        return IntakeError(400, f"this notification cannot be stored: {describe_error(exc)}")
+    return exc
 
 
 def _settle(batch, *, results=None, error: Exception | None = None) -> None:

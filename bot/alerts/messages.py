@@ -277,7 +277,7 @@ def open_groups_message(groups: list[OpenGroup], total: int, links: dict[int, st
         where = (
             f"<{links[g.group_id]}|thread>"
             if g.group_id in links
-            else (f"thread in <#{g.channel}>" if g.ts else "_thread not posted yet (queued)_")
+            else (f"thread in {render.channel_link(g.channel)}" if g.ts else "_thread not posted yet (queued)_")
         )
         severity = f" ({render.escape(g.severity)})" if g.severity else ""
         summary = f" — {render.escape(g.summary[:120])}" if g.summary else ""

@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.core.redact import redact
 
 # ---------------------------------------------------------------------- the webhook, version 4
+
+
+MAX_UTC_OFFSET = timedelta(hours=14)  # the widest offset any time zone uses (UTC+14, Kiribati)
+YEARS = (1970, 9998)  # a time outside these cannot be an alert's (and 9999 + an offset overflows)
+
+
+def in_range(when: datetime | None) -> datetime | None:
+    """A time stamp that can be stored and computed with, or ValueError; Alertmanager's zero time passes."""
+    if when is None or when.year <= 1:
+        return when
+    offset = when.utcoffset()
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        raise ValueError("time zone offset beyond ±14:00")
+    try:
+        utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+    if not YEARS[0] <= utc.year <= YEARS[1]:
+        raise ValueError(f"time out of range (years {YEARS[0]}–{YEARS[1]})")
+    return when
 
 
 class WebhookAlert(BaseModel):
@@ -24,6 +44,11 @@ class WebhookAlert(BaseModel):
     endsAt: datetime | None = None
     generatorURL: str = ""
     fingerprint: str = Field(min_length=1, max_length=256)
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _time_in_range(cls, when: datetime | None) -> datetime | None:
+        return in_range(when)
 
 
 class Webhook(BaseModel):
@@ -86,9 +111,11 @@ def parse_webhook(raw: bytes) -> Webhook:
 def redacted_webhook(hook: Webhook) -> Webhook:
     """The notification with every text that is stored and later shown redacted (labels, annotations,
     URLs, the group key that quotes label values): the bot keeps no secret an alert carried."""
-    seen = _redacted_all(_texts_of(hook))
+    seen: dict[str, str] = {}  # the same label values recur in every alert and the common labels
 
     def text(value: str) -> str:
+        if value not in seen:
+            seen[value] = redact(value)
         return seen[value]
 
     def texts(values: dict[str, str]) -> dict[str, str]:
@@ -118,29 +145,14 @@ def redacted_webhook(hook: Webhook) -> Webhook:
     )
 
 
-# Between the texts of one notification redacted as one text: no rule crosses a line break followed by
-# NUL (which a webhook cannot carry: parse_webhook refuses it); should one, each is redacted alone.
-_APART = "\n\x00\n"
-
-
-def _texts_of(hook: Webhook) -> set[str]:
-    found = {hook.groupKey, hook.receiver, hook.externalURL}
-    for values in (hook.groupLabels, hook.commonLabels, hook.commonAnnotations):
-        found.update(values.values())
-    for alert in hook.alerts:
-        found.update(alert.labels.values())
-        found.update(alert.annotations.values())
-        found.update((alert.generatorURL, alert.fingerprint))
-    return found
-
-
-def _redacted_all(texts: set[str]) -> dict[str, str]:
-    """{text: redacted text}, with one pass of the redactor over all of them (a storm's hot path)."""
-    originals = sorted(texts)
-    joined = redact(_APART.join(originals)).split(_APART)
-    if len(joined) == len(originals):
-        return dict(zip(originals, joined, strict=True))
-    return {text: redact(text) for text in originals}
+def group_key_of(raw: bytes) -> str | None:
+    """The groupKey of a body that was refused, when it has one (for the log line)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    key = body.get("groupKey") if isinstance(body, dict) else None
+    return key[:200] if isinstance(key, str) else None
 
 
 def zero_to_none(when: datetime | None) -> datetime | None:

@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmO
 from bot.approvals.engine import Approval, AuditEntry, Decision
 from bot.approvals.policy import Policy
 from bot.slack import render
-from bot.slack.render import Message, clip, context, escape, section
+from bot.slack.render import Message, channel_link, clip, context, escape, mention, section
 
 APPROVE_ACTION = "approval.approve"
 REJECT_ACTION = "approval.reject"
@@ -28,12 +28,6 @@ STATE_EMOJI = {
     "expired": ":hourglass:",
     "cancelled": ":leftwards_arrow_with_hook:",
 }
-
-
-def mention(user: str | None) -> str:
-    if not user:
-        return "nobody"
-    return f"<@{user}>" if user[:1] in "UW" and user.isalnum() else escape(user)
 
 
 def clock(at: datetime | None) -> str:
@@ -222,6 +216,10 @@ def no_store_notice() -> Message:
     return render.text_message(f":information_source: {NO_STORE}")
 
 
+def refused_clicker_notice(reason: str) -> Message:
+    return render.text_message(f":no_entry: {escape(reason)}")
+
+
 def bad_value_notice(value: str) -> Message:
     return render.text_message(f":grey_question: That button does not name an approval ({escape(value[:40])!r}).")
 
@@ -261,7 +259,7 @@ def approvals_list(
                 f"{minutes((approval.expires_at - now).total_seconds())}"
             )
         link = links.get(approval.id)
-        where = f" · <{link}|open>" if link else (f" · in <#{approval.channel}>" if approval.channel else "")
+        where = f" · <{link}|open>" if link else (f" · in {channel_link(approval.channel)}" if approval.channel else "")
         lines.append(f"• #{approval.id} {escape(approval.summary)} — {status}{where}")
     return _chunked("\n".join(lines), f"{len(approvals)} open approvals")
 

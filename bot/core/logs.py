@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 
 import structlog
 
@@ -25,6 +28,50 @@ class _CurrentStream:
 
     def flush(self) -> None:
         getattr(sys, self.name).flush()
+
+
+class RateLimitedWarning:
+    """A warning for something that may happen on every request (a forged or malformed request):
+    at most one line per `every` seconds, saying how many happened since the last one, and why."""
+
+    def __init__(self, event: str, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.event = event
+        self.every = every
+        self.clock = clock
+        self._reasons: Counter[str] = Counter()
+        self._last: float | None = None
+
+    def __call__(self, reason: str, **fields: object) -> None:
+        self._reasons[reason] += 1
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every:
+            return
+        log.warning(
+            self.event,
+            count=sum(self._reasons.values()),
+            reasons=dict(self._reasons),
+            window_s=self.every,
+            **fields,
+        )
+        self._reasons.clear()
+        self._last = now
+
+
+MALFORMED_HTTP = RateLimitedWarning("http_requests_malformed")
+
+
+class _ClientProtocolErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse (bad encoding, bad framing) as an error with a
+    traceback; it is the client's fault and already answered 4xx: a rate-limited warning instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+            MALFORMED_HTTP(type(exc).__name__)
+            return False
+        return True
 
 
 def configure_logging(level: str = "info", stream=None) -> None:
@@ -66,6 +113,9 @@ def configure_logging(level: str = "info", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientProtocolErrors) for f in server.filters):
+        server.addFilter(_ClientProtocolErrors())
 
 
 log = structlog.get_logger("erpgo")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_DURATION_PART = re.compile(r"([0-9]{1,9})([smhdw])")  # ASCII digits: \d takes "٣" and int() with it
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 

@@ -49,6 +49,10 @@ class SlackOut:
         return cls(None)
 
     @property
+    def offline_mode(self) -> bool:
+        return self._client is None
+
+    @property
     def client(self) -> AsyncWebClient:
         if self._client is None:
             raise SlackOffline("no Slack in this process")

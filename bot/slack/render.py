@@ -14,6 +14,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.core.findings import Finding, Status, worst
+from bot.core.parse import is_slack_channel_id, is_slack_user_id
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -24,6 +25,20 @@ Message = dict  # {"text": fallback, "blocks": [...]} as chat.postMessage takes 
 def escape(text: str) -> str:
     """Slack's three control characters; user text never becomes a mention or a link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(user_id: str | None, missing: str = "nobody") -> str:
+    """`<@U…>` for a Slack user id, the escaped text for anything else (a forged id never becomes a mention)."""
+    if not user_id:
+        return missing
+    return f"<@{user_id}>" if is_slack_user_id(user_id) else escape(str(user_id))
+
+
+def channel_link(channel_id: str | None, missing: str = "?") -> str:
+    """`<#C…>` for a Slack channel id, the escaped text for anything else."""
+    if not channel_id:
+        return missing
+    return f"<#{channel_id}>" if is_slack_channel_id(channel_id) else escape(str(channel_id))
 
 
 def clip(text: str, limit: int) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
+from bot.core.parse import shown
+from bot.core.registry import UsageError
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,6 +20,15 @@ class NotConfigured(Exception):
     def __init__(self, setting: str):
         super().__init__(f"not configured (set {setting})")
         self.setting = setting
+
+
+class NotWatched(UsageError):
+    """A container the bot does not watch: it reads only the deployment's own containers."""
+
+    def __init__(self, name: str, watched: list[str]):
+        super().__init__(f"{shown(name, 128)} is not a watched container; watched: {', '.join(watched)}")
+        self.name = name
+        self.watched = watched
 
 
 class Targets:
@@ -39,6 +50,23 @@ class Targets:
         self.docker = Docker(settings.docker_host, timeout)
         self.containers = settings.erpgo_containers
         self._firewall: FirewallBackend | None = None
+
+    async def watched_names(self) -> list[str]:
+        """The watched containers: every container of ERPGO_COMPOSE_PROJECT (stopped ones included)
+        when that is set and has any, otherwise ERPGO_CONTAINERS."""
+        project = self.settings.erpgo_compose_project
+        if project:
+            found = await self.docker.containers_of_project(project)
+            if found:
+                return found
+        return list(self.containers)
+
+    async def watched(self, name: str) -> str:
+        """`name` when it is one of the watched containers; NotWatched (a UsageError) otherwise."""
+        names = await self.watched_names()
+        if name not in names and name not in self.containers:
+            raise NotWatched(name, names)
+        return name
 
     @property
     def api(self):

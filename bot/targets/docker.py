@@ -70,6 +70,16 @@ def _translated(exc: DockerError, container: str | None) -> Exception:
     return exc
 
 
+def translated(exc: BaseException, container: str | None = None) -> BaseException:
+    """An error of the raw aiodocker client as this module raises it (an engine that cannot be
+    reached is DockerUnreachable, a ConnectionError: "unreachable", never a bug)."""
+    if isinstance(exc, DockerError):
+        return _translated(exc, container)
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return DockerUnreachable(str(exc))
+    return exc
+
+
 def _engine_timestamp(moment: datetime) -> str:
     """Seconds.nanoseconds since the epoch, the form the events API takes exactly."""
     nanos = int(moment.timestamp() * 1_000_000) * 1000

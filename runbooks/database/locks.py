@@ -16,12 +16,12 @@ between.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from datetime import UTC, datetime
 
 from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Proposal, Status
+from bot.core.parse import ascii_decimal
 from bot.core.registry import Refused, Runbook, UsageError
 from bot.core.units import human_duration
 
@@ -49,12 +49,8 @@ def parse_seconds(words: list[str]) -> dict:
         return {"seconds": 5.0}
     if len(words) > 1:
         raise UsageError("`db long-queries` takes one number of seconds")
-    text = words[0].lower().removesuffix("s")
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{words[0][:20]!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 < value <= 86400:
+    value = ascii_decimal(words[0].lower().removesuffix("s"), min=0, max=10**9, what="a number of seconds")
+    if not 0 < value <= 86400:
         raise UsageError("the number of seconds must be more than 0 and at most 86400 (a day)")
     return {"seconds": value}
 

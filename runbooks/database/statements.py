@@ -14,6 +14,7 @@ import asyncpg
 
 from bot.core.engine import CheckContext
 from bot.core.findings import Finding, Proposal, Status
+from bot.core.parse import ascii_int
 from bot.core.registry import Outcome, Refused, Runbook, UsageError
 from runbooks.database.common import (
     APP_NAME,
@@ -46,13 +47,7 @@ runbook = Runbook("database.statements")
 def parse_queryid(words: list[str]) -> dict[str, Any]:
     if len(words) != 1:
         raise UsageError("give one queryid (the number `db slow` shows before each statement)")
-    try:
-        queryid = int(words[0])
-    except ValueError:
-        raise UsageError(f"queryid must be an integer, not `{words[0][:40]}`") from None
-    if not -(2**63) <= queryid < 2**63:
-        raise UsageError("queryid is out of range (a 64-bit integer)")
-    return {"queryid": queryid}
+    return {"queryid": ascii_int(words[0], min=-(2**63), max=2**63 - 1, what="queryid")}
 
 
 runbook.verb(

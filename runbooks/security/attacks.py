@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from bot.core.engine import CheckContext
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status
+from bot.core.parse import ascii_int
 from bot.core.registry import Runbook, UsageError
 from bot.core.units import short_duration
 from bot.targets import NotConfigured
@@ -55,9 +56,12 @@ Candidates = dict[str, list[str]]  # address -> why it should be banned
 def parse_security(words: list[str]) -> dict[str, int]:
     if not words:
         return {"minutes": DEFAULT_MINUTES}
-    if len(words) > 1 or not words[0].isdigit() or not 1 <= int(words[0]) <= MAX_MINUTES:
-        raise UsageError(f"minutes must be between 1 and {MAX_MINUTES}, e.g. `/erpgo security 30`")
-    return {"minutes": int(words[0])}
+    try:
+        if len(words) > 1:
+            raise UsageError("one number of minutes")
+        return {"minutes": ascii_int(words[0], min=1, max=MAX_MINUTES, what="minutes")}
+    except UsageError:  # "²" and "٩" pass isdigit(); int() takes only the second
+        raise UsageError(f"minutes must be between 1 and {MAX_MINUTES}, e.g. `/erpgo security 30`") from None
 
 
 runbook.verb(
