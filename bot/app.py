@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.engine import Approvals
 from bot.approvals.policy import Policy, load_policy
+from bot.approvals.usergroups import UserGroups
 from bot.core import metrics
 from bot.core.errors import describe_error
 from bot.core.logs import log
@@ -34,14 +35,20 @@ from bot.slack.guard import Guard
 from bot.slack.identity import SlackIdentity, TokenRejected, authorizer, identify
 from bot.slack.memory import MemoryOutbox
 from bot.slack.outbox import Courier
+from bot.slack.socket import SocketLink
 from bot.store.pool import Store
 from bot.targets import Targets
+from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
-from runbooks import application, auth, disk, errors, integrity, network, quick, tls, triage
-from runbooks.database import connect, connections, indexes, locks, overview, statements
+from handlers import home as home_handlers
+from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
+from runbooks.containers import actions as container_actions
+from runbooks.containers import startup
+from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
+from runbooks.resources import cpu, memory
 from runbooks.security import accounts, attacks, bans
 
 RUNBOOKS: tuple[Runbook, ...] = (
@@ -54,6 +61,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     indexes.runbook,
     db_settings.runbook,
     locks.runbook,
+    replication.runbook,
     auth.runbook,
     integrity.runbook,
     errors.runbook,
@@ -63,10 +71,15 @@ RUNBOOKS: tuple[Runbook, ...] = (
     attacks.runbook,
     bans.runbook,
     accounts.runbook,
-    triage.runbook,
+    startup.runbook,
+    container_actions.runbook,
+    memory.runbook,
+    cpu.runbook,
+    performance.runbook,
+    triage.runbook,  # last: the runbooks above map their own alert names first
 )
-BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs)
-HANDLERS = (command_handlers, approval_handlers, alert_handlers)
+BOT_VERBS: tuple[Runbook, ...] = (approval_handlers.bot_verbs, alert_handlers.bot_verbs, alert_actions.bot_verbs)
+HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers)
 IDENTITY_WAIT = 10.0  # s: how long the start waits for auth.test before serving without the bot's ids
 
 
@@ -100,6 +113,8 @@ class Runtime:
     stopping: bool = False  # set by drain(): no new work is taken
     closed: bool = False
     identity: SlackIdentity | None = None  # the bot's own Slack account (auth.test at start)
+    usergroups: UserGroups | None = None  # Slack user groups named by the policy (S…), resolved through Slack
+    slack_link: SocketLink | None = None  # Socket Mode's connection, when Slack is reached that way
 
     def start_loop(self, coro, name: str) -> None:
         """A task that runs for the life of the process (not awaited by tasks.idle())."""
@@ -161,11 +176,13 @@ class Runtime:
         log.warning("slack_identity_pending", waited_s=wait, hint="Slack's auth.test keeps failing; retrying")
         self.loops.append(asking)
 
-    async def start(self) -> None:
+    async def start(self, identify_wait: float | None = None) -> None:
         """Ask Slack who the bot is, load the policy (a malformed one is a ConfigError), then apply
-        the bot database's migrations; a database that is down now is retried on first use."""
-        await self.identify()
-        self.policy = load_policy(self.settings.chatops_policy_file)
+        the bot database's migrations; a database that is down now is retried on first use. The watched
+        containers' Docker stats are sampled in the background from here on."""
+        await self.identify(identify_wait)
+        self.policy = load_policy(self.settings.chatops_policy_file).with_usergroups(self.usergroups)
+        self.targets.start_sampling()
         if self.policy.is_default:
             log.warning(
                 "policy_not_configured",
@@ -198,6 +215,10 @@ class Runtime:
             except Exception as exc:
                 body["bot_database"] = {"ok": False, "error": describe_error(exc)}
                 down.append("bot_database")
+        if self.slack_link is not None:  # Socket Mode: whether Slack can reach the bot now (degraded, not down)
+            body["slack"] = await self.slack_link.status()
+            if not body["slack"]["connected"]:
+                body["status"] = "degraded"
         if self.outbox is not None:
             if "bot_database" in down:
                 body["slack_backlog"] = {"pending": None, "error": "the bot's database is unreachable"}
@@ -224,11 +245,13 @@ def build_runtime(settings: Settings) -> Runtime:
         slack=SlackOut(web_client(token, settings.slack_api_url)),
         registry=build_registry(),
     )
+    runtime.usergroups = UserGroups(runtime.slack.usergroup_members, ttl=settings.erpgo_usergroup_ttl)
     attach_store(runtime, token)
     if runtime.outbox is None:  # no bot database: the same outbox, kept in this process
         runtime.outbox = MemoryOutbox(
             outbox_client(token, settings.slack_api_url),
             interval=settings.erpgo_slack_channel_interval,
+            burst=settings.erpgo_slack_channel_burst,
             max_backoff=settings.erpgo_slack_max_backoff,
         )
     return runtime
@@ -247,6 +270,7 @@ def attach_store(runtime: Runtime, slack_token: str | None) -> None:
         runtime.store,
         outbox_client(slack_token, settings.slack_api_url) if slack_token else None,
         interval=settings.erpgo_slack_channel_interval,
+        burst=settings.erpgo_slack_channel_burst,
         max_backoff=settings.erpgo_slack_max_backoff,
     )
 
@@ -276,11 +300,13 @@ def bolt_client(client: AsyncWebClient) -> AsyncWebClient:
     return AsyncWebClient(base_url=client.base_url, timeout=client.timeout, retry_handlers=list(client.retry_handlers))
 
 
-def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
+def build_web_app(runtime: Runtime, bolt: AsyncApp, *, slack_events: bool = True) -> web.Application:
+    """The HTTP side: /slack/events (unless Slack comes over Socket Mode), /healthz, /metrics and the
+    handlers' routes (the Alertmanager webhook)."""
     # signature and shape are checked on the raw bytes before Bolt parses anything (401/400/413)
     guard = Guard(runtime.settings.secret("slack_signing_secret") or "unset")
 
-    async def slack_events(request: web.Request) -> web.Response:
+    async def events(request: web.Request) -> web.Response:
         admitted = await guard.admit(request)
         if isinstance(admitted, web.Response):
             return admitted
@@ -303,7 +329,8 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp) -> web.Application:
         await runtime.close()
 
     app = web.Application(client_max_size=1024 * 1024)
-    app.router.add_post("/slack/events", slack_events)
+    if slack_events:
+        app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics_route)

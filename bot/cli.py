@@ -18,13 +18,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve = commands.add_parser("serve", help="run the bot over HTTP (Slack events, /healthz, /metrics)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
-    commands.add_parser("socket", help="run the bot over Slack Socket Mode")
+    socket = commands.add_parser(
+        "socket", help="run the bot over Slack Socket Mode (webhook, /healthz, /metrics on PORT)"
+    )
+    socket.add_argument("--host", default="0.0.0.0")
+    socket.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
     check = commands.add_parser("check", help="run one verb's checks and print the report (no Slack needed)")
     check.add_argument("verb", nargs="+", help="e.g. health, or: db locks")
     check.add_argument("--json", action="store_true", help="print findings as JSON")
     commands.add_parser("migrate", help="apply the bot database's migrations (BOT_DATABASE_URL) and exit")
     shell = commands.add_parser("shell", help="type /erpgo commands and see what Slack would show")
     shell.add_argument("--user", default="U0YOU", help="the Slack user id you act as")
+    shell.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: $LOG_LEVEL")
+    shell.add_argument(
+        "--log-file",
+        help="where the bot's logs go (default on a terminal: a file in ~/.local/state/erpgo-bot; '-': stderr, "
+        "warnings and up unless --log-level says otherwise)",
+    )
     return parser.parse_args(argv)
 
 
@@ -34,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         from bot.core.logs import configure_logging
 
-        configure_logging(settings.log_level, stream=sys.stderr if args.command in ("check", "shell") else sys.stdout)
+        log_note = None
+        if args.command == "shell":
+            log_note = shell_logging(settings, args.log_level, args.log_file, interactive=sys.stdin.isatty())
+        else:
+            configure_logging(settings.log_level, stream=sys.stderr if args.command == "check" else sys.stdout)
         if args.command == "check":
             return asyncio.run(run_check(settings, args.verb, args.json))
         if args.command == "serve":
@@ -44,19 +58,43 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "socket":
             from bot.server import socket_mode
 
-            return asyncio.run(socket_mode(settings))
+            return asyncio.run(socket_mode(settings, args.host, args.port or settings.port))
         if args.command == "migrate":
             return asyncio.run(run_migrate(settings))
         if args.command == "shell":
             from bot.local.shell import run_shell
 
-            return asyncio.run(run_shell(settings, args.user))
+            return asyncio.run(run_shell(settings, args.user, log_note))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
     return EXIT_OK
+
+
+def shell_logging(settings, level: str | None, log_file: str | None, *, interactive: bool) -> str | None:
+    """Keep the bot's log lines out of the conversation: on a terminal they go to a file (whose path
+    is returned, to be shown at start) or, with --log-file -, to stderr at warning level; without
+    a terminal (commands piped in) to stderr as before."""
+    import os
+    from pathlib import Path
+
+    from bot.core.logs import configure_logging
+
+    if log_file == "-" or (not interactive and log_file is None):
+        configure_logging(level or ("warning" if interactive else settings.log_level), stream=sys.stderr)
+        return None
+    if log_file is None:
+        state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "erpgo-bot"
+        state.mkdir(parents=True, exist_ok=True)
+        log_file = str(state / "shell.log")
+    try:
+        stream = open(log_file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open for the process's life
+    except OSError as exc:
+        raise ConfigError(f"configuration error: --log-file {log_file}: {exc.strerror}") from None
+    configure_logging(level or settings.log_level, stream=stream)
+    return f"(the bot's logs go to {log_file})"
 
 
 async def run_check(settings, words: list[str], as_json: bool) -> int:

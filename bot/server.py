@@ -20,6 +20,8 @@ from aiohttp import web
 from bot.app import RUNTIME, Runtime, build_bolt_app, build_runtime, build_web_app
 from bot.core.logs import log
 
+SOCKET_IDENTIFY_WAIT = 2.0  # s: in Socket Mode the webhook and /healthz are served while Slack is unreachable
+
 
 async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start the HTTP server; returns the runner and the bound port (port 0 picks a free one)."""
@@ -90,23 +92,46 @@ async def serve(settings, host: str, port: int) -> int:
     return 0
 
 
-async def socket_mode(settings) -> int:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
+async def start_socket_mode(settings, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Socket Mode with its HTTP side: the webhook, /healthz and /metrics on `port` (everything but
+    /slack/events), serving at once, while the link to Slack is (re)established with backoff."""
+    from bot.core.errors import Backoff
     from bot.settings import ConfigError
+    from bot.slack.socket import SocketLink
 
     app_token = settings.secret("slack_app_token")
     if not app_token:
         raise ConfigError("configuration error: SLACK_APP_TOKEN is required in Socket Mode")
-    signals = StopSignals()
     runtime = build_runtime(settings)
-    await runtime.start()
-    handler = AsyncSocketModeHandler(build_bolt_app(runtime, socket_mode=True), app_token)
-    await handler.connect_async()
-    log.info("socket_mode_connected")
+    await runtime.start(identify_wait=SOCKET_IDENTIFY_WAIT)  # the HTTP side must not wait long for Slack
+    bolt = build_bolt_app(runtime, socket_mode=True)
+    runtime.slack_link = SocketLink(bolt, app_token, backoff=Backoff(first=1.0, cap=settings.erpgo_slack_max_backoff))
+    web_app = build_web_app(runtime, bolt, slack_events=False)
+    link = runtime.slack_link
+
+    async def close_link(_app: web.Application) -> None:
+        await link.close()
+
+    web_app.on_shutdown.append(close_link)
+    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)
+    link.start()
+    return runner, server.sockets[0].getsockname()[1]
+
+
+async def socket_mode(settings, host: str = "0.0.0.0", port: int | None = None) -> int:
+    signals = StopSignals()
+    runner, bound = await start_socket_mode(settings, host, port or settings.port)
+    runtime = runner.app[RUNTIME]
+    log.info("listening", mode="socket", host=host, port=bound, routes=["GET /healthz", "GET /livez", "GET /metrics"])
     await signals.first.wait()
-    await drain(runtime, signals)
-    await handler.close_async()
-    await runtime.close()
+    log.info("stopping", grace_s=settings.erpgo_shutdown_grace)
+    await drain(runtime, signals)  # Slack's link stays up meanwhile: commands and clicks are told to retry
+    await runner.cleanup()  # closes the link, then the runtime (outbox, targets, bot database)
     signals.restore()
+    log.info("stopped")
     return 0

@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     erpgo_database_url: SecretStr | None = None
     erpgo_redis_url: SecretStr | None = None
     docker_host: str | None = None
-    erpgo_containers: Annotated[list[str], NoDecode] = ["erpgo-api", "postgres", "redis"]
-    # when set, the watched containers are every container of this compose project (its labels)
+    erpgo_containers: Annotated[list[str], NoDecode] = ["erpgo-api", "erpgo-postgres", "erpgo-redis"]
+    # when set, the watched containers are every container of this compose project (its labels), and
+    # the API, database and cache are its services api, postgres and redis
     erpgo_compose_project: str | None = None
     erpgo_check_timeout: float = Field(5.0, gt=0, le=120)
 
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     erpgo_slack_channel_interval: float = Field(1.0, ge=0, le=60)  # s between two messages in one channel
     erpgo_slack_max_backoff: float = Field(30.0, gt=0, le=3600)  # s: longest wait between retries while Slack fails
     erpgo_shutdown_grace: float = Field(20.0, ge=0, le=600)  # s: running work may finish after SIGTERM
+    erpgo_slack_channel_burst: int = Field(
+        15, ge=1, le=100
+    )  # messages a channel may get at once, then one per interval
+    erpgo_usergroup_ttl: float = Field(300.0, ge=0, le=86400)  # s: how long a Slack user group's members are trusted
 
     # Alertmanager's API (silences from alert threads)
     alertmanager_url: str | None = None

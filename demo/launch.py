@@ -1,8 +1,9 @@
 """`python -m demo`: the bot's terminal shell against a local ERPGo that is sick on purpose.
 
 Starts throwaway services under `.run/demo/` (PostgreSQL with the demo `erp` database, Redis, the
-ERPGo API simulator and, as root, a private Docker Engine with `erpgo-api`, `postgres` and `redis`
-containers), points the bot at them through its environment variables and runs
+ERPGo API simulator and, as root, a private Docker Engine with the containers of ERPGo's compose
+project `erpgo`: `erpgo-api`, `erpgo-postgres`, `erpgo-redis`, `erpgo-worker` and the one-shot
+`erpgo-migrator`, labelled as Compose labels them), points the bot at them through its environment variables and runs
 `python -m bot.cli shell`. Targets you configured yourself win: a variable already set in the
 environment is left alone, and when ERPGO_API_URL, ERPGO_DATABASE_URL and ERPGO_REDIS_URL are all
 set nothing is started. Everything started is stopped on exit, Ctrl-C or SIGTERM.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -71,6 +73,10 @@ while true; do
   sleep 1 & wait $!
 done
 """
+MIGRATOR_SCRIPT = (
+    'echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) INF Applying migrations"; '
+    'echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) INF Migrations complete"'
+)
 IDLE_SCRIPT = "trap 'exit 0' TERM; echo '{ready}'; while true; do sleep 3600 & wait $!; done"
 
 
@@ -204,22 +210,82 @@ def start_simulator(services: contextlib.ExitStack) -> str | None:
     return url
 
 
+COMPOSE_PROJECT = "erpgo"
+
+
+def compose_labels(service: str, project: str = COMPOSE_PROJECT) -> list[str]:
+    """The labels `docker compose up` puts on a service's container (the ones the bot reads)."""
+    return ["--label", f"com.docker.compose.project={project}", "--label", f"com.docker.compose.service={service}"]
+
+
+def run_compose_containers(
+    engine: DockerEngine,
+    project: str = COMPOSE_PROJECT,
+    *,
+    api_script: str = ERPGO_API_SCRIPT,
+    api_env: Mapping[str, str] | None = None,
+    api_health_cmd: str | None = "true",
+) -> None:
+    """ERPGo's compose containers, named as its docker-compose.yml names them: the API, its database,
+    its cache, the worker, and the migrator, which runs once (restart policy `no`) and exits 0.
+    `api_env` is the API container's environment (e.g. its JWT_SECRET), passed in an env file."""
+    env = env_file(engine.dir / "erpgo-api.env", api_env) if api_env else []
+    engine.run(
+        "erpgo-api",
+        api_script,
+        restart="unless-stopped",
+        health_cmd=api_health_cmd,
+        run_args=[*compose_labels("api", project), *env],
+    )
+    for service, ready in (
+        ("postgres", "LOG:  database system is ready to accept connections"),
+        ("redis", "* Ready to accept connections tcp"),
+        ("worker", "INF Starting ERPGo worker"),
+    ):
+        engine.run(
+            f"erpgo-{service}",
+            IDLE_SCRIPT.format(ready=ready),
+            restart="unless-stopped",
+            run_args=compose_labels(service, project),
+        )
+    engine.run("erpgo-migrator", MIGRATOR_SCRIPT, run_args=compose_labels("migrator", project))
+    engine.docker("wait", "erpgo-migrator", timeout=30)
+
+
+def env_file(path: Path, values: Mapping[str, str]) -> list[str]:
+    """`docker run` arguments passing `values` in an env file only this user can read, so that no
+    value is in an argument list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # before the secret is in it
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    return ["--env-file", str(path)]
+
+
+def demo_api_env() -> dict[str, str]:
+    """The settings the real ERPGo reads (what `/erpgo app` looks for)."""
+    return {
+        "DATABASE_URL": "postgres://erpgo@erpgo-postgres:5432/erp",
+        "REDIS_URL": "redis://erpgo-redis:6379/0",
+        "JWT_SECRET": secrets.token_hex(32),
+        "SERVER_PORT": "8080",
+        "GOMEMLIMIT": "400MiB",
+    }
+
+
 def start_docker(engine: DockerEngine) -> str | None:
     """Start the engine and the demo containers; None (and one line why) when Docker can't run."""
     try:
         engine.start()
-        engine.run("erpgo-api", ERPGO_API_SCRIPT, restart="unless-stopped", health_cmd="true")
-        engine.run(
-            "postgres",
-            IDLE_SCRIPT.format(ready="LOG:  database system is ready to accept connections"),
-            restart="unless-stopped",
-        )
-        engine.run("redis", IDLE_SCRIPT.format(ready="* Ready to accept connections tcp"), restart="unless-stopped")
+        run_compose_containers(engine, api_env=demo_api_env())
     except (ServiceUnavailable, ServiceError) as exc:
         reason = str(exc).splitlines()[0]
         say(f"no Docker Engine ({reason}): the Docker checks will report it not configured")
         return None
-    say(f"Docker Engine on {engine.host} (containers erpgo-api, postgres, redis)")
+    say(
+        f"Docker Engine on {engine.host} (compose project {COMPOSE_PROJECT}: erpgo-api, erpgo-postgres, erpgo-redis, "
+        "erpgo-worker, erpgo-migrator)"
+    )
     return engine.host
 
 

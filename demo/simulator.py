@@ -15,6 +15,7 @@ Switches make it sick on purpose (see `Switches`). They are set by CLI flags at 
     python -m demo.simulator --port 8080 --status unhealthy --delay 2 --no-detailed
     python -m demo.simulator --dialect guide --login locked
     curl -X POST localhost:8080/_sim -d '{"status": "degraded", "pool": {"acquired_conns": 19}}'
+    curl -X POST localhost:8080/_sim -d '{"leak": true}'     # /metrics: goroutines and heap grow
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from demo.go_runtime import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from demo.go_runtime import GoRuntime
 
 STATUSES = ("healthy", "unhealthy", "degraded")
 DIALECTS = ("real", "guide")
@@ -82,6 +86,7 @@ class Switches:
             idle_conns shrinks to fit max_conns and total_conns = idle + acquired + constructing
     dialect "real" (the application's error bodies and tokens) | "guide" (AUTH_001..AUTH_003)
     login   "open" | "rate-limited" (every login answers 429) | "locked" (every account is locked)
+    leak    /metrics' goroutines and heap grow with time (see demo/go_runtime.py)
     """
 
     status: str = "healthy"
@@ -91,6 +96,7 @@ class Switches:
     pool: dict[str, int] = field(default_factory=dict)
     dialect: str = "real"
     login: str = "open"
+    leak: bool = False
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Validate every change first, then apply them all; raise ValueError on any bad one."""
@@ -107,6 +113,7 @@ class Switches:
             "pool": dict(self.pool),
             "dialect": self.dialect,
             "login": self.login,
+            "leak": self.leak,
         }
 
 
@@ -147,6 +154,12 @@ def _parse_pool(value: Any) -> dict[str, int]:
     return pool
 
 
+def _parse_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false; got {value!r}")
+    return value
+
+
 _PARSERS = {
     "status": lambda v: _parse_choice("status", v, STATUSES),
     "delay": _parse_delay,
@@ -155,6 +168,7 @@ _PARSERS = {
     "pool": _parse_pool,
     "dialect": lambda v: _parse_choice("dialect", v, DIALECTS),
     "login": lambda v: _parse_choice("login", v, LOGIN_STATES),
+    "leak": lambda v: _parse_flag("leak", v),
 }
 
 
@@ -377,6 +391,16 @@ async def pprof(request: web.Request) -> web.Response:
     if profile in PPROF_TEXT:
         return web.Response(text=PPROF_TEXT[profile], content_type="text/plain")
     return go_not_found()
+
+
+# --- /metrics -----------------------------------------------------------------------------------
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Go's runtime and process metrics, as the real ERPGo exports them (no http_requests_total)."""
+    runtime: GoRuntime = request.app["go_runtime"]
+    runtime.advance(leaking=request.app["sim"].leak)
+    return web.Response(body=runtime.exposition().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 # --- auth ---------------------------------------------------------------------------------------
@@ -659,7 +683,7 @@ def create_app(**switches: Any) -> web.Application:
     """The simulator app; keyword arguments are initial switches (see Switches).
 
     State: app["sim"] (Switches), app["credentials"] (email -> password),
-    app["jwt_secret"] (signs the tokens), app["started_ns"].
+    app["jwt_secret"] (signs the tokens), app["started_ns"], app["go_runtime"] (what /metrics shows).
     """
     sim = Switches()
     sim.update(switches)
@@ -668,11 +692,13 @@ def create_app(**switches: Any) -> web.Application:
     _set_state(app, "credentials", dict(DEMO_CREDENTIALS))
     _set_state(app, "jwt_secret", secrets.token_hex(32))
     _set_state(app, "started_ns", time.time_ns())
+    _set_state(app, "go_runtime", GoRuntime())
     app.router.add_get("/health", health)
     app.router.add_get("/health/detailed", health_detailed)
     app.router.add_get("/health/database", health_database)
     app.router.add_get("/health/cache", health_cache)
     app.router.add_get("/debug/pprof/{profile:.*}", pprof)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/v1/auth/login", login)
     app.router.add_post("/api/v1/auth/refresh", refresh)
     app.router.add_get("/_sim", get_switches)

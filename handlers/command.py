@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
+from slack_sdk.errors import SlackApiError
 
 from bot.approvals.publish import expire_and_update, queue_proposals
 from bot.core.engine import CheckContext, run_checks
@@ -21,6 +22,7 @@ from bot.core.parse import control_character
 from bot.core.registry import UsageError, Verb
 from bot.slack import render
 from bot.slack.outbox import Receipt
+from bot.store.commands import record_command
 
 MAX_ECHO = 60  # how much of an unknown verb we quote back
 REPORT_WAIT = 120.0  # s: how long a report's task waits to see it in Slack (it is queued either way)
@@ -119,6 +121,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             return
         if await refused(runtime, inv, ack, verb.name):
             return
+        remember(runtime, inv, verb.name, args)
         if verb.answer is not None:
             await run_bot_verb(runtime, inv, ack, verb, args)
             return
@@ -141,11 +144,25 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
 
 
+def remember(runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
+    """Keep the command for the person's App Home (in the background: the ack does not wait)."""
+    if runtime.store is None:
+        return
+
+    async def record() -> None:
+        try:
+            await record_command(runtime.store, inv.user_id, inv.channel_id, verb_name, " ".join(args))
+        except Exception as exc:
+            log.info("command_not_remembered", error=type(exc).__name__)
+
+    runtime.tasks.spawn(record(), name=f"remember:{inv.request_id}")
+
+
 async def watched_or_later(runtime, container: str) -> None:
     """NotWatched (a UsageError) for a container the bot does not watch. When the engine cannot say in
     time (ERPGO_COMPOSE_PROJECT), the verb's own check asks again and refuses it there."""
     try:
-        await asyncio.wait_for(runtime.targets.watched(container), WATCHED_LOOKUP_S)
+        await asyncio.wait_for(runtime.targets.ensure_watched(container), WATCHED_LOOKUP_S)
     except UsageError:
         raise
     except Exception as exc:
@@ -154,6 +171,7 @@ async def watched_or_later(runtime, container: str) -> None:
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     """The policy check, before anything runs: a refusal is told to the asker alone and audited."""
+    await runtime.policy.resolve(inv.user_id)  # the Slack user groups it names, for this user
     reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
     if reason is None:
         return False
@@ -200,7 +218,8 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
     elapsed = time.perf_counter() - started
     outcome = worst(f.status for f in findings).value
     try:
-        await post_report(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
+        post = post_private_report if verb.private else post_report
+        await post(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
     except Exception as exc:
         outcome = "post_failed"
         log.error("report_not_posted", error=describe_error(exc))
@@ -264,3 +283,37 @@ async def note_interrupted(runtime, inv: Invocation, verb: str) -> None:
         if inv.response_url:
             await runtime.slack.respond(inv.response_url, render.text_message(text))
     log.warning("command_interrupted", verb=verb)
+
+
+async def post_private_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> None:
+    """Seen by the asker alone: the headline and the details as two ephemeral messages (through the
+    command's response_url where the bot is not a channel member). A proposal still needs a second
+    person, so each one is posted for approval in the channel under a line naming who asked — the
+    report itself stays private."""
+    messages = [
+        render.headline(title, findings, f"only you can see this · {elapsed:.2f} s"),
+        render.details(title, findings),
+    ]
+    try:
+        for message in messages:
+            await runtime.slack.ephemeral(inv.channel_id, inv.user_id, message)
+    except SlackApiError as exc:
+        if not inv.response_url or exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+            raise
+        for message in messages:
+            await runtime.slack.respond(inv.response_url, message)
+        return
+    if any(finding.proposals for finding in findings):
+        await queue_private_proposals(runtime, inv, findings)
+
+
+async def queue_private_proposals(runtime, inv: Invocation, findings: list[Finding]) -> None:
+    """The proposals of a private report, for approval in the channel under a line naming who asked."""
+    if runtime.outbox is None:
+        raise ConnectionError("no outbox in this process")
+    await expire_and_update(runtime, wait=0)
+    root = render.text_message(f"{render.mention(inv.user_id, missing='?')} proposes a change that needs approval:")
+    async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
+        rows.post(root)
+        await queue_proposals(runtime, rows, findings, requester=inv.user_id)
+    await rows.receipt.wait(REPORT_WAIT)

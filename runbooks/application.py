@@ -78,11 +78,6 @@ runbook.verb(
 )
 
 
-def api_container(containers: list[str]) -> str:
-    """The watched container that runs the API (compose may call it `api` or `erpgo-api`)."""
-    return next((name for name in containers if "api" in name.lower()), containers[0] if containers else "erpgo-api")
-
-
 def who(line: LogLine, name: str, shape: re.Pattern[str]) -> str:
     """The e-mail or address a login line names: its zerolog field, else the first one in the text."""
     value = line.fields.get(name) or next(iter(shape.findall(line.text)), "")
@@ -213,11 +208,11 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
 
 @runbook.check("logs", component="Logs", section=SECTION, timeout=10)
 async def api_error_logs(ctx: CheckContext) -> Finding:
-    name = ctx.params.get("container") or api_container(ctx.targets.containers)
+    name = ctx.params.get("container") or await ctx.targets.container_of("api")
     component = f"Logs {name}"
     if ctx.params.get("container"):  # only the deployment's own containers are read
         try:
-            await ctx.targets.watched(name)
+            await ctx.targets.ensure_watched(name)
         except UsageError as exc:
             return Finding.skipped(component, str(exc))
     now = datetime.now(UTC)

@@ -11,8 +11,10 @@ from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
+from bot.targets import Targets
 from bot.targets.api import HttpResult
 from bot.targets.docker import translated
+from bot.targets.docker_models import parse_time
 
 runbook = Runbook("health")
 
@@ -201,33 +203,6 @@ async def redis_health(ctx: CheckContext) -> Finding:
 # --- Docker -----------------------------------------------------------------------------------
 
 
-def cpu_percent(stats: dict, previous: dict | None = None) -> float | None:
-    """Docker's CPU % formula; `previous` stands in for precpu_stats when the engine sent none."""
-    pre = previous["cpu_stats"] if previous else stats.get("precpu_stats") or {}
-    cpu = stats.get("cpu_stats") or {}
-    try:
-        cpu_delta = cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"]["total_usage"]
-        system_delta = cpu["system_cpu_usage"] - pre["system_cpu_usage"]
-    except (KeyError, TypeError):
-        return None
-    cpus = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or [1])
-    return cpu_delta / system_delta * cpus * 100 if system_delta > 0 else 0.0
-
-
-async def sample_stats(docker, container_id: str) -> dict:
-    return await docker._query_json(f"containers/{container_id}/stats", params={"stream": "false", "one-shot": "true"})
-
-
-async def container_stats(docker, container_id: str) -> tuple[float | None, int | None, int | None]:
-    first = await sample_stats(docker, container_id)
-    cpu = cpu_percent(first)
-    if cpu is None and (first.get("cpu_stats") or {}).get("system_cpu_usage"):
-        await asyncio.sleep(0.25)  # the sampling interval for a CPU delta, not a synchronisation wait
-        cpu = cpu_percent(await sample_stats(docker, container_id), previous=first)
-    memory = first.get("memory_stats") or {}
-    return cpu, memory.get("usage"), memory.get("limit")
-
-
 def uptime_seconds(started_at: str) -> float | None:
     try:
         started = datetime.fromisoformat(started_at[:26].rstrip("Z") + "+00:00")
@@ -236,7 +211,24 @@ def uptime_seconds(started_at: str) -> float | None:
     return (datetime.now(UTC) - started).total_seconds()
 
 
-async def inspect_container(docker, name: str) -> Finding:
+ONE_SHOT_POLICIES = ("", "no", "on-failure")  # policies under which an exit 0 stays exited, by design
+
+
+def completed(info: dict) -> bool:
+    """A one-shot container (a migrator: restart policy `no`) that exited 0 has done its job."""
+    state = info.get("State") or {}
+    policy = ((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
+    return state.get("Status") == "exited" and state.get("ExitCode") == 0 and policy in ONE_SHOT_POLICIES
+
+
+def finished_ago(finished_at: str | None) -> str:
+    moment = parse_time(finished_at)
+    if moment is None:
+        return "at an unknown time"
+    return human_duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
+
+
+async def inspect_container(docker, name: str, targets: Targets) -> Finding:
     from aiodocker.exceptions import DockerError
 
     component = f"Docker {name}"
@@ -252,10 +244,15 @@ async def inspect_container(docker, name: str) -> Finding:
     health = (state.get("Health") or {}).get("Status")
     restarts = info.get("RestartCount", 0)
     data = {"state": status_text, "health": health, "restart_count": restarts}
+    if completed(info):
+        data["state"] = "completed"
+        title = f"completed (exit code 0, a one-shot container), finished {finished_ago(state.get('FinishedAt'))}"
+        return Finding.ok(component, title, data=data)
     if status_text != "running":
         title = f"{status_text} (exit code {state.get('ExitCode')}), {restarts} restarts"
         return Finding.crit(component, title, details=[f"finished at {state.get('FinishedAt')}"], data=data)
-    cpu, mem_used, mem_limit = await container_stats(docker, container.id)
+    sample = await targets.container_stats(name)  # the background sample: no wait for the engine's tick
+    cpu, mem_used, mem_limit = sample.cpu_percent, sample.memory_used, sample.memory_limit
     uptime = uptime_seconds(state.get("StartedAt", ""))
     status = Status.OK
     if health == "unhealthy":
@@ -277,11 +274,15 @@ async def inspect_container(docker, name: str) -> Finding:
 async def docker_containers(ctx: CheckContext) -> list[Finding]:
     await ctx.targets.docker.version()  # one clear failure ("unreachable") when the engine itself is down
     docker = ctx.targets.docker.client()
+    watched = await ctx.targets.watched()
+    if not watched.containers:
+        return [Finding.crit("Docker", f"no containers in {watched.source}", data={"project": watched.project})]
+    names = watched.names
     results = await asyncio.gather(
-        *(inspect_container(docker, name) for name in ctx.targets.containers), return_exceptions=True
+        *(inspect_container(docker, name, ctx.targets) for name in names), return_exceptions=True
     )
     findings = []
-    for name, result in zip(ctx.targets.containers, results, strict=False):
+    for name, result in zip(names, results, strict=False):
         if isinstance(result, BaseException):
             error = translated(result, name)
             result = (
@@ -289,5 +290,6 @@ async def docker_containers(ctx: CheckContext) -> list[Finding]:
                 if is_unreachable(error)
                 else Finding.error(f"Docker {name}", describe_error(error))
             )
+        result.data["service"] = watched.service_of(name)
         findings.append(result)
     return findings

@@ -8,18 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from bot.core.engine import CheckContext
-from runbooks.application import api_container
+from bot.targets import RoleNotFound
 
 T = TypeVar("T")
 
 
 async def watched_containers(ctx: CheckContext) -> list[str]:
-    project = ctx.settings.erpgo_compose_project
-    if project:
-        found = await ctx.targets.docker.containers_of_project(project)
-        if found:
-            return found
-    return list(ctx.targets.containers)
+    """Targets.watched(): the compose project's containers now, else ERPGO_CONTAINERS."""
+    return (await ctx.targets.watched()).names or list(ctx.targets.containers)
 
 
 def watched_projects(ctx: CheckContext) -> list[str]:
@@ -28,9 +24,12 @@ def watched_projects(ctx: CheckContext) -> list[str]:
 
 
 async def watched_api(ctx: CheckContext) -> tuple[str, list[str]]:
-    """(the API container, every watched container)."""
-    names = await watched_containers(ctx)
-    return api_container(names), names
+    """(the API container — by compose service, else by name —, every watched container)."""
+    watched = await ctx.targets.watched()
+    api = watched.of_role("api")
+    if api is None:
+        raise RoleNotFound("api", watched)
+    return api, watched.names
 
 
 async def protected_containers(ctx: CheckContext) -> list[str]:

@@ -208,7 +208,8 @@ async def test_expired_token_is_a_warning_saying_how_long_ago():
         token({"sub": "u-1", "email": "admin@example.com", "type": "access", "iat": now - 4200, "exp": now - 3600})
     )
     assert finding.status is Status.WARN
-    assert "expired 1h 0m ago (AUTH_002)" in finding.title and "admin@example.com" in finding.title
+    assert "expired 1h 0m ago (TOKEN_EXPIRED; the guide's AUTH_002)" in finding.title
+    assert "admin@example.com" in finding.title
     assert "lifetime (exp − iat): 10m 0s — compare with JWT_EXPIRY" in finding.details
     assert finding.data["expired"] is True
 
@@ -216,14 +217,24 @@ async def test_expired_token_is_a_warning_saying_how_long_ago():
 async def test_valid_token_shows_header_and_claims_but_not_the_signature():
     now = int(time.time())
     text = pyjwt.encode(
-        {"sub": "42", "iss": "erpgo", "roles": ["admin"], "iat": now, "exp": now + 900, "secret_thing": "x"},
+        {
+            "sub": "42",
+            "iss": "erpgo-api",
+            "aud": ["erpgo-api"],
+            "roles": ["admin"],
+            "iat": now,
+            "exp": now + 900,
+            "secret_thing": "x",
+        },
         "a-secret-key-long-enough-for-hs256!",
         algorithm="HS256",
     )
     finding = await decode("Bearer " + text)
     assert finding.status is Status.OK and "valid for another 14m" in finding.title
     details = "\n".join(finding.details)
-    assert "header: alg HS256, typ JWT" in details and "sub: 42" in details and "iss: erpgo" in details
+    assert "header: alg HS256, typ JWT" in details and "sub: 42" in details and "iss: erpgo-api" in details
+    assert finding.title.startswith("HS256 access token for 42") and finding.data["kind"] == "access"
+    assert "signature: not verified — not configured (set DOCKER_HOST)" in details
     assert 'roles: ["admin"]' in details and "other claims (values not shown): secret_thing" in details
     signature = text.split(".")[2]
     assert signature not in str(finding.to_dict()) and text not in str(finding.to_dict())
@@ -272,9 +283,11 @@ async def test_jwt_through_slack_never_posts_or_logs_the_token(start_bot, capsys
     configure_logging("debug")
     bot = await start_bot()
     result = await bot.command(f"jwt {text}")
-    [head] = bot.slack.channel_messages("C0OPS")
-    posted = str(bot.slack.calls) + str(bot.slack.messages) + json.dumps(result.json)
+    assert bot.slack.channel_messages("C0OPS") == [], "a pasted token's report is never posted in the channel"
+    [head, _details] = [e for e in bot.slack.ephemerals if e["source"] == "chat.postEphemeral"]
+    posted = str(bot.slack.calls) + str(bot.slack.messages) + str(bot.slack.ephemerals) + json.dumps(result.json)
     logged = capsys.readouterr().out
+    assert head["user"] == "U0ALICE" and "only you can see this" in str(head["blocks"])
     assert "j.martin@example.com" in str(head["blocks"]) and "expired" in str(head["blocks"])
     for secret in (text, signature, payload, header):
         assert secret not in posted

@@ -132,7 +132,14 @@ def test_deployment_files_use_the_documented_names():
         assert name in env
     manifest = yaml.safe_load(Path("slack-manifest.yml").read_text())
     assert manifest["features"]["slash_commands"][0]["command"] == "/erpgo"
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"chat:write", "commands"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "chat:write",
+        "commands",
+        "files:write",
+        "usergroups:read",
+    }
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     dockerfile = Path("Dockerfile").read_text()
     assert "USER erpgo" in dockerfile and "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile

@@ -220,6 +220,7 @@ async def test_get_sim_shows_the_switches(client):
         "pool": {},
         "dialect": "real",
         "login": "open",
+        "leak": False,
     }
 
 

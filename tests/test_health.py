@@ -42,7 +42,14 @@ async def test_all_green_posts_one_report_with_details_in_thread(start_bot, heal
     assert result.elapsed_s < 3
     assert header(head) == "ERPGo health: OK"
     lines = component_lines(head)
-    assert set(lines) == {"ERPGo API", "PostgreSQL", "Redis", "Docker erpgo-api", "Docker postgres", "Docker redis"}
+    assert set(lines) == {
+        "ERPGo API",
+        "PostgreSQL",
+        "Redis",
+        "Docker erpgo-api",
+        "Docker erpgo-postgres",
+        "Docker erpgo-redis",
+    }
     assert all(emoji == GREEN for emoji, _ in lines.values()), lines
     assert "max_connections" not in lines["PostgreSQL"][1] and "/100 connections" in lines["PostgreSQL"][1]
     assert "PING" in lines["Redis"][1]
@@ -130,14 +137,15 @@ async def test_docker_socket_missing_turns_docker_red(start_bot, healthy_targets
 
 
 async def test_exited_container_is_red_and_others_stay_green(
-    start_bot, healthy_targets, docker_engine, erpgo_containers
+    start_bot, healthy_targets, docker_engine, erpgo_containers, names
 ):
-    docker_engine.run("erpgo-worker", "echo bye; exit 3")
-    docker_engine.docker("wait", "erpgo-worker")
-    bot = await start_bot(**healthy_targets | {"erpgo_containers": "erpgo-api,erpgo-worker"})
+    worker = names("worker")
+    docker_engine.run(worker, "echo bye; exit 3")
+    docker_engine.docker("wait", worker)
+    bot = await start_bot(**healthy_targets | {"erpgo_containers": f"erpgo-api,{worker}"})
     head, _, _ = await health_report(bot)
     lines = component_lines(head)
-    assert lines["Docker erpgo-worker"][0] == RED and "exited (exit code 3)" in lines["Docker erpgo-worker"][1]
+    assert lines[f"Docker {worker}"][0] == RED and "exited (exit code 3)" in lines[f"Docker {worker}"][1]
     assert lines["Docker erpgo-api"][0] == GREEN
 
 

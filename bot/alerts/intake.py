@@ -126,6 +126,10 @@ WITH received AS (
          fired_at timestamptz, resolved_at timestamptz, group_labels jsonb, common_labels jsonb, annotations jsonb,
          external_url text, receiver text, triage_state text, alerts_total int, alerts_firing int)
     WHERE g.id = x.id
+), lifted AS (  -- Alertmanager notified about them: no silence holds these groups (bot/alerts/actions.py)
+    UPDATE alert_actions a SET silence_ended_at = least(now(), a.silenced_until), silence_ended_by = 'alertmanager',
+           updated_at = now()
+    WHERE a.group_id = ANY($7::bigint[]) AND a.silence_id IS NOT NULL AND a.silence_ended_at IS NULL
 ), {outbox.WRITE_CTES.format(rows="$5", rewrites="$6")}
 SELECT 1
 """
@@ -217,6 +221,7 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
             )
         elif g.upserts or g.gone or g.restarted:
             moved.append({"id": g.id, "alerts_total": g.total, "alerts_firing": g.firing})
+    notified = sorted({r.group_id for r in results if r.outcome in ("refired", "joined")})
     await conn.execute(
         WRITE_ALERTS,
         json.dumps(received),
@@ -224,6 +229,7 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
         json.dumps(gone),
         json.dumps(moved),
         *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
+        notified,
     )
     return results
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
@@ -23,8 +25,38 @@ from bot.slack import outbox, render
 MAX_LISTED = 10  # instances named in a header or a reply
 MAX_MEMBERS_KEPT = 30  # names kept in a merged membership reply
 
+# The header's buttons; each carries the alert group's id and nothing else.
+ACK_ACTION = "alert.ack"
+SILENCE_ACTION = "alert.silence"  # + "." + one of SILENCE_CHOICES, or ".custom" for the modal
+UNSILENCE_ACTION = "alert.unsilence"
+SILENCE_MODAL = "alert.silence.modal"
+SILENCE_CHOICES = {"1h": 3600, "4h": 4 * 3600, "24h": 24 * 3600}
+
 
 # ---------------------------------------------------------------------- messages
+
+
+@dataclass
+class ThreadActions:
+    """What people did in an alert thread: who acknowledged it, and its silence (alert_actions)."""
+
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    silence_id: str | None = None
+    silenced_by: str | None = None
+    silenced_until: datetime | None = None
+    silence_comment: str = ""
+    silence_ended_at: datetime | None = None
+    silence_ended_by: str | None = None
+
+    def silenced(self, now: datetime) -> bool:
+        """A silence is in force: created from this thread, not lifted, not run out."""
+        return bool(
+            self.silence_id
+            and self.silence_ended_at is None
+            and self.silenced_until is not None
+            and self.silenced_until > now
+        )
 
 
 @dataclass
@@ -41,6 +73,8 @@ class GroupView:
     fired_at: datetime
     resolved_at: datetime | None
     members: dict[str, tuple[str, str]] = field(default_factory=dict)  # fingerprint -> (status, name)
+    group_id: int | None = None  # set when rendered for Slack: the header then carries its buttons
+    actions: ThreadActions = field(default_factory=ThreadActions)
 
     @property
     def title(self) -> str:
@@ -145,7 +179,57 @@ def header_message(view: GroupView) -> render.Message:
         links.append(f"group `{render.escape(labels.replace('`', ''))}`")
     if links:
         blocks.append(render.context(" · ".join(links)))
+    now = datetime.now(UTC)
+    done = actions_lines(view.actions, now)
+    if done:
+        blocks.append(render.context("\n".join(done)))
+    if view.group_id is not None:
+        buttons = header_buttons(view, now)
+        if buttons:
+            blocks.append(ActionsBlock(block_id=f"alert:{view.group_id}", elements=buttons))
     return render.message(text, blocks)
+
+
+def mention(user: str | None) -> str:
+    if user and user[:1] in "UW" and user.isalnum():
+        return f"<@{user}>"
+    return render.escape(user or "someone")
+
+
+def actions_lines(actions: ThreadActions, now: datetime) -> list[str]:
+    """Who acknowledged the thread, and whether it is silenced, as the header's context shows it."""
+    lines = []
+    if actions.acked_by and actions.acked_at:
+        lines.append(f":eyes: Acknowledged by {mention(actions.acked_by)} {slack_date(actions.acked_at)}")
+    if actions.silence_id and actions.silenced_until is not None:
+        comment = f" — “{render.escape(actions.silence_comment[:200])}”" if actions.silence_comment else ""
+        if actions.silenced(now):
+            lines.append(
+                f":no_bell: Silenced by {mention(actions.silenced_by)} until {slack_date(actions.silenced_until)}"
+                + comment
+            )
+        elif actions.silence_ended_at is not None and actions.silence_ended_by == "alertmanager":
+            lines.append(f":bell: Silence by {mention(actions.silenced_by)} ended: the alert fired again")
+        elif actions.silence_ended_at is not None:
+            lines.append(f":bell: Silence lifted by {mention(actions.silence_ended_by)}")
+        else:
+            lines.append(f":bell: Silence by {mention(actions.silenced_by)} ran out")
+    return lines
+
+
+def header_buttons(view: GroupView, now: datetime) -> list[ButtonElement]:
+    """I'm on it and Silence while firing; Unsilence while a silence from this thread is in force."""
+    value = str(view.group_id)
+    buttons = []
+    if view.status == "firing" and not view.actions.acked_by:
+        buttons.append(ButtonElement(text=":eyes: I'm on it", action_id=ACK_ACTION, value=value, style="primary"))
+    if view.actions.silenced(now):
+        buttons.append(ButtonElement(text=":bell: Unsilence", action_id=UNSILENCE_ACTION, value=value))
+    elif view.status == "firing":
+        for label in SILENCE_CHOICES:
+            buttons.append(ButtonElement(text=f":no_bell: {label}", action_id=f"{SILENCE_ACTION}.{label}", value=value))
+        buttons.append(ButtonElement(text=":no_bell: Silence…", action_id=f"{SILENCE_ACTION}.custom", value=value))
+    return buttons
 
 
 def membership_text(data: dict) -> str:
@@ -203,12 +287,23 @@ def refire_message(was_resolved_for: float, firing: int) -> render.Message:
 
 
 def triage_messages(title: str, findings: list[Finding], footer: str) -> list[render.Message]:
-    """The triage report as one thread reply (headline + details), or two when it is long."""
+    """The triage report as one thread reply (headline + details), or two when it is long; evidence
+    longer than a message shows goes in the file of triage_file()."""
+    attached = bool(render.long_evidence(findings))
     head = render.headline(title, findings, footer)
-    body = render.details(title, findings)
+    body = render.details(title, findings, attached=attached)
     if len(head["blocks"]) + 1 + len(body["blocks"]) <= render.MAX_BLOCKS:
         return [{"text": head["text"], "blocks": head["blocks"] + [DividerBlock().to_dict()] + body["blocks"]}]
     return [head, body]
+
+
+def triage_file(title: str, findings: list[Finding]) -> dict | None:
+    """The outbox upload row's message for the triage's long evidence (None when nothing was cut)."""
+    file = render.evidence_file(title, findings)
+    if file is None:
+        return None
+    lines = sum(len(f.evidence) for f in render.long_evidence(findings))
+    return {"text": f":paperclip: Full evidence of {render.escape(title)} ({lines} lines)", "file": file}
 
 
 # Headers and membership replies are rendered by the outbox when it sends them, from the state of
@@ -227,17 +322,32 @@ FROM alerts WHERE group_id = $1
 """
 
 
+ACTIONS_FOR_HEADER = """
+SELECT acked_by, acked_at, silence_id, silenced_by, silenced_until, silence_comment, silence_ended_at, silence_ended_by
+FROM alert_actions WHERE thread_key = $1
+"""
+
+
 @outbox.renderer(HEADER)
 async def render_header(conn, data: dict, thread_key: str) -> render.Message | None:
-    group = await conn.fetchrow(GROUP_FOR_HEADER, data["group_id"])
-    if group is None or group["thread_key"] != thread_key:
+    view = await load_view(conn, data["group_id"], thread_key)
+    if view is None:
         return None  # the group moved on to a new thread: this one keeps the text it was queued with
-    rows = await conn.fetch(ALERTS_FOR_HEADER, data["group_id"])
+    return header_message(view)
+
+
+async def load_view(conn, group_id: int, thread_key: str) -> GroupView | None:
+    """The header of the group's thread `thread_key` as the database has it now (None: not its thread)."""
+    group = await conn.fetchrow(GROUP_FOR_HEADER, group_id)
+    if group is None or group["thread_key"] != thread_key:
+        return None
+    rows = await conn.fetch(ALERTS_FOR_HEADER, group_id)
+    done = await conn.fetchrow(ACTIONS_FOR_HEADER, thread_key)
     labels = json.loads(group["common_labels"])
     names = (
         [labels["alertname"]] if labels.get("alertname") else sorted({r["alertname"] for r in rows if r["alertname"]})
     )
-    view = GroupView(
+    return GroupView(
         status=group["status"],
         names=names or ["alert"],
         labels=labels,
@@ -248,8 +358,9 @@ async def render_header(conn, data: dict, thread_key: str) -> render.Message | N
         fired_at=group["fired_at"],
         resolved_at=group["resolved_at"],
         members={r["fingerprint"]: (r["status"], r["display"]) for r in rows},
+        group_id=group_id,
+        actions=ThreadActions(**dict(done)) if done else ThreadActions(),
     )
-    return header_message(view)
 
 
 @outbox.renderer(MEMBERSHIP)

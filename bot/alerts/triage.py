@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.alerts.messages import triage_messages
+from bot.alerts.messages import triage_file, triage_messages
 from bot.core.engine import CheckContext, run_checks
 from bot.core.errors import Backoff, describe_error
 from bot.core.findings import Finding
@@ -160,6 +160,7 @@ async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) 
     title = f"Triage: {', '.join(names[:3])}"
     footer = f"automatic triage of the alert · {len(checks)} checks · {elapsed:.2f} s"
     messages = triage_messages(title, findings, footer)
+    attachment = triage_file(title, findings)
     for attempt in range(6):
         try:
             async with store.acquire() as conn:
@@ -178,6 +179,8 @@ async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) 
                     rows = ThreadRows(current["thread_key"], current["channel"], BACKGROUND, conn)
                     for message in messages:
                         rows.reply(message, kind="triage")
+                    if attachment is not None:  # after the report: its first lines are already there
+                        rows.upload(attachment, kind="triage.file")
                     if also is not None:
                         await also(rows, findings)
                     await rows.write(conn)

@@ -45,6 +45,32 @@ RESULT_RECORD_ATTEMPTS = 3
 RESULT_RETRY = Backoff(first=0.5, cap=2.0)
 
 
+async def write_audit(
+    conn,
+    actor: str,
+    event: str,
+    outcome: str,
+    *,
+    approval_id: int | None = None,
+    action: str | None = None,
+    detail: str = "",
+    channel: str | None = None,
+) -> None:
+    """One audit log entry, in the caller's transaction (so it exists exactly when what it records does)."""
+    await conn.execute(
+        "INSERT INTO audit_log (actor, event, approval_id, action, outcome, detail, channel)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        actor,
+        event,
+        approval_id,
+        action,
+        redact(outcome)[:500],
+        redact(detail)[:2000],
+        channel,
+    )
+    log.info("audit", actor=actor, what=event, approval_id=approval_id, action=action, outcome=outcome)
+
+
 @dataclass
 class Approvals:
     store: Any  # bot.store.pool.Store
@@ -71,29 +97,8 @@ class Approvals:
             raise StoreUnavailable(describe_error(exc)) from exc
 
     @staticmethod
-    async def _audit(
-        conn,
-        actor: str,
-        event: str,
-        outcome: str,
-        *,
-        approval_id: int | None = None,
-        action: str | None = None,
-        detail: str = "",
-        channel: str | None = None,
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO audit_log (actor, event, approval_id, action, outcome, detail, channel)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            actor,
-            event,
-            approval_id,
-            action,
-            redact(outcome)[:500],
-            redact(detail)[:2000],
-            channel,
-        )
-        log.info("audit", actor=actor, what=event, approval_id=approval_id, action=action, outcome=outcome)
+    async def _audit(conn, actor: str, event: str, outcome: str, **kw) -> None:
+        await write_audit(conn, actor, event, outcome, **kw)
 
     async def audit(self, actor: str, event: str, outcome: str, **kw) -> None:
         async with self._db() as conn:
@@ -197,6 +202,7 @@ class Approvals:
         early = await self._not_decidable(approval, approval_id, user, "approve", channel, retry)
         if early is not None or approval is None:
             return early or Decision("missing")
+        await self.policy.resolve(user)
         refusal = self.authorise(approval, user)
         if refusal:
             await self.audit(user, "refused", refusal, approval_id=approval.id, action=approval.action, channel=channel)
@@ -220,6 +226,7 @@ class Approvals:
         early = await self._not_decidable(approval, approval_id, user, "reject", channel, retry)
         if early is not None or approval is None:
             return early or Decision("missing")
+        await self.policy.resolve(user)
         if user == approval.requester:
             new_state, event = "cancelled", "cancelled"
         elif self.policy.may_decide(user, approval.action):

@@ -1,9 +1,19 @@
 """Who may do what: the ChatOps policy, a YAML file named by CHATOPS_POLICY_FILE.
 
-    groups:   {oncall: [U0YOU, U0BOB]}               named groups of Slack user ids
+    groups:   {oncall: [U0YOU, U0BOB, S0SRE]}        named groups of Slack user ids and user groups
     channels: [C0OPS]                                 where /erpgo may be used (absent: anywhere)
     verbs:    {"*": [everyone], "db *": [oncall]}     who may run which verbs (glob patterns)
-    actions:  {"db.*": {approvers: [oncall], self_approval: false, expiry_minutes: 15}}
+    actions:  {"db.*": {approvers: [oncall], self_approval: false, expiry_minutes: 15},
+               "alerts.silence": {allowed: [oncall], second_approver: false}}
+
+Members are Slack user ids (U…, W…), Slack user groups (S…: their members, read with
+usergroups.users.list and cached for ERPGO_USERGROUP_TTL seconds; a group that cannot be read has
+no members, so it never grants anything) or names of groups defined here.
+
+Actions are of two kinds: remediations, which run once one of `approvers` approves them, and the
+alert thread's buttons (alerts.ack, alerts.silence), which whoever is `allowed` takes directly —
+without `allowed`, anyone who may run `/erpgo alerts` in that channel. With `second_approver: true`
+a silence waits for one of its `approvers` like a remediation does.
 
 When several patterns match, the most specific one decides: an exact name beats any pattern,
 and among patterns the one with the most literal characters wins ("db *" beats "*").
@@ -17,7 +27,7 @@ start with a policy it cannot read.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -25,11 +35,14 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.approvals.usergroups import UserGroups
 from bot.settings import ConfigError
 
 EVERYONE = "everyone"
 DEFAULT_EXPIRY_MINUTES = 15.0
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+DIRECT_ACTIONS_VERB = "alerts"  # who may run it in a channel may use the alert buttons there, by default
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 ALWAYS_ALLOWED = ("help",)  # answering "what can I do here" is never refused
 
@@ -42,8 +55,10 @@ class ActionRule(_Strict):
     approvers: list[str] = Field(default_factory=list)
     self_approval: bool = False
     expiry_minutes: float = Field(DEFAULT_EXPIRY_MINUTES, gt=0, le=7 * 24 * 60)
+    allowed: list[str] | None = None  # who may take a direct action (alerts.ack, alerts.silence)
+    second_approver: bool = False  # a direct action waits for one of `approvers` first
 
-    @field_validator("approvers", mode="before")
+    @field_validator("approvers", "allowed", mode="before")
     @classmethod
     def _one_or_many(cls, value):
         return [value] if isinstance(value, str) else value
@@ -89,6 +104,28 @@ def _most_specific(patterns, name: str) -> str | None:
 class Policy:
     document: PolicyDocument = field(default_factory=lambda: PolicyDocument(verbs={"*": [EVERYONE]}))
     source: str | None = None  # the file it came from; None for the built-in default
+    # resolves S… ids; without it a user group has no members
+    usergroups: UserGroups | None = field(default=None, compare=False, repr=False)
+
+    def with_usergroups(self, usergroups: UserGroups | None) -> Policy:
+        return replace(self, usergroups=usergroups)
+
+    @property
+    def usergroup_ids(self) -> frozenset[str]:
+        """Every Slack user group the policy names, anywhere."""
+        doc = self.document
+        names = [n for members in doc.groups.values() for n in members]
+        names += [n for members in doc.verbs.values() for n in members]
+        for rule in doc.actions.values():
+            names += rule.approvers + (rule.allowed or [])
+        return frozenset(n for n in names if USERGROUP_ID.match(str(n)))
+
+    async def resolve(self, user: str) -> None:
+        """Bring the user groups the policy names up to date for a decision about `user` (a miss or
+        an expired entry is read again from Slack); call before the checks below."""
+        ids = self.usergroup_ids
+        if ids and self.usergroups is not None:
+            await self.usergroups.refresh(ids, user)
 
     @classmethod
     def default(cls) -> Policy:
@@ -109,16 +146,25 @@ class Policy:
     # ---- membership
 
     def _members(self, names: list[str]) -> set[str] | None:
-        """The user ids named (directly or through groups); None means everyone."""
+        """The user ids named (directly, through groups or Slack user groups); None means everyone."""
         users: set[str] = set()
         for name in names:
             if name in (EVERYONE, "*"):
                 return None
             if name in self.document.groups:
-                users |= set(self.document.groups[name])
+                users |= self._members(self.document.groups[name]) or set()
+            elif USERGROUP_ID.match(name):
+                users |= self.usergroups.members(name) if self.usergroups is not None else set()
             else:
                 users.add(name)
         return users
+
+    def _names_usergroup(self, names: list[str]) -> bool:
+        return any(
+            USERGROUP_ID.match(name)
+            or (name in self.document.groups and self._names_usergroup(self.document.groups[name]))
+            for name in names
+        )
 
     def _allows(self, names: list[str], user: str) -> bool:
         members = self._members(names)
@@ -126,7 +172,8 @@ class Policy:
 
     @staticmethod
     def _who(names: list[str]) -> str:
-        return ", ".join(names) if names else "nobody"
+        shown = [f"<!subteam^{name}>" if USERGROUP_ID.match(name) else name for name in names]
+        return ", ".join(shown) if shown else "nobody"
 
     # ---- verbs and channels
 
@@ -163,7 +210,10 @@ class Policy:
     def approvable(self, action: str) -> bool:
         """Whether anyone at all may approve `action`."""
         rule = self.action_rule(action)
-        return bool(rule and rule.approvers and self._members(rule.approvers) != set())
+        if not rule or not rule.approvers:
+            return False
+        # a user group may have members (they are only known when someone clicks)
+        return self._members(rule.approvers) != set() or self._names_usergroup(rule.approvers)
 
     def approvers(self, action: str) -> str:
         rule = self.action_rule(action)
@@ -195,6 +245,26 @@ class Policy:
             )
         return None
 
+    # ---- direct actions (the alert thread's buttons)
+
+    def action_refusal(self, user: str, channel: str, action: str) -> str | None:
+        """Why `user` may not take `action` (alerts.ack, alerts.silence) in `channel`, or None."""
+        rule = self.action_rule(action)
+        if rule is not None and rule.allowed is not None:
+            if self._allows(rule.allowed, user):
+                return None
+            return f"You may not use `{action}`: {self.origin} allows {self._who(rule.allowed)} only."
+        if self.channel_refusal(channel) is not None:
+            where = ", ".join(f"<#{c}>" for c in self.document.channels or [])
+            return f"`{action}` is for those who may run `/erpgo` here, and {self.origin} allows it in {where} only."
+        if self.verb_refusal(user, DIRECT_ACTIONS_VERB) is not None:
+            return f"You may not use `{action}`: {self.origin} lets only those who may run `/erpgo {DIRECT_ACTIONS_VERB}` do it."
+        return None
+
+    def needs_second_approver(self, action: str) -> bool:
+        rule = self.action_rule(action)
+        return bool(rule and rule.second_approver)
+
     def describe(self) -> str:
         """One line for the start-up log."""
         doc = self.document
@@ -218,12 +288,19 @@ def _check_names(doc: PolicyDocument) -> None:
                 f"groups › {group}: a group name is lower case letters, digits, '-', '_' or '.' (and not '{EVERYONE}')"
             )
         for member in members:
-            if not USER_ID.match(str(member)):
-                raise ValueError(f"groups › {group}: {member!r} is not a Slack user id (like U0123ABCD)")
+            if not USER_ID.match(str(member)) and not USERGROUP_ID.match(str(member)):
+                raise ValueError(
+                    f"groups › {group}: {member!r} is not a Slack user id (like U0123ABCD) or user group id (S0123ABCD)"
+                )
 
     def check_members(where: str, names: list[str]) -> None:
         for name in names:
-            if name in (EVERYONE, "*") or name in doc.groups or USER_ID.match(str(name)):
+            if (
+                name in (EVERYONE, "*")
+                or name in doc.groups
+                or USER_ID.match(str(name))
+                or USERGROUP_ID.match(str(name))
+            ):
                 continue
             known = ", ".join(sorted(doc.groups)) or "none defined"
             raise ValueError(f"{where}: {name!r} is neither a group nor a Slack user id (groups: {known})")
@@ -232,6 +309,7 @@ def _check_names(doc: PolicyDocument) -> None:
         check_members(f"verbs › {verb}", names)
     for action, rule in doc.actions.items():
         check_members(f"actions › {action} › approvers", rule.approvers)
+        check_members(f"actions › {action} › allowed", rule.allowed or [])
     for channel in doc.channels or []:
         if not re.match(r"^[CGD][A-Z0-9]{2,}$", str(channel)):
             raise ValueError(f"channels: {channel!r} is not a Slack channel id (like C0123ABCD)")

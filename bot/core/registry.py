@@ -48,6 +48,7 @@ class Verb:
     checks: list[Check] = field(default_factory=list)
     ack: str = ""
     answer: BotAnswer | None = None  # set for the bot's own verbs, which answer with a message, not checks
+    private: bool = False  # the report is shown to the asker alone (a pasted token, someone's permissions)
 
     def parse_args(self, words: list[str]) -> dict[str, Any]:
         if self.parse is None:
@@ -99,9 +100,19 @@ class Runbook:
         self.remediations: list[Remediation] = []
         self.triage: list[TriageRule] = []
 
-    def verb(self, name: str, summary: str, *, usage: str = "", parse: ArgParser | None = None, ack: str = "") -> Verb:
-        """Declare a verb; checks attach to it with @check(name, ...)."""
-        verb = Verb(name, summary, usage, parse, ack=ack)
+    def verb(
+        self,
+        name: str,
+        summary: str,
+        *,
+        usage: str = "",
+        parse: ArgParser | None = None,
+        ack: str = "",
+        private: bool = False,
+    ) -> Verb:
+        """Declare a verb; checks attach to it with @check(name, ...). A `private` verb's report is
+        seen by the asker alone, never posted in the channel."""
+        verb = Verb(name, summary, usage, parse, ack=ack, private=private)
         self.verbs.append(verb)
         return verb
 

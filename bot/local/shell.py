@@ -1,8 +1,10 @@
 """The shell: the real bot behind a local Slack, driven from a terminal.
 
 Each line you type is sent to the bot as Slack would send it (signed, over HTTP); what the bot
-posts back is rendered as text. Buttons work too: `approve 42`, or `/as U123 approve 42` to click
-as another user.
+posts back is rendered as text — on a terminal with Slack's formatting as styles, buttons as
+buttons and shared files as files. Buttons work too: `approve 42`, `press alert.ack`, or
+`/as U123 approve 42` to click as another user. The bot's own log lines go to a file (or stderr),
+never between the messages.
 """
 
 from __future__ import annotations
@@ -12,31 +14,45 @@ import secrets
 import sys
 
 from pydantic import SecretStr
+from rich.console import Console
 
 from bot.app import RUNTIME
 from bot.local.slack import LocalSlack
+from bot.local.terminal import styled
 from bot.local.text import render_text
 from bot.settings import Settings
 
 PROMPT = "erpgo> "
 SHELL_HELP = """Type a slash command as in Slack, e.g. `/erpgo health` or `/erpgo help`.
   approve N | reject N        click the button of approval N as yourself
+  press ACTION_ID             click that button on the newest message showing it (e.g. press alert.ack)
   /as USER <line>             do <line> as another Slack user (e.g. /as U0BOB approve 3)
   /user USER                  switch who you are
   quit                        leave"""
 
 
 class Shell:
-    def __init__(self, slack: LocalSlack, runtime, user: str, out=None):
+    def __init__(self, slack: LocalSlack, runtime, user: str, out=None, styles: bool | None = None):
         self.slack = slack
         self.runtime = runtime
         self.user = user
         self.out = out or sys.stdout
         self.seen_calls = 0
         self.seen_responses = 0
+        # terminal styles on a terminal (NO_COLOR respected by rich), plain text into pipes and files
+        self.styles = styles if styles is not None else bool(getattr(self.out, "isatty", lambda: False)())
+        self.console = Console(file=self.out, force_terminal=self.styles, highlight=False, soft_wrap=True)
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
+
+    def show_text(self, text: str) -> None:
+        """A message's text as Slack would show it: styled on a terminal, plain otherwise."""
+        if self.styles:
+            self.console.print(styled(text))
+            self.out.flush()
+        else:
+            self.say(text)
 
     async def handle(self, line: str, user: str | None = None) -> bool:
         """Run one line; False when the user wants to leave."""
@@ -60,6 +76,9 @@ class Shell:
         if word in ("approve", "reject"):
             await self.click(word, rest.strip(), user)
             return True
+        if word == "press":
+            await self.press(rest.strip(), user)
+            return True
         if word.startswith("/"):
             result = await self.slack.slash(rest, command=word, user_id=user, user_name=user.lower())
             await self.show(result)
@@ -78,6 +97,15 @@ class Shell:
         message, action_id = found
         await self.show(await self.slack.click(message, action_id, user_id=user, user_name=user.lower()))
 
+    async def press(self, action_id: str, user: str) -> None:
+        message = next(
+            (m for m in reversed(list(self.slack.messages.values())) if action_id in _action_ids(self.slack, m)), None
+        )
+        if message is None:
+            self.say(f"no message shows a button {action_id!r}")
+            return
+        await self.show(await self.slack.click(message, action_id, user_id=user, user_name=user.lower()))
+
     def find_button(self, action: str, value: str) -> tuple[dict, str] | None:
         for message in reversed(list(self.slack.messages.values())):
             for button in self.slack.buttons(message):
@@ -90,7 +118,7 @@ class Shell:
         if result.status != 200:
             self.say(f"[slack got HTTP {result.status}] {result.body_text[:200]}")
         elif result.json and (result.json.get("text") or result.json.get("blocks")):
-            self.say("(only you) " + render_text(result.json))
+            self.show_text("(only you) " + render_text(result.json))
         await self.runtime.tasks.idle(timeout=120)
         self.print_new_activity()
 
@@ -99,11 +127,26 @@ class Shell:
             if call.response.get("ok") is False:
                 self.say(f"[{call.method} failed: {call.response.get('error')}]")
             elif call.method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
-                self.say(self.describe(call))
+                self.show_text(self.describe(call))
+            elif call.method == "files.completeUploadExternal":
+                self.show_text(self.describe_share(call))
+            elif call.method == "views.open":
+                title = ((call.response.get("view") or {}).get("title") or {}).get("text", "")
+                self.say(f"── a form opened: {title} (fill it in in Slack; the shell cannot) ──")
         self.seen_calls = len(self.slack.calls)
         for response in self.slack.responses[self.seen_responses :]:
-            self.say("── response ──\n" + render_text(response))
+            self.show_text("── response ──\n" + render_text(response))
         self.seen_responses = len(self.slack.responses)
+
+    def describe_share(self, call) -> str:
+        """A file shared in a thread: the message Slack posted for it, with the file."""
+        for file in call.response.get("files") or []:
+            recorded = self.slack.files.get(file.get("id"), {})
+            message = self.slack.messages.get((str(recorded.get("channel")), str(recorded.get("message_ts"))))
+            if message is not None:
+                where = f"thread reply under {message['thread_ts']}" if message.get("thread_ts") else "file shared"
+                return f"── {where} ──\n" + render_text(message)
+        return "── file shared ──"
 
     def describe(self, call) -> str:
         args = call.args
@@ -119,7 +162,7 @@ class Shell:
         return header + "\n" + render_text(message)
 
 
-async def run_shell(settings: Settings, user: str) -> int:
+async def run_shell(settings: Settings, user: str, log_note: str | None = None) -> int:
     from bot.server import start_http
 
     signing_secret = secrets.token_hex(16)
@@ -135,6 +178,8 @@ async def run_shell(settings: Settings, user: str) -> int:
     runner, port = await start_http(shell_settings, "127.0.0.1", 0)
     slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
     shell = Shell(slack, runner.app[RUNTIME], user)
+    if log_note:
+        shell.say(log_note)
     try:
         if sys.stdin.isatty():
             await interactive(shell)
@@ -155,8 +200,14 @@ async def interactive(shell: Shell) -> None:
     loop = asyncio.get_running_loop()
     while True:
         try:
-            line = await loop.run_in_executor(None, input, PROMPT)
+            shell.out.write(PROMPT)  # on the shell's own output: input() would put it on stderr, among the logs
+            shell.out.flush()
+            line = await loop.run_in_executor(None, input)
         except EOFError:
             return
         if not await shell.handle(line):
             return
+
+
+def _action_ids(slack: LocalSlack, message: dict) -> list[str]:
+    return [str(button.get("action_id")) for button in slack.buttons(message)]

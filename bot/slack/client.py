@@ -76,6 +76,15 @@ class SlackOut:
     async def ephemeral(self, channel: str, user: str, msg: Message) -> dict:
         return await self._call("chat.postEphemeral", channel=channel, user=user, **msg)
 
+    async def usergroup_members(self, usergroup: str) -> list[str]:
+        """The user ids in a Slack user group (usergroups.users.list, scope usergroups:read)."""
+        response = await self._call("usergroups.users.list", usergroup=usergroup)
+        return [str(user) for user in response.get("users") or []]
+
+    async def publish_home(self, user: str, view: dict) -> dict:
+        """Show `view` in `user`'s App Home tab (views.publish)."""
+        return await self._call("views.publish", user_id=user, view=view)
+
     async def permalinks(self, messages: dict[K, tuple[str, str]], timeout: float) -> dict[K, str]:
         """Links to posted messages ({key: (channel, ts)}); what Slack does not answer in time goes without."""
 

@@ -30,17 +30,18 @@ from bot.slack.sender import Failed, Retry, SlackSender, outbox_client, retry_af
 __all__ = ["Outbox", "outbox_client", "retry_after"]
 
 KEEP_DONE_ROWS = "7 days"
-# Rows somebody waits for may go out in a burst of this many in a channel (Slack allows short bursts
-# over its one message a second); the channel's long-run pace stays one per interval, since every
-# message moves the channel's next_at on by an interval from where it was (a virtual schedule).
-INTERACTIVE_BURST = 4
 WAITERS_CHECK_S = 1.0  # how often rows this process waits for are looked up (another replica may send them)
 
 
 # ---------------------------------------------------------------------- delivery
 
-# $2: the burst in seconds; none while the channel is paused by an error (a 429's Retry-After is a wall)
-_BURST = "(CASE WHEN o.priority > 0 AND c.last_error IS NULL THEN make_interval(secs => $2) ELSE interval '0' END)"
+# What a channel's next token goes to, among the rows that head their thread: rows somebody waits for
+# (priority INTERACTIVE: a report, the answer to a click), then a new thread's header and a triage
+# report, then other replies, then header refreshes (coalesced: the longer they wait, the more versions
+# one chat.update carries).
+PRIORITY = (
+    "o.priority DESC, CASE WHEN o.op = 'post' OR o.kind LIKE 'triage%' THEN 0 WHEN o.op = 'update' THEN 2 ELSE 1 END"
+)
 
 _HEADS = """
     SELECT DISTINCT ON (thread_key) id FROM slack_outbox WHERE state = 'pending' ORDER BY thread_key, id
@@ -48,7 +49,7 @@ _HEADS = """
 
 CLAIM = f"""
 WITH heads AS ({_HEADS})
-SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.message_key, o.priority,
+SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.failures, o.message_key,
        t.channel AS thread_channel, t.ts AS thread_ts, m.channel AS target_channel, m.ts AS target_ts,
        c.channel IS NOT NULL AS channel_known
 FROM heads h
@@ -57,19 +58,40 @@ LEFT JOIN slack_threads t ON t.thread_key = o.thread_key
 LEFT JOIN slack_threads m ON m.thread_key = o.message_key
 LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE o.state = 'pending' AND o.not_before <= clock_timestamp()
-  AND (c.next_at IS NULL OR c.next_at <= clock_timestamp() + {_BURST})
+  AND (c.next_at IS NULL OR c.next_at <= clock_timestamp())
   AND NOT (o.channel = ANY($1::text[]))
-ORDER BY o.priority DESC, o.id
+ORDER BY {PRIORITY}, o.id
 LIMIT 1
 FOR UPDATE OF o SKIP LOCKED
 """
 
 NEXT_DUE = f"""
 WITH heads AS ({_HEADS})
-SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity') - {_BURST}))
-                           - clock_timestamp())
+SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity'))) - clock_timestamp())
 FROM heads h JOIN slack_outbox o ON o.id = h.id LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE NOT (o.channel = ANY($1::text[]))
+"""
+
+# One token of the channel's bucket spent on the message just sent ($2: seconds per token, $3: burst).
+# What is left decides when the channel may be written to next: now while a token remains, else
+# when the next one has trickled in.
+SPEND_TOKEN = """
+WITH bucket AS (
+    SELECT channel, clock_timestamp() AS now,
+           CASE WHEN refilled_at IS NULL OR $2::float8 <= 0 THEN $3::float8
+                ELSE least($3::float8, tokens + extract(epoch FROM clock_timestamp() - refilled_at)::float8 / $2::float8)
+           END - 1 AS left_over
+    FROM slack_channels WHERE channel = $1)
+UPDATE slack_channels c SET tokens = b.left_over, refilled_at = b.now, last_error = NULL,
+       next_at = b.now + make_interval(secs => greatest(0, 1 - b.left_over) * $2::float8)
+FROM bucket b WHERE c.channel = b.channel
+"""
+
+# Slack said 429: nothing goes to the channel for exactly Retry-After ($2), then one token is there.
+RATE_LIMITED = """
+UPDATE slack_channels SET tokens = 1, last_error = $3,
+       refilled_at = clock_timestamp() + make_interval(secs => $2), next_at = clock_timestamp() + make_interval(secs => $2)
+WHERE channel = $1
 """
 
 
@@ -82,6 +104,7 @@ class Outbox(Courier):
         client: AsyncWebClient | None,
         *,
         interval: float = 1.0,
+        burst: int = 1,
         max_backoff: float = 30.0,
         workers: int = 2,
         poll: float = 1.0,
@@ -89,8 +112,8 @@ class Outbox(Courier):
         self.store = store
         self.client = client
         self.sender = SlackSender(client)
-        self.interval = interval
-        self.burst = (INTERACTIVE_BURST - 1) * interval  # s an interactive row may run ahead of the pace
+        self.interval = interval  # seconds per token of a channel's bucket
+        self.burst = max(1, burst)  # tokens a channel's bucket holds: messages that may go out at once
         self.max_backoff = max_backoff
         self.backoff = Backoff(first=1.0, cap=max_backoff)
         self.workers = workers
@@ -254,7 +277,7 @@ class Outbox(Courier):
         """Sleep until the next row may be due (pace, backoff), a producer wakes us, or the poll interval."""
         self._wake.clear()  # before looking: a producer's wake-up from now on is not lost
         async with self.store.acquire() as conn:
-            due = await conn.fetchval(NEXT_DUE, list(self._busy), self.burst)
+            due = await conn.fetchval(NEXT_DUE, list(self._busy))
         wait = self.poll if due is None else max(0.02, min(float(due), self.poll))
         if self._waiters:
             wait = min(wait, WAITERS_CHECK_S)
@@ -311,7 +334,7 @@ class Outbox(Courier):
         """Lock the oldest row that heads its thread and whose channel may be written to now."""
         skip = set(self._busy)
         for _ in range(5):
-            row = await conn.fetchrow(CLAIM, list(skip), self.burst)
+            row = await conn.fetchrow(CLAIM, list(skip))
             if row is None:
                 return None
             if not row["channel_known"]:
@@ -319,10 +342,8 @@ class Outbox(Courier):
                     "INSERT INTO slack_channels (channel) VALUES ($1) ON CONFLICT DO NOTHING", row["channel"]
                 )
             ready = await conn.fetchval(
-                "SELECT next_at <= clock_timestamp() + CASE WHEN last_error IS NULL THEN make_interval(secs => $2)"
-                " ELSE interval '0' END FROM slack_channels WHERE channel = $1 FOR UPDATE SKIP LOCKED",
+                "SELECT next_at <= clock_timestamp() FROM slack_channels WHERE channel = $1 FOR UPDATE SKIP LOCKED",
                 row["channel"],
-                self.burst if row["priority"] > 0 else 0.0,
             )
             if ready:
                 return row
@@ -394,12 +415,7 @@ class Outbox(Courier):
                 channel,
                 ts,
             )
-        await conn.execute(
-            "UPDATE slack_channels SET next_at = greatest(next_at, clock_timestamp()) + make_interval(secs => $2),"
-            " last_error = NULL WHERE channel = $1",
-            row["channel"],
-            self.interval,
-        )
+        await conn.execute(SPEND_TOKEN, row["channel"], self.interval, self.burst)
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
         thread_ts = ts if row["op"] == "post" else row["thread_ts"]
         outcome = Delivered(True, row["op"], channel, ts, thread_ts)
@@ -417,24 +433,31 @@ class Outbox(Courier):
             log.error("slack_delivery_hook_failed", kind=kind, error=describe_error(exc))
 
     async def _retry(self, conn, row, retry: Retry) -> None:
+        """Try the row again later: after exactly Retry-After for a 429 (not a failure: it does not
+        lengthen the backoff), after the backoff of its failures for anything else."""
         attempts = row["attempts"] + 1
-        delay = retry.delay if retry.delay is not None else self.backoff.delay(attempts - 1)
+        failures = row["failures"] + (retry.delay is None)
+        delay = retry.delay if retry.delay is not None else self.backoff.delay(failures - 1)
         SLACK_OUTBOX_RETRIES.labels(retry.reason).inc()
         await conn.execute(
-            "UPDATE slack_outbox SET attempts = $2, last_error = $3,"
-            " not_before = clock_timestamp() + make_interval(secs => $4) WHERE id = $1",
+            "UPDATE slack_outbox SET attempts = $2, failures = $3, last_error = $4,"
+            " not_before = clock_timestamp() + make_interval(secs => $5) WHERE id = $1",
             row["id"],
             attempts,
+            failures,
             retry.error[:300],
             delay,
         )
-        await conn.execute(
-            "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = $3"
-            " WHERE channel = $1",
-            row["channel"],
-            max(delay, self.interval),
-            retry.error[:300],
-        )
+        if retry.reason == "ratelimited":
+            await conn.execute(RATE_LIMITED, row["channel"], delay, retry.error[:300])
+        else:
+            await conn.execute(
+                "UPDATE slack_channels SET next_at = clock_timestamp() + make_interval(secs => $2), last_error = $3"
+                " WHERE channel = $1",
+                row["channel"],
+                delay,
+                retry.error[:300],
+            )
         level = log.info if retry.reason == "ratelimited" else log.warning
         level(
             "slack_delivery_retry",
@@ -444,6 +467,7 @@ class Outbox(Courier):
             reason=retry.reason,
             error=retry.error,
             attempts=attempts,
+            failures=failures,
             retry_in_s=round(delay, 2),
         )
 

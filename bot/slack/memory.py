@@ -18,7 +18,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.errors import Backoff
 from bot.core.logs import log
 from bot.core.metrics import SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
-from bot.slack.delivery import INTERACTIVE_BURST
 from bot.slack.outbox import INTERACTIVE, Courier, Delivered, Outgoing, Receipt, ThreadRows
 from bot.slack.sender import Failed, Retry, SlackSender
 
@@ -39,15 +38,17 @@ class _Row:
 class MemoryOutbox(Courier):
     durable = False
 
-    def __init__(self, client: AsyncWebClient | None, *, interval: float = 1.0, max_backoff: float = 30.0):
+    def __init__(
+        self, client: AsyncWebClient | None, *, interval: float = 1.0, burst: int = 1, max_backoff: float = 30.0
+    ):
         self.sender = SlackSender(client)
-        self.interval = interval
-        self.burst = (INTERACTIVE_BURST - 1) * interval
+        self.interval = interval  # seconds per token of a channel's bucket
+        self.burst = max(1, burst)  # tokens a channel's bucket holds
         self.backoff = Backoff(first=1.0, cap=max_backoff)
         self._rows: list[_Row] = []  # pending, in the order they were queued
         self._messages: dict[str, tuple[str, str]] = {}  # thread heads and named messages: key -> (channel, ts)
         self._next_at: dict[str, float] = {}  # per channel, monotonic time
-        self._paused: set[str] = set()  # channels whose last call failed: no burst until one succeeds
+        self._bucket: dict[str, tuple[float, float]] = {}  # per channel: (tokens, as of this monotonic time)
         self._seq = itertools.count(1)
         self._failed = 0
         self._wake = asyncio.Event()
@@ -126,12 +127,10 @@ class MemoryOutbox(Courier):
             if row.thread_key in seen:
                 continue
             seen.add(row.thread_key)
-            burst = self.burst if row.priority > 0 and row.channel not in self._paused else 0.0
-            pace = self._next_at.get(row.channel, 0.0) - burst
-            due = max(row.not_before, pace)
+            due = max(row.not_before, self._next_at.get(row.channel, 0.0))
             if due > now:
                 wait = min(wait, due - now)
-            elif best is None or row.priority > best.priority:
+            elif best is None or _rank(row) < _rank(best):
                 best = row
         return best, max(0.01, wait)
 
@@ -151,8 +150,9 @@ class MemoryOutbox(Courier):
             row.attempts += 1
             delay = retry.delay if retry.delay is not None else self.backoff.delay(row.attempts - 1)
             row.not_before = time.monotonic() + delay
-            self._next_at[row.channel] = time.monotonic() + max(delay, self.interval)
-            self._paused.add(row.channel)
+            self._next_at[row.channel] = time.monotonic() + delay
+            if retry.reason == "ratelimited":  # exactly Retry-After, then one token
+                self._bucket[row.channel] = (1.0, time.monotonic() + delay)
             SLACK_OUTBOX_RETRIES.labels(retry.reason).inc()
             level = log.info if retry.reason == "ratelimited" else log.warning
             level("slack_delivery_retry", channel=row.channel, op=item.op, reason=retry.reason, error=retry.error)
@@ -167,13 +167,24 @@ class MemoryOutbox(Courier):
             self._messages.setdefault(row.thread_key, (channel, ts))
         if item.key and item.op != "update":
             self._messages.setdefault(item.key, (channel, ts))
-        self._next_at[row.channel] = max(self._next_at.get(row.channel, 0.0), time.monotonic()) + self.interval
-        self._paused.discard(row.channel)
+        self._spend_token(row.channel)
         self._rows.remove(row)
         SLACK_OUTBOX_SENT.labels(item.op).inc()
         thread_ts = ts if item.op == "post" else thread[1]
         if not row.future.done():
             row.future.set_result(Delivered(True, item.op, channel, ts, thread_ts))
+
+    def _spend_token(self, channel: str) -> None:
+        """The channel's bucket as in bot.slack.delivery.SPEND_TOKEN: next_at is now while a token is left."""
+        now = time.monotonic()
+        tokens, since = self._bucket.get(channel, (float(self.burst), now))
+        if self.interval > 0:
+            tokens = min(float(self.burst), tokens + max(0.0, now - since) / self.interval)
+        else:
+            tokens = float(self.burst)
+        left = tokens - 1
+        self._bucket[channel] = (left, now)
+        self._next_at[channel] = now + max(0.0, 1 - left) * self.interval
 
     def _fail(self, row: _Row, error: str) -> None:
         dropped = [row]
@@ -187,3 +198,9 @@ class MemoryOutbox(Courier):
                 lost.future.set_result(Delivered(False, lost.item.op, row.channel, error=why))
         SLACK_OUTBOX_RETRIES.labels("failed").inc()
         log.error("slack_delivery_failed", channel=row.channel, op=row.item.op, kind=row.item.kind, error=error)
+
+
+def _rank(row: _Row) -> tuple[int, int, int]:
+    """As bot.slack.delivery.PRIORITY: people first, then new threads and triage, replies, header refreshes."""
+    op_rank = 0 if row.item.op == "post" or row.item.kind.startswith("triage") else 2 if row.item.op == "update" else 1
+    return (-row.priority, op_rank, row.seq)

@@ -50,8 +50,12 @@ INTERACTIVE, BACKGROUND = 1, 0  # row priorities: somebody is waiting for it / a
 
 
 async def lock_thread(conn, thread_key: str) -> None:
-    """Serialise the producers of one thread until the end of the caller's transaction."""
+    """Serialise the producers of one thread until the end of the caller's transaction.
+
+    An alert thread's own producers (intake, triage, Ack/Silence) order its rows by the alert group's
+    row lock: it is taken too, after the thread's lock (they never take that one, so no deadlock)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7301117))", thread_key)
+    await conn.execute("SELECT 1 FROM alert_groups WHERE thread_key = $1 FOR UPDATE", thread_key)
 
 
 async def enqueue(
@@ -97,7 +101,7 @@ async def adopt(conn, key: str, channel: str, ts: str) -> None:
 class Outgoing:
     """One row of a thread as a producer writes it."""
 
-    op: str  # post | reply | update
+    op: str  # post | reply | update | upload
     message: dict
     kind: str = ""
     data: Any = None
@@ -127,6 +131,10 @@ class ThreadRows:
 
     def update(self, message: dict, **kw: Any) -> None:
         self.items.append(Outgoing("update", message, **kw))
+
+    def upload(self, message: dict, **kw: Any) -> None:
+        """A file shared in the thread: `message` is {"text", "file": {"filename", "title", "content"}}."""
+        self.items.append(Outgoing("upload", message, **kw))
 
     def rows(self) -> list[dict]:
         """As WRITE_CTES rows (redacted)."""

@@ -19,6 +19,7 @@ from bot.core.parse import is_slack_channel_id, is_slack_user_id
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
 MAX_EVIDENCE_LINES = 15
+MAX_FILE_BYTES = 1024 * 1024  # what one report's evidence file may hold
 Message = dict  # {"text": fallback, "blocks": [...]} as chat.postMessage takes it
 
 
@@ -106,7 +107,9 @@ def headline(title: str, findings: list[Finding], footer: str = "") -> Message:
     return message(fallback, blocks)
 
 
-def finding_detail(finding: Finding) -> str:
+def finding_detail(finding: Finding, attached: bool = False) -> str:
+    """A finding with its details and the first lines of its evidence; `attached`: the rest of the
+    evidence is in the report's file (evidence_file), shared in the same thread."""
     text = finding_line(finding)
     if finding.details:
         text += "\n" + "\n".join(escape(line) for line in finding.details)
@@ -114,17 +117,43 @@ def finding_detail(finding: Finding) -> str:
         lines = finding.evidence[:MAX_EVIDENCE_LINES]
         more = len(finding.evidence) - len(lines)
         text += "\n```" + "\n".join(escape(line) for line in lines) + "```"
-        if more:
+        if more and attached:
+            text += f"\n_… {more} more lines in the attached file_ :paperclip:"
+        elif more:
             text += f"\n_… {more} more lines_"
     return text
 
 
-def details(title: str, findings: list[Finding]) -> Message:
+def long_evidence(findings: list[Finding]) -> list[Finding]:
+    """The findings whose evidence is longer than a message shows."""
+    return [f for f in findings if len(f.evidence) > MAX_EVIDENCE_LINES]
+
+
+def evidence_file(title: str, findings: list[Finding]) -> dict | None:
+    """One text file with the whole evidence of every finding a message clips (None when none is
+    clipped): {"filename", "title", "content"}, as the outbox's upload rows carry it."""
+    long = long_evidence(findings)
+    if not long:
+        return None
+    parts = [f"{title}\n"]
+    for finding in sorted(long, key=lambda f: -f.status.rank):
+        parts.append(f"== [{finding.status.label}] {finding.component} — {finding.title}")
+        parts.extend(finding.evidence)
+        parts.append("")
+    content = "\n".join(parts)
+    if len(content.encode()) > MAX_FILE_BYTES:
+        content = content.encode()[: MAX_FILE_BYTES - 40].decode(errors="ignore") + "\n… (truncated)\n"
+    slug = "-".join("".join(c if c.isalnum() else " " for c in title.lower()).split())[:60] or "report"
+    return {"filename": f"{slug}.txt", "title": f"{title} — full evidence", "content": content}
+
+
+def details(title: str, findings: list[Finding], attached: bool = False) -> Message:
     """The thread reply: every finding with its details, evidence, guide section and proposals
-    (the proposals' Approve/Reject messages follow it, posted by the approval engine)."""
+    (the proposals' Approve/Reject messages follow it, posted by the approval engine).
+    `attached`: evidence cut short here is in evidence_file(), shared after it."""
     blocks: list[Block] = []
     for finding in sorted(findings, key=lambda f: -f.status.rank):
-        blocks.append(section(finding_detail(finding)))
+        blocks.append(section(finding_detail(finding, attached)))
         for proposal in finding.proposals:
             blocks.append(
                 section(

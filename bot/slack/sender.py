@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.metrics import SLACK_API_ERRORS
-from bot.core.redact import redact_any
+from bot.core.redact import redact, redact_any
 from bot.slack.render import clip
 
 PERMANENT_ERRORS = frozenset(
@@ -39,6 +39,16 @@ PERMANENT_ERRORS = frozenset(
         "invalid_metadata_schema",
     }
 )
+# What makes an upload hopeless (the rest of the thread goes on without the file).
+UPLOAD_PERMANENT_ERRORS = PERMANENT_ERRORS | {
+    "missing_scope",
+    "not_allowed_token_type",
+    "file_uploads_disabled",
+    "file_uploads_except_images_disabled",
+    "file_upload_size_restricted",
+    "storage_limit_reached",
+    "invalid_channel",
+}
 # Of those, the ones a plain-text version of the same message avoids.
 DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
 
@@ -81,7 +91,10 @@ class SlackSender:
         message: dict,
         kind: str = "",
     ) -> dict:
-        """Post (op post), reply in `thread` (channel, ts) or update `target` (channel, ts); Slack's answer."""
+        """Post (op post), reply in `thread` (channel, ts), share a file there (upload) or update `target`
+        (channel, ts); Slack's answer."""
+        if op == "upload":
+            return await self.upload(thread, message)
         if op == "post":
             method, args = "chat.postMessage", {"channel": channel, "unfurl_links": False, "unfurl_media": False}
         elif op == "reply":
@@ -97,6 +110,32 @@ class SlackSender:
             log.warning("slack_message_degraded_to_text", kind=kind, error=failed.error)
             text = clip(message.get("text") or "(message could not be rendered)", 3000)
             return await self.call(method, {**args, "text": text, "blocks": []})
+
+    async def upload(self, thread: tuple[str | None, str | None], message: dict) -> dict:
+        """Share a file in the thread: files_upload_v2's three steps (a failure in any of them redoes all
+        three; only the last one shows anything in Slack). Returns {"ts"} of the message Slack posted."""
+        if self.client is None:
+            raise Retry("transport", "no Slack client in this process")
+        file = message.get("file") or {}
+        try:
+            response = await self.client.files_upload_v2(
+                channel=thread[0],
+                thread_ts=thread[1],
+                content=redact(str(file.get("content") or "")),
+                filename=str(file.get("filename") or "output.txt"),
+                title=redact(str(file.get("title") or file.get("filename") or "output")),
+                initial_comment=redact(str(message.get("text") or "")),
+            )
+        except SlackApiError as exc:
+            classified = classify("files.upload", exc)
+            if isinstance(classified, Retry) and classified.error in UPLOAD_PERMANENT_ERRORS:
+                raise Failed(classified.error) from None
+            raise classified from None
+        except (SlackRequestError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            SLACK_API_ERRORS.labels("files.upload", type(exc).__name__).inc()
+            raise Retry("transport", describe_error(exc)) from None
+        answer = response.data if isinstance(response.data, dict) else {}
+        return {"ts": shared_ts(answer, thread[0] or ""), "channel": thread[0]}
 
     async def call(self, method: str, args: dict) -> dict:
         if self.client is None:
@@ -129,6 +168,15 @@ def classify(method: str, exc: SlackApiError) -> Exception:
     # invalid_auth, account_inactive, unknown errors: a configuration problem or a transient one;
     # either way the message must not be lost, so keep retrying (with backoff, logged).
     return Retry("slack_error", error)
+
+
+def shared_ts(answer: dict, channel: str) -> str | None:
+    """The ts of the message that shares an uploaded file in `channel` (files.completeUploadExternal's answer)."""
+    for file in answer.get("files") or []:
+        for share in ((file.get("shares") or {}).get("public") or {}).get(channel) or []:
+            if share.get("ts"):
+                return str(share["ts"])
+    return None
 
 
 def retry_after(value: Any, default: float = 1.0) -> float:

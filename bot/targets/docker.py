@@ -26,10 +26,12 @@ from bot.targets.docker_models import (
     ContainerInfo,
     DiskCategory,
     HostInfo,
+    ListedContainer,
     NetworkInfo,
     container_info,
     disk_categories,
     endpoints_of,
+    listed_container,
     restarts_from_events,
 )
 
@@ -185,6 +187,18 @@ class Docker:
         found = await self._get(
             "containers/json", all="1", filters=_filters_param({"label": f"{COMPOSE_PROJECT}={project}"})
         )
+        return sorted((c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/") for c in found)
+
+    async def project_containers(self, project: str) -> list[ListedContainer]:
+        """The compose project's containers (stopped ones included) with their service labels, by name."""
+        found = await self._get(
+            "containers/json", all="1", filters=_filters_param({"label": f"{COMPOSE_PROJECT}={project}"})
+        )
+        return sorted((listed_container(row) for row in found), key=lambda c: c.name)
+
+    async def container_names(self) -> list[str]:
+        """Names of every container on the engine, stopped ones included."""
+        found = await self._get("containers/json", all="1")
         return sorted((c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/") for c in found)
 
     async def top(self, name: str) -> list[dict[str, str]]:

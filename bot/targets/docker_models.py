@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_ONEOFF = "com.docker.compose.oneoff"  # "True" on the containers of `docker compose run`
 RESTART_EVENTS = ("die", "start")
 ACTIVE_STATES = ("running", "paused", "restarting")  # what a container prune leaves alone
 EnvPresence = Literal["set", "empty"]
@@ -87,6 +88,30 @@ class ContainerInfo:
         if self.cpu_quota > 0 and self.cpu_period > 0:
             return self.cpu_quota / self.cpu_period
         return None
+
+
+@dataclass(frozen=True)
+class ListedContainer:
+    """One row of `docker ps -a`: what the list call says, without an inspect per container."""
+
+    id: str
+    name: str
+    service: str | None  # the compose service label
+    project: str | None
+    state: str  # running, exited, …
+    one_off: bool  # started by `docker compose run`, not by `up`
+
+
+def listed_container(row: Mapping[str, Any]) -> ListedContainer:
+    labels = row.get("Labels") or {}
+    return ListedContainer(
+        id=row.get("Id", ""),
+        name=(row.get("Names") or ["/" + row.get("Id", "")[:12]])[0].lstrip("/"),
+        service=labels.get(COMPOSE_SERVICE) or None,
+        project=labels.get(COMPOSE_PROJECT) or None,
+        state=row.get("State", ""),
+        one_off=str(labels.get(COMPOSE_ONEOFF, "")).lower() == "true",
+    )
 
 
 def env_names(inspect: Mapping[str, Any]) -> dict[str, EnvPresence]:

@@ -26,8 +26,7 @@ from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
 from bot.core.registry import Runbook, UsageError
 from bot.core.units import short_duration
-from bot.targets import NotConfigured
-from runbooks.application import api_container
+from bot.targets import NotConfigured, RoleNotFound
 from runbooks.security import auditlog, logscan
 from runbooks.security.bans import ban_proposal, covering
 from runbooks.security.common import BLOCK, IDENTIFY, ban_guard_for, clock, plural, read_container_lines, span
@@ -120,7 +119,7 @@ async def attack_evidence(ctx: CheckContext) -> list[Finding]:
 
 @runbook.check("security", component="Security settings", section="Security Issues › Review Security Settings")
 async def security_settings(ctx: CheckContext) -> list[Finding]:
-    return await security_findings(ctx, api_container(ctx.targets.containers))
+    return await security_findings(ctx, await ctx.targets.container_of("api"))
 
 
 # --- audit_logs -------------------------------------------------------------------------------------
@@ -245,7 +244,10 @@ def _more(rows: list, what: str) -> list[str]:
 
 
 async def api_log_findings(ctx: CheckContext, window: Window, candidates: Candidates) -> list[Finding]:
-    name = api_container(ctx.targets.containers)
+    try:
+        name = await ctx.targets.container_of("api")
+    except RoleNotFound as exc:  # the audit_logs findings still stand
+        return [Finding.skipped("API log", str(exc))]
     lines = await read_container_lines(ctx, name, window.since, MAX_LOG_LINES)
     component = f"API log {name}"
     if lines is None:

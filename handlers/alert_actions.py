@@ -1,0 +1,344 @@
+"""The alert header's buttons: I'm on it, Silence 1h / 4h / 24h / Silence… (a modal with a duration
+and a comment), Unsilence.
+
+A click is acked at once and handled in the background: the clicked message must be the current
+header of the group its button names; the policy decides who may (alerts.ack, alerts.silence);
+then bot/alerts/actions.py records it (audited) and the header is queued again. Only the clicker is
+told how it went. With `second_approver: true` for alerts.silence, a silence is proposed for
+approval in the thread instead, and runs once one of its approvers approves it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import structlog
+from slack_sdk.errors import SlackApiError
+
+from bot.alerts import actions
+from bot.alerts.messages import ACK_ACTION, SILENCE_ACTION, SILENCE_CHOICES, SILENCE_MODAL, UNSILENCE_ACTION
+from bot.approvals.publish import DELIVERY_WAIT, queue_proposals
+from bot.core.engine import CheckContext
+from bot.core.errors import describe_error
+from bot.core.findings import Finding, Proposal
+from bot.core.logs import log
+from bot.core.metrics import COMMANDS
+from bot.core.registry import Refused, Runbook
+from bot.core.units import human_duration
+from bot.slack import render
+from bot.store.pool import Store
+from bot.targets import NotConfigured
+
+ACK, SILENCE = "alerts.ack", "alerts.silence"  # the policy's names for them
+FIXED_SILENCE = re.compile(rf"^{re.escape(SILENCE_ACTION)}\.({'|'.join(SILENCE_CHOICES)})$")
+
+bot_verbs = Runbook("alert actions")  # the silence a second approver lets through
+
+
+def register(app, runtime) -> None:
+    @app.action(ACK_ACTION)
+    async def ack_clicked(ack, body):
+        await ack()
+        runtime.tasks.spawn(on_ack(runtime, Click.of(body)), name="alert:ack")
+
+    @app.action(FIXED_SILENCE)
+    async def silence_clicked(ack, body, action):
+        await ack()
+        seconds = SILENCE_CHOICES[str(action["action_id"]).rsplit(".", 1)[1]]
+        runtime.tasks.spawn(on_silence(runtime, Click.of(body), seconds, ""), name="alert:silence")
+
+    @app.action(f"{SILENCE_ACTION}.custom")
+    async def custom_clicked(ack, body, client):
+        await ack()
+        click = Click.of(body)
+        try:  # at once: a trigger_id is good for 3 seconds
+            await client.views_open(trigger_id=body.get("trigger_id"), view=silence_modal(click))
+        except SlackApiError as exc:
+            log.warning("silence_modal_not_opened", error=exc.response.get("error"))
+            await tell(runtime, click, render.text_message(":warning: Could not open the silence form; try again."))
+
+    @app.view(SILENCE_MODAL)
+    async def modal_submitted(ack, body, view):
+        values = (view.get("state") or {}).get("values") or {}
+        duration = str(((values.get("duration") or {}).get("duration") or {}).get("value") or "")
+        comment = str(((values.get("comment") or {}).get("comment") or {}).get("value") or "")
+        try:
+            seconds = actions.parse_silence_duration(duration)
+        except ValueError as exc:
+            await ack(response_action="errors", errors={"duration": str(exc)[:150]})
+            return
+        await ack()
+        click = Click.of_modal(body, view)
+        if click is not None:
+            runtime.tasks.spawn(on_silence(runtime, click, seconds, comment[:1000]), name="alert:silence")
+
+    @app.action(UNSILENCE_ACTION)
+    async def unsilence_clicked(ack, body):
+        await ack()
+        runtime.tasks.spawn(on_unsilence(runtime, Click.of(body)), name="alert:unsilence")
+
+
+class Click:
+    """Who clicked which group's button, on which message."""
+
+    def __init__(self, user: str, user_name: str, channel: str, ts: str, value: str, response_url: str | None):
+        self.user, self.user_name = user, user_name
+        self.channel, self.ts, self.value = channel, ts, value
+        self.response_url = response_url
+
+    @classmethod
+    def of(cls, body: dict) -> Click:
+        user = body.get("user") or {}
+        container = body.get("container") or {}
+        return cls(
+            user=str(user.get("id") or ""),
+            user_name=str(user.get("username") or user.get("name") or user.get("id") or ""),
+            channel=str((body.get("channel") or {}).get("id") or container.get("channel_id") or ""),
+            ts=str(container.get("message_ts") or ""),
+            value=str(((body.get("actions") or [{}])[0]).get("value") or ""),
+            response_url=body.get("response_url"),
+        )
+
+    @classmethod
+    def of_modal(cls, body: dict, view: dict) -> Click | None:
+        try:
+            where = json.loads(view.get("private_metadata") or "")
+        except ValueError:
+            return None
+        if not isinstance(where, dict):
+            return None
+        user = body.get("user") or {}
+        return cls(
+            user=str(user.get("id") or ""),
+            user_name=str(user.get("username") or user.get("name") or user.get("id") or ""),
+            channel=str(where.get("channel") or ""),
+            ts=str(where.get("ts") or ""),
+            value=str(where.get("group") or ""),
+            response_url=None,
+        )
+
+    def bind(self, what: str) -> None:
+        structlog.contextvars.bind_contextvars(slack_user=self.user, alert_group=self.value, alert_action=what)
+
+
+def silence_modal(click: Click) -> dict:
+    metadata = json.dumps({"group": click.value, "channel": click.channel, "ts": click.ts})
+    return {
+        "type": "modal",
+        "callback_id": SILENCE_MODAL,
+        "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": "Silence alerts"},
+        "submit": {"type": "plain_text", "text": "Silence"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "Silences this alert group in Alertmanager: no notification for it until the silence ends.",
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "duration",
+                "label": {"type": "plain_text", "text": "For how long"},
+                "hint": {"type": "plain_text", "text": "e.g. 30m, 2h, 1h30m, 3d (5 minutes to 14 days)"},
+                "element": {"type": "plain_text_input", "action_id": "duration", "initial_value": "2h"},
+            },
+            {
+                "type": "input",
+                "block_id": "comment",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Why (shown in Alertmanager and the thread)"},
+                "element": {"type": "plain_text_input", "action_id": "comment", "multiline": True},
+            },
+        ],
+    }
+
+
+# ---------------------------------------------------------------------- what a click does
+
+
+async def on_ack(runtime, click: Click) -> None:
+    click.bind("ack")
+    try:
+        thread = await _thread(runtime, click, ACK)
+        if thread is None:
+            return
+        try:
+            outcome = await actions.acknowledge(runtime.store, thread, click.user)
+        except Exception as exc:
+            await _store_down(runtime, click, ACK, exc)
+            return
+        await _finish(runtime, click, ACK, outcome)
+    finally:
+        structlog.contextvars.unbind_contextvars("slack_user", "alert_group", "alert_action")
+
+
+async def on_silence(runtime, click: Click, seconds: int, comment: str) -> None:
+    click.bind("silence")
+    try:
+        thread = await _thread(runtime, click, SILENCE)
+        if thread is None:
+            return
+        if runtime.policy.needs_second_approver(SILENCE):
+            await propose_silence(runtime, click, thread, seconds, comment)
+            return
+        try:
+            alertmanager = runtime.targets.alertmanager
+        except NotConfigured as exc:
+            await tell(
+                runtime, click, _notice(f":no_bell: Nothing was silenced: silences need Alertmanager's API ({exc}).")
+            )
+            return
+        try:
+            outcome = await actions.silence(
+                runtime.store, alertmanager, thread, click.user, click.user_name, seconds, comment
+            )
+        except Exception as exc:
+            await _store_down(runtime, click, SILENCE, exc)
+            return
+        await _finish(runtime, click, SILENCE, outcome)
+    finally:
+        structlog.contextvars.unbind_contextvars("slack_user", "alert_group", "alert_action")
+
+
+async def on_unsilence(runtime, click: Click) -> None:
+    click.bind("unsilence")
+    try:
+        thread = await _thread(runtime, click, SILENCE)
+        if thread is None:
+            return
+        try:
+            alertmanager = runtime.targets.alertmanager
+        except NotConfigured as exc:
+            await tell(runtime, click, _notice(f":bell: Nothing changed: silences need Alertmanager's API ({exc})."))
+            return
+        try:
+            outcome = await actions.unsilence(runtime.store, alertmanager, thread, click.user)
+        except Exception as exc:
+            await _store_down(runtime, click, SILENCE, exc)
+            return
+        await _finish(runtime, click, SILENCE, outcome)
+    finally:
+        structlog.contextvars.unbind_contextvars("slack_user", "alert_group", "alert_action")
+
+
+async def _thread(runtime, click: Click, action: str) -> actions.AlertThread | None:
+    """The alert thread the click is about, once the policy lets the clicker act on it (else told why)."""
+    if runtime.store is None:
+        await tell(
+            runtime, click, _notice(":information_source: Alert threads need the bot's database (BOT_DATABASE_URL).")
+        )
+        return None
+    if not click.value.isdigit():
+        await tell(runtime, click, _notice(":grey_question: That button names no alert group."))
+        return None
+    try:
+        thread = await actions.thread_of(runtime.store, int(click.value), click.channel, click.ts)
+    except Exception as exc:
+        await _store_down(runtime, click, action, exc)
+        return None
+    if thread is None:
+        await tell(runtime, click, _notice(":grey_question: This is not the current thread of that alert group."))
+        return None
+    await runtime.policy.resolve(click.user)
+    refusal = runtime.policy.action_refusal(click.user, click.channel, action)
+    if refusal:
+        COMMANDS.labels(action, "refused").inc()
+        if runtime.approvals is not None:
+            await runtime.approvals.audit_quietly(click.user, "refused", refusal, action=action, channel=click.channel)
+        await tell(runtime, click, _notice(f":no_entry: {refusal}"))
+        return None
+    return thread
+
+
+async def _finish(runtime, click: Click, action: str, outcome: actions.Outcome) -> None:
+    COMMANDS.labels(action, outcome.kind).inc()
+    if outcome.done and runtime.outbox is not None:
+        runtime.outbox.wake()
+    await tell(runtime, click, _notice(outcome.notice))
+
+
+async def _store_down(runtime, click: Click, action: str, exc: BaseException) -> None:
+    log.error("alert_action_failed", action=action, error=describe_error(exc))
+    COMMANDS.labels(action, "store_down").inc()
+    await tell(
+        runtime, click, _notice(f":warning: Nothing done: the bot's database is unavailable ({describe_error(exc)}).")
+    )
+
+
+def _notice(text: str) -> render.Message:
+    return render.text_message(text)
+
+
+async def tell(runtime, click: Click, message: dict) -> None:
+    """Only the clicker sees it: chat.postEphemeral, or the click's response_url when that fails."""
+    try:
+        await runtime.slack.ephemeral(click.channel, click.user, message)
+        return
+    except Exception as exc:
+        log.info("ephemeral_via_response_url", reason=type(exc).__name__)
+    if click.response_url:
+        try:
+            await runtime.slack.respond(click.response_url, message)
+        except Exception as exc:
+            log.warning("clicker_not_told", error=type(exc).__name__)
+
+
+# ---------------------------------------------------------------------- a silence that needs a second person
+
+
+async def propose_silence(runtime, click: Click, thread: actions.AlertThread, seconds: int, comment: str) -> None:
+    matchers = ", ".join(f'{k}="{v}"' for k, v in sorted(thread.matchers.items()))
+    proposal = Proposal(
+        action=SILENCE,
+        args={
+            "group_id": thread.group_id,
+            "thread_key": thread.thread_key,
+            "seconds": seconds,
+            "comment": comment,
+            "created_by": click.user_name,
+        },
+        summary=f"Silence {thread.title} for {human_duration(seconds)}",
+        reason=comment,
+        preview=f"POST /api/v2/silences {{{matchers}}} for {human_duration(seconds)}",
+    )
+    finding = Finding.ok("Alert silence", f"silence of {thread.title} requested", proposals=[proposal])
+    if runtime.outbox is None:
+        await tell(runtime, click, _notice(":warning: Approvals need the bot's database: set BOT_DATABASE_URL."))
+        return
+    async with runtime.outbox.thread(thread.thread_key, thread.channel) as rows:
+        posted = await queue_proposals(runtime, rows, [finding], requester=click.user)
+    await rows.receipt.wait(DELIVERY_WAIT)
+    notice = (
+        ":hourglass_flowing_sand: A second person has to approve this silence: it is in the thread."
+        if posted
+        else ":no_entry: This silence needs an approver, and none can approve it under the policy."
+    )
+    await tell(runtime, click, _notice(notice))
+
+
+@bot_verbs.remediation(SILENCE, "Silence an alert group in Alertmanager", timeout=30)
+async def approved_silence(
+    ctx: CheckContext, group_id: int, thread_key: str, seconds: int, comment: str, created_by: str
+) -> str:
+    """The silence a second person approved: created now, as the requester asked for it."""
+    dsn = ctx.settings.secret("bot_database_url")
+    if not dsn:
+        raise Refused("alert threads need the bot's database")
+    store = Store(dsn)
+    try:
+        thread = await actions.thread_by_key(store, group_id, thread_key)
+        if thread is None:
+            raise Refused("the alert group has moved on to a newer thread")
+        requester = str(ctx.params.get("requester") or "")
+        outcome = await actions.silence(
+            store, ctx.targets.alertmanager, thread, requester, created_by, seconds, comment
+        )
+    finally:
+        await store.close()
+    if not outcome.done:
+        raise Refused(re.sub(r"^:[a-z_]+: ", "", outcome.notice))
+    return f"silenced {thread.title} for {human_duration(seconds)}"

@@ -1,0 +1,103 @@
+"""The App Home tab: on app_home_opened, publish (views.publish) what is firing, the approvals the
+viewer may decide and the commands they ran lately. Each part that cannot be read says so; the tab
+is published all the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from bot.core.errors import describe_error
+from bot.core.logs import log
+from bot.slack.home import HomeApproval, HomeCommand, HomeGroup, home_view
+from bot.store.commands import recent_commands
+
+READ_TIMEOUT = 3.0
+LINK_TIMEOUT = 1.5
+
+OPEN_GROUPS = """
+SELECT g.id, g.common_labels, g.annotations, g.fired_at, g.alerts_firing, t.channel, t.ts, a.acked_by,
+       count(*) OVER () AS total
+FROM alert_groups g
+LEFT JOIN slack_threads t ON t.thread_key = g.thread_key
+LEFT JOIN alert_actions a ON a.thread_key = g.thread_key
+WHERE g.status = 'firing' ORDER BY g.fired_at DESC LIMIT $1
+"""
+
+
+def register(app, runtime) -> None:
+    @app.event("app_home_opened")
+    async def home_opened(event):
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        runtime.tasks.spawn(publish_home(runtime, str(event["user"])), name="home")
+
+
+async def publish_home(runtime, user: str) -> None:
+    notes: list[str] = []
+    groups: list[HomeGroup] = []
+    total = 0
+    approvals: list[HomeApproval] = []
+    commands: list[HomeCommand] = []
+    if runtime.store is None:
+        notes.append(
+            ":information_source: Alerts, approvals and commands are kept in the bot's database: set BOT_DATABASE_URL."
+        )
+    else:
+        results = await asyncio.gather(
+            asyncio.wait_for(firing_groups(runtime), READ_TIMEOUT),
+            asyncio.wait_for(decidable(runtime, user), READ_TIMEOUT),
+            asyncio.wait_for(recent_commands(runtime.store, user), READ_TIMEOUT),
+            return_exceptions=True,
+        )
+        for what, result in zip(("alert groups", "approvals", "recent commands"), results, strict=True):
+            if isinstance(result, BaseException):
+                notes.append(f":warning: Could not read the {what}: {describe_error(result)}")
+        if not isinstance(results[0], BaseException):
+            groups, total = results[0]
+        if not isinstance(results[1], BaseException):
+            approvals = results[1]
+        if not isinstance(results[2], BaseException):
+            commands = [HomeCommand(c.at, c.verb, c.text, c.channel) for c in results[2]]
+    try:
+        await runtime.slack.publish_home(user, home_view(groups, total, approvals, commands, notes))
+    except Exception as exc:
+        log.warning("app_home_not_published", error=describe_error(exc))
+
+
+async def firing_groups(runtime) -> tuple[list[HomeGroup], int]:
+    await runtime.store.ready()
+    async with runtime.store.acquire() as conn:
+        rows = await conn.fetch(OPEN_GROUPS, 10)
+    links = await runtime.slack.permalinks(
+        {r["id"]: (r["channel"], r["ts"]) for r in rows if r["ts"]}, timeout=LINK_TIMEOUT
+    )
+    groups = []
+    for r in rows:
+        labels, annotations = json.loads(r["common_labels"]), json.loads(r["annotations"])
+        groups.append(
+            HomeGroup(
+                title=labels.get("alertname") or "alert group",
+                severity=labels.get("severity", ""),
+                summary=annotations.get("summary", ""),
+                firing=r["alerts_firing"],
+                since=r["fired_at"],
+                link=links.get(r["id"]),
+                acked_by=r["acked_by"],
+            )
+        )
+    return groups, (rows[0]["total"] if rows else 0)
+
+
+async def decidable(runtime, user: str) -> list[HomeApproval]:
+    """Pending approvals `user` may approve (an approver, and not their own unless self-approval is on)."""
+    if runtime.approvals is None:
+        return []
+    policy = runtime.policy
+    await policy.resolve(user)
+    pending = [a for a in await runtime.approvals.open_approvals() if a.state == "pending"]
+    mine = [a for a in pending if policy.approval_refusal(user, a.action, a.requester) is None]
+    links = await runtime.slack.permalinks(
+        {a.id: (a.channel, a.message_ts) for a in mine if a.channel and a.message_ts}, timeout=LINK_TIMEOUT
+    )
+    return [HomeApproval(a.id, a.summary, a.action, a.requester, a.expires_at, links.get(a.id)) for a in mine]

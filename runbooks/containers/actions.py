@@ -1,0 +1,203 @@
+"""Restart or start a container, only through the approval engine — the guide's most common fix
+(Memory Leaks step 4, Database Connection Issues step 4, System Recovery step 2, Application Won't
+Start step 5).
+
+A proposal names the container by name *and* id and carries the state it was seen in. Before acting
+the remediation inspects it again: the same id (not another container created under the old name
+since), and still in a state where the action is right — a restart is refused for a container that
+was started again in the meantime (someone restarted it already) or that is stopped now; a start
+for one that is running again. The action is addressed by id, never by name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.core.engine import CheckContext
+from bot.core.findings import Proposal
+from bot.core.registry import Refused, Runbook
+from bot.targets.docker import ContainerNotFound, Docker
+from bot.targets.docker_models import ContainerInfo, parse_time
+from runbooks.containers.common import clock, short_id
+
+runbook = Runbook("containers.actions")
+
+GRACE_SECONDS = 10  # docker's own default for `docker restart`
+MAX_GRACE_SECONDS = 300
+RESTARTABLE = ("running", "restarting")
+STARTABLE = ("exited", "created")
+_PROPOSED = "_container_proposals"  # (action, container id) already proposed in this report
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def restart_proposal(
+    info: ContainerInfo, reason: str, *, loop: bool = False, grace_seconds: int = GRACE_SECONDS
+) -> Proposal:
+    """Restart `info`'s container by id with a grace period; `loop` when the restart policy is already
+    restarting it (its start time then changes by itself and is not part of the re-check)."""
+    seen = info.state.status + ("" if loop else f", started {clock(info.state.started_at)}")
+    return Proposal(
+        "docker.restart",
+        {
+            "name": info.name,
+            "container_id": info.id,
+            "status": info.state.status,
+            "started_at": _iso(info.state.started_at),
+            "loop": loop,
+            "grace_seconds": grace_seconds,
+        },
+        summary=f"Restart container {info.name} ({short_id(info.id)})",
+        reason=reason,
+        preview=(
+            f"docker restart --time {grace_seconds} {short_id(info.id)}    # {info.name}\n"
+            f"= POST /containers/{short_id(info.id)}/restart?t={grace_seconds}: SIGTERM, up to "
+            f"{grace_seconds} s to exit, then SIGKILL, then start\n"
+            f"re-checked first: the same container id, still {seen}"
+        ),
+    )
+
+
+def start_proposal(info: ContainerInfo, reason: str) -> Proposal:
+    return Proposal(
+        "docker.start",
+        {
+            "name": info.name,
+            "container_id": info.id,
+            "status": info.state.status,
+            "finished_at": _iso(info.state.finished_at),
+        },
+        summary=f"Start container {info.name} ({short_id(info.id)})",
+        reason=reason,
+        preview=(
+            f"docker start {short_id(info.id)}    # {info.name}\n"
+            f"= POST /containers/{short_id(info.id)}/start\n"
+            f"re-checked first: the same container id, still {info.state.status} (not running)"
+        ),
+    )
+
+
+def proposal_for(info: ContainerInfo, reason: str, *, loop: bool = False) -> Proposal | None:
+    """A restart for a running (or looping) container, a start for a stopped one; None otherwise
+    (paused, dead, being removed: neither would help)."""
+    if info.state.status in RESTARTABLE:
+        return restart_proposal(info, reason, loop=loop or info.state.status == "restarting")
+    if info.state.status in STARTABLE:
+        return start_proposal(info, reason)
+    return None
+
+
+def propose_once(ctx: CheckContext, proposal: Proposal | None) -> list[Proposal]:
+    """[proposal] unless another check of this report already proposed the same action on the same
+    container (one approval message per restart, however many checks see the reason for it)."""
+    if proposal is None:
+        return []
+    key = (proposal.action, proposal.args["container_id"])
+    seen: set[tuple[str, str]] = ctx.params.setdefault(_PROPOSED, set())
+    if key in seen:
+        return []
+    seen.add(key)
+    return [proposal]
+
+
+# --- re-checking the world ------------------------------------------------------------------
+
+
+async def same_container(docker: Docker, name: str, container_id: str) -> ContainerInfo:
+    """The container as it is now, if it is still the one proposed; Refused otherwise."""
+    try:
+        info = await docker.inspect(container_id)
+    except ContainerNotFound:
+        raise Refused(
+            f"container {name} ({short_id(container_id)}) no longer exists: it was removed or recreated "
+            "since it was proposed — run the check again"
+        ) from None
+    if info.name != name:
+        raise Refused(f"container {short_id(container_id)} is called {info.name} now, not {name}")
+    return info
+
+
+def refuse_restart(info: ContainerInfo, status: str, started_at: str | None, loop: bool) -> None:
+    state = info.state
+    if state.status in STARTABLE or state.status == "dead":
+        raise Refused(
+            f"{info.name} is {state.status} now (it was {status} when proposed): that needs a start, "
+            f"not a restart — `/erpgo app {info.name}` proposes one"
+        )
+    if state.status not in RESTARTABLE:
+        raise Refused(f"{info.name} is {state.status}: a restart would not help now")
+    if not loop and _iso(state.started_at) != started_at:
+        was = parse_time(started_at) if started_at else None
+        raise Refused(
+            f"{info.name} was started again at {clock(state.started_at)} since it was proposed "
+            f"(then running since {clock(was)}): it has been restarted already"
+        )
+
+
+def refuse_start(info: ContainerInfo, status: str) -> None:
+    state = info.state
+    if state.running or state.status == "restarting":
+        raise Refused(
+            f"{info.name} is {state.status} again (since {clock(state.started_at)}; it was {status} when "
+            "proposed): there is nothing to start"
+        )
+    if state.status not in STARTABLE:
+        raise Refused(f"{info.name} is {state.status}: it cannot be started as it is")
+
+
+def _grace(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GRACE_SECONDS:
+        raise Refused(f"the grace period must be 0 to {MAX_GRACE_SECONDS} seconds")
+    return value
+
+
+# --- the remediations -----------------------------------------------------------------------
+
+
+@runbook.remediation(
+    "docker.restart",
+    "Restart a container: SIGTERM, a grace period, SIGKILL, start",
+    timeout=MAX_GRACE_SECONDS + 60,
+)
+async def restart(
+    ctx: CheckContext,
+    name: str,
+    container_id: str,
+    status: str,
+    started_at: str | None = None,
+    loop: bool = False,
+    grace_seconds: int = GRACE_SECONDS,
+) -> str:
+    grace = _grace(grace_seconds)
+    docker = ctx.targets.docker
+    before = await same_container(docker, name, container_id)
+    refuse_restart(before, status, started_at, loop)
+    await docker.restart(container_id, grace)
+    after = await docker.inspect(container_id)
+    if after.state.running:
+        return (
+            f"restarted {name} ({short_id(container_id)}) with a {grace} s grace period: running again since "
+            f"{clock(after.state.started_at)} (it had been running since {clock(before.state.started_at)})"
+        )
+    return (
+        f"restarted {name} ({short_id(container_id)}), but it is {after.state.status} now "
+        f"(exit code {after.state.exit_code}) — `/erpgo app {name}` shows why"
+    )
+
+
+@runbook.remediation("docker.start", "Start a stopped container", timeout=60)
+async def start(ctx: CheckContext, name: str, container_id: str, status: str, finished_at: str | None = None) -> str:
+    docker = ctx.targets.docker
+    before = await same_container(docker, name, container_id)
+    refuse_start(before, status)
+    await docker.start(container_id)
+    after = await docker.inspect(container_id)
+    if after.state.running:
+        return f"started {name} ({short_id(container_id)}): running since {clock(after.state.started_at)}"
+    return (
+        f"started {name} ({short_id(container_id)}), but it is {after.state.status} again "
+        f"(exit code {after.state.exit_code}) — `/erpgo app {name}` shows why"
+    )
