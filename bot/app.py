@@ -33,6 +33,8 @@ from bot.slack.client import SlackOut, web_client
 from bot.slack.delivery import Outbox, outbox_client
 from bot.slack.guard import Guard
 from bot.slack.identity import SlackIdentity, TokenRejected, authorizer, identify
+from bot.slack.memory import MemoryOutbox
+from bot.slack.outbox import Courier
 from bot.slack.socket import SocketLink
 from bot.store.pool import Store
 from bot.targets import Targets
@@ -101,20 +103,27 @@ def build_registry() -> Registry:
         raise ConfigError(f"configuration error: {exc}") from None
 
 
+INTERRUPT_RECORD_S = 8.0  # s: cancelled work may take this long to record what it was doing
+HEALTH_TIMEOUT_S = 2.0  # s per probe of /healthz (the Docker HEALTHCHECK gives the whole answer 4 s)
+
+
 @dataclass
 class Runtime:
     """Everything a handler needs, built once per process."""
 
     settings: Settings
     targets: Targets
-    slack: SlackOut
+    slack: SlackOut  # ephemeral answers, response_url answers and permalinks only
     registry: Registry
     store: Store | None = None  # the bot's own database; None when BOT_DATABASE_URL is unset
     tasks: TaskTracker = field(default_factory=TaskTracker)
     approvals: Approvals | None = None  # the approval engine; None without the bot's database
     policy: Policy = field(default_factory=Policy.default)  # CHATOPS_POLICY_FILE, loaded by start()
     loops: list = field(default_factory=list)  # periodic background tasks, cancelled on close
-    outbox: Outbox | None = None  # durable, paced Slack delivery (alert threads); needs the bot's database
+    # everything posted to channels and threads: durable in the bot's database, else in this process
+    outbox: Courier | None = None
+    stopping: bool = False  # set by drain(): no new work is taken
+    closed: bool = False
     identity: SlackIdentity | None = None  # the bot's own Slack account (auth.test at start)
     usergroups: UserGroups | None = None  # Slack user groups named by the policy (S…), resolved through Slack
     slack_link: SocketLink | None = None  # Socket Mode's connection, when Slack is reached that way
@@ -123,16 +132,38 @@ class Runtime:
         """A task that runs for the life of the process (not awaited by tasks.idle())."""
         self.loops.append(asyncio.create_task(coro, name=name))
 
+    async def drain(self, grace: float | None = None) -> list[str]:
+        """Stop taking new work; let running work (reports, triage, clicks) finish for up to `grace`
+        seconds (ERPGO_SHUTDOWN_GRACE), then cancel it — each task records what it was doing (a triage
+        gives its claim back, a report says it was interrupted). Returns the names of the tasks cancelled."""
+        self.stopping = True
+        grace = self.settings.erpgo_shutdown_grace if grace is None else grace
+        try:
+            await self.tasks.idle(timeout=grace)
+            return []
+        except TimeoutError:
+            interrupted = await self.tasks.cancel_all(timeout=INTERRUPT_RECORD_S)
+            log.warning("work_interrupted", tasks=interrupted, grace_s=grace)
+            return interrupted
+
     async def close(self) -> None:
+        """Drain (if not done yet), then close the outbox, targets and the bot's database. Never raises."""
+        if self.closed:
+            return
+        self.closed = True
         for loop in self.loops:
             loop.cancel()
         await asyncio.gather(*self.loops, return_exceptions=True)
-        await self.tasks.idle(timeout=30)
-        if self.outbox is not None:
-            await self.outbox.stop()
-        await self.targets.close()
-        if self.store is not None:
-            await self.store.close()
+        await self.drain()
+        steps = [("outbox", self.outbox.stop() if self.outbox else None), ("targets", self.targets.close())]
+        steps.append(("store", self.store.close() if self.store else None))
+        for part, step in steps:
+            if step is None:
+                continue
+            try:
+                await asyncio.wait_for(step, 15)
+            except Exception as exc:  # closing must finish whatever one part does
+                log.warning("close_failed", part=part, error=describe_error(exc))
 
     async def identify(self, wait: float | None = None) -> None:
         """auth.test, retried with backoff: awaited up to `wait` seconds (IDENTITY_WAIT), then on in the
@@ -176,13 +207,41 @@ class Runtime:
             log.warning(
                 "bot_database_not_configured", hint="set BOT_DATABASE_URL for approvals, audit and alert threads"
             )
-            return
-        try:
-            await self.store.migrate()
-        except Exception as exc:
-            log.error("bot_database_unreachable", error=describe_error(exc))
+        else:
+            try:
+                await self.store.migrate()
+            except Exception as exc:
+                log.error("bot_database_unreachable", error=describe_error(exc))
         if self.outbox is not None:
-            self.outbox.start()  # its workers retry while the database is down
+            self.outbox.start()  # the durable outbox's workers retry while the database is down
+
+    async def health(self) -> tuple[int, dict]:
+        """/healthz: 503 when the bot cannot do its work — its database (approvals, alerts) is
+        unreachable, or it is stopping — with which part is down."""
+        body: dict = {"status": "ok", "background_tasks": self.tasks.pending}
+        down = []
+        if self.store is not None:
+            try:
+                await asyncio.wait_for(self.store.ping(), HEALTH_TIMEOUT_S)
+                body["bot_database"] = {"ok": True}
+            except Exception as exc:
+                body["bot_database"] = {"ok": False, "error": describe_error(exc)}
+                down.append("bot_database")
+        if self.slack_link is not None:  # Socket Mode: whether Slack can reach the bot now (degraded, not down)
+            body["slack"] = await self.slack_link.status()
+            if not body["slack"]["connected"]:
+                body["status"] = "degraded"
+        if self.outbox is not None:
+            if "bot_database" in down:
+                body["slack_backlog"] = {"pending": None, "error": "the bot's database is unreachable"}
+            else:  # {"pending", "failed", "oldest_pending_s"}
+                body["slack_backlog"] = await self.outbox.health(HEALTH_TIMEOUT_S)
+        if self.stopping:
+            down.append("stopping")
+        if down:
+            body["status"] = "stopping" if down == ["stopping"] else "unavailable"
+            body["down"] = down
+        return (503 if down else 200), body
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -200,25 +259,32 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     runtime.usergroups = UserGroups(runtime.slack.usergroup_members, ttl=settings.erpgo_usergroup_ttl)
     attach_store(runtime, token)
+    if runtime.outbox is None:  # no bot database: the same outbox, kept in this process
+        runtime.outbox = MemoryOutbox(
+            outbox_client(token, settings.slack_api_url),
+            interval=settings.erpgo_slack_channel_interval,
+            burst=settings.erpgo_slack_channel_burst,
+            max_backoff=settings.erpgo_slack_max_backoff,
+        )
     return runtime
 
 
 def attach_store(runtime: Runtime, slack_token: str | None) -> None:
-    """The bot's database and what needs it: the approval engine and (with a Slack token) the outbox."""
+    """The bot's database and what needs it: the approval engine and the outbox (which delivers only
+    with a Slack token; without one, e.g. `erpgo-bot check approvals`, it queues for the serving bot)."""
     settings = runtime.settings
     bot_dsn = settings.secret("bot_database_url")
     if not bot_dsn:
         return
     runtime.store = Store(bot_dsn)
     runtime.approvals = Approvals(runtime.store, runtime.registry, runtime.targets, settings, lambda: runtime.policy)
-    if slack_token:
-        runtime.outbox = Outbox(
-            runtime.store,
-            outbox_client(slack_token, settings.slack_api_url),
-            interval=settings.erpgo_slack_channel_interval,
-            burst=settings.erpgo_slack_channel_burst,
-            max_backoff=settings.erpgo_slack_max_backoff,
-        )
+    runtime.outbox = Outbox(
+        runtime.store,
+        outbox_client(slack_token, settings.slack_api_url) if slack_token else None,
+        interval=settings.erpgo_slack_channel_interval,
+        burst=settings.erpgo_slack_channel_burst,
+        max_backoff=settings.erpgo_slack_max_backoff,
+    )
 
 
 def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
@@ -259,15 +325,14 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp, *, slack_events: bool = True
         bolt_response = await bolt.async_dispatch(parse_slash_with_payload_word(admitted))
         return await to_aiohttp_response(bolt_response)
 
-    async def healthz(_request: web.Request) -> web.Response:
-        body: dict = {"status": "ok", "background_tasks": runtime.tasks.pending}
-        if runtime.slack_link is not None:  # Socket Mode: say whether Slack can reach the bot now
-            body["slack"] = await runtime.slack_link.status()
-            if not body["slack"]["connected"]:
-                body["status"] = "degraded"
-        if runtime.outbox is not None:
-            body["slack_backlog"] = await runtime.outbox.health()  # {"pending", "failed", "oldest_pending_s"}
-        return web.json_response(body)
+    async def livez(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def healthz(request: web.Request) -> web.Response:
+        if "live" in request.query:  # /healthz?live: liveness only, as /livez
+            return await livez(request)
+        status, body = await runtime.health()
+        return web.json_response(body, status=status)
 
     async def metrics_route(_request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
@@ -279,6 +344,7 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp, *, slack_events: bool = True
     if slack_events:
         app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics_route)
     for module in HANDLERS:
         if hasattr(module, "routes"):

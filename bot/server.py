@@ -1,4 +1,13 @@
-"""Long-running modes: HTTP (aiohttp) and Socket Mode."""
+"""Long-running modes: HTTP (aiohttp) and Socket Mode, and how they stop.
+
+On SIGTERM (or SIGINT) the bot drains: it stops taking new work — webhooks get 503 so Alertmanager
+retries elsewhere or after the restart, /healthz says "stopping", new commands and clicks are told to
+try again — while running work finishes for up to ERPGO_SHUTDOWN_GRACE seconds. What is still running
+then is cancelled and records what it was doing (a triage gives its claim back, a report says it was
+interrupted, an approval being executed is recorded as interrupted). Then the outbox, targets and the
+bot's database are closed and the process exits 0. A second signal during the drain skips the rest of
+the grace.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ import signal
 
 from aiohttp import web
 
-from bot.app import build_bolt_app, build_runtime, build_web_app
+from bot.app import RUNTIME, Runtime, build_bolt_app, build_runtime, build_web_app
 from bot.core.logs import log
 
 SOCKET_IDENTIFY_WAIT = 2.0  # s: in Socket Mode the webhook and /healthz are served while Slack is unreachable
@@ -22,7 +31,7 @@ async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int
     # everything built so far lives for the whole process: keep it out of the collector's scans,
     # whose pauses otherwise show up as the slowest webhook answers under load
     gc.freeze()
-    runner = web.AppRunner(web_app, access_log=None)
+    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -32,20 +41,54 @@ async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int
     return runner, bound
 
 
-async def wait_for_stop_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+class StopSignals:
+    """SIGTERM/SIGINT as events: the first asks for a drain, a second for hurrying it."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.again = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._received, sig)
+
+    def _received(self, sig: signal.Signals) -> None:
+        if self.first.is_set():
+            self.again.set()
+        self.first.set()
+        log.info("stop_signal", signal=sig.name)
+
+    def restore(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def drain(runtime: Runtime, signals: StopSignals) -> None:
+    """Drain the runtime within its grace, or at once on a second signal."""
+    draining = asyncio.ensure_future(runtime.drain())
+    hurry = asyncio.ensure_future(signals.again.wait())
+    await asyncio.wait([draining, hurry], return_when=asyncio.FIRST_COMPLETED)
+    if not draining.done():
+        log.warning("stop_hurried", hint="second signal: the grace is cut short")
+        interrupted = await runtime.tasks.cancel_all(timeout=2)
+        log.warning("work_interrupted", tasks=interrupted)
+    await draining
+    hurry.cancel()
 
 
 async def serve(settings, host: str, port: int) -> int:
+    signals = StopSignals()
     runner, bound = await start_http(settings, host, port)
-    log.info("listening", host=host, port=bound, routes=["POST /slack/events", "GET /healthz", "GET /metrics"])
-    await wait_for_stop_signal()
-    log.info("stopping")
-    await runner.cleanup()  # waits for in-flight reports before closing targets
+    runtime = runner.app[RUNTIME]
+    log.info(
+        "listening", host=host, port=bound, routes=["POST /slack/events", "GET /healthz", "GET /livez", "GET /metrics"]
+    )
+    await signals.first.wait()
+    log.info("stopping", grace_s=settings.erpgo_shutdown_grace)
+    await drain(runtime, signals)  # the server still answers meanwhile: 503 to webhooks, /livez 200
+    await runner.cleanup()  # closes the listener, then the runtime (outbox, targets, bot database)
+    signals.restore()
+    log.info("stopped")
     return 0
 
 
@@ -70,7 +113,7 @@ async def start_socket_mode(settings, host: str, port: int) -> tuple[web.AppRunn
         await link.close()
 
     web_app.on_shutdown.append(close_link)
-    runner = web.AppRunner(web_app, access_log=None)
+    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -81,9 +124,14 @@ async def start_socket_mode(settings, host: str, port: int) -> tuple[web.AppRunn
 
 
 async def socket_mode(settings, host: str = "0.0.0.0", port: int | None = None) -> int:
+    signals = StopSignals()
     runner, bound = await start_socket_mode(settings, host, port or settings.port)
-    log.info("listening", mode="socket", host=host, port=bound, routes=["GET /healthz", "GET /metrics"])
-    await wait_for_stop_signal()
-    log.info("stopping")
-    await runner.cleanup()
+    runtime = runner.app[RUNTIME]
+    log.info("listening", mode="socket", host=host, port=bound, routes=["GET /healthz", "GET /livez", "GET /metrics"])
+    await signals.first.wait()
+    log.info("stopping", grace_s=settings.erpgo_shutdown_grace)
+    await drain(runtime, signals)  # Slack's link stays up meanwhile: commands and clicks are told to retry
+    await runner.cleanup()  # closes the link, then the runtime (outbox, targets, bot database)
+    signals.restore()
+    log.info("stopped")
     return 0

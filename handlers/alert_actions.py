@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.alerts import actions
 from bot.alerts.messages import ACK_ACTION, SILENCE_ACTION, SILENCE_CHOICES, SILENCE_MODAL, UNSILENCE_ACTION
-from bot.approvals.publish import post_proposals
+from bot.approvals.publish import DELIVERY_WAIT, queue_proposals
 from bot.core.engine import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Proposal
@@ -306,7 +306,12 @@ async def propose_silence(runtime, click: Click, thread: actions.AlertThread, se
         preview=f"POST /api/v2/silences {{{matchers}}} for {human_duration(seconds)}",
     )
     finding = Finding.ok("Alert silence", f"silence of {thread.title} requested", proposals=[proposal])
-    posted = await post_proposals(runtime, click.channel, click.ts, [finding], requester=click.user)
+    if runtime.outbox is None:
+        await tell(runtime, click, _notice(":warning: Approvals need the bot's database: set BOT_DATABASE_URL."))
+        return
+    async with runtime.outbox.thread(thread.thread_key, thread.channel) as rows:
+        posted = await queue_proposals(runtime, rows, [finding], requester=click.user)
+    await rows.receipt.wait(DELIVERY_WAIT)
     notice = (
         ":hourglass_flowing_sand: A second person has to approve this silence: it is in the thread."
         if posted

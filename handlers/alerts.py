@@ -9,7 +9,8 @@ Answers, so that Alertmanager retries exactly when it should (it retries 5xx, no
 * 413 — a body over 32 MiB (set `max_alerts` in the webhook config);
 * 503 — intake not configured (ALERT_WEBHOOK_TOKEN, BOT_DATABASE_URL, ERPGO_ALERT_CHANNEL): the route
   exists and says what to set, the rest of the bot keeps working; or the bot's database cannot
-  record the alerts right now;
+  record the alerts right now; or the bot is stopping (another replica, or this one restarted, takes
+  the retry);
 * 500 — anything else that kept the alerts from being recorded;
 * 200 — only once every alert of the notification is committed to the database.
 """
@@ -26,17 +27,19 @@ from bot.alerts.intake import Recorder, open_groups
 from bot.alerts.messages import open_groups_message
 from bot.alerts.triage import triage_group, unfinished_triage
 from bot.alerts.webhook import IntakeError, group_key_of, parse_webhook, route_channel
-from bot.approvals.publish import post_proposals
+from bot.approvals.publish import queue_proposals
 from bot.core.errors import describe_error, is_unreachable
+from bot.core.findings import Finding
 from bot.core.http import BodyRefused, read_bounded
 from bot.core.logs import log
 from bot.core.metrics import ALERT_ACCEPT_SECONDS, ALERT_WEBHOOKS
 from bot.core.registry import Runbook, UsageError
-from bot.slack import outbox, render
+from bot.slack import render
+from bot.slack.outbox import ThreadRows
 
 PATH = "/alerts/alertmanager"
 MAX_BODY = 32 * 1024 * 1024
-PROPOSALS_WAIT = 600.0  # s: how long approval messages wait for their triage report to reach Slack
+TRIAGE_SWEEP_S = 5.0  # how soon triage given back by a stopping replica, or left by a dead one, is taken up
 
 
 bot_verbs = Runbook("alerts")  # the bot's own verb: alerts
@@ -52,38 +55,48 @@ def routes(runtime) -> list[web.RouteDef]:
 
 
 def register(_app, runtime) -> None:
-    """No Slack listeners; picks up triage that a previous process accepted but did not finish."""
+    """No Slack listeners; takes up triage nobody is doing — at start and every few seconds after
+    (accepted but not started by a process that stopped or died, given back by one that stopped)."""
     if runtime.store is None or runtime.settings.alert_webhook_token is None:
         return
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
-    runtime.tasks.spawn(resume_triage(runtime), name="triage:resume")
+    runtime.start_loop(resume_triage_forever(runtime), name="triage:resume")
+
+
+async def resume_triage_forever(runtime, interval: float = TRIAGE_SWEEP_S) -> None:
+    while True:
+        if not runtime.stopping:
+            await resume_triage(runtime)
+        await asyncio.sleep(interval)  # a period, not a synchronisation
 
 
 async def resume_triage(runtime) -> None:
     try:
         groups = await unfinished_triage(runtime.store)
-    except Exception as exc:  # the database is down: new notifications will bring it back
+    except Exception as exc:  # the database is down: the next sweep looks again
         log.warning("triage_resume_failed", error=describe_error(exc))
         return
     for group_id in groups:
-        runtime.tasks.spawn(run_triage(runtime, group_id), name=f"triage:{group_id}")
+        spawn_triage(runtime, group_id)
+
+
+def spawn_triage(runtime, group_id: int) -> None:
+    name = f"triage:{group_id}"
+    if not runtime.tasks.running(name):  # this process is on it already
+        runtime.tasks.spawn(run_triage(runtime, group_id), name=name)
 
 
 async def run_triage(runtime, group_id: int) -> None:
-    """Triage the group; its proposals then become approval messages (requester "alertmanager") in the
-    thread, once the report they belong to is there."""
-    triaged = await triage_group(runtime, group_id)
-    if triaged is None or not any(f.proposals for f in triaged.findings):
-        return
-    where = await outbox.wait_delivered(runtime.store, triaged.last_row, timeout=PROPOSALS_WAIT)
-    if where is None:
-        log.warning("triage_proposals_not_posted", group_id=group_id, reason="the triage report was not delivered")
-        return
-    channel, thread_ts = where
-    await post_proposals(runtime, channel, thread_ts, triaged.findings, requester="alertmanager")
+    """Triage the group; its proposals become approval messages (requester "alertmanager") queued in
+    the thread right after the triage report, in the same transaction."""
+
+    async def proposals(rows: ThreadRows, findings: list[Finding]) -> None:
+        await queue_proposals(runtime, rows, findings, requester="alertmanager")
+
+    await triage_group(runtime, group_id, also=proposals)
 
 
 def _answer(status: int, result: str, message: str, **extra) -> web.Response:
@@ -116,6 +129,8 @@ async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
 
 async def receive(runtime, recorder: Recorder | None, request: web.Request) -> web.Response:
     started = time.perf_counter()
+    if runtime.stopping:  # Alertmanager retries a 503 (here after the restart, or at another replica)
+        return _answer(503, "stopping", "the bot is stopping; retry")
     settings = runtime.settings
     token = settings.secret("alert_webhook_token")
     if not token:
@@ -157,7 +172,7 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
         return _answer(500, "error", f"alerts not recorded ({error}); retry")
     ALERT_ACCEPT_SECONDS.observe(time.perf_counter() - started)
     if recorded.triage:
-        runtime.tasks.spawn(run_triage(runtime, recorded.group_id), name=f"triage:{recorded.group_id}")
+        spawn_triage(runtime, recorded.group_id)
     if recorded.queued and runtime.outbox is not None:
         runtime.outbox.wake()
     return _answer(200, "accepted", "", alerts=recorded.alerts, group=recorded.group_id, outcome=recorded.outcome)

@@ -17,19 +17,20 @@ from slack_sdk.errors import SlackApiError
 from bot.approvals import messages as view
 from bot.approvals.engine import Decision, StoreUnavailable
 from bot.approvals.publish import (
+    DELIVERY_WAIT,
     expire_and_update,
-    post_proposals,
-    post_quietly,
+    publish_decision,
     refresh_pending_message,
     sweep_expired_forever,
-    update_approval_message,
 )
-from bot.core.findings import Finding
+from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.parse import ascii_int, is_slack_channel_id, is_slack_user_id, shown
 from bot.core.registry import Runbook, UsageError
+from bot.slack import render
 
+STOPPING_NOTICE = ":hourglass_flowing_sand: The bot is restarting: nothing was done. Click again in a few seconds."
 LIST_TIMEOUT = 1.5  # the builtin verbs answer in the ack: with the permalinks, well inside Slack's 3 s
 PERMALINK_TIMEOUT = 0.8
 DEFAULT_AUDIT_ENTRIES, MAX_AUDIT_ENTRIES = 20, 100
@@ -104,6 +105,9 @@ async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
         if runtime.approvals is None:
             await tell(runtime, channel, user, view.no_store_notice(), body)
             return
+        if runtime.stopping:  # no destructive step starts while the bot drains for a restart
+            await tell(runtime, channel, user, render.text_message(STOPPING_NOTICE), body)
+            return
         try:
             approval_id = ascii_int(value, min=1, max=MAX_APPROVAL_ID, what="approval id")
         except UsageError:
@@ -140,21 +144,31 @@ async def show_decision(
     if outcome.kind == "counted" and approval is not None:  # more approvals needed: show who approved so far
         await refresh_pending_message(runtime, approval, fallback=(channel, clicked_ts))
     if outcome.changes_message and approval is not None:
-        await update_approval_message(runtime, approval, fallback=(channel, clicked_ts))
-        if outcome.kind != "expired":
-            thread_ts = approval.thread_ts or approval.message_ts or clicked_ts
-            await post_quietly(
-                runtime,
-                approval.channel or channel,
-                view.thread_result(approval, outcome.recorded),
-                thread_ts=thread_ts,
-            )
-            if outcome.follow_ups and approval.channel and thread_ts:
-                follow_up = Finding.ok(approval.action, "follow-up", proposals=outcome.follow_ups)
-                await post_proposals(runtime, approval.channel, thread_ts, [follow_up], requester=user)
+        await publish_outcome(runtime, outcome, user, (channel, clicked_ts), body.get("response_url"))
     notice = view.decision_notice(outcome)
     if notice is not None:
         await tell(runtime, channel, user, notice, body, thread_ts=approval.thread_ts if approval else None)
+
+
+async def publish_outcome(
+    runtime, outcome: Decision, user: str, clicked: tuple[str | None, str | None], response_url: str | None
+) -> None:
+    """The message updated and the result in the thread, through the outbox; while the bot's database
+    is down, at least the clicked message is replaced through the click's response_url."""
+    approval = outcome.approval
+    assert approval is not None
+    try:
+        receipt = await publish_decision(runtime, outcome, user, clicked)
+    except Exception as exc:
+        log.warning("approval_message_via_response_url", error=describe_error(exc))
+        if response_url:
+            try:
+                await runtime.slack.respond(response_url, view.decided_message(approval), replace_original=True)
+            except Exception as again:
+                log.warning("approval_message_not_updated", approval_id=approval.id, error=describe_error(again))
+        return
+    if receipt is not None:
+        await receipt.wait(DELIVERY_WAIT)
 
 
 async def tell(

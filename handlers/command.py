@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import time
 import uuid
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals.publish import post_proposals
+from bot.approvals.publish import expire_and_update, queue_proposals
 from bot.core.engine import CheckContext, run_checks
+from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, worst
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
@@ -20,9 +22,13 @@ from bot.core.parse import control_character
 from bot.core.registry import UsageError, Verb
 from bot.incidents.commands import record_command_run
 from bot.slack import render
+from bot.slack.outbox import Receipt
 from bot.store.commands import record_command
 
 MAX_ECHO = 60  # how much of an unknown verb we quote back
+REPORT_WAIT = 120.0  # s: how long a report's task waits to see it in Slack (it is queued either way)
+NOT_A_MEMBER = ("not_in_channel", "channel_not_found")  # answered through the response_url instead
+STOPPING_NOTICE = ":hourglass_flowing_sand: The bot is restarting; run the command again in a few seconds."
 MAX_TEXT = 4000  # Slack's own limit on a slash command's text; checked before any splitting
 WATCHED_LOOKUP_S = 1.0  # s of the 3 s ack the compose project's containers may take to list
 
@@ -109,6 +115,10 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             COMMANDS.labels("unknown", "usage").inc()
             log.info("command", verb="unknown", outcome="usage")
             await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
+            return
+        if runtime.stopping:  # nothing new starts while the bot drains for a restart
+            COMMANDS.labels(verb.name, "stopping").inc()
+            await ack(**render.text_message(STOPPING_NOTICE))
             return
         if await refused(runtime, inv, ack, verb.name):
             return
@@ -200,7 +210,12 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
     structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id, verb=verb.name)
     started = time.perf_counter()
     ctx = CheckContext(runtime.targets, runtime.settings, params | {"requester": inv.user_id})
-    findings = await run_checks(verb.checks, ctx)
+    try:
+        findings = await run_checks(verb.checks, ctx)
+    except asyncio.CancelledError:  # the bot is stopping and the grace ran out: say so in the channel
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(note_interrupted(runtime, inv, verb.name), 5)
+        raise
     elapsed = time.perf_counter() - started
     outcome = worst(f.status for f in findings).value
     report_ts = None
@@ -209,7 +224,7 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
         report_ts = await post(runtime, inv, f"ERPGo {verb.name}", findings, elapsed)
     except Exception as exc:
         outcome = "post_failed"
-        log.error("report_not_posted", error=str(exc))
+        log.error("report_not_posted", error=describe_error(exc))
     await remember_run(runtime, inv, verb.name, report_ts, findings, elapsed)
     COMMANDS.labels(verb.name, outcome).inc()
     log.info("command", outcome=outcome, duration_ms=round(elapsed * 1000, 1), findings=len(findings))
@@ -238,23 +253,63 @@ async def remember_run(
 
 async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> str | None:
     """The headline in the channel, the details threaded under it, then each proposal as an
-    approval message of its own in the thread; the headline's ts (None when answered through the
-    command's response_url)."""
+    approval message of its own in the thread — queued together in the outbox, delivered in that
+    order. Without the bot's database (down right now), through the command's response_url. Returns
+    the headline's ts once Slack has it (None when it is not known yet, or answered elsewhere)."""
     footer = f"requested by {render.mention(inv.user_id, missing='?')} · {elapsed:.2f} s"
     head = render.headline(title, findings, footer)
     body = render.details(title, findings)
+    if any(f.proposals for f in findings):
+        await expire_and_update(runtime, wait=0)  # overdue approvals lose their buttons first
     try:
-        posted = await runtime.slack.post(inv.channel_id, head)
-    except SlackApiError as exc:
-        if not inv.response_url or exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+        receipt = await queue_report(runtime, inv, head, body, findings)
+    except Exception as exc:
+        if not inv.response_url:
             raise
-        # the bot is not a member of this channel: answer through the command's response_url
-        await runtime.slack.respond(inv.response_url, head, in_channel=True)
-        await runtime.slack.respond(inv.response_url, body, in_channel=True)
+        level = log.warning if is_unreachable(exc) else log.error
+        level("report_via_response_url", reason="the outbox is unavailable", error=describe_error(exc))
+        await respond_in_channel(runtime, inv, head, body)
         return None
-    await runtime.slack.post(inv.channel_id, body, thread_ts=posted["ts"])
-    await post_proposals(runtime, inv.channel_id, posted["ts"], findings, requester=inv.user_id)
-    return str(posted["ts"])
+    delivered = await receipt.wait(REPORT_WAIT)
+    if delivered and not delivered[0].ok and delivered[0].error in NOT_A_MEMBER and inv.response_url:
+        # the bot is not a member of this channel: answer through the command's response_url
+        await respond_in_channel(runtime, inv, head, body)
+        return None
+    return delivered[0].ts if delivered and delivered[0].ok else None
+
+
+async def queue_report(runtime, inv: Invocation, head: render.Message, body: render.Message, findings) -> Receipt:
+    if runtime.outbox is None:
+        raise ConnectionError("no outbox in this process")
+    async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
+        rows.post(head)
+        rows.reply(body)
+        await queue_proposals(runtime, rows, findings, requester=inv.user_id)
+    return rows.receipt
+
+
+async def respond_in_channel(runtime, inv: Invocation, head: render.Message, body: render.Message) -> None:
+    assert inv.response_url
+    await runtime.slack.respond(inv.response_url, head, in_channel=True)
+    await runtime.slack.respond(inv.response_url, body, in_channel=True)
+
+
+async def note_interrupted(runtime, inv: Invocation, verb: str) -> None:
+    """A command acked but never answered because the bot stopped: the channel hears it, durably."""
+    text = (
+        f":warning: `/erpgo {render.escape(verb)}` was interrupted: the bot restarted before its checks "
+        "finished. Run it again."
+    )
+    try:
+        if runtime.outbox is None:
+            raise ConnectionError("no outbox in this process")
+        async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
+            rows.post(render.text_message(text))
+    except Exception as exc:
+        log.warning("interruption_not_posted", error=describe_error(exc))
+        if inv.response_url:
+            await runtime.slack.respond(inv.response_url, render.text_message(text))
+    log.warning("command_interrupted", verb=verb)
 
 
 async def post_private_report(
@@ -278,9 +333,18 @@ async def post_private_report(
             await runtime.slack.respond(inv.response_url, message)
         return None
     if any(finding.proposals for finding in findings):
-        root = await runtime.slack.post(
-            inv.channel_id, render.text_message(f"<@{inv.user_id}> proposes a change that needs approval:")
-        )
-        await post_proposals(runtime, inv.channel_id, root["ts"], findings, requester=inv.user_id)
-        return str(root["ts"])
+        return await queue_private_proposals(runtime, inv, findings)
     return None
+
+
+async def queue_private_proposals(runtime, inv: Invocation, findings: list[Finding]) -> str | None:
+    """The proposals of a private report, for approval in the channel under a line naming who asked."""
+    if runtime.outbox is None:
+        raise ConnectionError("no outbox in this process")
+    await expire_and_update(runtime, wait=0)
+    root = render.text_message(f"{render.mention(inv.user_id, missing='?')} proposes a change that needs approval:")
+    async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
+        rows.post(root)
+        await queue_proposals(runtime, rows, findings, requester=inv.user_id)
+    delivered = await rows.receipt.wait(REPORT_WAIT)
+    return delivered[0].ts if delivered and delivered[0].ok else None

@@ -43,7 +43,7 @@ from bot.alerts.groups import (
     iso,
 )
 from bot.alerts.messages import OpenGroup
-from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook
+from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redacted_webhook
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
 from bot.slack import outbox
@@ -136,7 +136,9 @@ SELECT 1
 
 
 async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
-    """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group."""
+    """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group.
+
+    The webhooks must be redacted already (Recorder.submit does it): everything stored is made from them."""
     now = datetime.now(UTC)
     firsts: dict[str, dict] = {}
     for hook, channel in items:
@@ -226,7 +228,7 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
         json.dumps(upserts),
         json.dumps(gone),
         json.dumps(moved),
-        *outbox.write_params(new_rows, list(rewrites.values())),
+        *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
         notified,
     )
     return results
@@ -257,6 +259,7 @@ class Recorder:
         self._tasks: set[asyncio.Task] = set()
 
     async def submit(self, hook: Webhook, channel: str) -> Recorded:
+        hook = redacted_webhook(hook)  # what is stored (and later posted) carries no secret the alert did
         future = asyncio.get_running_loop().create_future()
         self._queue.append((hook, channel, future))
         if not self._tasks or (len(self._tasks) < self.writers and len(self._queue) >= self.busy):

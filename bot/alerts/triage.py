@@ -4,9 +4,11 @@ it), the report queued in the group's thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,13 +18,17 @@ from bot.core.errors import Backoff, describe_error
 from bot.core.findings import Finding
 from bot.core.logs import log
 from bot.core.registry import Check, Registry
-from bot.slack import outbox
+from bot.slack.outbox import BACKGROUND, ThreadRows
 
 TRIAGE_CONCURRENCY = 4  # triage reports computed at once; an alert storm must not become a check storm
 TRIAGE_LOOKBACK = timedelta(minutes=10)  # logs are read from this long before the alert fired
 QUEUE_RETRY = Backoff(first=0.5, cap=10.0)  # the bot database blinked while the report was queued
-QUEUE_RETRY = Backoff(first=0.5, cap=10.0)  # the bot database blinked while the report was queued
-TRIAGE_STALE = "10 minutes"  # a triage 'running' for longer was abandoned by a process that died
+# A claim is a lease: renewed every TRIAGE_LEASE_S / 3 while the triage runs, so a claim whose lease
+# ran out belongs to a process that died, and any replica may take it.
+TRIAGE_LEASE_S = 30.0
+
+# In the report's transaction, after its messages: what else goes in the thread (the approvals).
+AlsoQueue = Callable[[ThreadRows, list[Finding]], Awaitable[object]]
 
 
 # ---------------------------------------------------------------------- triage
@@ -48,36 +54,89 @@ def triage_checks(registry: Registry, names: list[str], labels: dict[str, str]) 
     return list(chosen.values())
 
 
+# A claim older than this without a lease is from before leases existed.
+_ABANDONED = (
+    "(triage_state = 'running' AND coalesce(triage_lease_until, triage_started_at + interval '10 minutes') < now())"
+)
+
 CLAIM_TRIAGE = f"""
-UPDATE alert_groups SET triage_state = 'running', triage_started_at = now()
-WHERE id = $1 AND status = 'firing'
-  AND (triage_state = 'pending' OR (triage_state = 'running' AND triage_started_at < now() - interval '{TRIAGE_STALE}'))
-RETURNING common_labels, fired_at
+UPDATE alert_groups SET triage_state = 'running', triage_started_at = now(),
+       triage_lease_until = now() + make_interval(secs => $2)
+WHERE id = $1 AND status = 'firing' AND (triage_state = 'pending' OR {_ABANDONED})
+RETURNING common_labels, fired_at, triage_started_at
+"""
+RENEW_LEASE = """
+UPDATE alert_groups SET triage_lease_until = now() + make_interval(secs => $2)
+WHERE id = $1 AND triage_state = 'running'
+"""
+RELEASE_CLAIM = """
+UPDATE alert_groups SET triage_state = 'pending', triage_lease_until = NULL WHERE id = ANY($1::bigint[])
+AND triage_state = 'running'
 """
 
 
 @dataclass
 class Triaged:
     findings: list[Finding]
-    last_row: int  # the outbox row of the report's last message
 
 
-async def triage_group(runtime, group_id: int) -> Triaged | None:
+async def triage_group(runtime, group_id: int, also: AlsoQueue | None = None) -> Triaged | None:
     """Run the group's triage checks and queue the report in its thread (once, whichever replica claims it).
 
     None when there is nothing to do (already triaged, resolved meanwhile) or it could not be queued.
     At most TRIAGE_CONCURRENCY run at once, database work included: a storm of new groups waits its
-    turn instead of crowding the bot's database pool."""
+    turn instead of crowding the bot's database pool. Cancelled (the bot is stopping), the claim is
+    given back at once so that the next start or another replica takes it."""
     async with _triage_slots():
-        return await _triage(runtime, group_id)
+        try:
+            return await _triage(runtime, group_id, also)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait_for(release_claims(runtime.store, [group_id]), 5)
+                log.warning("triage_interrupted", group_id=group_id, claim="released")
+            except Exception as exc:  # its lease runs out instead
+                log.warning(
+                    "triage_interrupted",
+                    group_id=group_id,
+                    claim="kept until its lease ends",
+                    error=describe_error(exc),
+                )
+            raise
 
 
-async def _triage(runtime, group_id: int) -> Triaged | None:
+async def release_claims(store, group_ids: list[int]) -> None:
+    async with store.acquire() as conn:
+        await conn.execute(RELEASE_CLAIM, group_ids)
+
+
+async def _keep_lease(store, group_id: int) -> None:
+    while True:
+        await asyncio.sleep(TRIAGE_LEASE_S / 3)  # a period, not a synchronisation
+        try:
+            async with store.acquire() as conn:
+                await conn.execute(RENEW_LEASE, group_id, TRIAGE_LEASE_S)
+        except Exception as exc:  # the lease may run out; another replica then does the triage again
+            log.warning("triage_lease_not_renewed", group_id=group_id, error=describe_error(exc))
+
+
+async def _triage(runtime, group_id: int, also: AlsoQueue | None) -> Triaged | None:
     store = runtime.store
     async with store.acquire() as conn:
-        group = await conn.fetchrow(CLAIM_TRIAGE, group_id)
+        group = await conn.fetchrow(CLAIM_TRIAGE, group_id, TRIAGE_LEASE_S)
         if group is None:
             return None
+    lease = asyncio.create_task(_keep_lease(store, group_id), name=f"triage-lease:{group_id}")
+    try:
+        return await _run_and_queue(runtime, group_id, group, also)
+    finally:
+        lease.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lease
+
+
+async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) -> Triaged | None:
+    store = runtime.store
+    async with store.acquire() as conn:
         names = [
             r["name"]
             for r in await conn.fetch(
@@ -102,22 +161,29 @@ async def _triage(runtime, group_id: int) -> Triaged | None:
     footer = f"automatic triage of the alert · {len(checks)} checks · {elapsed:.2f} s"
     messages = triage_messages(title, findings, footer)
     attachment = triage_file(title, findings)
-    last_row = 0
     for attempt in range(6):
         try:
             async with store.acquire() as conn:
                 async with conn.transaction():
                     current = await conn.fetchrow(
-                        "SELECT thread_key, channel FROM alert_groups WHERE id = $1 FOR UPDATE", group_id
+                        "SELECT thread_key, channel, triage_state, triage_started_at FROM alert_groups"
+                        " WHERE id = $1 FOR UPDATE",
+                        group_id,
                     )
+                    if (current["triage_state"], current["triage_started_at"]) != (
+                        "running",
+                        group["triage_started_at"],
+                    ):
+                        log.warning("triage_claim_lost", group_id=group_id, hint="its lease ran out; another took it")
+                        return None
+                    rows = ThreadRows(current["thread_key"], current["channel"], BACKGROUND, conn)
                     for message in messages:
-                        last_row = await outbox.enqueue(
-                            conn, current["thread_key"], current["channel"], "reply", message, kind="triage"
-                        )
+                        rows.reply(message, kind="triage")
                     if attachment is not None:  # after the report: its first lines are already there
-                        last_row = await outbox.enqueue(
-                            conn, current["thread_key"], current["channel"], "upload", attachment, kind="triage.file"
-                        )
+                        rows.upload(attachment, kind="triage.file")
+                    if also is not None:
+                        await also(rows, findings)
+                    await rows.write(conn)
                     await conn.execute(
                         "UPDATE alert_groups SET triage_state = 'done' WHERE id = $1 AND triage_state = 'running'",
                         group_id,
@@ -137,16 +203,16 @@ async def _triage(runtime, group_id: int) -> Triaged | None:
         findings=len(findings),
         duration_ms=round(elapsed * 1000, 1),
     )
-    return Triaged(findings, last_row)
+    return Triaged(findings)
 
 
 async def unfinished_triage(store) -> list[int]:
-    """Groups whose triage a previous process accepted but did not finish (it stopped or died)."""
+    """Groups whose triage nobody is doing: accepted but not started, given back by a process that
+    stopped, or claimed by one that died (its lease ran out)."""
     await store.ready()
     async with store.acquire() as conn:
         rows = await conn.fetch(
             f"""SELECT id FROM alert_groups WHERE status = 'firing' AND updated_at > now() - interval '1 day'
-                AND (triage_state = 'pending'
-                     OR (triage_state = 'running' AND triage_started_at < now() - interval '{TRIAGE_STALE}'))"""
+                AND (triage_state = 'pending' OR {_ABANDONED}) ORDER BY id"""
         )
     return [row["id"] for row in rows]

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.core.redact import redact
+
 # ---------------------------------------------------------------------- the webhook, version 4
 
 
@@ -104,6 +106,43 @@ def parse_webhook(raw: bytes) -> Webhook:
     if hook.version != "4":
         raise IntakeError(400, f'unsupported Alertmanager webhook version {hook.version[:10]!r} (expected "4")')
     return hook
+
+
+def redacted_webhook(hook: Webhook) -> Webhook:
+    """The notification with every text that is stored and later shown redacted (labels, annotations,
+    URLs, the group key that quotes label values): the bot keeps no secret an alert carried."""
+    seen: dict[str, str] = {}  # the same label values recur in every alert and the common labels
+
+    def text(value: str) -> str:
+        if value not in seen:
+            seen[value] = redact(value)
+        return seen[value]
+
+    def texts(values: dict[str, str]) -> dict[str, str]:
+        return {key: text(value) for key, value in values.items()}
+
+    alerts = [
+        alert.model_copy(
+            update={
+                "labels": texts(alert.labels),
+                "annotations": texts(alert.annotations),
+                "generatorURL": text(alert.generatorURL),
+                "fingerprint": text(alert.fingerprint),
+            }
+        )
+        for alert in hook.alerts
+    ]
+    return hook.model_copy(
+        update={
+            "groupKey": text(hook.groupKey),
+            "receiver": text(hook.receiver),
+            "groupLabels": texts(hook.groupLabels),
+            "commonLabels": texts(hook.commonLabels),
+            "commonAnnotations": texts(hook.commonAnnotations),
+            "externalURL": text(hook.externalURL),
+            "alerts": alerts,
+        }
+    )
 
 
 def group_key_of(raw: bytes) -> str | None:

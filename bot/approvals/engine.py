@@ -40,6 +40,9 @@ from bot.core.redact import redact, redact_any
 from bot.core.registry import Failed, Refused, Registry
 from bot.targets import NotConfigured
 
+INTERRUPTED = (
+    "interrupted: the bot stopped while this ran; it may or may not have taken effect — run the check again to see"
+)
 RESULT_RECORD_ATTEMPTS = 3
 RESULT_RETRY = Backoff(first=0.5, cap=2.0)
 RUNNING_LOCK = 7_301_118  # advisory lock class: (RUNNING_LOCK, approval id) is held while it executes
@@ -141,66 +144,68 @@ class Approvals:
         channel: str | None = None,
         thread_ts: str | None = None,
         target: list[str] | None = None,
+        thread_key: str | None = None,
+        conn: asyncpg.Connection | None = None,
     ) -> Approval:
-        """A pending approval for `proposal`, expiring as the policy says; audited as proposed."""
+        """A pending approval for `proposal`, expiring as the policy says; audited as proposed.
+
+        With `conn`, in the caller's transaction (its messages are queued in the same one). What is
+        stored is redacted: what the approval shows and what it runs are the stored copy."""
+        if conn is not None:
+            return await self._propose(conn, proposal, requester, channel, thread_ts, target, thread_key)
+        async with self._db() as own, own.transaction():
+            return await self._propose(own, proposal, requester, channel, thread_ts, target, thread_key)
+
+    async def _propose(
+        self,
+        conn: asyncpg.Connection,
+        proposal: Proposal,
+        requester: str,
+        channel: str | None,
+        thread_ts: str | None,
+        target: list[str] | None,
+        thread_key: str | None,
+    ) -> Approval:
         expiry = self.policy.expiry(proposal.action).total_seconds()
-        async with self._db() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
-                " thread_ts, expires_at, approvals_required)"
-                " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, now() + make_interval(secs => $10), $11)"
-                " RETURNING *",
-                proposal.action,
-                json.dumps(proposal.args, default=str),
-                redact(proposal.summary),
-                redact(proposal.reason),
-                redact(proposal.preview),
-                json.dumps(redact_any(list(target or []))),
-                requester,
-                channel,
-                thread_ts,
-                expiry,
-                self.policy.approvals_required(proposal.action),
-            )
-            await self._audit(
-                conn,
-                requester,
-                "proposed",
-                "pending",
-                approval_id=row["id"],
-                action=proposal.action,
-                detail=proposal.summary,
-                channel=channel,
-            )
+        row = await conn.fetchrow(
+            "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
+            " thread_ts, thread_key, expires_at, approvals_required)"
+            " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, now() + make_interval(secs => $11), $12)"
+            " RETURNING *",
+            proposal.action,
+            json.dumps(redact_any(proposal.args), default=str),
+            redact(proposal.summary),
+            redact(proposal.reason),
+            redact(proposal.preview),
+            json.dumps(redact_any(list(target or []))),
+            requester,
+            channel,
+            thread_ts,
+            thread_key,
+            expiry,
+            self.policy.approvals_required(proposal.action),
+        )
+        await self._audit(
+            conn,
+            requester,
+            "proposed",
+            "pending",
+            approval_id=row["id"],
+            action=proposal.action,
+            detail=proposal.summary,
+            channel=channel,
+        )
         return Approval.from_row(row)
 
     async def attach_message(self, approval_id: int, channel: str, message_ts: str) -> None:
         """Remember where the approval's message is, so a click anywhere can update it."""
         async with self._db() as conn:
-            await conn.execute(
-                "UPDATE approvals SET channel = $2, message_ts = $3 WHERE id = $1", approval_id, channel, message_ts
-            )
+            await record_message(conn, approval_id, channel, message_ts, None)
 
     async def withdraw(self, approval_id: int, why: str) -> None:
         """Cancel an approval the bot could not show to anyone (its message failed to post)."""
         async with self._db() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
-                " WHERE id = $1 AND state = 'pending' RETURNING action, channel",
-                approval_id,
-                why,
-            )
-            if row:
-                await self._audit(
-                    conn,
-                    "bot",
-                    "cancelled",
-                    "cancelled",
-                    approval_id=approval_id,
-                    action=row["action"],
-                    detail=why,
-                    channel=row["channel"],
-                )
+            await withdraw_in(conn, approval_id, why)
 
     # ---- deciding ---------------------------------------------------------------------------
 
@@ -226,7 +231,12 @@ class Approvals:
             return await self._vote_not_counted(approval_id, user, channel, retry)
         if claimed.state == "pending":  # counted; more approvals are needed
             return Decision("counted", claimed)
-        state, result, outcome, follow_ups = await self._execute(claimed, user)
+        try:
+            state, result, outcome, follow_ups = await self._execute(claimed, user)
+        except asyncio.CancelledError:  # the bot is stopping: say so, instead of leaving it 'executing'
+            with suppress(Exception):
+                await asyncio.wait_for(self._finish(claimed, user, "failed", INTERRUPTED, "failed", channel), 5)
+            raise
         decision = await self._finish(claimed, user, state, result, outcome, channel)
         decision.follow_ups = follow_ups
         return decision
@@ -439,7 +449,7 @@ class Approvals:
                         " WHERE id = $1 AND state = 'executing' RETURNING *",
                         claimed.id,
                         state,
-                        result[:2000],
+                        redact(result)[:2000],
                     )
                     await self._audit(
                         conn,
@@ -601,3 +611,40 @@ def _lock_key(approval_id: int) -> int:
 async def _unlock_quietly(conn: asyncpg.Connection, key: int) -> None:
     with suppress(Exception):  # a connection that broke has dropped the lock already
         await conn.execute("SELECT pg_advisory_unlock($1, $2)", RUNNING_LOCK, key)
+
+
+# ---- what the outbox records when an approval's message is sent or given up (its delivery hook) ----
+
+
+async def record_message(
+    conn: asyncpg.Connection, approval_id: int, channel: str, message_ts: str, thread_ts: str | None
+) -> None:
+    """Where the approval's message is (and the thread it is in), so a click anywhere can update it."""
+    await conn.execute(
+        "UPDATE approvals SET channel = $2, message_ts = $3, thread_ts = coalesce($4, thread_ts) WHERE id = $1",
+        approval_id,
+        channel,
+        message_ts,
+        thread_ts,
+    )
+
+
+async def withdraw_in(conn: asyncpg.Connection, approval_id: int, why: str) -> None:
+    """Cancel a pending approval in the caller's transaction, audited as the bot's doing."""
+    row = await conn.fetchrow(
+        "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
+        " WHERE id = $1 AND state = 'pending' RETURNING action, channel",
+        approval_id,
+        redact(why),
+    )
+    if row:
+        await Approvals._audit(
+            conn,
+            "bot",
+            "cancelled",
+            "cancelled",
+            approval_id=approval_id,
+            action=row["action"],
+            detail=why,
+            channel=row["channel"],
+        )

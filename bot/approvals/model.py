@@ -53,6 +53,7 @@ class Approval:
     approvals_required: int = 1  # distinct people who must approve before it runs
     approved_by: list[str] = field(default_factory=list)  # who approved so far, in order
     progress: dict[str, Any] | None = None  # the last state a running remediation recorded (a restore's step)
+    thread_key: str | None = None  # the outbox thread its messages go to
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Approval:

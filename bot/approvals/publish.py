@@ -1,63 +1,96 @@
-"""Approvals as Slack sees them: each proposal of a report becomes a pending approval posted in the
-report's thread; decided and expired approvals have their message updated (buttons gone)."""
+"""Approvals as Slack sees them: each proposal of a report becomes a pending approval whose message is
+queued in the report's thread, in the same transaction; decided and expired approvals have their
+message updated (buttons gone) and the result replied in that thread.
+
+Everything goes through the outbox (bot/slack/outbox.py). The approval row carries the thread's
+outbox key; its message row carries the approval id, so whichever replica sends it records where
+the message landed (:func:`approval_delivered`) — nobody waits for Slack to answer. A message still
+unsent when its approval is decided is sent showing the decision (:func:`render_approval`)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from bot.approvals import messages as view
-from bot.approvals.model import Approval, StoreUnavailable
+from bot.approvals.engine import record_message, withdraw_in
+from bot.approvals.model import Approval, Decision, State, StoreUnavailable
+from bot.core.errors import describe_error
 from bot.core.findings import Finding
 from bot.core.logs import log
+from bot.slack import outbox
+from bot.slack.outbox import Receipt, ThreadRows
 
 if TYPE_CHECKING:
     from bot.app import Runtime
 
 MAX_APPROVAL_MESSAGES = 10  # per report; the rest are named in a note
 EXPIRY_SWEEP_SECONDS = 20  # how soon an expired approval loses its buttons when nobody clicks
+DELIVERY_WAIT = 60.0  # s: how long a click's task waits to see its messages in Slack (they are queued anyway)
+APPROVAL = "approval"  # the outbox kind of approval messages and their updates
 
 
-async def update_approval_message(
-    runtime: Runtime, approval: Approval, fallback: tuple[str | None, str | None] = (None, None)
-) -> None:
-    channel = approval.channel or fallback[0]
-    ts = approval.message_ts or fallback[1]
-    if not channel or not ts:
+def message_key(approval_id: int) -> str:
+    """The outbox name of an approval's message (what its updates change)."""
+    return f"approval:{approval_id}"
+
+
+def slack_thread_key(channel: str, ts: str) -> str:
+    """The outbox key of a thread known only by where it is in Slack (approvals from before thread keys)."""
+    return f"slack:{channel}:{ts}"
+
+
+# ---------------------------------------------------------------------- what the outbox does with them
+
+
+@outbox.renderer(APPROVAL)
+async def render_approval(conn: Any, data: dict, _thread_key: str) -> dict | None:
+    """An approval message shows the approval as it is when sent: decided meanwhile → no buttons."""
+    row = await conn.fetchrow("SELECT * FROM approvals WHERE id = $1", data["approval_id"])
+    if row is None:
+        return None
+    approval = Approval.from_row(row)
+    return None if approval.state == State.PENDING else view.decided_message(approval)
+
+
+@outbox.on_delivery(APPROVAL)
+async def approval_delivered(conn: Any, data: dict, delivered: outbox.Delivered) -> None:
+    """Sent: remember where the message is. Never sent: withdraw the approval nobody can see."""
+    if delivered.op == "update":
         return
-    try:
-        await runtime.slack.update(channel, ts, view.decided_message(approval))
-    except Exception as exc:  # the decision stands; the message is only its picture
-        log.warning("approval_message_not_updated", approval_id=approval.id, error=type(exc).__name__)
+    if delivered.ok and delivered.channel and delivered.ts:
+        await record_message(conn, data["approval_id"], delivered.channel, delivered.ts, delivered.thread_ts)
+    elif not delivered.ok:
+        log.error("approval_message_not_posted", approval_id=data["approval_id"], error=delivered.error)
+        await withdraw_in(conn, data["approval_id"], "its message could not be posted to Slack")
 
 
 async def refresh_pending_message(
     runtime: Runtime, approval: Approval, fallback: tuple[str | None, str | None] = (None, None)
-) -> None:
+) -> Receipt | None:
     """A pending approval's message shown again as it is now (who has approved so far), buttons kept."""
-    channel = approval.channel or fallback[0]
-    ts = approval.message_ts or fallback[1]
-    if not channel or not ts:
-        return
-    try:
-        await runtime.slack.update(channel, ts, view.approval_message(approval, runtime.policy))
-    except Exception as exc:  # the vote stands; the message is only its picture
-        log.warning("approval_message_not_updated", approval_id=approval.id, error=type(exc).__name__)
+    async with approval_thread(runtime, approval, fallback) as rows:
+        if rows is None:
+            return None
+        rows.update(
+            view.approval_message(approval, runtime.policy),
+            kind=APPROVAL,
+            data={"approval_id": approval.id},
+            key=message_key(approval.id),
+        )
+    return rows.receipt
 
 
-async def post_quietly(runtime: Runtime, channel: str | None, message: dict, thread_ts: str | None = None) -> None:
-    if not channel:
-        return
-    try:
-        await runtime.slack.post(channel, message, thread_ts=thread_ts)
-    except Exception as exc:
-        log.warning("approval_reply_not_posted", error=type(exc).__name__)
+# ---------------------------------------------------------------------- proposing
 
 
-async def post_proposals(
-    runtime: Runtime, channel: str, thread_ts: str, findings: list[Finding], requester: str
+async def queue_proposals(
+    runtime: Runtime, rows: ThreadRows, findings: list[Finding], requester: str
 ) -> list[Approval]:
-    """Each proposal of `findings` becomes a pending approval posted as its own message in the thread.
+    """Each proposal of `findings` becomes a pending approval (in `rows`' transaction) and its message a
+    reply in `rows`' thread.
 
     `requester` is the Slack user who ran the command ("alertmanager" for alert triage). Proposals
     nobody may approve under the policy, or without the bot's database, stay text only (they are
@@ -66,10 +99,9 @@ async def post_proposals(
     pairs = [(finding, proposal) for finding in findings for proposal in finding.proposals]
     if not pairs:
         return []
-    if runtime.approvals is None:
-        await post_quietly(runtime, channel, view.proposals_note([f":information_source: {view.NO_STORE}"]), thread_ts)
+    if runtime.approvals is None or rows.conn is None:
+        rows.reply(view.proposals_note([f":information_source: {view.NO_STORE}"]))
         return []
-    await expire_and_update(runtime)
     policy = runtime.policy
     approvable = [(f, p) for f, p in pairs if policy.approvable(p.action)]
     notes = []
@@ -81,26 +113,20 @@ async def post_proposals(
         )
     posted: list[Approval] = []
     for finding, proposal in approvable[:MAX_APPROVAL_MESSAGES]:
-        try:
-            approval = await runtime.approvals.propose(
-                proposal, requester=requester, channel=channel, thread_ts=thread_ts, target=target_of(finding)
-            )
-        except StoreUnavailable as exc:
-            notes.append(
-                f":warning: Could not reach the bot's database ({view.escape(str(exc))}): "
-                "the remaining proposals are shown as text only."
-            )
-            break
-        try:
-            message = await runtime.slack.post(channel, view.approval_message(approval, policy), thread_ts=thread_ts)
-            await runtime.approvals.attach_message(approval.id, channel, message["ts"])
-        except Exception as exc:
-            log.error("approval_message_not_posted", approval_id=approval.id, error=type(exc).__name__)
-            try:
-                await runtime.approvals.withdraw(approval.id, "its message could not be posted to Slack")
-            except StoreUnavailable:
-                pass
-            continue
+        approval = await runtime.approvals.propose(
+            proposal,
+            requester=requester,
+            channel=rows.channel,
+            target=target_of(finding),
+            thread_key=rows.thread_key,
+            conn=rows.conn,
+        )
+        rows.reply(
+            view.approval_message(approval, policy),
+            kind=APPROVAL,
+            data={"approval_id": approval.id},
+            key=message_key(approval.id),
+        )
         posted.append(approval)
     if len(approvable) > MAX_APPROVAL_MESSAGES:
         notes.append(
@@ -108,16 +134,70 @@ async def post_proposals(
             "resolve these first and run the check again."
         )
     if notes:
-        await post_quietly(runtime, channel, view.proposals_note(notes), thread_ts)
+        rows.reply(view.proposals_note(notes))
     return posted
 
 
 def target_of(finding: Finding) -> list[str]:
-    """What the approval is about: the finding's title and details (already redacted on storing)."""
+    """What the approval is about: the finding's title and details (redacted when stored)."""
     return [finding.title, *finding.details][:12]
 
 
-async def expire_and_update(runtime: Runtime) -> list[Approval]:
+# ---------------------------------------------------------------------- deciding
+
+
+@asynccontextmanager
+async def approval_thread(
+    runtime: Runtime, approval: Approval, fallback: tuple[str | None, str | None] = (None, None)
+) -> AsyncIterator[ThreadRows | None]:
+    """The outbox thread of an approval's messages (None when the bot cannot tell where they are).
+
+    `fallback`: (channel, message ts) of the message a click came from."""
+    channel = approval.channel or fallback[0]
+    message_ts = approval.message_ts or fallback[1]
+    thread_key = approval.thread_key
+    thread_ts = approval.thread_ts or message_ts
+    if thread_key is None and thread_ts and channel:
+        thread_key = slack_thread_key(channel, thread_ts)
+    if runtime.outbox is None or thread_key is None or channel is None:
+        yield None
+        return
+    async with runtime.outbox.thread(thread_key, channel) as rows:
+        if rows.conn is not None:
+            if approval.thread_key is None and thread_ts:
+                await outbox.adopt(rows.conn, thread_key, channel, thread_ts)
+            if message_ts:  # known already (a click on it): updates need not wait for the hook's record
+                await outbox.adopt(rows.conn, message_key(approval.id), channel, message_ts)
+        yield rows
+
+
+def queue_decided(rows: ThreadRows, approval: Approval) -> None:
+    """The approval's message changed to show its decision (the buttons gone)."""
+    rows.update(
+        view.decided_message(approval), kind=APPROVAL, data={"approval_id": approval.id}, key=message_key(approval.id)
+    )
+
+
+async def publish_decision(
+    runtime: Runtime, decision: Decision, clicker: str, fallback: tuple[str | None, str | None]
+) -> Receipt | None:
+    """A decision in Slack: the message updated, the result replied in the thread (not for an expiry),
+    the remediation's follow-up proposals queued as new approvals. None when there is nowhere to post."""
+    approval = decision.approval
+    assert approval is not None
+    async with approval_thread(runtime, approval, fallback) as rows:
+        if rows is None:
+            return None
+        queue_decided(rows, approval)
+        if decision.kind != "expired":
+            rows.reply(view.thread_result(approval, decision.recorded))
+            if decision.follow_ups:
+                follow_up = Finding.ok(approval.action, "follow-up", proposals=decision.follow_ups)
+                await queue_proposals(runtime, rows, [follow_up], requester=clicker)
+    return rows.receipt
+
+
+async def expire_and_update(runtime: Runtime, wait: float = DELIVERY_WAIT) -> list[Approval]:
     """Expire what is overdue (in any replica, each once) and take the buttons off their messages."""
     if runtime.approvals is None:
         return []
@@ -125,8 +205,18 @@ async def expire_and_update(runtime: Runtime) -> list[Approval]:
         expired = await runtime.approvals.expire_due()
     except StoreUnavailable:
         return []
+    receipts = []
     for approval in expired:
-        await update_approval_message(runtime, approval)
+        try:
+            async with approval_thread(runtime, approval) as rows:
+                if rows is not None:
+                    queue_decided(rows, approval)
+            if rows is not None:
+                receipts.append(rows.receipt)
+        except Exception as exc:  # the decision stands; the message is only its picture
+            log.warning("approval_message_not_updated", approval_id=approval.id, error=describe_error(exc))
+    for receipt in receipts:
+        await receipt.wait(wait)
     return expired
 
 

@@ -36,3 +36,17 @@ class TaskTracker:
     @property
     def pending(self) -> int:
         return len(self._tasks)
+
+    def running(self, name: str) -> bool:
+        """Whether a task of that name is still running."""
+        return any(task.get_name() == name for task in self._tasks)
+
+    async def cancel_all(self, timeout: float) -> list[str]:
+        """Cancel what is still running, give each up to `timeout` s to record that it was
+        interrupted, and return the names of the tasks cancelled."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        return sorted(task.get_name() for task in tasks)

@@ -1,4 +1,6 @@
-"""Every message the bot sends to Slack goes through here: redacted, counted, retried by slack_sdk."""
+"""What the bot says to one person (ephemeral messages, response_url answers) and the permalinks it
+reads: redacted, counted, retried by slack_sdk. Messages in channels and threads go through the
+outbox (bot/slack/outbox.py), never through here."""
 
 from __future__ import annotations
 
@@ -70,13 +72,6 @@ class SlackOut:
             raise
         assert isinstance(response.data, dict)  # JSON methods only
         return response.data
-
-    async def post(self, channel: str, msg: Message, thread_ts: str | None = None) -> dict:
-        extra = {"thread_ts": thread_ts} if thread_ts else {}
-        return await self._call("chat.postMessage", channel=channel, **msg, **extra, unfurl_links=False)
-
-    async def update(self, channel: str, ts: str, msg: Message) -> dict:
-        return await self._call("chat.update", channel=channel, ts=ts, **msg)
 
     async def ephemeral(self, channel: str, user: str, msg: Message) -> dict:
         return await self._call("chat.postEphemeral", channel=channel, user=user, **msg)

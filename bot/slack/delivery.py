@@ -5,70 +5,43 @@ for what a row is and how producers queue them."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-import aiohttp
-from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import Backoff, describe_error
 from bot.core.logs import log
-from bot.core.metrics import SLACK_API_ERRORS, SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
-from bot.core.redact import redact, redact_any
-from bot.slack.outbox import RENDERERS
-from bot.slack.render import clip
-
-PERMANENT_ERRORS = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "msg_too_long",
-        "no_text",
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "invalid_arguments",
-        "invalid_attachments",
-        "too_many_attachments",
-        "message_not_found",
-        "cant_update_message",
-        "edit_window_closed",
-        "restricted_action",
-        "thread_not_found",
-        "too_many_blocks",
-        "invalid_metadata_format",
-        "invalid_metadata_schema",
-    }
+from bot.core.metrics import SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
+from bot.slack.outbox import (
+    DELIVERY_HOOKS,
+    INTERACTIVE,
+    RENDERERS,
+    Courier,
+    Delivered,
+    Receipt,
+    ThreadRows,
+    lock_thread,
 )
-# What makes an upload hopeless (the rest of the thread goes on without the file).
-UPLOAD_PERMANENT_ERRORS = PERMANENT_ERRORS | {
-    "missing_scope",
-    "not_allowed_token_type",
-    "file_uploads_disabled",
-    "file_uploads_except_images_disabled",
-    "file_upload_size_restricted",
-    "storage_limit_reached",
-    "invalid_channel",
-}
-# Of those, the ones a plain-text version of the same message avoids.
-DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
+from bot.slack.sender import Failed, Retry, SlackSender, outbox_client, retry_after
+
+__all__ = ["Outbox", "outbox_client", "retry_after"]
+
 KEEP_DONE_ROWS = "7 days"
-
-
-def outbox_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClient:
-    """A Web API client without retry handlers: the outbox decides when to retry, from the database."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=int(timeout), retry_handlers=[])
+WAITERS_CHECK_S = 1.0  # how often rows this process waits for are looked up (another replica may send them)
 
 
 # ---------------------------------------------------------------------- delivery
 
-# What a channel's next token goes to, among the rows that head their thread: a new thread's header and
-# a triage report first (what someone is waiting for), then other replies, then header refreshes
-# (coalesced: the longer they wait, the more versions one chat.update carries).
-PRIORITY = "CASE WHEN o.op = 'post' OR o.kind LIKE 'triage%' THEN 0 WHEN o.op = 'update' THEN 2 ELSE 1 END"
+# What a channel's next token goes to, among the rows that head their thread: rows somebody waits for
+# (priority INTERACTIVE: a report, the answer to a click), then a new thread's header and a triage
+# report, then other replies, then header refreshes (coalesced: the longer they wait, the more versions
+# one chat.update carries).
+PRIORITY = (
+    "o.priority DESC, CASE WHEN o.op = 'post' OR o.kind LIKE 'triage%' THEN 0 WHEN o.op = 'update' THEN 2 ELSE 1 END"
+)
 
 _HEADS = """
     SELECT DISTINCT ON (thread_key) id FROM slack_outbox WHERE state = 'pending' ORDER BY thread_key, id
@@ -76,11 +49,13 @@ _HEADS = """
 
 CLAIM = f"""
 WITH heads AS ({_HEADS})
-SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.failures,
-       t.channel AS thread_channel, t.ts AS thread_ts, c.channel IS NOT NULL AS channel_known
+SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.failures, o.message_key,
+       t.channel AS thread_channel, t.ts AS thread_ts, m.channel AS target_channel, m.ts AS target_ts,
+       c.channel IS NOT NULL AS channel_known
 FROM heads h
 JOIN slack_outbox o ON o.id = h.id
 LEFT JOIN slack_threads t ON t.thread_key = o.thread_key
+LEFT JOIN slack_threads m ON m.thread_key = o.message_key
 LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE o.state = 'pending' AND o.not_before <= clock_timestamp()
   AND (c.next_at IS NULL OR c.next_at <= clock_timestamp())
@@ -96,7 +71,6 @@ SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infin
 FROM heads h JOIN slack_outbox o ON o.id = h.id LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE NOT (o.channel = ANY($1::text[]))
 """
-
 
 # One token of the channel's bucket spent on the message just sent ($2: seconds per token, $3: burst).
 # What is left decides when the channel may be written to next: now while a token remains, else
@@ -121,25 +95,13 @@ WHERE channel = $1
 """
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, error: str, delay: float | None = None):
-        super().__init__(error)
-        self.reason = reason  # ratelimited | server_error | transport | slack_error
-        self.error = error
-        self.delay = delay  # None: exponential backoff
+class Outbox(Courier):
+    durable = True
 
-
-class _Failed(Exception):
-    def __init__(self, error: str):
-        super().__init__(error)
-        self.error = error
-
-
-class Outbox:
     def __init__(
         self,
         store,
-        client: AsyncWebClient,
+        client: AsyncWebClient | None,
         *,
         interval: float = 1.0,
         burst: int = 1,
@@ -149,6 +111,7 @@ class Outbox:
     ):
         self.store = store
         self.client = client
+        self.sender = SlackSender(client)
         self.interval = interval  # seconds per token of a channel's bucket
         self.burst = max(1, burst)  # tokens a channel's bucket holds: messages that may go out at once
         self.max_backoff = max_backoff
@@ -160,16 +123,22 @@ class Outbox:
         self._stopping = False
         self._claiming = asyncio.Lock()
         self._busy: set[str] = set()  # channels a worker of this process is sending to right now
+        self._waiters: dict[int, list[asyncio.Future]] = {}  # rows someone in this process waits for
         self._backlog_at = 0.0
         self._cleaned_at = 0.0
+        self._waiters_at = 0.0
 
     # -- lifecycle
 
     def start(self) -> None:
-        if self._tasks:
+        if self._tasks or self.client is None:
             return
         self._stopping = False
         self._tasks = [asyncio.create_task(self._worker(n), name=f"outbox-{n}") for n in range(self.workers)]
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Let in-flight deliveries finish (they are committed), then stop; the rest stays queued."""
@@ -181,10 +150,72 @@ class Outbox:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        for futures in self._waiters.values():
+            for future in futures:
+                future.cancel()
+        self._waiters.clear()
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
         self._wake.set()
+
+    # -- producing
+
+    @asynccontextmanager
+    async def thread(self, thread_key: str, channel: str, *, priority: int = INTERACTIVE) -> AsyncIterator[ThreadRows]:
+        """A transaction holding the thread's lock; the rows added to it are queued when it commits.
+
+        Unreachable database errors pass through: the caller decides what to do without it."""
+        await self.store.ready()
+        async with self.store.acquire() as conn:
+            async with conn.transaction():
+                await lock_thread(conn, thread_key)
+                rows = ThreadRows(thread_key, channel, priority, conn)
+                yield rows
+                ids = await rows.write(conn)
+                futures = self._expect(ids)  # before the commit: a worker may send them right after it
+            rows.receipt = Receipt(ids, futures)
+        if ids:
+            self.wake()
+
+    def _expect(self, ids: list[int]) -> list[asyncio.Future]:
+        if self.client is None:  # nobody here will deliver them (erpgo-bot check): nothing to wait for
+            return []
+        loop = asyncio.get_running_loop()
+        futures = []
+        for row_id in ids:
+            future = loop.create_future()
+            self._waiters.setdefault(row_id, []).append(future)
+            futures.append(future)
+        return futures
+
+    def _resolve(self, outcomes: list[tuple[int, Delivered]]) -> None:
+        for row_id, outcome in outcomes:
+            for future in self._waiters.pop(row_id, []):
+                if not future.done():
+                    future.set_result(outcome)
+
+    async def _check_waiters(self, conn) -> None:
+        """Rows this process waits for that another replica delivered (or gave up on)."""
+        for row_id in [i for i, futures in self._waiters.items() if all(f.done() for f in futures)]:
+            del self._waiters[row_id]  # the waiter gave up waiting
+        if not self._waiters:
+            return
+        rows = await conn.fetch(
+            "SELECT o.id, o.state, o.op, o.ts, o.last_error, t.channel, t.ts AS thread_ts FROM slack_outbox o"
+            " LEFT JOIN slack_threads t ON t.thread_key = o.thread_key"
+            " WHERE o.id = ANY($1::bigint[]) AND o.state <> 'pending'",
+            list(self._waiters),
+        )
+        self._resolve(
+            [
+                (
+                    r["id"],
+                    Delivered(r["state"] != "failed", r["op"], r["channel"], r["ts"], r["thread_ts"], r["last_error"]),
+                )
+                for r in rows
+            ]
+        )
 
     # -- observing
 
@@ -248,12 +279,18 @@ class Outbox:
         async with self.store.acquire() as conn:
             due = await conn.fetchval(NEXT_DUE, list(self._busy))
         wait = self.poll if due is None else max(0.02, min(float(due), self.poll))
+        if self._waiters:
+            wait = min(wait, WAITERS_CHECK_S)
         await self._sleep(wait)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._backlog_at >= 1.0:
             await self.backlog()
+        if self._waiters and now - self._waiters_at >= WAITERS_CHECK_S:
+            self._waiters_at = now
+            async with self.store.acquire() as conn:
+                await self._check_waiters(conn)
         if now - self._cleaned_at >= 3600:
             self._cleaned_at = now
             async with self.store.acquire() as conn:
@@ -263,6 +300,7 @@ class Outbox:
 
     async def deliver_one(self) -> bool:
         """Claim the next deliverable row, send it, record the outcome. False when nothing is due."""
+        outcomes: list[tuple[int, Delivered]] = []
         async with self.store.acquire() as conn:
             tx = conn.transaction()
             await tx.start()
@@ -277,7 +315,7 @@ class Outbox:
                         return False
                     channel = row["channel"]
                     self._busy.add(channel)
-                await self._deliver(conn, row)
+                outcomes = await self._deliver(conn, row)
                 await tx.commit()
                 finished = True
             finally:
@@ -288,6 +326,7 @@ class Outbox:
                         pass
                 if channel is not None:
                     self._busy.discard(channel)
+        self._resolve(outcomes)
         self._wake.set()  # the thread's next row may be due now
         return True
 
@@ -313,23 +352,30 @@ class Outbox:
             skip.add(row["channel"])
         return None
 
-    async def _deliver(self, conn, row) -> None:
+    async def _deliver(self, conn, row) -> list[tuple[int, Delivered]]:
+        """Send one claimed row; what became of it (and of the rows it settled) for this process's waiters."""
         message, kind, data = json.loads(row["message"]), row["kind"], row["data"]
         superseded: list[int] = []
         if row["op"] in ("post", "update"):
-            # the newest unsent version of the header wins; older versions are never sent
+            # the newest unsent version of the same message wins; older versions are never sent
             later = await conn.fetch(
                 "SELECT id, kind, message, data FROM slack_outbox WHERE thread_key = $1 AND state = 'pending'"
-                " AND op = 'update' AND id > $2 ORDER BY id FOR UPDATE SKIP LOCKED",
+                " AND op = 'update' AND id > $2 AND message_key IS NOT DISTINCT FROM $3 ORDER BY id"
+                " FOR UPDATE SKIP LOCKED",
                 row["thread_key"],
                 row["id"],
+                row["message_key"] if row["op"] == "update" else None,
             )
             if later:
                 message, kind, data = json.loads(later[-1]["message"]), later[-1]["kind"], later[-1]["data"]
                 superseded = [r["id"] for r in later]
         if row["op"] != "post" and row["thread_ts"] is None:
-            await self._fail(conn, row, "thread head was not delivered")
-            return
+            return await self._fail(conn, row, "thread head was not delivered")
+        target = (row["thread_channel"], row["thread_ts"])
+        if row["op"] == "update" and row["message_key"]:
+            target = (row["target_channel"], row["target_ts"])
+            if target[1] is None:
+                return await self._fail(conn, row, "the message to update was not delivered")
         if kind in RENDERERS:
             try:
                 async with conn.transaction():  # a savepoint: a failed render leaves the claim intact
@@ -339,14 +385,16 @@ class Outbox:
             except Exception as exc:  # the stored message is the fallback
                 log.error("slack_message_render_failed", kind=kind, error=describe_error(exc))
         try:
-            data = await self._send(row, message)
-        except _Retry as retry:
+            answer = await self.sender.send(
+                row["op"], row["channel"], (row["thread_channel"], row["thread_ts"]), target, message, row["kind"]
+            )
+        except Retry as retry:
             await self._retry(conn, row, retry)
-            return
-        except _Failed as failed:
-            await self._fail(conn, row, failed.error)
-            return
-        ts = data.get("ts") if row["op"] != "update" else row["thread_ts"]
+            return []
+        except Failed as failed:
+            return await self._fail(conn, row, failed.error)
+        ts = answer.get("ts") if row["op"] != "update" else target[1]
+        channel = answer.get("channel") or (row["channel"] if row["op"] == "post" else target[0])
         await conn.execute(
             "UPDATE slack_outbox SET state = 'sent', done_at = now(), attempts = attempts + 1, ts = $2,"
             " last_error = NULL WHERE id = $1",
@@ -357,17 +405,34 @@ class Outbox:
             await conn.execute(
                 "UPDATE slack_outbox SET state = 'superseded', done_at = now() WHERE id = ANY($1::bigint[])", superseded
             )
-        if row["op"] == "post":
+        names = ([row["thread_key"]] if row["op"] == "post" else []) + (
+            [row["message_key"]] if row["message_key"] and row["op"] != "update" else []
+        )
+        for name in names:
             await conn.execute(
                 "INSERT INTO slack_threads (thread_key, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (thread_key) DO NOTHING",
-                row["thread_key"],
-                data.get("channel") or row["channel"],
+                name,
+                channel,
                 ts,
             )
         await conn.execute(SPEND_TOKEN, row["channel"], self.interval, self.burst)
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
+        thread_ts = ts if row["op"] == "post" else row["thread_ts"]
+        outcome = Delivered(True, row["op"], channel, ts, thread_ts)
+        await self._hook(conn, row["kind"], row["data"], outcome)
+        return [(row["id"], outcome), *((i, outcome) for i in superseded)]
 
-    async def _retry(self, conn, row, retry: _Retry) -> None:
+    async def _hook(self, conn, kind: str, data: str | None, outcome: Delivered) -> None:
+        hook = DELIVERY_HOOKS.get(kind)
+        if hook is None:
+            return
+        try:
+            async with conn.transaction():  # a savepoint: the message is sent whatever the hook does
+                await hook(conn, json.loads(data) if data else None, outcome)
+        except Exception as exc:
+            log.error("slack_delivery_hook_failed", kind=kind, error=describe_error(exc))
+
+    async def _retry(self, conn, row, retry: Retry) -> None:
         """Try the row again later: after exactly Retry-After for a 429 (not a failure: it does not
         lengthen the backoff), after the backoff of its failures for anything else."""
         attempts = row["attempts"] + 1
@@ -406,23 +471,27 @@ class Outbox:
             retry_in_s=round(delay, 2),
         )
 
-    async def _fail(self, conn, row, error: str) -> None:
+    async def _fail(self, conn, row, error: str) -> list[tuple[int, Delivered]]:
         await conn.execute(
             "UPDATE slack_outbox SET state = 'failed', done_at = now(), attempts = attempts + 1, last_error = $2"
             " WHERE id = $1",
             row["id"],
             error[:300],
         )
-        dropped = 0
+        failed = Delivered(False, row["op"], row["channel"], error=error)
+        await self._hook(conn, row["kind"], row["data"], failed)
+        outcomes = [(row["id"], failed)]
         if row["op"] == "post":  # nothing can be threaded under a message that does not exist
-            dropped = len(
-                await conn.fetch(
-                    "UPDATE slack_outbox SET state = 'failed', done_at = now(), last_error = $2"
-                    " WHERE thread_key = $1 AND state = 'pending' RETURNING id",
-                    row["thread_key"],
-                    f"thread head was not delivered: {error}"[:300],
-                )
+            dropped = await conn.fetch(
+                "UPDATE slack_outbox SET state = 'failed', done_at = now(), last_error = $2"
+                " WHERE thread_key = $1 AND state = 'pending' RETURNING id, op, kind, data",
+                row["thread_key"],
+                f"thread head was not delivered: {error}"[:300],
             )
+            for other in dropped:
+                lost = Delivered(False, other["op"], row["channel"], error=f"thread head was not delivered: {error}")
+                await self._hook(conn, other["kind"], other["data"], lost)
+                outcomes.append((other["id"], lost))
         SLACK_OUTBOX_RETRIES.labels("failed").inc()
         log.error(
             "slack_delivery_failed",
@@ -430,111 +499,6 @@ class Outbox:
             op=row["op"],
             kind=row["kind"],
             error=error,
-            thread_rows_dropped=dropped,
+            thread_rows_dropped=len(outcomes) - 1,
         )
-
-    # -- one Web API call
-
-    async def _send(self, row, message: dict) -> dict:
-        if row["op"] == "upload":
-            return await self._upload(row, message)
-        if row["op"] == "post":
-            method, args = "chat.postMessage", {"channel": row["channel"], "unfurl_links": False, "unfurl_media": False}
-        elif row["op"] == "reply":
-            method, args = (
-                "chat.postMessage",
-                {
-                    "channel": row["thread_channel"],
-                    "thread_ts": row["thread_ts"],
-                    "unfurl_links": False,
-                    "unfurl_media": False,
-                },
-            )
-        else:
-            method, args = "chat.update", {"channel": row["thread_channel"], "ts": row["thread_ts"]}
-        try:
-            return await self._call(method, {**args, **message})
-        except _Failed as failed:
-            if failed.error not in DEGRADE_TO_TEXT or not message.get("blocks"):
-                raise
-            log.warning("slack_message_degraded_to_text", kind=row["kind"], error=failed.error)
-            text = clip(message.get("text") or "(message could not be rendered)", 3000)
-            return await self._call(method, {**args, "text": text, "blocks": []})
-
-    async def _upload(self, row, message: dict) -> dict:
-        """Share a file in the thread: files_upload_v2's three steps (a failure in any of them redoes all
-        three; only the last one shows anything in Slack). Returns {"ts"} of the message Slack posted."""
-        file = message.get("file") or {}
-        content = redact(str(file.get("content") or ""))
-        try:
-            response = await self.client.files_upload_v2(
-                channel=row["thread_channel"],
-                thread_ts=row["thread_ts"],
-                content=content,
-                filename=str(file.get("filename") or "output.txt"),
-                title=redact(str(file.get("title") or file.get("filename") or "output")),
-                initial_comment=redact(str(message.get("text") or "")),
-            )
-        except SlackApiError as exc:
-            classified = self._classify("files.upload", exc)
-            if isinstance(classified, _Retry) and classified.error in UPLOAD_PERMANENT_ERRORS:
-                raise _Failed(classified.error) from None
-            raise classified from None
-        except (SlackRequestError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            SLACK_API_ERRORS.labels("files.upload", type(exc).__name__).inc()
-            raise _Retry("transport", describe_error(exc)) from None
-        return {"ts": shared_ts(response.data if isinstance(response.data, dict) else {}, row["thread_channel"])}
-
-    async def _call(self, method: str, args: dict) -> dict:
-        try:
-            response = await self.client.api_call(method, json=redact_any(args))
-        except SlackApiError as exc:
-            raise self._classify(method, exc) from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            SLACK_API_ERRORS.labels(method, type(exc).__name__).inc()
-            raise _Retry("transport", describe_error(exc)) from None
-        return response.data if isinstance(response.data, dict) else {}
-
-    @staticmethod
-    def _classify(method: str, exc: SlackApiError) -> Exception:
-        response = exc.response
-        status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
-        body = getattr(response, "data", None)
-        error = body.get("error") if isinstance(body, dict) else None
-        error = error or f"http_{status}"
-        SLACK_API_ERRORS.labels(method, error).inc()
-        if status == 429 or error == "ratelimited":
-            headers = getattr(response, "headers", None) or {}
-            return _Retry("ratelimited", "ratelimited", retry_after(headers.get("Retry-After")))
-        if status >= 500:
-            return _Retry("server_error", error)
-        if error in PERMANENT_ERRORS:
-            return _Failed(error)
-        # invalid_auth, account_inactive, unknown errors: a configuration problem or a transient one;
-        # either way the message must not be lost, so keep retrying (with backoff, logged).
-        return _Retry("slack_error", error)
-
-
-def shared_ts(answer: dict, channel: str) -> str | None:
-    """The ts of the message that shares an uploaded file in `channel` (files.completeUploadExternal's answer)."""
-    for file in answer.get("files") or []:
-        for share in ((file.get("shares") or {}).get("public") or {}).get(channel) or []:
-            if share.get("ts"):
-                return str(share["ts"])
-    return None
-
-
-def retry_after(value: Any, default: float = 1.0) -> float:
-    """Seconds from a Retry-After header: delta-seconds (all of its digits) or an HTTP date."""
-    if value is None:
-        return default
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return default
+        return outcomes

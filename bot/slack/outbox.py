@@ -1,12 +1,21 @@
 """The Slack outbox: durable, ordered, paced delivery of messages queued in the bot's database.
 
-Producers (alert intake, triage) insert rows into ``slack_outbox`` inside their own transaction, so
-a message exists exactly when the state change it announces was committed. Workers here deliver
-them:
+It is the one way the bot posts to Slack: reports and their threads, approval messages and their
+updates, the results of clicks, alert threads and triage. (Ephemeral answers and response_url
+answers go through bot.slack.client.SlackOut; without a bot database, bot.slack.memory keeps the
+same rows in the process.) Producers insert rows into ``slack_outbox`` inside their own
+transaction, so a message exists exactly when the state change it announces was committed, and
+what is stored is already redacted: the stored copy is what is sent. Workers (bot/slack/delivery.py)
+deliver them:
 
 * **in order per thread** — rows with the same ``thread_key`` go out strictly by id; the first one
   (``op='post'``) is the thread's top-level message, whose ``ts`` the later ones (``reply`` and
-  ``update``) wait for;
+  ``update``) take when they are sent, so no producer waits for Slack's answer. A reply may be
+  named (``message_key``) so that a later ``update`` changes it (an approval message), and what a
+  producer must learn of a sent row (an approval's message ts) is written by a delivery hook
+  (:func:`on_delivery`) in the worker's transaction;
+* **people first** — rows somebody waits for (``priority`` INTERACTIVE: reports, clicks) go before
+  alert traffic queued in the same channel;
 * **paced per channel** — at most one message per ``ERPGO_SLACK_CHANNEL_INTERVAL`` seconds in a
   channel, shared by every replica through ``slack_channels.next_at``;
 * **coalesced** — several pending header versions of a thread become one ``chat.update`` (or are
@@ -29,33 +38,197 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from bot.core.redact import redact_any
+
+INTERACTIVE, BACKGROUND = 1, 0  # row priorities: somebody is waiting for it / alert traffic
 
 # ---------------------------------------------------------------------- producers (in a transaction)
 
 
 async def lock_thread(conn, thread_key: str) -> None:
-    """Serialise the producers of one thread until the end of the caller's transaction."""
+    """Serialise the producers of one thread until the end of the caller's transaction.
+
+    An alert thread's own producers (intake, triage, Ack/Silence) order its rows by the alert group's
+    row lock: it is taken too, after the thread's lock (they never take that one, so no deadlock)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7301117))", thread_key)
+    await conn.execute("SELECT 1 FROM alert_groups WHERE thread_key = $1 FOR UPDATE", thread_key)
 
 
 async def enqueue(
-    conn, thread_key: str, channel: str, op: str, message: dict, *, kind: str = "", data: Any = None
+    conn,
+    thread_key: str,
+    channel: str,
+    op: str,
+    message: dict,
+    *,
+    kind: str = "",
+    data: Any = None,
+    key: str | None = None,
+    priority: int = BACKGROUND,
 ) -> int:
-    """Queue one message; returns its id. `op`: post (the thread's head), reply, or update (of the head)."""
+    """Queue one message (redacted); returns its id. `op`: post (the thread's head), reply, or update
+    (of the head, or of the message named `key`); a post or reply with a `key` can be updated later."""
     return await conn.fetchval(
-        "INSERT INTO slack_outbox (thread_key, channel, op, kind, message, data)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) RETURNING id",
+        "INSERT INTO slack_outbox (thread_key, channel, op, kind, message, data, message_key, priority)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8) RETURNING id",
         thread_key,
         channel,
         op,
         kind,
-        json.dumps(message),
-        json.dumps(data) if data is not None else None,
+        json.dumps(redact_any(message)),
+        json.dumps(redact_any(data)) if data is not None else None,
+        key,
+        priority,
     )
+
+
+async def adopt(conn, key: str, channel: str, ts: str) -> None:
+    """Make a message already in Slack (channel, ts) addressable by `key`: as a thread to reply in, or
+    as the message an update changes (approvals posted before the outbox knew them)."""
+    await conn.execute(
+        "INSERT INTO slack_threads (thread_key, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (thread_key) DO NOTHING",
+        key,
+        channel,
+        ts,
+    )
+
+
+@dataclass
+class Outgoing:
+    """One row of a thread as a producer writes it."""
+
+    op: str  # post | reply | update | upload
+    message: dict
+    kind: str = ""
+    data: Any = None
+    key: str | None = None  # post/reply: the name it is kept under once sent; update: the message it changes
+
+
+class ThreadRows:
+    """The rows a producer adds to one thread, written together, in order, when it is done.
+
+    `conn` is the transaction they are written in (None for the in-process outbox), for the
+    producer's other writes that must commit with them (e.g. the approvals a report proposes);
+    `receipt` is set once they are queued."""
+
+    def __init__(self, thread_key: str, channel: str, priority: int = INTERACTIVE, conn: Any = None):
+        self.thread_key = thread_key
+        self.channel = channel
+        self.priority = priority
+        self.conn = conn
+        self.items: list[Outgoing] = []
+        self.receipt: Receipt = Receipt([], [])
+
+    def post(self, message: dict, **kw: Any) -> None:
+        self.items.append(Outgoing("post", message, **kw))
+
+    def reply(self, message: dict, **kw: Any) -> None:
+        self.items.append(Outgoing("reply", message, **kw))
+
+    def update(self, message: dict, **kw: Any) -> None:
+        self.items.append(Outgoing("update", message, **kw))
+
+    def upload(self, message: dict, **kw: Any) -> None:
+        """A file shared in the thread: `message` is {"text", "file": {"filename", "title", "content"}}."""
+        self.items.append(Outgoing("upload", message, **kw))
+
+    def rows(self) -> list[dict]:
+        """As WRITE_CTES rows (redacted)."""
+        return [
+            {
+                "thread_key": self.thread_key,
+                "channel": self.channel,
+                "op": item.op,
+                "kind": item.kind,
+                "message": item.message,
+                "data": item.data,
+                "message_key": item.key,
+                "priority": self.priority,
+            }
+            for item in self.items
+        ]
+
+    async def write(self, conn: Any) -> list[int]:
+        """Insert the rows in order in the caller's transaction; their ids."""
+        if not self.items:
+            return []
+        sql = f"WITH {WRITE_CTES.format(rows='$1', rewrites='$2')} SELECT array(SELECT id FROM queued ORDER BY id)"
+        return list(await conn.fetchval(sql, *write_params(self.rows(), [])))
+
+
+@dataclass
+class Delivered:
+    """What became of one row: sent (`ts` of the message) or given up (`error`)."""
+
+    ok: bool
+    op: str = ""
+    channel: str | None = None
+    ts: str | None = None
+    thread_ts: str | None = None  # the thread head's ts (a post: its own)
+    error: str | None = None
+
+
+class Receipt:
+    """The rows a producer queued, and a way for the same process to wait until Slack has them.
+
+    Waiting is a convenience for whoever is in the same process (a test, the shell, a report that
+    falls back to its response_url): the rows are delivered whether or not anyone waits, by
+    whichever replica claims them."""
+
+    def __init__(self, ids: list[int], futures: list[asyncio.Future]):
+        self.ids = ids
+        self.futures = futures
+
+    async def wait(self, timeout: float) -> list[Delivered] | None:
+        """What became of each row, in order; None when `timeout` ran out first (they stay queued)."""
+        if not self.futures:
+            return []
+        _done, pending = await asyncio.wait(self.futures, timeout=timeout)
+        if pending or any(future.cancelled() for future in self.futures):  # or the outbox stopped
+            return None
+        return [future.result() for future in self.futures]
+
+
+DeliveryHook = Callable[[Any, Any, Delivered], Awaitable[None]]
+DELIVERY_HOOKS: dict[str, DeliveryHook] = {}
+
+
+def on_delivery(kind: str):
+    """Register `async def hook(conn, data, delivered)` for rows of `kind`: called in the worker's
+    transaction when such a row is sent or given up, so what the producer needs to know of the
+    message (its ts) is recorded exactly when the row is marked sent, by whichever replica sent it."""
+
+    def decorate(func: DeliveryHook) -> DeliveryHook:
+        DELIVERY_HOOKS[kind] = func
+        return func
+
+    return decorate
+
+
+class Courier:
+    """What producers see of an outbox (durable: bot.slack.delivery.Outbox; in-process: bot.slack.memory)."""
+
+    durable: bool = False
+
+    def thread(self, thread_key: str, channel: str, *, priority: int = INTERACTIVE) -> Any:
+        """`async with courier.thread(key, channel) as rows: rows.post(...)` — queued on exit."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Something was queued: look now instead of at the next poll."""
+
+    async def health(self, timeout: float = 2.0) -> dict:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
 
 
 Renderer = Callable[[Any, Any, str], Awaitable["dict | None"]]
@@ -99,10 +272,11 @@ TAIL_COLUMNS = """(SELECT coalesce(jsonb_agg(to_jsonb(tail)), '[]') FROM tail) A
 # order) and changed claimed rows ({rewrites}: jsonb array of {id, message?, data?}), as CTEs.
 WRITE_CTES = """
     queued AS (
-        INSERT INTO slack_outbox (thread_key, channel, op, kind, message, data)
-        SELECT x.thread_key, x.channel, x.op, coalesce(x.kind, ''), x.message, x.data
+        INSERT INTO slack_outbox (thread_key, channel, op, kind, message, data, message_key, priority)
+        SELECT x.thread_key, x.channel, x.op, coalesce(x.kind, ''), x.message, x.data, x.message_key,
+               coalesce(x.priority, 0)
         FROM jsonb_to_recordset({rows}::jsonb) AS x(seq int, thread_key text, channel text, op text, kind text,
-                                                     message jsonb, data jsonb)
+                                                     message jsonb, data jsonb, message_key text, priority smallint)
         ORDER BY x.seq RETURNING id),
     rewritten AS (
         UPDATE slack_outbox o SET message = coalesce(x.message, o.message), data = coalesce(x.data, o.data)
@@ -111,9 +285,18 @@ WRITE_CTES = """
 """
 
 
-def write_params(rows: list[dict], rewrites: list[dict]) -> tuple[str, str]:
-    """The {rows} and {rewrites} parameters of WRITE_CTES."""
-    return json.dumps([dict(row, seq=n) for n, row in enumerate(rows)]), json.dumps(rewrites)
+def write_params(rows: list[dict], rewrites: list[dict], *, redacted: bool = False) -> tuple[str, str]:
+    """The {rows} and {rewrites} parameters of WRITE_CTES, their content redacted (what is stored is what
+    is sent) unless the producer made them from redacted data only (`redacted`: the alert intake)."""
+    clean = (lambda row: row) if redacted else _redacted
+    return (
+        json.dumps([dict(clean(row), seq=n) for n, row in enumerate(rows)]),
+        json.dumps([clean(row) for row in rewrites]),
+    )
+
+
+def _redacted(row: dict) -> dict:
+    return {name: redact_any(value) if name in ("message", "data") else value for name, value in row.items()}
 
 
 @dataclass
@@ -198,23 +381,3 @@ async def put_header(
             await rewrite(conn, state.last_header, message, data)
         return state.last_header
     return await enqueue(conn, thread_key, channel, "update", message, kind=kind, data=data)
-
-
-async def wait_delivered(store, row_id: int, timeout: float = 300.0, every: float = 0.5) -> tuple[str, str] | None:
-    """(channel, thread ts) once row `row_id` has been sent; None if it failed or `timeout` ran out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            async with store.acquire() as conn:
-                row = await conn.fetchrow(
-                    "SELECT o.state, t.channel, t.ts FROM slack_outbox o"
-                    " LEFT JOIN slack_threads t ON t.thread_key = o.thread_key WHERE o.id = $1",
-                    row_id,
-                )
-        except Exception:
-            row = None  # the database blinked; look again
-        if row is not None and row["state"] == "sent":
-            return row["channel"], row["ts"]
-        if (row is not None and row["state"] in ("failed", "superseded")) or time.monotonic() > deadline:
-            return None
-        await asyncio.sleep(every)

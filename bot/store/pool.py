@@ -88,6 +88,12 @@ class Store:
         if not self._migrated:
             await self.migrate()
 
+    async def ping(self) -> None:
+        """Raise unless the database answers (and is migrated)."""
+        await self.ready()
+        async with self.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
