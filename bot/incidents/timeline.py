@@ -105,6 +105,14 @@ class Incident:
         return f"alert group #{self.group_id} ({self.title})" if self.group_id else f"the thread of {self.title}"
 
 
+# what comes first when two things share a moment (a triage and the proposals written with it)
+KIND_ORDER = {"alert": 0, "triage": 1, "proposed": 2}
+
+
+def in_order(events: list[Event]) -> list[Event]:
+    return sorted(events, key=lambda e: (e.at, KIND_ORDER.get(e.kind, 3)))
+
+
 def plain(mrkdwn: str) -> str:
     for emoji, word in EMOJI_WORDS.items():
         mrkdwn = mrkdwn.replace(emoji, word)
@@ -204,7 +212,7 @@ def triage_events(rows: list[asyncpg.Record]) -> tuple[list[Event], list[str]]:
         if not found and not header:
             continue
         lines += [line for line in found if line not in lines]
-        events.append(Event(row["done_at"] or row["created_at"], "triage", header, found[:MAX_TRIAGE_LINES]))
+        events.append(Event(row["created_at"], "triage", header, found[:MAX_TRIAGE_LINES]))  # when it was known
     return events, lines[: MAX_TRIAGE_LINES * 2]
 
 
@@ -320,7 +328,7 @@ async def load_group(conn: asyncpg.Connection, group_id: int, now: datetime | No
         status=group["status"],
         labels=labels,
         annotations=_json(group["annotations"]),
-        events=sorted(events, key=lambda e: e.at),
+        events=in_order(events),
         actions=actions_of(approvals),
         triage=triage_lines,
         group_id=group_id,
@@ -333,7 +341,7 @@ async def load_thread(conn: asyncpg.Connection, channel: str, thread_ts: str) ->
         "SELECT * FROM commands_run WHERE channel = $1 AND report_ts = $2 ORDER BY id", channel, thread_ts
     )
     approvals, audit = await _approvals(conn, channel, [thread_ts])
-    events = sorted(command_events(commands) + approval_events(audit, approvals), key=lambda e: e.at)
+    events = in_order(command_events(commands) + approval_events(audit, approvals))
     first = commands[0] if commands else None
     title = f"`/erpgo {first['args'] or first['verb']}`" if first else f"thread {thread_ts}"
     started = events[0].at if events else datetime.fromtimestamp(float(thread_ts), UTC)
