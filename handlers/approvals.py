@@ -142,7 +142,13 @@ async def show_decision(
 ) -> None:
     approval = outcome.approval
     if outcome.kind == "counted" and approval is not None:  # more approvals needed: show who approved so far
-        await refresh_pending_message(runtime, approval, fallback=(channel, clicked_ts))
+        try:
+            receipt = await refresh_pending_message(runtime, approval, fallback=(channel, clicked_ts))
+        except Exception as exc:  # the vote stands; the message is only its picture
+            log.warning("approval_message_not_updated", approval_id=approval.id, error=describe_error(exc))
+        else:
+            if receipt is not None:
+                await receipt.wait(DELIVERY_WAIT)
     if outcome.changes_message and approval is not None:
         await publish_outcome(runtime, outcome, user, (channel, clicked_ts), body.get("response_url"))
     notice = view.decision_notice(outcome)
