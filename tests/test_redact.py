@@ -38,9 +38,7 @@ def only_these_secrets(*values: str) -> Iterator[None]:
             register_secret(value)
         yield
     finally:
-        redaction._secrets.clear()
-        for value in saved:
-            redaction._secrets.add(value)
+        redaction._secrets.replace(saved)
 
 
 def assert_redacted(text: str, secret: str, *kept: str) -> str:

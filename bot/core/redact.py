@@ -207,17 +207,23 @@ class _SecretIndex:
         self._encoded: re.Pattern[str] | None = None
         self._hex: re.Pattern[str] | None = None
         self._base64: re.Pattern[str] | None = None
+        self._stale = False
 
     def add(self, value: str) -> None:
         if value not in self.values:
             self.values.add(value)
-            self._compile()
+            self._stale = True  # compiled on the next redact: many adds cost one compile
 
     def clear(self) -> None:
         self.values.clear()
-        self._compile()
+        self._stale = True
+
+    def replace(self, values: set[str]) -> None:
+        self.values = set(values)
+        self._stale = True
 
     def _compile(self) -> None:
+        self._stale = False
         self._by_length = sorted(self.values, key=len, reverse=True)
         encoded: list[str] = []
         cores: set[str] = set()
@@ -235,6 +241,8 @@ class _SecretIndex:
         self._base64 = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def redact(self, text: str) -> str:
+        if self._stale:
+            self._compile()
         for secret in self._by_length:
             while secret in text:  # a replacement may join neighbours into a new occurrence; each one shrinks
                 text = text.replace(secret, MASK)
