@@ -5,7 +5,7 @@ restart would be proposed for."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bot.core.engine import CheckContext
 from bot.core.errors import describe_error, is_unreachable
@@ -15,6 +15,7 @@ from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import ContainerInfo
 from bot.targets.go_metrics import GoMetrics, scrape
+from runbooks.containers.common import chosen_containers
 from runbooks.watched import once_per_report
 
 METRICS_INTERVAL = 2.0  # seconds between the two reads of /metrics: growth is measured over it
@@ -79,6 +80,20 @@ def failed(component: str, exc: BaseException) -> Finding:
     if is_unreachable(exc):
         return Finding.crit(component, "unreachable — " + describe_error(exc))
     return Finding.error(component, describe_error(exc))
+
+
+async def for_each_container(
+    ctx: CheckContext, label: str, read: Callable[[CheckContext, str], Awaitable[Finding]]
+) -> list[Finding]:
+    """`read` for the container the command or alert names, else every watched one, at once; one
+    that fails is its own finding."""
+    ctx.targets.docker.client()  # not configured, socket missing: one finding for all
+    names = await chosen_containers(ctx)
+    results = await asyncio.gather(*(read(ctx, name) for name in names), return_exceptions=True)
+    return [
+        result if isinstance(result, Finding) else failed(f"{label} {name}", result)
+        for name, result in zip(names, results, strict=True)
+    ]
 
 
 def ps_number(value: str) -> float:

@@ -9,7 +9,6 @@ the API's `/metrics`, how many CPU seconds per second the process burns and its 
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 from bot.core.engine import CheckContext
@@ -21,7 +20,6 @@ from bot.targets.docker_stats import StatsSample
 from bot.targets.go_metrics import rate
 from runbooks.containers.common import (
     chosen_container,
-    chosen_containers,
     docker_check,
     inspect_or_none,
     is_api,
@@ -32,7 +30,7 @@ from runbooks.resources.common import (
     METRICS_INTERVAL,
     api_info,
     count,
-    failed,
+    for_each_container,
     growth,
     metrics_pair,
     not_exposed,
@@ -135,13 +133,7 @@ async def container_cpu(ctx: CheckContext, name: str) -> Finding:
 @docker_check(runbook, "cpu", component="CPU", section=SECTION, timeout=15)
 async def cpu_usage(ctx: CheckContext) -> list[Finding]:
     """Step 1 (`docker stats`) and step 3 (GOMAXPROCS vs the CPU limit) for each container."""
-    ctx.targets.docker.client()  # not configured, socket missing: one finding for all
-    names = await chosen_containers(ctx)
-    results = await asyncio.gather(*(container_cpu(ctx, name) for name in names), return_exceptions=True)
-    return [
-        result if isinstance(result, Finding) else failed(f"CPU {name}", result)
-        for name, result in zip(names, results, strict=True)
-    ]
+    return await for_each_container(ctx, "CPU", container_cpu)
 
 
 @docker_check(runbook, "cpu", component="Processes", section=SECTION, timeout=10)

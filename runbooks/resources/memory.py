@@ -24,13 +24,13 @@ from bot.targets.docker_models import ContainerInfo, HostInfo
 from bot.targets.docker_stats import StatsSample
 from bot.targets.go_metrics import GoMetrics
 from runbooks.containers.actions import proposal_for, propose_once
-from runbooks.containers.common import chosen_containers, docker_check, inspect_or_none, is_api, parse_container
+from runbooks.containers.common import docker_check, inspect_or_none, is_api, parse_container
 from runbooks.quick import percent_status
 from runbooks.resources.common import (
     METRICS_INTERVAL,
     api_info,
     count,
-    failed,
+    for_each_container,
     growth,
     metrics_pair,
     not_exposed,
@@ -160,13 +160,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
 @docker_check(runbook, "memory", component="Memory", section=LEAKS, timeout=15)
 async def memory_usage(ctx: CheckContext) -> list[Finding]:
     """Step 1 of Memory Leaks: `docker stats` for each container, with its trend and OOM kills."""
-    ctx.targets.docker.client()  # not configured, socket missing: one finding for all
-    names = await chosen_containers(ctx)
-    results = await asyncio.gather(*(container_memory(ctx, name) for name in names), return_exceptions=True)
-    return [
-        result if isinstance(result, Finding) else failed(f"Memory {name}", result)
-        for name, result in zip(names, results, strict=True)
-    ]
+    return await for_each_container(ctx, "Memory", container_memory)
 
 
 @docker_check(runbook, "memory", component="Processes", section=MEMORY_ISSUES, timeout=10)
