@@ -262,7 +262,7 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
     if any(f.proposals for f in findings):
         await expire_and_update(runtime, wait=0)  # overdue approvals lose their buttons first
     try:
-        receipt = await queue_report(runtime, inv, head, body, findings)
+        receipt = await queue_report(runtime, inv, head, title, findings)
     except Exception as exc:
         if not inv.response_url:
             raise
@@ -278,12 +278,16 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
     return delivered[0].ts if delivered and delivered[0].ok else None
 
 
-async def queue_report(runtime, inv: Invocation, head: render.Message, body: render.Message, findings) -> Receipt:
+async def queue_report(runtime, inv: Invocation, head: render.Message, title: str, findings) -> Receipt:
+    """Headline, details, the file of evidence too long for a message, then the proposals."""
     if runtime.outbox is None:
         raise ConnectionError("no outbox in this process")
+    upload = render.evidence_upload(title, findings)
     async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
         rows.post(head)
-        rows.reply(body)
+        rows.reply(render.details(title, findings, attached=upload is not None))
+        if upload is not None:
+            rows.upload(upload, kind="report.file")
         await queue_proposals(runtime, rows, findings, requester=inv.user_id)
     return rows.receipt
 

@@ -3,10 +3,13 @@ thread (an outbox upload row after the report)."""
 
 from __future__ import annotations
 
-from bot.alerts.messages import triage_file, triage_messages
+import asyncpg
+
+from bot.alerts.messages import triage_messages
 from bot.core.findings import Finding
 from bot.local.text import render_text
 from bot.slack import render
+from tests.support import eventually
 
 ROWS = [f"pid {n} idle in transaction 00:0{n % 10}:00" for n in range(1, 41)]
 
@@ -28,9 +31,29 @@ def test_the_message_keeps_the_first_lines_and_points_to_the_file():
 
 
 def test_the_file_holds_all_of_the_long_evidence_and_nothing_short():
-    upload = triage_file("Triage: DatabaseConnectionPool", findings())
+    upload = render.evidence_upload("Triage: DatabaseConnectionPool", findings())
     assert upload is not None and upload["text"].startswith(":paperclip: Full evidence")
     file = upload["file"]
     assert file["filename"] == "triage-databaseconnectionpool.txt"
     assert all(row in file["content"] for row in ROWS) and "PONG" not in file["content"]
-    assert triage_file("Triage: ok", [Finding.ok("Redis", "fine", evidence=["PONG"])]) is None
+    assert render.evidence_upload("Triage: ok", [Finding.ok("Redis", "fine", evidence=["PONG"])]) is None
+
+
+async def test_a_command_report_shares_its_long_evidence_as_a_file_in_its_thread(start_bot, fresh_database):
+    dsn = fresh_database("longout")
+    sessions = [await asyncpg.connect(dsn, server_settings={"application_name": f"worker-{n}"}) for n in range(20)]
+    try:
+        for session in sessions:
+            await session.execute("BEGIN; SELECT 1")  # 20 sessions idle in transaction: 20 evidence lines
+        bot = await start_bot(bot_database_url=fresh_database("bot"), erpgo_database_url=dsn)
+        await bot.command("db connections")
+        [shared] = await eventually(lambda: list(bot.slack.files.values()), timeout=30, what="the evidence file")
+        [head] = bot.slack.channel_messages("C0OPS")
+        assert shared["channel"] == "C0OPS" and shared["thread_ts"] == head["ts"]
+        content = shared["content"].decode()
+        assert all(f"worker-{n}" in content for n in range(20)), "every session is in the file"
+        thread = "\n".join(render_text(m) for m in bot.slack.thread("C0OPS", head["ts"]))
+        assert "more lines in the attached file" in thread
+    finally:
+        for session in sessions:
+            await session.close()

@@ -288,22 +288,13 @@ def refire_message(was_resolved_for: float, firing: int) -> render.Message:
 
 def triage_messages(title: str, findings: list[Finding], footer: str) -> list[render.Message]:
     """The triage report as one thread reply (headline + details), or two when it is long; evidence
-    longer than a message shows goes in the file of triage_file()."""
+    longer than a message shows goes in the file of render.evidence_upload()."""
     attached = bool(render.long_evidence(findings))
     head = render.headline(title, findings, footer)
     body = render.details(title, findings, attached=attached)
     if len(head["blocks"]) + 1 + len(body["blocks"]) <= render.MAX_BLOCKS:
         return [{"text": head["text"], "blocks": head["blocks"] + [DividerBlock().to_dict()] + body["blocks"]}]
     return [head, body]
-
-
-def triage_file(title: str, findings: list[Finding]) -> dict | None:
-    """The outbox upload row's message for the triage's long evidence (None when nothing was cut)."""
-    file = render.evidence_file(title, findings)
-    if file is None:
-        return None
-    lines = sum(len(f.evidence) for f in render.long_evidence(findings))
-    return {"text": f":paperclip: Full evidence of {render.escape(title)} ({lines} lines)", "file": file}
 
 
 # Headers and membership replies are rendered by the outbox when it sends them, from the state of

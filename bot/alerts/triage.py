@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.alerts.messages import triage_file, triage_messages
+from bot.alerts.messages import triage_messages
 from bot.core.engine import CheckContext, run_checks
 from bot.core.errors import Backoff, describe_error
 from bot.core.findings import Finding
 from bot.core.logs import log
 from bot.core.registry import Check, Registry
+from bot.slack import render
 from bot.slack.outbox import BACKGROUND, ThreadRows
 
 TRIAGE_CONCURRENCY = 4  # triage reports computed at once; an alert storm must not become a check storm
@@ -160,7 +161,7 @@ async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) 
     title = f"Triage: {', '.join(names[:3])}"
     footer = f"automatic triage of the alert · {len(checks)} checks · {elapsed:.2f} s"
     messages = triage_messages(title, findings, footer)
-    attachment = triage_file(title, findings)
+    attachment = render.evidence_upload(title, findings)
     for attempt in range(6):
         try:
             async with store.acquire() as conn:

@@ -147,6 +147,15 @@ def evidence_file(title: str, findings: list[Finding]) -> dict | None:
     return {"filename": f"{slug}.txt", "title": f"{title} — full evidence", "content": content}
 
 
+def evidence_upload(title: str, findings: list[Finding]) -> dict | None:
+    """The outbox upload row's message for a report's long evidence (None when nothing was cut)."""
+    file = evidence_file(title, findings)
+    if file is None:
+        return None
+    lines = sum(len(f.evidence) for f in long_evidence(findings))
+    return {"text": f":paperclip: Full evidence of {escape(title)} ({lines} lines)", "file": file}
+
+
 def details(title: str, findings: list[Finding], attached: bool = False) -> Message:
     """The thread reply: every finding with its details, evidence, guide section and proposals
     (the proposals' Approve/Reject messages follow it, posted by the approval engine).
