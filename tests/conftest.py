@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.network",
     "tests.fixtures.tls",
     "tests.fixtures.docker",
+    "tests.fixtures.outbox",
 ]
 
 # The bot reads its configuration from the environment; tests configure it explicitly, so

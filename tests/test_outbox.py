@@ -6,54 +6,11 @@ from __future__ import annotations
 import itertools
 import time
 
-import pytest
-
 from bot.local.slack import LocalSlack
 from bot.slack import outbox
-from bot.slack.delivery import Outbox, outbox_client, retry_after
+from bot.slack.delivery import Outbox, retry_after
 from bot.store.pool import Store
 from tests.support import eventually
-
-
-@pytest.fixture
-async def slack():
-    server = LocalSlack("outbox-secret")
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def store(fresh_database):
-    state = Store(fresh_database("outbox"))
-    await state.migrate()
-    yield state
-    await state.close()
-
-
-@pytest.fixture
-async def make_outbox(store, slack):
-    """Factory: a started Outbox on the test database and the local Slack; stopped at teardown."""
-    started: list[tuple[Outbox, Store | None]] = []
-
-    async def factory(*, interval: float = 0.0, max_backoff: float = 1.0, dsn: str | None = None) -> Outbox:
-        own = Store(dsn) if dsn else None  # a replica of its own: its own pool
-        box = Outbox(
-            own or store,
-            outbox_client(slack.bot_token, slack.api_url),
-            interval=interval,
-            max_backoff=max_backoff,
-            poll=0.2,
-        )
-        box.start()
-        started.append((box, own))
-        return box
-
-    yield factory
-    for box, own in started:
-        await box.stop()
-        if own is not None:
-            await own.close()
 
 
 def text(message_text: str) -> dict:

@@ -10,50 +10,9 @@ import pytest
 
 from bot.local.slack import LocalSlack, RateLimit
 from bot.slack import outbox
-from bot.slack.delivery import Outbox, outbox_client
+from bot.slack.delivery import Outbox
 from bot.store.pool import Store
 from tests.support import eventually
-
-
-@pytest.fixture
-async def slack():
-    server = LocalSlack("pacing-secret")
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def store(fresh_database):
-    state = Store(fresh_database("pacing"))
-    await state.migrate()
-    yield state
-    await state.close()
-
-
-@pytest.fixture
-async def make_outbox(store, slack):
-    started: list[tuple[Outbox, Store | None]] = []
-
-    async def factory(*, interval: float, burst: int = 1, max_backoff: float = 30.0, dsn: str | None = None) -> Outbox:
-        own = Store(dsn) if dsn else None
-        box = Outbox(
-            own or store,
-            outbox_client(slack.bot_token, slack.api_url),
-            interval=interval,
-            burst=burst,
-            max_backoff=max_backoff,
-            poll=0.2,
-        )
-        box.start()
-        started.append((box, own))
-        return box
-
-    yield factory
-    for box, own in started:
-        await box.stop()
-        if own is not None:
-            await own.close()
 
 
 def text(message_text: str) -> dict:
@@ -167,7 +126,7 @@ async def test_a_file_is_shared_in_the_thread_through_the_three_upload_steps(sto
     await queue(store, "f", "C0ONE", "reply", text("Triage: first lines…"), kind="triage")
     upload = {"text": "Full evidence", "file": {"filename": "evidence.txt", "title": "Evidence", "content": evidence}}
     await queue(store, "f", "C0ONE", "upload", upload, kind="triage.file")
-    box = await make_outbox(interval=0.0)
+    box = await make_outbox(interval=0.0, max_backoff=30.0)
     box.wake()
     await drained(box)
     steps = [
@@ -207,7 +166,7 @@ async def test_an_upload_slack_will_never_take_fails_alone_and_the_thread_goes_o
     await queue(store, "h", "C0ONE", "upload", upload, kind="triage.file")
     await queue(store, "h", "C0ONE", "reply", text("after the file"))
     slack.scopes.discard("files:write")  # an app installed without it: Slack answers missing_scope
-    box = await make_outbox(interval=0.0)
+    box = await make_outbox(interval=0.0, max_backoff=30.0)
     box.wake()
     backlog = await drained(box)
     assert backlog["failed"] == 1
