@@ -74,7 +74,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     attacks.runbook,
     bans.runbook,
     accounts.runbook,
-    outage.runbook,  # before startup: ServiceDown and ApplicationDown with several containers down are an outage
+    outage.runbook,
     restart.runbook,
     emergency_backups.runbook,
     restoring.runbook,
@@ -83,7 +83,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     memory.runbook,
     cpu.runbook,
     performance.runbook,
-    triage.runbook,  # last: the runbooks above map their own alert names first
+    triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (
     approval_handlers.bot_verbs,

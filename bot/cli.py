@@ -99,7 +99,8 @@ def shell_logging(settings, level: str | None, log_file: str | None, *, interact
 
 async def run_check(settings, words: list[str], as_json: bool) -> int:
     from bot.app import build_registry
-    from bot.core.engine import CheckContext, run_checks
+    from bot.context import Actor, CheckContext
+    from bot.core.engine import run_checks
     from bot.core.findings import Status, worst
     from bot.core.redact import redact, redact_any
     from bot.core.registry import UsageError
@@ -113,12 +114,12 @@ async def run_check(settings, words: list[str], as_json: bool) -> int:
     if verb.answer is not None:
         return await run_bot_verb(settings, registry, verb, rest, as_json)
     try:
-        params = verb.parse_args(rest)
+        args = verb.parse_args(rest)
     except UsageError as exc:
         raise ConfigError(f"{exc} — usage: {verb.name} {verb.usage}".rstrip()) from None
     targets = Targets(settings)
     try:
-        findings = await run_checks(verb.checks, CheckContext(targets, settings, params | {"requester": "cli"}))
+        findings = await run_checks(verb.checks, CheckContext(targets, settings, args, Actor(requester="cli")))
     finally:
         await targets.close()
     status = worst(f.status for f in findings)

@@ -19,9 +19,9 @@ from slack_sdk.errors import SlackApiError
 from bot.alerts import actions
 from bot.alerts.messages import ACK_ACTION, SILENCE_ACTION, SILENCE_CHOICES, SILENCE_MODAL, UNSILENCE_ACTION
 from bot.approvals.publish import DELIVERY_WAIT, queue_proposals
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error
-from bot.core.findings import Finding, Proposal
+from bot.core.findings import Finding
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.registry import Refused, Runbook
@@ -292,17 +292,14 @@ async def tell(runtime, click: Click, message: dict) -> None:
 
 async def propose_silence(runtime, click: Click, thread: actions.AlertThread, seconds: int, comment: str) -> None:
     matchers = ", ".join(f'{k}="{v}"' for k, v in sorted(thread.matchers.items()))
-    proposal = Proposal(
-        action=SILENCE,
-        args={
-            "group_id": thread.group_id,
-            "thread_key": thread.thread_key,
-            "seconds": seconds,
-            "comment": comment,
-            "created_by": click.user_name,
-        },
+    proposal = approved_silence.propose(
+        group_id=thread.group_id,
+        thread_key=thread.thread_key,
+        seconds=seconds,
+        comment=comment,
+        created_by=click.user_name,
         summary=f"Silence {thread.title} for {human_duration(seconds)}",
-        reason=comment,
+        why=comment,
         preview=f"POST /api/v2/silences {{{matchers}}} for {human_duration(seconds)}",
     )
     finding = Finding.ok("Alert silence", f"silence of {thread.title} requested", proposals=[proposal])
@@ -333,9 +330,8 @@ async def approved_silence(
         thread = await actions.thread_by_key(store, group_id, thread_key)
         if thread is None:
             raise Refused("the alert group has moved on to a newer thread")
-        requester = str(ctx.params.get("requester") or "")
         outcome = await actions.silence(
-            store, ctx.targets.alertmanager, thread, requester, created_by, seconds, comment
+            store, ctx.targets.alertmanager, thread, ctx.actor.requester, created_by, seconds, comment
         )
     finally:
         await store.close()

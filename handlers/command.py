@@ -13,13 +13,14 @@ import structlog
 from slack_sdk.errors import SlackApiError
 
 from bot.approvals.publish import expire_and_update, queue_proposals
-from bot.core.engine import CheckContext, run_checks
+from bot.context import Actor, CheckContext
+from bot.core.engine import run_checks
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, worst
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.parse import control_character
-from bot.core.registry import UsageError, Verb
+from bot.core.registry import Args, UsageError, Verb
 from bot.incidents.commands import record_command_run
 from bot.slack import render
 from bot.slack.outbox import Receipt
@@ -127,9 +128,10 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             await run_bot_verb(runtime, inv, ack, verb, args)
             return
         try:
-            params = verb.parse_args(args)
-            if params.get("container") is not None:  # any verb reading a container reads only watched ones
-                await watched_or_later(runtime, params["container"])
+            parsed = verb.parse_args(args)
+            container = getattr(parsed, "container", None)
+            if container is not None:  # any verb reading a container reads only watched ones
+                await watched_or_later(runtime, container)
         except UsageError as exc:
             COMMANDS.labels(verb.name, "usage").inc()
             log.info("command", verb=verb.name, outcome="usage")
@@ -140,7 +142,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
             )
             return
         await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
-        runtime.tasks.spawn(run_verb(runtime, inv, verb, params), name=f"verb:{verb.name}:{inv.request_id}")
+        runtime.tasks.spawn(run_verb(runtime, inv, verb, parsed), name=f"verb:{verb.name}:{inv.request_id}")
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "slack_user")
 
@@ -206,10 +208,10 @@ async def run_bot_verb(runtime, inv: Invocation, ack, verb: Verb, args: list[str
     await ack(**(reply or render.text_message("Done.")))
 
 
-async def run_verb(runtime, inv: Invocation, verb: Verb, params: dict) -> None:
+async def run_verb(runtime, inv: Invocation, verb: Verb, args: Args) -> None:
     structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id, verb=verb.name)
     started = time.perf_counter()
-    ctx = CheckContext(runtime.targets, runtime.settings, params | {"requester": inv.user_id})
+    ctx = CheckContext(runtime.targets, runtime.settings, args, Actor(requester=inv.user_id))
     try:
         findings = await run_checks(verb.checks, ctx)
     except asyncio.CancelledError:  # the bot is stopping and the grace ran out: say so in the channel

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
 from bot.core.registry import Runbook, UsageError
 from bot.targets.docker import translated
 from runbooks.loglines import LogLine, parse, strip_ansi
+from runbooks.watched import ContainerArgs
 
 runbook = Runbook("application")
 
@@ -57,7 +59,12 @@ MANY_FAILED_LOGINS = 20  # from this many failed logins in the window the findin
 TOP_COUNTED = 5
 
 
-def parse_logs_args(words: list[str]) -> dict:
+@dataclass(frozen=True)
+class LogsArgs(ContainerArgs):
+    minutes: int = DEFAULT_MINUTES
+
+
+def parse_logs_args(words: list[str]) -> LogsArgs:
     container, minutes = None, DEFAULT_MINUTES
     for word in words:
         if word.isnumeric():  # digits of any script ("²", "①", "٩") are refused by ascii_int
@@ -66,7 +73,7 @@ def parse_logs_args(words: list[str]) -> dict:
             container = word
         else:
             raise UsageError(f"unexpected argument {word[:40]!r}")
-    return {"container": container, "minutes": minutes}
+    return LogsArgs(container, minutes)
 
 
 runbook.verb(
@@ -208,17 +215,16 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
 
 @runbook.check("logs", component="Logs", section=SECTION, timeout=10)
 async def api_error_logs(ctx: CheckContext) -> Finding:
-    name = ctx.params.get("container") or await ctx.targets.container_of("api")
+    asked = ctx.arg(LogsArgs)
+    name = asked.container or await ctx.targets.container_of("api")
     component = f"Logs {name}"
-    if ctx.params.get("container"):  # only the deployment's own containers are read
+    if asked.container:  # only the deployment's own containers are read
         try:
             await ctx.targets.ensure_watched(name)
         except UsageError as exc:
             return Finding.skipped(component, str(exc))
     now = datetime.now(UTC)
-    since = ctx.params.get("since")
-    if not isinstance(since, datetime):
-        since = now - timedelta(minutes=int(ctx.params.get("minutes") or DEFAULT_MINUTES))
+    since = ctx.alert.since if ctx.alert and ctx.alert.since else now - timedelta(minutes=asked.minutes)
     window = (
         f"since {since.astimezone(UTC):%H:%M} UTC"
         if now - since > timedelta(hours=1)

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status, worst
 from bot.core.registry import Refused, Runbook
 from bot.core.units import human_bytes
@@ -28,7 +28,7 @@ from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import disk_categories
 from runbooks.database.common import db_check, db_connection
 from runbooks.triage import name_matches
-from runbooks.watched import once_per_report, protected_containers, watched_projects
+from runbooks.watched import protected_containers, watched_projects
 
 runbook = Runbook("disk")
 
@@ -164,7 +164,7 @@ async def filesystem_usage(ctx: CheckContext) -> list[Finding]:
 
 async def docker_df(ctx: CheckContext) -> dict[str, Any]:
     """The report's `docker system df`, read once for every check that needs it."""
-    return await once_per_report(ctx, _DF, lambda: ctx.targets.docker.disk_usage_raw(DF_SECONDS))
+    return await ctx.shared(_DF, lambda: ctx.targets.docker.disk_usage_raw(DF_SECONDS))
 
 
 def plural(count: int, noun: str) -> str:
@@ -203,16 +203,13 @@ def prune_proposal(plan: pruning.PrunePlan) -> Proposal:
         plural(len(images), "dangling image") if images else "",
         plural(len(caches), "build cache record") if caches else "",
     ]
-    return Proposal(
-        action="docker.prune",
-        args={
-            "containers": {c.id: c.name for c in containers},
-            "images": {i.id: i.name for i in images},
-            "build_cache": len(caches),
-            "reclaimable": plan.reclaimable,
-        },
+    return prune_docker.propose(
+        containers={c.id: c.name for c in containers},
+        images={i.id: i.name for i in images},
+        build_cache=len(caches),
+        reclaimable=plan.reclaimable,
         summary=f"Prune Docker: {', '.join(p for p in parts if p)} — {human_bytes(plan.reclaimable)} reclaimable",
-        reason="stopped containers nobody watches, dangling images and unused build cache; "
+        why="stopped containers nobody watches, dangling images and unused build cache; "
         "watched containers, tagged images and volumes are kept",
         preview=prune_preview(plan),
     )
@@ -225,7 +222,7 @@ def category_line(category: Any) -> str:
     )
 
 
-@runbook.check("disk", component="Docker disk", section=CLEANUP, timeout=DF_SECONDS + 5)
+@runbook.check("disk", component="Docker disk", section=CLEANUP, timeout=DF_SECONDS + 5, proposes=("docker.prune",))
 async def docker_disk_usage(ctx: CheckContext) -> Finding:
     df = await docker_df(ctx)
     categories = {c.kind: c for c in disk_categories(df)}

@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding
-from bot.core.registry import Runbook, UsageError
+from bot.core.registry import Args, Runbook, UsageError
 
 runbook = Runbook("errors")
 
@@ -394,7 +394,12 @@ def normalise(text: str) -> str:
     return text.strip().strip("`'\".,;:").upper().replace("-", "_")
 
 
-def parse_code(words: list[str]) -> dict[str, str]:
+@dataclass(frozen=True)
+class ErrorArgs(Args):
+    code: str = ""
+
+
+def parse_code(words: list[str]) -> ErrorArgs:
     if len(words) == 2 and normalise(words[0]) in PREFIXES:
         words = words[1:]
     if not words:
@@ -404,7 +409,7 @@ def parse_code(words: list[str]) -> dict[str, str]:
     code = normalise(words[0])
     if not code or len(code) > MAX_CODE or not CODE_SHAPE.match(code):
         raise UsageError(f"That is not an error code: codes are letters, digits and _ (at most {MAX_CODE} characters)")
-    return {"code": code}
+    return ErrorArgs(code)
 
 
 def standard_name(code: str) -> str | None:
@@ -537,4 +542,4 @@ runbook.verb(
 
 @runbook.check("error", component="Error code", section=SECTION)
 async def error_code(ctx: CheckContext) -> Finding:
-    return lookup(ctx.params["code"])
+    return lookup(ctx.arg(ErrorArgs).code)

@@ -20,7 +20,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from bot.core.engine import CheckContext, describe_error
+from bot.context import CheckContext
+from bot.core.errors import describe_error
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Refused, Runbook
 
@@ -307,11 +308,10 @@ def totals_part(rows: list[asyncpg.Record]) -> tuple[str, list[str], Proposal]:
         for r in rows[:MAX_LISTED]
     ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "order")
-    proposal = Proposal(
-        action="data.fix_order_totals",
-        args={"order_ids": [r["id"] for r in rows]},
+    proposal = fix_order_totals.propose(
+        order_ids=[r["id"] for r in rows],
         summary=f"Recalculate total_amount of {batch} ({listed(numbers, len(numbers))}) as subtotal + tax + shipping − discount",
-        reason="the guide's repair (Fix order totals), restricted to the orders found; orders fixed meanwhile are left alone",
+        why="the guide's repair (Fix order totals), restricted to the orders found; orders fixed meanwhile are left alone",
         preview=FIX_TOTALS + f"\n-- $1: the ids of {listed(numbers, len(numbers))}",
     )
     return title, evidence, proposal
@@ -329,15 +329,12 @@ def subtotals_part(rows: list[asyncpg.Record], fix_sql: str) -> tuple[str, list[
     ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "order")
     changes = [f"{r['order_number']} {money(r['subtotal'])} → {money(r['items'])}" for r in rows]
-    proposal = Proposal(
-        action="data.fix_order_subtotals",
-        args={"order_ids": [r["id"] for r in rows]},
+    proposal = fix_order_subtotals.propose(
+        order_ids=[r["id"] for r in rows],
         summary=f"Recalculate subtotal and total_amount of {batch} from their items: {listed(changes, len(changes))}",
-        reason=(
-            "the items are the order's detail; tax, shipping and discount stay as stored. If the customer already "
-            "paid the old total, refund the difference (or restore the missing item) instead — the database "
-            "refuses a total below paid_amount"
-        ),
+        why="the items are the order's detail; tax, shipping and discount stay as stored. If the customer already "
+        "paid the old total, refund the difference (or restore the missing item) instead — the database "
+        "refuses a total below paid_amount",
         preview=fix_sql + f"\n-- $1: the ids of {listed(numbers, len(numbers))}",
     )
     return title, evidence, proposal
@@ -347,7 +344,12 @@ def row_data(rows: list[asyncpg.Record], *names: str) -> list[dict]:
     return [{"order_number": r["order_number"], **{n: str(r[n]) for n in names}} for r in rows[:MAX_LISTED]]
 
 
-@runbook.check("integrity", component="Order totals", section=SECTION)
+@runbook.check(
+    "integrity",
+    component="Order totals",
+    section=SECTION,
+    proposes=("data.fix_order_subtotals", "data.fix_order_totals"),
+)
 async def order_totals(ctx: CheckContext) -> Finding:
     """The guide's `orders_total_calculation` (total = subtotal + tax + shipping − discount), unless a validated
     CHECK already enforces it, and the order's subtotal against its items."""
@@ -467,7 +469,7 @@ WHERE id = ANY($1::uuid[])
 ORDER BY id FOR UPDATE"""
 
 
-@runbook.check("integrity", component="Stock levels", section=SECTION)
+@runbook.check("integrity", component="Stock levels", section=SECTION, proposes=("data.recalc_stock",))
 async def stock_levels(ctx: CheckContext) -> Finding:
     """products.stock_quantity against SUM(product_inventory.quantity_available), the guide's recalculation as a check."""
     async with ctx.targets.pg.connect() as conn:
@@ -494,11 +496,10 @@ async def stock_levels(ctx: CheckContext) -> Finding:
         for r in rows[:MAX_LISTED]
     ]
     batch = f"the first {len(rows)} of {total}" if total > len(rows) else plural(len(rows), "product")
-    proposal = Proposal(
-        action="data.recalc_stock",
-        args={"product_ids": [r["id"] for r in rows]},
+    proposal = recalc_stock.propose(
+        product_ids=[r["id"] for r in rows],
         summary=f"Set stock_quantity of {batch} to what the warehouses hold: {listed(changes, len(changes))}",
-        reason="the guide's repair (Recalculate inventory quantities), restricted to the products found",
+        why="the guide's repair (Recalculate inventory quantities), restricted to the products found",
         preview=RECALC_STOCK + f"\n-- $1: the ids of {listed(skus, len(skus))}",
     )
     return Finding.warn(

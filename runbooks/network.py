@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
 from bot.targets import container_probes as probes
 from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import ContainerInfo, NetworkInfo, PortBinding, container_info, port_conflicts
 from runbooks.triage import name_matches
-from runbooks.watched import once_per_report, watched_api
+from runbooks.watched import watched_api
 
 runbook = Runbook("network")
 
@@ -122,7 +122,7 @@ async def _survey(ctx: CheckContext) -> Survey:
 
 
 async def survey(ctx: CheckContext) -> Survey:
-    return await once_per_report(ctx, _SURVEY, lambda: _survey(ctx))
+    return await ctx.shared(_SURVEY, lambda: _survey(ctx))
 
 
 def url_targets(raw: dict[str, Any]) -> list[tuple[str, str, int]]:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook

@@ -10,13 +10,13 @@ ERPGO_TLS_CA_FILE, protocol and cipher. The handshakes and the judgement are bot
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status
-from bot.core.registry import Runbook, UsageError
+from bot.core.registry import Args, Runbook, UsageError
 from bot.targets import NotConfigured, tls
 
 runbook = Runbook("tls")
@@ -26,16 +26,21 @@ HANDSHAKE_SHARE = 0.8  # of the check's time, for each endpoint: one slow endpoi
 LEVELS = {"ok": Status.OK, "warn": Status.WARN, "crit": Status.CRIT}
 
 
-def parse_tls(words: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TlsArgs(Args):
+    endpoint: tuple[str, int] | None = None
+
+
+def parse_tls(words: list[str]) -> TlsArgs:
     if len(words) > 1:
         raise UsageError("give one endpoint, host:port")
     if not words:
-        return {}
+        return TlsArgs()
     try:
         host, port = tls.parse_endpoint(words[0])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return {"endpoint": (host, port)}
+    return TlsArgs((host, port))
 
 
 runbook.verb(
@@ -50,7 +55,7 @@ runbook.verb(
 
 def endpoints(ctx: CheckContext) -> tuple[list[tuple[str, int]], list[Finding]]:
     """The endpoint asked for, else the configured ones; a malformed configured entry is a finding."""
-    asked = ctx.params.get("endpoint")
+    asked = ctx.arg(TlsArgs).endpoint
     if asked:
         return [asked], []
     configured = ctx.settings.erpgo_tls_endpoints

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from bot.core.registry import Runbook
+from bot.core.registry import FALLBACK, Runbook
 
-runbook = Runbook("triage")
+runbook = Runbook("triage", precedence=FALLBACK)  # the generic rules: any section runbook comes first
 LabelMatch = Callable[[dict[str, str]], bool]
 
 

@@ -1,16 +1,20 @@
 """The containers the bot watches — every container of ERPGO_COMPOSE_PROJECT when that is set (stopped
-ones included), otherwise ERPGO_CONTAINERS — and a read shared by the checks of one report."""
+ones included), otherwise ERPGO_CONTAINERS — and the argument of the verbs that read one of them."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
+from bot.core.registry import Args
 from bot.targets import RoleNotFound
 
-T = TypeVar("T")
+
+@dataclass(frozen=True)
+class ContainerArgs(Args):
+    """`[container]`: the verbs that read one container (default: the API, or the one an alert names)."""
+
+    container: str | None = None
 
 
 async def watched_containers(ctx: CheckContext) -> list[str]:
@@ -35,20 +39,3 @@ async def watched_api(ctx: CheckContext) -> tuple[str, list[str]]:
 async def protected_containers(ctx: CheckContext) -> list[str]:
     """Names no destructive step may remove: the watched containers and every name in ERPGO_CONTAINERS."""
     return sorted({*await watched_containers(ctx), *ctx.targets.containers})
-
-
-async def once_per_report(ctx: CheckContext, key: str, read: Callable[[], Awaitable[T]]) -> T:
-    """`read()` run once for all the checks of one report that need it (they run concurrently); a
-    check that times out does not cancel it for the others."""
-    task = ctx.params.get(key)
-    if task is None:
-        task = asyncio.ensure_future(read())
-        task.add_done_callback(_retrieve)  # every check may have timed out by the time it fails
-        ctx.params[key] = task
-    result: T = await asyncio.shield(task)
-    return result
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()

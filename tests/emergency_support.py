@@ -159,10 +159,11 @@ async def concurrent_clicks(slack, message: dict, clicks: list[tuple[str, str]])
 
 async def remediate(action: str, dsn: str | None, args: dict, **settings) -> str:
     """Run a remediation as the approval engine does once it is approved (settings as keyword arguments)."""
-    from tests.db_support import context, registry
+    from tests import harness
+    from tests.db_support import settings_for
 
-    ctx, targets = context(dsn, **settings)
-    try:
-        return await registry.remediations[action].func(ctx, **args)
-    finally:
-        await targets.close()
+    return await harness.remediate(action, settings_for(dsn, **settings), **args)
+
+
+def database_of(dsn: str) -> str:
+    return dsn.rsplit("/", 1)[1]

@@ -507,7 +507,7 @@ async def test_a_burst_is_recorded_whole_and_paced_per_channel(alert_bot):
 async def test_triage_proposals_become_approvals_requested_by_alertmanager(alert_bot, fresh_database, tmp_path):
     """DatabaseConnectionPool with a real lock wait: the blocking tree proposes to end the blocker,
     and the proposal is posted for approval in the alert's thread, after the triage report."""
-    from tests.test_locks import Blocking
+    from tests.db_support import Blocking
 
     erp = fresh_database("erp")
     policy = tmp_path / "policy.yml"

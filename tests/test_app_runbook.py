@@ -25,7 +25,7 @@ TERM_QUICKLY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 async def app(docker_engine: DockerEngine, container: str, **settings) -> list[Finding]:
     """`/erpgo app <container>`, the container being one of the watched ones unless `settings` say otherwise."""
     settings.setdefault("erpgo_containers", container)
-    return await run_verb("app", None, {"container": container}, docker_host=docker_engine.host, **settings)
+    return await run_verb(f"app {container}", None, docker_host=docker_engine.host, **settings)
 
 
 def everything(findings: list[Finding]) -> str:

@@ -17,17 +17,9 @@ import pytest
 
 from bot.local.text import render_text
 from demo.services import PostgresServer
-from tests.test_locks import Blocking
+from tests.db_support import Blocking
+from tests.support import POLICY
 
-POLICY = """
-groups:
-  oncall: [U0ALICE, U0BOB, U0CAROL]
-verbs:
-  "*": [everyone]
-actions:
-  "db.*":
-    approvers: [oncall]
-"""
 CHANNEL = "C0OPS"
 
 

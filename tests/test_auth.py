@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import time
 
 import asyncpg
@@ -12,37 +13,23 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.app import build_registry
-from bot.core.engine import CheckContext, run_checks
 from bot.core.findings import Finding, Status
 from bot.core.registry import Refused, UsageError
 from bot.settings import load_settings
-from bot.targets import Targets
 from demo.simulator import make_jwt
 from runbooks.auth import PROBE_EMAIL, parse_token, parse_user
+from runbooks.auth.common import UserArgs
+from tests import harness
 from tests.fixtures.erpgo import load_demo_database
 
 
-def context_for(**settings_and_params) -> CheckContext:
-    build_registry()
-    settings_keys = {"erpgo_database_url", "erpgo_api_url"}
-    settings = load_settings(**{k: v for k, v in settings_and_params.items() if k in settings_keys})
-    params = {k: v for k, v in settings_and_params.items() if k not in settings_keys}
-    return CheckContext(Targets(settings), settings, params)
-
-
-async def run_verb(verb: str, **kw) -> dict[str, Finding]:
-    registry = build_registry()
-    ctx = context_for(**kw)
-    try:
-        findings = await run_checks(registry.verbs[verb].checks, ctx)
-    finally:
-        await ctx.targets.close()
+async def run_verb(words: str, **settings) -> dict[str, Finding]:
+    findings = await harness.run_words(words, load_settings(**settings))
     return {f.component: f for f in findings}
 
 
 async def user(dsn: str, *words: str) -> dict[str, Finding]:
-    return await run_verb("user", erpgo_database_url=dsn, **parse_user(list(words)))
+    return await run_verb(shlex.join(["user", *words]), erpgo_database_url=dsn)
 
 
 async def password_hashes(dsn: str) -> list[str]:
@@ -119,9 +106,9 @@ async def test_naming_a_role_the_user_lacks_proposes_it(erp_dsn):
 @pytest.mark.parametrize(
     "words, expected",
     [
-        (["jane@example.com"], {"email": "jane@example.com"}),
-        (["<mailto:jane@example.com|jane@example.com>"], {"email": "jane@example.com"}),
-        (["jane@example.com", "viewer"], {"email": "jane@example.com", "role": "viewer"}),
+        (["jane@example.com"], UserArgs("jane@example.com")),
+        (["<mailto:jane@example.com|jane@example.com>"], UserArgs("jane@example.com")),
+        (["jane@example.com", "viewer"], UserArgs("jane@example.com", role="viewer")),
     ],
 )
 def test_user_arguments(words, expected):
@@ -165,13 +152,13 @@ async def test_users_on_a_database_without_erpgo_tables(fresh_database):
 
 
 async def test_assign_role_gives_the_role_once_then_refuses(demo_copy):
-    registry = build_registry()
     [proposal] = (await user(demo_copy, "n.patel@example.com", "sales"))["Roles"].proposals
-    assign = registry.remediations[proposal.action].func
-    assert (
-        await assign(context_for(erpgo_database_url=demo_copy), **proposal.args)
-        == "Gave n.patel@example.com the role sales"
-    )
+    settings = load_settings(erpgo_database_url=demo_copy)
+
+    async def assign(**args: str) -> str:
+        return await harness.remediate(proposal.action, settings, **args)
+
+    assert await assign(**proposal.args) == "Gave n.patel@example.com the role sales"
 
     after = await user(demo_copy, "n.patel@example.com")
     assert after["Roles"].status is Status.OK and after["Roles"].title == "sales"
@@ -179,11 +166,11 @@ async def test_assign_role_gives_the_role_once_then_refuses(demo_copy):
     assert users["Users without roles"].status is Status.OK
 
     with pytest.raises(Refused, match="already has the role sales"):
-        await assign(context_for(erpgo_database_url=demo_copy), **proposal.args)
+        await assign(**proposal.args)
     with pytest.raises(Refused, match="no role named root"):
-        await assign(context_for(erpgo_database_url=demo_copy), email="n.patel@example.com", role="root")
+        await assign(email="n.patel@example.com", role="root")
     with pytest.raises(Refused, match="no user"):
-        await assign(context_for(erpgo_database_url=demo_copy), email="ghost@example.com", role="sales")
+        await assign(email="ghost@example.com", role="sales")
 
 
 # --- jwt <token> ----------------------------------------------------------------------------------
@@ -198,7 +185,7 @@ def token(claims: dict, secret: str = "s3cr3t") -> str:
 
 
 async def decode(text: str) -> Finding:
-    [finding] = (await run_verb("jwt", **parse_token(text.split()))).values()
+    [finding] = await harness.run_args("jwt", parse_token(text.split()))
     return finding
 
 

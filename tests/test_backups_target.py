@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from bot.targets.backups import (
     verify,
 )
 from demo.services import PostgresServer
+from tests.emergency_support import database_of, make_shop, snapshot
 
 PASSWORD = "Backup-s3cret/horse battery"  # '/' and ' ' must survive the URL quoting
 TIMEOUT = 60.0
@@ -43,48 +43,6 @@ CREATE TABLE products (id serial PRIMARY KEY, name text NOT NULL, price numeric(
 CREATE TABLE orders (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users,
                      product_id int NOT NULL REFERENCES products, quantity int NOT NULL);
 """
-
-
-async def make_shop(dsn: str, *, users: int = 3, products: int = 2, orders: int = 4) -> None:
-    """users/products/orders, the guide's critical tables, with a few rows each."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(SHOP_SCHEMA)
-        await add_rows(conn, users=users, products=products, orders=orders)
-    finally:
-        await conn.close()
-
-
-async def add_rows(conn: asyncpg.Connection, *, users: int = 0, products: int = 0, orders: int = 0) -> None:
-    tag = uuid.uuid4().hex[:6]
-    await conn.executemany(
-        "INSERT INTO users (email) VALUES ($1)", [(f"u{i}-{tag}@example.com",) for i in range(users)]
-    )
-    await conn.executemany(
-        "INSERT INTO products (name, price) VALUES ($1, $2)", [(f"product {i} {tag}", 9.5 + i) for i in range(products)]
-    )
-    await conn.execute(
-        """INSERT INTO orders (user_id, product_id, quantity)
-                          SELECT (SELECT min(id) FROM users), (SELECT max(id) FROM products), g
-                          FROM generate_series(1, $1) g""",
-        orders,
-    )
-
-
-async def snapshot(dsn: str) -> dict[str, list[tuple]]:
-    """Every row of the critical tables, in id order."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        return {
-            table: [tuple(row) for row in await conn.fetch(f"SELECT * FROM {table} ORDER BY id")]
-            for table in ("users", "products", "orders")
-        }
-    finally:
-        await conn.close()
-
-
-def database_of(dsn: str) -> str:
-    return dsn.rsplit("/", 1)[1]
 
 
 @pytest.fixture

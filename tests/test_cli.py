@@ -3,46 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-CONTRACT_ENV = ("ERPGO_", "SLACK_", "BOT_", "ALERT_", "CHATOPS_", "DOCKER_HOST", "PORT")
-
-
-def run_bot(*args: str, env: dict | None = None, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_ENV)}
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=base | (env or {}),
-        timeout=timeout,
-    )
-
-
-async def run_bot_async(*args: str, env: dict | None = None, stdin: str = "", timeout: float = 60):
-    """Like run_bot, without blocking the event loop that serves the in-process ERPGo simulator."""
-    import asyncio
-
-    base = {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_ENV)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        env=base | (env or {}),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+from tests.support import CONTRACT_ENV, run_bot, run_bot_async  # noqa: F401 (one way to run the CLI)
 
 
 def targets_env(targets: dict) -> dict:

@@ -12,13 +12,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot.app import build_registry
-from bot.core.engine import CheckContext
 from bot.core.registry import Refused
 from bot.local.text import render_text
 from bot.settings import load_settings
-from bot.targets import Targets
 from bot.targets.docker import Docker
+from tests import harness
 from tests.support import eventually
 
 CHANNEL = "C0OPS"
@@ -130,24 +128,14 @@ async def test_stopped_container_started_through_an_approval(start_bot, bot_sett
 # --- the world changed between the proposal and the click -----------------------------------------
 
 
-def remediation_context(docker_engine) -> tuple[CheckContext, Targets]:
-    settings = load_settings(docker_host=docker_engine.host)
-    targets = Targets(settings)
-    return CheckContext(targets, settings, {"approval_id": 1, "requester": "U0ALICE", "approver": "U0BOB"}), targets
-
-
 async def run_remediation(docker_engine, action: str, args: dict) -> str:
-    ctx, targets = remediation_context(docker_engine)
-    try:
-        return await build_registry().remediations[action].func(ctx, **args)
-    finally:
-        await targets.close()
+    return await harness.remediate(action, load_settings(docker_host=docker_engine.host), **args)
 
 
 async def proposal_args(docker_engine, name: str) -> dict:
     from tests.db_support import run_verb
 
-    findings = await run_verb("app", None, {"container": name}, docker_host=docker_engine.host, erpgo_containers=name)
+    findings = await run_verb(f"app {name}", None, docker_host=docker_engine.host, erpgo_containers=name)
     [proposal] = [p for f in findings for p in f.proposals]
     return proposal.args
 

@@ -211,7 +211,7 @@ async def test_slow_on_a_server_without_pg_stat_statements(strict_cluster):
     )
     assert "CREATE EXTENSION pg_stat_statements" in text_of(statements)
     assert one(findings, "PostgreSQL statistics").status is Status.OK
-    [plan] = await run_verb("db explain", dsn, {"queryid": 42})
+    [plan] = await run_verb(f"db explain {42}", dsn)
     assert plan.status is Status.WARN and "shared_preload_libraries" in plan.title
 
 

@@ -297,13 +297,13 @@ async def test_slow_without_the_extension_in_this_database_says_how(fresh_databa
     assert statements.status is Status.WARN
     assert "loaded but not created" in statements.title
     assert "CREATE EXTENSION pg_stat_statements" in statements.title
-    findings = await run_verb("db explain", dsn, {"queryid": 1})
+    findings = await run_verb(f"db explain {1}", dsn)
     assert one(findings, "PostgreSQL plan").status is Status.WARN
 
 
 async def test_explain_plans_without_running_the_statement(lab):
     queryid = await queryid_of(lab, "DELETE FROM sessions_archive")
-    [plan] = await run_verb("db explain", lab, {"queryid": queryid})
+    [plan] = await run_verb(f"db explain {queryid}", lab)
     assert plan.status is Status.OK
     assert plan.title.startswith(f"plan for queryid {queryid}: Delete on sessions_archive")
     assert any("Seq Scan on sessions_archive" in line for line in plan.evidence)
@@ -318,23 +318,23 @@ async def test_explain_plans_without_running_the_statement(lab):
 
 async def test_explain_points_at_a_big_sequential_scan(lab):
     queryid = await queryid_of(lab, "SELECT count(*) FROM audit_log")
-    [plan] = await run_verb("db explain", lab, {"queryid": queryid})
+    [plan] = await run_verb(f"db explain {queryid}", lab)
     assert plan.status is Status.OK and "Seq Scan on audit_log" in "\n".join(plan.evidence)
     assert any(line.startswith("sequential scan on audit_log") for line in plan.details)
 
 
 async def test_explain_refuses_statements_with_parameters(lab):
     queryid = await queryid_of(lab, "SELECT * FROM audit_log WHERE id = $1")
-    [plan] = await run_verb("db explain", lab, {"queryid": queryid})
+    [plan] = await run_verb(f"db explain {queryid}", lab)
     assert plan.status is Status.WARN and "has parameters ($1…): refusing" in plan.title
     assert plan.evidence == []
 
 
 async def test_explain_refuses_what_is_not_a_query(lab):
     queryid = await queryid_of(lab, "CREATE INDEX idx_audit_log_happened_at%")
-    [plan] = await run_verb("db explain", lab, {"queryid": queryid})
+    [plan] = await run_verb(f"db explain {queryid}", lab)
     assert plan.status is Status.WARN and "is CREATE, not one of SELECT/INSERT/UPDATE/DELETE/WITH" in plan.title
-    [unknown] = await run_verb("db explain", lab, {"queryid": 12345})
+    [unknown] = await run_verb(f"db explain {12345}", lab)
     assert unknown.status is Status.WARN and "queryid 12345 is not in pg_stat_statements" in unknown.title
 
 

@@ -13,8 +13,10 @@ import pytest
 from bot.core.findings import Status
 from bot.core.registry import Refused
 from bot.local.text import render_text
+from bot.settings import load_settings
 from runbooks.disk import DISK_CRIT_PCT, DISK_WARN_PCT, Usage, read_usage, usage_finding, usage_status
-from tests.db_support import context, one, registry, run_verb, text_of
+from tests import harness
+from tests.db_support import one, run_verb, text_of
 from tests.support import eventually
 
 CHANNEL = "C0OPS"
@@ -147,13 +149,9 @@ async def test_prune_refuses_when_what_was_approved_is_no_longer_prunable(docker
     assert proposal.args["containers"].get(container_id) == gone
     docker_engine.remove(gone)  # someone removed it by hand before the approval
 
-    ctx, targets = context(None, docker_host=docker_engine.host)
-    try:
-        only_gone = {"containers": {container_id: gone}, "images": {}, "build_cache": 0, "reclaimable": 1}
-        with pytest.raises(Refused, match=f"{gone}: no longer prunable"):
-            await registry.remediations["docker.prune"].func(ctx, **only_gone)
-    finally:
-        await targets.close()
+    only_gone = {"containers": {container_id: gone}, "images": {}, "build_cache": 0, "reclaimable": 1}
+    with pytest.raises(Refused, match=f"{gone}: no longer prunable"):
+        await harness.remediate("docker.prune", load_settings(docker_host=docker_engine.host), **only_gone)
 
 
 # --- filesystems ------------------------------------------------------------------------------

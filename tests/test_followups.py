@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.test_approvals import POLICY
+from tests.support import POLICY
 
 CHANNEL = "C0OPS"
 

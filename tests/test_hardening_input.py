@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bot.core.engine import CheckContext, run_checks
+from bot.core.engine import run_checks
 from bot.core.findings import Proposal, Status
 from bot.core.logs import configure_logging
 from bot.core.parse import ascii_int
@@ -27,6 +27,8 @@ from bot.local.text import render_text
 from bot.settings import ConfigError, load_settings
 from bot.slack.render import mention
 from bot.targets import Targets
+from runbooks.application import LogsArgs
+from tests import harness
 from tests.support import eventually
 
 TOKEN = "am-webhook-token-hardening-0123"
@@ -184,7 +186,7 @@ async def test_logs_of_a_container_that_is_not_watched_are_never_read(start_bot,
     targets = Targets(bot.settings)
     try:
         [finding] = await run_checks(
-            bot.runtime.registry.verbs["logs"].checks, CheckContext(targets, bot.settings, {"container": vault})
+            bot.runtime.registry.verbs["logs"].checks, harness.context(bot.settings, targets, LogsArgs(vault))
         )
     finally:
         await targets.close()
@@ -530,7 +532,7 @@ async def test_a_docker_engine_that_does_not_answer_is_critical_unreachable(tmp_
         from runbooks import quick
 
         [check] = [c for c in quick.runbook.checks if c[1].name == "docker_containers"]
-        findings = await run_checks([check[1]], CheckContext(targets, settings))
+        findings = await run_checks([check[1]], harness.context(settings, targets))
     finally:
         await targets.close()
     assert [(f.status, f.title.split(" — ")[0]) for f in findings] == [(Status.CRIT, "unreachable")]

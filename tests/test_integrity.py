@@ -9,19 +9,21 @@ import asyncpg
 import pytest
 
 from bot.app import build_registry
-from bot.core.engine import CheckContext, run_checks
+from bot.context import CheckContext
+from bot.core.engine import run_checks
 from bot.core.findings import Finding, Status
 from bot.core.registry import Refused
 from bot.settings import load_settings
 from bot.targets import Targets
 from demo.services import free_port
+from tests import harness
 from tests.demo_dialects import (  # noqa: F401 (fixtures)
     demo_database,
     demo_database_copy,
     guide_database,
     load_demo,
 )
-from tests.test_cli import run_bot_async
+from tests.support import run_bot_async
 
 COMPONENTS = ("Foreign keys", "Order totals", "Stock levels", "Order statuses")
 REAL_STATUSES = [
@@ -40,10 +42,9 @@ REAL_STATUSES = [
 FOREIGN_KEY = {"real": "fk_order_items_product_id", "guide": "order_items_product_id_fkey"}
 
 
-def context_for(dsn: str, **params) -> CheckContext:
-    build_registry()
+def context_for(dsn: str) -> CheckContext:
     settings = load_settings(erpgo_database_url=dsn)
-    return CheckContext(Targets(settings), settings, params)
+    return harness.context(settings, Targets(settings), actor=harness.APPROVED)
 
 
 async def integrity(dsn: str) -> dict[str, Finding]:
@@ -174,7 +175,7 @@ async def test_a_database_without_erpgo_tables_is_skipped_not_failed(fresh_datab
 async def test_database_not_configured_or_down():
     registry = build_registry()
     findings = await run_checks(
-        registry.verbs["integrity"].checks, CheckContext(Targets(load_settings()), load_settings(), {})
+        registry.verbs["integrity"].checks, harness.context(load_settings(), Targets(load_settings()))
     )
     assert {f.status for f in findings} == {Status.SKIPPED}
     assert all("ERPGO_DATABASE_URL" in f.title for f in findings)

@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 
-from bot.app import build_registry
-from bot.core.engine import CheckContext, run_checks
+from bot.context import Actor
 from bot.core.findings import Finding, Status
 from bot.settings import load_settings
-from bot.targets import Targets
 from demo.simulator import make_jwt, real_tokens
+from runbooks.auth.tokens import TokenArgs
+from tests import harness
 from tests.fixtures.erpgo import JWT_SECRET
 
 ADMIN = "admin@example.com"
@@ -42,11 +42,7 @@ def access_claims(email: str = ADMIN, lifetime: int = 15 * 60, **changes) -> dic
 async def check_token(token: str, **settings) -> Finding:
     """The jwt check itself, before anything is rendered or redacted."""
     loaded = load_settings(**settings)
-    ctx = CheckContext(Targets(loaded), loaded, {"token": token, "requester": "U0ALICE"})
-    try:
-        [finding] = await run_checks(build_registry().verbs["jwt"].checks, ctx)
-    finally:
-        await ctx.targets.close()
+    [finding] = await harness.run_args("jwt", TokenArgs(token), loaded, actor=Actor("U0ALICE"))
     return finding
 
 

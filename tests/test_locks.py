@@ -9,90 +9,12 @@ from datetime import datetime
 import asyncpg
 import pytest
 
-from bot.app import build_registry
-from bot.core.engine import CheckContext
 from bot.core.registry import Refused, UsageError
 from bot.settings import load_settings
-from bot.targets import Targets
 from runbooks.database.locks import parse_seconds, root_blockers
+from tests import harness
+from tests.db_support import Blocking
 from tests.support import eventually
-
-
-class Blocking:
-    """A real lock wait: `blocker` holds a row lock and sits idle in transaction (or runs a query
-    while holding it, with active=True); `waiter` UPDATEs the same row and waits."""
-
-    def __init__(self, dsn: str):
-        self.dsn = dsn
-        self.blocker: asyncpg.Connection | None = None
-        self.waiter: asyncpg.Connection | None = None
-        self.update: asyncio.Task | None = None
-        self.blocker_query: asyncio.Task | None = None
-        self.blocker_pid = self.waiter_pid = 0
-        self.backend_start: datetime | None = None
-
-    async def start(self, *, active: bool = False) -> Blocking:
-        admin = await asyncpg.connect(self.dsn)
-        try:
-            await admin.execute(
-                "CREATE TABLE IF NOT EXISTS accounts (id int PRIMARY KEY, balance int NOT NULL);"
-                "INSERT INTO accounts VALUES (1, 100) ON CONFLICT DO NOTHING"
-            )
-        finally:
-            await admin.close()
-        self.blocker = await asyncpg.connect(self.dsn, server_settings={"application_name": "billing-worker"})
-        self.blocker_pid = self.blocker.get_server_pid()
-        await self.blocker.execute("BEGIN")
-        await self.blocker.execute("SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
-        if active:  # still holding the lock, now busy with a long statement
-            self.blocker_query = asyncio.create_task(self.blocker.execute("SELECT pg_sleep(60)"))
-        self.waiter = await asyncpg.connect(self.dsn, server_settings={"application_name": "erpgo-api"})
-        self.waiter_pid = self.waiter.get_server_pid()
-        self.update = asyncio.create_task(self.waiter.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 1"))
-        self.backend_start = await eventually(self._waiting, what="the UPDATE to wait for the lock")
-        if active:
-            await eventually(self._blocker_active, what="the blocker's query to start")
-        return self
-
-    async def _probe(self, sql: str, *args):
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            return await conn.fetchval(sql, *args)
-        finally:
-            await conn.close()
-
-    async def _waiting(self):
-        return await self._probe(
-            "SELECT b.backend_start FROM pg_stat_activity b WHERE b.pid = $1"
-            " AND $1 = ANY (SELECT unnest(pg_blocking_pids($2)))",
-            self.blocker_pid,
-            self.waiter_pid,
-        )
-
-    async def _blocker_active(self):
-        return await self._probe(
-            "SELECT state = 'active' AND query LIKE '%pg_sleep%' FROM pg_stat_activity WHERE pid = $1", self.blocker_pid
-        )
-
-    async def blocker_alive(self) -> bool:
-        return bool(await self._probe("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", self.blocker_pid))
-
-    async def update_finished(self, timeout: float = 5.0) -> str:
-        return await asyncio.wait_for(asyncio.shield(self.update), timeout)
-
-    async def close(self) -> None:
-        for task in (self.update, self.blocker_query):
-            if task is not None and not task.done():
-                task.cancel()
-        for conn in (self.blocker, self.waiter):
-            if conn is not None and not conn.is_closed():
-                conn.terminate()
-        for task in (self.update, self.blocker_query):
-            if task is not None:
-                try:
-                    await task
-                except BaseException:
-                    pass
 
 
 @pytest.fixture
@@ -110,21 +32,12 @@ async def blocking():
         await scenario.close()
 
 
-def context_for(dsn: str, **params) -> CheckContext:
-    build_registry()
-    return CheckContext(Targets(load_settings(erpgo_database_url=dsn)), load_settings(erpgo_database_url=dsn), params)
-
-
-async def run_verb(dsn: str, verb: str, **params):
-    from bot.core.engine import run_checks
-
-    registry = build_registry()
-    return await run_checks(registry.verbs[verb].checks, context_for(dsn, **params))
+async def run_verb(dsn: str, words: str):
+    return await harness.run_words(words, load_settings(erpgo_database_url=dsn))
 
 
 async def remediate(dsn: str, action: str, **args) -> str:
-    registry = build_registry()
-    return await registry.remediations[action].func(context_for(dsn), **args)
+    return await harness.remediate(action, load_settings(erpgo_database_url=dsn), **args)
 
 
 # --- db locks --------------------------------------------------------------------------------
@@ -276,10 +189,10 @@ async def test_long_query_is_listed_with_cancel_and_terminate(fresh_database):
                 await conn.close()
 
         await eventually(running_long, what="the query to run for 0.3 s")
-        assert [f.title for f in await run_verb(dsn, "db long-queries", seconds=30)] == [
+        assert [f.title for f in await run_verb(dsn, "db long-queries 30")] == [
             "no query has been running longer than 30 s"
         ]
-        findings = await run_verb(dsn, "db long-queries", seconds=0.3)
+        findings = await run_verb(dsn, "db long-queries 0.3")
         assert len(findings) == 1 and findings[0].status.value == "warn"
         assert findings[0].title.startswith(f"pid {pid} running for") and "pg_sleep(60)" in findings[0].title
         assert [p.action for p in findings[0].proposals] == ["db.cancel", "db.terminate"]

@@ -4,17 +4,17 @@ guide's JSONB ones): `role <name>`, `user <email> <permission>`, and answers see
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
-from bot.app import build_registry
-from bot.core.engine import CheckContext, run_checks
+from bot.context import Actor
 from bot.core.findings import Finding, Status
 from bot.core.registry import UsageError
 from bot.settings import load_settings
-from bot.targets import Targets
 from runbooks.auth import parse_user
 from runbooks.auth.permissions import grant_of, parse_role
+from tests import harness
 from tests.demo_dialects import demo_database, guide_database  # noqa: F401  (fixtures)
 
 # the permission names of each dialect: resource.action (the real seed), resource:action (the guide's)
@@ -22,18 +22,13 @@ READ_ORDERS = {"real": "orders.read", "guide": "orders:read"}
 DELETE_USERS = {"real": "users.delete", "guide": "users:delete"}
 
 
-async def run_verb(dsn: str, verb: str, params: dict) -> dict[str, Finding]:
-    settings = load_settings(erpgo_database_url=dsn)
-    ctx = CheckContext(Targets(settings), settings, params | {"requester": "U0ALICE"})
-    try:
-        findings = await run_checks(build_registry().verbs[verb].checks, ctx)
-    finally:
-        await ctx.targets.close()
+async def run_verb(dsn: str, words: str) -> dict[str, Finding]:
+    findings = await harness.run_words(words, load_settings(erpgo_database_url=dsn), actor=Actor("U0ALICE"))
     return {f.component: f for f in findings}
 
 
 async def user(dsn: str, *words: str) -> dict[str, Finding]:
-    return await run_verb(dsn, "user", parse_user(list(words)))
+    return await run_verb(dsn, shlex.join(["user", *words]))
 
 
 async def test_a_permission_one_of_the_roles_grants(demo_dsn):
@@ -85,7 +80,7 @@ async def test_a_role_name_still_proposes_the_role(erp_dsn):
 
 async def test_a_role_shows_its_permissions_and_holders(demo_dsn):
     dialect, dsn = demo_dsn
-    [role] = (await run_verb(dsn, "role", {"role": "sales"})).values()
+    [role] = (await run_verb(dsn, "role sales")).values()
     permissions = {"real": 4, "guide": 5}[dialect]
     assert role.status is Status.OK
     assert role.title == f"sales: {permissions} permissions, held by 3 users (1 inactive)"
@@ -97,10 +92,10 @@ async def test_a_role_shows_its_permissions_and_holders(demo_dsn):
 
 
 async def test_every_role_and_an_unknown_one(erp_dsn):
-    [overview] = (await run_verb(erp_dsn, "role", {})).values()
+    [overview] = (await run_verb(erp_dsn, "role")).values()
     assert overview.title == "6 roles"
     assert "admin: 22 permissions, held by 1 user" in overview.details
-    [unknown] = (await run_verb(erp_dsn, "role", {"role": "root"})).values()
+    [unknown] = (await run_verb(erp_dsn, "role root")).values()
     assert unknown.status is Status.WARN and unknown.title == "no role named root"
 
 

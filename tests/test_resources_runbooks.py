@@ -13,10 +13,12 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import build_registry
-from bot.core.engine import CheckContext, run_checks
+from bot.core.engine import run_checks
 from bot.core.findings import Finding, Status
 from bot.settings import load_settings
 from bot.targets import Targets
+from runbooks.watched import ContainerArgs
+from tests import harness
 from tests.db_support import one, text_of
 from tests.support import eventually
 
@@ -40,9 +42,10 @@ async def checks() -> AsyncIterator[Callable[..., Awaitable[tuple[Run, Targets]]
         if sampled:
             assert targets.start_sampling()
 
-        async def run(verb: str, only: tuple[str, ...] = (), **params) -> list[Finding]:
+        async def run(verb: str, only: tuple[str, ...] = (), container: str | None = None) -> list[Finding]:
             chosen = [registry.checks[name] for name in only] or registry.verbs[verb].checks
-            return await run_checks(chosen, CheckContext(targets, loaded, {"requester": "U0TEST", **params}))
+            ctx = harness.context(loaded, targets, ContainerArgs(container))
+            return await run_checks(chosen, ctx)
 
         return run, targets
 

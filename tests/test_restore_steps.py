@@ -17,7 +17,7 @@ import pytest
 import runbooks.restore as restore
 from bot.targets.backups import database_exists, dump, with_database
 from runbooks.restore import STEPS, RestoreJob, resume_or_revert
-from tests.test_backups_target import add_rows, database_of, make_shop, snapshot
+from tests.emergency_support import add_rows, database_of, make_shop, snapshot
 
 TIMEOUT = 60.0
 NOW = datetime(2026, 12, 1, 9, 30, 5, tzinfo=UTC)

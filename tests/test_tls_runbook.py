@@ -60,7 +60,7 @@ async def test_each_configured_endpoint_is_judged(tls_servers: TlsServers) -> No
 
 async def test_without_the_ca_file_the_system_store_does_not_trust_the_test_ca(tls_servers: TlsServers) -> None:
     port = tls_servers.ports["healthy"]
-    [finding] = await run_verb("tls", None, params={"endpoint": ("localhost", port)})
+    [finding] = await run_verb(f"tls localhost:{port}", None)
     assert finding.status is Status.CRIT and "not trusted" in finding.title
     assert "verification against the system store" in text_of(finding)
 

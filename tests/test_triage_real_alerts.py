@@ -6,10 +6,12 @@ import pytest
 
 from bot.alerts.triage import triage_checks
 from bot.app import build_registry
-from bot.core.engine import CheckContext, run_checks
+from bot.context import Actor, AlertScope
+from bot.core.engine import run_checks
 from bot.core.findings import Status
 from bot.settings import load_settings
 from bot.targets import Targets
+from tests import harness
 
 ERROR_RATE = ["api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"]
 POOL = ["connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries", "blocking_sessions"]
@@ -125,7 +127,9 @@ def test_a_group_of_several_real_alerts_runs_each_check_once(registry):
 
 async def test_replication_lag_on_a_primary_without_replicas_says_nothing_streams(registry, erp_dsn):
     settings = load_settings(erpgo_database_url=erp_dsn)
-    ctx = CheckContext(Targets(settings), settings, {"requester": "alertmanager"})
+    ctx = harness.context(
+        settings, Targets(settings), actor=Actor("alertmanager"), alert=AlertScope(("PostgreSQLReplicationLag",))
+    )
     try:
         findings = await run_checks(triage_checks(registry, ["PostgreSQLReplicationLag"], {}), ctx)
     finally:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.alerts.messages import triage_messages
-from bot.core.engine import CheckContext, run_checks
+from bot.context import Actor, AlertScope, CheckContext
+from bot.core.engine import run_checks
 from bot.core.errors import Backoff, describe_error
 from bot.core.findings import Finding
 from bot.core.logs import log
@@ -153,7 +154,8 @@ async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) 
     ctx = CheckContext(
         runtime.targets,
         runtime.settings,
-        {"requester": "alertmanager", "since": since, "alert_labels": labels, "alertnames": names},
+        actor=Actor(requester="alertmanager"),
+        alert=AlertScope(names=tuple(names), labels=labels, since=since),
     )
     started = time.perf_counter()
     findings = await run_checks(checks, ctx)

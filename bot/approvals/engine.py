@@ -32,7 +32,7 @@ import asyncpg
 
 from bot.approvals.model import OPEN_STATES, Approval, AuditEntry, Decision, State, StoreUnavailable
 from bot.approvals.policy import Policy
-from bot.core.engine import CheckContext
+from bot.context import Actor, ApprovalHooks, CheckContext
 from bot.core.errors import UNREACHABLE, Backoff, describe_error
 from bot.core.findings import Proposal
 from bot.core.logs import log
@@ -405,15 +405,12 @@ class Approvals:
         ctx = CheckContext(
             self.targets,
             self.settings,
-            {
-                "approval_id": approval.id,
-                "requester": approval.requester,
-                "approver": approver,
-                "approvers": list(approval.approved_by),
-                "record": partial(self.record_progress, approval.id),  # async (step, state): progress in the row
-                "interrupted": self.interrupted,  # async (approval id) -> Approval | None
-                "settle_interrupted": partial(self.settle_interrupted, settled_by=approval.id),
-            },
+            actor=Actor(approval.requester, approver, approval.id, tuple(approval.approved_by)),
+            approval=ApprovalHooks(
+                record=partial(self.record_progress, approval.id),
+                interrupted=self.interrupted,
+                settle_interrupted=partial(self.settle_interrupted, settled_by=approval.id),
+            ),
         )
         log.info("remediation_start", approval_id=approval.id, action=approval.action, approver=approver)
         try:

@@ -27,6 +27,14 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
 )
 
 
+class NotConfigured(Exception):
+    """The target's setting is absent; reported as "not configured", never as a failure."""
+
+    def __init__(self, setting: str):
+        super().__init__(f"not configured (set {setting})")
+        self.setting = setting
+
+
 def is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, UNREACHABLE)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -62,6 +63,13 @@ class Proposal:
     summary: str  # what will happen, to what: "Terminate backend 4242 (app: billing)"
     reason: str = ""
     preview: str = ""  # the exact statement or command that will run
+    # what it acts on, when several checks of one report may propose it (a container's id): one
+    # approval per (action, target); by default the arguments themselves
+    target: str = field(default="", compare=False)
+
+    @property
+    def target_key(self) -> str:
+        return self.target or json.dumps(self.args, sort_keys=True, default=str)
 
 
 @dataclass
@@ -74,6 +82,7 @@ class Finding:
     section: str = ""  # the guide section it automates
     proposals: list[Proposal] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable figures for --json and tests
+    once: str = ""  # said once per report: a later finding with the same key is dropped (a dead database)
 
     @classmethod
     def ok(cls, component: str, title: str, **kw) -> Finding:
@@ -98,4 +107,7 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["status"] = self.status.value
+        del out["once"]
+        for proposal in out["proposals"]:
+            del proposal["target"]
         return out

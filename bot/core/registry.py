@@ -9,6 +9,7 @@ Handlers look verbs up in the registry and never know which module a check lives
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,9 +26,22 @@ class RegistryError(Exception):
 
 
 CheckFunc = Callable[..., Awaitable["Finding | list[Finding]"]]
-ArgParser = Callable[[list[str]], dict[str, Any]]
 # a verb of the bot itself (approvals, audit, alerts): async (runtime, invocation, args) -> message
 BotAnswer = Callable[..., Awaitable[Any]]
+
+
+class Args:
+    """A verb's parsed arguments: one small frozen dataclass per verb, declared next to its checks and
+    made by its parser, which the router runs before any check (a bad argument is the usage message)."""
+
+
+@dataclass(frozen=True)
+class NoArgs(Args):
+    """The arguments of a verb that takes none (and of a triage or an approval's re-check)."""
+
+
+NO_ARGS = NoArgs()
+ArgParser = Callable[[list[str]], Args]
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Check:
     component: str  # what a failure of the check itself is reported as
     section: str
     timeout: float | None  # None: the configured default
+    proposes: tuple[str, ...] = ()  # the actions its findings may propose (declared remediations)
 
 
 @dataclass
@@ -50,26 +65,57 @@ class Verb:
     answer: BotAnswer | None = None  # set for the bot's own verbs, which answer with a message, not checks
     private: bool = False  # the report is shown to the asker alone (a pasted token, someone's permissions)
 
-    def parse_args(self, words: list[str]) -> dict[str, Any]:
+    def parse_args(self, words: list[str]) -> Args:
         if self.parse is None:
             if words:
                 raise UsageError(f"`{self.name}` takes no arguments")
-            return {}
+            return NO_ARGS
         return self.parse(words)
+
+
+PROPOSAL_WORDS = {"summary", "why", "preview", "target"}  # propose()'s own keywords
 
 
 @dataclass
 class Remediation:
-    """A destructive step; runs only through the approval engine.
+    """A destructive step, declared once by its runbook; runs only through the approval engine.
 
-    Its function is `async def f(ctx: CheckContext, **args) -> str`: it re-checks the world,
-    raises Refused("why") when acting would be wrong now, and returns one line saying what it did.
-    """
+    Its function is `async def f(ctx, *, arg: type, ...) -> str`: the keyword arguments are the
+    remediation's typed arguments (stored with the approval as JSON), it re-checks the world, raises
+    Refused("why") when acting would be wrong now, and returns one line saying what it did. Checks
+    propose it through `propose(...)`, which refuses arguments the function does not take."""
 
     action: str
     func: Callable[..., Awaitable[str]]
     summary: str
     timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self._signature = inspect.signature(self.func)
+        _context, *arguments = self._signature.parameters.values()
+        self.arguments = {p.name: p for p in arguments}
+        loose = [p.name for p in arguments if p.annotation is p.empty or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if loose:
+            raise RegistryError(f"remediation {self.action!r}: every argument must be named and typed ({loose})")
+        if taken := PROPOSAL_WORDS & set(self.arguments):
+            raise RegistryError(f"remediation {self.action!r}: {sorted(taken)} name the proposal itself")
+
+    async def __call__(self, ctx: Any, **args: Any) -> str:
+        return await self.func(ctx, **args)
+
+    def check_args(self, args: dict[str, Any]) -> None:
+        """RegistryError unless `args` are exactly what the remediation takes (every required one)."""
+        try:
+            self._signature.bind(None, **args)
+        except TypeError as exc:
+            raise RegistryError(f"remediation {self.action!r} proposed with wrong arguments: {exc}") from None
+
+    def propose(self, *, summary: str, why: str = "", preview: str = "", target: str = "", **args: Any) -> Proposal:
+        """A proposal of this remediation; wrong arguments are a RegistryError (a bug, found by tests).
+        `why`: the reason shown with it; `target`: what it acts on, when several checks of a report may
+        propose it (one approval per action and target)."""
+        self.check_args(args)
+        return Proposal(self.action, args, summary, why, preview, target=target)
 
 
 @dataclass
@@ -79,6 +125,13 @@ class Triage:
     alertnames: tuple[str, ...]
     checks: list[Check]
     match: Callable[[dict[str, str]], bool] | None = None
+    precedence: int = 50
+
+
+# Triage precedence, declared where a rule is: the lowest number wins when several rules take an alert.
+FIRST = 10  # takes an alert before the section rules (an outage before a single container's start)
+SECTION = 50  # the default: the runbook of the guide section the alert is about
+FALLBACK = 90  # the generic rules, for alerts no section claims
 
 
 @dataclass
@@ -88,13 +141,15 @@ class TriageRule:
     alertnames: tuple[str, ...]
     check_names: tuple[str, ...]
     match: Callable[[dict[str, str]], bool] | None = None
+    precedence: int = SECTION
 
 
 class Runbook:
     """What one runbook module declares, before it is installed."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, precedence: int = SECTION) -> None:
         self.name = name
+        self.precedence = precedence  # of its triage rules, unless a rule says otherwise
         self.verbs: list[Verb] = []
         self.checks: list[tuple[tuple[str, ...], Check]] = []  # (verbs it answers, check)
         self.remediations: list[Remediation] = []
@@ -126,20 +181,32 @@ class Runbook:
         return decorate
 
     def check(
-        self, *verbs: str, component: str, section: str, timeout: float | None = None
+        self,
+        *verbs: str,
+        component: str,
+        section: str,
+        timeout: float | None = None,
+        proposes: tuple[str, ...] = (),
     ) -> Callable[[CheckFunc], CheckFunc]:
+        """Declare a check answering `verbs`; `proposes` names the remediations its findings may
+        propose — a name no runbook declares stops the start; a finding proposing anything else is an
+        error finding."""
+
         def decorate(func: CheckFunc) -> CheckFunc:
-            self.checks.append((verbs, Check(func.__name__, func, component, section, timeout)))
+            self.checks.append((verbs, Check(func.__name__, func, component, section, timeout, tuple(proposes))))
             return func
 
         return decorate
 
     def remediation(
         self, action: str, summary: str, *, timeout: float = 30.0
-    ) -> Callable[[Callable[..., Awaitable[str]]], Callable[..., Awaitable[str]]]:
-        def decorate(func: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
-            self.remediations.append(Remediation(action, func, summary, timeout))
-            return func
+    ) -> Callable[[Callable[..., Awaitable[str]]], Remediation]:
+        """Declare a remediation; the decorated function becomes its handle (`handle.propose(...)`)."""
+
+        def decorate(func: Callable[..., Awaitable[str]]) -> Remediation:
+            remediation = Remediation(action, func, summary, timeout)
+            self.remediations.append(remediation)
+            return remediation
 
         return decorate
 
@@ -148,9 +215,12 @@ class Runbook:
         *alertnames: str,
         checks: list[str] | tuple[str, ...],
         match: Callable[[dict[str, str]], bool] | None = None,
+        precedence: int | None = None,
     ) -> None:
-        """Alerts with one of these names (or whose labels `match`) get the checks named `checks`."""
-        self.triage.append(TriageRule(alertnames, tuple(checks), match))
+        """Alerts with one of these names (or whose labels `match`) get the checks named `checks`;
+        when several rules take an alert, the lowest `precedence` wins (two equal ones are an error).
+        By default the runbook's own precedence."""
+        self.triage.append(TriageRule(alertnames, tuple(checks), match, precedence or self.precedence))
 
 
 class Registry:
@@ -185,7 +255,15 @@ class Registry:
                     raise RegistryError(f"remediation {remediation.action!r} registered twice")
                 self.remediations[remediation.action] = remediation
             self._rules += [(runbook.name, rule) for rule in runbook.triage]
+        self._check_proposals()
         return self
+
+    def _check_proposals(self) -> None:
+        """Every remediation a check may propose is one a runbook declared: a RegistryError naming it."""
+        for check in self.checks.values():
+            for action in check.proposes:
+                if action not in self.remediations:
+                    raise RegistryError(f"check {check.name!r} proposes {action!r}, which no runbook declares")
 
     def resolve_triage(self) -> Registry:
         """Turn every triage rule's check names into checks; an unknown name is a RegistryError."""
@@ -196,9 +274,24 @@ class Registry:
                 raise RegistryError(
                     f"triage of {what} (runbook {runbook}) names unknown check(s): {', '.join(unknown)}"
                 )
-            self.triage.append(Triage(rule.alertnames, [self.checks[name] for name in rule.check_names], rule.match))
+            checks = [self.checks[name] for name in rule.check_names]
+            self.triage.append(Triage(rule.alertnames, checks, rule.match, rule.precedence))
         self._rules = []
+        self.triage.sort(key=lambda rule: rule.precedence)  # stable: one precedence keeps declaration order
+        self._refuse_ambiguous_triage()
         return self
+
+    def _refuse_ambiguous_triage(self) -> None:
+        """An alert name taken by two rules of the same precedence would be triaged by whichever was
+        installed first: that must be declared, so it is a RegistryError."""
+        claimed: dict[tuple[str, int], int] = {}
+        for index, rule in enumerate(self.triage):
+            for name in rule.alertnames:
+                if (name, rule.precedence) in claimed:
+                    raise RegistryError(
+                        f"alert {name} is triaged by two rules of precedence {rule.precedence}: declare which comes first"
+                    )
+                claimed[(name, rule.precedence)] = index
 
     def find_verb(self, words: list[str]) -> tuple[Verb | None, list[str]]:
         """Longest registered verb that prefixes the words; the rest are its arguments."""

@@ -7,22 +7,17 @@ import asyncio
 import shlex
 from typing import TYPE_CHECKING
 
+from bot.core.errors import NotConfigured
 from bot.core.parse import shown
 from bot.core.registry import UsageError
 from bot.settings import ConfigError, Settings
+
+__all__ = ["NotConfigured", "NotWatched", "RoleNotFound", "Targets"]
 
 if TYPE_CHECKING:
     from bot.targets.docker_stats import StatsSample
     from bot.targets.firewall import FirewallBackend
     from bot.targets.watched import Role, Watched
-
-
-class NotConfigured(Exception):
-    """The target's setting is absent; reported as "not configured", never as a failure."""
-
-    def __init__(self, setting: str):
-        super().__init__(f"not configured (set {setting})")
-        self.setting = setting
 
 
 class NotWatched(UsageError):

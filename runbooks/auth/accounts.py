@@ -4,7 +4,7 @@ database: SQL classifies them."""
 
 from __future__ import annotations
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.registry import UsageError
 from runbooks.auth.common import (
@@ -18,6 +18,7 @@ from runbooks.auth.common import (
     PERMISSION_SHAPE,
     PERMISSIONS,
     ROLE,
+    UserArgs,
     ago,
     listed,
     missing_table,
@@ -54,7 +55,7 @@ def hash_kind(row) -> str:
 # --- user <email> [role|permission] ------------------------------------------------------------------------
 
 
-def parse_user(words: list[str]) -> dict[str, str]:
+def parse_user(words: list[str]) -> UserArgs:
     if not words:
         raise UsageError("Whose account? e.g. `/erpgo user jane@example.com`")
     if len(words) > 2:
@@ -64,10 +65,9 @@ def parse_user(words: list[str]) -> dict[str, str]:
         email = match.group(1)
     if len(email) > MAX_EMAIL or not EMAIL.match(email):
         raise UsageError("That is not an e-mail address")
-    params = {"email": email}
     if len(words) == 2:
-        params.update(role_or_permission(words[1]))
-    return params
+        return UserArgs(email, **role_or_permission(words[1]))
+    return UserArgs(email)
 
 
 def role_or_permission(word: str) -> dict[str, str]:
@@ -98,10 +98,10 @@ FROM users WHERE email = $1
 """
 
 
-@runbook.check("user", component="User", section=LOGIN)
+@runbook.check("user", component="User", section=LOGIN, proposes=("auth.activate_user", "auth.deactivate_user"))
 async def user_account(ctx: CheckContext) -> list[Finding]:
     """The guide's "Check if user exists" and "Check password hash format", for one e-mail."""
-    email = ctx.params["email"]
+    email = ctx.arg(UserArgs).email
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users"):
             return [not_erpgo("User", missing)]

@@ -4,12 +4,13 @@ Runbook they all declare on."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
 from bot.core.findings import Finding
-from bot.core.registry import Runbook
+from bot.core.registry import Args, Runbook
 from bot.core.units import human_duration
 
 runbook = Runbook("auth")
@@ -51,3 +52,12 @@ def ago(moment: datetime | None) -> str:
     if moment is None:
         return "never"
     return human_duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
+
+
+@dataclass(frozen=True)
+class UserArgs(Args):
+    """`user <email> [role|permission]`: a word with a `.` or `:` is taken for a permission."""
+
+    email: str = ""
+    role: str | None = None
+    permission: str | None = None

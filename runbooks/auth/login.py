@@ -7,7 +7,7 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from runbooks.auth.common import LOGIN, runbook
 

@@ -6,11 +6,23 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
-from bot.core.registry import Refused, UsageError
-from runbooks.auth.common import MAX_LISTED, PERMISSIONS, ROLE, ago, listed, missing_table, not_erpgo, plural, runbook
+from bot.core.registry import Args, Refused, UsageError
+from runbooks.auth.common import (
+    MAX_LISTED,
+    PERMISSIONS,
+    ROLE,
+    UserArgs,
+    ago,
+    listed,
+    missing_table,
+    not_erpgo,
+    plural,
+    runbook,
+)
 
 USER_ROLES = """
 SELECT u.id AS user_id, r.name, to_jsonb(r.permissions)::text AS permissions, ur.assigned_at, ab.email AS assigned_by
@@ -48,11 +60,12 @@ def grant_of(permissions: list[str], wanted: str) -> str | None:
     return next((p for p in permissions if p == "*" or p in (f"{resource}.*", f"{resource}:*")), None)
 
 
-@runbook.check("user", component="Roles", section=PERMISSIONS)
+@runbook.check("user", component="Roles", section=PERMISSIONS, proposes=("auth.assign_role",))
 async def user_roles(ctx: CheckContext) -> list[Finding]:
     """The guide's "Check User Roles" as a LEFT JOIN (a user without roles is a finding, not an empty
     result); with a role named, "Assign Missing Roles" proposed; with a permission, whether it is granted."""
-    email = ctx.params["email"]
+    asked = ctx.arg(UserArgs)
+    email = asked.email
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users", "roles", "user_roles"):
             return [not_erpgo("Roles", missing)]
@@ -74,7 +87,7 @@ async def user_roles(ctx: CheckContext) -> list[Finding]:
     ]
     status = Status.OK if held else Status.WARN
     title = ", ".join(names) if held else "no roles: every request needing a permission answers 403 FORBIDDEN"
-    word = ctx.params.get("role") or ctx.params.get("permission")
+    word = asked.role or asked.permission
     findings = []
     proposals: list[Proposal] = []
     if word is None:
@@ -83,13 +96,13 @@ async def user_roles(ctx: CheckContext) -> list[Finding]:
                 f"to propose one: `/erpgo user {email} <role>` — roles: {', '.join(roles) or 'none defined'}"
             )
     elif word in roles:
-        if "permission" in ctx.params:
+        if asked.permission:
             details.append(f"took {word} as a role: a role has that name")
         if word in names:
             details.append(f"already has role {word}")
         else:
             proposals.append(assign_proposal(email, word))
-    elif "permission" in ctx.params:
+    elif asked.permission:
         details.append(f"took {word} as a permission: no role has that name, and it reads resource.action")
         findings.append(permission_finding(email, word, names, roles))
     else:
@@ -102,11 +115,11 @@ async def user_roles(ctx: CheckContext) -> list[Finding]:
 
 
 def assign_proposal(email: str, role: str) -> Proposal:
-    return Proposal(
-        action="auth.assign_role",
-        args={"email": email, "role": role},
+    return assign_role.propose(
+        email=email,
+        role=role,
         summary=f"Give {email} the role {role}",
-        reason="the guide's Assign Missing Roles (INSERT INTO user_roles), for this user and role only",
+        why="the guide's Assign Missing Roles (INSERT INTO user_roles), for this user and role only",
         preview=ASSIGN_ROLE + f"\n-- $1 = '{email}', $2 = '{role}'",
     )
 
@@ -144,12 +157,17 @@ def permission_finding(email: str, wanted: str, held: list[str], roles: dict[str
 # --- role [name] --------------------------------------------------------------------------------
 
 
-def parse_role(words: list[str]) -> dict[str, str]:
+@dataclass(frozen=True)
+class RoleArgs(Args):
+    role: str | None = None
+
+
+def parse_role(words: list[str]) -> RoleArgs:
     if len(words) > 1:
         raise UsageError("One role name, e.g. `/erpgo role manager` (none lists every role)")
     if words and not ROLE.match(words[0]):
         raise UsageError("A role name is letters, digits, `_`, `-` or `.` (at most 50)")
-    return {"role": words[0]} if words else {}
+    return RoleArgs(words[0] if words else None)
 
 
 runbook.verb(
@@ -184,7 +202,7 @@ def held_by(row) -> str:
 @runbook.check("role", component="Role", section=PERMISSIONS)
 async def role_permissions(ctx: CheckContext) -> list[Finding]:
     """The guide's "Verify Role Permissions": what a role grants, and how many users it reaches."""
-    wanted = ctx.params.get("role")
+    wanted = ctx.arg(RoleArgs).role
     async with ctx.targets.pg.connect() as conn:
         if missing := await missing_table(conn, "users", "roles", "user_roles"):
             return [not_erpgo("Role", missing)]

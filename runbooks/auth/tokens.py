@@ -19,11 +19,11 @@ from typing import Any, TypeGuard
 
 import jwt
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status, worst
 from bot.core.redact import register_secret
-from bot.core.registry import UsageError
+from bot.core.registry import Args, UsageError
 from bot.core.units import human_duration, parse_duration
 from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound
@@ -34,7 +34,12 @@ CLOCK_SKEW_S = 60
 # --- jwt <token> --------------------------------------------------------------------------------
 
 
-def parse_token(words: list[str]) -> dict[str, str]:
+@dataclass(frozen=True)
+class TokenArgs(Args):
+    token: str = field(default="", repr=False)  # never in a log line
+
+
+def parse_token(words: list[str]) -> TokenArgs:
     if len(words) == 2 and words[0].lower() == "bearer":
         words = words[1:]
     if not words:
@@ -43,7 +48,7 @@ def parse_token(words: list[str]) -> dict[str, str]:
         raise UsageError("One token, without spaces")
     if len(words[0]) > MAX_TOKEN:
         raise UsageError(f"That is longer than any JWT this bot reads ({MAX_TOKEN} characters)")
-    return {"token": words[0]}
+    return TokenArgs(words[0])
 
 
 runbook.verb(
@@ -315,7 +320,7 @@ def malformed(parts: list[str]) -> Finding | None:
 @runbook.check("jwt", component="JWT", section=JWT)
 async def jwt_token(ctx: CheckContext) -> Finding:
     """Structure, signature (with the API's JWT_SECRET), kind, issuer, expiry against JWT_EXPIRY, nbf/iat."""
-    token = ctx.params["token"]
+    token = ctx.arg(TokenArgs).token
     parts = token.split(".")
     if (bad := malformed(parts)) is not None:
         return bad

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Proposal
 from bot.core.registry import Refused, Runbook
 from bot.targets.docker import ContainerNotFound, Docker
@@ -27,7 +27,6 @@ GRACE_SECONDS = 10  # docker's own default for `docker restart`
 MAX_GRACE_SECONDS = 300
 RESTARTABLE = ("running", "restarting")
 STARTABLE = ("exited", "created")
-_PROPOSED = "_container_proposals"  # (action, container id) already proposed in this report
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -40,43 +39,35 @@ def restart_proposal(
     """Restart `info`'s container by id with a grace period; `loop` when the restart policy is already
     restarting it (its start time then changes by itself and is not part of the re-check)."""
     seen = info.state.status + ("" if loop else f", started {clock(info.state.started_at)}")
-    return Proposal(
-        "docker.restart",
-        {
-            "name": info.name,
-            "container_id": info.id,
-            "status": info.state.status,
-            "started_at": _iso(info.state.started_at),
-            "loop": loop,
-            "grace_seconds": grace_seconds,
-        },
+    return restart.propose(
+        name=info.name,
+        container_id=info.id,
+        status=info.state.status,
+        started_at=_iso(info.state.started_at),
+        loop=loop,
+        grace_seconds=grace_seconds,
+        target=info.id,
         summary=f"Restart container {info.name} ({short_id(info.id)})",
-        reason=reason,
-        preview=(
-            f"docker restart --time {grace_seconds} {short_id(info.id)}    # {info.name}\n"
-            f"= POST /containers/{short_id(info.id)}/restart?t={grace_seconds}: SIGTERM, up to "
-            f"{grace_seconds} s to exit, then SIGKILL, then start\n"
-            f"re-checked first: the same container id, still {seen}"
-        ),
+        why=reason,
+        preview=f"docker restart --time {grace_seconds} {short_id(info.id)}    # {info.name}\n"
+        f"= POST /containers/{short_id(info.id)}/restart?t={grace_seconds}: SIGTERM, up to "
+        f"{grace_seconds} s to exit, then SIGKILL, then start\n"
+        f"re-checked first: the same container id, still {seen}",
     )
 
 
 def start_proposal(info: ContainerInfo, reason: str) -> Proposal:
-    return Proposal(
-        "docker.start",
-        {
-            "name": info.name,
-            "container_id": info.id,
-            "status": info.state.status,
-            "finished_at": _iso(info.state.finished_at),
-        },
+    return start.propose(
+        name=info.name,
+        container_id=info.id,
+        status=info.state.status,
+        finished_at=_iso(info.state.finished_at),
+        target=info.id,
         summary=f"Start container {info.name} ({short_id(info.id)})",
-        reason=reason,
-        preview=(
-            f"docker start {short_id(info.id)}    # {info.name}\n"
-            f"= POST /containers/{short_id(info.id)}/start\n"
-            f"re-checked first: the same container id, still {info.state.status} (not running)"
-        ),
+        why=reason,
+        preview=f"docker start {short_id(info.id)}    # {info.name}\n"
+        f"= POST /containers/{short_id(info.id)}/start\n"
+        f"re-checked first: the same container id, still {info.state.status} (not running)",
     )
 
 
@@ -90,17 +81,10 @@ def proposal_for(info: ContainerInfo, reason: str, *, loop: bool = False) -> Pro
     return None
 
 
-def propose_once(ctx: CheckContext, proposal: Proposal | None) -> list[Proposal]:
-    """[proposal] unless another check of this report already proposed the same action on the same
-    container (one approval message per restart, however many checks see the reason for it)."""
-    if proposal is None:
-        return []
-    key = (proposal.action, proposal.args["container_id"])
-    seen: set[tuple[str, str]] = ctx.params.setdefault(_PROPOSED, set())
-    if key in seen:
-        return []
-    seen.add(key)
-    return [proposal]
+def proposed(proposal: Proposal | None) -> list[Proposal]:
+    """[proposal], or none. Its target is the container: one approval message per restart in a
+    report, however many checks see a reason for it."""
+    return [] if proposal is None else [proposal]
 
 
 # --- re-checking the world ------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding
 from bot.core.registry import CheckFunc, Runbook, UsageError
@@ -15,7 +15,7 @@ from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound, Docker
 from bot.targets.docker_models import ContainerInfo
 from runbooks.application import CONTAINER_NAME
-from runbooks.watched import once_per_report, watched_containers
+from runbooks.watched import ContainerArgs, watched_containers
 
 # the settings the real ERPGo reads; the first four it cannot start without
 REQUIRED_ENV = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "SERVER_PORT")
@@ -31,14 +31,18 @@ OPTIONAL_ENV = (
 GO_RUNTIME_ENV = ("GOMEMLIMIT", "GOGC", "GOMAXPROCS", "GODEBUG")
 # alert labels that may name the container an alert is about (cAdvisor: name, compose: service)
 ALERT_CONTAINER_LABELS = ("container", "container_name", "name", "service", "job")
-_DOCKER_REPORTED = "_docker_unreachable_reported"
 
 
 def docker_check(
-    runbook: Runbook, *verbs: str, component: str, section: str, timeout: float | None = None
+    runbook: Runbook,
+    *verbs: str,
+    component: str,
+    section: str,
+    timeout: float | None = None,
+    proposes: tuple[str, ...] = (),
 ) -> Callable[[CheckFunc], CheckFunc]:
     """@runbook.check for checks that need the Docker engine: an engine that is not configured or cannot
-    be reached is said once per report (by the first check to notice), not once per check."""
+    be reached is said once per report (the report keeps the first check's), not once per check."""
 
     def decorate(func: Callable[[CheckContext], Awaitable[Any]]) -> CheckFunc:
         @functools.wraps(func)
@@ -49,25 +53,22 @@ def docker_check(
             except UsageError as exc:  # NotWatched
                 return Finding.skipped(component, str(exc))
             except (NotConfigured, ConnectionError) as exc:
-                if ctx.params.get(_DOCKER_REPORTED):
-                    return []
-                ctx.params[_DOCKER_REPORTED] = True
                 if isinstance(exc, NotConfigured):
-                    return Finding.skipped("Docker", str(exc))
-                return Finding.crit("Docker", "unreachable — " + describe_error(exc))
+                    return Finding.skipped("Docker", str(exc), once="docker")
+                return Finding.crit("Docker", "unreachable — " + describe_error(exc), once="docker")
 
-        return runbook.check(*verbs, component=component, section=section, timeout=timeout)(check)
+        return runbook.check(*verbs, component=component, section=section, timeout=timeout, proposes=proposes)(check)
 
     return decorate
 
 
-def parse_container(words: list[str]) -> dict[str, Any]:
+def parse_container(words: list[str]) -> ContainerArgs:
     """`[container]`: at most one container name."""
     if len(words) > 1:
         raise UsageError("give at most one container name")
     if words and not CONTAINER_NAME.match(words[0]):
         raise UsageError(f"{words[0][:40]!r} is not a container name")
-    return {"container": words[0]} if words else {}
+    return ContainerArgs(words[0] if words else None)
 
 
 async def watched(ctx: CheckContext) -> list[str]:
@@ -80,12 +81,12 @@ async def watched(ctx: CheckContext) -> list[str]:
         except (NotConfigured, ConnectionError, TimeoutError):
             return list(ctx.targets.containers)
 
-    return await once_per_report(ctx, "_watched_containers", read)
+    return await ctx.shared("watched containers", read)
 
 
 def alert_container(ctx: CheckContext, watched: list[str]) -> str | None:
     """The watched container an alert's labels name (`name="erpgo-api"`, `service="api"`), if any."""
-    labels = ctx.params.get("alert_labels") or {}
+    labels = ctx.alert.labels if ctx.alert else {}
     for key in ALERT_CONTAINER_LABELS:
         value = str(labels.get(key) or "")
         for candidate in (value, f"erpgo-{value}"):
@@ -97,15 +98,14 @@ def alert_container(ctx: CheckContext, watched: list[str]) -> str | None:
 async def named_container(ctx: CheckContext) -> str | None:
     """The container named in the command, if it is a watched one (NotWatched, a UsageError, if not:
     the bot reads only the deployment's own containers)."""
-    name = ctx.params.get("container")
-    return await ctx.targets.ensure_watched(str(name)) if name else None
+    name = ctx.arg(ContainerArgs).container
+    return await ctx.targets.ensure_watched(name) if name else None
 
 
 async def chosen_container(ctx: CheckContext, *, checked: bool = True) -> str:
     """The container named in the command, else the one the alert names, else the API's. `checked`
     False: only to name it (the check reads nothing of it)."""
-    if ctx.params.get("container"):
-        name = str(ctx.params["container"])
+    if name := ctx.arg(ContainerArgs).container:
         return await ctx.targets.ensure_watched(name) if checked else name
     names = await watched(ctx)
     return alert_container(ctx, names) or await ctx.targets.container_of("api")

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status
 from bot.core.registry import Runbook
@@ -24,7 +24,7 @@ from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound, Docker
 from bot.targets.docker_models import ContainerInfo, PortBinding, port_conflicts
 from runbooks.application import evidence, read_logs, scan
-from runbooks.containers.actions import proposal_for, propose_once
+from runbooks.containers.actions import proposal_for, proposed
 from runbooks.containers.common import (
     GO_RUNTIME_ENV,
     OPTIONAL_ENV,
@@ -155,7 +155,9 @@ async def last_lines(ctx: CheckContext, info: ContainerInfo) -> tuple[list[str],
     return picked[-LAST_LINES * 2 :], f"{len(lines)} log lines since {clock(since)}: {errors} error or panic lines"
 
 
-@docker_check(runbook, "app", component="Container", section=SECTION, timeout=15)
+@docker_check(
+    runbook, "app", component="Container", section=SECTION, timeout=15, proposes=("docker.restart", "docker.start")
+)
 async def container_start(ctx: CheckContext) -> Finding:
     """Steps 4 and 5: the state, the restart loop, the last errors; a restart or start to approve."""
     name = await chosen_container(ctx)
@@ -181,9 +183,9 @@ async def container_start(ctx: CheckContext) -> Finding:
         lines, read = await last_lines(ctx, info)
         details.append(read)
     proposals = []
-    if status is Status.CRIT or ctx.params.get("alertnames"):  # running again after an exit: let it be
+    if status is Status.CRIT or ctx.alert is not None:  # running again after an exit: let it be
         why = title if status is Status.CRIT else "an alert says it is down"
-        proposals = propose_once(ctx, proposal_for(info, why, loop=looping))
+        proposals = proposed(proposal_for(info, why, loop=looping))
     data = {
         "container": name,
         "id": info.id,

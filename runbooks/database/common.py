@@ -8,7 +8,7 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +16,11 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import asyncpg
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status
 from bot.core.redact import redact
-from bot.core.registry import Refused, Runbook
+from bot.core.registry import CheckFunc, Refused, Runbook
 from bot.core.units import human_duration
 from bot.targets import NotConfigured
 
@@ -246,27 +246,29 @@ async def db_connection(ctx: CheckContext) -> AsyncIterator[asyncpg.Connection]:
         await connection.__aexit__(None, None, None)  # closes it
 
 
-_REPORTED = "_database_unreachable_reported"
-
-
-def db_check(runbook: Runbook, *verbs: str, component: str = "PostgreSQL", section: str, timeout: float | None = None):
+def db_check(
+    runbook: Runbook,
+    *verbs: str,
+    component: str = "PostgreSQL",
+    section: str,
+    timeout: float | None = None,
+    proposes: tuple[str, ...] = (),
+) -> Callable[[CheckFunc], CheckFunc]:
     """@runbook.check for checks that talk to the ERPGo database: an unreachable or unconfigured
-    database is said once per report (the first check to notice says it, the rest return nothing)."""
+    database is said once per report (every check that notices says it; the report keeps the first)."""
 
     def decorate(func):
         @functools.wraps(func)
         async def check(ctx: CheckContext):
             try:
                 return await func(ctx)
-            except (CannotConnect, NotConfigured) as exc:
-                if ctx.params.get(_REPORTED):
-                    return []
-                ctx.params[_REPORTED] = True
-                if isinstance(exc, NotConfigured):
-                    return Finding.skipped(component, str(exc))
+            except NotConfigured as exc:
+                return Finding.skipped(component, str(exc), once="database")
+            except CannotConnect as exc:
+                exc.finding.once = "database"
                 return exc.finding
 
-        return runbook.check(*verbs, component=component, section=section, timeout=timeout)(check)
+        return runbook.check(*verbs, component=component, section=section, timeout=timeout, proposes=proposes)(check)
 
     return decorate
 

@@ -10,7 +10,7 @@ import time
 
 import asyncpg
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.registry import Runbook
 from runbooks.database.common import (

@@ -3,7 +3,7 @@ transaction; vs max_connections."""
 
 from __future__ import annotations
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes

@@ -7,7 +7,7 @@ import time
 
 import asyncpg
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal
 from bot.core.registry import Refused, Runbook
 from bot.core.units import human_bytes
@@ -141,7 +141,7 @@ async def unused_indexes(ctx: CheckContext) -> Finding:
     )
 
 
-@db_check(runbook, "db indexes", component="PostgreSQL invalid indexes", section=SLOW)
+@db_check(runbook, "db indexes", component="PostgreSQL invalid indexes", section=SLOW, proposes=("db.reindex",))
 async def invalid_indexes(ctx: CheckContext) -> Finding:
     """Indexes left invalid by a failed CREATE INDEX / REINDEX CONCURRENTLY: unused by the planner, still written."""
     async with db_connection(ctx) as conn:
@@ -332,12 +332,12 @@ def reindex_sql(schema: str, index: str) -> str:
 
 
 def reindex_proposal(schema: str, index: str, table: str = "", *, reason: str = "") -> Proposal:
-    return Proposal(
-        "db.reindex",
-        {"schema": schema, "index": index},
-        f"Rebuild index {schema}.{index}" + (f" on {table}" if table else "") + " without blocking writes",
-        reason,
-        reindex_sql(schema, index),
+    return reindex.propose(
+        schema=schema,
+        index=index,
+        summary=f"Rebuild index {schema}.{index}" + (f" on {table}" if table else "") + " without blocking writes",
+        why=reason,
+        preview=reindex_sql(schema, index),
     )
 
 

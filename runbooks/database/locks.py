@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.parse import ascii_decimal
-from bot.core.registry import Refused, Runbook, UsageError
+from bot.core.registry import Args, Refused, Runbook, UsageError
 from bot.core.units import human_duration
 
 runbook = Runbook("database.locks")
@@ -44,15 +45,20 @@ runbook.verb(
 )
 
 
-def parse_seconds(words: list[str]) -> dict:
+@dataclass(frozen=True)
+class LongQueriesArgs(Args):
+    seconds: float = 5.0
+
+
+def parse_seconds(words: list[str]) -> LongQueriesArgs:
     if not words:
-        return {"seconds": 5.0}
+        return LongQueriesArgs()
     if len(words) > 1:
         raise UsageError("`db long-queries` takes one number of seconds")
     value = ascii_decimal(words[0].lower().removesuffix("s"), min=0, max=10**9, what="a number of seconds")
     if not 0 < value <= 86400:
         raise UsageError("the number of seconds must be more than 0 and at most 86400 (a day)")
-    return {"seconds": value}
+    return LongQueriesArgs(value)
 
 
 runbook.verb(
@@ -160,12 +166,12 @@ def proposals_for(session, because: str, reason_lines: dict[str, str], database:
             summary = f"Cancel the query of backend {pid} ({who(session)})"
         else:
             summary = f"Terminate backend {pid} ({who(session)})"
+        remediation = cancel_backend if kind == "cancel" else terminate_backend
         out.append(
-            Proposal(
-                action=f"db.{kind}",
-                args=args,
+            remediation.propose(
+                **args,
                 summary=summary,
-                reason=reason_lines[kind],
+                why=reason_lines[kind],
                 preview=preview(kind, because, pid, started, query_start),
             )
         )
@@ -256,7 +262,7 @@ def blocker_finding(pid: int, victims: set[int], sessions: dict[int, dict], data
     )
 
 
-@runbook.check("db locks", component=COMPONENT, section=SECTION)
+@runbook.check("db locks", component=COMPONENT, section=SECTION, proposes=("db.cancel", "db.terminate"))
 async def blocking_sessions(ctx: CheckContext) -> list[Finding]:
     async with ctx.targets.pg.connect() as conn:
         rows = await conn.fetch(SESSIONS)
@@ -300,9 +306,14 @@ LONG_REASONS = {
 }
 
 
-@runbook.check("db long-queries", component=LONG_COMPONENT, section="Database Issues › Slow Query Performance")
+@runbook.check(
+    "db long-queries",
+    component=LONG_COMPONENT,
+    section="Database Issues › Slow Query Performance",
+    proposes=("db.cancel", "db.terminate"),
+)
 async def long_queries(ctx: CheckContext) -> list[Finding]:
-    threshold = float(ctx.params.get("seconds", 5.0))
+    threshold = ctx.arg(LongQueriesArgs).seconds
     async with ctx.targets.pg.connect() as conn:
         rows = await conn.fetch(LONG_QUERIES, threshold)
     limit = f"{threshold:g} s"

@@ -7,11 +7,10 @@ stay quiet instead of repeating it."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status
-from bot.core.registry import Runbook, UsageError
+from bot.core.registry import NO_ARGS, Args, Runbook, UsageError
 from bot.core.units import human_bytes, human_duration
 from runbooks.database.common import (
     APP_NAME,
@@ -53,12 +52,12 @@ DB_SUBVERBS = (
 )
 
 
-def parse_overview(words: list[str]) -> dict[str, Any]:
+def parse_overview(words: list[str]) -> Args:
     if words:
         raise UsageError(
             f"unknown `db` subcommand `{words[0][:40]}`; try: " + ", ".join(f"`{name}`" for name in DB_SUBVERBS)
         )
-    return {}
+    return NO_ARGS
 
 
 runbook.verb(

@@ -3,7 +3,7 @@ replication findings without the rest of the overview, and a word when there is 
 
 from __future__ import annotations
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding
 from bot.core.registry import Runbook
 from runbooks.database.common import CONNECTION, db_check, db_connection

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes
@@ -187,7 +187,7 @@ def setting_title(name: str, row, ram: int | None) -> str:
     return row["shown"]
 
 
-@db_check(runbook, "db settings", component="PostgreSQL settings", section=SLOW)
+@db_check(runbook, "db settings", component="PostgreSQL settings", section=SLOW, proposes=("db.slowlog",))
 async def server_settings(ctx: CheckContext) -> list[Finding]:
     """Guide: "Optimize Configuration" — the memory and logging settings, judged against the server's RAM."""
     try:

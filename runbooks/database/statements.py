@@ -12,10 +12,10 @@ from typing import Any
 
 import asyncpg
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.parse import ascii_int
-from bot.core.registry import Outcome, Refused, Runbook, UsageError
+from bot.core.registry import Args, Outcome, Refused, Runbook, UsageError
 from runbooks.database.common import (
     APP_NAME,
     LONG_STATEMENT_S,
@@ -44,10 +44,15 @@ from runbooks.database.common import (
 runbook = Runbook("database.statements")
 
 
-def parse_queryid(words: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExplainArgs(Args):
+    queryid: int = 0
+
+
+def parse_queryid(words: list[str]) -> ExplainArgs:
     if len(words) != 1:
         raise UsageError("give one queryid (the number `db slow` shows before each statement)")
-    return {"queryid": ascii_int(words[0], min=-(2**63), max=2**63 - 1, what="queryid")}
+    return ExplainArgs(ascii_int(words[0], min=-(2**63), max=2**63 - 1, what="queryid"))
 
 
 runbook.verb(
@@ -171,7 +176,7 @@ async def slowlog_value(conn) -> int:
     return int(await conn.fetchval("SELECT setting FROM pg_settings WHERE name = 'log_min_duration_statement'"))
 
 
-@db_check(runbook, "db slow", section=SLOW)
+@db_check(runbook, "db slow", section=SLOW, proposes=("db.pgss_reset", "db.slowlog"))
 async def slow_statements(ctx: CheckContext) -> list[Finding]:
     """Guide: "Query statistics" — top statements by mean and by total time, with calls and rows."""
     async with db_connection(ctx) as conn:
@@ -281,7 +286,7 @@ ORDER BY n_mod_since_analyze DESC
 """
 
 
-@db_check(runbook, "db slow", component="PostgreSQL statistics", section=SLOW)
+@db_check(runbook, "db slow", component="PostgreSQL statistics", section=SLOW, proposes=("db.analyze",))
 async def table_statistics(ctx: CheckContext) -> Finding:
     """Guide: "Update Statistics" — tables whose planner statistics are missing or stale."""
     async with db_connection(ctx) as conn:
@@ -346,7 +351,7 @@ def first_keyword(query: str) -> str:
 @db_check(runbook, "db explain", component="PostgreSQL plan", section=SLOW)
 async def explain_statement(ctx: CheckContext) -> Finding:
     """Guide: "Analyze Query Plans" — plain EXPLAIN of a pg_stat_statements statement, never ANALYZE."""
-    queryid = ctx.params["queryid"]
+    queryid = ctx.arg(ExplainArgs).queryid
     component = "PostgreSQL plan"
     async with db_connection(ctx) as conn:
         source = await statements_source(conn)
@@ -443,19 +448,17 @@ def analyze_proposal(
     schema: str | None = None, table: str | None = None, *, database: str = "", reason: str = ""
 ) -> Proposal:
     if table:
-        return Proposal(
-            "db.analyze",
-            {"schema": schema, "table": table},
-            f"ANALYZE table {schema}.{table} (refresh its planner statistics)",
-            reason,
-            analyze_sql(schema, table),
+        return analyze.propose(
+            schema=schema,
+            table=table,
+            summary=f"ANALYZE table {schema}.{table} (refresh its planner statistics)",
+            why=reason,
+            preview=analyze_sql(schema, table),
         )
-    return Proposal(
-        "db.analyze",
-        {},
-        f"ANALYZE every table of database {database or 'ERPGo'} (refresh planner statistics)",
-        reason,
-        analyze_sql(),
+    return analyze.propose(
+        summary=f"ANALYZE every table of database {database or 'ERPGo'} (refresh planner statistics)",
+        why=reason,
+        preview=analyze_sql(),
     )
 
 
@@ -469,13 +472,13 @@ def describe_slowlog(value: int) -> str:
 
 def slowlog_proposal(ms_value: int, previous: int, *, reason: str = "", revert: bool = False) -> Proposal:
     verb = "Revert" if revert else "Set"
-    return Proposal(
-        "db.slowlog",
-        {"ms": int(ms_value), "previous": int(previous)},
-        f"{verb} log_min_duration_statement to {describe_slowlog(ms_value)} "
+    return slowlog.propose(
+        ms=int(ms_value),
+        previous=int(previous),
+        summary=f"{verb} log_min_duration_statement to {describe_slowlog(ms_value)} "
         f"(now {describe_slowlog(previous)}) and reload the configuration",
-        reason,
-        "\n".join(slowlog_statements(ms_value)),
+        why=reason,
+        preview="\n".join(slowlog_statements(ms_value)),
     )
 
 
@@ -487,12 +490,10 @@ def pgss_reset_sql(version_num: int) -> str:
 
 def pgss_reset_proposal(version_num: int, database: str, tracked: int, *, reason: str = "") -> Proposal:
     scope = f"database {database}" if version_num >= 120000 else "the whole server"
-    return Proposal(
-        "db.pgss_reset",
-        {},
-        f"Reset pg_stat_statements for {scope} ({count(tracked)} statements)",
-        reason or "start measuring afresh, e.g. after adding an index",
-        pgss_reset_sql(version_num),
+    return pgss_reset.propose(
+        summary=f"Reset pg_stat_statements for {scope} ({count(tracked)} statements)",
+        why=reason or "start measuring afresh, e.g. after adding an index",
+        preview=pgss_reset_sql(version_num),
     )
 
 

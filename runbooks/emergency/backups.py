@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
-from bot.core.registry import Refused, Runbook, UsageError
+from bot.core.registry import Args, Refused, Runbook, UsageError
 from bot.core.units import human_bytes, human_duration
 from bot.targets.backup_store import Backups, Location, backups_at, location_of
 from bot.targets.backups import BackupError, BackupFile, DumpUnreadable, split_password
-from runbooks.watched import once_per_report
 
 runbook = Runbook("backups")
 
@@ -39,11 +39,16 @@ DUMP_TIMEOUT = 3000.0
 _LISTING = "_backup_listing"
 
 
-def parse_backups_args(words: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BackupsArgs(Args):
+    now: bool = False  # `backups now`: propose a dump right away
+
+
+def parse_backups_args(words: list[str]) -> BackupsArgs:
     if not words:
-        return {"now": False}
+        return BackupsArgs()
     if [w.lower() for w in words] == ["now"]:
-        return {"now": True}
+        return BackupsArgs(now=True)
     raise UsageError("`backups` takes nothing, or `now` to propose a dump right away")
 
 
@@ -63,7 +68,7 @@ def backups_of(ctx: CheckContext) -> Backups:
 
 async def listing(ctx: CheckContext) -> list[BackupFile]:
     """The dumps, newest first — listed once for all the checks of one report."""
-    return await once_per_report(ctx, _LISTING, lambda: backups_of(ctx).list())
+    return await ctx.shared(_LISTING, lambda: backups_of(ctx).list())
 
 
 def age_status(age_s: float) -> Status:
@@ -97,16 +102,16 @@ def backup_now_proposal(ctx: CheckContext, location: Location, reason: str) -> P
         steps.append(f"docker cp {hidden} {location.container}:{where}/ && mv it to {database}_<UTC time>.dump")
     else:
         steps.append(f"link it as {where}/{database}_<UTC time>.dump (never over an existing file)")
-    return Proposal(
-        "backup.now",
-        {"location": location.key, "database": database},
+    return backup_now.propose(
+        location=location.key,
+        database=database,
         summary=f"Dump database {database} into {location.describe()}",
-        reason=reason,
+        why=reason,
         preview="\n".join(steps),
     )
 
 
-@runbook.check("backups", component="Backups", section=SECTION, timeout=40)
+@runbook.check("backups", component="Backups", section=SECTION, timeout=40, proposes=("backup.now",))
 async def backup_freshness(ctx: CheckContext) -> Finding:
     location = location_of(ctx.settings)
     now = datetime.now(UTC)
@@ -133,10 +138,11 @@ async def backup_freshness(ctx: CheckContext) -> Finding:
     details = [f"location: {location.describe()}, files matching {location.pattern}"]
     details += [file_line(b, now) for b in backups[: SIZE_HISTORY + 1]]
     proposals = []
-    if status is not Status.OK or ctx.params.get("now"):
+    asked_now = ctx.arg(BackupsArgs).now
+    if status is not Status.OK or asked_now:
         reason = (
             "asked for with `/erpgo backups now`"
-            if ctx.params.get("now")
+            if asked_now
             else ("there is no dump at all" if not backups else f"the newest dump is {human_duration(age)} old")
         )
         proposals.append(backup_now_proposal(ctx, location, reason))

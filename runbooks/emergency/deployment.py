@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import ContainerInfo, container_info, parse_time
-from runbooks.watched import once_per_report, watched_containers
+from runbooks.watched import watched_containers
 
 ROLE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (  # the first role with a matching word wins
     ("monitoring", ("exporter", "prometheus", "grafana", "alertmanager", "loki", "promtail", "cadvisor")),
@@ -153,7 +153,7 @@ async def _deployment(ctx: CheckContext) -> list[Member]:
 
 async def deployment(ctx: CheckContext) -> list[Member]:
     """Every watched container, inspected once per report, in start order (tier, then name)."""
-    return await once_per_report(ctx, _DEPLOYMENT, lambda: _deployment(ctx))
+    return await ctx.shared(_DEPLOYMENT, lambda: _deployment(ctx))
 
 
 async def inspect_fresh(ctx: CheckContext) -> list[Member]:

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.core.engine import CheckContext, run_checks
+from bot.context import CheckContext
+from bot.core.engine import run_checks
 from bot.core.findings import Finding, Status, worst
-from bot.core.registry import Check, Runbook
+from bot.core.registry import FIRST, Check, Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets.docker_models import parse_time
 from runbooks import application, disk, quick
@@ -30,7 +31,7 @@ from runbooks.emergency.restart import restart_all_proposal
 from runbooks.loglines import parse, strip_ansi
 from runbooks.resources import memory
 
-runbook = Runbook("outage")
+runbook = Runbook("outage", precedence=FIRST)  # several containers down is an outage before it is a start problem
 
 ASSESS = "Emergency Procedures › Complete System Outage › System Recovery › Assess Situation"
 RESTART = "Emergency Procedures › Complete System Outage › System Recovery › Emergency Restart"
@@ -282,7 +283,9 @@ def verdict(findings: list[Finding], members: list[Member]) -> Finding:
     return Finding(Status.CRIT, "Verdict", arrows, details=details, section=RESTART, proposals=proposals)
 
 
-@runbook.check("outage", component="Outage", section=ASSESS, timeout=PROBE_TIMEOUT + 8)
+@runbook.check(
+    "outage", component="Outage", section=ASSESS, timeout=PROBE_TIMEOUT + 8, proposes=("docker.restart_all",)
+)
 async def system_outage(ctx: CheckContext) -> list[Finding]:
     return await assess(ctx)
 
@@ -308,7 +311,7 @@ def app_checks() -> list[Check]:
     return [check for _, check in startup.runbook.checks if check.name in APP_CHECKS]
 
 
-@runbook.check(component="Service down", section=ASSESS, timeout=PROBE_TIMEOUT + 8)
+@runbook.check(component="Service down", section=ASSESS, timeout=PROBE_TIMEOUT + 8, proposes=("docker.restart_all",))
 async def outage_or_service_down(ctx: CheckContext) -> list[Finding]:
     """One service down gets the Application Won't Start checks; with several containers down (or the
     engine not answering) it is an outage and gets the whole assessment with its verdict."""

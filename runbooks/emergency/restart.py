@@ -18,7 +18,7 @@ import time
 from itertools import groupby
 from typing import Any
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Proposal, Status
 from bot.core.registry import Failed, Refused, Runbook
 from bot.targets import NotConfigured
@@ -53,11 +53,11 @@ def restart_all_proposal(members: list[Member], reason: str, grace_seconds: int 
     if skipped:
         lines.append(f"not restarted: {', '.join(skipped)} (one-shot, or not found)")
     lines.append("the first container that does not come back healthy stops the sequence")
-    return Proposal(
-        "docker.restart_all",
-        {"containers": order, "grace_seconds": grace_seconds},
+    return restart_all.propose(
+        containers=order,
+        grace_seconds=grace_seconds,
         summary=f"Restart the deployment's {len(order)} containers in dependency order",
-        reason=reason,
+        why=reason,
         preview="\n".join(lines),
     )
 

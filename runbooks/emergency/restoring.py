@@ -21,14 +21,15 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from bot.core.engine import CheckContext
-from bot.core.findings import Finding, Proposal, Status
-from bot.core.registry import Failed, Outcome, Refused, Runbook, UsageError
+from bot.context import CheckContext
+from bot.core.findings import Finding, Status
+from bot.core.registry import Args, Failed, Outcome, Refused, Runbook, UsageError
 from bot.core.units import human_bytes, human_duration
 from bot.targets import NotConfigured, RoleNotFound
 from bot.targets.backup_store import backups_at, location_of
@@ -52,16 +53,22 @@ HEALTH_WAIT = 120.0
 POLL = 0.5
 
 
-def parse_restore_args(words: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RestoreArgs(Args):
+    backup: str | None = None  # the dump to restore from
+    resume: int | None = None  # `restore resume N`: the approval of a restore that stopped mid-way
+
+
+def parse_restore_args(words: list[str]) -> RestoreArgs:
     if not words:
-        return {"backup": None}
+        return RestoreArgs()
     if words[0].lower() == "resume":
         if len(words) != 2 or not words[1].lstrip("#").isdigit():
             raise UsageError("`restore resume` takes the number of the approval that stopped mid-way")
-        return {"resume": int(words[1].lstrip("#"))}
+        return RestoreArgs(resume=int(words[1].lstrip("#")))
     if len(words) > 1 or not DUMP_NAME.match(words[0]):
         raise UsageError("`restore` takes the file name of one dump (see `/erpgo restore` for the list)")
-    return {"backup": words[0]}
+    return RestoreArgs(backup=words[0])
 
 
 runbook.verb(
@@ -104,15 +111,22 @@ def restore_preview(live: str, backup: BackupFile, api: Member, tables: int) -> 
     )
 
 
-@runbook.check("restore", component="Restore", section=SECTION, timeout=VERIFY_SECONDS + 20)
+@runbook.check(
+    "restore",
+    component="Restore",
+    section=SECTION,
+    timeout=VERIFY_SECONDS + 20,
+    proposes=("db.restore", "db.restore_resume"),
+)
 async def restore_plan(ctx: CheckContext) -> Finding:
-    if "resume" in ctx.params:
-        return resume_finding(int(ctx.params["resume"]))
+    asked = ctx.arg(RestoreArgs)
+    if asked.resume is not None:
+        return resume_finding(asked.resume)
     location = location_of(ctx.settings)
     store = backups_at(location, ctx.targets.docker)
     backups = await store.list()
     now = datetime.now(UTC)
-    wanted = ctx.params.get("backup")
+    wanted = asked.backup
     if not wanted:
         if not backups:
             return Finding.crit("Restore", f"no dumps to restore from in {location.describe()}")
@@ -141,18 +155,15 @@ async def restore_plan(ctx: CheckContext) -> Finding:
         toc = await store.verify(chosen, timeout=VERIFY_SECONDS)
     except DumpUnreadable as exc:
         return Finding.crit("Restore", f"{chosen.name} cannot be restored: {exc.reason}", data={"readable": False})
-    proposal = Proposal(
-        "db.restore",
-        {
-            "backup": chosen.name,
-            "location": location.key,
-            "size": chosen.size,
-            "mtime": chosen.mtime.isoformat(),
-            "database": live,
-            "api_container": {"name": api.name, "id": api.raw["Id"]},
-        },
+    proposal = restore_database.propose(
+        backup=chosen.name,
+        location=location.key,
+        size=chosen.size,
+        mtime=chosen.mtime.isoformat(),
+        database=live,
+        api_container={"name": api.name, "id": api.raw["Id"]},
         summary=f"Restore database {live} from {chosen.name}",
-        reason=f"{chosen.name}: {len(toc.tables)} tables, {human_bytes(chosen.size)}, {human_duration(chosen.age_seconds(now))} old",
+        why=f"{chosen.name}: {len(toc.tables)} tables, {human_bytes(chosen.size)}, {human_duration(chosen.age_seconds(now))} old",
         preview=restore_preview(live, chosen, api, len(toc.tables)),
     )
     return Finding(
@@ -178,16 +189,13 @@ def resume_finding(approval_id: int) -> Finding:
             "so that the live name serves either its old data or the restored data, never nothing, and starts the API"
         ],
         proposals=[
-            Proposal(
-                "db.restore_resume",
-                {"approval_id": approval_id},
+            resume_restore.propose(
+                approval_id=approval_id,
                 summary=f"Settle the restore of approval #{approval_id}, which stopped mid-way",
-                reason="the bot that ran it stopped before it finished",
-                preview=(
-                    f"read the state approval #{approval_id} recorded at its last step\n"
-                    "between the two renames: rename <live>_before_restore_<time> back to <live> (the data the API "
-                    "last ran on)\nboth renames done: keep the restored database\nnothing is dropped; then start the API"
-                ),
+                why="the bot that ran it stopped before it finished",
+                preview=f"read the state approval #{approval_id} recorded at its last step\n"
+                "between the two renames: rename <live>_before_restore_<time> back to <live> (the data the API "
+                "last ran on)\nboth renames done: keep the restored database\nnothing is dropped; then start the API",
             )
         ],
     )
@@ -231,12 +239,12 @@ Record = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 def recorder(ctx: CheckContext) -> Record:
     """Each step's state into the approval's row (with how to settle it by hand), through the engine."""
-    record = ctx.params.get("record")
-    hint = f"`/erpgo restore resume {ctx.params.get('approval_id')}` proposes settling it"
+    hooks = ctx.approval
+    hint = f"`/erpgo restore resume {ctx.actor.approval_id}` proposes settling it"
 
     async def write(step: str, state: dict[str, Any]) -> None:
-        if record is not None:
-            await record(step, state | {"hint": hint})
+        if hooks is not None:
+            await hooks.record(step, state | {"hint": hint})
 
     return write
 
@@ -298,11 +306,10 @@ async def restore_database(
 
 @runbook.remediation("db.restore_resume", "Settle a restore that stopped mid-way", timeout=600)
 async def resume_restore(ctx: CheckContext, approval_id: int) -> str:
-    interrupted = ctx.params.get("interrupted")
-    settle = ctx.params.get("settle_interrupted")
-    if interrupted is None or settle is None:
+    if ctx.approval is None:
         raise Refused("settling a restore needs the bot's database (BOT_DATABASE_URL)")
-    approval = await interrupted(approval_id)
+    settle = ctx.approval.settle_interrupted
+    approval = await ctx.approval.interrupted(approval_id)
     if approval is None or approval.action != "db.restore" or not approval.progress:
         raise Refused(
             f"approval #{approval_id} is not a restore that stopped mid-way (or a bot is still running it): "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding
 from bot.core.units import human_bytes
@@ -16,7 +16,6 @@ from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import ContainerInfo
 from bot.targets.go_metrics import GoMetrics, scrape
 from runbooks.containers.common import chosen_containers
-from runbooks.watched import once_per_report
 
 METRICS_INTERVAL = 2.0  # seconds between the two reads of /metrics: growth is measured over it
 TOP_PROCESSES = 8
@@ -39,7 +38,7 @@ async def _read_twice(ctx: CheckContext) -> MetricsPair:
 async def metrics_pair(ctx: CheckContext) -> MetricsPair:
     """Two readings of the API's /metrics METRICS_INTERVAL apart; None when it is not exposed (404).
     Every check of one report shares the same two readings."""
-    return await once_per_report(ctx, _METRICS_PAIR, lambda: _read_twice(ctx))
+    return await ctx.shared(_METRICS_PAIR, lambda: _read_twice(ctx))
 
 
 def not_exposed(component: str, path: str = "/metrics") -> Finding:

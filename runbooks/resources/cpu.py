@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
 from bot.targets.docker import Docker

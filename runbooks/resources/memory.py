@@ -14,7 +14,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
@@ -23,7 +23,7 @@ from bot.targets.api import HttpResult
 from bot.targets.docker_models import ContainerInfo, HostInfo
 from bot.targets.docker_stats import StatsSample
 from bot.targets.go_metrics import GoMetrics
-from runbooks.containers.actions import proposal_for, propose_once
+from runbooks.containers.actions import proposal_for, proposed
 from runbooks.containers.common import docker_check, inspect_or_none, is_api, parse_container
 from runbooks.quick import percent_status
 from runbooks.resources.common import (
@@ -38,6 +38,7 @@ from runbooks.resources.common import (
     size,
     top_processes,
 )
+from runbooks.watched import ContainerArgs
 
 runbook = Runbook("resources.memory")
 
@@ -123,7 +124,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
         return Finding.crit(component, "container not found", data={"state": "missing"})
     if not info.state.running:
         finding = stopped_memory(info, component)
-        finding.proposals = propose_once(ctx, proposal_for(info, finding.title))
+        finding.proposals = proposed(proposal_for(info, finding.title))
         return finding
     sample = await ctx.targets.container_stats(name)
     used, limit = sample.memory_used or 0, sample.memory_limit or 0
@@ -143,7 +144,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
     status = worst(statuses)
     proposals = []
     if status is not Status.OK:
-        proposals = propose_once(ctx, proposal_for(info, f"memory {title}: the guide's Memory Leaks step 4"))
+        proposals = proposed(proposal_for(info, f"memory {title}: the guide's Memory Leaks step 4"))
     data = {
         "container": name,
         "used": used,
@@ -157,7 +158,9 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
     return Finding(status, component, title, details=details, proposals=proposals, data=data)
 
 
-@docker_check(runbook, "memory", component="Memory", section=LEAKS, timeout=15)
+@docker_check(
+    runbook, "memory", component="Memory", section=LEAKS, timeout=15, proposes=("docker.restart", "docker.start")
+)
 async def memory_usage(ctx: CheckContext) -> list[Finding]:
     """Step 1 of Memory Leaks: `docker stats` for each container, with its trend and OOM kills."""
     return await for_each_container(ctx, "Memory", container_memory)
@@ -166,8 +169,9 @@ async def memory_usage(ctx: CheckContext) -> list[Finding]:
 @docker_check(runbook, "memory", component="Processes", section=MEMORY_ISSUES, timeout=10)
 async def memory_processes(ctx: CheckContext) -> Finding | list[Finding]:
     """Memory Issues step 1, `ps aux --sort=-%mem`: the API container's processes by resident memory."""
-    info = await api_info(ctx) if not ctx.params.get("container") else None
-    name = ctx.params.get("container") or (info.name if info else None)
+    asked = ctx.arg(ContainerArgs).container
+    info = await api_info(ctx) if not asked else None
+    name = asked or (info.name if info else None)
     if name is None:
         return []
     processes = await top_processes(ctx, name, "RSS")
@@ -224,7 +228,13 @@ def runtime_details(first: GoMetrics, second: GoMetrics, seconds: float) -> list
     return lines
 
 
-@runbook.check("memory", component="Go runtime", section=LEAKS, timeout=METRICS_INTERVAL + 15)
+@runbook.check(
+    "memory",
+    component="Go runtime",
+    section=LEAKS,
+    timeout=METRICS_INTERVAL + 15,
+    proposes=("docker.restart", "docker.start"),
+)
 async def goroutines(ctx: CheckContext) -> Finding:
     """Step 2 of Memory Leaks, from /metrics: goroutines, heap, RSS and file descriptors, and their growth."""
     pair = await metrics_pair(ctx)
@@ -244,7 +254,7 @@ async def goroutines(ctx: CheckContext) -> Finding:
         details.insert(0, "why: " + "; ".join(why) + " — read again to tell a leak from a burst")
     proposals = []
     if status is not Status.OK and (info := await api_info(ctx)) is not None:
-        proposals = propose_once(ctx, proposal_for(info, f"the API's Go runtime: {'; '.join(why)}"))
+        proposals = proposed(proposal_for(info, f"the API's Go runtime: {'; '.join(why)}"))
     data = {
         "goroutines": [first.goroutines, second.goroutines],
         "heap_inuse": [first.heap_inuse, second.heap_inuse],

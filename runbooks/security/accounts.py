@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Proposal
 from bot.core.registry import Refused, Runbook
 from runbooks.security.attacks import FAILED_LOGINS_TO_BAN, SPRAY_ACCOUNTS
@@ -61,11 +61,11 @@ async def account_proposals(ctx: CheckContext, user_id: object, email: str, is_a
     uid = str(user_id)
     if not is_active:
         return [
-            Proposal(
-                action="auth.activate_user",
-                args={"user_id": uid, "email": email},
+            activate_user.propose(
+                user_id=uid,
+                email=email,
                 summary=f"Reactivate {email}",
-                reason="the account is inactive, so every login is refused: reactivate it if it was deactivated "
+                why="the account is inactive, so every login is refused: reactivate it if it was deactivated "
                 "or locked by mistake",
                 preview=preview(uid, email, True),
             )
@@ -77,11 +77,11 @@ async def account_proposals(ctx: CheckContext, user_id: object, email: str, is_a
     if not evidence:
         return []
     return [
-        Proposal(
-            action="auth.deactivate_user",
-            args={"user_id": uid, "email": email},
+        deactivate_user.propose(
+            user_id=uid,
+            email=email,
             summary=f"Deactivate {email}",
-            reason="possible compromise: " + "; ".join(evidence),
+            why="possible compromise: " + "; ".join(evidence),
             preview=preview(uid, email, False),
         )
     ]

@@ -20,11 +20,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
-from bot.core.registry import Runbook, UsageError
+from bot.core.registry import Args, Runbook, UsageError
 from bot.core.units import short_duration
 from bot.targets import NotConfigured, RoleNotFound
 from runbooks.security import auditlog, logscan
@@ -52,13 +52,18 @@ SPIKE_MINIMUM = 10
 Candidates = dict[str, list[str]]  # address -> why it should be banned
 
 
-def parse_security(words: list[str]) -> dict[str, int]:
+@dataclass(frozen=True)
+class SecurityArgs(Args):
+    minutes: int = DEFAULT_MINUTES
+
+
+def parse_security(words: list[str]) -> SecurityArgs:
     if not words:
-        return {"minutes": DEFAULT_MINUTES}
+        return SecurityArgs()
     try:
         if len(words) > 1:
             raise UsageError("one number of minutes")
-        return {"minutes": ascii_int(words[0], min=1, max=MAX_MINUTES, what="minutes")}
+        return SecurityArgs(ascii_int(words[0], min=1, max=MAX_MINUTES, what="minutes"))
     except UsageError:  # "²" and "٩" pass isdigit(); int() takes only the second
         raise UsageError(f"minutes must be between 1 and {MAX_MINUTES}, e.g. `/erpgo security 30`") from None
 
@@ -85,10 +90,9 @@ class Window:
 def window_of(ctx: CheckContext) -> Window:
     """`minutes` back from now; for alert triage at least an hour, or since the alert's start if longer."""
     now = datetime.now(UTC)
-    since = ctx.params.get("since")
-    if isinstance(since, datetime):
-        return Window(min(since, now - timedelta(minutes=DEFAULT_MINUTES)), now)
-    return Window(now - timedelta(minutes=int(ctx.params.get("minutes") or DEFAULT_MINUTES)), now)
+    if ctx.alert is not None and ctx.alert.since is not None:
+        return Window(min(ctx.alert.since, now - timedelta(minutes=DEFAULT_MINUTES)), now)
+    return Window(now - timedelta(minutes=ctx.arg(SecurityArgs).minutes), now)
 
 
 async def from_source(component: str, work: Awaitable[list[Finding]]) -> list[Finding]:
@@ -103,7 +107,7 @@ async def from_source(component: str, work: Awaitable[list[Finding]]) -> list[Fi
         return [Finding.error(component, describe_error(exc))]
 
 
-@runbook.check("security", component="Attack evidence", section=IDENTIFY, timeout=25)
+@runbook.check("security", component="Attack evidence", section=IDENTIFY, timeout=25, proposes=("security.ban_ip",))
 async def attack_evidence(ctx: CheckContext) -> list[Finding]:
     window = window_of(ctx)
     candidates: Candidates = defaultdict(list)

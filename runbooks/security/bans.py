@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Proposal, Status
-from bot.core.registry import Refused, Runbook, UsageError
+from bot.core.registry import Args, Refused, Runbook, UsageError
 from bot.core.units import parse_duration, short_duration
 from bot.targets import NotConfigured
 from bot.targets.firewall import BanEntry, Fail2ban, FirewallBackend, Nftables, NotBanned
@@ -56,7 +57,14 @@ _DURATION_WORD = re.compile(r"\d[\dsmhdw]*", re.IGNORECASE)
 # --- ban <ip|cidr> [duration] [reason…] --------------------------------------------------------------
 
 
-def parse_ban(words: list[str]) -> dict[str, object]:
+@dataclass(frozen=True)
+class BanArgs(Args):
+    network: str = ""
+    seconds: int | None = None  # None: ERPGO_BAN_DEFAULT_DURATION
+    reason: str = ""
+
+
+def parse_ban(words: list[str]) -> BanArgs:
     if not words:
         raise UsageError("What to ban? e.g. `/erpgo ban 203.0.113.7 4h brute force on the login`")
     network, why = static_refusal(words[0])
@@ -70,7 +78,7 @@ def parse_ban(words: list[str]) -> dict[str, object]:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         rest = rest[1:]
-    return {"network": words[0], "seconds": seconds, "reason": " ".join(rest)[:MAX_REASON]}
+    return BanArgs(words[0], seconds, " ".join(rest)[:MAX_REASON])
 
 
 runbook.verb(
@@ -125,11 +133,12 @@ def ban_proposal(
     firewall: FirewallBackend, network: Network, seconds: int, reason: str, evidence: str = ""
 ) -> Proposal:
     duration = short_duration(seconds) if firewall.honours_duration else "the jail's bantime"
-    return Proposal(
-        action="security.ban_ip",
-        args={"network": str(network), "seconds": seconds, "reason": reason},
+    return ban_ip.propose(
+        network=str(network),
+        seconds=seconds,
+        reason=reason,
         summary=f"Ban {shown(network)} for {duration} on {firewall.name}",
-        reason=reason + (f" — {evidence}" if evidence else ""),
+        why=reason + (f" — {evidence}" if evidence else ""),
         preview=ban_preview(firewall, network, seconds),
     )
 
@@ -151,13 +160,14 @@ async def audit_evidence(ctx: CheckContext, network: Network) -> list[str]:
     return [f"ERPGo's audit_logs, last 24 h: {failures} failed logins from it, for {accounts} accounts"]
 
 
-@runbook.check("ban", component="Ban", section=BLOCK, timeout=15)
+@runbook.check("ban", component="Ban", section=BLOCK, timeout=15, proposes=("security.ban_ip",))
 async def ban_request(ctx: CheckContext) -> Finding:
-    network, note = await ban_guard(ctx, str(ctx.params["network"]))
+    asked = ctx.arg(BanArgs)
+    network, note = await ban_guard(ctx, asked.network)
     if network is None:
         return refused("Ban", note or "not bannable")
     maximum = ctx.settings.erpgo_ban_max_duration
-    seconds = int(ctx.params.get("seconds") or ctx.settings.erpgo_ban_default_duration)
+    seconds = asked.seconds or ctx.settings.erpgo_ban_default_duration
     if seconds > maximum:
         return refused(
             "Ban", f"{short_duration(seconds)} is longer than ERPGO_BAN_MAX_DURATION ({short_duration(maximum)})"
@@ -182,7 +192,7 @@ async def ban_request(ctx: CheckContext) -> Finding:
     if not firewall.honours_duration:
         details.append(f"{firewall.name} applies its jail's own bantime: a duration asked for is not used")
     details += await audit_evidence(ctx, network)
-    reason = str(ctx.params.get("reason") or "") or "asked for by hand"
+    reason = ctx.arg(BanArgs).reason or "asked for by hand"
     return Finding.ok(
         "Ban",
         title,
@@ -213,9 +223,9 @@ async def ban_ip(ctx: CheckContext, network: str, seconds: int, reason: str = ""
                 firewall.name,
                 entry.expires_in,
                 reason=reason,
-                requested_by=str(ctx.params.get("requester") or "?"),
-                approved_by=str(ctx.params.get("approver") or "?"),
-                approval_id=ctx.params.get("approval_id"),
+                requested_by=ctx.actor.requester or "?",
+                approved_by=ctx.actor.approver or "?",
+                approval_id=ctx.actor.approval_id,
             )
         except Exception as exc:  # the ban holds; `bans` will show it as not recorded
             return f"{done}, but the bot could not record it ({describe_error(exc)})"
@@ -310,12 +320,17 @@ async def active_bans(ctx: CheckContext) -> Finding:
 # --- unban <ip|cidr> -------------------------------------------------------------------------------
 
 
-def parse_unban(words: list[str]) -> dict[str, object]:
+@dataclass(frozen=True)
+class UnbanArgs(Args):
+    network: str = ""
+
+
+def parse_unban(words: list[str]) -> UnbanArgs:
     if len(words) != 1:
         raise UsageError("One address or range, e.g. `/erpgo unban 203.0.113.7`")
     if as_network(words[0]) is None:
         raise UsageError(f"{words[0][:60]!r} is not an IP address or CIDR range")
-    return {"network": words[0]}
+    return UnbanArgs(words[0])
 
 
 runbook.verb(
@@ -327,9 +342,9 @@ runbook.verb(
 )
 
 
-@runbook.check("unban", component="Unban", section=BLOCK, timeout=15)
+@runbook.check("unban", component="Unban", section=BLOCK, timeout=15, proposes=("security.unban_ip",))
 async def unban_request(ctx: CheckContext) -> Finding:
-    network = as_network(str(ctx.params["network"]))
+    network = as_network(ctx.arg(UnbanArgs).network)
     assert network is not None  # parse_unban saw to it
     firewall = ctx.targets.firewall
     held = await firewall.banned()
@@ -368,11 +383,10 @@ async def unban_request(ctx: CheckContext) -> Finding:
         f"{shown(network)} is banned on {firewall.name}",
         details=details,
         proposals=[
-            Proposal(
-                action="security.unban_ip",
-                args={"network": str(network)},
+            unban_ip.propose(
+                network=str(network),
                 summary=f"Unban {shown(network)} on {firewall.name}",
-                reason="asked for by hand",
+                why="asked for by hand",
                 preview=unban_preview(firewall, network),
             )
         ],
@@ -385,8 +399,8 @@ async def unban_ip(ctx: CheckContext, network: str) -> str:
     if target is None:
         raise Refused(f"{network!r} is not an IP address or CIDR range")
     firewall = ctx.targets.firewall
-    approver = str(ctx.params.get("approver") or "?")
-    approval_id = ctx.params.get("approval_id")
+    approver = ctx.actor.approver or "?"
+    approval_id = ctx.actor.approval_id
     async with open_ledger(ctx) as ledger:
         try:
             await firewall.unban(target)

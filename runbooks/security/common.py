@@ -8,7 +8,7 @@ import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.units import human_duration
 from bot.targets import NotConfigured

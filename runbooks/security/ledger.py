@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.store.pool import Store
 from bot.targets import NotConfigured
 from bot.targets.firewall import BanEntry

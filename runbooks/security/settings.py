@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from bot.core.engine import CheckContext
+from bot.context import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.units import human_duration
 from bot.targets.docker import ContainerNotFound
