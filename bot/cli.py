@@ -143,22 +143,13 @@ def json_finding(finding: dict) -> dict:
 
 async def run_bot_verb(settings, registry, verb, args: list[str], as_json: bool) -> int:
     """The bot's own verbs (approvals, audit, alerts) read the bot's database; no Slack needed."""
-    from bot.app import Runtime, attach_store
-    from bot.approvals.policy import load_policy
+    from bot.app import build_runtime
     from bot.core.redact import redact
     from bot.core.registry import UsageError
     from bot.local.text import render_text
-    from bot.slack.client import SlackOut
-    from bot.targets import Targets
 
-    runtime = Runtime(
-        settings=settings,
-        targets=Targets(settings),
-        slack=SlackOut.offline(),
-        registry=registry,
-        policy=load_policy(settings.chatops_policy_file),
-    )
-    attach_store(runtime, slack_token=None)
+    runtime = build_runtime(settings, offline=True)
+    runtime.load_policy()
     try:
         message = await verb.answer(runtime, None, args)
     except UsageError as exc:

@@ -17,8 +17,9 @@ import signal
 
 from aiohttp import web
 
-from bot.app import RUNTIME, Runtime, build_bolt_app, build_runtime, build_web_app
+from bot.app import RUNTIME, build_bolt_app, build_runtime, build_web_app
 from bot.core.logs import log
+from bot.runtime import Runtime
 
 SOCKET_IDENTIFY_WAIT = 2.0  # s: in Socket Mode the webhook and /healthz are served while Slack is unreachable
 

@@ -227,7 +227,7 @@ async def on_unsilence(runtime, click: Click) -> None:
 
 async def _thread(runtime, click: Click, action: str) -> actions.AlertThread | None:
     """The alert thread the click is about, once the policy lets the clicker act on it (else told why)."""
-    if runtime.store is None:
+    if not runtime.store.configured:
         await tell(
             runtime, click, _notice(":information_source: Alert threads need the bot's database (BOT_DATABASE_URL).")
         )
@@ -247,7 +247,7 @@ async def _thread(runtime, click: Click, action: str) -> actions.AlertThread | N
     refusal = runtime.policy.action_refusal(click.user, click.channel, action)
     if refusal:
         COMMANDS.labels(action, "refused").inc()
-        if runtime.approvals is not None:
+        if runtime.approvals.configured:
             await runtime.approvals.audit_quietly(click.user, "refused", refusal, action=action, channel=click.channel)
         await tell(runtime, click, _notice(f":no_entry: {refusal}"))
         return None
@@ -256,7 +256,7 @@ async def _thread(runtime, click: Click, action: str) -> actions.AlertThread | N
 
 async def _finish(runtime, click: Click, action: str, outcome: actions.Outcome) -> None:
     COMMANDS.labels(action, outcome.kind).inc()
-    if outcome.done and runtime.outbox is not None:
+    if outcome.done:
         runtime.outbox.wake()
     await tell(runtime, click, _notice(outcome.notice))
 
@@ -303,7 +303,7 @@ async def propose_silence(runtime, click: Click, thread: actions.AlertThread, se
         preview=f"POST /api/v2/silences {{{matchers}}} for {human_duration(seconds)}",
     )
     finding = Finding.ok("Alert silence", f"silence of {thread.title} requested", proposals=[proposal])
-    if runtime.outbox is None:
+    if not runtime.approvals.configured:
         await tell(runtime, click, _notice(":warning: Approvals need the bot's database: set BOT_DATABASE_URL."))
         return
     async with runtime.outbox.thread(thread.thread_key, thread.channel) as rows:

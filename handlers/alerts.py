@@ -46,7 +46,7 @@ bot_verbs = Runbook("alerts")  # the bot's own verb: alerts
 
 
 def routes(runtime) -> list[web.RouteDef]:
-    recorder = Recorder(runtime.store, runtime.settings) if runtime.store is not None else None
+    recorder = Recorder(runtime.store, runtime.settings) if runtime.store.configured else None
 
     async def alertmanager(request: web.Request) -> web.Response:
         return await receive(runtime, recorder, request)
@@ -57,7 +57,7 @@ def routes(runtime) -> list[web.RouteDef]:
 def register(_app, runtime) -> None:
     """No Slack listeners; takes up triage nobody is doing — at start and every few seconds after
     (accepted but not started by a process that stopped or died, given back by one that stopped)."""
-    if runtime.store is None or runtime.settings.alert_webhook_token is None:
+    if not runtime.store.configured or runtime.settings.alert_webhook_token is None:
         return
     try:
         asyncio.get_running_loop()
@@ -173,7 +173,7 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
     ALERT_ACCEPT_SECONDS.observe(time.perf_counter() - started)
     if recorded.triage:
         spawn_triage(runtime, recorded.group_id)
-    if recorded.queued and runtime.outbox is not None:
+    if recorded.queued:
         runtime.outbox.wake()
     return _answer(200, "accepted", "", alerts=recorded.alerts, group=recorded.group_id, outcome=recorded.outcome)
 
@@ -185,7 +185,7 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
 async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
     if args:
         raise UsageError("`alerts` takes no arguments")
-    if runtime.store is None:
+    if not runtime.store.configured:
         return render.text_message("Alert threads are kept in the bot's database: set BOT_DATABASE_URL.")
     try:
         await asyncio.wait_for(runtime.store.ready(), 2)

@@ -41,7 +41,7 @@ bot_verbs = Runbook("approvals")  # the bot's own verbs: approvals, audit
 
 
 def register(app, runtime) -> None:
-    if runtime.approvals is not None:
+    if runtime.approvals.configured:
         runtime.start_loop(sweep_expired_forever(runtime), name="approvals:expiry")
 
     @app.action(view.APPROVE_ACTION)
@@ -75,7 +75,7 @@ def clicker_refusal(runtime, user: str) -> str | None:
     if not is_slack_user_id(user):
         return "That click does not come from a Slack user; nothing was done."
     identity = runtime.identity
-    if identity is None:
+    if not identity.user_id:
         return "The bot has not confirmed its own Slack identity yet (auth.test); nothing was done, try again shortly."
     if user in (identity.user_id, identity.bot_id):
         return "The bot's own account never approves or rejects anything; nothing was done."
@@ -97,12 +97,12 @@ async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
         refusal = clicker_refusal(runtime, user)
         if refusal is not None:
             log.warning("approval_click_refused", reason=refusal)
-            if runtime.approvals is not None:
+            if runtime.approvals.configured:
                 actor = user if is_slack_user_id(user) else "unknown"
                 await runtime.approvals.audit_quietly(actor, "refused", refusal, detail=shown(user), channel=channel)
             await tell(runtime, channel, user, view.refused_clicker_notice(refusal), body)
             return
-        if runtime.approvals is None:
+        if not runtime.approvals.configured:
             await tell(runtime, channel, user, view.no_store_notice(), body)
             return
         if runtime.stopping:  # no destructive step starts while the bot drains for a restart
@@ -203,7 +203,7 @@ async def tell(
 async def approvals_verb(runtime, inv, args: list[str]):
     if args:
         raise UsageError("`approvals` takes no arguments")
-    if runtime.approvals is None:
+    if not runtime.approvals.configured:
         return view.no_store_notice()
     try:
         open_ones = await asyncio.wait_for(runtime.approvals.open_approvals(), LIST_TIMEOUT)
@@ -240,7 +240,7 @@ def parse_audit_count(args: list[str]) -> int:
 @bot_verbs.bot_verb("audit", "the newest entries of the audit log (default 20)", usage="[n]")
 async def audit_verb(runtime, inv, args: list[str]):
     count = parse_audit_count(args)
-    if runtime.approvals is None:
+    if not runtime.approvals.configured:
         return view.no_store_notice()
     try:
         entries = await asyncio.wait_for(runtime.approvals.recent_audit(count), LIST_TIMEOUT)

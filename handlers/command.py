@@ -149,7 +149,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
 
 def remember(runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
     """Keep the command for the person's App Home (in the background: the ack does not wait)."""
-    if runtime.store is None:
+    if not runtime.store.configured:
         return
 
     async def record() -> None:
@@ -181,7 +181,7 @@ async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     COMMANDS.labels(verb_name, "refused").inc()
     log.info("command", verb=verb_name, outcome="refused")
     await ack(**render.text_message(f":no_entry: {reason}"))
-    if runtime.approvals is not None:
+    if runtime.approvals.configured:
         runtime.tasks.spawn(
             runtime.approvals.audit_quietly(
                 inv.user_id, "refused", reason, action=f"/erpgo {verb_name}", channel=inv.channel_id
@@ -236,7 +236,7 @@ async def remember_run(
     runtime, inv: Invocation, verb: str, report_ts: str | None, findings: list[Finding], elapsed: float
 ) -> None:
     """The command, where its report is and what it found, for the incident timeline (quietly)."""
-    if runtime.store is None:
+    if not runtime.store.configured:
         return
     try:
         await record_command_run(
@@ -282,8 +282,6 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
 
 async def queue_report(runtime, inv: Invocation, head: render.Message, title: str, findings) -> Receipt:
     """Headline, details, the file of evidence too long for a message, then the proposals."""
-    if runtime.outbox is None:
-        raise ConnectionError("no outbox in this process")
     upload = render.evidence_upload(title, findings)
     async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
         rows.post(head)
@@ -307,8 +305,6 @@ async def note_interrupted(runtime, inv: Invocation, verb: str) -> None:
         "finished. Run it again."
     )
     try:
-        if runtime.outbox is None:
-            raise ConnectionError("no outbox in this process")
         async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
             rows.post(render.text_message(text))
     except Exception as exc:
@@ -345,8 +341,6 @@ async def post_private_report(
 
 async def queue_private_proposals(runtime, inv: Invocation, findings: list[Finding]) -> str | None:
     """The proposals of a private report, for approval in the channel under a line naming who asked."""
-    if runtime.outbox is None:
-        raise ConnectionError("no outbox in this process")
     await expire_and_update(runtime, wait=0)
     root = render.text_message(f"{render.mention(inv.user_id, missing='?')} proposes a change that needs approval:")
     async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:

@@ -39,7 +39,7 @@ async def publish_home(runtime, user: str) -> None:
     total = 0
     approvals: list[HomeApproval] = []
     commands: list[HomeCommand] = []
-    if runtime.store is None:
+    if not runtime.store.configured:
         notes.append(
             ":information_source: Alerts, approvals and commands are kept in the bot's database: set BOT_DATABASE_URL."
         )
@@ -91,7 +91,7 @@ async def firing_groups(runtime) -> tuple[list[HomeGroup], int]:
 
 async def decidable(runtime, user: str) -> list[HomeApproval]:
     """Pending approvals `user` may approve (an approver, and not their own unless self-approval is on)."""
-    if runtime.approvals is None:
+    if not runtime.approvals.configured:
         return []
     policy = runtime.policy
     await policy.resolve(user)

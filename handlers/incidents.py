@@ -37,7 +37,7 @@ async def timeline_verb(runtime, inv, args: list[str]) -> render.Message:
         target = parse_target(args)
     except ValueError as exc:
         raise UsageError(f"`timeline` {exc}") from None
-    if runtime.store is None or runtime.outbox is None:
+    if not runtime.store.configured:
         return render.text_message("Timelines are built from the bot's database: set BOT_DATABASE_URL.")
     try:
         await asyncio.wait_for(runtime.store.ready(), LOOKUP_TIMEOUT)

@@ -11,7 +11,7 @@ import pytest
 
 from bot.core.registry import Refused, UsageError
 from bot.settings import load_settings
-from runbooks.database.locks import parse_seconds, root_blockers
+from runbooks.database.locks import LongQueriesArgs, parse_seconds, root_blockers
 from tests import harness
 from tests.db_support import Blocking
 from tests.support import eventually
@@ -213,7 +213,7 @@ async def test_long_query_is_listed_with_cancel_and_terminate(fresh_database):
     "words, seconds", [([], 5.0), (["12"], 12.0), (["2.5"], 2.5), (["30s"], 30.0), (["86400"], 86400.0)]
 )
 def test_long_queries_argument(words, seconds):
-    assert parse_seconds(words) == {"seconds": seconds}
+    assert parse_seconds(words) == LongQueriesArgs(seconds)
 
 
 @pytest.mark.parametrize("words", [["0"], ["-3"], ["86401"], ["nan"], ["inf"], ["soon"], ["1", "2"]])

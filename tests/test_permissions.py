@@ -13,7 +13,8 @@ from bot.core.findings import Finding, Status
 from bot.core.registry import UsageError
 from bot.settings import load_settings
 from runbooks.auth import parse_user
-from runbooks.auth.permissions import grant_of, parse_role
+from runbooks.auth.common import UserArgs
+from runbooks.auth.permissions import RoleArgs, grant_of, parse_role
 from tests import harness
 from tests.demo_dialects import demo_database, guide_database  # noqa: F401  (fixtures)
 
@@ -133,9 +134,9 @@ async def test_a_private_proposal_still_reaches_the_channel_for_approval(start_b
 @pytest.mark.parametrize(
     "words, expected",
     [
-        (["a@example.com", "orders.read"], {"email": "a@example.com", "permission": "orders.read"}),
-        (["a@example.com", "products:*"], {"email": "a@example.com", "permission": "products:*"}),
-        (["a@example.com", "viewer"], {"email": "a@example.com", "role": "viewer"}),
+        (["a@example.com", "orders.read"], UserArgs("a@example.com", permission="orders.read")),
+        (["a@example.com", "products:*"], UserArgs("a@example.com", permission="products:*")),
+        (["a@example.com", "viewer"], UserArgs("a@example.com", role="viewer")),
     ],
 )
 def test_a_permission_is_told_from_a_role_by_its_shape(words, expected):
@@ -147,7 +148,7 @@ def test_bad_role_arguments():
         parse_role(["a", "b"])
     with pytest.raises(UsageError):
         parse_role(["ro;le"])
-    assert parse_role([]) == {}
+    assert parse_role([]) == RoleArgs()
 
 
 def test_grants():

@@ -9,7 +9,7 @@ import pytest
 from bot.core.findings import Status
 from bot.core.registry import UsageError
 from bot.local.text import render_text
-from runbooks.tls import parse_tls
+from runbooks.tls import TlsArgs, parse_tls
 from tests.db_support import one, run_verb, text_of
 from tests.fixtures.tls import TlsServers
 
@@ -66,9 +66,9 @@ async def test_without_the_ca_file_the_system_store_does_not_trust_the_test_ca(t
 
 
 def test_arguments_are_one_endpoint_or_none() -> None:
-    assert parse_tls([]) == {}
-    assert parse_tls(["api.example.com"]) == {"endpoint": ("api.example.com", 443)}
-    assert parse_tls(["[::1]:8443"]) == {"endpoint": ("::1", 8443)}
+    assert parse_tls([]) == TlsArgs()
+    assert parse_tls(["api.example.com"]) == TlsArgs(("api.example.com", 443))
+    assert parse_tls(["[::1]:8443"]) == TlsArgs(("::1", 8443))
     for bad in (["https://api.example.com"], ["host:99999"], ["a", "b"]):
         with pytest.raises(UsageError):
             parse_tls(bad)

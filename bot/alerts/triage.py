@@ -197,8 +197,7 @@ async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) 
                 log.error("triage_not_queued", group_id=group_id, error=describe_error(exc))
                 return None
             await asyncio.sleep(QUEUE_RETRY.delay(attempt))
-    if runtime.outbox is not None:
-        runtime.outbox.wake()
+    runtime.outbox.wake()
     log.info(
         "alert_triaged",
         group_id=group_id,

@@ -38,7 +38,9 @@ from bot.core.findings import Proposal
 from bot.core.logs import log
 from bot.core.redact import redact, redact_any
 from bot.core.registry import Failed, Refused, Registry
-from bot.targets import NotConfigured
+from bot.settings import Settings
+from bot.store.pool import Store
+from bot.targets import NotConfigured, Targets
 
 INTERRUPTED = (
     "interrupted: the bot stopped while this ran; it may or may not have taken effect — run the check again to see"
@@ -91,15 +93,20 @@ async def write_audit(
 
 @dataclass
 class Approvals:
-    store: Any  # bot.store.pool.Store
+    store: Store
     registry: Registry
-    targets: Any  # bot.targets.Targets
-    settings: Any  # bot.settings.Settings
+    targets: Targets
+    settings: Settings
     policy_of: Callable[[], Policy] = field(default=Policy.default)
 
     @property
     def policy(self) -> Policy:
         return self.policy_of()
+
+    @property
+    def configured(self) -> bool:
+        """False without the bot's database (BOT_DATABASE_URL): then nothing can be approved."""
+        return bool(self.store.configured)
 
     # ---- database access ------------------------------------------------------------------
 

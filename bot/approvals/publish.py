@@ -24,7 +24,7 @@ from bot.slack import outbox
 from bot.slack.outbox import Receipt, ThreadRows
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from bot.runtime import Runtime
 
 MAX_APPROVAL_MESSAGES = 10  # per report; the rest are named in a note
 EXPIRY_SWEEP_SECONDS = 20  # how soon an expired approval loses its buttons when nobody clicks
@@ -99,7 +99,7 @@ async def queue_proposals(
     pairs = [(finding, proposal) for finding in findings for proposal in finding.proposals]
     if not pairs:
         return []
-    if runtime.approvals is None or rows.conn is None:
+    if not runtime.approvals.configured or rows.conn is None:
         rows.reply(view.proposals_note([f":information_source: {view.NO_STORE}"]))
         return []
     policy = runtime.policy
@@ -159,7 +159,7 @@ async def approval_thread(
     thread_ts = approval.thread_ts or message_ts
     if thread_key is None and thread_ts and channel:
         thread_key = slack_thread_key(channel, thread_ts)
-    if runtime.outbox is None or thread_key is None or channel is None:
+    if thread_key is None or channel is None:
         yield None
         return
     async with runtime.outbox.thread(thread_key, channel) as rows:
@@ -199,7 +199,7 @@ async def publish_decision(
 
 async def expire_and_update(runtime: Runtime, wait: float = DELIVERY_WAIT) -> list[Approval]:
     """Expire what is overdue (in any replica, each once) and take the buttons off their messages."""
-    if runtime.approvals is None:
+    if not runtime.approvals.configured:
         return []
     try:
         expired = await runtime.approvals.expire_due()

@@ -35,6 +35,9 @@ class SlackIdentity:
     enterprise_id: str | None = None
 
 
+UNKNOWN_IDENTITY = SlackIdentity("", None, None)  # until auth.test has answered
+
+
 class TokenRejected(Exception):
     """Slack refuses SLACK_BOT_TOKEN (auth.test said e.g. invalid_auth); retrying will not help."""
 
@@ -83,16 +86,16 @@ async def identify(
         await sleep(delay)
 
 
-def authorizer(token: str, current: Callable[[], SlackIdentity | None]) -> Callable[..., Awaitable[AuthorizeResult]]:
+def authorizer(token: str, current: Callable[[], SlackIdentity]) -> Callable[..., Awaitable[AuthorizeResult]]:
     """Bolt's `authorize`: the cached identity, never a Slack call inside a request."""
 
     async def authorize(enterprise_id: str | None, team_id: str | None, user_id: str | None) -> AuthorizeResult:
         identity = current()
         return AuthorizeResult(
-            enterprise_id=(identity.enterprise_id if identity else None) or enterprise_id,
-            team_id=(identity.team_id if identity else None) or team_id,
-            bot_user_id=identity.user_id if identity else None,
-            bot_id=identity.bot_id if identity else None,
+            enterprise_id=identity.enterprise_id or enterprise_id,
+            team_id=identity.team_id or team_id,
+            bot_user_id=identity.user_id or None,
+            bot_id=identity.bot_id,
             bot_token=token,
             user_id=user_id,
         )

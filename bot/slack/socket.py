@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -23,7 +24,18 @@ CHECK_EVERY_S = 0.5  # how soon a dropped connection is noticed
 CONNECT_TIMEOUT_S = 15.0
 
 
-class SocketLink:
+class SlackLink:
+    """How Slack reaches the bot. Over HTTP (this class) Slack's events arrive at /slack/events and
+    there is no connection of the bot's to report; a SocketLink reports its own."""
+
+    async def status(self) -> dict[str, Any] | None:
+        return None
+
+
+HTTP_EVENTS = SlackLink()
+
+
+class SocketLink(SlackLink):
     """A Socket Mode connection for `bolt`, re-established with backoff whenever it is down."""
 
     def __init__(
@@ -58,11 +70,11 @@ class SocketLink:
             self._task = None
         await self.handler.close_async()
 
-    async def status(self) -> dict:
+    async def status(self) -> dict[str, Any]:
         """What /healthz shows about the link to Slack, as it is this moment."""
         if self.connected and not await self.handler.client.is_connected():
             self._changed(False)  # dropped since the supervisor last looked
-        body: dict = {"mode": "socket", "connected": self.connected}
+        body: dict[str, Any] = {"mode": "socket", "connected": self.connected}
         if self.since is not None:
             body["since"] = self.since.isoformat(timespec="seconds")
         if not self.connected:

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from bot.core.errors import NotConfigured
 from bot.core.logs import log
 
 MIGRATION_LOCK = 7_301_117  # advisory lock key, any constant unique to this application
@@ -53,15 +54,22 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
 
 
 class Store:
-    """A small pool on the bot's database. Calls fail fast when it is unreachable."""
+    """A small pool on the bot's database. Calls fail fast when it is unreachable; without a DSN
+    (BOT_DATABASE_URL unset) it is a stand-in whose every use raises NotConfigured."""
 
-    def __init__(self, dsn: str, timeout: float = 5.0):
+    def __init__(self, dsn: str | None, timeout: float = 5.0):
         self.dsn = dsn
         self.timeout = timeout
         self._pool: asyncpg.Pool | None = None
         self._migrated = False
 
+    @property
+    def configured(self) -> bool:
+        return bool(self.dsn)
+
     async def pool(self) -> asyncpg.Pool:
+        if not self.dsn:
+            raise NotConfigured("BOT_DATABASE_URL")
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.dsn,
@@ -73,7 +81,7 @@ class Store:
             )
         return self._pool
 
-    def acquire(self):
+    def acquire(self) -> _Acquire:
         """`async with store.acquire() as conn:` — raises quickly if the database is down."""
         return _Acquire(self)
 
@@ -110,5 +118,5 @@ class _Acquire:
         self._cm = pool.acquire(timeout=self.store.timeout)
         return await self._cm.__aenter__()
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: Any) -> Any:
         return await self._cm.__aexit__(*exc)
