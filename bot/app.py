@@ -8,6 +8,7 @@ imports handlers/ or runbooks/.
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import middleware
 from bot.approvals.engine import Approvals
 from bot.approvals.usergroups import UserGroups
 from bot.core import metrics
@@ -151,6 +153,7 @@ def build_bolt_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp:
         # is immediate; Bolt's default instead polls for the ack every 10 ms
         process_before_response=not socket_mode,
     )
+    middleware.install(app, runtime)
     for module in HANDLERS:
         module.register(app, runtime)
     return app
@@ -171,7 +174,8 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp, *, slack_events: bool = True
         admitted = await guard.admit(request)
         if isinstance(admitted, web.Response):
             return admitted
-        bolt_response = await bolt.async_dispatch(parse_slash_with_payload_word(admitted))
+        # a task of its own: the log context the middleware binds stays with this request
+        bolt_response = await asyncio.create_task(bolt.async_dispatch(parse_slash_with_payload_word(admitted)))
         return await to_aiohttp_response(bolt_response)
 
     async def livez(_request: web.Request) -> web.Response:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import structlog
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts import actions
 from bot.alerts.messages import ACK_ACTION, SILENCE_ACTION, SILENCE_CHOICES, SILENCE_MODAL, UNSILENCE_ACTION
@@ -26,7 +30,9 @@ from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.registry import Refused, Runbook
 from bot.core.units import human_duration
+from bot.runtime import Runtime
 from bot.slack import render
+from bot.slack.interaction import Interaction, tell
 from bot.store.pool import Store
 from bot.targets import NotConfigured
 
@@ -36,30 +42,32 @@ FIXED_SILENCE = re.compile(rf"^{re.escape(SILENCE_ACTION)}\.({'|'.join(SILENCE_C
 bot_verbs = Runbook("alert actions")  # the silence a second approver lets through
 
 
-def register(app, runtime) -> None:
+def register(app: AsyncApp, runtime: Runtime) -> None:
     @app.action(ACK_ACTION)
-    async def ack_clicked(ack, body):
+    async def ack_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        runtime.tasks.spawn(on_ack(runtime, Click.of(body)), name="alert:ack")
+        runtime.tasks.spawn(on_ack(runtime, Interaction.of(body)), name="alert:ack")
 
     @app.action(FIXED_SILENCE)
-    async def silence_clicked(ack, body, action):
+    async def silence_clicked(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         seconds = SILENCE_CHOICES[str(action["action_id"]).rsplit(".", 1)[1]]
-        runtime.tasks.spawn(on_silence(runtime, Click.of(body), seconds, ""), name="alert:silence")
+        runtime.tasks.spawn(on_silence(runtime, Interaction.of(body), seconds, ""), name="alert:silence")
 
     @app.action(f"{SILENCE_ACTION}.custom")
-    async def custom_clicked(ack, body, client):
+    async def custom_clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        click = Click.of(body)
+        click = Interaction.of(body)
         try:  # at once: a trigger_id is good for 3 seconds
             await client.views_open(trigger_id=body.get("trigger_id"), view=silence_modal(click))
         except SlackApiError as exc:
             log.warning("silence_modal_not_opened", error=exc.response.get("error"))
-            await tell(runtime, click, render.text_message(":warning: Could not open the silence form; try again."))
+            await tell(
+                runtime.slack, click, render.text_message(":warning: Could not open the silence form; try again.")
+            )
 
     @app.view(SILENCE_MODAL)
-    async def modal_submitted(ack, body, view):
+    async def modal_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = (view.get("state") or {}).get("values") or {}
         duration = str(((values.get("duration") or {}).get("duration") or {}).get("value") or "")
         comment = str(((values.get("comment") or {}).get("comment") or {}).get("value") or "")
@@ -69,61 +77,18 @@ def register(app, runtime) -> None:
             await ack(response_action="errors", errors={"duration": str(exc)[:150]})
             return
         await ack()
-        click = Click.of_modal(body, view)
-        if click is not None:
+        click = Interaction.of(body)
+        if click.value:
             runtime.tasks.spawn(on_silence(runtime, click, seconds, comment[:1000]), name="alert:silence")
 
     @app.action(UNSILENCE_ACTION)
-    async def unsilence_clicked(ack, body):
+    async def unsilence_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        runtime.tasks.spawn(on_unsilence(runtime, Click.of(body)), name="alert:unsilence")
+        runtime.tasks.spawn(on_unsilence(runtime, Interaction.of(body)), name="alert:unsilence")
 
 
-class Click:
-    """Who clicked which group's button, on which message."""
-
-    def __init__(self, user: str, user_name: str, channel: str, ts: str, value: str, response_url: str | None):
-        self.user, self.user_name = user, user_name
-        self.channel, self.ts, self.value = channel, ts, value
-        self.response_url = response_url
-
-    @classmethod
-    def of(cls, body: dict) -> Click:
-        user = body.get("user") or {}
-        container = body.get("container") or {}
-        return cls(
-            user=str(user.get("id") or ""),
-            user_name=str(user.get("username") or user.get("name") or user.get("id") or ""),
-            channel=str((body.get("channel") or {}).get("id") or container.get("channel_id") or ""),
-            ts=str(container.get("message_ts") or ""),
-            value=str(((body.get("actions") or [{}])[0]).get("value") or ""),
-            response_url=body.get("response_url"),
-        )
-
-    @classmethod
-    def of_modal(cls, body: dict, view: dict) -> Click | None:
-        try:
-            where = json.loads(view.get("private_metadata") or "")
-        except ValueError:
-            return None
-        if not isinstance(where, dict):
-            return None
-        user = body.get("user") or {}
-        return cls(
-            user=str(user.get("id") or ""),
-            user_name=str(user.get("username") or user.get("name") or user.get("id") or ""),
-            channel=str(where.get("channel") or ""),
-            ts=str(where.get("ts") or ""),
-            value=str(where.get("group") or ""),
-            response_url=None,
-        )
-
-    def bind(self, what: str) -> None:
-        structlog.contextvars.bind_contextvars(slack_user=self.user, alert_group=self.value, alert_action=what)
-
-
-def silence_modal(click: Click) -> dict:
-    metadata = json.dumps({"group": click.value, "channel": click.channel, "ts": click.ts})
+def silence_modal(click: Interaction) -> dict:
+    metadata = json.dumps({"value": click.value, "channel": click.channel, "ts": click.message_ts})
     return {
         "type": "modal",
         "callback_id": SILENCE_MODAL,
@@ -160,112 +125,106 @@ def silence_modal(click: Click) -> dict:
 # ---------------------------------------------------------------------- what a click does
 
 
-async def on_ack(runtime, click: Click) -> None:
-    click.bind("ack")
+async def on_ack(runtime: Runtime, click: Interaction) -> None:
+    structlog.contextvars.bind_contextvars(alert_group=click.value[:40], alert_action="ack")
+    thread = await _thread(runtime, click, ACK)
+    if thread is None:
+        return
     try:
-        thread = await _thread(runtime, click, ACK)
-        if thread is None:
-            return
-        try:
-            outcome = await actions.acknowledge(runtime.store, thread, click.user)
-        except Exception as exc:
-            await _store_down(runtime, click, ACK, exc)
-            return
-        await _finish(runtime, click, ACK, outcome)
-    finally:
-        structlog.contextvars.unbind_contextvars("slack_user", "alert_group", "alert_action")
+        outcome = await actions.acknowledge(runtime.store, thread, click.user)
+    except Exception as exc:
+        await _store_down(runtime, click, ACK, exc)
+        return
+    await _finish(runtime, click, ACK, outcome)
 
 
-async def on_silence(runtime, click: Click, seconds: int, comment: str) -> None:
-    click.bind("silence")
+async def on_silence(runtime: Runtime, click: Interaction, seconds: int, comment: str) -> None:
+    structlog.contextvars.bind_contextvars(alert_group=click.value[:40], alert_action="silence")
+    thread = await _thread(runtime, click, SILENCE)
+    if thread is None:
+        return
+    if runtime.policy.needs_second_approver(SILENCE):
+        await propose_silence(runtime, click, thread, seconds, comment)
+        return
     try:
-        thread = await _thread(runtime, click, SILENCE)
-        if thread is None:
-            return
-        if runtime.policy.needs_second_approver(SILENCE):
-            await propose_silence(runtime, click, thread, seconds, comment)
-            return
-        try:
-            alertmanager = runtime.targets.alertmanager
-        except NotConfigured as exc:
-            await tell(
-                runtime, click, _notice(f":no_bell: Nothing was silenced: silences need Alertmanager's API ({exc}).")
-            )
-            return
-        try:
-            outcome = await actions.silence(
-                runtime.store, alertmanager, thread, click.user, click.user_name, seconds, comment
-            )
-        except Exception as exc:
-            await _store_down(runtime, click, SILENCE, exc)
-            return
-        await _finish(runtime, click, SILENCE, outcome)
-    finally:
-        structlog.contextvars.unbind_contextvars("slack_user", "alert_group", "alert_action")
-
-
-async def on_unsilence(runtime, click: Click) -> None:
-    click.bind("unsilence")
+        alertmanager = runtime.targets.alertmanager
+    except NotConfigured as exc:
+        await tell(
+            runtime.slack, click, _notice(f":no_bell: Nothing was silenced: silences need Alertmanager's API ({exc}).")
+        )
+        return
     try:
-        thread = await _thread(runtime, click, SILENCE)
-        if thread is None:
-            return
-        try:
-            alertmanager = runtime.targets.alertmanager
-        except NotConfigured as exc:
-            await tell(runtime, click, _notice(f":bell: Nothing changed: silences need Alertmanager's API ({exc})."))
-            return
-        try:
-            outcome = await actions.unsilence(runtime.store, alertmanager, thread, click.user)
-        except Exception as exc:
-            await _store_down(runtime, click, SILENCE, exc)
-            return
-        await _finish(runtime, click, SILENCE, outcome)
-    finally:
-        structlog.contextvars.unbind_contextvars("slack_user", "alert_group", "alert_action")
+        outcome = await actions.silence(
+            runtime.store, alertmanager, thread, click.user, click.user_name, seconds, comment
+        )
+    except Exception as exc:
+        await _store_down(runtime, click, SILENCE, exc)
+        return
+    await _finish(runtime, click, SILENCE, outcome)
 
 
-async def _thread(runtime, click: Click, action: str) -> actions.AlertThread | None:
+async def on_unsilence(runtime: Runtime, click: Interaction) -> None:
+    structlog.contextvars.bind_contextvars(alert_group=click.value[:40], alert_action="unsilence")
+    thread = await _thread(runtime, click, SILENCE)
+    if thread is None:
+        return
+    try:
+        alertmanager = runtime.targets.alertmanager
+    except NotConfigured as exc:
+        await tell(runtime.slack, click, _notice(f":bell: Nothing changed: silences need Alertmanager's API ({exc})."))
+        return
+    try:
+        outcome = await actions.unsilence(runtime.store, alertmanager, thread, click.user)
+    except Exception as exc:
+        await _store_down(runtime, click, SILENCE, exc)
+        return
+    await _finish(runtime, click, SILENCE, outcome)
+
+
+async def _thread(runtime: Runtime, click: Interaction, action: str) -> actions.AlertThread | None:
     """The alert thread the click is about, once the policy lets the clicker act on it (else told why)."""
     if not runtime.store.configured:
         await tell(
-            runtime, click, _notice(":information_source: Alert threads need the bot's database (BOT_DATABASE_URL).")
+            runtime.slack,
+            click,
+            _notice(":information_source: Alert threads need the bot's database (BOT_DATABASE_URL)."),
         )
         return None
     if not click.value.isdigit():
-        await tell(runtime, click, _notice(":grey_question: That button names no alert group."))
+        await tell(runtime.slack, click, _notice(":grey_question: That button names no alert group."))
         return None
     try:
-        thread = await actions.thread_of(runtime.store, int(click.value), click.channel, click.ts)
+        thread = await actions.thread_of(runtime.store, int(click.value), click.channel or "", click.message_ts or "")
     except Exception as exc:
         await _store_down(runtime, click, action, exc)
         return None
     if thread is None:
-        await tell(runtime, click, _notice(":grey_question: This is not the current thread of that alert group."))
+        await tell(runtime.slack, click, _notice(":grey_question: This is not the current thread of that alert group."))
         return None
-    await runtime.policy.resolve(click.user)
-    refusal = runtime.policy.action_refusal(click.user, click.channel, action)
+    refusal = runtime.policy.action_refusal(click.user, click.channel or "", action)
     if refusal:
         COMMANDS.labels(action, "refused").inc()
         if runtime.approvals.configured:
             await runtime.approvals.audit_quietly(click.user, "refused", refusal, action=action, channel=click.channel)
-        await tell(runtime, click, _notice(f":no_entry: {refusal}"))
+        await tell(runtime.slack, click, _notice(f":no_entry: {refusal}"))
         return None
     return thread
 
 
-async def _finish(runtime, click: Click, action: str, outcome: actions.Outcome) -> None:
+async def _finish(runtime: Runtime, click: Interaction, action: str, outcome: actions.Outcome) -> None:
     COMMANDS.labels(action, outcome.kind).inc()
     if outcome.done:
         runtime.outbox.wake()
-    await tell(runtime, click, _notice(outcome.notice))
+    await tell(runtime.slack, click, _notice(outcome.notice))
 
 
-async def _store_down(runtime, click: Click, action: str, exc: BaseException) -> None:
+async def _store_down(runtime: Runtime, click: Interaction, action: str, exc: BaseException) -> None:
     log.error("alert_action_failed", action=action, error=describe_error(exc))
     COMMANDS.labels(action, "store_down").inc()
     await tell(
-        runtime, click, _notice(f":warning: Nothing done: the bot's database is unavailable ({describe_error(exc)}).")
+        runtime.slack,
+        click,
+        _notice(f":warning: Nothing done: the bot's database is unavailable ({describe_error(exc)})."),
     )
 
 
@@ -273,24 +232,12 @@ def _notice(text: str) -> render.Message:
     return render.text_message(text)
 
 
-async def tell(runtime, click: Click, message: dict) -> None:
-    """Only the clicker sees it: chat.postEphemeral, or the click's response_url when that fails."""
-    try:
-        await runtime.slack.ephemeral(click.channel, click.user, message)
-        return
-    except Exception as exc:
-        log.info("ephemeral_via_response_url", reason=type(exc).__name__)
-    if click.response_url:
-        try:
-            await runtime.slack.respond(click.response_url, message)
-        except Exception as exc:
-            log.warning("clicker_not_told", error=type(exc).__name__)
-
-
 # ---------------------------------------------------------------------- a silence that needs a second person
 
 
-async def propose_silence(runtime, click: Click, thread: actions.AlertThread, seconds: int, comment: str) -> None:
+async def propose_silence(
+    runtime: Runtime, click: Interaction, thread: actions.AlertThread, seconds: int, comment: str
+) -> None:
     matchers = ", ".join(f'{k}="{v}"' for k, v in sorted(thread.matchers.items()))
     proposal = approved_silence.propose(
         group_id=thread.group_id,
@@ -304,7 +251,7 @@ async def propose_silence(runtime, click: Click, thread: actions.AlertThread, se
     )
     finding = Finding.ok("Alert silence", f"silence of {thread.title} requested", proposals=[proposal])
     if not runtime.approvals.configured:
-        await tell(runtime, click, _notice(":warning: Approvals need the bot's database: set BOT_DATABASE_URL."))
+        await tell(runtime.slack, click, _notice(":warning: Approvals need the bot's database: set BOT_DATABASE_URL."))
         return
     async with runtime.outbox.thread(thread.thread_key, thread.channel) as rows:
         posted = await queue_proposals(runtime, rows, [finding], requester=click.user)
@@ -314,7 +261,7 @@ async def propose_silence(runtime, click: Click, thread: actions.AlertThread, se
         if posted
         else ":no_entry: This silence needs an approver, and none can approve it under the policy."
     )
-    await tell(runtime, click, _notice(notice))
+    await tell(runtime.slack, click, _notice(notice))
 
 
 @bot_verbs.remediation(SILENCE, "Silence an alert group in Alertmanager", timeout=30)

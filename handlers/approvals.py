@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from slack_sdk.errors import SlackApiError
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.approvals import messages as view
 from bot.approvals.engine import Decision, StoreUnavailable
@@ -26,11 +29,11 @@ from bot.approvals.publish import (
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
-from bot.core.parse import ascii_int, is_slack_channel_id, is_slack_user_id, shown
+from bot.core.parse import ascii_int, is_slack_user_id, shown
 from bot.core.registry import Runbook, UsageError
-from bot.slack import render
+from bot.runtime import Runtime
+from bot.slack.interaction import Interaction, tell
 
-STOPPING_NOTICE = ":hourglass_flowing_sand: The bot is restarting: nothing was done. Click again in a few seconds."
 LIST_TIMEOUT = 1.5  # the builtin verbs answer in the ack: with the permalinks, well inside Slack's 3 s
 PERMALINK_TIMEOUT = 0.8
 DEFAULT_AUDIT_ENTRIES, MAX_AUDIT_ENTRIES = 20, 100
@@ -40,37 +43,33 @@ MAX_APPROVAL_ID = 2**63 - 1  # approvals.id is a bigint
 bot_verbs = Runbook("approvals")  # the bot's own verbs: approvals, audit
 
 
-def register(app, runtime) -> None:
+def register(app: AsyncApp, runtime: Runtime) -> None:
     if runtime.approvals.configured:
         runtime.start_loop(sweep_expired_forever(runtime), name="approvals:expiry")
 
     @app.action(view.APPROVE_ACTION)
-    async def approve_clicked(ack, body, request):
+    async def approve_clicked(ack: AsyncAck, body: dict[str, Any], request: AsyncBoltRequest) -> None:
         await ack()
-        runtime.tasks.spawn(on_click(runtime, body, "approve", retry_number(request)), name="approval:approve")
+        click = Interaction.of(body)
+        runtime.tasks.spawn(on_click(runtime, click, "approve", retry_number(request)), name="approval:approve")
 
     @app.action(view.REJECT_ACTION)
-    async def reject_clicked(ack, body, request):
+    async def reject_clicked(ack: AsyncAck, body: dict[str, Any], request: AsyncBoltRequest) -> None:
         await ack()
-        runtime.tasks.spawn(on_click(runtime, body, "reject", retry_number(request)), name="approval:reject")
+        click = Interaction.of(body)
+        runtime.tasks.spawn(on_click(runtime, click, "reject", retry_number(request)), name="approval:reject")
 
 
-def retry_number(request) -> int:
-    value = (request.headers.get("x-slack-retry-num") or [None])[0]
+def retry_number(request: AsyncBoltRequest) -> int:
+    values = request.headers.get("x-slack-retry-num") or []
+    value = values[0] if values else None
     try:
         return ascii_int(value, min=0, max=100, what="X-Slack-Retry-Num") if value is not None else 0
     except UsageError:
         return 0
 
 
-def text_field(container: object, *keys: str) -> str:
-    """body[k1][k2]… when it is a string; "" for anything else (a payload's shape is never trusted)."""
-    for key in keys:
-        container = container.get(key) if isinstance(container, dict) else None
-    return container if isinstance(container, str) else ""
-
-
-def clicker_refusal(runtime, user: str) -> str | None:
+def clicker_refusal(runtime: Runtime, user: str) -> str | None:
     """Why this clicker cannot count at all, whatever the policy says (even `approvers: [everyone]`)."""
     if not is_slack_user_id(user):
         return "That click does not come from a Slack user; nothing was done."
@@ -85,115 +84,79 @@ def clicker_refusal(runtime, user: str) -> str | None:
 # ---- clicks ---------------------------------------------------------------------------------
 
 
-async def on_click(runtime, body: dict, decision: str, retry: int = 0) -> None:
-    user = text_field(body, "user", "id")
-    container = body.get("container") if isinstance(body.get("container"), dict) else {}
-    given_channel = text_field(body, "channel", "id") or text_field(container, "channel_id")
-    channel = given_channel if is_slack_channel_id(given_channel) else None
-    actions = body.get("actions")
-    value = text_field(actions[0] if isinstance(actions, list) and actions else None, "value")
-    structlog.contextvars.bind_contextvars(slack_user=user[:40], approval=value[:40], decision=decision)
-    try:
-        refusal = clicker_refusal(runtime, user)
-        if refusal is not None:
-            log.warning("approval_click_refused", reason=refusal)
-            if runtime.approvals.configured:
-                actor = user if is_slack_user_id(user) else "unknown"
-                await runtime.approvals.audit_quietly(actor, "refused", refusal, detail=shown(user), channel=channel)
-            await tell(runtime, channel, user, view.refused_clicker_notice(refusal), body)
-            return
-        if not runtime.approvals.configured:
-            await tell(runtime, channel, user, view.no_store_notice(), body)
-            return
-        if runtime.stopping:  # no destructive step starts while the bot drains for a restart
-            await tell(runtime, channel, user, render.text_message(STOPPING_NOTICE), body)
-            return
-        try:
-            approval_id = ascii_int(value, min=1, max=MAX_APPROVAL_ID, what="approval id")
-        except UsageError:
+async def on_click(runtime: Runtime, click: Interaction, decision: str, retry: int = 0) -> None:
+    structlog.contextvars.bind_contextvars(approval=click.value[:40], decision=decision)
+    refusal = clicker_refusal(runtime, click.user)
+    if refusal is not None:
+        log.warning("approval_click_refused", reason=refusal)
+        if runtime.approvals.configured:
+            actor = click.user if is_slack_user_id(click.user) else "unknown"
             await runtime.approvals.audit_quietly(
-                user, "refused", "not an approval id", detail=shown(value), channel=channel
+                actor, "refused", refusal, detail=shown(click.user), channel=click.channel
             )
-            await tell(runtime, channel, user, view.bad_value_notice(value), body)
-            return
-        engine = runtime.approvals
-        act = engine.approve if decision == "approve" else engine.reject
-        try:
-            outcome = await act(approval_id, user, channel=channel, retry=retry > 0)
-        except StoreUnavailable as exc:
-            log.error("approval_click_failed", reason="bot database unreachable", error=str(exc))
-            COMMANDS.labels(f"approval.{decision}", "store_down").inc()
-            await tell(runtime, channel, user, view.store_down_notice(str(exc)), body)
-            return
-        COMMANDS.labels(f"approval.{decision}", outcome.kind).inc()
-        log.info(
-            "approval_click",
-            outcome=outcome.kind,
-            state=outcome.approval.state if outcome.approval else None,
-            retry=retry,
+        await tell(runtime.slack, click, view.refused_clicker_notice(refusal))
+        return
+    if not runtime.approvals.configured:
+        await tell(runtime.slack, click, view.no_store_notice())
+        return
+    try:
+        approval_id = ascii_int(click.value, min=1, max=MAX_APPROVAL_ID, what="approval id")
+    except UsageError:
+        await runtime.approvals.audit_quietly(
+            click.user, "refused", "not an approval id", detail=shown(click.value), channel=click.channel
         )
-        await show_decision(runtime, outcome, channel, user, text_field(container, "message_ts") or None, body)
-    finally:
-        structlog.contextvars.unbind_contextvars("slack_user", "approval", "decision")
+        await tell(runtime.slack, click, view.bad_value_notice(click.value))
+        return
+    engine = runtime.approvals
+    act = engine.approve if decision == "approve" else engine.reject
+    try:
+        outcome = await act(approval_id, click.user, channel=click.channel, retry=retry > 0)
+    except StoreUnavailable as exc:
+        log.error("approval_click_failed", reason="bot database unreachable", error=str(exc))
+        COMMANDS.labels(f"approval.{decision}", "store_down").inc()
+        await tell(runtime.slack, click, view.store_down_notice(str(exc)))
+        return
+    COMMANDS.labels(f"approval.{decision}", outcome.kind).inc()
+    log.info(
+        "approval_click", outcome=outcome.kind, state=outcome.approval.state if outcome.approval else None, retry=retry
+    )
+    await show_decision(runtime, outcome, click)
 
 
-async def show_decision(
-    runtime, outcome: Decision, channel: str | None, user: str, clicked_ts: str | None, body: dict
-) -> None:
+async def show_decision(runtime: Runtime, outcome: Decision, click: Interaction) -> None:
     approval = outcome.approval
     if outcome.kind == "counted" and approval is not None:  # more approvals needed: show who approved so far
         try:
-            receipt = await refresh_pending_message(runtime, approval, fallback=(channel, clicked_ts))
+            receipt = await refresh_pending_message(runtime, approval, fallback=(click.channel, click.message_ts))
         except Exception as exc:  # the vote stands; the message is only its picture
             log.warning("approval_message_not_updated", approval_id=approval.id, error=describe_error(exc))
         else:
             if receipt is not None:
                 await receipt.wait(DELIVERY_WAIT)
     if outcome.changes_message and approval is not None:
-        await publish_outcome(runtime, outcome, user, (channel, clicked_ts), body.get("response_url"))
+        await publish_outcome(runtime, outcome, click)
     notice = view.decision_notice(outcome)
     if notice is not None:
-        await tell(runtime, channel, user, notice, body, thread_ts=approval.thread_ts if approval else None)
+        await tell(runtime.slack, click, notice, thread_ts=approval.thread_ts if approval else None)
 
 
-async def publish_outcome(
-    runtime, outcome: Decision, user: str, clicked: tuple[str | None, str | None], response_url: str | None
-) -> None:
+async def publish_outcome(runtime: Runtime, outcome: Decision, click: Interaction) -> None:
     """The message updated and the result in the thread, through the outbox; while the bot's database
     is down, at least the clicked message is replaced through the click's response_url."""
     approval = outcome.approval
     assert approval is not None
     try:
-        receipt = await publish_decision(runtime, outcome, user, clicked)
+        receipt = await publish_decision(runtime, outcome, click.user, (click.channel, click.message_ts))
     except Exception as exc:
         log.warning("approval_message_via_response_url", error=describe_error(exc))
-        if response_url:
+        if click.response_url:
             try:
-                await runtime.slack.respond(response_url, view.decided_message(approval), replace_original=True)
+                await runtime.slack.respond(click.response_url, view.decided_message(approval), replace_original=True)
             except Exception as again:
                 log.warning("approval_message_not_updated", approval_id=approval.id, error=describe_error(again))
         return
     if receipt is not None:
         await receipt.wait(DELIVERY_WAIT)
-
-
-async def tell(
-    runtime, channel: str | None, user: str, message: dict, body: dict | None = None, thread_ts: str | None = None
-) -> None:
-    """Only `user` sees it: chat.postEphemeral, or the click's response_url when that fails."""
-    try:
-        if not channel:
-            raise LookupError("no channel")
-        await runtime.slack.ephemeral(channel, user, message | ({"thread_ts": thread_ts} if thread_ts else {}))
-        return
-    except (SlackApiError, LookupError) as exc:
-        log.info("ephemeral_via_response_url", reason=type(exc).__name__)
-    response_url = text_field(body, "response_url")
-    if response_url:
-        try:
-            await runtime.slack.respond(response_url, message)
-        except Exception as exc:
-            log.warning("clicker_not_told", error=type(exc).__name__)
 
 
 # ---- /erpgo approvals, /erpgo audit -------------------------------------------------------------

@@ -8,8 +8,10 @@ import shlex
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 
 from bot.approvals.publish import expire_and_update, queue_proposals
@@ -20,8 +22,9 @@ from bot.core.findings import Finding, worst
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.parse import control_character
-from bot.core.registry import Args, UsageError, Verb
+from bot.core.registry import Args, ContainerArgs, UsageError, Verb
 from bot.incidents.commands import record_command_run
+from bot.runtime import Runtime
 from bot.slack import render
 from bot.slack.outbox import Receipt
 from bot.store.commands import record_command
@@ -29,7 +32,6 @@ from bot.store.commands import record_command
 MAX_ECHO = 60  # how much of an unknown verb we quote back
 REPORT_WAIT = 120.0  # s: how long a report's task waits to see it in Slack (it is queued either way)
 NOT_A_MEMBER = ("not_in_channel", "channel_not_found")  # answered through the response_url instead
-STOPPING_NOTICE = ":hourglass_flowing_sand: The bot is restarting; run the command again in a few seconds."
 MAX_TEXT = 4000  # Slack's own limit on a slash command's text; checked before any splitting
 WATCHED_LOOKUP_S = 1.0  # s of the 3 s ack the compose project's containers may take to list
 
@@ -76,13 +78,13 @@ def quote(text: str) -> str:
 
 def register(app, runtime) -> None:
     @app.command("/erpgo")
-    async def erpgo(ack, command):
+    async def erpgo(ack: AsyncAck, command: dict[str, Any], context: dict[str, Any]) -> None:
         invocation = Invocation(
-            user_id=command.get("user_id", ""),
-            channel_id=command.get("channel_id", ""),
-            text=command.get("text") or "",
+            user_id=str(command.get("user_id") or ""),
+            channel_id=str(command.get("channel_id") or ""),
+            text=str(command.get("text") or ""),
             response_url=command.get("response_url"),
-            request_id=uuid.uuid4().hex[:12],
+            request_id=str(context.get("request_id") or uuid.uuid4().hex[:12]),
         )
         await dispatch(runtime, invocation, ack)
 
@@ -97,54 +99,52 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-async def dispatch(runtime, inv: Invocation, ack) -> None:
-    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id[:40])
+async def dispatch(runtime: Runtime, inv: Invocation, ack: AsyncAck) -> None:
+    """The router: read the text, find the verb, apply the policy, then run it (a usage message
+    for anything it cannot read)."""
+    problem = text_problem(inv.text)
+    if problem is not None:
+        await usage(ack, "unreadable", usage_reply(runtime, problem))
+        return
+    words = split_words(inv.text.strip())
+    if not words or words[0].lower() == "help":
+        COMMANDS.labels("help", "ok").inc()
+        await ack(**render.text_message(help_text(runtime)))
+        return
+    verb, args = runtime.registry.find_verb(words)
+    if verb is None:
+        await usage(ack, "unknown", usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
+        return
+    if await refused(runtime, inv, ack, verb.name):
+        return
+    remember(runtime, inv, verb.name, args)
+    if verb.answer is not None:
+        await run_bot_verb(runtime, inv, ack, verb, args)
+    else:
+        await start_verb(runtime, inv, ack, verb, args)
+
+
+async def usage(ack: AsyncAck, verb_name: str, reply: render.Message) -> None:
+    COMMANDS.labels(verb_name, "usage").inc()
+    log.info("command", verb=verb_name, outcome="usage")
+    await ack(**reply)
+
+
+def verb_usage_reply(verb: Verb, problem: str) -> render.Message:
+    return render.text_message(f":grey_question: {render.escape(problem)}\nUsage: {verb_usage(verb.name, verb.usage)}")
+
+
+async def start_verb(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Verb, words: list[str]) -> None:
+    """Parse the verb's arguments (a bad one is its usage), ack, and run its checks in the background."""
     try:
-        problem = text_problem(inv.text)
-        if problem is not None:
-            COMMANDS.labels("unreadable", "usage").inc()
-            log.info("command", verb="unreadable", outcome="usage")
-            await ack(**usage_reply(runtime, problem))
-            return
-        words = split_words(inv.text.strip())
-        if not words or words[0].lower() == "help":
-            COMMANDS.labels("help", "ok").inc()
-            await ack(**render.text_message(help_text(runtime)))
-            return
-        verb, args = runtime.registry.find_verb(words)
-        if verb is None:
-            COMMANDS.labels("unknown", "usage").inc()
-            log.info("command", verb="unknown", outcome="usage")
-            await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
-            return
-        if runtime.stopping:  # nothing new starts while the bot drains for a restart
-            COMMANDS.labels(verb.name, "stopping").inc()
-            await ack(**render.text_message(STOPPING_NOTICE))
-            return
-        if await refused(runtime, inv, ack, verb.name):
-            return
-        remember(runtime, inv, verb.name, args)
-        if verb.answer is not None:
-            await run_bot_verb(runtime, inv, ack, verb, args)
-            return
-        try:
-            parsed = verb.parse_args(args)
-            container = getattr(parsed, "container", None)
-            if container is not None:  # any verb reading a container reads only watched ones
-                await watched_or_later(runtime, container)
-        except UsageError as exc:
-            COMMANDS.labels(verb.name, "usage").inc()
-            log.info("command", verb=verb.name, outcome="usage")
-            await ack(
-                **render.text_message(
-                    f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"
-                )
-            )
-            return
-        await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
-        runtime.tasks.spawn(run_verb(runtime, inv, verb, parsed), name=f"verb:{verb.name}:{inv.request_id}")
-    finally:
-        structlog.contextvars.unbind_contextvars("request_id", "slack_user")
+        parsed = verb.parse_args(words)
+        if isinstance(parsed, ContainerArgs) and parsed.container is not None:
+            await watched_or_later(runtime, parsed.container)  # a verb reads only watched containers
+    except UsageError as exc:
+        await usage(ack, verb.name, verb_usage_reply(verb, str(exc)))
+        return
+    await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
+    runtime.tasks.spawn(run_verb(runtime, inv, verb, parsed), name=f"verb:{verb.name}:{inv.request_id}")
 
 
 def remember(runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
@@ -174,7 +174,6 @@ async def watched_or_later(runtime, container: str) -> None:
 
 async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     """The policy check, before anything runs: a refusal is told to the asker alone and audited."""
-    await runtime.policy.resolve(inv.user_id)  # the Slack user groups it names, for this user
     reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
     if reason is None:
         return False
@@ -197,19 +196,14 @@ async def run_bot_verb(runtime, inv: Invocation, ack, verb: Verb, args: list[str
     try:
         reply = await verb.answer(runtime, inv, args)
     except UsageError as exc:
-        COMMANDS.labels(verb.name, "usage").inc()
-        await ack(
-            **render.text_message(
-                f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"
-            )
-        )
+        await usage(ack, verb.name, verb_usage_reply(verb, str(exc)))
         return
     COMMANDS.labels(verb.name, "ok").inc()
     await ack(**(reply or render.text_message("Done.")))
 
 
 async def run_verb(runtime, inv: Invocation, verb: Verb, args: Args) -> None:
-    structlog.contextvars.bind_contextvars(request_id=inv.request_id, slack_user=inv.user_id, verb=verb.name)
+    structlog.contextvars.bind_contextvars(verb=verb.name)  # request and user: bound by the middleware
     started = time.perf_counter()
     ctx = CheckContext(runtime.targets, runtime.settings, args, Actor(requester=inv.user_id))
     try:

@@ -93,8 +93,7 @@ async def decidable(runtime, user: str) -> list[HomeApproval]:
     """Pending approvals `user` may approve (an approver, and not their own unless self-approval is on)."""
     if not runtime.approvals.configured:
         return []
-    policy = runtime.policy
-    await policy.resolve(user)
+    policy = runtime.policy  # its user groups are up to date for `user` (the middleware)
     pending = [a for a in await runtime.approvals.open_approvals() if a.state == "pending"]
     mine = [a for a in pending if policy.approval_refusal(user, a.action, a.requester) is None]
     links = await runtime.slack.permalinks(

@@ -3,18 +3,11 @@ ones included), otherwise ERPGO_CONTAINERS — and the argument of the verbs tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bot.context import CheckContext
-from bot.core.registry import Args
+from bot.core.registry import ContainerArgs
 from bot.targets import RoleNotFound
 
-
-@dataclass(frozen=True)
-class ContainerArgs(Args):
-    """`[container]`: the verbs that read one container (default: the API, or the one an alert names)."""
-
-    container: str | None = None
+__all__ = ["ContainerArgs", "protected_containers", "watched_api", "watched_containers", "watched_projects"]
 
 
 async def watched_containers(ctx: CheckContext) -> list[str]:

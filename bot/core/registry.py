@@ -41,6 +41,16 @@ class NoArgs(Args):
 
 
 NO_ARGS = NoArgs()
+
+
+@dataclass(frozen=True)
+class ContainerArgs(Args):
+    """`[container]`: the verbs that read one container (default: the API, or the one an alert names);
+    the router refuses a container the bot does not watch before any check runs."""
+
+    container: str | None = None
+
+
 ArgParser = Callable[[list[str]], Args]
 
 
