@@ -23,7 +23,6 @@ from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
 from bot.core.registry import Runbook, UsageError
-from bot.targets.docker import translated
 from runbooks.loglines import LogLine, parse, strip_ansi
 from runbooks.watched import ContainerArgs
 
@@ -200,17 +199,8 @@ def evidence(lines: list[str], found: dict) -> list[str]:
 
 async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] | None:
     """The container's stdout+stderr lines since `since`; None when there is no such container."""
-    from aiodocker.exceptions import DockerError
-
-    docker = ctx.targets.docker.client()
-    try:
-        container = await docker.containers.get(name)
-        pieces = await container.log(stdout=True, stderr=True, since=int(since.timestamp()), tail=MAX_LINES)
-    except DockerError as exc:
-        if exc.status == 404:
-            return None
-        raise translated(exc, name) from exc
-    return [strip_ansi(line) for line in "".join(pieces).splitlines()]
+    lines = await ctx.targets.docker.log_lines(name, since=since, tail=MAX_LINES)
+    return None if lines is None else [strip_ansi(line) for line in lines]
 
 
 @runbook.check("logs", component="Logs", section=SECTION, timeout=10)

@@ -13,7 +13,7 @@ from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets import Targets
 from bot.targets.api import HttpResult
-from bot.targets.docker import translated
+from bot.targets.docker import ContainerNotFound, translated
 from bot.targets.docker_models import parse_time
 
 runbook = Runbook("health")
@@ -228,17 +228,12 @@ def finished_ago(finished_at: str | None) -> str:
     return human_duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
 
 
-async def inspect_container(docker, name: str, targets: Targets) -> Finding:
-    from aiodocker.exceptions import DockerError
-
+async def inspect_container(name: str, targets: Targets) -> Finding:
     component = f"Docker {name}"
     try:
-        container = await docker.containers.get(name)
-    except DockerError as exc:
-        if exc.status == 404:
-            return Finding.crit(component, "container not found", data={"state": "missing"})
-        raise
-    info = container._container
+        info = await targets.docker.inspect_raw(name)
+    except ContainerNotFound:
+        return Finding.crit(component, "container not found", data={"state": "missing"})
     state = info.get("State") or {}
     status_text = state.get("Status", "unknown")
     health = (state.get("Health") or {}).get("Status")
@@ -273,14 +268,11 @@ async def inspect_container(docker, name: str, targets: Targets) -> Finding:
 @runbook.check("health", component="Docker", section="Quick Diagnostics › Docker Environment Diagnostics")
 async def docker_containers(ctx: CheckContext) -> list[Finding]:
     await ctx.targets.docker.version()  # one clear failure ("unreachable") when the engine itself is down
-    docker = ctx.targets.docker.client()
     watched = await ctx.targets.watched()
     if not watched.containers:
         return [Finding.crit("Docker", f"no containers in {watched.source}", data={"project": watched.project})]
     names = watched.names
-    results = await asyncio.gather(
-        *(inspect_container(docker, name, ctx.targets) for name in names), return_exceptions=True
-    )
+    results = await asyncio.gather(*(inspect_container(name, ctx.targets) for name in names), return_exceptions=True)
     findings = []
     for name, result in zip(names, results, strict=False):
         if isinstance(result, BaseException):

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import os
 import sys
 import time
-from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
@@ -18,6 +16,7 @@ import pytest
 from bot.local.text import render_text
 from demo.services import PostgresServer
 from tests.db_support import Blocking
+from tests.emergency_support import click_body
 from tests.support import POLICY
 
 CHANNEL = "C0OPS"
@@ -231,40 +230,6 @@ async def test_world_changed_before_approval_nothing_is_done(start_bot, bot_sett
 
 
 # --- exactly once -------------------------------------------------------------------------
-
-
-def click_body(slack, message: dict, user: str) -> str:
-    """The block_actions payload Slack sends when `user` clicks Approve on `message`."""
-    button = next(b for b in slack.buttons(message) if b["action_id"] == "approval.approve")
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": slack.team_id},
-        "api_app_id": slack.app_id,
-        "token": slack.verification_token,
-        "container": {
-            "type": "message",
-            "message_ts": message["ts"],
-            "channel_id": CHANNEL,
-            "is_ephemeral": False,
-            "thread_ts": message["thread_ts"],
-        },
-        "trigger_id": f"{time.time()}.1.abc",
-        "team": {"id": slack.team_id, "domain": slack.team_domain},
-        "channel": {"id": CHANNEL, "name": "ops"},
-        "response_url": slack.response_url(channel=CHANNEL, user=user, message=message),
-        "actions": [
-            {
-                "action_id": button["action_id"],
-                "block_id": button["block_id"],
-                "type": "button",
-                "text": {"type": "plain_text", "text": button["text"]},
-                "value": button["value"],
-                "style": button["style"],
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(payload)})
 
 
 async def test_twenty_concurrent_clicks_on_two_replicas_execute_once(start_bot, bot_settings, locked):

@@ -434,13 +434,13 @@ async def test_a_slack_failing_auth_test_at_start_does_not_fail_the_first_comman
 async def test_while_auth_test_keeps_failing_commands_are_served_and_the_identity_arrives_later(
     start_bot, fresh_database, monkeypatch
 ):
-    monkeypatch.setattr("bot.app.IDENTITY_WAIT", 0.3)
+    monkeypatch.setattr("bot.runtime.IDENTITY_WAIT", 0.3)
     slack = LocalSlack(secrets.token_hex(16))
     await slack.start()
     try:
         slack.fail("auth.test", status=500, times=1000)
         bot = await start_bot(slack=slack, bot_database_url=fresh_database("pending"))
-        assert bot.runtime.identity is None
+        assert not bot.runtime.identity.user_id
         result = await bot.command("help")
         assert result.status == 200 and result.within_ack_deadline and "installation" not in result.body_text
         # the bot's own id is unknown yet: no click counts until it is
@@ -450,7 +450,7 @@ async def test_while_auth_test_keeps_failing_commands_are_served_and_the_identit
         slack.recover()
         told = " ".join(render_text(e) for e in slack.ephemerals)
         assert "has not confirmed its own Slack identity" in told, told
-        await eventually(lambda: bot.runtime.identity is not None, timeout=15, what="the identity cached")
+        await eventually(lambda: bot.runtime.identity.user_id, timeout=15, what="the identity cached")
     finally:
         await slack.close()
 

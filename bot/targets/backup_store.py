@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
+from bot.core.errors import NotConfigured
 from bot.settings import Settings
-from bot.targets import NotConfigured, docker_files
+from bot.targets import docker_files
 from bot.targets.backups import (
     DEFAULT_PATTERN,
     BackupDirectoryError,

@@ -20,7 +20,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from bot.targets import NotConfigured
+from bot.core.errors import NotConfigured
 from bot.targets.docker_models import (
     Attachment,
     ContainerInfo,
@@ -170,6 +170,20 @@ class Docker:
         """`docker inspect` as the engine returns it — environment values included: keep it in memory."""
         result: dict[str, Any] = await self._get(f"containers/{name}/json", container=name)
         return result
+
+    async def log_lines(
+        self, name: str, *, tail: int, since: datetime | None = None, seconds: float | None = None
+    ) -> list[str] | None:
+        """A container's stdout and stderr, its newest `tail` lines (since `since`); None when there is
+        no such container."""
+        since_arg = int(since.timestamp()) if since is not None else 0  # 0: from the start
+        try:
+            async with self._call(seconds, container=name) as client:
+                container = await client.containers.get(name)
+                pieces = await container.log(stdout=True, stderr=True, tail=tail, since=since_arg)
+        except ContainerNotFound:
+            return None
+        return "".join(pieces).splitlines()
 
     async def inspect(self, name: str) -> ContainerInfo:
         return container_info(await self.inspect_raw(name))

@@ -60,14 +60,10 @@ def clock(moment: datetime | None) -> str:
 
 async def last_error_lines(ctx: CheckContext, name: str) -> list[str]:
     """The last error, panic and 5xx lines of the container's newest LOG_TAIL lines."""
-    from aiodocker.exceptions import DockerError
-
     try:
-        container = await ctx.targets.docker.client().containers.get(name)
-        pieces = await container.log(stdout=True, stderr=True, tail=LOG_TAIL)
-    except DockerError:
+        lines = [strip_ansi(line) for line in await ctx.targets.docker.log_lines(name, tail=LOG_TAIL) or []]
+    except (ConnectionError, TimeoutError):  # the engine's own state says the rest
         return []
-    lines = [strip_ansi(line) for line in "".join(pieces).splitlines()]
     picked = [
         line
         for line in lines

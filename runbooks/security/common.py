@@ -111,18 +111,7 @@ async def ban_guard(ctx: CheckContext, text: str) -> tuple[Network | None, str |
 
 async def read_container_lines(ctx: CheckContext, name: str, since: datetime, tail: int) -> list[str] | None:
     """A container's stdout and stderr lines since `since` (the newest `tail`); None when there is no such container."""
-    from aiodocker.exceptions import DockerError
-
-    docker = ctx.targets.docker.client()
-    try:
-        async with asyncio.timeout(ctx.settings.erpgo_check_timeout):
-            container = await docker.containers.get(name)
-            pieces = await container.log(stdout=True, stderr=True, since=int(since.timestamp()), tail=tail)
-    except DockerError as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return "".join(pieces).splitlines()
+    return await ctx.targets.docker.log_lines(name, since=since, tail=tail, seconds=ctx.settings.erpgo_check_timeout)
 
 
 def static_refusal(text: str) -> tuple[Network | None, str | None]:
