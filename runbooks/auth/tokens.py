@@ -359,15 +359,36 @@ async def jwt_token(ctx: CheckContext) -> Finding:
         f"signature: {len(parts[2])} characters, not shown",
         *signature_lines,
         *kind_details(kind, how),
+        *claim_lines(claims),
+        *lifetime_lines,
+        *role_lines,
     ]
-    details += [f"{name}: {claim_text(claims[name])}" for name in SHOWN_CLAIMS if name in claims]
-    details += [f"{name}: {when(claims[name])}" for name in TIME_CLAIMS if name in claims]
-    details += lifetime_lines + role_lines
+    details += [f"⚠ {text}" for _, text in issues]
+    data = {
+        "alg": alg,
+        "typ": header.get("typ"),
+        "kind": kind,
+        "signature": signature,
+        "issuer": claims.get("iss"),
+        "expired": is_number(claims.get("exp")) and claims["exp"] <= now,
+        "claims": sorted(claims),
+        "issues": [text for _, text in issues],
+    }
+    title = token_title(alg, kind, claims, signature, expiry, issues)
+    return Finding(worst(s for s, _ in issues), "JWT", title, details=details, data=data)
+
+
+def claim_lines(claims: dict[str, Any]) -> list[str]:
+    """The claims worth showing with their values, the times, and the names of the rest."""
+    lines = [f"{name}: {claim_text(claims[name])}" for name in SHOWN_CLAIMS if name in claims]
+    lines += [f"{name}: {when(claims[name])}" for name in TIME_CLAIMS if name in claims]
     others = sorted(set(claims) - set(SHOWN_CLAIMS) - set(TIME_CLAIMS))
     if others:
-        details.append("other claims (values not shown): " + ", ".join(claim_text(k) for k in others[:20]))
-    details += [f"⚠ {text}" for _, text in issues]
+        lines.append("other claims (values not shown): " + ", ".join(claim_text(k) for k in others[:20]))
+    return lines
 
+
+def token_title(alg: str, kind: str | None, claims: dict[str, Any], signature: str, expiry: str, issues: Issues) -> str:
     who = claims.get("email") or claims.get("sub")
     title = (
         f"{'unsigned' if alg.lower() == 'none' else alg} {kind + ' token' if kind else 'token'}"
@@ -376,21 +397,4 @@ async def jwt_token(ctx: CheckContext) -> Finding:
         + f": {expiry}"
     )
     first = next((text for _, text in issues if not text.startswith("expired")), None)
-    if first:
-        title += " — " + first.split(":")[0]
-    return Finding(
-        worst(s for s, _ in issues),
-        "JWT",
-        title,
-        details=details,
-        data={
-            "alg": alg,
-            "typ": header.get("typ"),
-            "kind": kind,
-            "signature": signature,
-            "issuer": claims.get("iss"),
-            "expired": is_number(claims.get("exp")) and claims["exp"] <= now,
-            "claims": sorted(claims),
-            "issues": [text for _, text in issues],
-        },
-    )
+    return title + (" — " + first.split(":")[0] if first else "")

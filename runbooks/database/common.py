@@ -124,85 +124,99 @@ def parse_dsn(dsn: str) -> DsnParts:
     return DsnParts(scheme, user or os.environ.get("USER", ""), has_password, hosts, database, params)
 
 
+SERVER_LOG = "See the server log: `docker-compose logs postgres | tail -20`."
+# What a failure to connect means and the guide's way out, first match wins: (exception, title, hint),
+# formatted with where, host, port, user, database, first (the error's first line), error, timeout.
+CONNECT_FAILURES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str, str]] = [
+    (
+        socket.gaierror,
+        "cannot resolve host {host}: {strerror}",
+        "Check the host name in ERPGO_DATABASE_URL and that the postgres service is up and on the same "
+        "network (`docker-compose ps postgres`; in Compose the host is the service name).",
+    ),
+    (
+        ConnectionRefusedError,
+        "connection refused at {where}: nothing listens there",
+        "Is PostgreSQL running? `docker-compose ps postgres`, `docker-compose logs postgres | tail -20`; "
+        "check the port in ERPGO_DATABASE_URL and listen_addresses; restart with "
+        "`docker-compose restart postgres` (guide step 4).",
+    ),
+    (
+        asyncpg.TooManyConnectionsError,
+        "too many connections (53300): {first}",
+        "Every connection slot is taken. Find who holds them (`db connections` from a superuser, or "
+        "`SELECT usename, application_name, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3`), end "
+        "sessions idle in transaction, lower the ERPGo pool size, or raise max_connections (needs a restart).",
+    ),
+    (
+        asyncpg.InvalidPasswordError,
+        "authentication failed for user {user} (28P01): wrong password",
+        "The password in ERPGO_DATABASE_URL does not match the role's: compare "
+        "`docker-compose exec erpgo-api env | grep DATABASE_URL` with the role "
+        "(`ALTER ROLE {user} PASSWORD '…'` to reset it).",
+    ),
+    (
+        asyncpg.InvalidAuthorizationSpecificationError,
+        "login rejected for user {user} (28000): {first}",
+        "The role does not exist or pg_hba.conf has no entry for this host, user and database: "
+        "check the user in ERPGO_DATABASE_URL and pg_hba.conf, then `SELECT pg_reload_conf()`.",
+    ),
+    (
+        asyncpg.InvalidCatalogNameError,
+        "database {database} does not exist (3D000)",
+        "Fix the database name in ERPGO_DATABASE_URL, or create it (`CREATE DATABASE …`) / restore it "
+        "from backup (guide: Emergency Procedures › Data Recovery).",
+    ),
+    (
+        asyncpg.CannotConnectNowError,
+        "server not accepting connections yet (57P03): {first}",
+        "PostgreSQL is starting up, shutting down or in recovery: wait and retry; "
+        "`docker-compose logs postgres | tail -20` shows why and how far it is.",
+    ),
+    (asyncpg.PostgresError, "login failed ({sqlstate}): {first}", SERVER_LOG),
+    (
+        ssl.SSLError,
+        "TLS handshake with {where} failed: {first}",
+        "Check sslmode in ERPGO_DATABASE_URL against the server's ssl setting and certificates.",
+    ),
+    (
+        TimeoutError,
+        "no answer from {where} within {timeout:.1f} s (timed out)",
+        "A firewall, a network partition or an overloaded server: test with "
+        "`pg_isready -h {host} -p {port}` from the application container, and check the server's load.",
+    ),
+    (
+        (ConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError),
+        "{where} closed the connection during login: {error}",
+        "Something other than PostgreSQL may listen on that port, or the server crashed: "
+        "`docker-compose logs postgres | tail -20`.",
+    ),
+    (
+        OSError,
+        "cannot reach {where}: {error}",
+        "Check the network between the bot and the database host (routes, firewall, Docker network).",
+    ),
+]
+
+
 def connect_failure(exc: BaseException, parts: DsnParts | None, timeout: float) -> tuple[str, str]:
     """(title, the guide's resolution hint) for anything asyncpg.connect or a socket can raise."""
-    where = f"{parts.host}:{parts.port}" if parts else "the database"
-    user = parts.user if parts else "the user"
-    database = parts.database if parts else "the database"
-    if isinstance(exc, socket.gaierror):
-        return (
-            f"cannot resolve host {parts.host if parts else '(unknown)'}: {exc.strerror or exc}",
-            "Check the host name in ERPGO_DATABASE_URL and that the postgres service is up and on the same "
-            "network (`docker-compose ps postgres`; in Compose the host is the service name).",
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return (
-            f"connection refused at {where}: nothing listens there",
-            "Is PostgreSQL running? `docker-compose ps postgres`, `docker-compose logs postgres | tail -20`; "
-            "check the port in ERPGO_DATABASE_URL and listen_addresses; restart with "
-            "`docker-compose restart postgres` (guide step 4).",
-        )
-    if isinstance(exc, asyncpg.TooManyConnectionsError):
-        return (
-            f"too many connections (53300): {first_line(exc)}",
-            "Every connection slot is taken. Find who holds them (`db connections` from a superuser, or "
-            "`SELECT usename, application_name, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3`), end "
-            "sessions idle in transaction, lower the ERPGo pool size, or raise max_connections (needs a restart).",
-        )
-    if isinstance(exc, asyncpg.InvalidPasswordError):
-        return (
-            f"authentication failed for user {user} (28P01): wrong password",
-            "The password in ERPGO_DATABASE_URL does not match the role's: compare "
-            "`docker-compose exec erpgo-api env | grep DATABASE_URL` with the role "
-            f"(`ALTER ROLE {user} PASSWORD '…'` to reset it).",
-        )
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        return (
-            f"login rejected for user {user} (28000): {first_line(exc)}",
-            "The role does not exist or pg_hba.conf has no entry for this host, user and database: "
-            "check the user in ERPGO_DATABASE_URL and pg_hba.conf, then `SELECT pg_reload_conf()`.",
-        )
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return (
-            f"database {database} does not exist (3D000)",
-            "Fix the database name in ERPGO_DATABASE_URL, or create it (`CREATE DATABASE …`) / restore it "
-            "from backup (guide: Emergency Procedures › Data Recovery).",
-        )
-    if isinstance(exc, asyncpg.CannotConnectNowError):
-        return (
-            f"server not accepting connections yet (57P03): {first_line(exc)}",
-            "PostgreSQL is starting up, shutting down or in recovery: wait and retry; "
-            "`docker-compose logs postgres | tail -20` shows why and how far it is.",
-        )
-    if isinstance(exc, asyncpg.PostgresError):
-        return (
-            f"login failed ({getattr(exc, 'sqlstate', '?')}): {first_line(exc)}",
-            "See the server log: `docker-compose logs postgres | tail -20`.",
-        )
-    if isinstance(exc, ssl.SSLError):
-        return (
-            f"TLS handshake with {where} failed: {first_line(exc)}",
-            "Check sslmode in ERPGO_DATABASE_URL against the server's ssl setting and certificates.",
-        )
-    if isinstance(exc, TimeoutError):
-        return (
-            f"no answer from {where} within {timeout:.1f} s (timed out)",
-            "A firewall, a network partition or an overloaded server: test with "
-            f"`pg_isready -h {parts.host if parts else 'HOST'} -p {parts.port if parts else 5432}` from the "
-            "application container, and check the server's load.",
-        )
-    if isinstance(exc, (ConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError)):
-        return (
-            f"{where} closed the connection during login: {describe_error(exc)}",
-            "Something other than PostgreSQL may listen on that port, or the server crashed: "
-            "`docker-compose logs postgres | tail -20`.",
-        )
-    if isinstance(exc, OSError):
-        return (
-            f"cannot reach {where}: {describe_error(exc)}",
-            "Check the network between the bot and the database host (routes, firewall, Docker network).",
-        )
-    return (f"cannot connect: {describe_error(exc)}", "See the server log: `docker-compose logs postgres | tail -20`.")
+    facts = {
+        "where": f"{parts.host}:{parts.port}" if parts else "the database",
+        "host": parts.host if parts else "HOST",
+        "port": parts.port if parts else 5432,
+        "user": parts.user if parts else "the user",
+        "database": parts.database if parts else "the database",
+        "first": first_line(exc),
+        "error": describe_error(exc),
+        "strerror": getattr(exc, "strerror", None) or exc,
+        "sqlstate": getattr(exc, "sqlstate", "?"),
+        "timeout": timeout,
+    }
+    for kind, title, hint in CONNECT_FAILURES:
+        if isinstance(exc, kind):
+            return title.format(**facts), hint.format(**facts)
+    return f"cannot connect: {facts['error']}", SERVER_LOG
 
 
 def first_line(exc: BaseException) -> str:

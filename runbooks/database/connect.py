@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from typing import Any
 
 import asyncpg
 
@@ -74,34 +75,51 @@ def not_tried(steps: tuple[str, ...], because: str) -> list[Finding]:
 @runbook.check("db connect", component="PostgreSQL URL", section=CONNECTION)
 async def connection_diagnosis(ctx: CheckContext) -> list[Finding]:
     """Parse ERPGO_DATABASE_URL, resolve the host, open TCP, log in — and name the first step that fails."""
-    pg = ctx.targets.pg
     budget = Budget(max(ctx.settings.erpgo_check_timeout - 0.3, 0.5))
-    findings: list[Finding] = []
+    return await diagnose(ctx.targets.pg.dsn, budget)
+
+
+async def diagnose(dsn: str, budget: Budget) -> list[Finding]:
+    """The steps of a connection to `dsn`, each a finding, up to the first that fails."""
     try:
-        parts = parse_dsn(pg.dsn)
+        parts = parse_dsn(dsn)
     except ValueError as exc:
-        return [
-            Finding.crit(
-                "PostgreSQL URL",
-                f"ERPGO_DATABASE_URL cannot be parsed: {exc}",
-                section=CONNECTION,
-                details=[
-                    "expected postgres://USER:PASSWORD@HOST:5432/erp (guide step 2, Verify Connection Parameters)"
-                ],
-            ),
-            *not_tried(CONNECT_STEPS[1:], "the URL cannot be parsed"),
-        ]
-    url_details = [
+        return [unparsable(exc), *not_tried(CONNECT_STEPS[1:], "the URL cannot be parsed")]
+    findings = [url_finding(parts)]
+    dns, addresses = await dns_step(parts, budget)
+    findings.append(dns)
+    if addresses is None:
+        return findings + not_tried(CONNECT_STEPS[2:], "the host does not resolve")
+    tcp = await tcp_step(parts, addresses, budget)
+    findings.append(tcp)
+    if tcp.status is not Status.OK:
+        return findings + not_tried(CONNECT_STEPS[3:], "no TCP connection")
+    findings.append(await login_step(dsn, parts, budget))
+    return findings
+
+
+def unparsable(exc: ValueError) -> Finding:
+    return Finding.crit(
+        "PostgreSQL URL",
+        f"ERPGO_DATABASE_URL cannot be parsed: {exc}",
+        section=CONNECTION,
+        details=["expected postgres://USER:PASSWORD@HOST:5432/erp (guide step 2, Verify Connection Parameters)"],
+    )
+
+
+def url_finding(parts: DsnParts) -> Finding:
+    """What the URL says: user, host, port, database, options — never the password."""
+    details = [
         "a password is in the URL"
         if parts.has_password
         else "no password in the URL (trust or peer authentication, or a .pgpass file)"
     ]
     if parts.has_password:
-        url_details.append(f"as configured, redacted: {parts.shown()}")
+        details.append(f"as configured, redacted: {parts.shown()}")
     if len(parts.hosts) > 1:
-        url_details.append(f"{len(parts.hosts)} hosts listed; this diagnosis follows the first")
+        details.append(f"{len(parts.hosts)} hosts listed; this diagnosis follows the first")
     if parts.params:
-        url_details.append(
+        details.append(
             "options: "
             + ", ".join(f"{key}={'***' if 'pass' in key.lower() else value}" for key, value in parts.params.items())
         )
@@ -109,70 +127,45 @@ async def connection_diagnosis(ctx: CheckContext) -> list[Finding]:
         f"{parts.scheme} URL parsed: user {parts.user or '(default)'}, host {parts.host}, port {parts.port}, "
         f"database {parts.database}"
     )
-    findings.append(
-        Finding.ok(
-            "PostgreSQL URL",
-            title,
-            details=url_details,
-            section=CONNECTION,
-            data={"user": parts.user, "host": parts.host, "port": parts.port, "database": parts.database},
-        )
-    )
+    data = {"user": parts.user, "host": parts.host, "port": parts.port, "database": parts.database}
+    return Finding.ok("PostgreSQL URL", title, details=details, section=CONNECTION, data=data)
 
-    # DNS
+
+async def dns_step(parts: DsnParts, budget: Budget) -> tuple[Finding, list[tuple[Any, ...]] | None]:
+    """(the DNS finding, the addresses to try — None when the host does not resolve)."""
     if parts.is_socket:
-        findings.append(
-            Finding.ok("PostgreSQL DNS", f"Unix socket directory {parts.host}: nothing to resolve", section=CONNECTION)
+        return Finding.ok(
+            "PostgreSQL DNS", f"Unix socket directory {parts.host}: nothing to resolve", section=CONNECTION
+        ), []
+    if is_ip_address(parts.host):
+        title = f"{parts.host} is an IP address: nothing to resolve"
+        return Finding.ok("PostgreSQL DNS", title, section=CONNECTION, data={"addresses": [parts.host]}), [
+            (parts.host, parts.port)
+        ]
+    started = time.perf_counter()
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM), budget.left()
         )
-        addresses: list[tuple] = []
-    elif is_ip_address(parts.host):
-        findings.append(
-            Finding.ok(
-                "PostgreSQL DNS",
-                f"{parts.host} is an IP address: nothing to resolve",
-                section=CONNECTION,
-                data={"addresses": [parts.host]},
-            )
-        )
-        addresses = [(parts.host, parts.port)]
-    else:
-        started = time.perf_counter()
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM), budget.left()
-            )
-        except (socket.gaierror, TimeoutError, OSError) as exc:
-            title, hint = connect_failure(exc, parts, time.perf_counter() - started)
-            if isinstance(exc, TimeoutError):
-                title = f"the DNS lookup of {parts.host} did not answer within {time.perf_counter() - started:.1f} s"
-                hint = "The resolver is slow or unreachable: check /etc/resolv.conf and the Docker network's DNS."
-            findings.append(
-                Finding.crit(
-                    "PostgreSQL DNS", title, details=[hint], section=CONNECTION, data={"error": type(exc).__name__}
-                )
-            )
-            return findings + not_tried(CONNECT_STEPS[2:], "the host does not resolve")
-        dns_ms = (time.perf_counter() - started) * 1000
-        addresses = list(dict.fromkeys(info[4][:2] for info in infos))
-        shown = ", ".join(address[0] for address in addresses[:4])
-        findings.append(
-            Finding.ok(
-                "PostgreSQL DNS",
-                f"{parts.host} resolves to {shown} ({dns_ms:.0f} ms)",
-                section=CONNECTION,
-                data={"addresses": [a[0] for a in addresses], "dns_ms": dns_ms},
-            )
-        )
-
-    # TCP
-    tcp = await tcp_step(parts, addresses, budget)
-    findings.append(tcp)
-    if tcp.status is not Status.OK:
-        return findings + not_tried(CONNECT_STEPS[3:], "no TCP connection")
-
-    # login
-    findings.append(await login_step(pg.dsn, parts, budget))
-    return findings
+    except (socket.gaierror, TimeoutError, OSError) as exc:
+        title, hint = connect_failure(exc, parts, time.perf_counter() - started)
+        if isinstance(exc, TimeoutError):
+            title = f"the DNS lookup of {parts.host} did not answer within {time.perf_counter() - started:.1f} s"
+            hint = "The resolver is slow or unreachable: check /etc/resolv.conf and the Docker network's DNS."
+        data = {"error": type(exc).__name__}
+        return Finding.crit("PostgreSQL DNS", title, details=[hint], section=CONNECTION, data=data), None
+    dns_ms = (time.perf_counter() - started) * 1000
+    addresses: list[tuple[Any, ...]] = list(dict.fromkeys(info[4][:2] for info in infos))
+    shown = ", ".join(str(address[0]) for address in addresses[:4])
+    return (
+        Finding.ok(
+            "PostgreSQL DNS",
+            f"{parts.host} resolves to {shown} ({dns_ms:.0f} ms)",
+            section=CONNECTION,
+            data={"addresses": [a[0] for a in addresses], "dns_ms": dns_ms},
+        ),
+        addresses,
+    )
 
 
 async def tcp_step(parts: DsnParts, addresses: list[tuple], budget: Budget) -> Finding:

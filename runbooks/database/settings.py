@@ -4,12 +4,13 @@ they look wrong for the machine."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from bot.context import CheckContext
-from bot.core.findings import Finding, Status
+from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes
 from runbooks.database.common import (
@@ -21,6 +22,8 @@ from runbooks.database.common import (
     parse_dsn,
 )
 from runbooks.database.statements import describe_slowlog, slowlog_proposal
+
+SLOWLOG = "log_min_duration_statement"
 
 runbook = Runbook("database.settings")
 
@@ -198,62 +201,55 @@ async def server_settings(ctx: CheckContext) -> list[Finding]:
         rows = {row["name"]: row for row in await conn.fetch(SETTINGS_SQL, list(SETTINGS), list(MEMORY_SETTINGS))}
         ram, ram_text = await server_memory(conn, parts)
         connections = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
-        slowlog_row = rows.get("log_min_duration_statement")
+        slowlog_row = rows.get(SLOWLOG)
         configured = await configured_slowlog(conn, slowlog_row["boot_val"]) if slowlog_row else None
     values = {name: (row["bytes"] if row["bytes"] is not None else int(row["setting"])) for name, row in rows.items()}
-    findings = []
-    for name in SETTINGS:
-        row = rows.get(name)
-        if row is None:
-            continue
-        status, notes = setting_note(name, row, values, ram)
-        details = list(notes)
-        if name in MEMORY_SETTINGS:
-            details.append(f"server RAM: {ram_text}")
-        if name == "max_connections":
-            details.append(f"{connections} connected now")
-        source = row["sourcefile"] or row["source"]
-        by_alter_system = (row["sourcefile"] or "").endswith("postgresql.auto.conf")
-        details.append(f"set by: {source}" + (" (ALTER SYSTEM)" if by_alter_system else ""))
-        if row["pending_restart"]:
-            details.append("changed in the configuration but waiting for a restart")
-        elif row["context"] == "postmaster":
-            details.append("changing it needs a restart")
-        proposals = []
-        if name == "log_min_duration_statement":
-            value = int(row["setting"])
-            if by_alter_system and configured is not None and configured != value:
-                details.append(f"without ALTER SYSTEM it would be {describe_slowlog(configured)}")
-                proposals.append(
-                    slowlog_proposal(
-                        configured, value, revert=True, reason="go back to the value of the configuration files"
-                    )
-                )
-            elif value < 0:
-                proposals.append(
-                    slowlog_proposal(
-                        SLOWLOG_DEFAULT_MS,
-                        value,
-                        reason="the guide's Slow Query Resolution starts by logging slow statements",
-                    )
-                )
-        title = setting_title(name, row, ram)
-        if notes and status is not Status.OK:
-            title += " — " + notes[0].split(":")[0]  # the note's lead, before its explanation
-        findings.append(
-            Finding(
-                status,
-                name,
-                title,
-                details=details,
-                proposals=proposals,
-                data={
-                    "setting": row["setting"],
-                    "unit": row["unit"],
-                    "bytes": row["bytes"],
-                    "ram": ram,
-                    "source": source,
-                },
-            )
-        )
-    return findings
+    facts = ServerFacts(values, ram, ram_text, connections, configured)
+    return [setting_finding(name, rows[name], facts) for name in SETTINGS if name in rows]
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What every setting is judged against."""
+
+    values: dict[str, int]
+    ram: int | None
+    ram_text: str
+    connections: int
+    configured_slowlog: int | None  # log_min_duration_statement without ALTER SYSTEM
+
+
+def setting_finding(name: str, row: Any, facts: ServerFacts) -> Finding:
+    status, notes = setting_note(name, row, facts.values, facts.ram)
+    details = list(notes)
+    if name in MEMORY_SETTINGS:
+        details.append(f"server RAM: {facts.ram_text}")
+    if name == "max_connections":
+        details.append(f"{facts.connections} connected now")
+    source = row["sourcefile"] or row["source"]
+    by_alter_system = (row["sourcefile"] or "").endswith("postgresql.auto.conf")
+    details.append(f"set by: {source}" + (" (ALTER SYSTEM)" if by_alter_system else ""))
+    if row["pending_restart"]:
+        details.append("changed in the configuration but waiting for a restart")
+    elif row["context"] == "postmaster":
+        details.append("changing it needs a restart")
+    proposals = slowlog_proposals(row, by_alter_system, facts.configured_slowlog, details) if name == SLOWLOG else []
+    title = setting_title(name, row, facts.ram)
+    if notes and status is not Status.OK:
+        title += " — " + notes[0].split(":")[0]  # the note's lead, before its explanation
+    data = {"setting": row["setting"], "unit": row["unit"], "bytes": row["bytes"], "ram": facts.ram, "source": source}
+    return Finding(status, name, title, details=details, proposals=proposals, data=data)
+
+
+def slowlog_proposals(row: Any, by_alter_system: bool, configured: int | None, details: list[str]) -> list[Proposal]:
+    """Revert an ALTER SYSTEM of log_min_duration_statement, or start logging slow statements."""
+    value = int(row["setting"])
+    if by_alter_system and configured is not None and configured != value:
+        details.append(f"without ALTER SYSTEM it would be {describe_slowlog(configured)}")
+        return [
+            slowlog_proposal(configured, value, revert=True, reason="go back to the value of the configuration files")
+        ]
+    if value < 0:
+        reason = "the guide's Slow Query Resolution starts by logging slow statements"
+        return [slowlog_proposal(SLOWLOG_DEFAULT_MS, value, reason=reason)]
+    return []

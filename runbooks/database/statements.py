@@ -206,6 +206,11 @@ async def slow_statements(ctx: CheckContext) -> list[Finding]:
                 data={"pg_stat_statements": True, "statements": 0},
             )
         ]
+    return [slowest_finding(source, by_mean, slowlog), busiest_finding(source, by_total, database, tracked)]
+
+
+def slowest_finding(source: StatementsSource, by_mean: list[Any], slowlog: int) -> Finding:
+    """The statements by mean time: the slowest one's level, and the slow query log if it is off."""
     slowest = by_mean[0]
     mean_ms = slowest["mean_ms"] or 0.0
     status = Status.CRIT if mean_ms >= SLOW_MEAN_CRIT_MS else Status.WARN if mean_ms >= SLOW_MEAN_WARN_MS else Status.OK
@@ -225,33 +230,28 @@ async def slow_statements(ctx: CheckContext) -> list[Finding]:
     proposals = []
     if slowlog < 0 and status is not Status.OK:
         details.append("the slow query log is off, so the server log does not show these")
-        proposals.append(
-            slowlog_proposal(
-                SLOWLOG_DEFAULT_MS, slowlog, reason="the guide's first step for slow queries: log what is slow"
-            )
-        )
-    mean_finding = Finding(
-        status,
-        "PostgreSQL slow statements",
-        title,
-        details=details,
-        evidence=[statement_line(row) for row in by_mean],
-        proposals=proposals,
-        data={
-            "pg_stat_statements": True,
-            "columns": [source.mean_col, source.total_col],
-            "by_mean": [statement_dict(row) for row in by_mean],
-        },
-    )
+        reason = "the guide's first step for slow queries: log what is slow"
+        proposals.append(slowlog_proposal(SLOWLOG_DEFAULT_MS, slowlog, reason=reason))
+    data = {
+        "pg_stat_statements": True,
+        "columns": [source.mean_col, source.total_col],
+        "by_mean": [statement_dict(row) for row in by_mean],
+    }
+    evidence = [statement_line(row) for row in by_mean]
+    return Finding(status, "PostgreSQL slow statements", title, details, evidence, proposals=proposals, data=data)
+
+
+def busiest_finding(source: StatementsSource, by_total: list[Any], database: str, tracked: int) -> Finding:
+    """The statements by total time, with the reset that measures afresh."""
     busiest = by_total[0]
     grand_total = sum(row["total_ms"] or 0 for row in by_total)
-    total_title = (
+    title = (
         f"most time in total: {fmt_ms(busiest['total_ms'])} in {count(busiest['calls'])} calls — "
         f"{statement_text(busiest['query'], 80)}"
     )
-    total_finding = Finding.ok(
+    return Finding.ok(
         "PostgreSQL busiest statements",
-        total_title,
+        title,
         details=[
             f"the top {len(by_total)} account for {fmt_ms(grand_total)}; {count(tracked)} statements tracked "
             f"for {database}",
@@ -261,7 +261,6 @@ async def slow_statements(ctx: CheckContext) -> list[Finding]:
         proposals=[pgss_reset_proposal(source.version_num, database, tracked)],
         data={"by_total": [statement_dict(row) for row in by_total], "statements": tracked},
     )
-    return [mean_finding, total_finding]
 
 
 def statement_dict(row) -> dict[str, Any]:
