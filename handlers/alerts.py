@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from typing import Any
 
 from aiohttp import web
+from slack_bolt.async_app import AsyncApp
 
 from bot.alerts.intake import Recorder, open_groups
 from bot.alerts.messages import open_groups_message
@@ -34,7 +36,9 @@ from bot.core.http import BodyRefused, read_bounded
 from bot.core.logs import log
 from bot.core.metrics import ALERT_ACCEPT_SECONDS, ALERT_WEBHOOKS
 from bot.core.registry import Runbook, UsageError
+from bot.runtime import Runtime
 from bot.slack import render
+from bot.slack.interaction import Invocation
 from bot.slack.outbox import ThreadRows
 
 PATH = "/alerts/alertmanager"
@@ -45,7 +49,7 @@ TRIAGE_SWEEP_S = 5.0  # how soon triage given back by a stopping replica, or lef
 bot_verbs = Runbook("alerts")  # the bot's own verb: alerts
 
 
-def routes(runtime) -> list[web.RouteDef]:
+def routes(runtime: Runtime) -> list[web.RouteDef]:
     recorder = Recorder(runtime.store, runtime.settings) if runtime.store.configured else None
 
     async def alertmanager(request: web.Request) -> web.Response:
@@ -54,7 +58,7 @@ def routes(runtime) -> list[web.RouteDef]:
     return [web.post(PATH, alertmanager)]
 
 
-def register(_app, runtime) -> None:
+def register(_app: AsyncApp, runtime: Runtime) -> None:
     """No Slack listeners; takes up triage nobody is doing — at start and every few seconds after
     (accepted but not started by a process that stopped or died, given back by one that stopped)."""
     if not runtime.store.configured or runtime.settings.alert_webhook_token is None:
@@ -66,14 +70,14 @@ def register(_app, runtime) -> None:
     runtime.start_loop(resume_triage_forever(runtime), name="triage:resume")
 
 
-async def resume_triage_forever(runtime, interval: float = TRIAGE_SWEEP_S) -> None:
+async def resume_triage_forever(runtime: Runtime, interval: float = TRIAGE_SWEEP_S) -> None:
     while True:
         if not runtime.stopping:
             await resume_triage(runtime)
         await asyncio.sleep(interval)  # a period, not a synchronisation
 
 
-async def resume_triage(runtime) -> None:
+async def resume_triage(runtime: Runtime) -> None:
     try:
         groups = await unfinished_triage(runtime.store)
     except Exception as exc:  # the database is down: the next sweep looks again
@@ -83,13 +87,13 @@ async def resume_triage(runtime) -> None:
         spawn_triage(runtime, group_id)
 
 
-def spawn_triage(runtime, group_id: int) -> None:
+def spawn_triage(runtime: Runtime, group_id: int) -> None:
     name = f"triage:{group_id}"
     if not runtime.tasks.running(name):  # this process is on it already
         runtime.tasks.spawn(run_triage(runtime, group_id), name=name)
 
 
-async def run_triage(runtime, group_id: int) -> None:
+async def run_triage(runtime: Runtime, group_id: int) -> None:
     """Triage the group; its proposals become approval messages (requester "alertmanager") queued in
     the thread right after the triage report, in the same transaction."""
 
@@ -99,7 +103,7 @@ async def run_triage(runtime, group_id: int) -> None:
     await triage_group(runtime, group_id, also=proposals)
 
 
-def _answer(status: int, result: str, message: str, **extra) -> web.Response:
+def _answer(status: int, result: str, message: str, **extra: Any) -> web.Response:
     ALERT_WEBHOOKS.labels(result).inc()
     body = {"status": result, "message": message} if status >= 300 else {"status": result, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="erpgo-chatops"'} if status == 401 else None
@@ -127,7 +131,7 @@ async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
         raise IntakeError(exc.status, exc.message) from None
 
 
-async def receive(runtime, recorder: Recorder | None, request: web.Request) -> web.Response:
+async def receive(runtime: Runtime, recorder: Recorder | None, request: web.Request) -> web.Response:
     started = time.perf_counter()
     if runtime.stopping:  # Alertmanager retries a 503 (here after the restart, or at another replica)
         return _answer(503, "stopping", "the bot is stopping; retry")
@@ -182,7 +186,7 @@ async def receive(runtime, recorder: Recorder | None, request: web.Request) -> w
 
 
 @bot_verbs.bot_verb("alerts", "the alert groups firing now, with links to their threads")
-async def alerts_verb(runtime, _invocation, args: list[str]) -> render.Message:
+async def alerts_verb(runtime: Runtime, _invocation: Invocation | None, args: list[str]) -> render.Message:
     if args:
         raise UsageError("`alerts` takes no arguments")
     if not runtime.store.configured:

@@ -32,7 +32,8 @@ from bot.core.metrics import COMMANDS
 from bot.core.parse import ascii_int, is_slack_user_id, shown
 from bot.core.registry import Runbook, UsageError
 from bot.runtime import Runtime
-from bot.slack.interaction import Interaction, tell
+from bot.slack import render
+from bot.slack.interaction import Interaction, Invocation, tell
 
 LIST_TIMEOUT = 1.5  # the builtin verbs answer in the ack: with the permalinks, well inside Slack's 3 s
 PERMALINK_TIMEOUT = 0.8
@@ -163,7 +164,7 @@ async def publish_outcome(runtime: Runtime, outcome: Decision, click: Interactio
 
 
 @bot_verbs.bot_verb("approvals", "open approvals, with links to their messages")
-async def approvals_verb(runtime, inv, args: list[str]):
+async def approvals_verb(runtime: Runtime, inv: Invocation | None, args: list[str]) -> render.Message:
     if args:
         raise UsageError("`approvals` takes no arguments")
     if not runtime.approvals.configured:
@@ -201,7 +202,7 @@ def parse_audit_count(args: list[str]) -> int:
 
 
 @bot_verbs.bot_verb("audit", "the newest entries of the audit log (default 20)", usage="[n]")
-async def audit_verb(runtime, inv, args: list[str]):
+async def audit_verb(runtime: Runtime, inv: Invocation | None, args: list[str]) -> render.Message:
     count = parse_audit_count(args)
     if not runtime.approvals.configured:
         return view.no_store_notice()

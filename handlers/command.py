@@ -7,10 +7,10 @@ import contextlib
 import shlex
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 
@@ -26,6 +26,7 @@ from bot.core.registry import Args, ContainerArgs, UsageError, Verb
 from bot.incidents.commands import record_command_run
 from bot.runtime import Runtime
 from bot.slack import render
+from bot.slack.interaction import Invocation
 from bot.slack.outbox import Receipt
 from bot.store.commands import record_command
 
@@ -34,17 +35,6 @@ REPORT_WAIT = 120.0  # s: how long a report's task waits to see it in Slack (it 
 NOT_A_MEMBER = ("not_in_channel", "channel_not_found")  # answered through the response_url instead
 MAX_TEXT = 4000  # Slack's own limit on a slash command's text; checked before any splitting
 WATCHED_LOOKUP_S = 1.0  # s of the 3 s ack the compose project's containers may take to list
-
-
-@dataclass
-class Invocation:
-    """One /erpgo request as the handlers see it."""
-
-    user_id: str
-    channel_id: str
-    text: str
-    response_url: str | None
-    request_id: str
 
 
 def split_words(text: str) -> list[str]:
@@ -58,7 +48,7 @@ def verb_usage(name: str, usage: str) -> str:
     return render.escape(f"`/erpgo {name}{' ' + usage if usage else ''}`")
 
 
-def help_text(runtime) -> str:
+def help_text(runtime: Runtime) -> str:
     lines = ["*ERPGo on-call bot* — usage: `/erpgo &lt;verb&gt; [args]`"]
     # the runbooks' verbs, then the bot's own (approvals, audit, alerts)
     for verb in sorted(runtime.registry.verbs.values(), key=lambda v: (v.answer is not None, v.name)):
@@ -67,7 +57,7 @@ def help_text(runtime) -> str:
     return "\n".join(lines)
 
 
-def usage_reply(runtime, problem: str) -> render.Message:
+def usage_reply(runtime: Runtime, problem: str) -> render.Message:
     return render.text_message(f":grey_question: {problem}\n\n{help_text(runtime)}")
 
 
@@ -76,16 +66,10 @@ def quote(text: str) -> str:
     return "`" + render.escape(shown.replace("`", "'")) + "`"
 
 
-def register(app, runtime) -> None:
+def register(app: AsyncApp, runtime: Runtime) -> None:
     @app.command("/erpgo")
     async def erpgo(ack: AsyncAck, command: dict[str, Any], context: dict[str, Any]) -> None:
-        invocation = Invocation(
-            user_id=str(command.get("user_id") or ""),
-            channel_id=str(command.get("channel_id") or ""),
-            text=str(command.get("text") or ""),
-            response_url=command.get("response_url"),
-            request_id=str(context.get("request_id") or uuid.uuid4().hex[:12]),
-        )
+        invocation = Invocation.of(command, str(context.get("request_id") or uuid.uuid4().hex[:12]))
         await dispatch(runtime, invocation, ack)
 
 
@@ -147,7 +131,7 @@ async def start_verb(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Ver
     runtime.tasks.spawn(run_verb(runtime, inv, verb, parsed), name=f"verb:{verb.name}:{inv.request_id}")
 
 
-def remember(runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
+def remember(runtime: Runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
     """Keep the command for the person's App Home (in the background: the ack does not wait)."""
     if not runtime.store.configured:
         return
@@ -161,7 +145,7 @@ def remember(runtime, inv: Invocation, verb_name: str, args: list[str]) -> None:
     runtime.tasks.spawn(record(), name=f"remember:{inv.request_id}")
 
 
-async def watched_or_later(runtime, container: str) -> None:
+async def watched_or_later(runtime: Runtime, container: str) -> None:
     """NotWatched (a UsageError) for a container the bot does not watch. When the engine cannot say in
     time (ERPGO_COMPOSE_PROJECT), the verb's own check asks again and refuses it there."""
     try:
@@ -172,7 +156,7 @@ async def watched_or_later(runtime, container: str) -> None:
         log.info("watched_lookup_deferred", error=type(exc).__name__)
 
 
-async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
+async def refused(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb_name: str) -> bool:
     """The policy check, before anything runs: a refusal is told to the asker alone and audited."""
     reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
     if reason is None:
@@ -190,7 +174,7 @@ async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     return True
 
 
-async def run_bot_verb(runtime, inv: Invocation, ack, verb: Verb, args: list[str]) -> None:
+async def run_bot_verb(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Verb, args: list[str]) -> None:
     """The bot's own verbs answer in the ack itself."""
     assert verb.answer is not None
     try:
@@ -202,7 +186,7 @@ async def run_bot_verb(runtime, inv: Invocation, ack, verb: Verb, args: list[str
     await ack(**(reply or render.text_message("Done.")))
 
 
-async def run_verb(runtime, inv: Invocation, verb: Verb, args: Args) -> None:
+async def run_verb(runtime: Runtime, inv: Invocation, verb: Verb, args: Args) -> None:
     structlog.contextvars.bind_contextvars(verb=verb.name)  # request and user: bound by the middleware
     started = time.perf_counter()
     ctx = CheckContext(runtime.targets, runtime.settings, args, Actor(requester=inv.user_id))
@@ -227,7 +211,7 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, args: Args) -> None:
 
 
 async def remember_run(
-    runtime, inv: Invocation, verb: str, report_ts: str | None, findings: list[Finding], elapsed: float
+    runtime: Runtime, inv: Invocation, verb: str, report_ts: str | None, findings: list[Finding], elapsed: float
 ) -> None:
     """The command, where its report is and what it found, for the incident timeline (quietly)."""
     if not runtime.store.configured:
@@ -247,7 +231,9 @@ async def remember_run(
         log.info("command_run_not_recorded", error=type(exc).__name__)
 
 
-async def post_report(runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float) -> str | None:
+async def post_report(
+    runtime: Runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float
+) -> str | None:
     """The headline in the channel, the details threaded under it, then each proposal as an
     approval message of its own in the thread — queued together in the outbox, delivered in that
     order. Without the bot's database (down right now), through the command's response_url. Returns
@@ -274,7 +260,9 @@ async def post_report(runtime, inv: Invocation, title: str, findings: list[Findi
     return delivered[0].ts if delivered and delivered[0].ok else None
 
 
-async def queue_report(runtime, inv: Invocation, head: render.Message, title: str, findings) -> Receipt:
+async def queue_report(
+    runtime: Runtime, inv: Invocation, head: render.Message, title: str, findings: list[Finding]
+) -> Receipt:
     """Headline, details, the file of evidence too long for a message, then the proposals."""
     upload = render.evidence_upload(title, findings)
     async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
@@ -286,13 +274,13 @@ async def queue_report(runtime, inv: Invocation, head: render.Message, title: st
     return rows.receipt
 
 
-async def respond_in_channel(runtime, inv: Invocation, head: render.Message, body: render.Message) -> None:
+async def respond_in_channel(runtime: Runtime, inv: Invocation, head: render.Message, body: render.Message) -> None:
     assert inv.response_url
     await runtime.slack.respond(inv.response_url, head, in_channel=True)
     await runtime.slack.respond(inv.response_url, body, in_channel=True)
 
 
-async def note_interrupted(runtime, inv: Invocation, verb: str) -> None:
+async def note_interrupted(runtime: Runtime, inv: Invocation, verb: str) -> None:
     """A command acked but never answered because the bot stopped: the channel hears it, durably."""
     text = (
         f":warning: `/erpgo {render.escape(verb)}` was interrupted: the bot restarted before its checks "
@@ -309,7 +297,7 @@ async def note_interrupted(runtime, inv: Invocation, verb: str) -> None:
 
 
 async def post_private_report(
-    runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float
+    runtime: Runtime, inv: Invocation, title: str, findings: list[Finding], elapsed: float
 ) -> str | None:
     """Seen by the asker alone: the headline and the details as two ephemeral messages (through the
     command's response_url where the bot is not a channel member). A proposal still needs a second
@@ -333,7 +321,7 @@ async def post_private_report(
     return None
 
 
-async def queue_private_proposals(runtime, inv: Invocation, findings: list[Finding]) -> str | None:
+async def queue_private_proposals(runtime: Runtime, inv: Invocation, findings: list[Finding]) -> str | None:
     """The proposals of a private report, for approval in the channel under a line naming who asked."""
     await expire_and_update(runtime, wait=0)
     root = render.text_message(f"{render.mention(inv.user_id, missing='?')} proposes a change that needs approval:")

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
 
 from bot.core.errors import describe_error
 from bot.core.logs import log
+from bot.runtime import Runtime
 from bot.slack.home import HomeApproval, HomeCommand, HomeGroup, home_view
 from bot.store.commands import recent_commands
 
@@ -25,15 +29,15 @@ WHERE g.status = 'firing' ORDER BY g.fired_at DESC LIMIT $1
 """
 
 
-def register(app, runtime) -> None:
+def register(app: AsyncApp, runtime: Runtime) -> None:
     @app.event("app_home_opened")
-    async def home_opened(event):
+    async def home_opened(event: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home" or not event.get("user"):
             return
         runtime.tasks.spawn(publish_home(runtime, str(event["user"])), name="home")
 
 
-async def publish_home(runtime, user: str) -> None:
+async def publish_home(runtime: Runtime, user: str) -> None:
     notes: list[str] = []
     groups: list[HomeGroup] = []
     total = 0
@@ -65,7 +69,7 @@ async def publish_home(runtime, user: str) -> None:
         log.warning("app_home_not_published", error=describe_error(exc))
 
 
-async def firing_groups(runtime) -> tuple[list[HomeGroup], int]:
+async def firing_groups(runtime: Runtime) -> tuple[list[HomeGroup], int]:
     await runtime.store.ready()
     async with runtime.store.acquire() as conn:
         rows = await conn.fetch(OPEN_GROUPS, 10)
@@ -89,7 +93,7 @@ async def firing_groups(runtime) -> tuple[list[HomeGroup], int]:
     return groups, (rows[0]["total"] if rows else 0)
 
 
-async def decidable(runtime, user: str) -> list[HomeApproval]:
+async def decidable(runtime: Runtime, user: str) -> list[HomeApproval]:
     """Pending approvals `user` may approve (an approver, and not their own unless self-approval is on)."""
     if not runtime.approvals.configured:
         return []

@@ -9,13 +9,19 @@ so a Slack outage delays the file but does not lose it.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import asyncpg
+from slack_bolt.async_app import AsyncApp
 
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.registry import Runbook, UsageError
 from bot.incidents.postmortem import file_name, postmortem
 from bot.incidents.timeline import Incident, load_group, load_thread, locate, parse_target
+from bot.runtime import Runtime
 from bot.slack import outbox, render
+from bot.slack.interaction import Invocation
 
 LOOKUP_TIMEOUT = 2.0
 UPLOAD_KIND = "timeline"
@@ -23,7 +29,7 @@ UPLOAD_KIND = "timeline"
 bot_verbs = Runbook("incidents")  # the bot's own verb: timeline
 
 
-def register(_app, _runtime) -> None:
+def register(_app: AsyncApp, _runtime: Runtime) -> None:
     """No Slack listeners: the verb answers through the /erpgo router."""
 
 
@@ -32,7 +38,7 @@ def register(_app, _runtime) -> None:
     "the incident as the bot saw it (alerts, triage, commands, approvals) as a postmortem draft in its thread",
     usage="[group | thread link]",
 )
-async def timeline_verb(runtime, inv, args: list[str]) -> render.Message:
+async def timeline_verb(runtime: Runtime, inv: Invocation | None, args: list[str]) -> render.Message:
     try:
         target = parse_target(args)
     except ValueError as exc:
@@ -54,19 +60,19 @@ async def timeline_verb(runtime, inv, args: list[str]) -> render.Message:
             else ("that thread" if target.thread_ts else "any alert group")
         )
         return render.text_message(f":grey_question: The bot has no record of {what}.")
-    runtime.tasks.spawn(write_timeline(runtime, found, inv.user_id), name=f"timeline:{found[1]}")
+    runtime.tasks.spawn(write_timeline(runtime, found, inv.user_id if inv else "cli"), name=f"timeline:{found[1]}")
     where = f"alert group #{found[1]}" if found[0] == "group" else "that thread"
     return render.text_message(
         f":memo: Writing the timeline of {where}: the postmortem draft will be shared in its thread."
     )
 
 
-async def load(conn, found: tuple) -> Incident:
+async def load(conn: asyncpg.Connection, found: tuple[Any, ...]) -> Incident:
     kind, key, channel = found
     return await load_group(conn, int(key)) if kind == "group" else await load_thread(conn, channel, str(key))
 
 
-async def write_timeline(runtime, found: tuple, requester: str) -> None:
+async def write_timeline(runtime: Runtime, found: tuple, requester: str) -> None:
     try:
         async with runtime.store.acquire() as conn:
             incident = await load(conn, found)

@@ -61,6 +61,27 @@ class Interaction:
         )
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One /erpgo request: who typed what, where, and how to answer it outside the channel."""
+
+    user_id: str
+    channel_id: str
+    text: str
+    response_url: str | None
+    request_id: str
+
+    @classmethod
+    def of(cls, command: dict[str, Any], request_id: str) -> Invocation:
+        return cls(
+            user_id=text_field(command, "user_id"),
+            channel_id=text_field(command, "channel_id"),
+            text=text_field(command, "text"),
+            response_url=text_field(command, "response_url") or None,
+            request_id=request_id,
+        )
+
+
 def _metadata(body: dict[str, Any]) -> dict[str, str]:
     try:
         found = json.loads(text_field(body, "view", "private_metadata") or "{}")
