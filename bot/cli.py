@@ -1,4 +1,4 @@
-"""erpgo-bot: serve (HTTP), socket (Socket Mode), check (one-shot, no Slack), shell (local Slack)."""
+"""erpgo-bot: serve (HTTP), socket (Socket Mode), check (one-shot, no Slack), shell and console (local Slack)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where the bot's logs go (default on a terminal: a file in ~/.local/state/erpgo-bot; '-': stderr, "
         "warnings and up unless --log-level says otherwise)",
     )
+    console = commands.add_parser(
+        "console", help="the local Slack and the bot as a web page (a browser instead of Slack)"
+    )
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=3300)
     return parser.parse_args(argv)
 
 
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(socket_mode(settings, args.host, args.port or settings.port))
         if args.command == "migrate":
             return asyncio.run(run_migrate(settings))
+        if args.command == "console":
+            from bot.local.console import run_console
+
+            return asyncio.run(run_console(settings, args.host, args.port))
         if args.command == "shell":
             from bot.local.shell import run_shell
 
