@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     console.add_argument("--host", default="127.0.0.1")
     console.add_argument("--port", type=int, default=3300)
+    console.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="the bot's logs, on stderr",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         log_note = None
         if args.command == "shell":
             log_note = shell_logging(settings, args.log_level, args.log_file, interactive=sys.stdin.isatty())
+        elif args.command == "console":  # the page shows the conversation; the terminal only what goes wrong
+            configure_logging(args.log_level, stream=sys.stderr)
         else:
             configure_logging(settings.log_level, stream=sys.stderr if args.command == "check" else sys.stdout)
         if args.command == "check":

@@ -97,13 +97,11 @@ async def test_erpgo_bot_console_serves_the_page_and_stops_on_sigterm(tmp_path):
     )
     try:
         assert proc.stderr is not None
-        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert url, line
+        url = await asyncio.wait_for(console_url_printed(proc.stderr), 30)
         async with aiohttp.ClientSession() as http:
-            async with http.get(url.group(0)) as page:
+            async with http.get(url.group(1)) as page:
                 assert page.status == 200 and "<title>ERPGo console</title>" in await page.text()
-            async with http.get(url.group(0) + "api/state") as state:
+            async with http.get(url.group(1) + "api/state") as state:
                 verbs = [v["name"] for v in (await state.json())["verbs"]]
         assert "/erpgo health" in verbs and "/erpgo db locks" in verbs
         proc.send_signal(signal.SIGTERM)
@@ -112,6 +110,15 @@ async def test_erpgo_bot_console_serves_the_page_and_stops_on_sigterm(tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def console_url_printed(stderr: asyncio.StreamReader) -> re.Match:
+    """The line `ERPGo console: http://…/`, after whatever warnings come first."""
+    while line := (await stderr.readline()).decode():
+        found = re.search(r"ERPGo console: (http://127\.0\.0\.1:\d+/)", line)
+        if found:
+            return found
+    raise AssertionError("the console never said where it serves")
 
 
 @pytest.fixture

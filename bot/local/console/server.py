@@ -77,6 +77,15 @@ class Console:
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
 
+    async def next_change(self, timeout: float) -> bool:
+        """Wait until something changes (True) or `timeout` seconds pass (False)."""
+        tick = self._tick
+        try:
+            await asyncio.wait_for(tick.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def close(self) -> None:
         self.closing = True
         self.touch()
@@ -226,10 +235,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             if sent != console.version:
                 sent = console.version
                 await response.write(f"data: {sent}\n\n".encode())
-            tick = console._tick
-            try:
-                await asyncio.wait_for(tick.wait(), KEEPALIVE_S)
-            except TimeoutError:
+            if not await console.next_change(KEEPALIVE_S):
                 await response.write(b": keepalive\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
