@@ -1,4 +1,4 @@
-"""erpgo-bot: serve (HTTP), socket (Socket Mode), check (one-shot, no Slack), shell (local Slack)."""
+"""erpgo-bot: serve (HTTP), socket (Socket Mode), check (one-shot, no Slack), shell and console (local Slack)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where the bot's logs go (default on a terminal: a file in ~/.local/state/erpgo-bot; '-': stderr, "
         "warnings and up unless --log-level says otherwise)",
     )
+    console = commands.add_parser(
+        "console", help="the local Slack and the bot as a web page (a browser instead of Slack)"
+    )
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=3300)
+    console.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="the bot's logs, on stderr",
+    )
     return parser.parse_args(argv)
 
 
@@ -47,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         log_note = None
         if args.command == "shell":
             log_note = shell_logging(settings, args.log_level, args.log_file, interactive=sys.stdin.isatty())
+        elif args.command == "console":  # the page shows the conversation; the terminal only what goes wrong
+            configure_logging(args.log_level, stream=sys.stderr)
         else:
             configure_logging(settings.log_level, stream=sys.stderr if args.command == "check" else sys.stdout)
         if args.command == "check":
@@ -61,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(socket_mode(settings, args.host, args.port or settings.port))
         if args.command == "migrate":
             return asyncio.run(run_migrate(settings))
+        if args.command == "console":
+            from bot.local.console import run_console
+
+            return asyncio.run(run_console(settings, args.host, args.port))
         if args.command == "shell":
             from bot.local.shell import run_shell
 

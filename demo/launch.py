@@ -101,7 +101,14 @@ def _raise_stop(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return run([sys.executable, "-m", "bot.cli", "shell", *argv])
+    return run([sys.executable, "-m", "bot.cli", *bot_command(argv)])
+
+
+def bot_command(argv: list[str]) -> list[str]:
+    """The bot's terminal shell, or with --web the console: the same local Slack as a web page."""
+    if "--web" in argv:
+        return ["console", *(arg for arg in argv if arg != "--web")]
+    return ["shell", *argv]
 
 
 def run(command: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""LocalSlack's modals (views.open, view_submission), Events API callbacks and Socket Mode, driven by
+"""LocalSlack's modals (views.open, views.update, view_submission), Events API callbacks and Socket Mode, driven by
 a real Bolt app over HTTP and over Slack's Socket Mode client."""
 
 from __future__ import annotations
@@ -109,6 +109,21 @@ async def test_views_open_needs_a_fresh_trigger_and_a_valid_modal(slack):
         await client.views_open(trigger_id=trigger, view={**MODAL, "title": {"type": "plain_text", "text": "x" * 30}})
     assert bad.value.response["error"] == "invalid_arguments"
     assert (await client.views_open(trigger_id=trigger, view=MODAL))["view"]["id"].startswith("V")
+
+
+async def test_views_update_replaces_the_open_modal_and_refuses_a_stale_hash(slack):
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    opened = (await client.views_open(trigger_id=slack._new_trigger("U0BOB"), view=MODAL))["view"]
+    step_two = {**MODAL, "title": {"type": "plain_text", "text": "Step two"}}
+    updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=step_two))["view"]
+    assert updated["id"] == opened["id"] and updated["hash"] != opened["hash"]
+    assert slack.modal_of("U0BOB")["title"]["text"] == "Step two", "the person now sees the new content"
+    with pytest.raises(SlackApiError) as stale:
+        await client.views_update(view_id=opened["id"], hash=opened["hash"], view=MODAL)
+    assert stale.value.response["error"] == "hash_conflict"
+    with pytest.raises(SlackApiError) as unknown:
+        await client.views_update(view_id="VNOPE", view=MODAL)
+    assert unknown.value.response["error"] == "not_found"
 
 
 async def test_app_home_opened_reaches_the_bolt_app(slack, bolt_app):

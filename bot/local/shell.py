@@ -10,13 +10,15 @@ never between the messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sys
+from collections.abc import AsyncIterator
 
 from pydantic import SecretStr
 from rich.console import Console
 
-from bot.app import RUNTIME
+from bot.app import RUNTIME, Runtime
 from bot.local.slack import LocalSlack
 from bot.local.terminal import styled
 from bot.local.text import render_text
@@ -162,25 +164,39 @@ class Shell:
         return header + "\n" + render_text(message)
 
 
-async def run_shell(settings: Settings, user: str, log_note: str | None = None) -> int:
+@contextlib.asynccontextmanager
+async def local_bot(settings: Settings) -> AsyncIterator[tuple[LocalSlack, Runtime]]:
+    """A local Slack and the real bot over HTTP, wired to each other with a fresh signing secret."""
     from bot.server import start_http
 
     signing_secret = secrets.token_hex(16)
     slack = LocalSlack(signing_secret)
     await slack.start()
-    shell_settings = settings.model_copy(
+    local_settings = settings.model_copy(
         update={
             "slack_bot_token": SecretStr(slack.bot_token),
             "slack_signing_secret": SecretStr(signing_secret),
             "slack_api_url": slack.api_url,
         }
     )
-    runner, port = await start_http(shell_settings, "127.0.0.1", 0)
-    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
-    shell = Shell(slack, runner.app[RUNTIME], user)
-    if log_note:
-        shell.say(log_note)
     try:
+        runner, port = await start_http(local_settings, "127.0.0.1", 0)
+    except BaseException:
+        await slack.close()
+        raise
+    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+    try:
+        yield slack, runner.app[RUNTIME]
+    finally:
+        await runner.cleanup()
+        await slack.close()
+
+
+async def run_shell(settings: Settings, user: str, log_note: str | None = None) -> int:
+    async with local_bot(settings) as (slack, runtime):
+        shell = Shell(slack, runtime, user)
+        if log_note:
+            shell.say(log_note)
         if sys.stdin.isatty():
             await interactive(shell)
         else:
@@ -189,9 +205,6 @@ async def run_shell(settings: Settings, user: str, log_note: str | None = None) 
                 shell.say(f"{PROMPT}{line}")
                 if not await shell.handle(line):
                     break
-    finally:
-        await runner.cleanup()
-        await slack.close()
     return 0
 
 

@@ -7,7 +7,7 @@ slack_sdk code talks to it:
 * **Web API** (an aiohttp server, server.py; methods in webapi.py and files.py): ``auth.test``,
   ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``, ``chat.getPermalink``,
   ``conversations.info``, ``users.info``, ``usergroups.users.list``, ``views.publish``,
-  ``views.open``, ``apps.connections.open`` and the three steps of ``files_upload_v2``
+  ``views.open``, ``views.update``, ``apps.connections.open`` and the three steps of ``files_upload_v2``
   (``files.getUploadURLExternal``, the POST to the upload URL, ``files.completeUploadExternal``). Point the bot's ``AsyncWebClient(base_url=...)`` at
   :attr:`LocalSlack.api_url`. Every call is recorded in :attr:`LocalSlack.calls`, messages are kept
   in :attr:`LocalSlack.messages` (state.py), uploaded files in :attr:`LocalSlack.files`, App Home

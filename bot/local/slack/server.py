@@ -87,6 +87,7 @@ class LocalSlack(Faults, WebApi, Files, SocketMode):
             "usergroups.users.list": self._usergroups_users_list,
             "views.publish": self._views_publish,
             "views.open": self._views_open,
+            "views.update": self._views_update,
             "apps.connections.open": self._apps_connections_open,
         }
 

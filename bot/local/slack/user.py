@@ -12,9 +12,17 @@ from urllib.parse import urlencode
 from aiohttp import ClientSession
 from slack_sdk.signature import SignatureVerifier
 
-from bot.local.slack.blocks import iter_buttons, message_content
+from bot.local.slack.blocks import interactive_elements, iter_buttons, message_content
 from bot.local.slack.protocol import ApiError, Call, Origin, SlackHTTPResult, maybe_json, public, trigger_id
 from bot.local.slack.state import SlackState
+
+MENU_TYPES = ("static_select", "overflow")
+
+
+def menu_options(menu: dict) -> list[dict]:
+    """A menu's options, those in option groups included."""
+    groups = [group.get("options") or [] for group in menu.get("option_groups") or []]
+    return [o for options in [menu.get("options") or [], *groups] for o in options if isinstance(o, dict)]
 
 
 class ActingUser(SlackState):
@@ -194,10 +202,53 @@ class ActingUser(SlackState):
         result.response_url = response_url
         return result
 
+    async def choose(
+        self,
+        message: dict,
+        action_id: str,
+        value: str,
+        *,
+        user_id: str = "U0BOB",
+        user_name: str = "bob",
+        channel_id: str | None = None,
+    ) -> SlackHTTPResult:
+        """Pick the option `value` of the menu `action_id` (static_select or overflow) of `message`."""
+        block, menu = self._find_menu(message, action_id)
+        option = next((o for o in menu_options(menu) if o.get("value") == value), None)
+        if option is None:
+            raise LookupError(f"menu {action_id!r} has no option {value!r}")
+        payload = self._click_payload(message, action_id, user_id, user_name, channel_id, (block, menu))
+        payload["actions"] = [
+            {
+                "action_id": action_id,
+                "block_id": block["block_id"],
+                "type": menu["type"],
+                "selected_option": option,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ]
+        body = urlencode({"payload": json.dumps(payload)})
+        result = await self._post_to_bot(body, self.signed_headers(body))
+        result.response_url = payload["response_url"]
+        return result
+
+    def _find_menu(self, message: dict, action_id: str) -> tuple[dict, dict]:
+        for block in message.get("blocks") or []:
+            for element in interactive_elements(block):
+                if element.get("action_id") == action_id and element.get("type") in MENU_TYPES:
+                    return block, element
+        raise LookupError(f"no menu with action_id {action_id!r} in message")
+
     def _click_payload(
-        self, message: dict, action_id: str, user_id: str, user_name: str, channel_id: str | None
+        self,
+        message: dict,
+        action_id: str,
+        user_id: str,
+        user_name: str,
+        channel_id: str | None,
+        found: tuple[dict, dict] | None = None,
     ) -> dict:
-        block, button = self._find_button(message, action_id)
+        block, button = found or self._find_button(message, action_id)
         channel_id = channel_id or message.get("channel") or self._channel_of(message["ts"])
         self._remember(user_id, user_name, channel_id, None)
         response_url = self.response_url(channel=channel_id, user=user_id, message=message)
@@ -215,7 +266,7 @@ class ActingUser(SlackState):
         }
         if message.get("thread_ts"):
             container["thread_ts"] = message["thread_ts"]
-        action = {"action_id": button["action_id"], "block_id": block["block_id"], "text": button["text"]}
+        action = {"action_id": button["action_id"], "block_id": block["block_id"], "text": button.get("text")}
         action.update({k: button[k] for k in ("value", "style") if k in button})
         action.update(type="button", action_ts=f"{time.time():.6f}")
         payload: dict[str, Any] = {

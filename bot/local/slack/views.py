@@ -1,5 +1,5 @@
-"""Modals and events: views.open (with the trigger_id of a click or command, valid for 3 seconds),
-a person submitting a modal (view_submission, and what Slack does with the bot's answer), and
+"""Modals and events: views.open (with the trigger_id of a click or command, valid for 3 seconds) and
+views.update, a person submitting a modal (view_submission, and what Slack does with the bot's answer), and
 Events API callbacks such as app_home_opened."""
 
 from __future__ import annotations
@@ -51,6 +51,33 @@ class Views(ActingUser):
         self.views[opened["id"]] = opened
         self.open_views.setdefault(user, []).append(opened["id"])
         return {"ok": True, "view": {k: v for k, v in opened.items() if k != "user"}}
+
+    def _views_update(self, args: dict) -> dict:
+        """Replace an open modal's content (by view_id or external_id); a stale `hash` is refused."""
+        current = self._view_to_update(args)
+        if args.get("hash") and args["hash"] != current["hash"]:
+            raise ApiError("hash_conflict")
+        view = json_arg(args.get("view"))
+        self._check_modal(view)
+        for key in ("callback_id", "private_metadata", "external_id", "submit", "close"):
+            current.pop(key, None)
+        current.update(
+            {k: view[k] for k in ("callback_id", "private_metadata", "external_id", "submit", "close") if k in view}
+        )
+        current.update(
+            title=view["title"], blocks=with_ids(view["blocks"]), hash=f"{time.time():.6f}.{secrets.token_hex(4)}"
+        )
+        current.pop("errors", None)
+        return {"ok": True, "view": {k: v for k, v in current.items() if k != "user"}}
+
+    def _view_to_update(self, args: dict) -> dict:
+        view_id, external_id = args.get("view_id"), args.get("external_id")
+        if not view_id and not external_id:
+            raise ApiError("invalid_arguments")
+        for view in self.views.values():
+            if (view_id and view["id"] == view_id) or (external_id and view.get("external_id") == external_id):
+                return view
+        raise ApiError("not_found")
 
     @staticmethod
     def _check_modal(view: Any) -> None:
