@@ -14,6 +14,7 @@ cache only matches the very same base), and the last image built, offered to the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -110,38 +111,41 @@ def _debian_rootfs() -> Path:
 def build_bot_image(engine: DockerEngine) -> str:
     """Build the checkout's Dockerfile on BASE_IMAGE, tagged BOT_IMAGE; returns the image id."""
     base = ensure_base_image(engine)
-    cache_from = _load_build_cache(engine)
-    image_id = engine.docker(  # --quiet: the build's whole output only when it fails, as the error
-        *(
-            "build",
-            "--quiet",
-            "--network",
-            "host",
-            "--build-arg",
-            f"BASE_IMAGE={base}",
-            *cache_from,
-            "--tag",
-            BOT_IMAGE,
-        ),
-        str(ROOT),
-        timeout=SLOW_STEP_TIMEOUT_S,
-    )
+    cached = _load_build_cache(engine)
+    build = ["build", "--quiet", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "--tag", BOT_IMAGE]
+    if cached:
+        build += ["--cache-from", cached]
+    # --quiet: the build's whole output only when it fails, as the error
+    image_id = engine.docker(*build, str(ROOT), timeout=SLOW_STEP_TIMEOUT_S).strip()
+    if cached != image_id:  # the code changed (or nothing was cached): the next run builds on this one
+        if cached:
+            remove_images(engine, cached)  # superseded: left dangling, it would only feed the prune tests
+        _save_build_cache(engine)
+    return image_id
+
+
+def _load_build_cache(engine: DockerEngine) -> str | None:
+    """The id of the image the last run built, loaded for `--cache-from`, when there is one."""
+    if not BUILD_CACHE.exists():
+        return None
+    try:
+        engine.docker("load", "--input", str(BUILD_CACHE), timeout=300)
+        return engine.docker("image", "inspect", "--format", "{{.Id}}", BOT_IMAGE).strip()
+    except ServiceError:
+        BUILD_CACHE.unlink(missing_ok=True)  # unreadable: this build saves a good one
+        return None
+
+
+def _save_build_cache(engine: DockerEngine) -> None:
     with _work_dir("save-") as work:
         engine.docker("save", "--output", str(work / "bot.image.tar"), BOT_IMAGE, timeout=300)
         os.replace(work / "bot.image.tar", BUILD_CACHE)
-    return image_id.strip()
 
 
-def _load_build_cache(engine: DockerEngine) -> list[str]:
-    """`--cache-from` the image the last run built, when there is one this engine can load."""
-    if not BUILD_CACHE.exists():
-        return []
-    try:
-        engine.docker("load", "--input", str(BUILD_CACHE), timeout=300)
-    except ServiceError:
-        BUILD_CACHE.unlink(missing_ok=True)  # unreadable: this build saves a good one
-        return []
-    return ["--cache-from", BOT_IMAGE]
+def remove_images(engine: DockerEngine, *images: str) -> None:
+    """Remove images (and the layers only they use); ones already gone are fine."""
+    with contextlib.suppress(ServiceError):
+        engine.docker("image", "rm", "--force", *images, timeout=120)
 
 
 @contextmanager

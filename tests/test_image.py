@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +15,7 @@ import pytest
 from bot.local.slack import LocalSlack
 from demo.services import DockerEngine, ServiceUnavailable, free_port
 from tests.fixtures.services import _unavailable
-from tests.image_support import build_bot_image
+from tests.image_support import BASE_IMAGE, BOT_IMAGE, build_bot_image, remove_images
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,12 +26,14 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
-def bot_image(docker_engine: DockerEngine) -> str:
+def bot_image(docker_engine: DockerEngine) -> Iterator[str]:
     try:
-        return build_bot_image(docker_engine)
+        image = build_bot_image(docker_engine)
     except ServiceUnavailable as exc:
         _unavailable(exc)
         raise
+    yield image
+    remove_images(docker_engine, BOT_IMAGE, BASE_IMAGE)  # the engine is the whole suite's
 
 
 @pytest.fixture
