@@ -131,9 +131,10 @@ def test_compose_mounts_a_policy_file_that_exists_and_loads():
     assert not load_policy(str(policy)).is_default
 
 
-def test_compose_serves_on_the_port_the_bot_listens_on():
+def test_compose_serves_on_the_port_the_bot_listens_on_and_lets_it_drain():
     bot = compose_bot()
     assert [port.rsplit(":", 1)[1] for port in bot["ports"]] == [bot["environment"]["PORT"]]
+    assert int(bot["stop_grace_period"].removesuffix("s")) > Settings().erpgo_shutdown_grace
 
 
 # ----------------------------------------------------------------------------- the image's build context
@@ -202,11 +203,13 @@ def test_kubernetes_sets_only_settings_and_takes_every_secret_by_reference():
         assert ref["name"] == "erpgo-chatops" and f"--from-literal={ref['key']}=" in deploying_section()
 
 
-def test_kubernetes_lets_a_stopping_pod_finish_its_work():
+def test_kubernetes_lets_a_stopping_pod_finish_its_work_as_the_images_user():
     grace = float(manifests()["ConfigMap"]["data"].get("ERPGO_SHUTDOWN_GRACE", Settings().erpgo_shutdown_grace))
     pod = manifests()["Deployment"]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > grace
     assert pod["securityContext"]["runAsNonRoot"] is True
+    image_user = re.search(r"useradd --uid (\d+)", (ROOT / "Dockerfile").read_text())
+    assert image_user and pod["securityContext"]["runAsUser"] == int(image_user.group(1))
 
 
 async def test_the_alertmanager_receiver_posts_to_the_bots_webhook_through_its_service(routes):
