@@ -1,1 +1,0 @@
-CREATE DATABASE erpgo_bot;
