@@ -8,6 +8,8 @@ COPY runbooks ./runbooks
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
+# the charts' font: without one, a chart's text is drawn blank
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 erpgo
 COPY --from=build /install /usr/local
 USER erpgo

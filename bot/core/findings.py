@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.core.series import Chart
 
 
 class Status(StrEnum):
@@ -74,6 +77,7 @@ class Finding:
     section: str = ""  # the guide section it automates
     proposals: list[Proposal] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable figures for --json and tests
+    chart: Chart | None = None  # series worth a picture: shared as a PNG in the report's thread
 
     @classmethod
     def ok(cls, component: str, title: str, **kw) -> Finding:
@@ -97,5 +101,6 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("chart")  # the picture's series; `data` has the figures
         out["status"] = self.status.value
         return out
