@@ -4,6 +4,7 @@ message carries so the shape is visible without opening the chart."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -101,10 +102,10 @@ def figure(value: float) -> str:
     return f"{value:.3e}"
 
 
-def describe(series: Series) -> str:
-    """One line for a message: the series' sparkline, its name, then min / max / last."""
+def describe(series: Series, show: Callable[[float], str] = figure) -> str:
+    """One line for a message: the series' sparkline, its name, then min / max / last (as `show` writes them)."""
     stats = summary(series.values)
     if stats is None:
         return f"{series.name}: no data"
     low, high, last = stats
-    return f"{sparkline(series.values)} {series.name} — min {figure(low)} · max {figure(high)} · last {figure(last)}"
+    return f"{sparkline(series.values)} {series.name} — min {show(low)} · max {show(high)} · last {show(last)}"
