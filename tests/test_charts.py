@@ -84,6 +84,16 @@ async def charted(start_bot, fresh_database, metrics_endpoint, prometheus_factor
     return bot
 
 
+@pytest.fixture
+async def graphed(start_bot, metrics_endpoint, prometheus_factory, tmp_path):
+    """A bot with PROMETHEUS_URL (no bot database); the Prometheus scrapes the test's /metrics."""
+    metrics_endpoint.set(RATIO, 0.02, service="api")
+    server = await asyncio.to_thread(prometheus_factory, targets=[metrics_endpoint.address])
+    bot = await start_bot(prometheus_url=server.url, docker_host=f"unix://{tmp_path}/no-docker.sock")
+    await eventually(lambda: scraped(bot, RATIO, 3), timeout=30, what="three scrapes")
+    return bot
+
+
 def chart_shares(bot, head_ts: str) -> list[tuple[int, dict]]:
     """(position in the thread, file) of every PNG shared in the thread of `head_ts`."""
     thread = bot.slack.thread(CHANNEL, head_ts)
@@ -97,6 +107,9 @@ async def test_a_firing_rule_gets_its_chart_after_the_triage_and_another_when_it
     assert "HighErrorRate" in render_text(head)
     [(position, shared)] = await eventually(lambda: chart_shares(bot, head["ts"]), timeout=40, what="the chart")
     thread = bot.slack.thread(CHANNEL, head["ts"])
+    assert (
+        "HighErrorRate" in thread[position]["text"] and " — min 0.02 · max 0.9 · last 0.9" in thread[position]["text"]
+    )
     triage_at = next(n for n, m in enumerate(thread) if "Triage: HighErrorRate" in render_text(m))
     assert triage_at < position, "the triage text comes first, then the chart"
     png = bot.slack.files[shared["id"]]["content"]
@@ -116,31 +129,28 @@ async def test_a_firing_rule_gets_its_chart_after_the_triage_and_another_when_it
     assert shares[0][0] > resolved_at, "the recovery chart follows the resolution"
 
 
-async def test_graph_posts_the_chart_in_its_report_thread_with_min_max_last(charted, metrics_endpoint):
-    bot = charted
+async def test_graph_charts_promql_with_min_max_last_refuses_bad_promql_and_says_no_data(graphed):
+    bot = graphed
     await bot.command('graph erpgo_test_error_ratio{service="api"} 30m', channel_id="C0OPS")
     [head] = bot.slack.channel_messages("C0OPS")
     details = "\n".join(render_text(m) for m in bot.slack.thread("C0OPS", head["ts"]))
     assert "min 0.02" in details and "max 0.02" in details and "last 0.02" in details
     assert "▁" in details, "a text sparkline of the series"
-    [shared] = await eventually(
-        lambda: [f for m in bot.slack.thread("C0OPS", head["ts"]) for f in m.get("files") or []], what="the chart"
-    )
-    assert bot.slack.files[shared["id"]]["content"].startswith(b"\x89PNG")
+    [shared] = [f for m in bot.slack.thread("C0OPS", head["ts"]) for f in m.get("files") or []]
+    assert bot.slack.files[shared["id"]]["content"].startswith(b"\x89PNG") and shared["filetype"] == "png"
 
-
-async def test_graph_answers_bad_promql_with_prometheus_own_message_and_says_no_data(charted):
-    bot = charted
+    bot.slack.reset()
     await bot.command("graph 'rate(erpgo_test_error_ratio[5m]'", channel_id="C0OPS")
     await bot.command("graph erpgo_metric_nobody_exports 2d", channel_id="C0OPS")
     refused, empty = bot.slack.channel_messages("C0OPS")
     refused_text = render_text(refused) + "".join(render_text(m) for m in bot.slack.thread("C0OPS", refused["ts"]))
     assert "Prometheus refused the query" in refused_text and "unclosed left parenthesis" in refused_text
+    assert "1:32: parse error" in refused_text, "Prometheus's own message, positions in the user's expression"
     assert "Usage: /erpgo graph" in refused_text
     assert "no data" in render_text(empty)
     assert not bot.slack.files, "no chart without data"
 
 
-async def test_graph_refuses_a_range_over_seven_days(charted):
-    answer = await charted.command("graph up 8d", channel_id="C0OPS")
+async def test_graph_refuses_a_range_over_seven_days(start_bot):
+    answer = await (await start_bot()).command("graph up 8d", channel_id="C0OPS")
     assert "longer than the longest range allowed (7d)" in answer.body_text and "Usage" in answer.body_text

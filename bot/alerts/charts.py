@@ -27,7 +27,7 @@ CHART_TIMEOUT_S = 20.0  # the query and the drawing, together
 GROUP = """
 SELECT g.thread_key, g.channel, g.status, g.fired_at, g.resolved_at,
        (SELECT array_agg(DISTINCT a.labels->>'alertname' || chr(31) || a.generator_url)
-        FROM alerts a WHERE a.group_id = g.id AND a.generator_url <> '') AS rules
+        FROM alerts a WHERE a.group_id = g.id AND a.generator_url <> '' AND a.labels ? 'alertname') AS rules
 FROM alert_groups g WHERE g.id = $1
 """
 
@@ -134,7 +134,7 @@ async def _queue_alert_chart(runtime, group_id: int) -> bool:
     resolved = group["resolved_at"].timestamp() if group["status"] == "resolved" and group["resolved_at"] else None
     try:
         chart = await alert_chart(runtime.targets, runtime.settings, rule, group["fired_at"].timestamp(), resolved)
-        upload = await asyncio.to_thread(chart_file, chart, f"{rule.alertname}-{group_id}")
+        upload = await asyncio.to_thread(chart_file, chart, f"{rule.alertname}-{group_id}", True)
         note = None if upload else f":chart_with_upwards_trend: No data in Prometheus for `{rule.value}`."
     except NotConfigured:
         return False

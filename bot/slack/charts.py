@@ -17,7 +17,7 @@ from pygal.style import Style
 from bot.core.findings import Finding
 from bot.core.logs import log
 from bot.core.redact import redact
-from bot.core.series import Chart, decimate, figure
+from bot.core.series import Chart, decimate, describe, figure
 from bot.slack.render import escape
 
 WIDTH, HEIGHT = 900, 420
@@ -141,9 +141,10 @@ def render_png(chart: Chart) -> bytes:
     )
 
 
-def chart_file(chart: Chart, stem: str) -> tuple[dict, bytes] | None:
+def chart_file(chart: Chart, stem: str, with_lines: bool = False) -> tuple[dict, bytes] | None:
     """The outbox upload of a chart: ({"text", "file": {"filename", "title"}}, PNG bytes); None when
-    there is nothing to draw or drawing failed (logged: the report goes on without it)."""
+    there is nothing to draw or drawing failed (logged: the report goes on without it). `with_lines`:
+    the text also has each series' sparkline and min / max / last (when no report says them)."""
     if not chart.has_data:
         return None
     started = time.perf_counter()
@@ -156,6 +157,8 @@ def chart_file(chart: Chart, stem: str) -> tuple[dict, bytes] | None:
     slug = "-".join("".join(c if c.isalnum() else " " for c in stem.lower()).split())[:60] or "chart"
     title = redact(chart.title)
     text = f":chart_with_upwards_trend: {escape(title)}" + (f" (and {chart.more} more series)" if chart.more else "")
+    if with_lines:
+        text += "".join(f"\n`{escape(redact(describe(series)))}`" for series in chart.series)
     return {"text": text, "file": {"filename": f"{slug}.png", "title": title}}, png
 
 

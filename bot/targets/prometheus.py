@@ -89,7 +89,10 @@ class Prometheus:
         """The `keep` highest series of `expr` from `start` to `end` (epoch seconds), about
         POINTS_PER_SERIES points each; `more` counts the series left out."""
         step = range_step(end - start)
-        matched = await self.count(expr, end)
+        try:
+            matched = await self.count(expr, end)
+        except PrometheusError:  # a scalar, or bad PromQL: the range query says so in its own words
+            matched = 0
         query = expr if matched <= MAX_SERIES_FETCHED else f"topk({keep}, {expr})"
         params = {"query": query, "start": _num(start), "end": _num(end), "step": _num(step)}
         data = await self._request("/api/v1/query_range", params)
