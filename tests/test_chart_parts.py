@@ -83,7 +83,7 @@ def test_a_sparkline_shows_the_shape():
     assert len(sparkline([float(i) for i in range(1000)])) == 24
 
 
-async def test_a_binary_file_crosses_the_durable_outbox_byte_for_byte(slack, make_outbox):
+async def test_a_binary_file_crosses_the_durable_outbox_byte_for_byte(store, slack, make_outbox):
     box = await make_outbox()
     async with box.thread("chart-thread", "C0CHARTS") as rows:
         rows.post(render.text_message("head"))
@@ -93,6 +93,8 @@ async def test_a_binary_file_crosses_the_durable_outbox_byte_for_byte(slack, mak
     [file] = slack.files.values()
     assert file["content"] == BINARY and file["mimetype"] == "image/png" and file["filetype"] == "png"
     assert file["thread_ts"] == delivered[0].ts
+    async with store.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM slack_outbox_files") == 0, "sent bytes are not kept"
 
 
 async def test_a_binary_file_crosses_the_in_process_outbox_byte_for_byte(slack):

@@ -65,8 +65,10 @@ def _style(colours: tuple[str, ...]) -> Style:
     )
 
 
-def _utc_label(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%H:%M")
+def _utc_labels(span: float):
+    """UTC times on the axis: hours and minutes, with the day once the chart spans more than one."""
+    layout = "%m-%d %H:%M" if span > 86400 else "%H:%M"
+    return lambda seconds: dt.datetime.fromtimestamp(seconds, dt.UTC).strftime(layout)
 
 
 def _title(chart: Chart) -> str:
@@ -95,7 +97,7 @@ def _plot(chart: Chart) -> pygal.XY:
         legend_at_bottom=True,
         legend_at_bottom_columns=3,
         truncate_legend=-1,
-        x_value_formatter=_utc_label,
+        x_value_formatter=_utc_labels(end - start),
         value_formatter=figure,
         x_labels_major_count=8,
         show_minor_x_labels=False,

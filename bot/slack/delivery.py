@@ -408,6 +408,8 @@ class Outbox(Courier):
             row["id"],
             ts,
         )
+        if row["file_content"] is not None:  # Slack has the file: its bytes need not wait for the row's cleanup
+            await conn.execute("DELETE FROM slack_outbox_files WHERE outbox_id = $1", row["id"])
         if superseded:
             await conn.execute(
                 "UPDATE slack_outbox SET state = 'superseded', done_at = now() WHERE id = ANY($1::bigint[])", superseded
