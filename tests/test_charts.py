@@ -100,7 +100,9 @@ def chart_shares(bot, head_ts: str) -> list[tuple[int, dict]]:
     return [(n, f) for n, m in enumerate(thread) for f in m.get("files") or [] if f.get("filetype") == "png"]
 
 
-async def test_a_firing_rule_gets_its_chart_after_the_triage_and_another_when_it_resolves(charted, metrics_endpoint):
+async def test_a_firing_rule_gets_its_chart_after_the_triage_and_fresh_ones_when_it_resolves_and_refires(
+    charted, metrics_endpoint
+):
     bot = charted
     metrics_endpoint.set(RATIO, 0.9, service="api")
     [head] = await eventually(lambda: bot.slack.channel_messages(CHANNEL), timeout=30, what="the alert's thread")
@@ -127,6 +129,10 @@ async def test_a_firing_rule_gets_its_chart_after_the_triage_and_another_when_it
     thread = bot.slack.thread(CHANNEL, head["ts"])
     resolved_at = next(n for n, m in enumerate(thread) if "resolved" in render_text(m).lower())
     assert shares[0][0] > resolved_at, "the recovery chart follows the resolution"
+
+    metrics_endpoint.set(RATIO, 0.9, service="api")  # fires again: the same thread, a fresh chart
+    await eventually(lambda: len(chart_shares(bot, head["ts"])) == 3, timeout=40, what="the re-fire's chart")
+    assert len(bot.slack.channel_messages(CHANNEL)) == 1, "in the same thread"
 
 
 async def test_graph_charts_promql_with_min_max_last_refuses_bad_promql_and_says_no_data(graphed):
