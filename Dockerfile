@@ -6,9 +6,10 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
-# ca-certificates: Slack and any https target are verified against the system store
+# ca-certificates: Slack and any https target are verified against the system store;
+# fonts-dejavu-core: the charts' text (without a font it is drawn blank)
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/erpgo-chatops \
  && useradd --uid 10001 --user-group --create-home --home-dir /home/erpgo erpgo

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     alertmanager_password: SecretStr | None = None
     alertmanager_bearer_token: SecretStr | None = None
 
+    # Prometheus's API (the alert's graph in its thread, `graph`, trends in the reports)
+    prometheus_url: str | None = None
+    prometheus_username: str | None = None
+    prometheus_password: SecretStr | None = None
+    prometheus_bearer_token: SecretStr | None = None
+    erpgo_chart_lookback: int = Field(3600, gt=0, le=7 * 86400)  # s before a group fired that its chart shows
+
     # infrastructure runbooks
     erpgo_disk_paths: Annotated[list[str], NoDecode] = []  # paths whose filesystem usage `disk` judges
     erpgo_tls_endpoints: Annotated[list[str], NoDecode] = []  # host:port checked by `tls` with no argument
@@ -115,9 +122,9 @@ class Settings(BaseSettings):
     def _docker_host(cls, value: str | None) -> str | None:
         return _require_scheme(value, ("unix", "tcp", "http", "https"))
 
-    @field_validator("alertmanager_url")
+    @field_validator("alertmanager_url", "prometheus_url")
     @classmethod
-    def _alertmanager_url(cls, value: str | None) -> str | None:
+    def _api_base_url(cls, value: str | None) -> str | None:
         value = _require_scheme(value, ("http", "https"))
         return value.rstrip("/") if value else None
 
@@ -128,7 +135,7 @@ class Settings(BaseSettings):
             value = [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("erpgo_ban_default_duration", "erpgo_ban_max_duration", mode="before")
+    @field_validator("erpgo_ban_default_duration", "erpgo_ban_max_duration", "erpgo_chart_lookback", mode="before")
     @classmethod
     def _duration(cls, value):
         if isinstance(value, str) and not value.strip().isdigit():

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
+from bot.alerts.charts import queue_alert_chart
 from bot.alerts.intake import Recorder, open_groups
 from bot.alerts.messages import open_groups_message
 from bot.alerts.triage import triage_group, unfinished_triage
@@ -100,7 +101,8 @@ async def run_triage(runtime: Runtime, group_id: int) -> None:
     async def proposals(rows: ThreadRows, findings: list[Finding]) -> None:
         await queue_proposals(runtime, rows, findings, requester="alertmanager")
 
-    await triage_group(runtime, group_id, also=proposals)
+    if await triage_group(runtime, group_id, also=proposals) is not None:
+        await queue_alert_chart(runtime, group_id)  # after the report's text: it never waits for the chart
 
 
 def _answer(status: int, result: str, message: str, **extra: Any) -> web.Response:
@@ -177,6 +179,8 @@ async def receive(runtime: Runtime, recorder: Recorder | None, request: web.Requ
     ALERT_ACCEPT_SECONDS.observe(time.perf_counter() - started)
     if recorded.triage:
         spawn_triage(runtime, recorded.group_id)
+    elif recorded.outcome == "resolved":  # the chart that shows the recovery
+        runtime.tasks.spawn(queue_alert_chart(runtime, recorded.group_id), name=f"chart:{recorded.group_id}")
     if recorded.queued:
         runtime.outbox.wake()
     return _answer(200, "accepted", "", alerts=recorded.alerts, group=recorded.group_id, outcome=recorded.outcome)

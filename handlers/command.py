@@ -26,6 +26,7 @@ from bot.core.registry import Args, ContainerArgs, UsageError, Verb
 from bot.incidents.commands import record_command_run
 from bot.runtime import Runtime
 from bot.slack import render
+from bot.slack.charts import chart_uploads
 from bot.slack.interaction import Invocation
 from bot.slack.outbox import Receipt
 from bot.store.commands import record_command
@@ -265,11 +266,14 @@ async def queue_report(
 ) -> Receipt:
     """Headline, details, the file of evidence too long for a message, then the proposals."""
     upload = render.evidence_upload(title, findings)
+    charts = await chart_uploads(findings)  # drawn before the thread's lock is taken
     async with runtime.outbox.thread(f"report:{uuid.uuid4().hex}", inv.channel_id) as rows:
         rows.post(head)
         rows.reply(render.details(title, findings, attached=upload is not None))
         if upload is not None:
             rows.upload(upload, kind="report.file")
+        for message, png in charts:
+            rows.upload_bytes(message, png, kind="report.chart")
         await queue_proposals(runtime, rows, findings, requester=inv.user_id)
     return rows.receipt
 

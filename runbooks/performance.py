@@ -16,6 +16,7 @@ from typing import Any
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
+from bot.core.series import Chart, Series, describe
 from bot.core.units import human_bytes
 from runbooks.database.common import PERFORMANCE, SLOW_MEAN_CRIT_MS, SLOW_MEAN_WARN_MS, db_check, db_connection
 from runbooks.database.statements import (
@@ -26,6 +27,7 @@ from runbooks.database.statements import (
     statements_sql,
 )
 from runbooks.quick import describe_pool, percent_status
+from runbooks.resources import trends
 
 runbook = Runbook("performance")
 
@@ -64,6 +66,7 @@ def fmt_ms(value: float) -> str:
 
 @dataclass
 class Sample:
+    at: float  # unix seconds it was sent
     ms: float
     status: int | None  # None: no answer within the timeout
     pool: dict[str, Any] | None
@@ -80,13 +83,13 @@ def pool_of(body: Any) -> tuple[dict[str, Any] | None, float | None]:
 
 
 async def sample_health(ctx: CheckContext) -> Sample:
-    started = time.perf_counter()
+    sent, started = time.time(), time.perf_counter()
     try:
         result = await ctx.targets.api.get("/health")
     except TimeoutError:
-        return Sample((time.perf_counter() - started) * 1000, None, None, None)
+        return Sample(sent, (time.perf_counter() - started) * 1000, None, None, None)
     pool, query = pool_of(result.json)
-    return Sample(result.elapsed_ms, result.status, pool, query)
+    return Sample(sent, result.elapsed_ms, result.status, pool, query)
 
 
 def latency_finding(samples: list[Sample], timeout: float) -> Finding:
@@ -104,6 +107,7 @@ def latency_finding(samples: list[Sample], timeout: float) -> Finding:
         + ", ".join(fmt_ms(s.ms) + ("" if s.status == 200 else f" ({s.status or 'timeout'})") for s in samples),
         "/health is the API's cheapest request: what it takes, every request takes at least",
     ]
+    details.append(describe(latency_series(samples), fmt_ms))
     if timeouts:
         details.append(f"{timeouts} without an answer within {timeout:g} s")
     if errors:
@@ -146,7 +150,27 @@ async def api_latency(ctx: CheckContext) -> list[Finding]:
         samples.append(await sample_health(ctx))
         if sum(1 for s in samples if s.status is None) >= 2:
             break  # two timeouts say enough; no need to wait for more
-    return [latency_finding(samples, timeout), pool_finding(samples)]
+    latency = latency_finding(samples, timeout)
+    if not ctx.settings.prometheus_url:  # with Prometheus, perf_trend charts its series instead
+        latency.chart = Chart(
+            title="GET /health response time, ms (sampled by the bot)", series=[latency_series(samples)]
+        )
+    return [latency, pool_finding(samples)]
+
+
+def latency_series(samples: list[Sample]) -> Series:
+    return Series("GET /health", [(s.at, s.ms) for s in samples])
+
+
+@runbook.check("perf", component="Response time trend", section=SECTION, timeout=15)
+async def perf_trend(ctx: CheckContext) -> list[Finding]:
+    """With Prometheus: how long each target took to answer its scrapes over the last hour (the API's
+    /metrics among them); without, the API latency finding charts the bot's own samples."""
+    if not ctx.settings.prometheus_url:
+        return []
+    return [
+        await trends.trend(ctx, "Response time trend", "scrape time, ms", "scrape_duration_seconds * 1000", [], fmt_ms)
+    ]
 
 
 # --- the database ---------------------------------------------------------------------------------

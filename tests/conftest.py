@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.tls",
     "tests.fixtures.docker",
     "tests.fixtures.outbox",
+    "tests.fixtures.prometheus",
 ]
 
 # The bot reads its configuration from the environment; tests configure it explicitly, so

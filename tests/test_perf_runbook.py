@@ -40,6 +40,9 @@ async def test_a_slow_statement_and_a_missing_cache_are_judged(simulator, fresh_
     latency = one(findings, "API latency")
     assert latency.status is Status.OK and latency.title.startswith("GET /health p50 ")
     assert "over 5 samples (slow: > 5 s)" in latency.title and len(latency.data["samples_ms"]) == 5
+    [sparkline] = [line for line in latency.details if line.startswith(tuple("▁▂▃▄▅▆▇█"))]
+    assert "GET /health — min " in sparkline and " · last " in sparkline, "the samples' shape in the message"
+    assert latency.chart is not None and len(latency.chart.series[0].points) == 5, "no Prometheus: the bot's samples"
     pool = one(findings, "API DB pool")
     assert pool.status is Status.OK and pool.title == "at most 1/20 connections acquired (5 %) over 5 samples"
     statements = one(findings, "PostgreSQL statements")

@@ -74,7 +74,7 @@ async def test_climbing_memory_is_rising_with_a_restart_proposed_and_a_quiet_one
     for name in (leaky, quiet):
         await eventually(sampled_for(targets, name, 5), timeout=15, what="five seconds of background samples")
 
-    findings = await run("memory", only=("memory_usage", "host_memory"))
+    findings = await run("memory", only=("memory_usage", "host_memory", "memory_trend"))
 
     climbing = one(findings, f"Memory {leaky}")
     assert climbing.status is Status.WARN
@@ -91,6 +91,10 @@ async def test_climbing_memory_is_rising_with_a_restart_proposed_and_a_quiet_one
     assert host.status in (Status.OK, Status.WARN) and " available of " in host.title
     assert any(line.startswith("Docker host: ") for line in host.details)
     assert all(f.section.startswith(("Application Issues › Memory Leaks", "Infrastructure Issues")) for f in findings)
+    trend = one(findings, "Memory trend")
+    assert "sampled by the bot" in trend.title and trend.chart is not None, "no Prometheus: the Docker stats"
+    [line] = [line for line in trend.details if f" {leaky} — " in line]
+    assert line.split()[0][-1] in "▆▇█" and line.split()[0][0] in "▁▂▃", "the sparkline climbs"
 
 
 async def test_a_container_killed_by_its_memory_limit(checks, docker, docker_engine, names):
@@ -182,7 +186,9 @@ async def test_busy_api_under_a_cpu_limit_is_throttled_and_gomaxprocs_does_not_f
 
     await eventually(throttled, timeout=10, what="throttled CFS periods under --cpus 0.5")
 
-    findings = await run("cpu", only=("cpu_usage",))
+    findings = await run("cpu", only=("cpu_usage", "cpu_trend"))
+    trend = one(findings, "CPU trend")
+    assert trend.chart is not None and any(f" {unset} — min " in line for line in trend.details)
     busy = one(findings, f"CPU {unset}")
     assert busy.status.rank >= Status.WARN.rank  # critical once it gets its whole quota; a busy host gives less
     assert "of its 0.5-CPU limit" in busy.title and "throttled in" in busy.title

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.core.series import Chart
 
 
 class Status(StrEnum):
@@ -83,6 +86,7 @@ class Finding:
     proposals: list[Proposal] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable figures for --json and tests
     once: str = ""  # said once per report: a later finding with the same key is dropped (a dead database)
+    chart: Chart | None = None  # series worth a picture: shared as a PNG in the report's thread
 
     @classmethod
     def ok(cls, component: str, title: str, **kw) -> Finding:
@@ -106,6 +110,7 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("chart")  # the picture's series; `data` has the figures
         out["status"] = self.status.value
         del out["once"]
         for proposal in out["proposals"]:

@@ -51,7 +51,8 @@ CLAIM = f"""
 WITH heads AS ({_HEADS})
 SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.failures, o.message_key,
        t.channel AS thread_channel, t.ts AS thread_ts, m.channel AS target_channel, m.ts AS target_ts,
-       c.channel IS NOT NULL AS channel_known
+       c.channel IS NOT NULL AS channel_known,
+       (SELECT f.content FROM slack_outbox_files f WHERE f.outbox_id = o.id) AS file_content
 FROM heads h
 JOIN slack_outbox o ON o.id = h.id
 LEFT JOIN slack_threads t ON t.thread_key = o.thread_key
@@ -386,7 +387,13 @@ class Outbox(Courier):
                 log.error("slack_message_render_failed", kind=kind, error=describe_error(exc))
         try:
             answer = await self.sender.send(
-                row["op"], row["channel"], (row["thread_channel"], row["thread_ts"]), target, message, row["kind"]
+                row["op"],
+                row["channel"],
+                (row["thread_channel"], row["thread_ts"]),
+                target,
+                message,
+                row["kind"],
+                row["file_content"],
             )
         except Retry as retry:
             await self._retry(conn, row, retry)
@@ -401,6 +408,8 @@ class Outbox(Courier):
             row["id"],
             ts,
         )
+        if row["file_content"] is not None:  # Slack has the file: its bytes need not wait for the row's cleanup
+            await conn.execute("DELETE FROM slack_outbox_files WHERE outbox_id = $1", row["id"])
         if superseded:
             await conn.execute(
                 "UPDATE slack_outbox SET state = 'superseded', done_at = now() WHERE id = ANY($1::bigint[])", superseded

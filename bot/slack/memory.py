@@ -145,7 +145,7 @@ class MemoryOutbox(Courier):
             self._fail(row, "the message to update was not delivered")
             return
         try:
-            answer = await self.sender.send(item.op, row.channel, thread, target, item.message, item.kind)
+            answer = await self.sender.send(item.op, row.channel, thread, target, item.message, item.kind, item.content)
         except Retry as retry:
             row.attempts += 1
             delay = retry.delay if retry.delay is not None else self.backoff.delay(row.attempts - 1)

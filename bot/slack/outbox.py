@@ -106,6 +106,7 @@ class Outgoing:
     kind: str = ""
     data: Any = None
     key: str | None = None  # post/reply: the name it is kept under once sent; update: the message it changes
+    content: bytes | None = None  # upload of a binary file (a chart): its bytes, sent as they are
 
 
 class ThreadRows:
@@ -136,6 +137,11 @@ class ThreadRows:
         """A file shared in the thread: `message` is {"text", "file": {"filename", "title", "content"}}."""
         self.items.append(Outgoing("upload", message, **kw))
 
+    def upload_bytes(self, message: dict, content: bytes, **kw: Any) -> None:
+        """A binary file (a chart's PNG) shared in the thread: `message` is {"text", "file": {"filename",
+        "title"}}; `content` goes to Slack byte for byte (redact what it shows before making it)."""
+        self.items.append(Outgoing("upload", message, content=content, **kw))
+
     def rows(self) -> list[dict]:
         """As WRITE_CTES rows (redacted)."""
         return [
@@ -157,7 +163,11 @@ class ThreadRows:
         if not self.items:
             return []
         sql = f"WITH {WRITE_CTES.format(rows='$1', rewrites='$2')} SELECT array(SELECT id FROM queued ORDER BY id)"
-        return list(await conn.fetchval(sql, *write_params(self.rows(), [])))
+        ids = list(await conn.fetchval(sql, *write_params(self.rows(), [])))
+        files = [(row_id, item.content) for row_id, item in zip(ids, self.items, strict=True) if item.content]
+        if files:
+            await conn.executemany("INSERT INTO slack_outbox_files (outbox_id, content) VALUES ($1, $2)", files)
+        return ids
 
 
 @dataclass

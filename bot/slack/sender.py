@@ -90,11 +90,12 @@ class SlackSender:
         target: tuple[str | None, str | None],
         message: dict,
         kind: str = "",
+        content: bytes | None = None,
     ) -> dict:
-        """Post (op post), reply in `thread` (channel, ts), share a file there (upload) or update `target`
-        (channel, ts); Slack's answer."""
+        """Post (op post), reply in `thread` (channel, ts), share a file there (upload; `content`: a binary
+        file's bytes) or update `target` (channel, ts); Slack's answer."""
         if op == "upload":
-            return await self.upload(thread, message)
+            return await self.upload(thread, message, content)
         if op == "post":
             method, args = "chat.postMessage", {"channel": channel, "unfurl_links": False, "unfurl_media": False}
         elif op == "reply":
@@ -111,17 +112,21 @@ class SlackSender:
             text = clip(message.get("text") or "(message could not be rendered)", 3000)
             return await self.call(method, {**args, "text": text, "blocks": []})
 
-    async def upload(self, thread: tuple[str | None, str | None], message: dict) -> dict:
+    async def upload(self, thread: tuple[str | None, str | None], message: dict, content: bytes | None = None) -> dict:
         """Share a file in the thread: files_upload_v2's three steps (a failure in any of them redoes all
-        three; only the last one shows anything in Slack). Returns {"ts"} of the message Slack posted."""
+        three; only the last one shows anything in Slack). A text file's content is redacted; a binary
+        one (`content`) goes as it is. Returns {"ts"} of the message Slack posted."""
         if self.client is None:
             raise Retry("transport", "no Slack client in this process")
         file = message.get("file") or {}
+        body: dict[str, Any] = (
+            {"file": content} if content is not None else {"content": redact(str(file.get("content") or ""))}
+        )
         try:
             response = await self.client.files_upload_v2(
                 channel=thread[0],
                 thread_ts=thread[1],
-                content=redact(str(file.get("content") or "")),
+                **body,
                 filename=str(file.get("filename") or "output.txt"),
                 title=redact(str(file.get("title") or file.get("filename") or "output")),
                 initial_comment=redact(str(message.get("text") or "")),

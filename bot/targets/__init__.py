@@ -75,6 +75,7 @@ class Targets:
                 )
             except ValueError as exc:  # both kinds of auth, or a password without a user
                 raise ConfigError(f"configuration error: {exc}") from None
+        self._prometheus = _prometheus_of(settings)
         self.containers = settings.erpgo_containers
         self.stats = StatsSampler(self.docker)  # follows self.containers once start_sampling() ran
         self._firewall: FirewallBackend | None = None
@@ -137,6 +138,13 @@ class Targets:
         return self._alertmanager
 
     @property
+    def prometheus(self):
+        """Prometheus's query API (charts of alerts, `graph`, trends)."""
+        if self._prometheus is None:
+            raise NotConfigured("PROMETHEUS_URL")
+        return self._prometheus
+
+    @property
     def firewall(self) -> FirewallBackend:
         """Where bans go (ERPGO_FIREWALL): nftables through ERPGO_FIREWALL_COMMAND, or a fail2ban jail."""
         if self._firewall is None:
@@ -166,9 +174,26 @@ class Targets:
 
     async def close(self) -> None:
         await self.stats.close()
-        for target in (self._api, self._redis, self.docker, self._alertmanager):
+        for target in (self._api, self._redis, self.docker, self._alertmanager, self._prometheus):
             if target is not None:
                 await target.close()
+
+
+def _prometheus_of(settings: Settings):
+    from bot.targets.prometheus import Prometheus
+
+    if not settings.prometheus_url:
+        return None
+    try:
+        return Prometheus(
+            settings.prometheus_url,
+            username=settings.prometheus_username,
+            password=settings.secret("prometheus_password"),
+            bearer_token=settings.secret("prometheus_bearer_token"),
+            timeout=settings.erpgo_check_timeout,
+        )
+    except ValueError as exc:  # both kinds of auth, or a password without a user
+        raise ConfigError(f"configuration error: {exc}") from None
 
 
 def _firewall_of(settings: Settings) -> FirewallBackend:

@@ -52,6 +52,7 @@ class StatsSample:
     throttled_ratio: float | None  # throttled / all CFS periods between the two readings
     pids: int | None
     memory_history: tuple[tuple[float, int], ...] = field(default=())  # (unix seconds, bytes used), oldest first
+    cpu_history: tuple[tuple[float, float], ...] = field(default=())  # (unix seconds, CPU %), oldest first
 
     @property
     def age(self) -> float:
@@ -161,6 +162,10 @@ def make_sample(
         ratio = (throttled - usable.throttled_periods) / (periods - usable.periods)
     memory = raw.get("memory_stats") or {}
     used = memory_used(memory)
+    percent = cpu_percent(cpu, before)
+    cpu_history = (usable.cpu_history if usable else ()) + (
+        ((read_at.timestamp(), percent),) if percent is not None else ()
+    )
     if history is not None and used is not None:
         history.append((read_at.timestamp(), used))
     return StatsSample(
@@ -169,7 +174,7 @@ def make_sample(
         running=True,
         read_at=read_at,
         received=time.monotonic(),
-        cpu_percent=cpu_percent(cpu, before),
+        cpu_percent=percent,
         cpu_window=window,
         online_cpus=cpu.get("online_cpus"),
         cpu_total_ns=int((cpu.get("cpu_usage") or {}).get("total_usage") or 0),
@@ -182,6 +187,7 @@ def make_sample(
         throttled_ratio=ratio,
         pids=(raw.get("pids_stats") or {}).get("current"),
         memory_history=tuple(history) if history is not None else ((read_at.timestamp(), used),) if used else (),
+        cpu_history=cpu_history[-(history.maxlen or HISTORY) :] if history is not None else cpu_history,
     )
 
 

@@ -26,6 +26,7 @@ from runbooks.containers.common import (
     parse_container,
 )
 from runbooks.quick import percent_status
+from runbooks.resources import trends
 from runbooks.resources.common import (
     METRICS_INTERVAL,
     api_info,
@@ -174,6 +175,15 @@ async def cpu_rate(ctx: CheckContext) -> Finding:
         details.append(f"OS threads: {count(second.threads)}")
     data = {"cpu_seconds_per_second": per_second, "goroutines": second.goroutines, "seconds": round(seconds, 2)}
     return Finding(status, "Go runtime", title, details=details, data=data)
+
+
+@runbook.check("cpu", component="CPU trend", section=SECTION, timeout=15)
+async def cpu_trend(ctx: CheckContext) -> Finding:
+    """CPU % of one CPU over time: the processes' CPU seconds in Prometheus, else the Docker stats sampled."""
+    sampled = trends.sampled_series(ctx, lambda sample: sample.cpu_history)
+    return await trends.trend(
+        ctx, "CPU trend", "CPU % of one CPU", "rate(process_cpu_seconds_total[1m]) * 100", sampled
+    )
 
 
 runbook.triage_for("HighCPUUsage", checks=("cpu_usage", "container_processes", "cpu_rate"))

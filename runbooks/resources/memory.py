@@ -26,6 +26,7 @@ from bot.targets.go_metrics import GoMetrics
 from runbooks.containers.actions import proposal_for, proposed
 from runbooks.containers.common import docker_check, inspect_or_none, is_api, parse_container
 from runbooks.quick import percent_status
+from runbooks.resources import trends
 from runbooks.resources.common import (
     METRICS_INTERVAL,
     api_info,
@@ -409,6 +410,16 @@ async def host_memory(ctx: CheckContext) -> Finding:
             "Host memory", meminfo, [f"the Docker host is not known ({problem}): this is the bot's own machine"]
         )
     return Finding.skipped("Host memory", f"neither the Docker host ({problem}) nor /proc/meminfo is readable")
+
+
+# --- the trend -------------------------------------------------------------------------------------
+
+
+@runbook.check("memory", component="Memory trend", section=LEAKS, timeout=15)
+async def memory_trend(ctx: CheckContext) -> Finding:
+    """Memory used over time: the processes' resident memory in Prometheus, else the Docker stats sampled."""
+    sampled = trends.sampled_series(ctx, lambda sample: sample.memory_history)
+    return await trends.trend(ctx, "Memory trend", "memory used", "process_resident_memory_bytes", sampled, human_bytes)
 
 
 runbook.triage_for(

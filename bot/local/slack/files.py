@@ -75,7 +75,7 @@ class Files(SlackState):
             created=now,
             timestamp=now,
             mimetype=mimetypes.guess_type(file["name"])[0] or fallback_type,
-            filetype=file.get("snippet_type") or ("text" if text is not None else "binary"),
+            filetype=file.get("snippet_type") or ("text" if text is not None else binary_filetype(file["name"])),
             mode="snippet" if text is not None else "hosted",
             is_external=False,
             size=len(content),
@@ -151,6 +151,12 @@ def as_text(content: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return None if "\x00" in text else text
+
+
+def binary_filetype(filename: str) -> str:
+    """Slack's filetype of a binary file: its extension ("png"), else "binary"."""
+    _stem, dot, extension = filename.rpartition(".")
+    return extension.lower() if dot and extension.isalnum() else "binary"
 
 
 def file_object(file: dict) -> dict:
