@@ -17,7 +17,7 @@ GUIDE = (
 
 
 def code_of(*words: str) -> str:
-    return parse_code(list(words))["code"]
+    return parse_code(list(words)).code
 
 
 def guide_rows() -> dict[str, list[tuple[str, ...]]]:
