@@ -25,9 +25,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.local.console import Console, Verb, start_console
 from bot.local.slack import LocalSlack
 from demo.services import ServiceUnavailable, free_port
+from tests.db_support import Blocking
 from tests.fixtures.services import _unavailable
 from tests.support import eventually
-from tests.test_locks import Blocking
 
 CONTRACT_ENV = ("ERPGO_", "SLACK_", "BOT_", "ALERT_", "CHATOPS_", "DOCKER_HOST", "PORT")
 CHROMIUM = "/usr/bin/chromium"

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bot.alerts.messages import triage_messages
 from bot.context import Actor, AlertScope, CheckContext
@@ -19,6 +20,7 @@ from bot.core.errors import Backoff, describe_error
 from bot.core.findings import Finding
 from bot.core.logs import log
 from bot.core.registry import Check, Registry
+from bot.runtime import Runtime
 from bot.slack import render
 from bot.slack.outbox import BACKGROUND, ThreadRows
 
@@ -136,9 +138,10 @@ async def _triage(runtime, group_id: int, also: AlsoQueue | None) -> Triaged | N
             await lease
 
 
-async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) -> Triaged | None:
-    store = runtime.store
-    async with store.acquire() as conn:
+async def _run_and_queue(runtime: Runtime, group_id: int, group: Any, also: AlsoQueue | None) -> Triaged | None:
+    """Run the checks the group's alerts get, then queue the report in its thread (retried while the bot's
+    database blinks); None when another replica took the group meanwhile or the report could not be queued."""
+    async with runtime.store.acquire() as conn:
         names = [
             r["name"]
             for r in await conn.fetch(
@@ -150,47 +153,20 @@ async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) 
     labels = json.loads(group["common_labels"])
     names = names or [labels.get("alertname", "alert")]
     checks = triage_checks(runtime.registry, names, labels)
-    since = group["fired_at"] - TRIAGE_LOOKBACK
     ctx = CheckContext(
         runtime.targets,
         runtime.settings,
         actor=Actor(requester="alertmanager"),
-        alert=AlertScope(names=tuple(names), labels=labels, since=since),
+        alert=AlertScope(names=tuple(names), labels=labels, since=group["fired_at"] - TRIAGE_LOOKBACK),
     )
     started = time.perf_counter()
     findings = await run_checks(checks, ctx)
     elapsed = time.perf_counter() - started
-    title = f"Triage: {', '.join(names[:3])}"
-    footer = f"automatic triage of the alert · {len(checks)} checks · {elapsed:.2f} s"
-    messages = triage_messages(title, findings, footer)
-    attachment = render.evidence_upload(title, findings)
+    report = TriageReport(f"Triage: {', '.join(names[:3])}", findings, len(checks), elapsed)
     for attempt in range(6):
         try:
-            async with store.acquire() as conn:
-                async with conn.transaction():
-                    current = await conn.fetchrow(
-                        "SELECT thread_key, channel, triage_state, triage_started_at FROM alert_groups"
-                        " WHERE id = $1 FOR UPDATE",
-                        group_id,
-                    )
-                    if (current["triage_state"], current["triage_started_at"]) != (
-                        "running",
-                        group["triage_started_at"],
-                    ):
-                        log.warning("triage_claim_lost", group_id=group_id, hint="its lease ran out; another took it")
-                        return None
-                    rows = ThreadRows(current["thread_key"], current["channel"], BACKGROUND, conn)
-                    for message in messages:
-                        rows.reply(message, kind="triage")
-                    if attachment is not None:  # after the report: its first lines are already there
-                        rows.upload(attachment, kind="triage.file")
-                    if also is not None:
-                        await also(rows, findings)
-                    await rows.write(conn)
-                    await conn.execute(
-                        "UPDATE alert_groups SET triage_state = 'done' WHERE id = $1 AND triage_state = 'running'",
-                        group_id,
-                    )
+            if not await _queue_report(runtime, group_id, group, report, also):
+                return None
             break
         except Exception as exc:  # the bot database blinked: the report is kept and retried for a while
             if attempt == 5:
@@ -206,6 +182,44 @@ async def _run_and_queue(runtime, group_id: int, group, also: AlsoQueue | None) 
         duration_ms=round(elapsed * 1000, 1),
     )
     return Triaged(findings)
+
+
+@dataclass(frozen=True)
+class TriageReport:
+    title: str
+    findings: list[Finding]
+    checks: int
+    seconds: float
+
+
+async def _queue_report(
+    runtime: Runtime, group_id: int, group: Any, report: TriageReport, also: AlsoQueue | None
+) -> bool:
+    """The report's messages (and its evidence file, and what `also` adds) in the group's thread, in the
+    transaction that marks the triage done; False when the group's claim was lost meanwhile."""
+    footer = f"automatic triage of the alert · {report.checks} checks · {report.seconds:.2f} s"
+    messages = triage_messages(report.title, report.findings, footer)
+    attachment = render.evidence_upload(report.title, report.findings)
+    async with runtime.store.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT thread_key, channel, triage_state, triage_started_at FROM alert_groups WHERE id = $1 FOR UPDATE",
+            group_id,
+        )
+        if (current["triage_state"], current["triage_started_at"]) != ("running", group["triage_started_at"]):
+            log.warning("triage_claim_lost", group_id=group_id, hint="its lease ran out; another took it")
+            return False
+        rows = ThreadRows(current["thread_key"], current["channel"], BACKGROUND, conn)
+        for message in messages:
+            rows.reply(message, kind="triage")
+        if attachment is not None:  # after the report: its first lines are already there
+            rows.upload(attachment, kind="triage.file")
+        if also is not None:
+            await also(rows, report.findings)
+        await rows.write(conn)
+        await conn.execute(
+            "UPDATE alert_groups SET triage_state = 'done' WHERE id = $1 AND triage_state = 'running'", group_id
+        )
+    return True
 
 
 async def unfinished_triage(store) -> list[int]:

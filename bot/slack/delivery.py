@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -355,21 +356,7 @@ class Outbox(Courier):
 
     async def _deliver(self, conn, row) -> list[tuple[int, Delivered]]:
         """Send one claimed row; what became of it (and of the rows it settled) for this process's waiters."""
-        message, kind, data = json.loads(row["message"]), row["kind"], row["data"]
-        superseded: list[int] = []
-        if row["op"] in ("post", "update"):
-            # the newest unsent version of the same message wins; older versions are never sent
-            later = await conn.fetch(
-                "SELECT id, kind, message, data FROM slack_outbox WHERE thread_key = $1 AND state = 'pending'"
-                " AND op = 'update' AND id > $2 AND message_key IS NOT DISTINCT FROM $3 ORDER BY id"
-                " FOR UPDATE SKIP LOCKED",
-                row["thread_key"],
-                row["id"],
-                row["message_key"] if row["op"] == "update" else None,
-            )
-            if later:
-                message, kind, data = json.loads(later[-1]["message"]), later[-1]["kind"], later[-1]["data"]
-                superseded = [r["id"] for r in later]
+        message, kind, data, superseded = await self._newest_version(conn, row)
         if row["op"] != "post" and row["thread_ts"] is None:
             return await self._fail(conn, row, "thread head was not delivered")
         target = (row["thread_channel"], row["thread_ts"])
@@ -402,6 +389,34 @@ class Outbox(Courier):
             return await self._fail(conn, row, failed.error)
         ts = answer.get("ts") if row["op"] != "update" else target[1]
         channel = answer.get("channel") or (row["channel"] if row["op"] == "post" else target[0])
+        await self._record_sent(conn, row, channel, ts, superseded)
+        thread_ts = ts if row["op"] == "post" else row["thread_ts"]
+        outcome = Delivered(True, row["op"], channel, ts, thread_ts)
+        await self._hook(conn, row["kind"], row["data"], outcome)
+        return [(row["id"], outcome), *((i, outcome) for i in superseded)]
+
+    @staticmethod
+    async def _newest_version(conn: Any, row: Any) -> tuple[Any, str, str | None, list[int]]:
+        """(message, kind, data, superseded ids): the newest unsent version of the same message wins;
+        older versions are never sent."""
+        message, kind, data = json.loads(row["message"]), row["kind"], row["data"]
+        if row["op"] not in ("post", "update"):
+            return message, kind, data, []
+        later = await conn.fetch(
+            "SELECT id, kind, message, data FROM slack_outbox WHERE thread_key = $1 AND state = 'pending'"
+            " AND op = 'update' AND id > $2 AND message_key IS NOT DISTINCT FROM $3 ORDER BY id"
+            " FOR UPDATE SKIP LOCKED",
+            row["thread_key"],
+            row["id"],
+            row["message_key"] if row["op"] == "update" else None,
+        )
+        if not later:
+            return message, kind, data, []
+        return json.loads(later[-1]["message"]), later[-1]["kind"], later[-1]["data"], [r["id"] for r in later]
+
+    async def _record_sent(self, conn: Any, row: Any, channel: str, ts: str | None, superseded: list[int]) -> None:
+        """The row sent (and the versions it superseded), where its thread and named message are, the
+        channel's token spent."""
         await conn.execute(
             "UPDATE slack_outbox SET state = 'sent', done_at = now(), attempts = attempts + 1, ts = $2,"
             " last_error = NULL WHERE id = $1",
@@ -426,10 +441,6 @@ class Outbox(Courier):
             )
         await conn.execute(SPEND_TOKEN, row["channel"], self.interval, self.burst)
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
-        thread_ts = ts if row["op"] == "post" else row["thread_ts"]
-        outcome = Delivered(True, row["op"], channel, ts, thread_ts)
-        await self._hook(conn, row["kind"], row["data"], outcome)
-        return [(row["id"], outcome), *((i, outcome) for i in superseded)]
 
     async def _hook(self, conn, kind: str, data: str | None, outcome: Delivered) -> None:
         hook = DELIVERY_HOOKS.get(kind)

@@ -123,6 +123,29 @@ def _seconds_between(a: datetime | None, b: datetime | None) -> float | None:
     return (a - b).total_seconds() if a and b else None
 
 
+def stopped_sample(name: str, container_id: str) -> StatsSample:
+    """What a stopped container reads as: not running, no figures."""
+    return StatsSample(
+        name=name,
+        container_id=container_id,
+        running=False,
+        read_at=None,
+        received=time.monotonic(),
+        cpu_percent=None,
+        cpu_window=None,
+        online_cpus=None,
+        cpu_total_ns=0,
+        system_total_ns=0,
+        memory_used=None,
+        memory_limit=None,
+        throttled_periods=0,
+        periods=0,
+        throttled_ns=0,
+        throttled_ratio=None,
+        pids=None,
+    )
+
+
 def make_sample(
     name: str,
     container_id: str,
@@ -134,25 +157,7 @@ def make_sample(
     read_at = parse_time(raw.get("read"))
     cpu = raw.get("cpu_stats") or {}
     if read_at is None or not cpu.get("system_cpu_usage"):  # the engine's empty reading of a stopped container
-        return StatsSample(
-            name=name,
-            container_id=container_id,
-            running=False,
-            read_at=None,
-            received=time.monotonic(),
-            cpu_percent=None,
-            cpu_window=None,
-            online_cpus=None,
-            cpu_total_ns=0,
-            system_total_ns=0,
-            memory_used=None,
-            memory_limit=None,
-            throttled_periods=0,
-            periods=0,
-            throttled_ns=0,
-            throttled_ratio=None,
-            pids=None,
-        )
+        return stopped_sample(name, container_id)
     usable = previous if previous is not None and previous.running and previous.container_id == container_id else None
     before: Mapping[str, Any] = _cpu_stats(usable) if usable else (raw.get("precpu_stats") or {})
     window = _seconds_between(read_at, usable.read_at if usable else parse_time(raw.get("preread")))

@@ -74,7 +74,11 @@ class LocalSlack(Faults, WebApi, Files, SocketMode):
         self._last_ts_us = 0
         self._runner: web.AppRunner | None = None
         self._session = None
-        self._methods: dict[str, Callable[[dict], dict]] = {
+        self._methods: dict[str, Callable[[dict], dict]] = self._web_api()
+
+    def _web_api(self) -> dict[str, Callable[[dict], dict]]:
+        """The Web API methods this Slack answers, by name."""
+        return {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
