@@ -1,10 +1,14 @@
 """The one redaction function everything that leaves the bot passes through.
 
 `redact(text)` masks, in this order: every secret the bot itself holds (in any encoding it may travel in),
-private keys (also when the text starts or ends in the middle of one), credentials in URLs (also
-percent-encoded), known token formats, JWTs, Authorization headers, secrets inside SQL text (passwords,
-role statements, crypto calls, sensitive settings, connection strings), and `name=value` / `name: value` /
-`name value` pairs whose name says they are secret. Every pattern is precompiled and linear-time: no
+private keys (also when the text starts or ends in the middle of one), credentials in URLs (any userinfo, also
+JSON-escaped or percent-encoded), token formats by their published structure (the table in `formats`), JWTs,
+Authorization and cookie headers, credentials on command lines (`--password X`, `mysql -pX`, `curl -u user:X`),
+secrets inside SQL text (passwords, role statements, crypto calls, sensitive settings, connection strings),
+and `name=value` / `name: value` / `"name": "value"` / `name value` pairs whose name says they are secret.
+
+A single pass of one automaton (`prefilter`) first says which steps may find anything, so a text without a
+secret costs that pass, whatever the number of steps. Every pattern is precompiled and linear-time: no
 pattern can backtrack quadratically, so a megabyte of hostile text costs milliseconds, not seconds.
 """
 
@@ -13,20 +17,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from bot.core.redact import steps
 from bot.core.redact.base import JWT_MASK, MASK, PRIVATE_KEY_MASK, looks_secret
 from bot.core.redact.held import _secrets, register_secret
-from bot.core.redact.names import _NAME_HINTS, _mask_key_values, is_secret_name
-from bot.core.redact.pem import _mask_private_keys
-from bot.core.redact.sql import _SQL_WORDS, normalise_sql, scrub_sql
-from bot.core.redact.tokens import (
-    _BASIC,
-    _ENCODED_USERINFO,
-    _JWT,
-    _TOKEN_PATTERNS,
-    _URL_USERINFO,
-    _mask_basic,
-    _mask_jwt,
-)
+from bot.core.redact.names import NOT_SECRET, STRONG, WEAK, is_secret_name, looks_like_credential, name_strength
+from bot.core.redact.sql import normalise_sql, scrub_sql
 
 __all__ = [
     "JWT_MASK",
@@ -43,32 +38,6 @@ __all__ = [
 ]
 
 
-def _redact_patterns(text: str) -> str:
-    """Each step runs only when the text holds a word the step needs, so ordinary text costs a few scans.
-
-    SQL comes after the steps that mask words: a token masked right before `$$` changes how `$$` reads.
-    """
-    if "PRIVATE KEY" in text or "\n" in text or "\\n" in text:
-        text = _mask_private_keys(text)
-    lower = text.lower()
-    if "://" in text:
-        text = _URL_USERINFO.sub(rf"\1{MASK}\3", text)
-    if "%" in text and "3a" in lower:
-        text = _ENCODED_USERINFO.sub(rf"\1{MASK}\3", text)
-    for needles, pattern, replacement in _TOKEN_PATTERNS:
-        if any(needle in lower for needle in needles):
-            text = pattern.sub(replacement, text)
-    if "." in text:
-        text = _JWT.sub(_mask_jwt, text)
-    if "basic" in lower:
-        text = _BASIC.sub(_mask_basic, text)
-    if any(word in lower for word in _SQL_WORDS):
-        text = scrub_sql(text)
-    if any(hint in lower for hint in _NAME_HINTS):
-        text = _mask_key_values(text)
-    return text
-
-
 def redact(text: str) -> str:
     """The text with every secret masked (`***`, or `[private key redacted]` / `[jwt redacted]`)."""
     if not text:
@@ -77,7 +46,7 @@ def redact(text: str) -> str:
     # a step can change what an earlier one sees (a masked word no longer starts a SQL call): repeat until
     # nothing changes, so that redacting the result again changes nothing either
     for _ in range(4):
-        redacted = _redact_patterns(text)
+        redacted = steps.run(text)
         if redacted == text:
             break
         text = redacted
@@ -99,7 +68,10 @@ def redact_any(value: Any) -> Any:
 
 
 def _redact_entry(key: Any, item: Any) -> Any:
-    if isinstance(key, str) and is_secret_name(key) and not _says_nothing(item):
+    strength = name_strength(key) if isinstance(key, str) else NOT_SECRET
+    if strength == STRONG and not _says_nothing(item):
+        return MASK
+    if strength == WEAK and isinstance(item, str) and looks_like_credential(item):
         return MASK
     return redact_any(item)
 

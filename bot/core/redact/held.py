@@ -8,6 +8,9 @@ import json
 import re
 from urllib.parse import unquote, urlsplit
 
+import re2
+
+from bot.core.redact import prefilter
 from bot.core.redact.base import MASK, _replace_spans
 
 _B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
@@ -68,6 +71,7 @@ class _SecretIndex:
         self._encoded: re.Pattern[str] | None = None
         self._hex: re.Pattern[str] | None = None
         self._base64: re.Pattern[str] | None = None
+        self._gate: re2._Regexp | None = None
         self._stale = False
 
     def add(self, value: str) -> None:
@@ -100,10 +104,16 @@ class _SecretIndex:
         self._hex = re.compile("|".join(hexed), re.IGNORECASE) if hexed else None
         ordered = sorted(cores, key=len, reverse=True)
         self._base64 = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._gate = _gate(encoded + [f"(?i:{form})" for form in hexed] + [re.escape(core) for core in ordered])
+
+    def _may_hold_one(self, text: str) -> bool:
+        return self._gate is not None and (self._gate is _ALWAYS or prefilter.search(self._gate, text))
 
     def redact(self, text: str) -> str:
         if self._stale:
             self._compile()
+        if not self._may_hold_one(text):
+            return text  # one pass of one automaton instead of the patterns below
         for secret in self._by_length:
             while secret in text:  # a replacement may join neighbours into a new occurrence; each one shrinks
                 text = text.replace(secret, MASK)
@@ -131,6 +141,17 @@ class _SecretIndex:
             spans.append((start, end, MASK))
             last = end
         return _replace_spans(text, spans)
+
+
+_ALWAYS = re2.compile("")
+
+
+def _gate(expressions: list[str]) -> re2._Regexp | None:
+    """A yes/no search for any form of any secret; a secret RE2 cannot take (a lone surrogate) opens the gate."""
+    try:
+        return prefilter.any_of(expressions)
+    except (re2.error, UnicodeError):
+        return _ALWAYS
 
 
 def _sub_until_stable(pattern: re.Pattern[str], text: str) -> str:

@@ -1,4 +1,12 @@
-"""Names that say "secret", and the values written after them (`name=value`, `name: value`, `name value`)."""
+"""Names that say "secret", and the values written after them (`name=value`, `name: value`, `"name": "value"`,
+`name value`).
+
+A name is secret by a class of words, not a list of settings: anything that contains `passw`, `pwd`, `secret`,
+`token`, `credential`…, a `pass`/`pw` segment (`DB_PASS`, `?pw=`), a `…_key` whose owner is not one of the
+ordinary kinds of key (`group_key`, `primary_key`, `keyspace_hits` are not secrets). `auth`, `cookie`,
+`session` and `sig` are weaker words (`session count: 3`, `auth: md5`): their values are masked only when they
+look like credentials.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,8 @@ import functools
 import re
 
 from bot.core.redact.base import MASK, looks_secret
+
+STRONG, WEAK, NOT_SECRET = 2, 1, 0
 
 _SECRET_NAME_PARTS = (
     "passw",
@@ -25,10 +35,11 @@ _SECRET_NAME_PARTS = (
     "private-key",
     "authorization",
 )
-# `key` alone is secret (`key=…` in a vault's log); `<owner>_key` only for owners that make it one
-# (`signing_key` is, `group_key`, `primary_key` and `thread_key` are not).
+_PASS_SEGMENTS = frozenset({"pass", "pw", "passcode", "passcodes"})
+_NOT_PASSWORDS = frozenset({"bypass", "compass", "overpass", "underpass", "trespass", "surpass", "firstpass"})
+# a `<owner>key` written as one word is secret only for these owners (`signingkey`, not `monkey` or `hotkey`)
 _KEY_OWNERS = frozenset(
-    {
+    [
         "api",
         "access",
         "secret",
@@ -69,34 +80,137 @@ _KEY_OWNERS = frozenset(
         "vault",
         "unseal",
         "recovery",
-    }
+    ]
 )
+# `<owner>_key` names that are not secrets: database and cache keys, public halves, identifiers of things
+_ORDINARY_KEYS = frozenset(
+    [
+        "group",
+        "primary",
+        "foreign",
+        "sort",
+        "partition",
+        "cache",
+        "routing",
+        "dedup",
+        "dedupe",
+        "idempotency",
+        "object",
+        "public",
+        "pub",
+        "hash",
+        "range",
+        "shard",
+        "lookup",
+        "unique",
+        "composite",
+        "natural",
+        "surrogate",
+        "label",
+        "map",
+        "row",
+        "index",
+        "hot",
+        "thread",
+        "alert",
+        "silence",
+        "issue",
+        "project",
+        "translation",
+        "message",
+        "config",
+        "setting",
+        "lock",
+        "event",
+        "order",
+        "record",
+        "join",
+        "match",
+        "cursor",
+        "page",
+        "next",
+        "last",
+        "first",
+        "start",
+        "end",
+        "min",
+        "max",
+        "redis",
+        "s3",
+        "bucket",
+        "dict",
+        "sharding",
+        "distribution",
+        "fingerprint",
+        "ssh_public",
+        "host",
+    ]
+)
+_KEY_TAILS = frozenset({"base", "material", "value", "data", "pair", "secret", "passphrase"})
+_WEAK_SEGMENTS = frozenset(
+    {"auth", "cookie", "cookies", "session", "sessionid", "sessid", "jsessionid", "phpsessid", "sid", "sig"}
+)
+_WEAK_OWNERS = frozenset({"session", "cookie", "auth"})
 _SECRET_NAME_PART = re.compile("|".join(map(re.escape, _SECRET_NAME_PARTS)), re.IGNORECASE)
 _NAME_SEGMENTS = re.compile(r"[_.\-]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "negotiate", "ntlm"})
+# lower-case words one of which any secret name holds: where to look for `name=value` pairs
+NAME_HINTS = ("pass", "pw", "secret", "token", "credential", "key", "auth", "cookie", "sess", "sig", "sid")
 
 
 @functools.lru_cache(maxsize=4096)
-def is_secret_name(name: str) -> bool:
-    """True for a setting, field or header name whose value is a secret (`password`, `JWT_SECRET`, `api-key`)."""
+def name_strength(name: str) -> int:
+    """STRONG for a name whose value is a secret (`password`, `JWT_SECRET`, `DB_PASS`, `STRIPE_KEY`), WEAK for one
+    whose value is a secret when it looks like one (`session`, `sig`, `X-Auth`), NOT_SECRET otherwise."""
     if _SECRET_NAME_PART.search(name):
-        return True
-    segments = [s.lower() for s in _NAME_SEGMENTS.split(name) if s]
-    if not segments or segments[-1] != "key":
-        return False
-    return len(segments) == 1 or segments[-2] in _KEY_OWNERS
+        return STRONG
+    segments = [s.lower() for s in _NAME_SEGMENTS.split(name.strip("-")) if s]
+    if not segments:
+        return NOT_SECRET
+    if any(_is_password_segment(s) for s in segments) or _is_secret_key(segments):
+        return STRONG
+    last, owner = segments[-1], segments[-2] if len(segments) > 1 else ""
+    if last in _WEAK_SEGMENTS or last.endswith("auth") or (last in {"id", "key", "value"} and owner in _WEAK_OWNERS):
+        return WEAK
+    return NOT_SECRET
 
 
-_NAME_HINTS = ("passw", "pwd", "secret", "token", "credential", "key", "passphrase", "authorization")
-_KEY_VALUE = re.compile(
-    rf"(?<![A-Za-z0-9_.-])(?=[A-Za-z0-9_.-]*?(?i:{'|'.join(_NAME_HINTS)}))"
-    r"(?P<name>[A-Za-z0-9_.-]++)"
+def is_secret_name(name: str) -> bool:
+    """True for a setting, field or header name whose value is (or may be) a secret (`password`, `api-key`)."""
+    return name_strength(name) != NOT_SECRET
+
+
+def _is_password_segment(segment: str) -> bool:
+    return segment in _PASS_SEGMENTS or (segment.endswith("pass") and segment not in _NOT_PASSWORDS)
+
+
+def _is_secret_key(segments: list[str]) -> bool:
+    for index, segment in enumerate(segments):
+        owner = segments[index - 1] if index else ""
+        following = segments[index + 1] if index + 1 < len(segments) else ""
+        if segment in ("key", "keys") and (following == "" or following in _KEY_TAILS):
+            if owner not in _ORDINARY_KEYS:
+                return True
+        elif segment.endswith("key") and segment[:-3] in _KEY_OWNERS:
+            return True
+    return False
+
+
+def looks_like_credential(value: str) -> bool:
+    """What a weak name's value must look like to be masked: a credential, not a count, a word or a method."""
+    return looks_secret(value) or (len(value) >= 16 and not value.isalpha())
+
+
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]*+")
+_KEY_VALUE_TAIL = re.compile(
     r"(?:(?P<sep>[\"']?\s*+(?:=>|:=|[=:])\s*+)"
     r"(?P<value>\[[a-z ]{1,20} redacted\]|\\?\"(?:[^\"\\\n]|\\.)*+\"?|'(?:[^'\\\n]|\\.|'')*+'?|[^\s\"',;&]++)"
     # `secret hunter2xyz`: only a single word of 8 or more that starts like a credential (checked further on)
     r"|(?P<space>[\"']?[ \t]++)(?![a-z ]{0,20}redacted\])"
     r"(?P<word>(?P<quote>[\"']?)[A-Za-z0-9][^\s\"',;&]{7,}+(?P=quote)))"
 )
+_FUNCTION_CALL = re.compile(r"[A-Za-z_][\w.]*+\(")  # `pw = crypt('…')`: the arguments are the SQL step's
+_NAME_CHAR_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 def _unquote_value(value: str) -> tuple[str, str, str]:
@@ -108,28 +222,59 @@ def _unquote_value(value: str) -> tuple[str, str, str]:
     return "", value, ""
 
 
-def _mask_key_values(text: str) -> str:
-    """Mask values of secret-named keys; for the `name value` form only when the value looks like a secret."""
+def _hint_positions(text: str) -> list[int]:
+    lower = text.lower()
+    found: set[int] = set()
+    for hint in NAME_HINTS:
+        at = lower.find(hint)
+        while at >= 0:
+            found.add(at)
+            at = lower.find(hint, at + 1)
+    return sorted(found)
+
+
+def _name_start(text: str, at: int, floor: int) -> int:
+    while at > floor and text[at - 1] in _NAME_CHAR_SET:
+        at -= 1
+    return at
+
+
+def _keeps_value(name: str, kind: str, inner: str) -> bool:
+    """A value that gives nothing away (already masked, an auth scheme's name) or, for the `name value` form
+    and for weak names, one that does not look like a credential."""
+    strength = name_strength(name)
+    return (
+        strength == NOT_SECRET
+        or inner == ""
+        or inner.endswith(MASK)
+        or inner.startswith(MASK + "@")
+        or inner.lower() in _AUTH_SCHEMES
+        or (inner.startswith("[") and inner.endswith("redacted]"))
+        or _FUNCTION_CALL.fullmatch(inner) is not None
+        or (kind == "word" and not looks_secret(inner))
+        or (strength == WEAK and not looks_like_credential(inner))
+    )
+
+
+def mask_key_values(text: str) -> str:
+    """Mask values of secret-named keys; for the `name value` form only when the value looks like a secret.
+
+    Only names that hold a hint are looked at, so the cost follows the hints, not the length of the text."""
     out: list[str] = []
-    pos, last = 0, 0
-    while (match := _KEY_VALUE.search(text, pos)) is not None:
-        value = "value" if match.group("space") is None else "word"
-        if not is_secret_name(match.group("name")):
-            pos = match.start(value)  # the value may itself hold a secret pair: look at it again
+    pos = last = name_end = 0
+    for at in _hint_positions(text):
+        if at < max(pos, name_end):
+            continue  # inside a name already looked at, or a value already masked
+        start = _name_start(text, at, pos)
+        name_end = _NAME_CHARS.match(text, at).end()  # type: ignore[union-attr]
+        match = _KEY_VALUE_TAIL.match(text, name_end)
+        if match is None or (start > 0 and text[start - 1] in _NAME_CHAR_SET):
             continue
-        opening, inner, closing = _unquote_value(match.group(value))
-        if (
-            inner == ""
-            or inner.endswith(MASK)
-            or inner.startswith(MASK + "@")
-            or inner.lower() in _AUTH_SCHEMES
-            or (inner.startswith("[") and inner.endswith("redacted]"))
-            or (value == "word" and not looks_secret(inner))
-        ):
-            pos = match.start(value)
-            continue
-        out.append(text[last : match.start(value)])
-        out.append(opening + MASK + closing)
+        kind = "value" if match.group("space") is None else "word"
+        opening, inner, closing = _unquote_value(match.group(kind))
+        if _keeps_value(text[start:name_end], kind, inner):
+            continue  # the value may itself hold a secret pair: its hints come next
+        out += [text[last : match.start(kind)], opening + MASK + closing]
         pos = last = match.end()
     out.append(text[last:])
     return "".join(out)

@@ -12,6 +12,7 @@ _PEM_MARKER = re.compile(r"-----(BEGIN|END) (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(
 _LINE_SEP = re.compile(r"\r?\n|\\r\\n|\\n")
 _PEM_LINE = re.compile(r"=?[A-Za-z0-9+/]{1,80}={0,2}")
 _PEM_HEADER = re.compile(r"(?:Proc-Type|DEK-Info|Version|Comment): .{0,200}")
+FULL_LINE_SHAPE = "[A-Za-z0-9+/]{60}"  # what a key's body without its markers holds
 _PEM_FULL_LINE = re.compile(r"(?m)(?:^|(?<=\\n))[ \t]*+[A-Za-z0-9+/]{60,76}[ \t]*+\r?(?=\n|\\[rn]|\Z)")
 
 
@@ -99,7 +100,7 @@ def _pem_body_start(text: str, end: int, floor: int) -> int:
     return start
 
 
-def _mask_private_keys(text: str) -> str:
+def mask_private_keys(text: str) -> str:
     spans: list[tuple[int, int, str]] = []
     markers = list(_PEM_MARKER.finditer(text)) if "PRIVATE KEY" in text else []
     floor, index = 0, 0

@@ -40,25 +40,16 @@ _SQL_TRIGGER = re.compile(
 # after a literal the scan resumes right at the next token, so only a word character rules out a prefix or a `$`
 _SQL_SCAN = re.compile(r"""(?<!\w)(?:[eE]|[bBxXnN]|[uU]&)'|'|"|(?<!\w)\$(?:[^\W\d]\w{0,62})?\$|[;()]""")
 _SENSITIVE_SETTING = re.compile(_SENSITIVE_WORD, re.IGNORECASE)
-# words without which no SQL trigger can match (checked on the lower-cased text before any regex runs)
-_SQL_WORDS = (
-    "passw",
-    "identified",
-    "role",
-    "user",
-    "group",
-    "crypt",
-    "pgp_",
-    "hmac",
-    "digest",
-    "armor",
-    "dblink",
-    "set",
-    "insert",
-    "secret",
-    "token",
-    "key",
-    "credential",
+# what a text must hold for a SQL trigger to match (for the prefilter): words, and shapes for the triggers that
+# need a sensitive name (common in text that is not SQL) together with what follows it in SQL
+TRIGGER_WORDS = ("identified", "crypt", "pgp_", "hmac", "digest", "armor", "dblink", "set_config")
+_ANY_SENSITIVE = "(?:passw|secret|token|key|credential)"
+TRIGGER_SHAPES = (
+    r"(?is)(?:create|alter).*(?:role|user|group)",
+    r"(?is)password.*['\"$]",
+    rf"(?is){_ANY_SENSITIVE}.*=.*['$]",
+    rf"(?is)insert.*{_ANY_SENSITIVE}",
+    rf"(?is)set.*{_ANY_SENSITIVE}",
 )
 _BARE_SETTING_VALUE = re.compile(r"[^\s;,)]++")
 _CONNINFO_PASSWORD = re.compile(r"(?i)(\b\w*pass(?:word|wd)?\s*+=\s*+)('(?:[^'\\]|\\.)*+'?|[^\s']++)")
