@@ -35,6 +35,7 @@ __all__ = [
     "redact_any",
     "register_secret",
     "scrub_sql",
+    "shorten",
 ]
 
 
@@ -51,6 +52,13 @@ def redact(text: str) -> str:
             break
         text = redacted
     return text
+
+
+def shorten(text: str, limit: int, tail: str = "…") -> str:
+    """The text redacted, THEN cut to `limit` characters ending in `tail`: a cut made first could hide from the
+    redactor what makes a secret recognisable (a URL cut before its `@`)."""
+    text = redact(text)
+    return text if len(text) <= limit else text[: max(limit - len(tail), 0)] + tail
 
 
 def redact_any(value: Any) -> Any:
