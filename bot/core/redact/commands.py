@@ -19,6 +19,11 @@ _NOT_A_SECRET_FLAG = re.compile(r"(?i)(?:file|stdin|path|dir|env|prompt|policy|m
 _ATTACHED_P = re.compile(r"-(?<![^\s\"']-)p(?P<value>[^\s\"']++)")
 _MYSQL_FAMILY = re.compile(r"(?i)mysql|mariadb")
 _PORT_LIKE = re.compile(r"[0-9.:\[\]a-f/]*+(?:tcp|udp)?")
+PROGRAM_PASSWORD_FLAGS = {"redis-cli": "a", "sshpass": "p", "mongo": "p"}
+_PROGRAM_FLAG = {
+    flag: re.compile(rf"(?P<flag>-(?<![^\s\"']-){flag}(?:[ \t]++|=)?)(?P<value>[^\s\"'-][^\s\"']*+)")
+    for flag in set(PROGRAM_PASSWORD_FLAGS.values())
+}
 _USER_PASSWORD = re.compile(r"-(?<![^\s\"']-)(?:u|-user)(?:=|[ \t]*+)(?P<user>[^\s:\"']*+):(?P<password>[^\s\"']++)")
 _COOKIE_HEADER = re.compile(r"(?i)(?<![\w-])(?:set-)?cookie\s*+:[ \t]*+")
 _COOKIE_PAIR = re.compile(r"(?P<name>[^=;,\s\"\\]++)=(?P<value>[^;\s\"\\]*+)(?:;[ \t]*+)?")
@@ -35,7 +40,13 @@ def mask_secret_flags(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         flag, value = match.group("flag"), match.group("value")
         name = flag.lstrip("-")
-        if name_strength(name) != STRONG or _NOT_A_SECRET_FLAG.search(name) or value.startswith("-") or _masked(value):
+        if (
+            name_strength(name) != STRONG
+            or _NOT_A_SECRET_FLAG.search(name)
+            or (not flag.startswith("--") and match.group("sep") != "=" and not name.islower())  # `-pS3cret erp`
+            or value.startswith("-")
+            or _masked(value)
+        ):
             return match.group(0)
         quote = value[0] if value[0] in "\"'" else ""
         return f"{flag}{match.group('sep')}{quote}{MASK}{quote}"
@@ -54,6 +65,16 @@ def mask_attached_password(text: str) -> str:
         return "-p" + MASK
 
     return _ATTACHED_P.sub(replace, text)
+
+
+def mask_program_password(text: str) -> str:
+    """`redis-cli -a X`, `sshpass -p X`, `mongosh -p X`: the short flag that is a password for that program."""
+    for program, flag in PROGRAM_PASSWORD_FLAGS.items():
+        if program in text:
+            text = _PROGRAM_FLAG[flag].sub(
+                lambda m: m.group(0) if _masked(m.group("value")) else m.group("flag") + MASK, text
+            )
+    return text
 
 
 def mask_user_password(text: str) -> str:

@@ -85,7 +85,7 @@ TOKEN_FORMATS: tuple[TokenFormat, ...] = (
     ),
     TokenFormat(
         "Slack token",
-        rf"{START}(?i:xox)[abposre]-[{ALNUM}-]++",
+        rf"{START}(?i:xox[abposre])-[{ALNUM}-]++",
         ("xoxb-1111-2222-AbCdEfGhIjKl", "XOXP-1-2-3-abcdef0123"),
         words=("xox",),
         mask="xox*-***",

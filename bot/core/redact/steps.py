@@ -42,6 +42,7 @@ STEPS: tuple[Step, ...] = (
     Step("cookie headers", Trigger(("cookie",)), commands.mask_cookies),
     Step("secret flags", Trigger(names.NAME_HINTS), commands.mask_secret_flags),
     Step("-p password", Trigger(("-p",)), commands.mask_attached_password),
+    Step("password flags of programs", Trigger(tuple(commands.PROGRAM_PASSWORD_FLAGS)), commands.mask_program_password),
     Step("-u user:password", Trigger(("-u", "--user")), commands.mask_user_password),
     Step("SQL", Trigger(sql.TRIGGER_WORDS, sql.TRIGGER_SHAPES), sql.scrub_sql),
     Step("secret-named values", Trigger(names.NAME_HINTS), names.mask_key_values),
