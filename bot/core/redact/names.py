@@ -158,10 +158,19 @@ _AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "negotiate", "n
 NAME_HINTS = ("pass", "pw", "secret", "token", "credential", "key", "auth", "cookie", "sess", "sig", "sid")
 
 
-@functools.lru_cache(maxsize=4096)
 def name_strength(name: str) -> int:
     """STRONG for a name whose value is a secret (`password`, `JWT_SECRET`, `DB_PASS`, `STRIPE_KEY`), WEAK for one
     whose value is a secret when it looks like one (`session`, `sig`, `X-Auth`), NOT_SECRET otherwise."""
+    # names come from any text: only ordinary ones are remembered, not a megabyte-long "name"
+    return _cached_strength(name) if len(name) <= 128 else _strength(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_strength(name: str) -> int:
+    return _strength(name)
+
+
+def _strength(name: str) -> int:
     if _SECRET_NAME_PART.search(name):
         return STRONG
     segments = [s.lower() for s in _NAME_SEGMENTS.split(name.strip("-")) if s]
