@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
+from bot.core.redact import shorten
 from bot.core.registry import Runbook, UsageError
 from runbooks.loglines import LogLine, parse, strip_ansi
 from runbooks.watched import ContainerArgs
@@ -194,7 +195,7 @@ def evidence(lines: list[str], found: dict) -> list[str]:
         picked = found["error"][-5:] or found["logins"][-5:]
     ordered = sorted(set(picked))
     shown = ordered[-MAX_EVIDENCE:]
-    return [lines[n][:300] for n in shown]
+    return [shorten(lines[n], 300, "") for n in shown]
 
 
 async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] | None:

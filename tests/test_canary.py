@@ -64,6 +64,29 @@ KEY_VALUE, SECRET_SPACE, TOKEN_COLON = tag("KeyEq"), tag("SecretSp"), tag("TokCo
 BEARER = tag("Bearer", 24)
 LOG_DSN_PASSWORD = tag("LogDsnPw")
 PEM_BODY = tag("PemBody", 12)
+# the forms that used to leak (issue 18), planted below as their secret part: what follows a kept prefix
+ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+SAS_SIG, BARE_SIG = alnum("", "cnrySasSig", 43, ALNUM), tag("BareSig", 24)
+GOOGLE_REFRESH, GOCSPX, YA29 = alnum("", "cnryGr", 40, ALNUM), alnum("", "cnryGo", 28, ALNUM), alnum("", "cnryYa", 40)
+NPM, PYPI = alnum("", "cnryNpm", 36, ALNUM), alnum("", "cnryPypi", 60, ALNUM)
+SENDGRID, OPENAI, ANTHROPIC = alnum("", "cnrySg", 43, ALNUM), alnum("", "cnryOai1", 40), alnum("", "cnryAnt", 40)
+TWILIO_TOKEN = secrets.token_hex(16)
+DB_PASS, PLAIN_PASS, MYSQL_P, CURL_U = tag("DbPass"), tag("PlainPass"), tag("MysqlP"), tag("CurlU")
+COOKIE, SET_COOKIE, QUERY_PW = tag("Cookie", 24), tag("SetCookie", 24), tag("QueryPw")
+HTPASSWD = alnum("", "cnryHt", 22, ALNUM)
+AT_PASSWORD, SLASH_PASSWORD, JSON_URL_PASSWORD = tag("AtPw"), tag("SlashPw"), tag("JsonUrlPw")
+ARGV_P, ARGV_U, ARGV_DB_PASS = tag("ArgvP"), tag("ArgvU"), tag("ArgvDbPass")
+NEW_FORMS = [
+    f"SAS https://b.blob.core.windows.net/d/x.dump?sv=2022-11-02&sig={SAS_SIG}&se=2025 bare sig={BARE_SIG}",
+    f"google 1//0{GOOGLE_REFRESH} GOCSPX-{GOCSPX} ya29.{YA29} npm_{NPM} pypi-AgEIcHlwaS5vcmc{PYPI}",
+    f"vendors SG.cnrySendGridKeyId0001.{SENDGRID} sk-proj-{OPENAI} sk-ant-api03-{ANTHROPIC}"
+    f" AC0123456789abcdef0123456789abcdef:{TWILIO_TOKEN}",
+    f"env DB_PASS={DB_PASS} PASS={PLAIN_PASS} ran mysql -uroot -p{MYSQL_P} erp; curl -u admin:{CURL_U} http://es:9200",
+    f"http Cookie: sid={COOKIE}; theme=dark Set-Cookie: session={SET_COOKIE}; Path=/ GET /x?pw={QUERY_PW}&a=1"
+    f" htpasswd admin:$apr1$r31.....${HTPASSWD}",
+    f"urls postgres://app:x@{AT_PASSWORD}@db:5432/erp postgres://app:pa/{SLASH_PASSWORD}@db/erp"
+    f' {{"dsn":"postgres:\\/\\/app:{JSON_URL_PASSWORD}@db\\/erp"}}',
+]
 
 CANARIES = {
     "DSN_PASSWORD": DSN_PASSWORD,
@@ -93,6 +116,31 @@ CANARIES = {
     "BEARER": BEARER,
     "LOG_DSN_PASSWORD": LOG_DSN_PASSWORD,
     "PEM_BODY": PEM_BODY,
+    "SAS_SIG": SAS_SIG,
+    "BARE_SIG": BARE_SIG,
+    "GOOGLE_REFRESH": GOOGLE_REFRESH,
+    "GOCSPX": GOCSPX,
+    "YA29": YA29,
+    "NPM": NPM,
+    "PYPI": PYPI,
+    "SENDGRID": SENDGRID,
+    "OPENAI": OPENAI,
+    "ANTHROPIC": ANTHROPIC,
+    "TWILIO_TOKEN": TWILIO_TOKEN,
+    "DB_PASS": DB_PASS,
+    "PLAIN_PASS": PLAIN_PASS,
+    "MYSQL_P": MYSQL_P,
+    "CURL_U": CURL_U,
+    "COOKIE": COOKIE,
+    "SET_COOKIE": SET_COOKIE,
+    "QUERY_PW": QUERY_PW,
+    "HTPASSWD": HTPASSWD,
+    "AT_PASSWORD": AT_PASSWORD,
+    "SLASH_PASSWORD": SLASH_PASSWORD,
+    "JSON_URL_PASSWORD": JSON_URL_PASSWORD,
+    "ARGV_P": ARGV_P,
+    "ARGV_U": ARGV_U,
+    "ARGV_DB_PASS": ARGV_DB_PASS,
 }
 # what proves a leak: the secret part of each canary (a prefix like ghp_ alone proves nothing)
 MARKERS = {name: value.split("-")[-1] if value.startswith("xox") else value for name, value in CANARIES.items()}
@@ -129,13 +177,16 @@ LOG_LINES = [
     f"error: s3 upload failed AWS_ACCESS_KEY_ID={AWS_KEY_ID} aws_secret_access_key={AWS_SECRET}",
     f"error: stripe {STRIPE} google {GOOGLE} slack {SLACK_IN_LOG}",
     f"panic: runtime error: key={KEY_VALUE} secret {SECRET_SPACE} token: {TOKEN_COLON}",
+    *(f"error: canary line {number}: {form}" for number, form in enumerate(NEW_FORMS)),  # in the panic's context
     f"error connecting to postgres://app:{LOG_DSN_PASSWORD}@db:5432/erp jwt={JWT}",
 ]
 
 
 def container_script() -> str:
+    """The log lines every 2 s, and a worker whose command line holds passwords (for `/erpgo cpu`)."""
     printed = "; ".join(f"echo '{line}'" for line in LOG_LINES)
-    return f"while true; do {printed}; sleep 2; done"
+    worker = f"sh -c 'while :; do sleep 1; done' worker -p{ARGV_P} -u admin:{ARGV_U} DB_PASS={ARGV_DB_PASS} &"
+    return f"{worker} while true; do {printed}; sleep 2; done"
 
 
 # ---- the suite -----------------------------------------------------------------------------------
@@ -204,7 +255,7 @@ def alert(alertname: str) -> dict:
         "commonLabels": labels,
         "commonAnnotations": {
             "summary": f"{alertname} on the API",
-            "description": f"token={ANNOTATION_TOKEN} api_key: {ANNOTATION_KEY}",
+            "description": f"token={ANNOTATION_TOKEN} api_key: {ANNOTATION_KEY} " + " ".join(NEW_FORMS),
         },
         "externalURL": f"http://admin:{EXTERNAL_PASSWORD}@alertmanager.example:9093",
         "alerts": [
@@ -261,7 +312,15 @@ async def test_no_canary_reaches_slack_the_log_the_database_or_check_json(plante
     settings, slack = planted
     configure_logging("debug")
     bot = await start_bot(slack=slack, **settings)
-    for verb in ("health", "db locks", "db long-queries 1", "db connect", "logs canary-api 5", "security 5"):
+    for verb in (
+        "health",
+        "db locks",
+        "db long-queries 1",
+        "db connect",
+        "logs canary-api 5",
+        "security 5",
+        "cpu canary-api",
+    ):
         await bot.command(verb, user_id="U0ALICE")
     printed = await asyncio.gather(
         *(check_json(settings, *verb.split()) for verb in ("health", "db locks", "db connect", "logs canary-api 5"))
@@ -297,6 +356,8 @@ async def test_no_canary_reaches_slack_the_log_the_database_or_check_json(plante
     posted = slack_text(slack)
     # the planted sources were read: the session's statement, the log lines, the alert's labels
     assert "ALTER ROLE" in posted and "panic: runtime error" in posted and "DatabaseConnectionPool" in posted
+    assert all(f"canary line {number}" in posted for number in range(len(NEW_FORMS))), "the new forms were read"
+    assert " worker -p" in posted, "the worker's command line was shown"
     found = leaks("Slack", posted)
     found += leaks("the log", "".join(capsys.readouterr()))
     found += leaks("the bot's database", await stored_text(dsn))

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.app import build_registry
 from bot.core.engine import run_checks
 from bot.core.findings import Finding, Status
+from bot.core.redact import redact
 from bot.settings import load_settings
 from bot.targets import Targets
 from runbooks.watched import ContainerArgs
@@ -204,6 +205,21 @@ async def test_busy_api_under_a_cpu_limit_is_throttled_and_gomaxprocs_does_not_f
     processes = one(await run("cpu", only=("container_processes",), container=unset), f"Processes {unset}")
     assert processes.title.startswith("busiest: PID ") and BUSY in processes.title
     assert "%CPU" in processes.title and "RSS " in processes.title
+
+
+# what `docker top` shows of a worker started with its credentials on the command line
+CREDENTIALED = 'exec sh -c "while :; do :; done" worker -pMyS3cretPw -u admin:Curl-Pw-99 DB_PASS=Db-Pass-42'
+
+
+async def test_a_process_command_line_is_shown_with_its_passwords_masked(checks, docker_engine, names):
+    name = names("creds")
+    docker_engine.run(name, CREDENTIALED)
+    run, _ = await checks(docker_host=docker_engine.host, erpgo_containers=name)
+    processes = one(await run("cpu", only=("container_processes",), container=name), f"Processes {name}")
+    shown = redact(text_of(processes))  # what every outward path does to it
+    assert "worker -p*** -u admin:*** DB_PASS=***" in shown, shown
+    for password in ("MyS3cretPw", "Curl-Pw-99", "Db-Pass-42"):
+        assert password not in shown
 
 
 async def test_cpu_seconds_per_second_from_metrics(checks, simulator):

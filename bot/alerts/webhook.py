@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.core.redact import redact
+from bot.core.redact import redact, shorten
 
 # ---------------------------------------------------------------------- the webhook, version 4
 
@@ -152,7 +152,7 @@ def group_key_of(raw: bytes) -> str | None:
     except ValueError:
         return None
     key = body.get("groupKey") if isinstance(body, dict) else None
-    return key[:200] if isinstance(key, str) else None
+    return shorten(key, 200, "") if isinstance(key, str) else None
 
 
 def zero_to_none(when: datetime | None) -> datetime | None:

@@ -15,6 +15,7 @@ from slack_sdk.models.blocks import (
 
 from bot.core.findings import Finding, Status, worst
 from bot.core.parse import is_slack_channel_id, is_slack_user_id
+from bot.core.redact import redact
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -43,6 +44,7 @@ def channel_link(channel_id: str | None, missing: str = "?") -> str:
 
 
 def clip(text: str, limit: int) -> str:
+    text = redact(text)  # before the cut, which could leave a secret unrecognisable
     return text if len(text) <= limit else text[: limit - 20].rstrip() + "\n… (truncated)"
 
 

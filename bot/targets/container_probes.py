@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.core.redact import shorten
 from bot.targets.docker import Docker
 
 PROBE_SECONDS = 4.0  # one exec, resolution and connect included
@@ -81,7 +82,7 @@ async def toolbox(docker: Docker, container: str) -> Toolbox:
 
 def _last_line(output: str) -> str:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""
+    return shorten(lines[-1], 200, "") if lines else ""
 
 
 def _crashed(code: int) -> bool:

@@ -42,7 +42,9 @@ MAX_EVENTS = 2000
 MAX_EXEC_OUTPUT = 64 * 1024
 TOOL_PROBE_SECONDS = 5.0
 NOT_EXECUTABLE = (126, 127)  # the exit codes of "not found" / "cannot execute"
-TOP_PS_ARGS = "-o pid,user,pcpu,pmem,rss,etime,args"
+TOP_PS_ARGS = (
+    "-ww -o pid,user,pcpu,pmem,rss,etime,args"  # -ww: ps would cut the command line, and a secret in it, at 80 columns
+)
 RESTART_EVENTS = ("die", "start")
 UNREACHABLE_STATUS = 900  # aiodocker's status for a connection that failed
 

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 
 from aiodocker.exceptions import DockerError
 
+from bot.core.redact import shorten
 from bot.targets.docker import ContainerNotFound, Docker
 
 CHUNK = 1024 * 1024
@@ -102,7 +103,7 @@ async def _run(docker: Docker, container: str, argv: list[str], timeout: float) 
     code, output = await docker.exec_argv(container, argv, timeout)
     if code != 0:
         first = next((line.strip() for line in output.splitlines() if line.strip()), f"exit code {code}")
-        raise ContainerFileError(f"{argv[0]} in container {container}: {first[:200]}")
+        raise ContainerFileError(f"{argv[0]} in container {container}: {shorten(first, 200, '')}")
     return output
 
 

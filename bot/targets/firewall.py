@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.redact import shorten
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_TABLE = "erpgo_chatops"
@@ -113,7 +115,7 @@ async def _run(argv: Sequence[str], timeout: float, stdin: str | None = None) ->
 
 def _short(text: str) -> str:
     text = " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+    return shorten(text, _MESSAGE_LIMIT)
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import jwt
 from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status, worst
-from bot.core.redact import register_secret
+from bot.core.redact import register_secret, shorten
 from bot.core.registry import Args, UsageError
 from bot.core.units import human_duration, parse_duration
 from bot.targets import NotConfigured
@@ -74,7 +74,7 @@ TIME_CLAIMS = ("iat", "nbf", "exp")
 
 def claim_text(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= 100 else text[:99] + "…"
+    return shorten(text, 100)
 
 
 def when(value) -> str:
@@ -330,7 +330,7 @@ async def jwt_token(ctx: CheckContext) -> Finding:
     except jwt.PyJWTError as exc:
         return Finding.warn(
             "JWT",
-            "3 parts, but they do not decode: " + str(exc)[:120],
+            "3 parts, but they do not decode: " + shorten(str(exc), 120, ""),
             details=["ERPGo answers 401 UNAUTHORIZED (invalid token; the guide's AUTH_003): the token is corrupted"],
             data={"parts": 3, "decodes": False},
         )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status
+from bot.core.redact import shorten
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets import NotConfigured
@@ -110,7 +111,7 @@ def assess_state(info: ContainerInfo, exits: int) -> tuple[Status, str, bool]:
     if not state.running:
         title = f"{state.status}: {exit_text(info)}" if state.status == "exited" else f"{state.status}, not running"
         if state.error:
-            title += f" — its last start failed: {state.error[:160]}"
+            title += f" — its last start failed: {shorten(state.error, 160, '')}"
         return Status.CRIT, title, False
     up = human_duration((datetime.now(UTC) - state.started_at).total_seconds()) if state.started_at else "?"
     if state.health == "unhealthy":
@@ -139,7 +140,7 @@ def state_details(info: ContainerInfo, exits: int) -> list[str]:
     if state.health:
         lines.append(f"health check: {state.health} ({state.health_failing_streak} failing in a row)")
     if state.error:
-        lines.append(f"engine error of the last start: {state.error[:300]}")
+        lines.append(f"engine error of the last start: {shorten(state.error, 300, '')}")
     return lines
 
 
@@ -150,7 +151,7 @@ async def last_lines(ctx: CheckContext, info: ContainerInfo) -> tuple[list[str],
     since = min(info.state.started_at or now, now - LOG_LOOKBACK)
     lines = await read_logs(ctx, info.name, since) or []
     found = scan(lines)
-    picked = evidence(lines, found) or [line[:300] for line in lines[-LAST_LINES:]]
+    picked = evidence(lines, found) or [shorten(line, 300, "") for line in lines[-LAST_LINES:]]
     errors = len(found["error"]) + len(found["panic"])
     return picked[-LAST_LINES * 2 :], f"{len(lines)} log lines since {clock(since)}: {errors} error or panic lines"
 
@@ -322,11 +323,11 @@ async def container_ports(ctx: CheckContext) -> Finding | list[Finding]:
     start_error = "port is already allocated" in info.state.error or "address already in use" in info.state.error
     details = [binding_text(binding) for binding in info.ports]
     if start_error:
-        details.append(f"its last start failed: {info.state.error[:300]}")
+        details.append(f"its last start failed: {shorten(info.state.error, 300, '')}")
     details += clashes + held
     if clashes or held or start_error:
         status = Status.CRIT if (running_clash or held or start_error) and not info.state.running else Status.WARN
-        title = (clashes + held + [f"its last start failed: {info.state.error[:160]}"])[0]
+        title = (clashes + held + [f"its last start failed: {shorten(info.state.error, 160, '')}"])[0]
     else:
         status = Status.OK
         title = f"{', '.join(binding_text(b) for b in info.ports)}; no other container publishes these host ports"

@@ -19,7 +19,7 @@ import asyncpg
 from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status
-from bot.core.redact import redact
+from bot.core.redact import redact, shorten
 from bot.core.registry import CheckFunc, Refused, Runbook
 from bot.core.units import human_duration
 from bot.targets import NotConfigured
@@ -302,15 +302,13 @@ def qualified(schema: str, name: str) -> str:
 
 
 def one_line(text: str | None, limit: int = 120) -> str:
-    text = re.sub(r"\s+", " ", text or "").strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(re.sub(r"\s+", " ", text or "").strip(), limit)
 
 
 def statement_text(query: str | None, limit: int = 120) -> str:
     """A statement on one line, without its comments (ORMs and tags prepend them)."""
     text = re.sub(r"/\*.*?\*/|--[^\n]*", " ", query or "", flags=re.S)
-    text = re.sub(r"\s+", " ", text).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(re.sub(r"\s+", " ", text).strip(), limit)
 
 
 def count(n: float | int | None) -> str:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.parse import ascii_decimal
+from bot.core.redact import shorten
 from bot.core.registry import Args, Refused, Runbook, UsageError
 from bot.core.units import human_duration
 
@@ -125,9 +126,8 @@ def preview(kind: str, because: str, pid: int, backend_start: datetime, query_st
 # --- describing sessions ----------------------------------------------------------------------
 
 
-def short_query(query: str | None) -> str:
-    text = re.sub(r"\s+", " ", query or "").strip() or "(none)"
-    return text if len(text) <= MAX_QUERY else text[: MAX_QUERY - 1] + "…"
+def short_query(query: str | None, limit: int = MAX_QUERY) -> str:
+    return shorten(re.sub(r"\s+", " ", query or "").strip() or "(none)", limit)
 
 
 def age(seconds) -> str:
@@ -329,7 +329,7 @@ async def long_queries(ctx: CheckContext) -> list[Finding]:
         elif row["wait_event_type"]:
             details.append(f"waiting on {row['wait_event_type']}: {row['wait_event']}")
         status = Status.CRIT if (row["query_s"] or 0) >= CRIT_QUERY_S else Status.WARN
-        title = f"pid {row['pid']} running for {age(row['query_s'])}: {short_query(row['query'])[:80]}"
+        title = f"pid {row['pid']} running for {age(row['query_s'])}: {short_query(row['query'], 80)}"
         findings.append(
             Finding(
                 status,

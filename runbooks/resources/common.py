@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding
+from bot.core.redact import shorten
 from bot.core.units import human_bytes
 from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound
@@ -110,7 +111,7 @@ def process_line(process: dict[str, str]) -> str:
         if value is not None:
             fields.append(f"RSS {human_bytes(ps_number(value) * 1024)}" if column == "RSS" else f"{column} {value}")
     command = process.get("COMMAND") or process.get("CMD") or ""
-    return ", ".join(fields) + " — " + command[:160]
+    return ", ".join(fields) + " — " + shorten(command, 160, "")
 
 
 async def top_processes(ctx: CheckContext, name: str, sort_by: str) -> list[dict[str, str]]:
