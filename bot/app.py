@@ -189,11 +189,11 @@ class Runtime:
         self.loops.append(asking)
 
     async def start(self, identify_wait: float | None = None) -> None:
-        """Ask Slack who the bot is, load the policy (a malformed one is a ConfigError), then apply
-        the bot database's migrations; a database that is down now is retried on first use. The watched
-        containers' Docker stats are sampled in the background from here on."""
-        await self.identify(identify_wait)
+        """Load the policy (a malformed one is a ConfigError, before anything is contacted), ask Slack
+        who the bot is, then apply the bot database's migrations; a database that is down now is retried
+        on first use. The watched containers' Docker stats are sampled in the background from here on."""
         self.policy = load_policy(self.settings.chatops_policy_file).with_usergroups(self.usergroups)
+        await self.identify(identify_wait)
         self.targets.start_sampling()
         if self.policy.is_default:
             log.warning(

@@ -64,8 +64,14 @@ def help_text(runtime) -> str:
     return "\n".join(lines)
 
 
-def usage_reply(runtime, problem: str) -> render.Message:
-    return render.text_message(f":grey_question: {problem}\n\n{help_text(runtime)}")
+def usage_reply(runtime, problem: str, words: list[str] | None = None) -> render.Message:
+    """The problem and the help: of the verb the words most likely meant, else of every verb."""
+    meant = runtime.registry.suggest(words) if words else None
+    if meant is None:
+        return render.text_message(f":grey_question: {problem}\n\n{help_text(runtime)}")
+    did_you_mean = f"Did you mean `{render.escape(meant.name)}`?"
+    short_help = f"{verb_usage(meant.name, meant.usage)} — {render.escape(meant.summary)}"
+    return render.text_message(f":grey_question: {problem} {did_you_mean}\n{short_help}")
 
 
 def quote(text: str) -> str:
@@ -114,7 +120,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         if verb is None:
             COMMANDS.labels("unknown", "usage").inc()
             log.info("command", verb="unknown", outcome="usage")
-            await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
+            await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}.", words))
             return
         if runtime.stopping:  # nothing new starts while the bot drains for a restart
             COMMANDS.labels(verb.name, "stopping").inc()
@@ -133,6 +139,10 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         except UsageError as exc:
             COMMANDS.labels(verb.name, "usage").inc()
             log.info("command", verb=verb.name, outcome="usage")
+            meant = runtime.registry.suggest(words)
+            if meant is not None and meant.name.count(" ") > verb.name.count(" "):  # a mistyped sub-verb
+                await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}.", words))
+                return
             await ack(
                 **render.text_message(
                     f":grey_question: {render.escape(str(exc))}\nUsage: {verb_usage(verb.name, verb.usage)}"
