@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands.add_parser("migrate", help="apply the bot database's migrations (BOT_DATABASE_URL) and exit")
     shell = commands.add_parser("shell", help="type /erpgo commands and see what Slack would show")
     shell.add_argument("--user", default="U0YOU", help="the Slack user id you act as")
+    shell.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="the bot's HTTP port on 127.0.0.1, e.g. for Alertmanager's webhook (default: any)",
+    )
     shell.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: $LOG_LEVEL")
     shell.add_argument(
         "--log-file",
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "shell":
             from bot.local.shell import run_shell
 
-            return asyncio.run(run_shell(settings, args.user, log_note))
+            return asyncio.run(run_shell(settings, args.user, log_note, port=args.port))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
