@@ -180,7 +180,7 @@ def expiring_certificate(directory: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
-    not_after = now + dt.timedelta(days=CERT_DAYS_LEFT)
+    not_after = now + dt.timedelta(days=CERT_DAYS_LEFT, hours=1)  # still "5 days" a while from now
     leaf = (
         _builder(_name("erpgo.demo"), ca_name, key.public_key(), now - dt.timedelta(days=85), not_after)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)

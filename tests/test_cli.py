@@ -122,6 +122,12 @@ def test_mistyped_verb_or_sub_verb_is_suggested_with_its_own_help():
     assert cli.returncode == 2 and "did you mean: db locks" in cli.stderr
 
 
+def test_shell_fire_without_alertmanager_says_what_to_set():
+    result = run_bot("shell", stdin="fire HighErrorRate\n")
+    assert result.returncode == 0
+    assert "no Alertmanager to send alerts through: set ALERTMANAGER_URL" in result.stdout
+
+
 def test_unknown_verb_exits_2():
     result = run_bot("check", "frobnicate")
     assert result.returncode == 2 and "unknown verb" in result.stderr
