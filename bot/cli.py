@@ -143,8 +143,7 @@ async def run_check(settings, words: list[str], as_json: bool) -> int:
     try:
         params = verb.parse_args(rest)
     except UsageError as exc:
-        meant = registry.suggest(words)
-        if meant is not None and meant.name.count(" ") > verb.name.count(" "):  # a mistyped sub-verb
+        if registry.suggest(words, instead_of=verb):  # a mistyped sub-verb
             raise unknown_verb(registry, words) from None
         raise ConfigError(f"{exc} — usage: {verb.name} {verb.usage}".rstrip()) from None
     targets = Targets(settings)

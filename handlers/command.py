@@ -139,8 +139,7 @@ async def dispatch(runtime, inv: Invocation, ack) -> None:
         except UsageError as exc:
             COMMANDS.labels(verb.name, "usage").inc()
             log.info("command", verb=verb.name, outcome="usage")
-            meant = runtime.registry.suggest(words)
-            if meant is not None and meant.name.count(" ") > verb.name.count(" "):  # a mistyped sub-verb
+            if runtime.registry.suggest(words, instead_of=verb):  # a mistyped sub-verb
                 await ack(**usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}.", words))
                 return
             await ack(

@@ -211,10 +211,12 @@ class Registry:
                 return self.verbs[name], words[size:]
         return None, words
 
-    def suggest(self, words: list[str]) -> Verb | None:
+    def suggest(self, words: list[str], instead_of: Verb | None = None) -> Verb | None:
         """The verb a mistyped command most likely meant (`helth` → health, `db lcoks` → db locks), or
-        None. Longer verbs first, so that a mistyped sub-verb is not taken for its parent verb."""
-        for size in range(min(len(words), 3), 0, -1):
+        None. Longer verbs first, so that a mistyped sub-verb is not taken for its parent verb; with
+        `instead_of` (the verb found, whose arguments did not parse) only a longer verb counts."""
+        shortest = instead_of.name.count(" ") + 2 if instead_of else 1
+        for size in range(min(len(words), 3), shortest - 1, -1):
             typed = " ".join(words[:size]).lower()
             names = [name for name in self.verbs if name.count(" ") == size - 1 and name != typed]
             close = difflib.get_close_matches(typed, names, n=1, cutoff=SUGGEST_CUTOFF)
