@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 
 from bot.settings import ConfigError, load_settings
@@ -29,6 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands.add_parser("migrate", help="apply the bot database's migrations (BOT_DATABASE_URL) and exit")
     shell = commands.add_parser("shell", help="type /erpgo commands and see what Slack would show")
     shell.add_argument("--user", default="U0YOU", help="the Slack user id you act as")
+    shell.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="the bot's HTTP port on 127.0.0.1, e.g. for Alertmanager's webhook (default: any)",
+    )
     shell.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: $LOG_LEVEL")
     shell.add_argument(
         "--log-file",
@@ -39,7 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "console", help="the local Slack and the bot as a web page (a browser instead of Slack)"
     )
     console.add_argument("--host", default="127.0.0.1")
-    console.add_argument("--port", type=int, default=3300)
+    console.add_argument("--port", type=int, default=3300, help="the page's port (default 3300)")
+    console.add_argument(
+        "--bot-port",
+        type=int,
+        default=0,
+        help="the bot's own HTTP port on 127.0.0.1, e.g. for Alertmanager (default: any)",
+    )
     console.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
@@ -62,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging(args.log_level, stream=sys.stderr)
         else:
             configure_logging(settings.log_level, stream=sys.stderr if args.command == "check" else sys.stdout)
+        preflight(settings, args.command)
         if args.command == "check":
             return asyncio.run(run_check(settings, args.verb, args.json))
         if args.command == "serve":
@@ -77,17 +91,37 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "console":
             from bot.local.console import run_console
 
-            return asyncio.run(run_console(settings, args.host, args.port))
+            return asyncio.run(run_console(settings, args.host, args.port, bot_port=args.bot_port))
         if args.command == "shell":
             from bot.local.shell import run_shell
 
-            return asyncio.run(run_shell(settings, args.user, log_note))
+            return asyncio.run(run_shell(settings, args.user, log_note, port=args.port))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
     return EXIT_OK
+
+
+# what a long-running mode cannot start without, checked before the bot is imported or anything contacted
+REQUIRED = {
+    "serve": (("slack_bot_token", ""), ("slack_signing_secret", " in HTTP mode")),
+    "socket": (("slack_bot_token", ""), ("slack_app_token", " in Socket Mode")),
+}
+
+
+def preflight(settings, command: str) -> None:
+    """A ConfigError in well under a second for what serve and socket would refuse anyway: a required
+    setting unset, a policy file that does not load."""
+    if command not in REQUIRED:
+        return
+    for name, mode in REQUIRED[command]:
+        if not settings.secret(name):
+            raise ConfigError(f"configuration error: {name.upper()} is required{mode}")
+    from bot.approvals.policy import load_policy
+
+    load_policy(settings.chatops_policy_file)
 
 
 def shell_logging(settings, level: str | None, log_file: str | None, *, interactive: bool) -> str | None:
@@ -127,18 +161,23 @@ async def run_check(settings, words: list[str], as_json: bool) -> int:
     registry = build_registry()
     verb, rest = registry.find_verb(words)
     if verb is None:
-        raise ConfigError(f"unknown verb: {' '.join(words)[:60]} (try: {', '.join(sorted(registry.verbs))})")
+        raise unknown_verb(registry, words)
     if verb.answer is not None:
         return await run_bot_verb(settings, registry, verb, rest, as_json)
     try:
         args = verb.parse_args(rest)
     except UsageError as exc:
+        if registry.suggest(words, instead_of=verb):  # a mistyped sub-verb
+            raise unknown_verb(registry, words) from None
         raise ConfigError(f"{exc} — usage: {verb.name} {verb.usage}".rstrip()) from None
     targets = Targets(settings)
     try:
         findings = await run_checks(verb.checks, CheckContext(targets, settings, args, Actor(requester="cli")))
     finally:
         await targets.close()
+    missing = settings_to_set(findings)
+    if missing:
+        raise ConfigError(f"configuration error: nothing to check for {verb.name}; set {', '.join(missing)}")
     status = worst(f.status for f in findings)
     if as_json:
         doc = {"verb": verb.name, "status": status.value, "findings": [json_finding(f.to_dict()) for f in findings]}
@@ -146,6 +185,26 @@ async def run_check(settings, words: list[str], as_json: bool) -> int:
     else:
         print(redact(render.report_text(f"ERPGo {verb.name}", findings)))
     return EXIT_OK if status.rank <= Status.OK.rank else EXIT_WARN
+
+
+def unknown_verb(registry, words: list[str]) -> ConfigError:
+    meant = registry.suggest(words)
+    hint = (
+        f"did you mean: {meant.name} {meant.usage}".rstrip() if meant else f"try: {', '.join(sorted(registry.verbs))}"
+    )
+    return ConfigError(f"unknown verb: {' '.join(words)[:60]} ({hint})")
+
+
+NOT_CONFIGURED = re.compile(r"^not configured \(set (?P<names>[^)]+)\)")
+
+
+def settings_to_set(findings) -> list[str]:
+    """When every finding says its target is not configured, the settings they name (in order); else
+    nothing — a check run from cron with a misspelled setting must not look green."""
+    named = [NOT_CONFIGURED.match(f.title) for f in findings]
+    if not findings or not all(named):
+        return []
+    return list(dict.fromkeys(match.group("names") for match in named if match))
 
 
 def json_finding(finding: dict) -> dict:

@@ -27,8 +27,9 @@ SOCKET_IDENTIFY_WAIT = 2.0  # s: in Socket Mode the webhook and /healthz are ser
 async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start the HTTP server; returns the runner and the bound port (port 0 picks a free one)."""
     runtime = build_runtime(settings)
+    bolt = build_bolt_app(runtime)  # a missing signing secret is told before Slack is asked anything
     await runtime.start()
-    web_app = build_web_app(runtime, build_bolt_app(runtime))
+    web_app = build_web_app(runtime, bolt)
     # everything built so far lives for the whole process: keep it out of the collector's scans,
     # whose pauses otherwise show up as the slowest webhook answers under load
     gc.freeze()

@@ -24,12 +24,16 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from demo import faults
+from demo.monitoring import Prometheus
 from demo.services import (
+    Alertmanager,
     DockerEngine,
     PostgresServer,
     RedisServer,
     ServiceError,
     ServiceUnavailable,
+    _pids_with_cmdline,
     free_port,
     http_status,
     unmount_under,
@@ -37,7 +41,7 @@ from demo.services import (
 )
 
 DEMO_DIR = Path(__file__).resolve().parent
-RUN_DIR = DEMO_DIR.parent / ".run" / "demo"
+RUN_DIR = Path(os.environ.get("ERPGO_DEMO_DIR") or DEMO_DIR.parent / ".run" / "demo").absolute()
 TARGET_VARS = ("ERPGO_API_URL", "ERPGO_DATABASE_URL", "ERPGO_REDIS_URL")
 
 # The real API's log, as zerolog's console writer prints it: startup, bursts of failed logins (the API
@@ -77,6 +81,12 @@ MIGRATOR_SCRIPT = (
     'echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) INF Applying migrations"; '
     'echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) INF Migrations complete"'
 )
+CRASHING_WORKER_SCRIPT = (
+    'echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) INF Starting ERPGo worker"; '
+    'echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) FTL cannot connect to NATS error=\\"dial tcp: lookup erpgo-nats: '
+    'no such host\\" url=nats://erpgo-nats:4222" >&2; exit 1'
+)
+WATCHED_CONTAINERS = ("erpgo-api", "erpgo-postgres", "erpgo-redis", "erpgo-worker")
 IDLE_SCRIPT = "trap 'exit 0' TERM; echo '{ready}'; while true; do sleep 3600 & wait $!; done"
 
 
@@ -101,17 +111,18 @@ def _raise_stop(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return run([sys.executable, "-m", "bot.cli", *bot_command(argv)])
+    bot_port = free_port()  # known before the bot starts: Alertmanager's webhook points at it
+    return run([sys.executable, "-m", "bot.cli", *bot_command(argv, bot_port)], bot_port=bot_port)
 
 
-def bot_command(argv: list[str]) -> list[str]:
+def bot_command(argv: list[str], bot_port: int) -> list[str]:
     """The bot's terminal shell, or with --web the console: the same local Slack as a web page."""
     if "--web" in argv:
-        return ["console", *(arg for arg in argv if arg != "--web")]
-    return ["shell", *argv]
+        return ["console", "--bot-port", str(bot_port), *(arg for arg in argv if arg != "--web")]
+    return ["shell", "--port", str(bot_port), *argv]
 
 
-def run(command: list[str]) -> int:
+def run(command: list[str], bot_port: int | None = None) -> int:
     """Start what the environment does not configure, run `command` with it, stop everything."""
     saved = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGINT)}
     for signum in STOP_SIGNALS:
@@ -123,7 +134,7 @@ def run(command: list[str]) -> int:
                 if all(os.environ.get(name) for name in TARGET_VARS):
                     say("using the configured ERPGo targets; starting nothing")
                 else:
-                    env.update(start_services(services, os.environ))
+                    env.update(start_services(services, os.environ, bot_port))
                 return run_child(command, env)
             finally:
                 for signum in saved:  # nothing may interrupt the cleanup that follows
@@ -143,8 +154,10 @@ def run(command: list[str]) -> int:
             signal.signal(signum, handler)
 
 
-def start_services(services: contextlib.ExitStack, environ: Mapping[str, str]) -> dict[str, str]:
-    """Start the services behind every unset variable; returns the variables to set."""
+def start_services(
+    services: contextlib.ExitStack, environ: Mapping[str, str], bot_port: int | None = None
+) -> dict[str, str]:
+    """Start the services behind every unset variable, sick on purpose; returns the variables to set."""
     stop_leftovers()
     services.callback(say, "demo services stopped")
     started = time.monotonic()
@@ -160,6 +173,8 @@ def start_services(services: contextlib.ExitStack, environ: Mapping[str, str]) -
     if not environ.get("ERPGO_DATABASE_URL") or not environ.get("BOT_DATABASE_URL"):
         pg = services.enter_context(start_postgres())
         found |= {"ERPGO_DATABASE_URL": pg.dsn("erp"), "BOT_DATABASE_URL": pg.dsn("erpgo_bot")}
+        if not environ.get("ERPGO_DATABASE_URL"):
+            found |= start_database_faults(services, pg, environ)
     if not environ.get("ERPGO_REDIS_URL"):
         redis = services.enter_context(RedisServer(RUN_DIR / "redis"))
         say(f"Redis on {redis.url}")
@@ -170,6 +185,9 @@ def start_services(services: contextlib.ExitStack, environ: Mapping[str, str]) -
             found["ERPGO_API_URL"] = api_url
     if docker is not None and (docker_host := docker.result()):
         found["DOCKER_HOST"] = docker_host
+        found["ERPGO_CONTAINERS"] = ",".join(WATCHED_CONTAINERS)
+    found |= start_host_faults(services, environ)
+    found |= start_alerting(services, environ, bot_port, found.get("ERPGO_API_URL"))
     # the demo's approvals need someone allowed to approve: U0YOU and U0BOB (see demo/policy.yml)
     found["CHATOPS_POLICY_FILE"] = str(DEMO_DIR / "policy.yml")
     say(f"ready in {time.monotonic() - started:.1f}s")
@@ -188,6 +206,68 @@ def start_postgres() -> PostgresServer:
         pg.create_database("erpgo_bot")
     say(f"PostgreSQL on 127.0.0.1:{pg.port} (databases erp, erpgo_bot)")
     return pg
+
+
+def start_database_faults(
+    services: contextlib.ExitStack, pg: PostgresServer, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """A lock held idle in transaction with an UPDATE waiting on it, a slow statement, an old backup."""
+    sessions = [*faults.hold_lock(pg), faults.slow_statements(pg)]
+    services.callback(faults.stop_sessions, sessions)
+    say(f"a worker holds order {faults.LOCKED_ORDER} idle in transaction, the API waits on it; a slow report runs")
+    if environ.get("ERPGO_BACKUP_DIR"):
+        return {}
+    newest = faults.old_backup(pg, RUN_DIR / "backups")
+    say(f"backups in {newest.parent}: the newest, {newest.name}, is {faults.BACKUP_AGE.days} days old")
+    return {"ERPGO_BACKUP_DIR": str(newest.parent)}
+
+
+def start_host_faults(services: contextlib.ExitStack, environ: Mapping[str, str]) -> dict[str, str]:
+    """A filesystem filling up, a certificate close to expiry, a firewall in a namespace to ban on."""
+    found: dict[str, str] = {}
+    if not environ.get("ERPGO_DISK_PATHS"):
+        disk = RUN_DIR / "disk"
+        why_not = faults.filling_disk(disk)
+        if why_not is None:
+            services.callback(faults.unmount, disk)
+            found["ERPGO_DISK_PATHS"] = str(disk)
+        say(f"no filling disk ({why_not})" if why_not else f"{disk} is 94 % full")
+    if not environ.get("ERPGO_TLS_ENDPOINTS"):
+        ca, cert, key = faults.expiring_certificate(RUN_DIR / "tls")
+        proc, endpoint = faults.serve_tls(cert, key, RUN_DIR / "tls" / "s_server.log")
+        services.callback(_stop_process, proc)
+        found |= {"ERPGO_TLS_ENDPOINTS": endpoint, "ERPGO_TLS_CA_FILE": str(ca)}
+        say(f"TLS on {endpoint}: its certificate expires in {faults.CERT_DAYS_LEFT} days")
+    if not environ.get("ERPGO_FIREWALL"):
+        edge = faults.edge_namespace_name(RUN_DIR)
+        why_not = faults.edge_namespace(edge)
+        if why_not is None:
+            services.callback(faults.remove_edge_namespace, edge)
+            found |= {"ERPGO_FIREWALL": "nftables", "ERPGO_FIREWALL_COMMAND": f"ip netns exec {edge} nft"}
+        say(f"bans cannot be tried ({why_not})" if why_not else f"bans go to nftables in network namespace {edge}")
+    return found
+
+
+def start_alerting(
+    services: contextlib.ExitStack, environ: Mapping[str, str], bot_port: int | None, api_url: str | None
+) -> dict[str, str]:
+    """A real Alertmanager whose webhook is the bot (`fire` / `resolve` in the shell), and Prometheus
+    scraping the API simulator's /metrics and the bot's."""
+    found: dict[str, str] = {}
+    if bot_port is not None and not environ.get("ALERTMANAGER_URL"):
+        token = environ.get("ALERT_WEBHOOK_TOKEN") or secrets.token_urlsafe(24)
+        webhook = f"http://127.0.0.1:{bot_port}/alerts/alertmanager"
+        manager = services.enter_context(Alertmanager(RUN_DIR / "alertmanager", webhook, token))
+        found |= {"ALERTMANAGER_URL": manager.url, "ALERT_WEBHOOK_TOKEN": token, "ERPGO_ALERT_CHANNEL": "C0OPS"}
+        say(f"Alertmanager on {manager.url}, its webhook the bot's (try: fire HighErrorRate)")
+    if not environ.get("PROMETHEUS_URL"):
+        targets = {"erpgo-api": api_url} if api_url else {}
+        if bot_port is not None:
+            targets["erpgo-chatops"] = f"http://127.0.0.1:{bot_port}"
+        prometheus = services.enter_context(Prometheus(RUN_DIR / "prometheus", targets))
+        found["PROMETHEUS_URL"] = prometheus.url
+        say(f"Prometheus on {prometheus.url}, scraping {', '.join(targets) or 'nothing'}")
+    return found
 
 
 def start_simulator(services: contextlib.ExitStack) -> str | None:
@@ -285,6 +365,8 @@ def start_docker(engine: DockerEngine) -> str | None:
     try:
         engine.start()
         run_compose_containers(engine, api_env=demo_api_env())
+        # the worker cannot reach its queue and keeps exiting: `health`, `app erpgo-worker`
+        engine.run("erpgo-worker", CRASHING_WORKER_SCRIPT, restart="always", run_args=compose_labels("worker"))
     except (ServiceUnavailable, ServiceError) as exc:
         reason = str(exc).splitlines()[0]
         say(f"no Docker Engine ({reason}): the Docker checks will report it not configured")
@@ -352,8 +434,13 @@ def stop_leftovers() -> None:
                 what=f"leftover pid {pid} to exit",
                 timeout=30,
             )
+    # Alertmanager, Prometheus and the TLS endpoint have no pid file: their arguments name RUN_DIR
+    for pid in _pids_with_cmdline(str(RUN_DIR).encode()):
+        say(f"stopping a leftover process (pid {pid}) from an earlier demo")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     if RUN_DIR.exists():
-        unmount_under(RUN_DIR)  # what a dockerd killed mid-run left mounted
+        unmount_under(RUN_DIR)  # what a dockerd killed mid-run left mounted, the filling disk
         shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
 

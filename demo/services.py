@@ -155,11 +155,18 @@ def _terminate(proc: subprocess.Popen | None, *, timeout: float = 20) -> None:
         proc.wait(timeout=10)
 
 
+def _short_tmp() -> str:
+    """The temporary directory ($TMPDIR, so a test session can check it is left empty) when its path
+    leaves room for the directories and sockets made in it, else /tmp."""
+    tmp = tempfile.gettempdir()
+    return tmp if len(tmp) <= MAX_SOCKET_DIR // 2 else "/tmp"
+
+
 def _socket_dir(base_dir: Path, prefix: str) -> Path:
-    """base_dir when its path is short enough for Unix sockets, else a fresh short dir in /tmp."""
+    """base_dir when its path is short enough for Unix sockets, else a fresh short temporary dir."""
     if len(str(base_dir)) <= MAX_SOCKET_DIR:
         return base_dir
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_short_tmp()))
 
 
 def _remove(path: Path) -> None:
@@ -220,7 +227,7 @@ class PostgresServer(_Service):
     initdb refuses to run as root, so as root the server programs run as the `postgres` OS user
     and the cluster directory is handed to it. psql runs as the caller (it only needs the socket).
     The cluster lives in base_dir unless that path is too long for a Unix socket or out of the
-    postgres user's reach (pytest's 0700 tmp dirs): then in a fresh /tmp/erpgo-pg-* directory.
+    postgres user's reach (pytest's 0700 tmp dirs): then in a fresh erpgo-pg-* temporary directory.
     When `password` is given, TCP logins need it (scram-sha-256); the Unix socket stays trusted
     so that `psql()` works without one.
     """
@@ -327,7 +334,7 @@ class PostgresServer(_Service):
             shutil.chown(run_dir, "postgres", "postgres")
             if not self._postgres_can_write(run_dir):
                 # e.g. pytest's tmp dirs are 0700 root: the postgres user cannot reach them.
-                run_dir = Path(tempfile.mkdtemp(prefix="erpgo-pg-", dir="/tmp"))
+                run_dir = Path(tempfile.mkdtemp(prefix="erpgo-pg-", dir=_short_tmp()))
                 shutil.chown(run_dir, "postgres", "postgres")
         return run_dir
 

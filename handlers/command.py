@@ -58,8 +58,14 @@ def help_text(runtime: Runtime) -> str:
     return "\n".join(lines)
 
 
-def usage_reply(runtime: Runtime, problem: str) -> render.Message:
-    return render.text_message(f":grey_question: {problem}\n\n{help_text(runtime)}")
+def usage_reply(runtime: Runtime, problem: str, words: list[str] | None = None) -> render.Message:
+    """The problem and the help: of the verb the words most likely meant, else of every verb."""
+    meant = runtime.registry.suggest(words) if words else None
+    if meant is None:
+        return render.text_message(f":grey_question: {problem}\n\n{help_text(runtime)}")
+    did_you_mean = f"Did you mean `{render.escape(meant.name)}`?"
+    short_help = f"{verb_usage(meant.name, meant.usage)} — {render.escape(meant.summary)}"
+    return render.text_message(f":grey_question: {problem} {did_you_mean}\n{short_help}")
 
 
 def quote(text: str) -> str:
@@ -98,7 +104,7 @@ async def dispatch(runtime: Runtime, inv: Invocation, ack: AsyncAck) -> None:
         return
     verb, args = runtime.registry.find_verb(words)
     if verb is None:
-        await usage(ack, "unknown", usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}."))
+        await usage(ack, "unknown", usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}.", words))
         return
     if await refused(runtime, inv, ack, verb.name):
         return
@@ -106,7 +112,7 @@ async def dispatch(runtime: Runtime, inv: Invocation, ack: AsyncAck) -> None:
     if verb.answer is not None:
         await run_bot_verb(runtime, inv, ack, verb, args)
     else:
-        await start_verb(runtime, inv, ack, verb, args)
+        await start_verb(runtime, inv, ack, verb, words, args)
 
 
 async def usage(ack: AsyncAck, verb_name: str, reply: render.Message) -> None:
@@ -119,14 +125,20 @@ def verb_usage_reply(verb: Verb, problem: str) -> render.Message:
     return render.text_message(f":grey_question: {render.escape(problem)}\nUsage: {verb_usage(verb.name, verb.usage)}")
 
 
-async def start_verb(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Verb, words: list[str]) -> None:
-    """Parse the verb's arguments (a bad one is its usage), ack, and run its checks in the background."""
+async def start_verb(
+    runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Verb, words: list[str], args: list[str]
+) -> None:
+    """Parse the verb's arguments (a bad one is its usage, or the verb a mistyped sub-verb meant), ack,
+    and run its checks in the background."""
     try:
-        parsed = verb.parse_args(words)
+        parsed = verb.parse_args(args)
         if isinstance(parsed, ContainerArgs) and parsed.container is not None:
             await watched_or_later(runtime, parsed.container)  # a verb reads only watched containers
     except UsageError as exc:
-        await usage(ack, verb.name, verb_usage_reply(verb, str(exc)))
+        if runtime.registry.suggest(words, instead_of=verb):  # a mistyped sub-verb: `db lcoks`
+            await usage(ack, "unknown", usage_reply(runtime, f"Unknown verb {quote(' '.join(words[:2]))}.", words))
+        else:
+            await usage(ack, verb.name, verb_usage_reply(verb, str(exc)))
         return
     await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
     runtime.tasks.spawn(run_verb(runtime, inv, verb, parsed), name=f"verb:{verb.name}:{inv.request_id}")

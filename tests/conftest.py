@@ -1,4 +1,7 @@
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +32,26 @@ def _secrets_of_this_test():
     saved = set(redaction._secrets.values)
     yield
     redaction._secrets.replace(saved)
+
+
+# Tests leave nothing in /tmp. Everything this process tree makes there goes into one directory of the
+# session's own ($TMPDIR; the services and the bot ask tempfile for it), so what others running at the
+# same time create never counts; pytest's own tmp_path stays where it was, under its own retention.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="erpgo-tests-", dir="/tmp"))
+SESSION_TMP.chmod(0o1777)  # as /tmp: the postgres user makes its cluster directories in it too
+os.environ["TMPDIR"] = str(SESSION_TMP)
+tempfile.tempdir = None  # re-read TMPDIR
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run when the tests left anything in their temporary directory, naming what."""
+    left = sorted(entry.name for entry in SESSION_TMP.iterdir())
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"the tests left {len(left)} entr{'y' if len(left) == 1 else 'ies'} in /tmp: {', '.join(left)}"
+        if reporter is not None:
+            reporter.write(f"\n{message}\n", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,56 @@ def test_secret_in_malformed_dsn_is_not_echoed():
 def test_serve_without_slack_credentials_exits_2():
     result = run_bot("serve", "--port", "0")
     assert result.returncode == 2 and "SLACK_BOT_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "CHATOPS_POLICY_FILE": "{policy}"},
+            "not valid YAML",
+        ),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_APP_TOKEN"),
+    ],
+)
+def test_serve_refuses_a_configuration_error_at_once_before_asking_slack(env, named, tmp_path):
+    """No 10 s of auth.test retries against a Slack that is not even configured properly first."""
+    policy = tmp_path / "policy.yml"
+    policy.write_text("verbs: [\n")
+    env = {name: value.format(policy=policy) for name, value in env.items()}
+    started = time.monotonic()
+    result = run_bot("socket" if named == "SLACK_APP_TOKEN" else "serve", "--port", "0", env=env, timeout=30)
+    assert time.monotonic() - started < 5, "the start waited for Slack before refusing its configuration"
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0]
+
+
+def test_check_with_nothing_configured_exits_2_naming_what_to_set():
+    """Run from cron with a misspelled setting, a check must not look green."""
+    result = run_bot("check", "health", "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "configuration error: nothing to check for health; "
+        "set ERPGO_API_URL, ERPGO_DATABASE_URL, ERPGO_REDIS_URL, DOCKER_HOST"
+    )
+
+
+def test_mistyped_verb_or_sub_verb_is_suggested_with_its_own_help():
+    result = run_bot("shell", stdin="/erpgo helth\n/erpgo db lcoks\n")
+    assert "Unknown verb `helth`. Did you mean `health`?" in result.stdout
+    assert "Unknown verb `db lcoks`. Did you mean `db locks`?" in result.stdout
+    assert "`/erpgo db locks` — blocked and blocking sessions" in result.stdout
+    assert "usage: `/erpgo <verb> [args]`" not in result.stdout  # not the whole list of verbs
+    cli = run_bot("check", "db", "lcoks")
+    assert cli.returncode == 2 and "did you mean: db locks" in cli.stderr
+
+
+def test_shell_fire_without_alertmanager_says_what_to_set():
+    result = run_bot("shell", stdin="fire HighErrorRate\n")
+    assert result.returncode == 0
+    assert "no Alertmanager to send alerts through: set ALERTMANAGER_URL" in result.stdout
 
 
 def test_unknown_verb_exits_2():

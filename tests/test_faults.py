@@ -38,11 +38,11 @@ class Gate:
     service is gone for the bot — new connections refused, open ones cut; opened again, it is back at
     the same address."""
 
-    def __init__(self, upstream: tuple[str, int] | str):
+    def __init__(self, upstream: tuple[str, int] | str, socket_dir: str = ""):
         self.upstream = upstream
         self.unix = isinstance(upstream, str)
         self.port = free_port()
-        self.path = os.path.join(tempfile.mkdtemp(prefix="erpgo-gate-"), "gate.sock")
+        self.path = os.path.join(socket_dir, "gate.sock")  # a short directory: a socket path has 108 bytes
         self._server: asyncio.Server | None = None
         self._streams: set[asyncio.StreamWriter] = set()
 
@@ -249,10 +249,16 @@ async def _ok(url: str) -> bool:
 @pytest.fixture
 async def gates(simulator, erp_dsn, redis_server, erpgo_containers, docker_engine):
     """(settings for a healthy deployment reached through gates, {part: gate})."""
+    with tempfile.TemporaryDirectory(prefix="erpgo-gate-") as socket_dir:
+        async for found in _gates(simulator, erp_dsn, redis_server, docker_engine, socket_dir):
+            yield found
+
+
+async def _gates(simulator, erp_dsn, redis_server, docker_engine, socket_dir: str):
     api = Gate(("127.0.0.1", int(simulator.url.rsplit(":", 1)[1])))
     database = Gate(("127.0.0.1", int(re.search(r":(\d+)/", erp_dsn).group(1))))
     cache = Gate(("127.0.0.1", redis_server.port))
-    docker = Gate(docker_engine.host.removeprefix("unix://"))
+    docker = Gate(docker_engine.host.removeprefix("unix://"), socket_dir)
     parts = {"api": api, "database": database, "redis": cache, "docker": docker}
     for gate in parts.values():
         await gate.open()

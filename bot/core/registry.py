@@ -9,12 +9,15 @@ Handlers look verbs up in the registry and never know which module a check lives
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.core.findings import Finding, Proposal
+
+SUGGEST_CUTOFF = 0.7  # difflib's similarity a typo must reach to be offered as "did you mean"
 
 
 class UsageError(ValueError):
@@ -310,6 +313,19 @@ class Registry:
             if name in self.verbs:
                 return self.verbs[name], words[size:]
         return None, words
+
+    def suggest(self, words: list[str], instead_of: Verb | None = None) -> Verb | None:
+        """The verb a mistyped command most likely meant (`helth` → health, `db lcoks` → db locks), or
+        None. Longer verbs first, so that a mistyped sub-verb is not taken for its parent verb; with
+        `instead_of` (the verb found, whose arguments did not parse) only a longer verb counts."""
+        shortest = instead_of.name.count(" ") + 2 if instead_of else 1
+        for size in range(min(len(words), 3), shortest - 1, -1):
+            typed = " ".join(words[:size]).lower()
+            names = [name for name in self.verbs if name.count(" ") == size - 1 and name != typed]
+            close = difflib.get_close_matches(typed, names, n=1, cutoff=SUGGEST_CUTOFF)
+            if close:
+                return self.verbs[close[0]]
+        return None
 
     def checks_for_alert(self, alertname: str, labels: dict[str, str]) -> list[Check]:
         for rule in self.triage:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import sys
 from collections.abc import AsyncIterator
@@ -19,17 +20,23 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from bot.app import RUNTIME, Runtime
+from bot.core.errors import describe_error
+from bot.local.alerting import AlertLineError, AlertSender
 from bot.local.slack import LocalSlack
 from bot.local.terminal import styled
 from bot.local.text import render_text
 from bot.settings import Settings
+from bot.targets import NotConfigured
 
 PROMPT = "erpgo> "
+NOTIFY_WAIT = 30.0  # s: Alertmanager's group wait and interval, then the webhook, the triage and its delivery
 SHELL_HELP = """Type a slash command as in Slack, e.g. `/erpgo health` or `/erpgo help`.
   approve N | reject N        click the button of approval N as yourself
   press ACTION_ID             click that button on the newest message showing it (e.g. press alert.ack)
   /as USER <line>             do <line> as another Slack user (e.g. /as U0BOB approve 3)
   /user USER                  switch who you are
+  fire ALERT [label=value…]   send an alert through Alertmanager (ALERTMANAGER_URL): its thread opens, triaged
+  resolve ALERT               resolve an alert fired before
   quit                        leave"""
 
 
@@ -41,6 +48,7 @@ class Shell:
         self.out = out or sys.stdout
         self.seen_calls = 0
         self.seen_responses = 0
+        self.alerts: AlertSender | None = None  # fire/resolve, once ALERTMANAGER_URL is there
         # terminal styles on a terminal (NO_COLOR respected by rich), plain text into pipes and files
         self.styles = styles if styles is not None else bool(getattr(self.out, "isatty", lambda: False)())
         self.console = Console(file=self.out, force_terminal=self.styles, highlight=False, soft_wrap=True)
@@ -81,6 +89,9 @@ class Shell:
         if word == "press":
             await self.press(rest.strip(), user)
             return True
+        if word in ("fire", "resolve"):
+            await self.alert(word, rest.split())
+            return True
         if word.startswith("/"):
             result = await self.slack.slash(rest, command=word, user_id=user, user_name=user.lower())
             await self.show(result)
@@ -90,6 +101,50 @@ class Shell:
     def _usage(self, what: str) -> bool:
         self.say(f"expected {what}; type `help`")
         return True
+
+    async def alert(self, verb: str, words: list[str]) -> None:
+        """Send the alert through Alertmanager, then show what its notification brought (the thread,
+        its triage; an update and a reply on resolve)."""
+        try:
+            sender = self.alerts or AlertSender(self.runtime.targets.alertmanager)
+        except NotConfigured:
+            self.say("no Alertmanager to send alerts through: set ALERTMANAGER_URL (scripts/demo does)")
+            return
+        self.alerts = sender
+        seen = len(self.slack.calls)
+        try:
+            labels = await (sender.fire(words) if verb == "fire" else sender.resolve(words))
+        except AlertLineError as exc:
+            self._usage(str(exc))
+            return
+        except Exception as exc:  # Alertmanager down or refusing: said, the shell goes on
+            self.say(f"Alertmanager did not take the alert: {describe_error(exc)}")
+            return
+        shown = " ".join(f"{k}={v}" for k, v in labels.items())
+        self.say(f"── sent to Alertmanager ({'firing' if verb == 'fire' else 'resolved'}): {shown} ──")
+        await self.notified(labels["alertname"], seen)
+
+    async def notified(self, alertname: str, since: int) -> None:
+        """Wait for the bot to post about `alertname` (Alertmanager's group wait, then the webhook),
+        for its triage to finish and for the outbox to deliver it; then print it."""
+
+        def about_alert(call) -> bool:
+            posted = call.method in ("chat.postMessage", "chat.update") and call.response.get("ok")
+            return bool(posted) and call in self.slack.calls[since:] and alertname in json.dumps(call.args)
+
+        try:
+            await self.slack.wait_for(about_alert, timeout=NOTIFY_WAIT)
+            await self.runtime.tasks.idle(timeout=120)
+            await self.delivered()
+        except TimeoutError:
+            self.say(f"(nothing about {alertname} from the bot within {NOTIFY_WAIT:g} s; see its log)")
+        self.print_new_activity()
+
+    async def delivered(self) -> None:
+        """Until the outbox has nothing left to post (it has no event for that: asked every 0.1 s)."""
+        async with asyncio.timeout(NOTIFY_WAIT):
+            while self.runtime.outbox is not None and (await self.runtime.outbox.health())["pending"]:
+                await asyncio.sleep(0.1)
 
     async def click(self, action: str, approval_id: str, user: str) -> None:
         found = self.find_button(action, approval_id)
@@ -122,6 +177,8 @@ class Shell:
         elif result.json and (result.json.get("text") or result.json.get("blocks")):
             self.show_text("(only you) " + render_text(result.json))
         await self.runtime.tasks.idle(timeout=120)
+        with contextlib.suppress(TimeoutError):
+            await self.delivered()
         self.print_new_activity()
 
     def print_new_activity(self) -> None:
@@ -165,8 +222,9 @@ class Shell:
 
 
 @contextlib.asynccontextmanager
-async def local_bot(settings: Settings) -> AsyncIterator[tuple[LocalSlack, Runtime]]:
-    """A local Slack and the real bot over HTTP, wired to each other with a fresh signing secret."""
+async def local_bot(settings: Settings, port: int = 0) -> AsyncIterator[tuple[LocalSlack, Runtime]]:
+    """A local Slack and the real bot over HTTP on `port` (0: any free one), wired to each other with a
+    fresh signing secret."""
     from bot.server import start_http
 
     signing_secret = secrets.token_hex(16)
@@ -180,7 +238,7 @@ async def local_bot(settings: Settings) -> AsyncIterator[tuple[LocalSlack, Runti
         }
     )
     try:
-        runner, port = await start_http(local_settings, "127.0.0.1", 0)
+        runner, port = await start_http(local_settings, "127.0.0.1", port)
     except BaseException:
         await slack.close()
         raise
@@ -192,8 +250,8 @@ async def local_bot(settings: Settings) -> AsyncIterator[tuple[LocalSlack, Runti
         await slack.close()
 
 
-async def run_shell(settings: Settings, user: str, log_note: str | None = None) -> int:
-    async with local_bot(settings) as (slack, runtime):
+async def run_shell(settings: Settings, user: str, log_note: str | None = None, *, port: int = 0) -> int:
+    async with local_bot(settings, port) as (slack, runtime):
         shell = Shell(slack, runtime, user)
         if log_note:
             shell.say(log_note)

@@ -119,6 +119,11 @@ class Alertmanager:
         found: list[dict] = await self._request("GET", "/api/v2/alerts", params=params)
         return found
 
+    async def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """Send alerts as Prometheus does (`labels`, `annotations`, `startsAt`; an `endsAt` in the past
+        resolves one)."""
+        await self._request("POST", "/api/v2/alerts", json_body=alerts)
+
     async def status(self) -> dict:
         """Cluster, version and config status; a cheap "is it reachable" probe."""
         answer: dict = await self._request("GET", "/api/v2/status")

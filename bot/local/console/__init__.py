@@ -15,12 +15,12 @@ from bot.settings import Settings
 __all__ = ["Console", "Verb", "run_console", "start_console"]
 
 
-async def run_console(settings: Settings, host: str, port: int) -> int:
+async def run_console(settings: Settings, host: str, port: int, *, bot_port: int = 0) -> int:
     """Serve the console until Ctrl-C or SIGTERM."""
     from bot.local.shell import local_bot
     from bot.server import StopSignals
 
-    async with local_bot(settings) as (slack, runtime):
+    async with local_bot(settings, bot_port) as (slack, runtime):
         verbs = [Verb(f"/erpgo {v.name}", v.usage, v.summary) for v in runtime.registry.verbs.values()]
         channels = [(settings.erpgo_alert_channel, "alerts")] if settings.erpgo_alert_channel else []
         console = Console(slack, verbs, channels)
