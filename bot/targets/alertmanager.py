@@ -7,7 +7,6 @@ the credentials this client was given.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
@@ -16,7 +15,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bot.core.redact import MASK, redact
+from bot.core.redact import redact
+from bot.targets.http_service import HttpService
 
 __all__ = ["Alertmanager", "AlertmanagerError", "AlertmanagerUnreachable", "matcher_filter"]
 
@@ -38,32 +38,10 @@ class AlertmanagerUnreachable(ConnectionError):
     """The connection broke in a way aiohttp does not report as an OSError (e.g. server disconnected)."""
 
 
-class Alertmanager:
+class Alertmanager(HttpService):
     """A client for one Alertmanager; every call is bounded by `timeout` seconds."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        bearer_token: str | None = None,
-        timeout: float,
-    ):
-        if bearer_token and (username or password):
-            raise ValueError("Alertmanager auth: give either a username/password or a bearer token, not both")
-        if password and not username:
-            raise ValueError("Alertmanager auth: a password needs a username")
-        self.url = url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        authorization = None
-        if username:
-            authorization = _basic_auth(username, password or "")
-        elif bearer_token:
-            authorization = f"Bearer {bearer_token}"
-        self._headers = {"Authorization": authorization} if authorization else {}
-        self._secrets = [s for s in (password, bearer_token, authorization) if s]
-        self._session: aiohttp.ClientSession | None = None
+    SERVICE = "Alertmanager"
 
     # ------------------------------------------------------------------ API
 
@@ -129,17 +107,7 @@ class Alertmanager:
         answer: dict = await self._request("GET", "/api/v2/status")
         return answer
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
     # ------------------------------------------------------------------ HTTP
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self._headers)
-        return self._session
 
     async def _request(
         self, method: str, path: str, *, json_body: Any = None, params: list[tuple[str, str]] | None = None
@@ -165,9 +133,7 @@ class Alertmanager:
         if isinstance(parsed, dict):
             parsed = parsed.get("message", body)
         text = str(parsed).strip()
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return redact(text)[:_MAX_ERROR_TEXT]
+        return redact(self._without_secrets(text))[:_MAX_ERROR_TEXT]
 
 
 def matcher_filter(name: str, value: str) -> str:
@@ -184,10 +150,6 @@ def _label_name(name: str) -> str:
     if not _LABEL_NAME.fullmatch(name):
         raise ValueError(f"not a label name: {name[:60]!r}")
     return name
-
-
-def _basic_auth(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _flag(value: bool) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.core.redact import MASK, redact
+from bot.core.redact import redact
 from bot.core.series import Series, highest, series_name
+from bot.targets.http_service import HttpService
 
 __all__ = ["Prometheus", "PrometheusError", "PrometheusUnreachable", "RangeAnswer", "range_step"]
 
@@ -56,32 +57,10 @@ def range_step(seconds: float, points: int = POINTS_PER_SERIES) -> float:
     return float(max(1, math.ceil(seconds / points)))
 
 
-class Prometheus:
+class Prometheus(HttpService):
     """A client for one Prometheus; every call is bounded by `timeout` seconds."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        bearer_token: str | None = None,
-        timeout: float,
-    ):
-        if bearer_token and (username or password):
-            raise ValueError("Prometheus auth: give either a username/password or a bearer token, not both")
-        if password and not username:
-            raise ValueError("Prometheus auth: a password needs a username")
-        self.url = url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        authorization = None
-        if username:
-            authorization = aiohttp.BasicAuth(username, password or "").encode()
-        elif bearer_token:
-            authorization = f"Bearer {bearer_token}"
-        self._headers = {"Authorization": authorization} if authorization else {}
-        self._secrets = [s for s in (password, bearer_token, authorization) if s]
-        self._session: aiohttp.ClientSession | None = None
+    SERVICE = "Prometheus"
 
     # ------------------------------------------------------------------ API
 
@@ -115,17 +94,7 @@ class Prometheus:
         async with self._client().get(self.url + "/-/ready") as response:
             return response.status == 200
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
     # ------------------------------------------------------------------ HTTP
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self._headers)
-        return self._session
 
     async def _request(self, path: str, params: dict[str, str]) -> dict:
         try:
@@ -147,9 +116,7 @@ class Prometheus:
     def _explain(self, parsed: dict, body: bytes) -> str:
         """Prometheus's own error text ({"errorType", "error"}); never the credentials."""
         text = str(parsed.get("error") or body.decode(errors="replace")).strip()
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return redact(text)[:_MAX_ERROR_TEXT]
+        return redact(self._without_secrets(text))[:_MAX_ERROR_TEXT]
 
 
 def _json(body: bytes) -> dict:
