@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from demo import faults
-from demo.monitoring import Prometheus
+from demo.prometheus_server import PrometheusServer
 from demo.services import (
     Alertmanager,
     DockerEngine,
@@ -264,7 +264,7 @@ def start_alerting(
         targets = {"erpgo-api": api_url} if api_url else {}
         if bot_port is not None:
             targets["erpgo-chatops"] = f"http://127.0.0.1:{bot_port}"
-        prometheus = services.enter_context(Prometheus(RUN_DIR / "prometheus", targets))
+        prometheus = services.enter_context(PrometheusServer(RUN_DIR / "prometheus", jobs=targets))
         found["PROMETHEUS_URL"] = prometheus.url
         say(f"Prometheus on {prometheus.url}, scraping {', '.join(targets) or 'nothing'}")
     return found

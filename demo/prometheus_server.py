@@ -1,5 +1,6 @@
 """A throwaway Prometheus (Debian's `prometheus` package) on a free loopback port: a 1 s scrape and
-evaluation interval, the scrape targets and rule files it is given, alerts sent to an Alertmanager."""
+evaluation interval, the scrape targets and rule files it is given, alerts sent to an Alertmanager.
+The demo's (scraping the ERPGo simulator and the bot) and the tests' (a /metrics they set)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,34 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from demo.services import ServiceUnavailable, free_port, http_status, wait_for
+from demo.services import ServiceUnavailable, _Service, free_port, http_status, wait_for
 
 LOOPBACK = "127.0.0.1"
 
 
-class PrometheusServer:
-    """`PrometheusServer(dir, targets=["127.0.0.1:8080"], rules={...}, alertmanager="127.0.0.1:9093")`."""
+class PrometheusServer(_Service):
+    """`PrometheusServer(dir, targets=["127.0.0.1:8080"], rules={...}, alertmanager="127.0.0.1:9093")`
+    scrapes the targets as job "erpgo"; `jobs={"erpgo-api": "http://127.0.0.1:8080"}` names a job each."""
 
     def __init__(
         self,
         base_dir: Path,
         *,
-        targets: list[str],
+        targets: list[str] | None = None,
+        jobs: dict[str, str] | None = None,
         rules: dict[str, Any] | None = None,
         alertmanager: str | None = None,
         metrics_path: str = "/metrics",
         port: int | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
-        self.targets = targets
+        self.jobs = {job: [urlsplit(url).netloc] for job, url in (jobs or {}).items()}
+        if targets:
+            self.jobs["erpgo"] = list(targets)
         self.rules = rules
         self.alertmanager = alertmanager
         self.metrics_path = metrics_path
@@ -48,7 +54,8 @@ class PrometheusServer:
         config: dict[str, Any] = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
-                {"job_name": "erpgo", "metrics_path": self.metrics_path, "static_configs": [{"targets": self.targets}]}
+                {"job_name": job, "metrics_path": self.metrics_path, "static_configs": [{"targets": targets}]}
+                for job, targets in self.jobs.items()
             ],
         }
         if self.rules is not None:
