@@ -13,7 +13,8 @@ from PIL import Image
 
 from bot.alerts.charts import rule_expression, split_comparison
 from bot.app import build_registry
-from bot.core.engine import CheckContext, run_checks
+from bot.context import CheckContext
+from bot.core.engine import run_checks
 from bot.core.findings import Status
 from bot.core.redact import MASK, register_secret
 from bot.core.series import Chart, Series, sparkline
@@ -25,6 +26,7 @@ from bot.slack.memory import MemoryOutbox
 from bot.targets import Targets
 from bot.targets.prometheus import Prometheus
 from demo.services import free_port
+from runbooks.graph import GraphArgs
 from tests.support import eventually
 
 # A PNG's bytes hold what the text redactor would mask and what is not UTF-8: they must arrive as they are.
@@ -135,7 +137,7 @@ async def test_graph_with_prometheus_unreachable_is_a_finding():
     targets = Targets(settings)
     try:
         check = build_registry().checks["graph"]
-        [finding] = await run_checks([check], CheckContext(targets, settings, {"expr": "up", "range": 3600}))
+        [finding] = await run_checks([check], CheckContext(targets, settings, GraphArgs("up", 3600)))
     finally:
         await targets.close()
     assert finding.status is Status.CRIT and "unreachable" in finding.title
@@ -147,7 +149,7 @@ async def test_graph_without_prometheus_says_what_to_set(setting):
     targets = Targets(settings)
     try:
         check = build_registry().checks["graph"]
-        [finding] = await run_checks([check], CheckContext(targets, settings, {"expr": "up", "range": 3600}))
+        [finding] = await run_checks([check], CheckContext(targets, settings, GraphArgs("up", 3600)))
     finally:
         await targets.close()
     assert finding.status is Status.SKIPPED and f"set {setting}" in finding.title
