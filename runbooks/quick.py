@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
@@ -130,7 +131,7 @@ async def api_health(ctx: CheckContext) -> Finding:
     )
     if isinstance(main, BaseException):
         raise main
-    finding = health_finding(main)
+    finding = health_finding(cast(HttpResult, main))
     finding.details += [line for line in extras if isinstance(line, str)]
     return finding
 

@@ -14,10 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.series import Chart
+from bot.runtime import Runtime
+from bot.settings import Settings
 from bot.slack import render
 from bot.slack.charts import chart_file
 from bot.slack.outbox import BACKGROUND
-from bot.targets import NotConfigured
+from bot.targets import NotConfigured, Targets
 from bot.targets.prometheus import PrometheusError
 
 COMPARISONS = ("==", "!=", ">=", "<=", ">", "<")
@@ -100,7 +102,9 @@ def group_rule(rules: list[str] | None) -> Rule | None:
     return None
 
 
-async def alert_chart(targets, settings, rule: Rule, fired_at: float, resolved_at: float | None) -> Chart:
+async def alert_chart(
+    targets: Targets, settings: Settings, rule: Rule, fired_at: float, resolved_at: float | None
+) -> Chart:
     """The rule's value around the alert: ERPGO_CHART_LOOKBACK before it fired until now."""
     end = time.time()
     start = min(fired_at, end) - settings.erpgo_chart_lookback
@@ -115,7 +119,7 @@ async def alert_chart(targets, settings, rule: Rule, fired_at: float, resolved_a
     )
 
 
-async def queue_alert_chart(runtime, group_id: int) -> bool:
+async def queue_alert_chart(runtime: Runtime, group_id: int) -> bool:
     """Draw the group's chart and queue it in its thread (after whatever is queued there already).
     False when there is nothing to draw: no rule expression, or no PROMETHEUS_URL. Never raises."""
     try:
@@ -125,7 +129,7 @@ async def queue_alert_chart(runtime, group_id: int) -> bool:
         return False
 
 
-async def _queue_alert_chart(runtime, group_id: int) -> bool:
+async def _queue_alert_chart(runtime: Runtime, group_id: int) -> bool:
     async with runtime.store.acquire() as conn:
         group = await conn.fetchrow(GROUP, group_id)
     rule = group_rule(group["rules"]) if group is not None else None

@@ -23,6 +23,7 @@ from bot.core.registry import Check, Registry
 from bot.runtime import Runtime
 from bot.slack import render
 from bot.slack.outbox import BACKGROUND, ThreadRows
+from bot.store.pool import Store
 
 TRIAGE_CONCURRENCY = 4  # triage reports computed at once; an alert storm must not become a check storm
 TRIAGE_LOOKBACK = timedelta(minutes=10)  # logs are read from this long before the alert fired
@@ -84,7 +85,7 @@ class Triaged:
     findings: list[Finding]
 
 
-async def triage_group(runtime, group_id: int, also: AlsoQueue | None = None) -> Triaged | None:
+async def triage_group(runtime: Runtime, group_id: int, also: AlsoQueue | None = None) -> Triaged | None:
     """Run the group's triage checks and queue the report in its thread (once, whichever replica claims it).
 
     None when there is nothing to do (already triaged, resolved meanwhile) or it could not be queued.
@@ -108,12 +109,12 @@ async def triage_group(runtime, group_id: int, also: AlsoQueue | None = None) ->
             raise
 
 
-async def release_claims(store, group_ids: list[int]) -> None:
+async def release_claims(store: Store, group_ids: list[int]) -> None:
     async with store.acquire() as conn:
         await conn.execute(RELEASE_CLAIM, group_ids)
 
 
-async def _keep_lease(store, group_id: int) -> None:
+async def _keep_lease(store: Store, group_id: int) -> None:
     while True:
         await asyncio.sleep(TRIAGE_LEASE_S / 3)  # a period, not a synchronisation
         try:
@@ -123,7 +124,7 @@ async def _keep_lease(store, group_id: int) -> None:
             log.warning("triage_lease_not_renewed", group_id=group_id, error=describe_error(exc))
 
 
-async def _triage(runtime, group_id: int, also: AlsoQueue | None) -> Triaged | None:
+async def _triage(runtime: Runtime, group_id: int, also: AlsoQueue | None) -> Triaged | None:
     store = runtime.store
     async with store.acquire() as conn:
         group = await conn.fetchrow(CLAIM_TRIAGE, group_id, TRIAGE_LEASE_S)
@@ -222,7 +223,7 @@ async def _queue_report(
     return True
 
 
-async def unfinished_triage(store) -> list[int]:
+async def unfinished_triage(store: Store) -> list[int]:
     """Groups whose triage nobody is doing: accepted but not started, given back by a process that
     stopped, or claimed by one that died (its lease ran out)."""
     await store.ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ _LABEL = {
 }
 
 
-def worst(statuses) -> Status:
+def worst(statuses: Iterable[Status]) -> Status:
     """The most severe status; OK when there is none. SKIPPED never outranks OK."""
     result = Status.OK
     for status in statuses:
@@ -89,23 +90,23 @@ class Finding:
     chart: Chart | None = None  # series worth a picture: shared as a PNG in the report's thread
 
     @classmethod
-    def ok(cls, component: str, title: str, **kw) -> Finding:
+    def ok(cls, component: str, title: str, **kw: Any) -> Finding:
         return cls(Status.OK, component, title, **kw)
 
     @classmethod
-    def warn(cls, component: str, title: str, **kw) -> Finding:
+    def warn(cls, component: str, title: str, **kw: Any) -> Finding:
         return cls(Status.WARN, component, title, **kw)
 
     @classmethod
-    def crit(cls, component: str, title: str, **kw) -> Finding:
+    def crit(cls, component: str, title: str, **kw: Any) -> Finding:
         return cls(Status.CRIT, component, title, **kw)
 
     @classmethod
-    def error(cls, component: str, title: str, **kw) -> Finding:
+    def error(cls, component: str, title: str, **kw: Any) -> Finding:
         return cls(Status.ERROR, component, title, **kw)
 
     @classmethod
-    def skipped(cls, component: str, title: str, **kw) -> Finding:
+    def skipped(cls, component: str, title: str, **kw: Any) -> Finding:
         return cls(Status.SKIPPED, component, title, **kw)
 
     def to_dict(self) -> dict[str, Any]:

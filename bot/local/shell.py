@@ -15,6 +15,7 @@ import json
 import secrets
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 from pydantic import SecretStr
 from rich.console import Console
@@ -41,7 +42,7 @@ SHELL_HELP = """Type a slash command as in Slack, e.g. `/erpgo health` or `/erpg
 
 
 class Shell:
-    def __init__(self, slack: LocalSlack, runtime, user: str, out=None, styles: bool | None = None):
+    def __init__(self, slack: LocalSlack, runtime: Runtime, user: str, out: Any = None, styles: bool | None = None):
         self.slack = slack
         self.runtime = runtime
         self.user = user
@@ -128,7 +129,7 @@ class Shell:
         """Wait for the bot to post about `alertname` (Alertmanager's group wait, then the webhook),
         for its triage to finish and for the outbox to deliver it; then print it."""
 
-        def about_alert(call) -> bool:
+        def about_alert(call: Any) -> bool:
             posted = call.method in ("chat.postMessage", "chat.update") and call.response.get("ok")
             return bool(posted) and call in self.slack.calls[since:] and alertname in json.dumps(call.args)
 
@@ -170,7 +171,7 @@ class Shell:
                     return message, button["action_id"]
         return None
 
-    async def show(self, result) -> None:
+    async def show(self, result: Any) -> None:
         """Print the HTTP answer (the ephemeral ack) and everything the bot posted since."""
         if result.status != 200:
             self.say(f"[slack got HTTP {result.status}] {result.body_text[:200]}")
@@ -197,7 +198,7 @@ class Shell:
             self.show_text("── response ──\n" + render_text(response))
         self.seen_responses = len(self.slack.responses)
 
-    def describe_share(self, call) -> str:
+    def describe_share(self, call: Any) -> str:
         """A file shared in a thread: the message Slack posted for it, with the file."""
         for file in call.response.get("files") or []:
             recorded = self.slack.files.get(file.get("id"), {})
@@ -207,7 +208,7 @@ class Shell:
                 return f"── {where} ──\n" + render_text(message)
         return "── file shared ──"
 
-    def describe(self, call) -> str:
+    def describe(self, call: Any) -> str:
         args = call.args
         message = call.response.get("message") or args
         if call.method == "chat.update":

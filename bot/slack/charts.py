@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pygal
@@ -65,7 +66,7 @@ def _style(colours: tuple[str, ...]) -> Style:
     )
 
 
-def _utc_labels(span: float):
+def _utc_labels(span: float) -> Callable[[float], str]:
     """UTC times on the axis: hours and minutes, with the day once the chart spans more than one."""
     layout = "%m-%d %H:%M" if span > 86400 else "%H:%M"
     return lambda seconds: dt.datetime.fromtimestamp(seconds, dt.UTC).strftime(layout)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -58,7 +58,7 @@ class SlackOut:
             raise SlackOffline("no Slack in this process")
         return self._client
 
-    async def _call(self, method: str, **kwargs) -> dict:
+    async def _call(self, method: str, **kwargs: Any) -> dict:
         try:
             response = await self.client.api_call(method, json=redact_any(kwargs))
         except SlackApiError as exc:

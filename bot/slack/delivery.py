@@ -27,6 +27,7 @@ from bot.slack.outbox import (
     lock_thread,
 )
 from bot.slack.sender import Failed, Retry, SlackSender, outbox_client, retry_after
+from bot.store.pool import Store
 
 __all__ = ["Outbox", "outbox_client", "retry_after"]
 
@@ -102,7 +103,7 @@ class Outbox(Courier):
 
     def __init__(
         self,
-        store,
+        store: Store,
         client: AsyncWebClient | None,
         *,
         interval: float = 1.0,
@@ -197,7 +198,7 @@ class Outbox(Courier):
                 if not future.done():
                     future.set_result(outcome)
 
-    async def _check_waiters(self, conn) -> None:
+    async def _check_waiters(self, conn: Any) -> None:
         """Rows this process waits for that another replica delivered (or gave up on)."""
         for row_id in [i for i, futures in self._waiters.items() if all(f.done() for f in futures)]:
             del self._waiters[row_id]  # the waiter gave up waiting
@@ -332,7 +333,7 @@ class Outbox(Courier):
         self._wake.set()  # the thread's next row may be due now
         return True
 
-    async def _claim(self, conn):
+    async def _claim(self, conn: Any) -> Any:
         """Lock the oldest row that heads its thread and whose channel may be written to now."""
         skip = set(self._busy)
         for _ in range(5):
@@ -354,7 +355,7 @@ class Outbox(Courier):
             skip.add(row["channel"])
         return None
 
-    async def _deliver(self, conn, row) -> list[tuple[int, Delivered]]:
+    async def _deliver(self, conn: Any, row: Any) -> list[tuple[int, Delivered]]:
         """Send one claimed row; what became of it (and of the rows it settled) for this process's waiters."""
         message, kind, data, superseded = await self._newest_version(conn, row)
         if row["op"] != "post" and row["thread_ts"] is None:
@@ -442,7 +443,7 @@ class Outbox(Courier):
         await conn.execute(SPEND_TOKEN, row["channel"], self.interval, self.burst)
         SLACK_OUTBOX_SENT.labels(row["op"]).inc()
 
-    async def _hook(self, conn, kind: str, data: str | None, outcome: Delivered) -> None:
+    async def _hook(self, conn: Any, kind: str, data: str | None, outcome: Delivered) -> None:
         hook = DELIVERY_HOOKS.get(kind)
         if hook is None:
             return
@@ -452,7 +453,7 @@ class Outbox(Courier):
         except Exception as exc:
             log.error("slack_delivery_hook_failed", kind=kind, error=describe_error(exc))
 
-    async def _retry(self, conn, row, retry: Retry) -> None:
+    async def _retry(self, conn: Any, row: Any, retry: Retry) -> None:
         """Try the row again later: after exactly Retry-After for a 429 (not a failure: it does not
         lengthen the backoff), after the backoff of its failures for anything else."""
         attempts = row["attempts"] + 1
@@ -491,7 +492,7 @@ class Outbox(Courier):
             retry_in_s=round(delay, 2),
         )
 
-    async def _fail(self, conn, row, error: str) -> list[tuple[int, Delivered]]:
+    async def _fail(self, conn: Any, row: Any, error: str) -> list[tuple[int, Delivered]]:
         await conn.execute(
             "UPDATE slack_outbox SET state = 'failed', done_at = now(), attempts = attempts + 1, last_error = $2"
             " WHERE id = $1",

@@ -49,7 +49,7 @@ INTERACTIVE, BACKGROUND = 1, 0  # row priorities: somebody is waiting for it / a
 # ---------------------------------------------------------------------- producers (in a transaction)
 
 
-async def lock_thread(conn, thread_key: str) -> None:
+async def lock_thread(conn: Any, thread_key: str) -> None:
     """Serialise the producers of one thread until the end of the caller's transaction.
 
     An alert thread's own producers (intake, triage, Ack/Silence) order its rows by the alert group's
@@ -59,7 +59,7 @@ async def lock_thread(conn, thread_key: str) -> None:
 
 
 async def enqueue(
-    conn,
+    conn: Any,
     thread_key: str,
     channel: str,
     op: str,
@@ -86,7 +86,7 @@ async def enqueue(
     )
 
 
-async def adopt(conn, key: str, channel: str, ts: str) -> None:
+async def adopt(conn: Any, key: str, channel: str, ts: str) -> None:
     """Make a message already in Slack (channel, ts) addressable by `key`: as a thread to reply in, or
     as the message an update changes (approvals posted before the outbox knew them)."""
     await conn.execute(
@@ -207,7 +207,7 @@ DeliveryHook = Callable[[Any, Any, Delivered], Awaitable[None]]
 DELIVERY_HOOKS: dict[str, DeliveryHook] = {}
 
 
-def on_delivery(kind: str):
+def on_delivery(kind: str) -> Callable[[DeliveryHook], DeliveryHook]:
     """Register `async def hook(conn, data, delivered)` for rows of `kind`: called in the worker's
     transaction when such a row is sent or given up, so what the producer needs to know of the
     message (its ts) is recorded exactly when the row is marked sent, by whichever replica sent it."""
@@ -245,7 +245,7 @@ Renderer = Callable[[Any, Any, str], Awaitable["dict | None"]]
 RENDERERS: dict[str, Renderer] = {}
 
 
-def renderer(kind: str):
+def renderer(kind: str) -> Callable[[Renderer], Renderer]:
     """Register `async def render(conn, data, thread_key) -> message | None` for rows of `kind`.
 
     Such rows are rendered when they are sent, from the state of that moment (their stored
@@ -328,7 +328,7 @@ class Tail:
         return self.last_header is not None and self.last_header in self.claimed
 
 
-def parse_tails(thread_keys: list[str], row) -> dict[str, Tail]:
+def parse_tails(thread_keys: list[str], row: Any) -> dict[str, Tail]:
     """{thread_key: Tail} from the TAIL_COLUMNS of a row (an empty Tail when nothing of it is pending)."""
     claimed = {item["id"]: item for item in json.loads(row["claimed"])}
     found = {key: Tail() for key in thread_keys}
@@ -342,16 +342,16 @@ def parse_tails(thread_keys: list[str], row) -> dict[str, Tail]:
     return found
 
 
-async def tails(conn, thread_keys: list[str]) -> dict[str, Tail]:
+async def tails(conn: Any, thread_keys: list[str]) -> dict[str, Tail]:
     row = await conn.fetchrow(f"WITH {TAIL_CTES.format(keys='$1')} SELECT {TAIL_COLUMNS}", list(thread_keys))
     return parse_tails(thread_keys, row)
 
 
-async def tail(conn, thread_key: str) -> Tail:
+async def tail(conn: Any, thread_key: str) -> Tail:
     return (await tails(conn, [thread_key]))[thread_key]
 
 
-async def write_many(conn, rows: list[dict], rewrites: list[dict] | None = None) -> int:
+async def write_many(conn: Any, rows: list[dict], rewrites: list[dict] | None = None) -> int:
     """Queue `rows` ({thread_key, channel, op, kind, message, data}) in list order and apply `rewrites`
     ({id, message?, data?}) to rows the producer claimed, in one statement. Returns how many were queued."""
     if not rows and not rewrites:
@@ -360,21 +360,21 @@ async def write_many(conn, rows: list[dict], rewrites: list[dict] | None = None)
     return await conn.fetchval(sql, *write_params(rows, list(rewrites or [])))
 
 
-async def enqueue_many(conn, rows: list[dict]) -> int:
+async def enqueue_many(conn: Any, rows: list[dict]) -> int:
     return await write_many(conn, rows)
 
 
-async def rewrite_many(conn, rows: list[dict]) -> None:
+async def rewrite_many(conn: Any, rows: list[dict]) -> None:
     await write_many(conn, [], rows)
 
 
-async def rewrite(conn, row_id: int, message: dict | None = None, data: Any = None) -> None:
+async def rewrite(conn: Any, row_id: int, message: dict | None = None, data: Any = None) -> None:
     """Replace the content (message and/or data) of a row the producer claimed (Tail.claimed)."""
     await write_many(conn, [], [{"id": row_id, "message": message, "data": data}])
 
 
 async def put_header(
-    conn,
+    conn: Any,
     thread_key: str,
     channel: str,
     message: dict,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.core.redact import redact
+from bot.store.pool import Store
 
 MAX_TEXT = 200
 KEEP_PER_USER = 50  # older entries of a person are dropped as new ones come
@@ -19,7 +20,7 @@ class CommandEntry:
     channel: str
 
 
-async def record_command(store, user: str, channel: str, verb: str, text: str) -> None:
+async def record_command(store: Store, user: str, channel: str, verb: str, text: str) -> None:
     """Remember that `user` ran `verb` (with `text` as typed) in `channel`."""
     async with store.acquire() as conn, conn.transaction():
         await conn.execute(
@@ -37,7 +38,7 @@ async def record_command(store, user: str, channel: str, verb: str, text: str) -
         )
 
 
-async def recent_commands(store, user: str, limit: int = 10) -> list[CommandEntry]:
+async def recent_commands(store: Store, user: str, limit: int = 10) -> list[CommandEntry]:
     """The newest commands of `user`, newest first."""
     async with store.acquire() as conn:
         rows = await conn.fetch(

@@ -15,8 +15,13 @@ from bot.settings import ConfigError, Settings
 __all__ = ["NotConfigured", "NotWatched", "RoleNotFound", "Targets"]
 
 if TYPE_CHECKING:
+    from bot.targets.alertmanager import Alertmanager
+    from bot.targets.api import ErpgoApi
     from bot.targets.docker_stats import StatsSample
     from bot.targets.firewall import FirewallBackend
+    from bot.targets.postgres import Postgres
+    from bot.targets.prometheus import Prometheus
+    from bot.targets.redis import Redis
     from bot.targets.watched import Role, Watched
 
 
@@ -82,19 +87,19 @@ class Targets:
         self._sampling = False
 
     @property
-    def api(self):
+    def api(self) -> ErpgoApi:
         if self._api is None:
             raise NotConfigured("ERPGO_API_URL")
         return self._api
 
     @property
-    def pg(self):
+    def pg(self) -> Postgres:
         if self._pg is None:
             raise NotConfigured("ERPGO_DATABASE_URL")
         return self._pg
 
     @property
-    def redis(self):
+    def redis(self) -> Redis:
         if self._redis is None:
             raise NotConfigured("ERPGO_REDIS_URL")
         return self._redis
@@ -131,14 +136,14 @@ class Targets:
         return name
 
     @property
-    def alertmanager(self):
+    def alertmanager(self) -> Alertmanager:
         """Alertmanager's API (silences from alert threads)."""
         if self._alertmanager is None:
             raise NotConfigured("ALERTMANAGER_URL")
         return self._alertmanager
 
     @property
-    def prometheus(self):
+    def prometheus(self) -> Prometheus:
         """Prometheus's query API (charts of alerts, `graph`, trends)."""
         if self._prometheus is None:
             raise NotConfigured("PROMETHEUS_URL")
@@ -179,7 +184,7 @@ class Targets:
                 await target.close()
 
 
-def _prometheus_of(settings: Settings):
+def _prometheus_of(settings: Settings) -> Prometheus | None:
     from bot.targets.prometheus import Prometheus
 
     if not settings.prometheus_url:
