@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from bot.alerts.messages import (
     HEADER,
     MEMBERSHIP,
@@ -214,7 +216,7 @@ def apply_notification(group: Group, hook: Webhook, channel: str, settings, now:
                 group.firing -= 1
                 group.members[fp] = ("resolved", name)
                 if fp in group.upserts:
-                    group.upserts[fp] = group.upserts[fp].model_copy(update={"status": "resolved", "endsAt": now})
+                    group.upserts[fp] = msgspec.structs.replace(group.upserts[fp], status="resolved", endsAt=now)
                 else:
                     group.gone.add(fp)
 
