@@ -44,7 +44,7 @@ from bot.alerts.groups import (
     iso,
 )
 from bot.alerts.messages import OpenGroup
-from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redacted_webhook
+from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redact_webhook
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
 from bot.slack import outbox
@@ -243,9 +243,9 @@ REFUSED_DATA = (
 class Recorder:
     """Records the notifications of concurrent webhook requests together (a group commit).
 
-    `await recorder.submit(hook, channel)` returns once the notification is committed, or raises
-    when it could not be. While one batch is being written, the requests that arrive wait for the
-    next; a batch that fails is retried one notification at a time, so one notification the
+    `await recorder.submit(hook, channel)` redacts the hook in place and returns once the notification
+    is committed, or raises when it could not be. While one batch is being written, the requests that
+    arrive wait for the next; a batch that fails is retried one notification at a time, so one notification the
     database refuses cannot take others down with it."""
 
     def __init__(self, store, settings, writers: int = 2, busy: int = 8):
@@ -257,7 +257,7 @@ class Recorder:
         self._tasks: set[asyncio.Task] = set()
 
     async def submit(self, hook: Webhook, channel: str) -> Recorded:
-        hook = redacted_webhook(hook)  # what is stored (and later posted) carries no secret the alert did
+        redact_webhook(hook)  # what is stored (and later posted) carries no secret the alert did
         future = asyncio.get_running_loop().create_future()
         self._queue.append((hook, channel, future))
         if not self._tasks or (len(self._tasks) < self.writers and len(self._queue) >= self.busy):

@@ -145,39 +145,32 @@ def _field_error(error: str) -> str:
     return f"{'.'.join(parts) or 'body'}: {what}"
 
 
-def redacted_webhook(hook: Webhook) -> Webhook:
-    """The notification with every text that is stored and later shown redacted (labels, annotations,
-    URLs, the group key that quotes label values): the bot keeps no secret an alert carried."""
+def redact_webhook(hook: Webhook) -> None:
+    """Redact, in place, every text of the notification that is stored and later shown (labels,
+    annotations, URLs, the group key that quotes label values): the bot keeps no secret an alert
+    carried. In place: a copy would double the memory a storm's notifications hold while they wait."""
     seen: dict[str, str] = {}  # the same label values recur in every alert and the common labels
 
     def text(value: str) -> str:
-        if value not in seen:
-            seen[value] = redact(value)
-        return seen[value]
+        redacted = seen.get(value)
+        if redacted is None:
+            redacted = seen[value] = redact(value)
+        return redacted
 
     def texts(values: dict[str, str]) -> dict[str, str]:
         return {key: text(value) for key, value in values.items()}
 
-    alerts = [
-        msgspec.structs.replace(
-            alert,
-            labels=texts(alert.labels),
-            annotations=texts(alert.annotations),
-            generatorURL=text(alert.generatorURL),
-            fingerprint=text(alert.fingerprint),
-        )
-        for alert in hook.alerts
-    ]
-    return msgspec.structs.replace(
-        hook,
-        groupKey=text(hook.groupKey),
-        receiver=text(hook.receiver),
-        groupLabels=texts(hook.groupLabels),
-        commonLabels=texts(hook.commonLabels),
-        commonAnnotations=texts(hook.commonAnnotations),
-        externalURL=text(hook.externalURL),
-        alerts=alerts,
-    )
+    for alert in hook.alerts:
+        alert.labels = texts(alert.labels)
+        alert.annotations = texts(alert.annotations)
+        alert.generatorURL = text(alert.generatorURL)
+        alert.fingerprint = text(alert.fingerprint)
+    hook.groupKey = text(hook.groupKey)
+    hook.receiver = text(hook.receiver)
+    hook.groupLabels = texts(hook.groupLabels)
+    hook.commonLabels = texts(hook.commonLabels)
+    hook.commonAnnotations = texts(hook.commonAnnotations)
+    hook.externalURL = text(hook.externalURL)
 
 
 class _GroupKeyOnly(msgspec.Struct):
