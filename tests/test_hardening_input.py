@@ -19,7 +19,7 @@ import pytest
 
 from bot.core.engine import run_checks
 from bot.core.findings import Proposal, Status
-from bot.core.logs import configure_logging
+from bot.core.logs import configure_logging, log
 from bot.core.parse import ascii_int
 from bot.core.registry import UsageError
 from bot.local.slack import LocalSlack
@@ -361,6 +361,50 @@ async def test_a_notification_the_database_refuses_is_400_and_its_batch_mates_ar
     lines = logs()
     assert any(line.get("event") == "alert_not_storable" and line.get("group_key") == huge_key[:200] for line in lines)
     assert errors_in(lines) == []
+
+
+async def test_a_webhook_nested_200000_deep_is_400_and_the_bot_takes_the_next(alert_bot, logs):
+    bot = await alert_bot()
+    logs()
+    nested = b"[" * 200_000 + b"]" * 200_000
+    inside = b'{"version": "4", "groupKey": "{}:{deep}", "extra": ' + nested + b"}"
+    status, text = await post_webhook(bot, inside)
+    assert status == 400 and "nested too deeply" in text, text
+    status, text = await post_webhook(bot, nested)
+    assert status == 400 and "must be a JSON object" in text, text
+    assert (await post_webhook(bot, json.dumps(webhook()).encode()))[0] == 200
+    assert errors_in(logs()) == []
+
+
+async def test_a_lone_surrogate_in_a_group_key_is_400_and_logged(alert_bot, logs):
+    bot = await alert_bot()
+    logs()
+    body = json.dumps(webhook(key='{}:{alertname="\ud800"}')).encode()  # JSON's escape of half a character
+    assert b"\\ud800" in body
+    status, text = await post_webhook(bot, body)
+    assert status == 400 and "surrogate" in text, text
+    lines = logs()
+    assert [line["event"] for line in lines if line.get("level") == "warning"] == ["alert_webhook_invalid"]
+    assert errors_in(lines) == []
+    async with bot.runtime.store.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM alerts_received") == 0
+
+
+def test_no_log_call_raises_whatever_it_is_given(logs):
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("cannot be shown")
+
+    log.warning("webhook_seen", group_key="{}:{\ud800}")
+    log.warning("webhook_odd", value=Unprintable())
+    lines = logs()
+    assert lines[0]["event"] == "webhook_seen" and lines[0]["group_key"] == "{}:{\ud800}"
+    assert lines[1] == {
+        "level": "warning",
+        "event": "log_failed",
+        "failed_event": "webhook_odd",
+        "error": "RuntimeError",
+    }
 
 
 # ---------------------------------------------------------------------- 9: gzip that is not

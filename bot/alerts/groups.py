@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+
+import msgspec
 
 from bot.alerts.messages import (
     HEADER,
@@ -40,19 +41,34 @@ class Recorded:
     queued: int  # Slack messages queued or changed
 
 
-def alert_row(alert: WebhookAlert, group_id: int | None = None) -> dict:
-    row: dict[str, Any] = {
-        "fingerprint": alert.fingerprint,
-        "status": alert.status,
-        "labels": alert.labels,
-        "annotations": alert.annotations,
-        "starts_at": iso(zero_to_none(alert.startsAt)),
-        "ends_at": iso(zero_to_none(alert.endsAt)),
-        "generator_url": alert.generatorURL,
-    }
-    if group_id is not None:
-        row["group_id"] = group_id
-    return row
+def alert_columns(alerts: list[tuple[int, WebhookAlert]]) -> list[list]:
+    """(group id, alert) pairs as the column arrays of ALERT_ARRAYS: one statement writes them all."""
+    columns: list[list] = [[], [], [], [], [], [], [], []]
+    group_ids, fingerprints, statuses, labels, annotations, starts, ends, urls = columns
+    for group_id, alert in alerts:
+        group_ids.append(group_id)
+        fingerprints.append(alert.fingerprint)
+        statuses.append(alert.status)
+        labels.append(_JSON.encode(alert.labels).decode())
+        annotations.append(_JSON.encode(alert.annotations).decode())
+        starts.append(zero_to_none(alert.startsAt))
+        ends.append(zero_to_none(alert.endsAt))
+        urls.append(alert.generatorURL)
+    return columns
+
+
+_JSON = msgspec.json.Encoder()
+
+# the columns alert_columns gives, from parameter ${n} on
+ALERT_ARRAYS = (
+    "unnest(${0}::bigint[], ${1}::text[], ${2}::text[], ${3}::jsonb[], ${4}::jsonb[], ${5}::timestamptz[],"
+    " ${6}::timestamptz[], ${7}::text[]) AS x(group_id, fingerprint, status, labels, annotations, starts_at, ends_at,"
+    " generator_url)"
+)
+
+
+def alert_arrays(first: int) -> str:
+    return ALERT_ARRAYS.format(*range(first, first + 8))
 
 
 def iso(when: datetime | None) -> str | None:
@@ -214,7 +230,7 @@ def apply_notification(group: Group, hook: Webhook, channel: str, settings, now:
                 group.firing -= 1
                 group.members[fp] = ("resolved", name)
                 if fp in group.upserts:
-                    group.upserts[fp] = group.upserts[fp].model_copy(update={"status": "resolved", "endsAt": now})
+                    group.upserts[fp] = msgspec.structs.replace(group.upserts[fp], status="resolved", endsAt=now)
                 else:
                     group.gone.add(fp)
 

@@ -37,13 +37,14 @@ from bot.alerts.groups import (
     Group,
     Recorded,
     Thread,
-    alert_row,
+    alert_arrays,
+    alert_columns,
     apply_notification,
     group_insert,
     iso,
 )
 from bot.alerts.messages import OpenGroup
-from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redacted_webhook
+from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redact_webhook
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
 from bot.slack import outbox
@@ -57,9 +58,6 @@ from bot.slack import outbox
 
 MAX_BATCH_NOTIFICATIONS = 200
 MAX_BATCH_ALERTS = 5000
-
-_ALERT_COLUMNS = """fingerprint text, status text, labels jsonb, annotations jsonb, starts_at timestamptz,
-                    ends_at timestamptz, generator_url text"""
 
 UPSERT_GROUPS = """
 INSERT INTO alert_groups (group_key, receiver, channel, thread_key, status, group_labels, common_labels,
@@ -98,19 +96,17 @@ SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(group_id, fingerprint, statu
 WRITE_ALERTS = f"""
 WITH received AS (
     INSERT INTO alerts_received (group_id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url)
-    SELECT x.group_id, x.fingerprint, x.status, x.labels, x.annotations, x.starts_at, x.ends_at, coalesce(x.generator_url, '')
-    FROM jsonb_to_recordset($1::jsonb) AS x(group_id bigint, {_ALERT_COLUMNS})
+    SELECT * FROM {alert_arrays(1)}
 ), upserted AS (
     INSERT INTO alerts (group_id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url)
-    SELECT x.group_id, x.fingerprint, x.status, x.labels, x.annotations, x.starts_at, x.ends_at, coalesce(x.generator_url, '')
-    FROM jsonb_to_recordset($2::jsonb) AS x(group_id bigint, {_ALERT_COLUMNS})
+    SELECT * FROM {alert_arrays(9)}
     ON CONFLICT (group_id, fingerprint) DO UPDATE SET
         status = excluded.status, labels = excluded.labels, annotations = excluded.annotations,
         starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
         updated_at = now()
 ), gone AS (
     UPDATE alerts a SET status = 'resolved', ends_at = coalesce(a.ends_at, now()), updated_at = now()
-    FROM jsonb_to_recordset($3::jsonb) AS x(group_id bigint, fingerprint text)
+    FROM jsonb_to_recordset($17::jsonb) AS x(group_id bigint, fingerprint text)
     WHERE a.group_id = x.group_id AND a.fingerprint = x.fingerprint
 ), moved AS (
     UPDATE alert_groups g SET
@@ -122,15 +118,15 @@ WITH received AS (
         receiver = coalesce(x.receiver, g.receiver), triage_state = coalesce(x.triage_state, g.triage_state),
         alerts_total = x.alerts_total, alerts_firing = x.alerts_firing,
         updated_at = CASE WHEN x.status IS NULL THEN g.updated_at ELSE now() END
-    FROM jsonb_to_recordset($4::jsonb) AS x(id bigint, status text, thread_key text, channel text,
+    FROM jsonb_to_recordset($18::jsonb) AS x(id bigint, status text, thread_key text, channel text,
          fired_at timestamptz, resolved_at timestamptz, group_labels jsonb, common_labels jsonb, annotations jsonb,
          external_url text, receiver text, triage_state text, alerts_total int, alerts_firing int)
     WHERE g.id = x.id
 ), lifted AS (  -- Alertmanager notified about them: no silence holds these groups (bot/alerts/actions.py)
     UPDATE alert_actions a SET silence_ended_at = least(now(), a.silenced_until), silence_ended_by = 'alertmanager',
            updated_at = now()
-    WHERE a.group_id = ANY($7::bigint[]) AND a.silence_id IS NOT NULL AND a.silence_ended_at IS NULL
-), {outbox.WRITE_CTES.format(rows="$5", rewrites="$6")}
+    WHERE a.group_id = ANY($21::bigint[]) AND a.silence_id IS NOT NULL AND a.silence_ended_at IS NULL
+), {outbox.WRITE_CTES.format(rows="$19", rewrites="$20")}
 SELECT 1
 """
 
@@ -191,12 +187,14 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
     restarted = [g.id for g in groups.values() if g.restarted]
     if restarted:
         await conn.execute("DELETE FROM alerts WHERE group_id = ANY($1::bigint[])", restarted)
-    received = [
-        alert_row(alert, groups[hook.groupKey].id)
-        for hook, _ in items
-        for alert in {a.fingerprint: a for a in hook.alerts}.values()
-    ]
-    upserts = [alert_row(alert, g.id) for g in groups.values() for alert in g.upserts.values()]
+    received = alert_columns(
+        [
+            (groups[hook.groupKey].id, alert)
+            for hook, _ in items
+            for alert in {a.fingerprint: a for a in hook.alerts}.values()
+        ]
+    )
+    upserts = alert_columns([(g.id, alert) for g in groups.values() for alert in g.upserts.values()])
     gone = [{"group_id": g.id, "fingerprint": fp} for g in groups.values() for fp in g.gone]
     moved = []  # groups whose state moved on (everything), or only their counts
     for g in groups.values():
@@ -224,8 +222,8 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
     notified = sorted({r.group_id for r in results if r.outcome in ("refired", "joined")})
     await conn.execute(
         WRITE_ALERTS,
-        json.dumps(received),
-        json.dumps(upserts),
+        *received,
+        *upserts,
         json.dumps(gone),
         json.dumps(moved),
         *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
@@ -245,9 +243,9 @@ REFUSED_DATA = (
 class Recorder:
     """Records the notifications of concurrent webhook requests together (a group commit).
 
-    `await recorder.submit(hook, channel)` returns once the notification is committed, or raises
-    when it could not be. While one batch is being written, the requests that arrive wait for the
-    next; a batch that fails is retried one notification at a time, so one notification the
+    `await recorder.submit(hook, channel)` redacts the hook in place and returns once the notification
+    is committed, or raises when it could not be. While one batch is being written, the requests that
+    arrive wait for the next; a batch that fails is retried one notification at a time, so one notification the
     database refuses cannot take others down with it."""
 
     def __init__(self, store, settings, writers: int = 2, busy: int = 8):
@@ -259,7 +257,7 @@ class Recorder:
         self._tasks: set[asyncio.Task] = set()
 
     async def submit(self, hook: Webhook, channel: str) -> Recorded:
-        hook = redacted_webhook(hook)  # what is stored (and later posted) carries no secret the alert did
+        redact_webhook(hook)  # what is stored (and later posted) carries no secret the alert did
         future = asyncio.get_running_loop().create_future()
         self._queue.append((hook, channel, future))
         if not self._tasks or (len(self._tasks) < self.writers and len(self._queue) >= self.busy):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import msgspec
 
 from bot.core.redact import redact, shorten
 
@@ -34,38 +33,36 @@ def in_range(when: datetime | None) -> datetime | None:
     return when
 
 
-class WebhookAlert(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class WebhookAlert(msgspec.Struct, kw_only=True):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = {}
     startsAt: datetime | None = None
     endsAt: datetime | None = None
     generatorURL: str = ""
-    fingerprint: str = Field(min_length=1, max_length=256)
+    fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
-    @field_validator("startsAt", "endsAt")
-    @classmethod
-    def _time_in_range(cls, when: datetime | None) -> datetime | None:
-        return in_range(when)
+    def __post_init__(self) -> None:
+        for name in ("startsAt", "endsAt"):
+            try:
+                in_range(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
 
 
-class Webhook(BaseModel):
+class Webhook(msgspec.Struct, kw_only=True):
     """Alertmanager's webhook payload (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config)."""
 
-    model_config = ConfigDict(extra="ignore")
-
     version: str
-    groupKey: str = Field(min_length=1, max_length=4096)
-    truncatedAlerts: int = Field(0, ge=0)
+    groupKey: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    truncatedAlerts: Annotated[int, msgspec.Meta(ge=0)] = 0
     status: Literal["firing", "resolved"]
     receiver: str = ""
     groupLabels: dict[str, str] = {}
     commonLabels: dict[str, str] = {}
     commonAnnotations: dict[str, str] = {}
     externalURL: str = ""
-    alerts: list[WebhookAlert] = Field(min_length=1)
+    alerts: Annotated[list[WebhookAlert], msgspec.Meta(min_length=1)]
 
 
 class IntakeError(Exception):
@@ -79,80 +76,117 @@ class IntakeError(Exception):
 
 JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 in a JSON string (an escaped backslash before it is not)
 
+# decoding and validating in one pass, in C: the body becomes the structs or the first thing wrong with it
+_DECODE_WEBHOOK = msgspec.json.Decoder(Webhook)
+_DECODE_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])  # the top level alone, to say what is wrong
+_DECODE_VERSION = msgspec.json.Decoder(str)
+
 
 def parse_webhook(raw: bytes) -> Webhook:
     """Validate a webhook body; IntakeError(400, what is wrong) otherwise."""
-    if JSON_NUL.search(raw):  # valid JSON, but PostgreSQL cannot store it: refused for good, not retried
+    if b"\\u0000" in raw and JSON_NUL.search(
+        raw
+    ):  # valid JSON, but PostgreSQL cannot store it: refused for good, not retried
         raise IntakeError(400, "a string contains a NUL character (\\u0000), which cannot be stored")
     try:
-        hook = Webhook.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = exc.errors()
-        if errors and errors[0]["type"] == "json_invalid":
-            raise IntakeError(400, f"malformed JSON: {errors[0]['msg']}") from None
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise IntakeError(400, "not an Alertmanager webhook: the body must be a JSON object") from None
-        if "version" in body and body["version"] != "4":
-            raise IntakeError(
-                400, f'unsupported Alertmanager webhook version {str(body["version"])[:10]!r} (expected "4")'
-            ) from None
-        parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:3]]
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise IntakeError(400, "not an Alertmanager webhook (version 4): " + "; ".join(parts) + more) from None
+        hook = _DECODE_WEBHOOK.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise IntakeError(400, _invalid_webhook(raw, str(exc))) from None
+    except msgspec.DecodeError as exc:  # also a lone UTF-16 surrogate, which no database text can hold
+        raise IntakeError(400, f"malformed JSON: {str(exc).removeprefix('JSON is malformed: ')}") from None
+    except RecursionError:
+        raise IntakeError(400, "malformed JSON: nested too deeply") from None
     if hook.version != "4":
-        raise IntakeError(400, f'unsupported Alertmanager webhook version {hook.version[:10]!r} (expected "4")')
+        raise IntakeError(400, _unsupported(hook.version))
     return hook
 
 
-def redacted_webhook(hook: Webhook) -> Webhook:
-    """The notification with every text that is stored and later shown redacted (labels, annotations,
-    URLs, the group key that quotes label values): the bot keeps no secret an alert carried."""
+def _unsupported(version: object) -> str:
+    return f'unsupported Alertmanager webhook version {str(version)[:10]!r} (expected "4")'
+
+
+def _invalid_webhook(raw: bytes, error: str) -> str:
+    """What is wrong with valid JSON that is not a version 4 webhook: its shape, its version, or a field."""
+    try:
+        top = _DECODE_TOP.decode(raw)
+    except (msgspec.MsgspecError, RecursionError):
+        return "not an Alertmanager webhook: the body must be a JSON object"
+    if "version" in top:
+        try:
+            version: object = _DECODE_VERSION.decode(top["version"])
+        except msgspec.MsgspecError:
+            version = bytes(top["version"]).decode(errors="replace")
+        if version != "4":
+            return _unsupported(version)
+    return "not an Alertmanager webhook (version 4): " + _field_error(error)
+
+
+_ERROR_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<where>[^`]*)`)?$", re.DOTALL)
+_INDEX = re.compile(r"\[(\d+)\]")
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_TOO_SHORT = re.compile(r"Expected `array` of length >= (?P<n>\d+)")
+_OWN_FIELD = re.compile(r"^(?P<field>\w+): ")  # a check of ours that names the field it judged
+
+
+def _field_error(error: str) -> str:
+    """msgspec's "Object missing required field `x` - at `$.alerts[0]`" as "alerts.0.x: Field required"."""
+    match = _ERROR_AT.match(error)
+    assert match is not None  # the pattern matches any text
+    what, path = match["what"], _INDEX.sub(r".\1", match["where"] or "").lstrip(".")
+    parts = [path] if path else []
+    if missing := _MISSING.fullmatch(what):
+        parts.append(missing["field"])
+        what = "Field required"
+    elif short := _TOO_SHORT.fullmatch(what):
+        what = f"List should have at least {short['n']} item" + ("s" if short["n"] != "1" else "")
+    elif own := _OWN_FIELD.match(what):
+        parts.append(own["field"])
+        what = what[own.end() :]
+    return f"{'.'.join(parts) or 'body'}: {what}"
+
+
+def redact_webhook(hook: Webhook) -> None:
+    """Redact, in place, every text of the notification that is stored and later shown (labels,
+    annotations, URLs, the group key that quotes label values): the bot keeps no secret an alert
+    carried. In place: a copy would double the memory a storm's notifications hold while they wait."""
     seen: dict[str, str] = {}  # the same label values recur in every alert and the common labels
 
     def text(value: str) -> str:
-        if value not in seen:
-            seen[value] = redact(value)
-        return seen[value]
+        redacted = seen.get(value)
+        if redacted is None:
+            redacted = seen[value] = redact(value)
+        return redacted
 
     def texts(values: dict[str, str]) -> dict[str, str]:
         return {key: text(value) for key, value in values.items()}
 
-    alerts = [
-        alert.model_copy(
-            update={
-                "labels": texts(alert.labels),
-                "annotations": texts(alert.annotations),
-                "generatorURL": text(alert.generatorURL),
-                "fingerprint": text(alert.fingerprint),
-            }
-        )
-        for alert in hook.alerts
-    ]
-    return hook.model_copy(
-        update={
-            "groupKey": text(hook.groupKey),
-            "receiver": text(hook.receiver),
-            "groupLabels": texts(hook.groupLabels),
-            "commonLabels": texts(hook.commonLabels),
-            "commonAnnotations": texts(hook.commonAnnotations),
-            "externalURL": text(hook.externalURL),
-            "alerts": alerts,
-        }
-    )
+    for alert in hook.alerts:
+        alert.labels = texts(alert.labels)
+        alert.annotations = texts(alert.annotations)
+        alert.generatorURL = text(alert.generatorURL)
+        alert.fingerprint = text(alert.fingerprint)
+    hook.groupKey = text(hook.groupKey)
+    hook.receiver = text(hook.receiver)
+    hook.groupLabels = texts(hook.groupLabels)
+    hook.commonLabels = texts(hook.commonLabels)
+    hook.commonAnnotations = texts(hook.commonAnnotations)
+    hook.externalURL = text(hook.externalURL)
+
+
+class _GroupKeyOnly(msgspec.Struct):
+    groupKey: str | None = None
+
+
+_DECODE_GROUP_KEY = msgspec.json.Decoder(_GroupKeyOnly)
 
 
 def group_key_of(raw: bytes) -> str | None:
     """The groupKey of a body that was refused, when it has one (for the log line)."""
     try:
-        body = json.loads(raw)
-    except ValueError:
+        key = _DECODE_GROUP_KEY.decode(raw).groupKey
+    except (msgspec.MsgspecError, RecursionError):
         return None
-    key = body.get("groupKey") if isinstance(body, dict) else None
-    return shorten(key, 200, "") if isinstance(key, str) else None
+    return shorten(key, 200, "") if key is not None else None
 
 
 def zero_to_none(when: datetime | None) -> datetime | None:

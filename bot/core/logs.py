@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -15,6 +16,41 @@ from bot.core.redact import redact_any
 
 def _redact(_logger, _method, event_dict):
     return redact_any(event_dict)
+
+
+def _json_line(event_dict, **options) -> str:
+    """The JSON line, writable to any UTF-8 stream: a lone surrogate (from a client's JSON \\ud800) is
+    written as its escape instead of making the write raise."""
+    line = json.dumps(event_dict, **options)
+    try:
+        line.encode()
+    except UnicodeEncodeError:
+        line = line.encode(errors="backslashreplace").decode()
+    return line
+
+
+def _never_raising(wrapper_class: type) -> type:
+    """A logger whose calls never raise: a log line is never worth the request, task or loop that wrote
+    it. What cannot be logged is replaced by a line that says so."""
+
+    class NeverRaisingLogger(wrapper_class):
+        def _proxy_to_logger(self, method_name: str, event: str | None = None, **event_kw: object) -> object:
+            try:
+                return super()._proxy_to_logger(method_name, event, **event_kw)
+            except Exception as exc:
+                _log_failed(self._logger, method_name, event, exc)
+                return None
+
+    return NeverRaisingLogger
+
+
+def _log_failed(logger, level: str, event: object, exc: Exception) -> None:
+    named = event if isinstance(event, str) and event.isidentifier() else None  # nothing of the payload
+    line = json.dumps({"level": level, "event": "log_failed", "failed_event": named, "error": type(exc).__name__})
+    try:
+        logger.msg(line)
+    except Exception:
+        pass  # the stream itself is gone: nothing left to tell
 
 
 class _CurrentStream:
@@ -89,9 +125,9 @@ def configure_logging(level: str = "info", stream=None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _redact,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
+            structlog.processors.JSONRenderer(_json_line, ensure_ascii=False),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=_never_raising(structlog.make_filtering_bound_logger(numeric)),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
@@ -102,7 +138,7 @@ def configure_logging(level: str = "info", stream=None) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _redact,
-                structlog.processors.JSONRenderer(),
+                structlog.processors.JSONRenderer(_json_line),
             ],
             foreign_pre_chain=[
                 structlog.processors.add_log_level,
