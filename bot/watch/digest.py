@@ -40,6 +40,10 @@ def channel_of(runtime: Runtime) -> str | None:
     return runtime.settings.erpgo_digest_channel or runtime.settings.erpgo_alert_channel
 
 
+def moment(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M" + (":%S" if when.second else ""))
+
+
 def spread(seconds: list[float]) -> str:
     if not seconds:
         return "—"
@@ -143,7 +147,9 @@ async def certificate_part(runtime: Runtime, _since: datetime, until: datetime) 
 
 STATEMENTS_SQL = """
 SELECT queryid::text AS id, left(regexp_replace(query, '\\s+', ' ', 'g'), 80) AS query, {total}::float8 AS total_ms
-FROM pg_stat_statements WHERE query IS NOT NULL ORDER BY {total} DESC LIMIT $1
+FROM pg_stat_statements
+WHERE query IS NOT NULL AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY {total} DESC LIMIT $1
 """
 
 
@@ -222,7 +228,7 @@ async def compose(runtime: Runtime, since: datetime, until: datetime, previous: 
     parts = await asyncio.gather(*reads)
     statement_lines, top = await statements_part(runtime, previous)
     lines = [line for part in parts for line in part] + statement_lines
-    period = f"{since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC"
+    period = f"{moment(since)} → {moment(until)} UTC"
     heading = f":newspaper: *ERPGo digest* — {period} ({human_duration((until - since).total_seconds())})"
     text = heading + "\n" + "\n".join(lines)
     blocks: list[Any] = [render.section(chunk) for chunk in render.chunks(text, render.MAX_SECTION)][
@@ -265,7 +271,7 @@ async def digest_due(runtime: Runtime, now: datetime, done: dict[str, datetime])
             slot,
             json.dumps(summary),
         )
-        await schedule.forget_old_slots(conn)
+        await schedule.forget_old_slots(conn, DIGEST, slot)
     log.info("digest_posted", slot=slot.isoformat(), channel=channel)
     return True
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.context import CheckContext
@@ -20,6 +20,7 @@ from bot.watch import predict, schedule, threads
 
 MAX_TICK_S = 5.0
 MIN_TICK_S = 0.2
+KEEP_CLAIMS = timedelta(days=1)
 
 
 def tick_of(watches: list[tuple[str, int]]) -> float:
@@ -53,6 +54,8 @@ async def run_due(runtime: Runtime, watches: list[tuple[str, int]], done: dict[s
         try:
             async with runtime.store.acquire() as conn:
                 won = await schedule.claim(conn, f"watch:{verb}", slot)
+                if won:
+                    await schedule.forget_old_slots(conn, f"watch:{verb}", slot, KEEP_CLAIMS)
         except Exception as exc:  # the database is down: the next tick tries again
             log.warning("watch_claim_failed", watch=verb, error=describe_error(exc))
             continue

@@ -60,10 +60,8 @@ def interval_slot(now: datetime, interval: int) -> datetime:
 
 def cron_slot(cron: str, tz: str, now: datetime) -> datetime:
     """The newest time at or before `now` that the cron expression names, read in time zone `tz`."""
-    local = now.astimezone(zone(tz))
-    if croniter.match(cron, local):
-        return local.replace(microsecond=0).astimezone(UTC)
-    previous: datetime = croniter(cron, local).get_prev(datetime)
+    just_after = now.astimezone(zone(tz)).replace(microsecond=0) + timedelta(seconds=1)
+    previous: datetime = croniter(cron, just_after).get_prev(datetime)  # strictly before: `now` itself counts
     return previous.astimezone(UTC)
 
 
@@ -96,5 +94,6 @@ async def previous_slot(conn: Any, name: str, before: datetime) -> tuple[datetim
     return row["slot"], json.loads(row["summary"]) if row["summary"] else None
 
 
-async def forget_old_slots(conn: Any, keep: timedelta = timedelta(days=30)) -> None:
-    await conn.execute("DELETE FROM schedule_slots WHERE slot < now() - $1::interval", keep)
+async def forget_old_slots(conn: Any, name: str, slot: datetime, keep: timedelta = timedelta(days=30)) -> None:
+    """Drop the claims of `name` older than `keep` before `slot` (the one just run)."""
+    await conn.execute("DELETE FROM schedule_slots WHERE name = $1 AND slot < $2", name, slot - keep)
