@@ -183,6 +183,15 @@ class Settings(BaseSettings):
         zone(value)
         return value
 
+    @field_validator("erpgo_oncall")
+    @classmethod
+    def _oncall(cls, value: str | None) -> str | None:
+        from bot.oncall import GROUP, ROTATION
+
+        if value in (None, "") or value == ROTATION or GROUP.match(value):
+            return value or None
+        raise ValueError(f"must be a Slack user group id (S…) or {ROTATION}")
+
     @field_validator("erpgo_alert_updates")
     @classmethod
     def _alert_updates(cls, value: str) -> str:

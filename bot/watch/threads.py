@@ -54,6 +54,11 @@ def raised(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.status in RAISING]
 
 
+def measured(findings: list[Finding]) -> bool:
+    """Every check finished: a watch whose target could not be read is not resolved by it."""
+    return not any(f.status is Status.ERROR for f in findings)
+
+
 def fingerprint(findings: list[Finding]) -> str:
     """What the run found, without the figures that move every run (a percentage, an age)."""
     keys = sorted(f"{f.status.value}|{f.component}" for f in raised(findings))
@@ -82,10 +87,10 @@ async def record_run(conn: Any, state: WatchState, findings: list[Finding], now:
     queued = 0
     if state.thread_key is None and status in RAISING and not state.muted(now):
         queued = await open_thread(conn, state, findings, now)
-    elif state.thread_key is not None and status not in RAISING:
+    elif state.thread_key is not None and status not in RAISING and measured(findings):
         queued = await resolve_thread(conn, state, now)
-    elif state.thread_key is not None and changed and not state.muted(now):
-        queued = await reply_change(conn, state, findings)
+    elif state.thread_key is not None and status in RAISING and changed and not state.muted(now):
+        queued = await reply_change(conn, state, findings, now)
     await save(conn, state, now)
     return queued
 
@@ -99,11 +104,11 @@ async def open_thread(conn: Any, state: WatchState, findings: list[Finding], now
     return 1 + await queue_report(conn, state, findings)
 
 
-async def reply_change(conn: Any, state: WatchState, findings: list[Finding]) -> int:
+async def reply_change(conn: Any, state: WatchState, findings: list[Finding], now: datetime) -> int:
     assert state.thread_key is not None
     await outbox.lock_thread(conn, state.thread_key)
     queued = await queue_report(conn, state, findings, changed=True)
-    await outbox.put_header(conn, state.thread_key, state.channel, header_message(state, None), kind="watch.header")
+    await outbox.put_header(conn, state.thread_key, state.channel, header_message(state, now), kind="watch.header")
     return queued + 1
 
 
@@ -183,7 +188,7 @@ async def act(conn: Any, watch: str, user: str, ts: str, mute: timedelta | None,
 
 
 def header_message(state: WatchState, now: datetime | None, *, resolved: bool = False) -> render.Message:
-    label = Status(state.status).label if state.status in Status._value2member_map_ else state.status
+    label = Status(state.status).label
     if resolved:
         heading, text = f":white_check_mark: RESOLVED: watch {state.watch}", f"RESOLVED: watch {state.watch}"
     else:
