@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.local.text import render_text
+from bot.settings import ConfigError, load_settings
 from bot.targets.backups import find_tool
 from bot.watch.fit import linear_fit
 from tests.support import eventually
@@ -185,3 +186,27 @@ def test_the_fit_says_when_a_disk_two_percent_a_day_fills():
     assert fit is not None and fit.r2 == pytest.approx(1.0)
     assert fit.seconds_until(106.0, 3 * DAY) == pytest.approx(3 * DAY)
     assert fit.quality() == "fit over 4 samples in the last 3d 0h, R² 1.00"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("erpgo_watch", "tls:6x", "ERPGO_WATCH"),
+        ("erpgo_watch", "dns:1h", "ERPGO_WATCH entry 1 is not verb:interval"),
+        ("erpgo_digest_cron", "every morning", "ERPGO_DIGEST_CRON is not a cron expression"),
+        ("erpgo_digest_tz", "Mars/Olympus", "ERPGO_DIGEST_TZ"),
+        ("erpgo_escalate_after", "soon", "ERPGO_ESCALATE_AFTER"),
+        ("erpgo_alert_updates", "both", "ERPGO_ALERT_UPDATES must be thread or header"),
+        ("erpgo_oncall", "U0ALICE", "ERPGO_ONCALL must be a Slack user group id"),
+    ],
+)
+def test_a_mistyped_schedule_stops_the_start_naming_the_setting(setting, value, said):
+    with pytest.raises(ConfigError, match=said):
+        load_settings(**{setting: value})
+
+
+def test_watches_default_on_with_an_alert_channel_and_off_by_word():
+    assert load_settings(erpgo_alert_channel="C0A").watches() == [("tls", 6 * 3600), ("backups", 3600), ("disk", 900)]
+    assert load_settings().watches() == []
+    assert load_settings(erpgo_alert_channel="C0A", erpgo_watch="off").watches() == []
+    assert load_settings(erpgo_escalate_after="off").erpgo_escalate_after is None
