@@ -14,7 +14,18 @@ from bot.local.slack import LocalSlack
 from bot.local.text import render_text
 from bot.watch.digest import digest_due
 from tests.support import eventually
-from tests.watch_support import CHANNEL, claimed, texts, thread_showing, top_showing, tops
+from tests.watch_support import (
+    CHANNEL,
+    TOKEN,
+    claimed,
+    live,
+    post,
+    texts,
+    thread_showing,
+    top_showing,
+    tops,
+    webhook,
+)
 
 DIGESTS = "C0DIGEST"
 
@@ -78,6 +89,8 @@ async def test_digest_verb_posts_in_the_askers_channel_with_what_changed(start_b
         await conn.close()
     bot = await start_bot(
         bot_database_url=fresh_database("digest"),
+        alert_webhook_token=TOKEN,
+        erpgo_escalate_after="off",
         erpgo_database_url=erpgo,
         erpgo_alert_channel=CHANNEL,
         erpgo_digest_cron="0 0 1 1 *",  # the scheduled one is far away: this test posts it
@@ -90,6 +103,13 @@ async def test_digest_verb_posts_in_the_askers_channel_with_what_changed(start_b
     scheduled = await top_showing(bot, "ERPGo digest", "Top statements by total time")
     assert "2025-12-31 00:00 → 2026-01-01 00:00" in render_text(scheduled)
 
+    assert await post(bot, webhook(["api-1"])) == 200
+    head = await top_showing(bot, "FIRING", "ErpgoOrdersFailing")
+    await bot.slack.click(live(bot, head), "alert.ack", user_id="U0BOB", user_name="bob")
+    await bot.settle()
+    assert await post(bot, webhook(["api-1"], status="resolved")) == 200
+    await top_showing(bot, "RESOLVED", "ErpgoOrdersFailing")
+
     result = await bot.command("digest", channel_id="C0OPS")
     assert "Putting the digest together" in render_text(result.json)
     await bot.settle()
@@ -98,4 +118,6 @@ async def test_digest_verb_posts_in_the_askers_channel_with_what_changed(start_b
     for part in ("Alerts", "Approvals", "Watches", "Bans", "Top statements by total time"):
         assert part in shown, shown
     assert "since the last digest" in shown, "statements compared with the last scheduled digest"
-    assert "0 group(s) fired" in shown and "0 requested" in shown
+    assert "1 group(s) fired, 1 resolved" in shown and "0 requested" in shown, shown
+    assert re.search(r"to acknowledge: median \S+ \S+, worst", shown), "time to acknowledge, median and worst"
+    assert "Noisiest: `ErpgoOrdersFailing` ×2" in shown

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
 
 from bot.approvals.policy import parse_policy
@@ -15,10 +14,8 @@ from bot.approvals.usergroups import UserGroups
 from bot.local.text import render_text
 from bot.oncall import on_call
 from tests.support import eventually
-from tests.watch_support import CHANNEL, live, query, thread_showing, top_showing, tops
+from tests.watch_support import CHANNEL, TOKEN, WEBHOOK, live, post, query, thread_showing, top_showing, tops, webhook
 
-TOKEN = "escalation-token-0123456789"
-WEBHOOK = "/alerts/alertmanager"
 POLICY = """
 oncall:
   rotation: [U0ALICE, U0BOB]
@@ -98,39 +95,6 @@ async def test_an_unacknowledged_critical_alert_escalates_by_itself_once_per_lev
     assert [tuple(e) for e in events] == [("bot", "level 1: U0ALICE"), ("bot", "level 2: U0CAROL")]
     mentions = [render_text(m) for m in bot.slack.thread(CHANNEL, head["ts"]) if "you are" in render_text(m)]
     assert len(mentions) == 2, mentions
-
-
-def webhook(instances: list[str]) -> dict:
-    common = {"alertname": "ErpgoOrdersFailing", "severity": "critical"}
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="ErpgoOrdersFailing"}',
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "erpgo-bot",
-        "groupLabels": {"alertname": "ErpgoOrdersFailing"},
-        "commonLabels": common,
-        "commonAnnotations": {"summary": "orders are failing"},
-        "externalURL": "http://alertmanager.example:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {**common, "instance": name},
-                "annotations": {"summary": "orders are failing"},
-                "startsAt": "2025-11-30T01:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus.example/graph",
-                "fingerprint": f"orders-{name}",
-            }
-            for name in instances
-        ],
-    }
-
-
-async def post(bot, body: dict) -> int:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with aiohttp.ClientSession() as http, http.post(bot.base_url + WEBHOOK, json=body, headers=headers) as r:
-        return r.status
 
 
 async def test_escalate_button_mentions_on_call_then_the_secondary(oncall_bot):
