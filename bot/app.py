@@ -40,6 +40,7 @@ from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
+from handlers import watches as watch_handlers
 from runbooks import application, auth, disk, errors, graph, integrity, network, performance, quick, tls, triage
 from runbooks.containers import actions as container_actions
 from runbooks.containers import startup
@@ -87,8 +88,17 @@ BOT_VERBS: tuple[Runbook, ...] = (
     alert_handlers.bot_verbs,
     alert_actions.bot_verbs,
     incident_handlers.bot_verbs,
+    watch_handlers.bot_verbs,
 )
-HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers, incident_handlers)
+HANDLERS = (
+    command_handlers,
+    approval_handlers,
+    alert_handlers,
+    alert_actions,
+    home_handlers,
+    incident_handlers,
+    watch_handlers,
+)
 
 
 def build_registry() -> Registry:

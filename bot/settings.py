@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     erpgo_backup_dir: str | None = None  # where dumps are (inside ERPGO_BACKUP_CONTAINER when that is set)
     erpgo_backup_container: str | None = None
 
+    # watches, the digest, on call and escalation (bot/watch, bot/oncall.py)
+    erpgo_watch: str | None = None  # verb:interval,… ; None: the default when ERPGO_ALERT_CHANNEL is set; "off"
+    erpgo_watch_horizon: float = Field(7 * 86400.0, gt=0)  # s: a prediction inside it is a warning
+    erpgo_digest_cron: str = "0 8 * * 1-5"  # "off": no scheduled digest
+    erpgo_digest_tz: str = "UTC"
+    erpgo_digest_channel: str | None = None  # default: ERPGO_ALERT_CHANNEL
+    erpgo_oncall: str | None = (
+        None  # S… (a Slack user group), or "rotation" (the policy's oncall); default: the policy's
+    )
+    erpgo_escalate_after: float | None = 600.0  # s; None ("off"): no escalation by itself
+    erpgo_alert_updates: str = "thread"  # thread | header
+
     @field_validator("slack_api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
@@ -142,6 +154,59 @@ class Settings(BaseSettings):
             return parse_duration(value)
         return value
 
+    @field_validator("erpgo_watch_horizon", mode="before")
+    @classmethod
+    def _horizon(cls, value):
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("erpgo_escalate_after", mode="before")
+    @classmethod
+    def _escalate_after(cls, value):
+        if isinstance(value, str):
+            return None if value.strip().lower() == "off" else parse_duration(value)
+        return value
+
+    @field_validator("erpgo_watch")
+    @classmethod
+    def _watch(cls, value: str | None) -> str | None:
+        from bot.watch.schedule import parse_watches
+
+        if value is not None:
+            parse_watches(value)  # a ValueError names the bad entry
+        return value
+
+    @field_validator("erpgo_digest_cron")
+    @classmethod
+    def _digest_cron(cls, value: str) -> str:
+        from bot.watch.schedule import check_cron
+
+        return check_cron(value)
+
+    @field_validator("erpgo_digest_tz")
+    @classmethod
+    def _digest_tz(cls, value: str) -> str:
+        from bot.watch.schedule import zone
+
+        zone(value)
+        return value
+
+    @field_validator("erpgo_oncall")
+    @classmethod
+    def _oncall(cls, value: str | None) -> str | None:
+        from bot.oncall import GROUP, ROTATION
+
+        if value in (None, "") or value == ROTATION or GROUP.match(value):
+            return value or None
+        raise ValueError(f"must be a Slack user group id (S…) or {ROTATION}")
+
+    @field_validator("erpgo_alert_updates")
+    @classmethod
+    def _alert_updates(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("thread", "header"):
+            raise ValueError("must be thread or header")
+        return value
+
     @field_validator("erpgo_firewall")
     @classmethod
     def _firewall(cls, value: str) -> str:
@@ -183,6 +248,14 @@ class Settings(BaseSettings):
         if value not in ("debug", "info", "warning", "error"):
             raise ValueError("must be debug, info, warning or error")
         return value
+
+    def watches(self) -> list[tuple[str, int]]:
+        """(verb, interval in seconds) of ERPGO_WATCH; its default once ERPGO_ALERT_CHANNEL is set."""
+        from bot.watch.schedule import DEFAULT_WATCHES, parse_watches
+
+        if self.erpgo_watch is None:
+            return parse_watches(DEFAULT_WATCHES) if self.erpgo_alert_channel else []
+        return parse_watches(self.erpgo_watch)
 
     def secret(self, name: str) -> str | None:
         value = getattr(self, name)

@@ -10,8 +10,10 @@ approval in the thread instead, and runs once one of its approvers approves it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -20,8 +22,15 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.alerts import actions
-from bot.alerts.messages import ACK_ACTION, SILENCE_ACTION, SILENCE_CHOICES, SILENCE_MODAL, UNSILENCE_ACTION
+from bot.alerts import actions, escalation
+from bot.alerts.messages import (
+    ACK_ACTION,
+    ESCALATE_ACTION,
+    SILENCE_ACTION,
+    SILENCE_CHOICES,
+    SILENCE_MODAL,
+    UNSILENCE_ACTION,
+)
 from bot.approvals.publish import DELIVERY_WAIT, queue_proposals
 from bot.context import CheckContext
 from bot.core.errors import describe_error
@@ -30,6 +39,7 @@ from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.core.registry import Refused, Runbook
 from bot.core.units import human_duration
+from bot.oncall import on_call_now
 from bot.runtime import Runtime
 from bot.slack import render
 from bot.slack.interaction import Interaction, tell
@@ -37,6 +47,7 @@ from bot.store.pool import Store
 from bot.targets import NotConfigured
 
 ACK, SILENCE = "alerts.ack", "alerts.silence"  # the policy's names for them
+ESCALATION_SWEEP_S = 5.0
 FIXED_SILENCE = re.compile(rf"^{re.escape(SILENCE_ACTION)}\.({'|'.join(SILENCE_CHOICES)})$")
 
 bot_verbs = Runbook("alert actions")  # the silence a second approver lets through
@@ -85,6 +96,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     async def unsilence_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         runtime.tasks.spawn(on_unsilence(runtime, Interaction.of(body)), name="alert:unsilence")
+
+    register_escalation(app, runtime)
 
 
 def silence_modal(click: Interaction) -> dict:
@@ -285,3 +298,70 @@ async def approved_silence(
     if not outcome.done:
         raise Refused(re.sub(r"^:[a-z_]+: ", "", outcome.notice))
     return f"silenced {thread.title} for {human_duration(seconds)}"
+
+
+# ---------------------------------------------------------------------- Escalate, and escalation by itself
+
+
+def register_escalation(app: AsyncApp, runtime: Runtime) -> None:
+    @app.action(ESCALATE_ACTION)
+    async def escalate_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        runtime.tasks.spawn(on_escalate(runtime, Interaction.of(body)), name="alert:escalate")
+
+    after = runtime.settings.erpgo_escalate_after
+    if after is None or not runtime.store.configured or runtime.settings.alert_webhook_token is None:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    runtime.start_loop(escalate_forever(runtime, after), name="alerts:escalate")
+
+
+async def on_escalate(runtime: Runtime, click: Interaction) -> None:
+    structlog.contextvars.bind_contextvars(alert_group=click.value[:40], alert_action="escalate")
+    thread = await _thread(runtime, click, escalation.ESCALATE)
+    if thread is None:
+        return
+    try:
+        oncall = await on_call_now(runtime, datetime.now(UTC))
+    except NotConfigured as exc:
+        await tell(runtime.slack, click, _notice(f":grey_question: Nobody is named on call: set {exc.setting}."))
+        return
+    try:
+        outcome = await escalation.escalate_next(runtime.store, thread, click.user, oncall)
+    except Exception as exc:
+        await _store_down(runtime, click, escalation.ESCALATE, exc)
+        return
+    await _finish(runtime, click, escalation.ESCALATE, outcome)
+
+
+async def escalate_forever(runtime: Runtime, after: float) -> None:
+    """Every few seconds: critical threads nobody acknowledged within `after` (per level) escalate."""
+    while True:
+        if not runtime.stopping:
+            await escalate_overdue(runtime, after)
+        await asyncio.sleep(min(ESCALATION_SWEEP_S, after / 4))  # a period, not a synchronisation
+
+
+async def escalate_overdue(runtime: Runtime, after: float) -> None:
+    try:
+        due = await escalation.overdue(runtime.store, after)
+        oncall = await on_call_now(runtime, datetime.now(UTC)) if due else None
+    except NotConfigured:
+        return  # nobody to escalate to
+    except Exception as exc:  # the database is down: the next sweep looks again
+        log.warning("escalation_sweep_failed", error=describe_error(exc))
+        return
+    for row, level in due:
+        assert oncall is not None
+        try:
+            outcome = await escalation.escalate_overdue(
+                runtime.store, actions.thread_from_row(row), level + 1, oncall, after
+            )
+        except Exception as exc:
+            log.warning("escalation_failed", group_id=row["id"], error=describe_error(exc))
+            continue
+        if outcome.done:
+            runtime.outbox.wake()

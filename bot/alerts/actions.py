@@ -118,6 +118,19 @@ async def thread_by_key(store, group_id: int, thread_key: str) -> AlertThread | 
     return _thread(row) if row is not None and row["thread_key"] == thread_key else None
 
 
+async def lock_group(conn, thread: AlertThread) -> bool:
+    return await _lock_group(conn, thread)
+
+
+async def refresh_header(conn, thread: AlertThread) -> None:
+    await _refresh_header(conn, thread)
+
+
+def thread_from_row(row) -> AlertThread:
+    """The thread of an alert_groups row (id, thread_key, channel, status, group_labels, common_labels)."""
+    return _thread(row)
+
+
 def _thread(row) -> AlertThread:
     labels, group_labels = json.loads(row["common_labels"]), json.loads(row["group_labels"])
     return AlertThread(

@@ -273,7 +273,8 @@ def apply_notification(group: Group, hook: Webhook, channel: str, settings, now:
         elif outcome == "refired":
             thread.add_reply("alert.refire", refire_message(refire_gap or 0, firing))
             queued += 1
-        elif not thread.head_pending:  # joined/left: an unsent header will show them anyway
+        elif not thread.head_pending and settings.erpgo_alert_updates == "thread":
+            # joined/left: an unsent header will show them anyway; ERPGO_ALERT_UPDATES=header: only it does
             thread.membership(joined, left, firing, resolved)
             queued += 1
         queued += thread.touch_header(fallback, data)

@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import (
 from bot.alerts.webhook import DISPLAY_SQL
 from bot.core.findings import Finding
 from bot.core.units import human_duration as duration
+from bot.oncall import mention as oncall_mention
 from bot.slack import outbox, render
 
 MAX_LISTED = 10  # instances named in a header or a reply
@@ -31,6 +32,7 @@ SILENCE_ACTION = "alert.silence"  # + "." + one of SILENCE_CHOICES, or ".custom"
 UNSILENCE_ACTION = "alert.unsilence"
 SILENCE_MODAL = "alert.silence.modal"
 SILENCE_CHOICES = {"1h": 3600, "4h": 4 * 3600, "24h": 24 * 3600}
+ESCALATE_ACTION = "alert.escalate"  # mentions who is on call in the thread (bot/alerts/escalation.py)
 
 
 # ---------------------------------------------------------------------- messages
@@ -48,6 +50,8 @@ class ThreadActions:
     silence_comment: str = ""
     silence_ended_at: datetime | None = None
     silence_ended_by: str | None = None
+    escalation_level: int = 0  # 1: the on-call person was mentioned, 2: the secondary too
+    escalated_to: str = ""  # who the last escalation mentioned (ids, space separated)
 
     def silenced(self, now: datetime) -> bool:
         """A silence is in force: created from this thread, not lifted, not run out."""
@@ -214,6 +218,9 @@ def actions_lines(actions: ThreadActions, now: datetime) -> list[str]:
             lines.append(f":bell: Silence lifted by {mention(actions.silence_ended_by)}")
         else:
             lines.append(f":bell: Silence by {mention(actions.silenced_by)} ran out")
+    if actions.escalation_level:
+        who = " ".join(oncall_mention(p) for p in actions.escalated_to.split())
+        lines.append(f":rotating_light: Escalated to {who or 'on call'} (level {actions.escalation_level})")
     return lines
 
 
@@ -229,6 +236,8 @@ def header_buttons(view: GroupView, now: datetime) -> list[ButtonElement]:
         for label in SILENCE_CHOICES:
             buttons.append(ButtonElement(text=f":no_bell: {label}", action_id=f"{SILENCE_ACTION}.{label}", value=value))
         buttons.append(ButtonElement(text=":no_bell: Silence…", action_id=f"{SILENCE_ACTION}.custom", value=value))
+    if view.status == "firing" and view.actions.escalation_level < 2:
+        buttons.append(ButtonElement(text=":rotating_light: Escalate", action_id=ESCALATE_ACTION, value=value))
     return buttons
 
 
@@ -317,6 +326,9 @@ ACTIONS_FOR_HEADER = """
 SELECT acked_by, acked_at, silence_id, silenced_by, silenced_until, silence_comment, silence_ended_at, silence_ended_by
 FROM alert_actions WHERE thread_key = $1
 """
+ESCALATION_FOR_HEADER = (
+    "SELECT level AS escalation_level, mentioned AS escalated_to FROM alert_escalations WHERE thread_key = $1"
+)
 
 
 @outbox.renderer(HEADER)
@@ -334,6 +346,7 @@ async def load_view(conn, group_id: int, thread_key: str) -> GroupView | None:
         return None
     rows = await conn.fetch(ALERTS_FOR_HEADER, group_id)
     done = await conn.fetchrow(ACTIONS_FOR_HEADER, thread_key)
+    escalated = await conn.fetchrow(ESCALATION_FOR_HEADER, thread_key)
     labels = json.loads(group["common_labels"])
     names = (
         [labels["alertname"]] if labels.get("alertname") else sorted({r["alertname"] for r in rows if r["alertname"]})
@@ -350,7 +363,7 @@ async def load_view(conn, group_id: int, thread_key: str) -> GroupView | None:
         resolved_at=group["resolved_at"],
         members={r["fingerprint"]: (r["status"], r["display"]) for r in rows},
         group_id=group_id,
-        actions=ThreadActions(**dict(done)) if done else ThreadActions(),
+        actions=ThreadActions(**(dict(done) if done else {}), **(dict(escalated) if escalated else {})),
     )
 
 

@@ -6,6 +6,7 @@
     actions:  {"db.*": {approvers: [oncall], self_approval: false, expiry_minutes: 15},
                "alerts.silence": {allowed: [oncall], second_approver: false},
                "db.restore": {approvers: [dba], approvals_required: 2}}
+    oncall:   {rotation: [U0YOU, U0BOB], handoff: "mon 09:00", tz: Europe/Berlin, secondary: S0SRE}
 
 Members are Slack user ids (U…, W…), Slack user groups (S…: their members, read with
 usergroups.users.list and cached for ERPGO_USERGROUP_TTL seconds; a group that cannot be read has
@@ -40,6 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.approvals.usergroups import UserGroups
+from bot.oncall import OncallRule
 from bot.settings import ConfigError
 
 EVERYONE = "everyone"
@@ -75,6 +77,7 @@ class PolicyDocument(_Strict):
     channels: list[str] | None = None
     verbs: dict[str, list[str]] = Field(default_factory=lambda: {"*": [EVERYONE]})
     actions: dict[str, ActionRule] = Field(default_factory=dict)
+    oncall: OncallRule | None = None  # who is on call (bot/oncall.py)
 
     @field_validator("verbs", "groups", mode="before")
     @classmethod
@@ -124,6 +127,8 @@ class Policy:
         names += [n for members in doc.verbs.values() for n in members]
         for rule in doc.actions.values():
             names += rule.approvers + (rule.allowed or [])
+        if doc.oncall and doc.oncall.secondary:
+            names.append(doc.oncall.secondary)
         return frozenset(n for n in names if USERGROUP_ID.match(str(n)))
 
     async def resolve(self, user: str) -> None:
