@@ -8,7 +8,9 @@ import json
 import re
 import sys
 
-from bot.settings import ConfigError, load_settings
+from bot.core.findings import Finding
+from bot.core.registry import Registry, Verb
+from bot.settings import ConfigError, Settings, load_settings
 
 EXIT_OK, EXIT_WARN, EXIT_CONFIG = 0, 1, 2
 
@@ -111,7 +113,7 @@ REQUIRED = {
 }
 
 
-def preflight(settings, command: str) -> None:
+def preflight(settings: Settings, command: str) -> None:
     """A ConfigError in well under a second for what serve and socket would refuse anyway: a required
     setting unset, a policy file that does not load."""
     if command not in REQUIRED:
@@ -124,7 +126,7 @@ def preflight(settings, command: str) -> None:
     load_policy(settings.chatops_policy_file)
 
 
-def shell_logging(settings, level: str | None, log_file: str | None, *, interactive: bool) -> str | None:
+def shell_logging(settings: Settings, level: str | None, log_file: str | None, *, interactive: bool) -> str | None:
     """Keep the bot's log lines out of the conversation: on a terminal they go to a file (whose path
     is returned, to be shown at start) or, with --log-file -, to stderr at warning level; without
     a terminal (commands piped in) to stderr as before."""
@@ -148,7 +150,7 @@ def shell_logging(settings, level: str | None, log_file: str | None, *, interact
     return f"(the bot's logs go to {log_file})"
 
 
-async def run_check(settings, words: list[str], as_json: bool) -> int:
+async def run_check(settings: Settings, words: list[str], as_json: bool) -> int:
     from bot.app import build_registry
     from bot.context import Actor, CheckContext
     from bot.core.engine import run_checks
@@ -187,7 +189,7 @@ async def run_check(settings, words: list[str], as_json: bool) -> int:
     return EXIT_OK if status.rank <= Status.OK.rank else EXIT_WARN
 
 
-def unknown_verb(registry, words: list[str]) -> ConfigError:
+def unknown_verb(registry: Registry, words: list[str]) -> ConfigError:
     meant = registry.suggest(words)
     hint = (
         f"did you mean: {meant.name} {meant.usage}".rstrip() if meant else f"try: {', '.join(sorted(registry.verbs))}"
@@ -198,7 +200,7 @@ def unknown_verb(registry, words: list[str]) -> ConfigError:
 NOT_CONFIGURED = re.compile(r"^not configured \(set (?P<names>[^)]+)\)")
 
 
-def settings_to_set(findings) -> list[str]:
+def settings_to_set(findings: list[Finding]) -> list[str]:
     """When every finding says its target is not configured, the settings they name (in order); else
     nothing — a check run from cron with a misspelled setting must not look green."""
     named = [NOT_CONFIGURED.match(f.title) for f in findings]
@@ -217,13 +219,14 @@ def json_finding(finding: dict) -> dict:
     return finding
 
 
-async def run_bot_verb(settings, registry, verb, args: list[str], as_json: bool) -> int:
+async def run_bot_verb(settings: Settings, registry: Registry, verb: Verb, args: list[str], as_json: bool) -> int:
     """The bot's own verbs (approvals, audit, alerts) read the bot's database; no Slack needed."""
     from bot.app import build_runtime
     from bot.core.redact import redact
     from bot.core.registry import UsageError
     from bot.local.text import render_text
 
+    assert verb.answer is not None  # the bot's own verbs answer with a message
     runtime = build_runtime(settings, offline=True)
     runtime.load_policy()
     try:
@@ -237,7 +240,7 @@ async def run_bot_verb(settings, registry, verb, args: list[str], as_json: bool)
     return EXIT_OK
 
 
-async def run_migrate(settings) -> int:
+async def run_migrate(settings: Settings) -> int:
     from bot.store.pool import Store
 
     dsn = settings.secret("bot_database_url")

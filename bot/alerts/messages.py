@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
@@ -332,14 +333,14 @@ ESCALATION_FOR_HEADER = (
 
 
 @outbox.renderer(HEADER)
-async def render_header(conn, data: dict, thread_key: str) -> render.Message | None:
+async def render_header(conn: Any, data: dict, thread_key: str) -> render.Message | None:
     view = await load_view(conn, data["group_id"], thread_key)
     if view is None:
         return None  # the group moved on to a new thread: this one keeps the text it was queued with
     return header_message(view)
 
 
-async def load_view(conn, group_id: int, thread_key: str) -> GroupView | None:
+async def load_view(conn: Any, group_id: int, thread_key: str) -> GroupView | None:
     """The header of the group's thread `thread_key` as the database has it now (None: not its thread)."""
     group = await conn.fetchrow(GROUP_FOR_HEADER, group_id)
     if group is None or group["thread_key"] != thread_key:
@@ -368,7 +369,7 @@ async def load_view(conn, group_id: int, thread_key: str) -> GroupView | None:
 
 
 @outbox.renderer(MEMBERSHIP)
-async def render_membership(_conn, data: dict, _thread_key: str) -> render.Message:
+async def render_membership(_conn: Any, data: dict, _thread_key: str) -> render.Message:
     return membership_message(data)
 
 

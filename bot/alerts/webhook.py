@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from bot.core.redact import redact, shorten
+from bot.settings import Settings
 
 # ---------------------------------------------------------------------- the webhook, version 4
 
@@ -199,7 +200,7 @@ def zero_to_none(when: datetime | None) -> datetime | None:
 # ---------------------------------------------------------------------- routing and naming
 
 
-def route_channel(settings, labels: dict[str, str]) -> str | None:
+def route_channel(settings: Settings, labels: dict[str, str]) -> str | None:
     """The channel of the first ERPGO_ALERT_ROUTES rule whose label matches, else ERPGO_ALERT_CHANNEL."""
     for label, wanted, channel in settings.erpgo_alert_routes:
         if labels.get(label) == wanted:

@@ -7,18 +7,19 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import structlog
 
 from bot.core.redact import redact_any
 
 
-def _redact(_logger, _method, event_dict):
+def _redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return redact_any(event_dict)
 
 
-def _json_line(event_dict, **options) -> str:
+def _json_line(event_dict: dict[str, Any], **options: Any) -> str:
     """The JSON line, writable to any UTF-8 stream: a lone surrogate (from a client's JSON \\ud800) is
     written as its escape instead of making the write raise."""
     line = json.dumps(event_dict, **options)
@@ -44,7 +45,7 @@ def _never_raising(wrapper_class: type) -> type:
     return NeverRaisingLogger
 
 
-def _log_failed(logger, level: str, event: object, exc: Exception) -> None:
+def _log_failed(logger: Any, level: str, event: object, exc: Exception) -> None:
     named = event if isinstance(event, str) and event.isidentifier() else None  # nothing of the payload
     line = json.dumps({"level": level, "event": "log_failed", "failed_event": named, "error": type(exc).__name__})
     try:
@@ -110,7 +111,7 @@ class _ClientProtocolErrors(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "info", stream=None) -> None:
+def configure_logging(level: str = "info", stream: Any = None) -> None:
     """JSON lines to stdout (or `stream`, e.g. sys.stderr for the terminal modes)."""
     stream = (
         _CurrentStream("stderr" if stream is sys.stderr else "stdout")
