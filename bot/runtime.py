@@ -58,6 +58,7 @@ class Runtime:
     def load_policy(self) -> None:
         """CHATOPS_POLICY_FILE, read and checked; a malformed one is a ConfigError (before Slack is asked)."""
         self.policy = load_policy(self.settings.chatops_policy_file).with_usergroups(self.usergroups)
+        self.policy.refuse_unmatched(self.registry.verbs, self.registry.remediations)
 
     async def drain(self, grace: float | None = None) -> list[str]:
         """Stop taking new work; let running work (reports, triage, clicks) finish for up to `grace`

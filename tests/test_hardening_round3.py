@@ -3,7 +3,10 @@ or bounded (settings and policy refused at start, backoff with jitter)."""
 
 from __future__ import annotations
 
+import pytest
+
 from bot.core.errors import Backoff
+from bot.settings import ConfigError, load_settings
 
 
 def test_replicas_failing_together_do_not_retry_in_lockstep():
@@ -13,3 +16,45 @@ def test_replicas_failing_together_do_not_retry_in_lockstep():
     assert len({round(wait, 3) for wait in waits}) > 150, "each replica draws its own wait"
     assert min(waits) < 2.0 and max(waits) > 6.0, "spread over the whole step (full jitter)"
     assert all(backoff.delay(40) <= 30.0 for _ in range(50)), "the cap holds"
+
+
+@pytest.mark.parametrize(
+    "setting, value, problem",
+    [
+        ("erpgo_ban_default_duration", "hunter2-xoxb-9f8e7d", "is not a duration such as 3600, 30m, 4h or 7d"),
+        ("erpgo_ban_max_duration", "s3cr3t-pasted-here", "is not a duration such as 3600, 30m, 4h or 7d"),
+        ("erpgo_ban_default_duration", "0", "Input should be greater than or equal to 1"),
+        ("erpgo_ban_allowlist", "10.0.0.0/8,not-an-address", "entry 2 is not an IP address or CIDR"),
+        ("erpgo_tls_endpoints", "::::", "entry 1 is not host:port (an IPv6 address in brackets)"),
+        ("erpgo_firewall_command", "", "must name the command that runs nft"),
+        ("erpgo_firewall_command", "'nft", "is not a command line (unbalanced quotes)"),
+        ("erpgo_containers", "erpgo-api,../../info", "entry 2 is not a container name"),
+    ],
+)
+def test_a_setting_that_would_fail_later_stops_the_bot_at_start_without_showing_its_value(setting, value, problem):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**{setting: value})
+    message = str(caught.value)
+    assert message.startswith(f"configuration error: {setting.upper()} {problem}"), message
+    if len(value) > 4:
+        assert value not in message
+
+
+def test_a_default_ban_longer_than_the_longest_stops_the_bot():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(erpgo_ban_default_duration="8d", erpgo_ban_max_duration="7d")
+    assert str(caught.value) == (
+        "configuration error: ERPGO_BAN_DEFAULT_DURATION is longer than ERPGO_BAN_MAX_DURATION"
+    )
+
+
+def test_well_formed_settings_still_load():
+    settings = load_settings(
+        erpgo_ban_default_duration="30m",
+        erpgo_ban_max_duration="7d",
+        erpgo_ban_allowlist="10.0.0.0/8, 192.0.2.7, 2001:db8::/32",
+        erpgo_tls_endpoints="api.example.com:443,[2001:db8::1]:8443,erpgo_api",
+        erpgo_firewall_command="ip netns exec edge nft",
+        erpgo_containers="erpgo-api,erpgo_postgres.1",
+    )
+    assert settings.erpgo_ban_default_duration == 1800 and settings.erpgo_containers[1] == "erpgo_postgres.1"

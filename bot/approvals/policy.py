@@ -31,6 +31,7 @@ start with a policy it cannot read.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from fnmatch import fnmatchcase
@@ -50,6 +51,7 @@ USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 DIRECT_ACTIONS_VERB = "alerts"  # who may run it in a channel may use the alert buttons there, by default
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 ALWAYS_ALLOWED = ("help",)  # answering "what can I do here" is never refused
+DIRECT_ACTIONS = ("alerts.ack", "alerts.silence")  # the alert thread's buttons, taken without an approval
 
 
 class _Strict(BaseModel):
@@ -280,6 +282,21 @@ class Policy:
     def needs_second_approver(self, action: str) -> bool:
         rule = self.action_rule(action)
         return bool(rule and rule.second_approver)
+
+    def refuse_unmatched(self, verbs: Iterable[str], actions: Iterable[str]) -> None:
+        """ConfigError naming the first verb or action pattern that matches none of `verbs` / `actions`:
+        a typo ("audti", "db.terminat") would otherwise let the intended restriction fall through to "*"."""
+        for kind, patterns, names in (
+            ("verbs", self.document.verbs, [*verbs, *ALWAYS_ALLOWED]),
+            ("actions", self.document.actions, [*actions, *DIRECT_ACTIONS]),
+        ):
+            lowered = [name.lower() for name in names]
+            for pattern in patterns:
+                if not any(fnmatchcase(name, pattern.lower()) for name in lowered):
+                    raise ConfigError(
+                        f"configuration error: CHATOPS_POLICY_FILE {self.source}: {kind} › {pattern!r} "
+                        f"matches no {kind[:-1]} of this bot"
+                    )
 
     def describe(self) -> str:
         """One line for the start-up log."""
