@@ -221,15 +221,16 @@ async def run_verb(runtime, inv: Invocation, verb: Verb, args: Args) -> None:
     except Exception as exc:
         outcome = "post_failed"
         log.error("report_not_posted", error=describe_error(exc))
-    await remember_run(runtime, inv, verb.name, report_ts, findings, elapsed)
+    await remember_run(runtime, inv, verb, report_ts, findings, elapsed)
     COMMANDS.labels(verb.name, outcome).inc()
     log.info("command", outcome=outcome, duration_ms=round(elapsed * 1000, 1), findings=len(findings))
 
 
 async def remember_run(
-    runtime, inv: Invocation, verb: str, report_ts: str | None, findings: list[Finding], elapsed: float
+    runtime, inv: Invocation, verb: Verb, report_ts: str | None, findings: list[Finding], elapsed: float
 ) -> None:
-    """The command, where its report is and what it found, for the incident timeline (quietly)."""
+    """The command, where its report is and what it found, for the incident timeline (quietly); of a
+    private verb only who ran it."""
     if not runtime.store.configured:
         return
     try:
@@ -237,11 +238,12 @@ async def remember_run(
             runtime.store,
             user_id=inv.user_id,
             channel=inv.channel_id,
-            verb=verb,
+            verb=verb.name,
             text=inv.text.strip(),
             report_ts=report_ts,
             findings=findings,
             seconds=elapsed,
+            private=verb.private,
         )
     except Exception as exc:
         log.info("command_run_not_recorded", error=type(exc).__name__)

@@ -39,6 +39,8 @@ async def timeline_verb(runtime, inv, args: list[str]) -> render.Message:
         raise UsageError(f"`timeline` {exc}") from None
     if not runtime.store.configured:
         return render.text_message("Timelines are built from the bot's database: set BOT_DATABASE_URL.")
+    if inv is None:  # the command line: there is no Slack thread to share the draft in
+        raise UsageError("`timeline` shares its postmortem draft in a Slack thread: run `/erpgo timeline` in Slack")
     try:
         await asyncio.wait_for(runtime.store.ready(), LOOKUP_TIMEOUT)
         async with runtime.store.acquire() as conn:

@@ -43,6 +43,15 @@ def test_serve_without_slack_credentials_exits_2():
     assert result.returncode == 2 and "SLACK_BOT_TOKEN" in result.stderr
 
 
+async def test_check_timeline_says_it_belongs_in_slack_instead_of_a_traceback(fresh_database):
+    result = await run_bot_async("check", "timeline", env={"BOT_DATABASE_URL": fresh_database("cli")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "`timeline` shares its postmortem draft in a Slack thread: run `/erpgo timeline` in Slack"
+        " — usage: timeline [group | thread link]"
+    ]
+
+
 def test_unknown_verb_exits_2():
     result = run_bot("check", "frobnicate")
     assert result.returncode == 2 and "unknown verb" in result.stderr
