@@ -143,6 +143,11 @@ async def start_verb(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Ver
     except UsageError as exc:
         await usage(ack, verb.name, verb_usage_reply(verb, str(exc)))
         return
+    needed = parsed.permission(runtime.settings)
+    reason = runtime.policy.permission_refusal(inv.user_id, needed) if needed else None
+    if reason is not None:
+        await refuse(runtime, inv, ack, verb.name, reason)
+        return
     await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
     runtime.tasks.spawn(run_verb(runtime, inv, verb, parsed), name=f"verb:{verb.name}:{inv.request_id}")
 
@@ -177,6 +182,12 @@ async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
     reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
     if reason is None:
         return False
+    await refuse(runtime, inv, ack, verb_name, reason)
+    return True
+
+
+async def refuse(runtime, inv: Invocation, ack, verb_name: str, reason: str) -> None:
+    """A refusal told to the asker alone and audited."""
     COMMANDS.labels(verb_name, "refused").inc()
     log.info("command", verb=verb_name, outcome="refused")
     await ack(**render.text_message(f":no_entry: {reason}"))
@@ -187,7 +198,6 @@ async def refused(runtime, inv: Invocation, ack, verb_name: str) -> bool:
             ),
             name=f"audit:{inv.request_id}",
         )
-    return True
 
 
 async def run_bot_verb(runtime, inv: Invocation, ack, verb: Verb, args: list[str]) -> None:
