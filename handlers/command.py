@@ -143,7 +143,7 @@ async def start_verb(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Ver
     except UsageError as exc:
         await usage(ack, verb.name, verb_usage_reply(verb, str(exc)))
         return
-    needed = parsed.permission(runtime.settings)
+    needed = parsed.needs_permission(runtime.settings)
     reason = runtime.policy.permission_refusal(inv.user_id, needed) if needed else None
     if reason is not None:
         await refuse(runtime, inv, ack, verb.name, reason)

@@ -34,7 +34,7 @@ ANY_ENDPOINT = "tls.any_endpoint"  # the policy's name for probing an endpoint n
 class TlsArgs(Args):
     endpoint: tuple[str, int] | None = None
 
-    def permission(self, settings: Any) -> str | None:
+    def needs_permission(self, settings: Any) -> str | None:
         """An endpoint outside ERPGO_TLS_ENDPOINTS would let anyone probe internal ports: the policy decides."""
         if self.endpoint is None or self.endpoint in configured_endpoints(settings):
             return None
