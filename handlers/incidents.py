@@ -91,7 +91,7 @@ async def write_timeline(runtime, found: tuple, requester: str) -> None:
                     incident.channel,
                     "upload",
                     {
-                        "text": f":memo: Postmortem draft of {incident.describe}, asked for by <@{requester}>: "
+                        "text": f":memo: Postmortem draft of {render.escape(incident.describe)}, asked for by <@{requester}>: "
                         f"{len(incident.events)} events, {len(incident.actions)} actions.",
                         "file": {
                             "content": text,

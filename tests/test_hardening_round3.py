@@ -3,10 +3,17 @@ or bounded (settings and policy refused at start, backoff with jitter)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from bot.approvals.messages import approval_message, decided_message
+from bot.approvals.model import Approval, State
+from bot.approvals.policy import Policy
 from bot.core.errors import Backoff
+from bot.core.findings import Finding, Status
 from bot.settings import ConfigError, load_settings
+from bot.slack import render
 
 
 def test_replicas_failing_together_do_not_retry_in_lockstep():
@@ -58,3 +65,63 @@ def test_well_formed_settings_still_load():
         erpgo_containers="erpgo-api,erpgo_postgres.1",
     )
     assert settings.erpgo_ban_default_duration == 1800 and settings.erpgo_containers[1] == "erpgo_postgres.1"
+
+
+HOSTILE = "<!channel> <https://evil.example|ok>"
+
+
+def hostile_approval(state: str) -> Approval:
+    now = datetime.now(UTC)
+    return Approval(
+        id=1,
+        action="db.terminate",
+        args={"pid": 4242},
+        summary=f"Terminate backend 4242 ({HOSTILE})",
+        reason=f"idle in transaction, application_name {HOSTILE}",
+        preview="SELECT pg_terminate_backend(4242)",
+        target=[f"application_name: {HOSTILE}"],
+        requester="U0ALICE",
+        channel="C0OPS",
+        message_ts="1.1",
+        thread_ts="1.0",
+        state=State(state),
+        created_at=now,
+        expires_at=now + timedelta(minutes=15),
+        decided_by="U0BOB" if state != "pending" else None,
+        decided_at=now if state != "pending" else None,
+        finished_at=now if state != "pending" else None,
+        result=f"terminated {HOSTILE}" if state != "pending" else None,
+    )
+
+
+def all_texts(message: dict) -> list[str]:
+    """Every string of a message Slack parses as mrkdwn: the fallback and every text of its blocks."""
+    found = [message["text"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(message["blocks"])
+    return found
+
+
+@pytest.mark.parametrize("state", ["pending", "succeeded", "rejected"])
+def test_an_approvals_fallback_text_escapes_what_a_backend_named_itself(state):
+    approval = hostile_approval(state)
+    message = approval_message(approval, Policy()) if state == "pending" else decided_message(approval)
+    for text in all_texts(message):
+        assert "<!channel>" not in text and "<https://evil" not in text, text
+    assert "&lt;!channel&gt;" in message["text"], "the fallback (the notification) shows the name, harmless"
+
+
+def test_a_reports_fallback_text_escapes_its_findings_components():
+    finding = Finding(Status.WARN, f"container {HOSTILE}", "restarting")
+    message = render.headline("ERPGo logs", [finding])
+    assert "<!channel>" not in message["text"] and "&lt;!channel&gt;" in message["text"]
