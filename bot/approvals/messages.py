@@ -256,6 +256,12 @@ def refused_clicker_notice(reason: str) -> Message:
     return render.text_message(f":no_entry: {escape(reason)}")
 
 
+def other_message_notice() -> Message:
+    return render.text_message(
+        ":no_entry: That button names another approval than the one of its message; nothing was done."
+    )
+
+
 def bad_value_notice(value: str) -> Message:
     return render.text_message(f":grey_question: That button does not name an approval ({escape(value[:40])!r}).")
 
