@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.core.http import BodyRefused, ReadingGuard, read_bounded
 from bot.local.slack import LocalSlack
-from bot.server import GuardedSite
+from bot.server import ACCEPT_FAILED, GuardedSite, quiet_accept_failures
 from demo.services import free_port
 from tests.support import CONTRACT_ENV, eventually
 
@@ -99,6 +99,20 @@ async def test_over_the_limit_the_oldest_reader_is_closed_and_a_new_request_is_a
             writer.close()
     finally:
         await runner.cleanup()
+
+
+async def test_failed_accepts_are_one_log_line_per_10_s_not_one_each(capsys):
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    quiet_accept_failures(loop)
+    try:
+        for _ in range(1_000):
+            loop.call_exception_handler({"message": ACCEPT_FAILED, "exception": OSError(24, "Too many open files")})
+    finally:
+        loop.set_exception_handler(previous)
+    logged = capsys.readouterr()
+    assert (logged.out + logged.err).count("accept_failed") == 1
+    assert ACCEPT_FAILED not in logged.out + logged.err
 
 
 # ---------------------------------------------------------------------- the flood, against `erpgo-bot serve`
