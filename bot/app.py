@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import middleware
 from bot.approvals.engine import Approvals
+from bot.approvals.publish import queue_interrupted
 from bot.approvals.usergroups import UserGroups
 from bot.core import metrics
 from bot.core.registry import Registry, RegistryError, Runbook
@@ -130,7 +131,7 @@ def build_runtime(settings: Settings, *, offline: bool = False) -> Runtime:
         slack=slack,
         registry=registry,
         store=store,
-        approvals=Approvals(store, registry, targets, settings),
+        approvals=Approvals(store, registry, targets, settings, on_interrupted=queue_interrupted),
         outbox=build_outbox(settings, store, token),
         usergroups=usergroups,
     )

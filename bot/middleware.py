@@ -23,17 +23,20 @@ from bot.core.logs import log
 from bot.core.metrics import COMMANDS
 from bot.runtime import Runtime
 from bot.slack import render
+from bot.slack.identity import SlackIdentity
 from bot.slack.interaction import Interaction, tell, text_field
 
 Next = Callable[[], Awaitable[None]]
 COMMAND_STOPPING = ":hourglass_flowing_sand: The bot is restarting; run the command again in a few seconds."
 CLICK_STOPPING = ":hourglass_flowing_sand: The bot is restarting: nothing was done. Click again in a few seconds."
+FOREIGN_TEAM = ":no_entry: This bot answers its own Slack workspace only; nothing was done."
 UNEXPECTED = ":warning: Something went wrong on the bot's side and nothing was done; it is in the bot's log ({ref})."
 
 
 def install(app: AsyncApp, runtime: Runtime) -> None:
     """The shared rules, in the order they apply to every request Bolt dispatches."""
     app.use(log_context)
+    app.use(own_workspace_only(runtime))
     app.use(policy_groups(runtime))
     app.use(stopping_gate(runtime))
     app.error(error_reply(runtime))
@@ -59,6 +62,36 @@ async def log_context(body: dict[str, Any], context: dict[str, Any], next: Next)
     context["request_id"] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id, slack_user=user_of(body), slack_request=what_of(body))
     await next()
+
+
+def foreign_origin(identity: SlackIdentity, body: dict[str, Any]) -> str | None:
+    """The team or enterprise a request names that is not the bot's own, or None. Slack Connect or a
+    forged payload: a person of another organisation never acts here, however the policy reads."""
+    if not identity.team_id:
+        return None  # auth.test has not answered yet; clicks wait for it anyway (the approvals' rule)
+    teams = {text_field(body, "team_id"), text_field(body, "user", "team_id"), Interaction.of(body).team_id or ""}
+    enterprises = {text_field(body, "enterprise_id"), text_field(body, "enterprise", "id")}
+    teams.discard("")
+    enterprises.discard("")
+    if identity.enterprise_id:  # an org-wide install: any workspace of the organisation
+        return next((e for e in enterprises if e != identity.enterprise_id), None)
+    return next(iter(enterprises), None) or next((t for t in teams if t != identity.team_id), None)
+
+
+def own_workspace_only(runtime: Runtime) -> Callable[..., Awaitable[BoltResponse | None]]:
+    async def gate(body: dict[str, Any], ack: AsyncAck, next: Next) -> BoltResponse | None:
+        """A command, click or event from another team or enterprise is refused before anything reads it."""
+        foreign = foreign_origin(runtime.identity, body)
+        if foreign is None:
+            await next()
+            return None
+        log.warning("slack_request_foreign_team", origin=foreign[:40])
+        if text_field(body, "command"):
+            return json_response(render.text_message(FOREIGN_TEAM))
+        await ack()
+        return BoltResponse(status=200, body="")
+
+    return gate
 
 
 def policy_groups(runtime: Runtime) -> Callable[..., Awaitable[None]]:

@@ -23,7 +23,7 @@ from bot.slack.client import SlackOut
 from bot.slack.identity import UNKNOWN_IDENTITY, SlackIdentity, TokenRejected, identify
 from bot.slack.outbox import Courier
 from bot.slack.socket import HTTP_EVENTS, SlackLink
-from bot.store.pool import Store
+from bot.store.pool import MigrationRefused, Store
 from bot.targets import Targets
 
 IDENTITY_WAIT = 10.0  # s: how long the start waits for auth.test before serving without the bot's ids
@@ -58,6 +58,7 @@ class Runtime:
     def load_policy(self) -> None:
         """CHATOPS_POLICY_FILE, read and checked; a malformed one is a ConfigError (before Slack is asked)."""
         self.policy = load_policy(self.settings.chatops_policy_file).with_usergroups(self.usergroups)
+        self.policy.refuse_unmatched(self.registry.verbs, self.registry.remediations)
 
     async def drain(self, grace: float | None = None) -> list[str]:
         """Stop taking new work; let running work (reports, triage, clicks) finish for up to `grace`
@@ -134,6 +135,8 @@ class Runtime:
         else:
             try:
                 await self.store.migrate()
+            except MigrationRefused as exc:  # not a database that is down: starting would corrupt it
+                raise ConfigError(f"configuration error: BOT_DATABASE_URL {exc}") from None
             except Exception as exc:
                 log.error("bot_database_unreachable", error=describe_error(exc))
         self.outbox.start()  # the durable outbox's workers retry while the database is down

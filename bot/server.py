@@ -14,17 +14,76 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from typing import Any
 
 from aiohttp import web
 
 from bot.app import RUNTIME, build_bolt_app, build_runtime, build_web_app
-from bot.core.logs import log
+from bot.core.http import ReadingGuard
+from bot.core.logs import RateLimitedWarning, log
 from bot.runtime import Runtime
+from bot.settings import Settings
 
 SOCKET_IDENTIFY_WAIT = 2.0  # s: in Socket Mode the webhook and /healthz are served while Slack is unreachable
+BACKLOG = 512  # connections the kernel holds for accept() while the bot is busy
+ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
-async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int]:
+class GuardedSite(web.BaseSite):
+    """A TCP listener whose connections a ReadingGuard watches (bot/core/http.py): slow or too many
+    clients still sending their request are closed instead of holding every file descriptor."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ReadingGuard):
+        super().__init__(runner, backlog=BACKLOG)
+        self.host, self.requested_port, self.guard = host, port, guard
+        self.port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        handlers = self._runner.server
+        assert handlers is not None  # the runner is set up
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            self.guard.protocols(handlers), self.host, self.requested_port, backlog=BACKLOG, reuse_address=True
+        )
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+
+
+async def listen(web_app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `web_app` on host:port behind a ReadingGuard; the runner and the bound port."""
+    guard = ReadingGuard()
+    guard.install(web_app)
+    quiet_accept_failures(asyncio.get_running_loop())
+    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = GuardedSite(runner, host, port, guard)
+    await site.start()
+    log.info("reading_guard", readers_allowed=guard.limit, read_timeout_s=guard.timeout)
+    return runner, site.port
+
+
+def quiet_accept_failures(loop: asyncio.AbstractEventLoop) -> None:
+    """Out of file descriptors, asyncio reports every failed accept(): one line per 10 s instead."""
+    failed = RateLimitedWarning("accept_failed", every=10.0)
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if str(context.get("message", "")).startswith(ACCEPT_FAILED):
+            failed(type(context.get("exception")).__name__, hint="the process is out of file descriptors")
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
+async def start_http(settings: Settings, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start the HTTP server; returns the runner and the bound port (port 0 picks a free one)."""
     runtime = build_runtime(settings)
     bolt = build_bolt_app(runtime)  # a missing signing secret is told before Slack is asked anything
@@ -33,14 +92,7 @@ async def start_http(settings, host: str, port: int) -> tuple[web.AppRunner, int
     # everything built so far lives for the whole process: keep it out of the collector's scans,
     # whose pauses otherwise show up as the slowest webhook answers under load
     gc.freeze()
-    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)  # a TCPSite serves on one listening socket
-    bound = server.sockets[0].getsockname()[1]
-    return runner, bound
+    return await listen(web_app, host, port)
 
 
 class StopSignals:
@@ -115,14 +167,9 @@ async def start_socket_mode(settings, host: str, port: int) -> tuple[web.AppRunn
         await link.close()
 
     web_app.on_shutdown.append(close_link)
-    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
+    runner, bound = await listen(web_app, host, port)
     link.start()
-    return runner, server.sockets[0].getsockname()[1]
+    return runner, bound
 
 
 async def socket_mode(settings, host: str = "0.0.0.0", port: int | None = None) -> int:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import ipaddress
+import re
+import shlex
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.core.redact import register_secret
 from bot.core.units import parse_duration
+
+# Docker's own rule for a container name: a path such as "../../info" would be a different API call
+CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
 
 class ConfigError(Exception):
@@ -88,8 +94,9 @@ class Settings(BaseSettings):
     erpgo_fail2ban_jail: str | None = None
     erpgo_fail2ban_socket: str | None = None
     erpgo_ban_allowlist: Annotated[list[str], NoDecode] = []  # CIDRs never banned
-    erpgo_ban_default_duration: int = 3600  # s; the environment may say 30m, 4h, 7d
-    erpgo_ban_max_duration: int = 7 * 86400
+    # s; the environment may say 30m, 4h, 7d. Never 0: nft keeps an element with a 0 s timeout for ever
+    erpgo_ban_default_duration: int = Field(3600, ge=1)
+    erpgo_ban_max_duration: int = Field(7 * 86400, ge=1)
 
     # backups
     erpgo_backup_dir: str | None = None  # where dumps are (inside ERPGO_BACKUP_CONTAINER when that is set)
@@ -151,7 +158,50 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value):
         if isinstance(value, str) and not value.strip().isdigit():
-            return parse_duration(value)
+            try:
+                return parse_duration(value)
+            except ValueError:
+                raise ValueError("is not a duration such as 3600, 30m, 4h or 7d") from None  # the value unshown
+        return value
+
+    @model_validator(mode="after")
+    def _ban_default_within_max(self) -> Self:
+        if self.erpgo_ban_default_duration > self.erpgo_ban_max_duration:
+            raise ValueError("ERPGO_BAN_DEFAULT_DURATION is longer than ERPGO_BAN_MAX_DURATION")
+        return self
+
+    @field_validator("erpgo_ban_allowlist")
+    @classmethod
+    def _allowlist(cls, value: list[str]) -> list[str]:
+        for number, entry in enumerate(value, start=1):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"entry {number} is not an IP address or CIDR") from None
+        return value
+
+    @field_validator("erpgo_tls_endpoints")
+    @classmethod
+    def _tls_endpoints(cls, value: list[str]) -> list[str]:
+        # imported here: bot.targets' package imports this module, so a top-level import would be circular
+        from bot.targets.tls import parse_endpoint
+
+        for number, entry in enumerate(value, start=1):
+            try:
+                parse_endpoint(entry)
+            except ValueError:
+                raise ValueError(f"entry {number} is not host:port (an IPv6 address in brackets)") from None
+        return value
+
+    @field_validator("erpgo_firewall_command")
+    @classmethod
+    def _firewall_command(cls, value: str) -> str:
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            raise ValueError("is not a command line (unbalanced quotes)") from None
+        if not words:
+            raise ValueError("must name the command that runs nft")
         return value
 
     @field_validator("erpgo_watch_horizon", mode="before")
@@ -222,6 +272,9 @@ class Settings(BaseSettings):
             value = [name.strip() for name in value.split(",") if name.strip()]
         if not value:
             raise ValueError("must name at least one container")
+        for number, name in enumerate(value, start=1):
+            if not isinstance(name, str) or not CONTAINER_NAME.fullmatch(name):
+                raise ValueError(f"entry {number} is not a container name (letters, digits, '_', '.', '-')")
         return value
 
     @field_validator("erpgo_alert_routes", mode="before")
@@ -268,9 +321,10 @@ def load_settings(**overrides) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
         message = error["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"configuration error: {name} {message}") from None
+        if not error["loc"]:  # a rule across settings: the message names them
+            raise ConfigError(f"configuration error: {message}") from None
+        raise ConfigError(f"configuration error: {str(error['loc'][0]).upper()} {message}") from None
     for _field_name, value in settings:
         if isinstance(value, SecretStr):
             register_secret(value.get_secret_value())

@@ -111,6 +111,12 @@ async def on_click(runtime: Runtime, click: Interaction, decision: str, retry: i
     engine = runtime.approvals
     act = engine.approve if decision == "approve" else engine.reject
     try:
+        if await clicked_elsewhere(runtime, approval_id, click):
+            await engine.audit_quietly(
+                click.user, "refused", "a button of another message", approval_id=approval_id, channel=click.channel
+            )
+            await tell(runtime.slack, click, view.other_message_notice())
+            return
         outcome = await act(approval_id, click.user, channel=click.channel, retry=retry > 0)
     except StoreUnavailable as exc:
         log.error("approval_click_failed", reason="bot database unreachable", error=str(exc))
@@ -122,6 +128,15 @@ async def on_click(runtime: Runtime, click: Interaction, decision: str, retry: i
         "approval_click", outcome=outcome.kind, state=outcome.approval.state if outcome.approval else None, retry=retry
     )
     await show_decision(runtime, outcome, click)
+
+
+async def clicked_elsewhere(runtime: Runtime, approval_id: int, click: Interaction) -> bool:
+    """Whether the click names an approval other than the one whose message was clicked: the value is
+    the payload's to say, the message is where the button was."""
+    approval = await runtime.approvals.get(approval_id)
+    if approval is None or approval.message_ts is None:
+        return False  # no such approval (the engine says so), or its message is not recorded yet
+    return (approval.channel, approval.message_ts) != (click.channel, click.message_ts)
 
 
 async def show_decision(runtime: Runtime, outcome: Decision, click: Interaction) -> None:

@@ -140,6 +140,11 @@ async def start_verb(
         else:
             await usage(ack, verb.name, verb_usage_reply(verb, str(exc)))
         return
+    needed = parsed.needs_permission(runtime.settings)
+    reason = runtime.policy.permission_refusal(inv.user_id, needed) if needed else None
+    if reason is not None:
+        await refuse(runtime, inv, ack, verb.name, reason)
+        return
     await ack(**render.text_message(verb.ack or f"Running `{verb.name}`…"))
     runtime.tasks.spawn(run_verb(runtime, inv, verb, parsed), name=f"verb:{verb.name}:{inv.request_id}")
 
@@ -174,6 +179,12 @@ async def refused(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb_name: s
     reason = runtime.policy.command_refusal(inv.user_id, inv.channel_id, verb_name)
     if reason is None:
         return False
+    await refuse(runtime, inv, ack, verb_name, reason)
+    return True
+
+
+async def refuse(runtime, inv: Invocation, ack, verb_name: str, reason: str) -> None:
+    """A refusal told to the asker alone and audited."""
     COMMANDS.labels(verb_name, "refused").inc()
     log.info("command", verb=verb_name, outcome="refused")
     await ack(**render.text_message(f":no_entry: {reason}"))
@@ -184,7 +195,6 @@ async def refused(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb_name: s
             ),
             name=f"audit:{inv.request_id}",
         )
-    return True
 
 
 async def run_bot_verb(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb: Verb, args: list[str]) -> None:
@@ -218,15 +228,16 @@ async def run_verb(runtime: Runtime, inv: Invocation, verb: Verb, args: Args) ->
     except Exception as exc:
         outcome = "post_failed"
         log.error("report_not_posted", error=describe_error(exc))
-    await remember_run(runtime, inv, verb.name, report_ts, findings, elapsed)
+    await remember_run(runtime, inv, verb, report_ts, findings, elapsed)
     COMMANDS.labels(verb.name, outcome).inc()
     log.info("command", outcome=outcome, duration_ms=round(elapsed * 1000, 1), findings=len(findings))
 
 
 async def remember_run(
-    runtime: Runtime, inv: Invocation, verb: str, report_ts: str | None, findings: list[Finding], elapsed: float
+    runtime: Runtime, inv: Invocation, verb: Verb, report_ts: str | None, findings: list[Finding], elapsed: float
 ) -> None:
-    """The command, where its report is and what it found, for the incident timeline (quietly)."""
+    """The command, where its report is and what it found, for the incident timeline (quietly); of a
+    private verb only who ran it."""
     if not runtime.store.configured:
         return
     try:
@@ -234,11 +245,12 @@ async def remember_run(
             runtime.store,
             user_id=inv.user_id,
             channel=inv.channel_id,
-            verb=verb,
+            verb=verb.name,
             text=inv.text.strip(),
             report_ts=report_ts,
             findings=findings,
             seconds=elapsed,
+            private=verb.private,
         )
     except Exception as exc:
         log.info("command_run_not_recorded", error=type(exc).__name__)

@@ -13,15 +13,18 @@ from slack_bolt.async_app import AsyncApp
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.runtime import Runtime
-from bot.slack.home import HomeApproval, HomeCommand, HomeGroup, home_view
+from bot.slack.home import MAX_LISTED, HomeApproval, HomeCommand, HomeGroup, home_view
 from bot.store.commands import recent_commands
 
 READ_TIMEOUT = 3.0
 LINK_TIMEOUT = 1.5
 
+MAX_GROUPS_READ = 500  # firing groups read to find those the viewer may see; more than that, the newest
+ALERTS_VERB = "alerts"  # who may run `/erpgo alerts` in a group's channel may see the group
+
 OPEN_GROUPS = """
-SELECT g.id, g.common_labels, g.annotations, g.fired_at, g.alerts_firing, t.channel, t.ts, a.acked_by,
-       count(*) OVER () AS total
+SELECT g.id, g.common_labels, g.annotations, g.fired_at, g.alerts_firing, coalesce(t.channel, g.channel) AS channel,
+       t.ts, a.acked_by
 FROM alert_groups g
 LEFT JOIN slack_threads t ON t.thread_key = g.thread_key
 LEFT JOIN alert_actions a ON a.thread_key = g.thread_key
@@ -49,7 +52,7 @@ async def publish_home(runtime: Runtime, user: str) -> None:
         )
     else:
         results = await asyncio.gather(
-            asyncio.wait_for(firing_groups(runtime), READ_TIMEOUT),
+            asyncio.wait_for(firing_groups(runtime, user), READ_TIMEOUT),
             asyncio.wait_for(decidable(runtime, user), READ_TIMEOUT),
             asyncio.wait_for(recent_commands(runtime.store, user), READ_TIMEOUT),
             return_exceptions=True,
@@ -69,10 +72,14 @@ async def publish_home(runtime: Runtime, user: str) -> None:
         log.warning("app_home_not_published", error=describe_error(exc))
 
 
-async def firing_groups(runtime: Runtime) -> tuple[list[HomeGroup], int]:
+async def firing_groups(runtime: Runtime, user: str) -> tuple[list[HomeGroup], int]:
+    """The newest firing groups `user` may see (the policy lets them run `/erpgo alerts` in the group's
+    channel), and how many there are: a group of a channel the policy keeps them out of is not there."""
     await runtime.store.ready()
     async with runtime.store.acquire() as conn:
-        rows = await conn.fetch(OPEN_GROUPS, 10)
+        rows = await conn.fetch(OPEN_GROUPS, MAX_GROUPS_READ)
+    rows = [r for r in rows if runtime.policy.command_refusal(user, r["channel"] or "", ALERTS_VERB) is None]
+    total, rows = len(rows), rows[:MAX_LISTED]
     links = await runtime.slack.permalinks(
         {r["id"]: (r["channel"], r["ts"]) for r in rows if r["ts"]}, timeout=LINK_TIMEOUT
     )
@@ -90,7 +97,7 @@ async def firing_groups(runtime: Runtime) -> tuple[list[HomeGroup], int]:
                 acked_by=r["acked_by"],
             )
         )
-    return groups, (rows[0]["total"] if rows else 0)
+    return groups, total
 
 
 async def decidable(runtime: Runtime, user: str) -> list[HomeApproval]:

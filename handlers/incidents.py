@@ -45,6 +45,8 @@ async def timeline_verb(runtime: Runtime, inv: Invocation | None, args: list[str
         raise UsageError(f"`timeline` {exc}") from None
     if not runtime.store.configured:
         return render.text_message("Timelines are built from the bot's database: set BOT_DATABASE_URL.")
+    if inv is None:  # the command line: there is no Slack thread to share the draft in
+        raise UsageError("`timeline` shares its postmortem draft in a Slack thread: run `/erpgo timeline` in Slack")
     try:
         await asyncio.wait_for(runtime.store.ready(), LOOKUP_TIMEOUT)
         async with runtime.store.acquire() as conn:
@@ -95,7 +97,7 @@ async def write_timeline(runtime: Runtime, found: tuple, requester: str) -> None
                     incident.channel,
                     "upload",
                     {
-                        "text": f":memo: Postmortem draft of {incident.describe}, asked for by <@{requester}>: "
+                        "text": f":memo: Postmortem draft of {render.escape(incident.describe)}, asked for by <@{requester}>: "
                         f"{len(incident.events)} events, {len(incident.actions)} actions.",
                         "file": {
                             "content": text,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.context import CheckContext
 from bot.core.errors import describe_error
@@ -26,9 +27,22 @@ HANDSHAKE_SHARE = 0.8  # of the check's time, for each endpoint: one slow endpoi
 LEVELS = {"ok": Status.OK, "warn": Status.WARN, "crit": Status.CRIT}
 
 
+ANY_ENDPOINT = "tls.any_endpoint"  # the policy's name for probing an endpoint not in ERPGO_TLS_ENDPOINTS
+
+
 @dataclass(frozen=True)
 class TlsArgs(Args):
     endpoint: tuple[str, int] | None = None
+
+    def needs_permission(self, settings: Any) -> str | None:
+        """An endpoint outside ERPGO_TLS_ENDPOINTS would let anyone probe internal ports: the policy decides."""
+        if self.endpoint is None or self.endpoint in configured_endpoints(settings):
+            return None
+        return ANY_ENDPOINT
+
+
+def configured_endpoints(settings: Any) -> set[tuple[str, int]]:
+    return {tls.parse_endpoint(entry) for entry in settings.erpgo_tls_endpoints}  # checked when settings load
 
 
 def parse_tls(words: list[str]) -> TlsArgs:

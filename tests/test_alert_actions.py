@@ -292,3 +292,23 @@ async def test_a_silence_can_need_a_second_approver_from_a_slack_user_group(acti
     assert silence["createdBy"] == "bob (Slack U0BOB)" and silence["status"]["state"] == "active"
     await header_shows(bot, "Silenced by @U0BOB")
     assert any(c.method == "usergroups.users.list" and c.ok for c in bot.slack.calls)
+
+
+async def test_a_secret_in_a_silence_comment_reaches_neither_alertmanager_nor_the_thread(
+    action_bot, alertmanager_factory
+):
+    bot = await action_bot()
+    am = await alertmanager(alertmanager_factory, bot)
+    await asyncio.to_thread(am.fire, LABELS, {"summary": "orders are failing"})
+    message = await header_shows(bot, "Silence…")
+    await click(bot, message, "alert.silence.custom", "U0BOB")
+    modal = bot.slack.modal_of("U0BOB")
+    secret = "Wq8zK2pLm4Rt"
+    await bot.slack.submit_view(modal, {"duration": "1h", "comment": f"rotating, old password={secret} INC-7"})
+    await bot.settle()
+    [silence] = await am_get(am, "/api/v2/silences")
+    assert secret not in silence["comment"] and "INC-7" in silence["comment"]
+    shown = await header_shows(bot, "Silenced by @U0BOB until", "INC-7")
+    assert secret not in render_text(shown)
+    [row] = await query(bot, "SELECT silence_comment FROM alert_actions")
+    assert secret not in row["silence_comment"]

@@ -90,3 +90,51 @@ async def test_app_home_shows_firing_groups_my_approvals_and_my_commands(start_b
     assert "None yet" in bob, "only his own commands"
     eve = await home_of(bot, "U0EVE")
     assert "Nothing waits for you" in eve and "ErpgoStockDrift" in eve
+
+
+RESTRICTED = """
+channels: [C0ALERTS, C0OPS]
+verbs:
+  "*": [everyone]
+  alerts: [U0BOB]
+"""
+
+
+def critical() -> dict:
+    body = webhook()
+    labels = {"alertname": "ErpgoPayrollLeak", "severity": "critical"}
+    body |= {"groupKey": '{}:{alertname="ErpgoPayrollLeak"}', "groupLabels": {"alertname": "ErpgoPayrollLeak"}}
+    body |= {"commonLabels": labels, "commonAnnotations": {"summary": "payroll data exposed"}}
+    body["alerts"] = [
+        body["alerts"][0]
+        | {"labels": {**labels, "instance": "hr-1"}, "annotations": {"summary": "payroll data exposed"}}
+        | {"fingerprint": "payroll-1"}
+    ]
+    return body
+
+
+async def test_app_home_shows_only_the_groups_the_viewer_may_see(start_bot, fresh_database, tmp_path):
+    policy = tmp_path / "policy.yml"
+    policy.write_text(RESTRICTED)
+    bot = await start_bot(
+        bot_database_url=fresh_database("home"),
+        alert_webhook_token=TOKEN,
+        erpgo_alert_channel=CHANNEL,
+        erpgo_alert_routes="severity=critical:C0SECRET",  # a channel the policy keeps everyone out of
+        erpgo_slack_channel_interval=0.05,
+        chatops_policy_file=str(policy),
+        docker_host=f"unix://{tmp_path}/no-docker.sock",
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        for body in (webhook(), critical()):
+            async with http.post(bot.base_url + "/alerts/alertmanager", json=body, headers=headers) as response:
+                assert response.status == 200
+    await eventually(lambda: bot.slack.channel_messages("C0SECRET"), 20, "the critical group's header")
+
+    alice = await home_of(bot, "U0ALICE")  # refused `/erpgo alerts`
+    assert "0 alert groups firing" in alice
+    assert "ErpgoStockDrift" not in alice and "stock levels drift" not in alice and "ErpgoPayrollLeak" not in alice
+    bob = await home_of(bot, "U0BOB")
+    assert "1 alert group firing" in bob and "ErpgoStockDrift" in bob and "stock levels drift" in bob
+    assert "ErpgoPayrollLeak" not in bob and "payroll data exposed" not in bob and "C0SECRET" not in bob

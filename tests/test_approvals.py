@@ -17,7 +17,7 @@ from bot.local.text import render_text
 from demo.services import PostgresServer
 from tests.db_support import Blocking
 from tests.emergency_support import click_body
-from tests.support import POLICY
+from tests.support import POLICY, eventually
 
 CHANNEL = "C0OPS"
 
@@ -172,6 +172,79 @@ async def test_unauthorised_approver_is_refused(start_bot, bot_settings, locked)
     rows = await audit(bot_settings["bot_database_url"])
     assert [r[:2] for r in rows[-2:]] == [("U0EVE", "refused"), ("U0EVE", "refused")]
     assert await state_of(bot_settings["bot_database_url"], 1) == "pending"
+
+
+async def test_a_click_counts_only_for_the_approval_of_the_message_clicked(start_bot, bot_settings, locked):
+    bot = await start_bot(**bot_settings)
+    first = await propose(bot)
+    second = await propose(bot)
+    assert (approval_id(bot.slack, first), approval_id(bot.slack, second)) == (1, 2)
+
+    def say_two(payload: dict) -> None:
+        payload["actions"][0]["value"] = "2"
+
+    await click(bot, first, user="U0BOB", tamper=say_two)
+    assert any("names another approval than the one of its message" in t for t in told(bot.slack, "U0BOB"))
+    dsn = bot_settings["bot_database_url"]
+    assert [await state_of(dsn, 1), await state_of(dsn, 2)] == ["pending", "pending"]
+    assert await locked[1].blocker_alive()
+    assert bot.slack.buttons(current(bot.slack, first)) and bot.slack.buttons(current(bot.slack, second))
+    assert (await audit(dsn))[-1][:3] == ("U0BOB", "refused", 2)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        {"team": {"id": "T0OTHER", "domain": "other"}, "user_team": "T0OTHER"},
+        {"team": {"id": "T0LOCAL", "domain": "local"}, "user_team": "T0OTHER"},  # a Slack Connect guest
+        {"enterprise": {"id": "E0ELSE", "name": "else"}},
+    ],
+)
+async def test_a_click_from_another_team_or_enterprise_does_nothing(start_bot, bot_settings, locked, origin):
+    bot = await start_bot(**bot_settings)
+    message = await propose(bot)
+
+    def elsewhere(payload: dict) -> None:
+        payload.update({k: v for k, v in origin.items() if k != "user_team"})
+        if "user_team" in origin:
+            payload["user"]["team_id"] = origin["user_team"]
+
+    await click(bot, message, user="U0BOB", tamper=elsewhere)
+    assert await state_of(bot_settings["bot_database_url"], 1) == "pending"
+    assert await locked[1].blocker_alive()
+    assert bot.slack.buttons(current(bot.slack, message)), "the message is untouched"
+    command = await bot.slack.slash("health", user_id="U0BOB")  # the bot's own team still gets answers
+    assert "only" not in render_text(command.json)
+
+
+async def test_a_stop_during_an_approved_action_settles_its_message_and_thread(start_bot, bot_settings, locked):
+    bot = await start_bot(**bot_settings)
+    message = await propose(bot)
+    started = asyncio.Event()
+
+    async def hangs(_ctx, **_args) -> str:  # a remediation still running when SIGTERM's grace ends
+        started.set()
+        await asyncio.sleep(120)
+        return "never"
+
+    slow = copy.copy(bot.runtime.registry.remediations["db.terminate"])
+    slow.func = hangs
+    bot.runtime.registry.remediations["db.terminate"] = slow
+    result = await bot.slack.click(message, "approval.approve", user_id="U0BOB")
+    assert result.status == 200
+    await asyncio.wait_for(started.wait(), 20)
+    await bot.runtime.drain(grace=0.1)  # what SIGTERM does: the grace runs out and the click is cancelled
+
+    assert await state_of(bot_settings["bot_database_url"], 1) == "failed"
+    settled = await eventually(
+        lambda: not bot.slack.buttons(current(bot.slack, message)) and current(bot.slack, message),
+        20,
+        "the approval's message without its buttons",
+    )
+    assert "interrupted: the bot stopped while this ran" in render_text(settled)
+    assert "expires" not in render_text(settled)
+    replies = [render_text(m) for m in bot.slack.thread(CHANNEL, message["thread_ts"])]
+    assert any("Approval #1" in r and "interrupted" in r for r in replies), replies
 
 
 async def test_expired_approval_is_refused_and_its_message_says_expired(start_bot, bot_settings, locked):

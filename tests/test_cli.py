@@ -94,6 +94,15 @@ def test_shell_fire_without_alertmanager_says_what_to_set():
     assert "no Alertmanager to send alerts through: set ALERTMANAGER_URL" in result.stdout
 
 
+async def test_check_timeline_says_it_belongs_in_slack_instead_of_a_traceback(fresh_database):
+    result = await run_bot_async("check", "timeline", env={"BOT_DATABASE_URL": fresh_database("cli")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "`timeline` shares its postmortem draft in a Slack thread: run `/erpgo timeline` in Slack"
+        " — usage: timeline [group | thread link]"
+    ]
+
+
 def test_unknown_verb_exits_2():
     result = run_bot("check", "frobnicate")
     assert result.returncode == 2 and "unknown verb" in result.stderr

@@ -4,6 +4,7 @@ uploads a postmortem draft into the alert's thread that lists each step, in orde
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -139,3 +140,39 @@ async def test_timeline_of_a_scripted_incident_is_uploaded_in_its_thread_step_by
     assert "approved by @U0BOB, @U0CAROL" in draft and "result: wrote erp_" in draft
     assert "## Open follow-ups" in draft and "Root cause: _to be written_" in draft
     assert "- **Ended:**" in draft and "not yet" not in draft
+
+
+def unsigned_jwt(claims: dict) -> str:
+    def part(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{'A' * 43}"
+
+
+async def test_a_private_lookup_reaches_the_postmortem_as_who_asked_only(start_bot, fresh_database, tmp_path):
+    bot = await start_bot(
+        bot_database_url=fresh_database("bot"),
+        alert_webhook_token=TOKEN,
+        erpgo_alert_channel=CHANNEL,
+        erpgo_slack_channel_interval=0.05,
+        docker_host=f"unix://{tmp_path}/no-docker.sock",
+    )
+    assert await post_alert(bot, backup_overdue("firing", datetime.now(UTC) - timedelta(seconds=30))) == 200
+    await eventually(lambda: outbox_empty(bot), timeout=30, what="the alert delivered")
+    token = unsigned_jwt({"sub": "svc-payroll-admin", "email": "payroll.admin@example.com", "type": "access"})
+    await bot.command(f"jwt {token}", user_id="U0ALICE", channel_id=CHANNEL)
+    await eventually(lambda: outbox_empty(bot), timeout=30, what="the private answer")
+
+    too_big = await bot.command("timeline 99999999999999999999", user_id="U0ALICE", channel_id=CHANNEL)
+    said = render_text(too_big.json)
+    assert "larger than any alert group number" in said and "Usage:" in said and "DataError" not in said
+
+    await bot.command("timeline", user_id="U0ALICE", channel_id=CHANNEL)
+    [shared] = await eventually(lambda: list(bot.slack.files.values()), timeout=30, what="the postmortem file")
+    draft = shared["content"].decode()
+    assert "| COMMAND | a private lookup by @U0ALICE |" in draft
+    for private in ("svc-payroll-admin", "payroll.admin", "jwt", token[:20]):
+        assert private not in draft
+    async with bot.runtime.store.acquire() as conn:
+        [row] = await conn.fetch("SELECT verb, args, headline FROM commands_run WHERE user_id = 'U0ALICE'")
+    assert tuple(row) == ("private", "", "")

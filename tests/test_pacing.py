@@ -83,9 +83,10 @@ async def test_429s_do_not_lengthen_the_server_error_backoff(store, slack, make_
     attempts = [c for c in slack.calls if c.method == "chat.postMessage"]
     assert [c.status for c in attempts] == [429, 429, 500, 500, 200]
     gaps = [round(b.at - a.at, 1) for a, b in itertools.pairwise(attempts)]
-    # Retry-After twice, then the backoff starts at its first step: 1 s, 2 s (not 4 s, 8 s)
+    # Retry-After twice, then the backoff starts at its first step: at most 1 s, then 2 s (not 4 s, 8 s);
+    # jittered, so anywhere below those
     assert gaps[0] == pytest.approx(1.0, abs=0.3) and gaps[1] == pytest.approx(1.0, abs=0.3), gaps
-    assert gaps[2] == pytest.approx(1.0, abs=0.3) and gaps[3] == pytest.approx(2.0, abs=0.3), gaps
+    assert gaps[2] <= 1.3 and gaps[3] <= 2.3, gaps
 
 
 async def test_a_triage_report_goes_before_other_threads_header_refreshes(store, slack, make_outbox):

@@ -119,6 +119,36 @@ def test_malformed_policy_names_file_and_problem(text, problem):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ('verbs:\n  "*": [everyone]\n  audti: [U0BOB]\n', "verbs › 'audti' matches no verb"),
+        ("actions:\n  db.terminat:\n    approvers: [U0BOB]\n", "actions › 'db.terminat' matches no action"),
+        ('actions:\n  "dbx.*":\n    approvers: [U0BOB]\n', "actions › 'dbx.*' matches no action"),
+    ],
+)
+def test_a_policy_pattern_that_matches_nothing_stops_the_bot_naming_it(tmp_path, text, pattern):
+    from bot.app import build_runtime
+    from bot.settings import load_settings
+
+    path = tmp_path / "policy.yml"
+    path.write_text(text)
+    runtime = build_runtime(load_settings(chatops_policy_file=str(path)), offline=True)
+    with pytest.raises(ConfigError) as caught:
+        runtime.load_policy()
+    assert str(caught.value) == f"configuration error: CHATOPS_POLICY_FILE {path}: {pattern} of this bot"
+
+
+def test_the_shipped_policies_name_only_verbs_and_actions_the_bot_has():
+    from bot.app import build_runtime
+    from bot.settings import load_settings
+
+    for shipped in (ROOT / "policy.example.yml", ROOT / "demo" / "policy.yml"):
+        runtime = build_runtime(load_settings(chatops_policy_file=str(shipped)), offline=True)
+        runtime.load_policy()  # raises when a pattern matches nothing
+        assert runtime.policy.source == str(shipped)
+
+
 def test_missing_policy_file_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_policy(str(tmp_path / "nope.yml"))

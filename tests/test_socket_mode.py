@@ -143,3 +143,28 @@ async def _disconnected(base: str) -> dict | None:
 async def _with_error(base: str) -> dict | None:
     health = await healthz(base)
     return health if health["slack"].get("error") else None
+
+
+async def test_a_redelivered_envelope_runs_once_and_malformed_ones_are_acknowledged(socket_bot):
+    base, runtime, slack = socket_bot
+    slack.recover()
+    await slack.wait_socket(timeout=15)
+    await eventually(lambda: _connected(base), 15, "connected")
+
+    first = await slack.socket_slash("health", channel_id="C0OPS", envelope_id="Env0SAME")
+    await runtime.tasks.idle(30)
+    again = await slack.socket_slash("health", channel_id="C0OPS", envelope_id="Env0SAME", retry_attempt=1)
+    await runtime.tasks.idle(30)
+    assert first.status == 200 and again.status == 200, "both deliveries acknowledged"
+    reports = [m for m in slack.channel_messages("C0OPS") if "ERPGo health" in m["text"]]
+    assert len(reports) == 1, "the redelivery did not run the command again"
+
+    for malformed in (
+        {"envelope_id": "Env0LIST", "type": "slash_commands", "payload": [1, 2]},
+        {"envelope_id": "Env0TYPE", "type": 7, "payload": {}},
+        {"envelope_id": "Env0BARE", "type": "events_api"},
+        {"envelope_id": "Env0ODD", "type": "interactive", "payload": {"type": "block_actions", "actions": "x"}},
+    ):
+        acked = await slack.socket_send(malformed, timeout=3)
+        assert acked.status == 200, f"{malformed['envelope_id']} acknowledged, so Slack does not redeliver it"
+    assert (await slack.socket_slash("help")).status == 200, "and the bot still answers"

@@ -74,8 +74,13 @@ def test_arguments_are_one_endpoint_or_none() -> None:
             parse_tls(bad)
 
 
-async def test_the_verb_in_slack_not_configured_bad_argument_and_one_endpoint(start_bot, tls_servers) -> None:
-    bot = await start_bot(erpgo_tls_ca_file=str(tls_servers.pki.ca_file))
+ANY_ENDPOINT_FOR_ALICE = "actions:\n  tls.any_endpoint:\n    allowed: [U0ALICE]\n"
+
+
+async def test_the_verb_in_slack_not_configured_bad_argument_and_one_endpoint(start_bot, tls_servers, tmp_path) -> None:
+    policy = tmp_path / "policy.yml"
+    policy.write_text(ANY_ENDPOINT_FOR_ALICE)
+    bot = await start_bot(erpgo_tls_ca_file=str(tls_servers.pki.ca_file), chatops_policy_file=str(policy))
 
     await bot.command("tls")
     [head] = bot.slack.channel_messages("C0OPS")
@@ -90,3 +95,38 @@ async def test_the_verb_in_slack_not_configured_bad_argument_and_one_endpoint(st
     [head] = bot.slack.channel_messages("C0OPS")
     assert f"TLS localhost:{tls_servers.ports['healthy']}" in render_text(head)
     assert "certificate expires in" in render_text(head)
+
+
+async def test_probing_an_endpoint_outside_the_configured_ones_is_refused_unless_the_policy_allows_it(
+    start_bot, tls_servers, tmp_path
+) -> None:
+    port = tls_servers.ports["healthy"]
+    policy = tmp_path / "policy.yml"
+    policy.write_text(ANY_ENDPOINT_FOR_ALICE)
+    bot = await start_bot(
+        erpgo_tls_ca_file=str(tls_servers.pki.ca_file),
+        erpgo_tls_endpoints=f"localhost:{port}",
+        chatops_policy_file=str(policy),
+    )
+    internal = f"localhost:{tls_servers.ports['expired']}"
+    refused = await bot.command(f"tls {internal}", user_id="U0BOB")
+    assert "You may not use `tls.any_endpoint`: the policy (policy.yml) allows U0ALICE only." in render_text(
+        refused.json
+    )
+    assert bot.slack.channel_messages("C0OPS") == [], "no handshake, no report"
+
+    await bot.command(f"tls localhost:{port}", user_id="U0BOB")  # a configured endpoint: anyone who may run tls
+    [head] = bot.slack.channel_messages("C0OPS")
+    assert f"TLS localhost:{port}" in render_text(head)
+
+    bot.slack.reset()
+    await bot.command(f"tls {internal}", user_id="U0ALICE")
+    [head] = bot.slack.channel_messages("C0OPS")
+    assert f"TLS {internal}" in render_text(head)
+
+
+async def test_without_a_policy_no_one_probes_an_endpoint_of_their_choosing(start_bot, tls_servers) -> None:
+    bot = await start_bot(erpgo_tls_ca_file=str(tls_servers.pki.ca_file))
+    refused = await bot.command(f"tls localhost:{tls_servers.ports['healthy']}")
+    assert "You may not use `tls.any_endpoint`: the default policy" in render_text(refused.json)
+    assert bot.slack.channel_messages("C0OPS") == []

@@ -30,6 +30,7 @@ from bot.alerts.messages import (
 from bot.approvals.engine import write_audit
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
+from bot.core.redact import redact
 from bot.core.units import human_duration, parse_duration, short_duration
 from bot.slack import outbox, render
 from bot.targets.alertmanager import AlertmanagerError
@@ -207,6 +208,7 @@ async def silence(
     Alertmanager unreachable or refusing: nothing is recorded and the clicker is told why."""
     if not thread.matchers:
         return Outcome("refused", "This group has no labels to match: a silence would silence everything.")
+    comment = redact(comment.strip())  # Alertmanager, the audit log and the thread all get the masked text
     async with store.acquire() as conn, conn.transaction():
         if not await conn.fetchval(
             "SELECT pg_try_advisory_xact_lock(hashtextextended($1, $2))", thread.thread_key, ACTION_LOCK

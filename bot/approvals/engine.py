@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,6 +98,9 @@ class Approvals:
     targets: Targets
     settings: Settings
     policy_of: Callable[[], Policy] = field(default=Policy.default)
+    # queues, in the transaction recording an interruption, what Slack must show of it (the message
+    # without its buttons, a reply in its thread): a stopping bot may never get to publish it itself
+    on_interrupted: Callable[[asyncpg.Connection, Approval], Awaitable[None]] | None = None
 
     @property
     def policy(self) -> Policy:
@@ -242,7 +245,8 @@ class Approvals:
             state, result, outcome, follow_ups = await self._execute(claimed, user)
         except asyncio.CancelledError:  # the bot is stopping: say so, instead of leaving it 'executing'
             with suppress(Exception):
-                await asyncio.wait_for(self._finish(claimed, user, "failed", INTERRUPTED, "failed", channel), 5)
+                finish = self._finish(claimed, user, "failed", INTERRUPTED, "failed", channel, self.on_interrupted)
+                await asyncio.wait_for(finish, 5)
             raise
         decision = await self._finish(claimed, user, state, result, outcome, channel)
         decision.follow_ups = follow_ups
@@ -442,7 +446,14 @@ class Approvals:
             return "failed", describe_error(exc), "failed", []
 
     async def _finish(
-        self, claimed: Approval, user: str, state: str, result: str, outcome: str, channel: str | None
+        self,
+        claimed: Approval,
+        user: str,
+        state: str,
+        result: str,
+        outcome: str,
+        channel: str | None,
+        announce: Callable[[asyncpg.Connection, Approval], Awaitable[None]] | None = None,
     ) -> Decision:
         log.info("remediation_done", approval_id=claimed.id, action=claimed.action, outcome=outcome, result=result)
         for attempt in range(RESULT_RECORD_ATTEMPTS):
@@ -465,6 +476,8 @@ class Approvals:
                         detail=result,
                         channel=channel,
                     )
+                    if row and announce is not None:
+                        await announce(conn, Approval.from_row(row))
                 return Decision("executed", Approval.from_row(row) if row else await self.get(claimed.id))
             except StoreUnavailable:
                 if attempt + 1 < RESULT_RECORD_ATTEMPTS:

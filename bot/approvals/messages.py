@@ -143,7 +143,7 @@ def approval_message(approval: Approval, policy: Policy, now: datetime | None = 
             "the target is re-checked before anything runs · every step is audited"
         )
     )
-    return render.message(f"Approval #{approval.id} needed: {approval.summary}", blocks)
+    return render.message(f"Approval #{approval.id} needed: {escape(approval.summary)}", blocks)
 
 
 def outcome_line(approval: Approval) -> str:
@@ -189,7 +189,7 @@ def decided_message(approval: Approval) -> Message:
             f"{mention(approval.requester)} at {clock(approval.created_at)}{decided}"
         )
     )
-    return render.message(f"Approval #{approval.id}: {approval.summary} — {plain_outcome(approval)}", blocks)
+    return render.message(f"Approval #{approval.id}: {escape(approval.summary)} — {plain_outcome(approval)}", blocks)
 
 
 def plain_outcome(approval: Approval) -> str:
@@ -254,6 +254,12 @@ def no_store_notice() -> Message:
 
 def refused_clicker_notice(reason: str) -> Message:
     return render.text_message(f":no_entry: {escape(reason)}")
+
+
+def other_message_notice() -> Message:
+    return render.text_message(
+        ":no_entry: That button names another approval than the one of its message; nothing was done."
+    )
 
 
 def bad_value_notice(value: str) -> Message:

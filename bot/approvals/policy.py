@@ -32,6 +32,7 @@ start with a policy it cannot read.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from fnmatch import fnmatchcase
@@ -52,6 +53,9 @@ USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 DIRECT_ACTIONS_VERB = "alerts"  # who may run it in a channel may use the alert buttons there, by default
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 ALWAYS_ALLOWED = ("help",)  # answering "what can I do here" is never refused
+DIRECT_ACTIONS = ("alerts.ack", "alerts.silence")  # the alert thread's buttons, taken without an approval
+# what some arguments of a verb need beyond the verb itself; refused unless a rule's `allowed` names the person
+PERMISSIONS = ("tls.any_endpoint",)
 
 
 class _Strict(BaseModel):
@@ -282,9 +286,33 @@ class Policy:
             return f"You may not use `{action}`: {self.origin} lets only those who may run `/erpgo {DIRECT_ACTIONS_VERB}` do it."
         return None
 
+    def permission_refusal(self, user: str, permission: str) -> str | None:
+        """Why `user` lacks `permission` (tls.any_endpoint), or None: refused unless `allowed` names them."""
+        rule = self.action_rule(permission)
+        if rule is None or rule.allowed is None:
+            return f"You may not use `{permission}`: {self.origin} allows it for no one."
+        if self._allows(rule.allowed, user):
+            return None
+        return f"You may not use `{permission}`: {self.origin} allows {self._who(rule.allowed)} only."
+
     def needs_second_approver(self, action: str) -> bool:
         rule = self.action_rule(action)
         return bool(rule and rule.second_approver)
+
+    def refuse_unmatched(self, verbs: Iterable[str], actions: Iterable[str]) -> None:
+        """ConfigError naming the first verb or action pattern that matches none of `verbs` / `actions`:
+        a typo ("audti", "db.terminat") would otherwise let the intended restriction fall through to "*"."""
+        for kind, patterns, names in (
+            ("verbs", self.document.verbs, [*verbs, *ALWAYS_ALLOWED]),
+            ("actions", self.document.actions, [*actions, *DIRECT_ACTIONS, *PERMISSIONS]),
+        ):
+            lowered = [name.lower() for name in names]
+            for pattern in patterns:
+                if not any(fnmatchcase(name, pattern.lower()) for name in lowered):
+                    raise ConfigError(
+                        f"configuration error: CHATOPS_POLICY_FILE {self.source}: {kind} › {pattern!r} "
+                        f"matches no {kind[:-1]} of this bot"
+                    )
 
     def describe(self) -> str:
         """One line for the start-up log."""

@@ -197,6 +197,25 @@ async def publish_decision(
     return rows.receipt
 
 
+async def queue_interrupted(conn: Any, approval: Approval) -> None:
+    """In the transaction that records an approval interrupted by a stop: its message loses its buttons
+    and its thread says so, delivered by whichever process runs the outbox next (this one, if it can)."""
+    channel = approval.channel
+    thread_ts = approval.thread_ts or approval.message_ts
+    thread_key = approval.thread_key or (slack_thread_key(channel, thread_ts) if channel and thread_ts else None)
+    if thread_key is None or channel is None:
+        return
+    await outbox.lock_thread(conn, thread_key)
+    if approval.thread_key is None and thread_ts:
+        await outbox.adopt(conn, thread_key, channel, thread_ts)
+    if approval.message_ts:
+        await outbox.adopt(conn, message_key(approval.id), channel, approval.message_ts)
+    rows = ThreadRows(thread_key, channel, conn=conn)
+    queue_decided(rows, approval)
+    rows.reply(view.thread_result(approval))
+    await rows.write(conn)
+
+
 async def expire_and_update(runtime: Runtime, wait: float = DELIVERY_WAIT) -> list[Approval]:
     """Expire what is overdue (in any replica, each once) and take the buttons off their messages."""
     if not runtime.approvals.configured:

@@ -4,6 +4,7 @@ one safe line, and the one retry backoff everything waits by."""
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 
 import aiohttp
@@ -48,11 +49,16 @@ def describe_error(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff: `first` seconds after the first failure, doubling, never above `cap`."""
+    """Exponential backoff with full jitter: after the n-th consecutive failure, a wait drawn uniformly
+    from [0, min(cap, first·2ⁿ)], so replicas that failed together do not retry together."""
 
     first: float = 0.5
     cap: float = 30.0
 
-    def delay(self, failures: int) -> float:
-        """The wait after `failures` consecutive failures (0 → first)."""
+    def ceiling(self, failures: int) -> float:
+        """The longest wait after `failures` consecutive failures (0 → first)."""
         return min(self.cap, self.first * 2 ** min(max(failures, 0), 30))
+
+    def delay(self, failures: int) -> float:
+        """The wait after `failures` consecutive failures: anywhere from 0 to `ceiling(failures)`."""
+        return random.uniform(0.0, self.ceiling(failures))

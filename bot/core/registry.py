@@ -37,6 +37,10 @@ class Args:
     """A verb's parsed arguments: one small frozen dataclass per verb, declared next to its checks and
     made by its parser, which the router runs before any check (a bad argument is the usage message)."""
 
+    def needs_permission(self, settings: Any) -> str | None:
+        """The policy permission these arguments need beyond the verb itself (e.g. tls.any_endpoint), or None."""
+        return None
+
 
 @dataclass(frozen=True)
 class NoArgs(Args):

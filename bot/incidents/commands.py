@@ -8,6 +8,7 @@ from bot.core.redact import redact
 
 MAX_ARGS = 300
 HEADLINE_FINDINGS = 3
+PRIVATE = "private"  # verb and status of a private verb's run: what it looked up and found stay unrecorded
 
 
 def headline(findings: list[Finding]) -> str:
@@ -26,7 +27,11 @@ async def record_command_run(
     report_ts: str | None,
     findings: list[Finding],
     seconds: float,
+    private: bool = False,
 ) -> None:
+    """One row of commands_run; a private verb's (its answer went to the asker alone) names only who ran it."""
+    if private:
+        verb, text, findings = PRIVATE, "", []
     async with store.acquire() as conn:
         await conn.execute(
             "INSERT INTO commands_run (user_id, channel, verb, args, report_ts, status, headline, duration_ms)"
@@ -36,7 +41,7 @@ async def record_command_run(
             verb,
             redact(text)[:MAX_ARGS],
             report_ts,
-            worst(f.status for f in findings).value,
+            PRIVATE if private else worst(f.status for f in findings).value,
             redact(headline(findings))[:2000],
             int(seconds * 1000),
         )

@@ -17,6 +17,8 @@ from typing import Any
 
 import asyncpg
 
+from bot.incidents.commands import PRIVATE
+
 WINDOW = timedelta(minutes=15)  # commands run this long before an alert fired, or after it resolved, belong to it
 MAX_TRIAGE_LINES = 8
 SLACK_LINK = re.compile(r"/archives/(?P<channel>[A-Z0-9]+)/p(?P<ts>\d{10})(?P<micro>\d{6})")
@@ -40,6 +42,9 @@ class Target:
     thread_ts: str | None = None
 
 
+MAX_GROUP_ID = 2**63 - 1  # alert_groups.id is a bigint: a larger number is no group, not a database error
+
+
 def parse_target(words: list[str]) -> Target:
     """'' (the newest group), '12' or '#12' (group 12), a message link or a ts (its thread). ValueError else."""
     if not words:
@@ -47,8 +52,11 @@ def parse_target(words: list[str]) -> Target:
     if len(words) > 1:
         raise ValueError("takes one alert group number or one thread link")
     word = words[0].strip("<>").split("|")[0]
-    if word.lstrip("#").isdigit():
-        return Target(group_id=int(word.lstrip("#")))
+    if word.lstrip("#").isascii() and word.lstrip("#").isdigit():
+        number = int(word.lstrip("#"))
+        if number > MAX_GROUP_ID:
+            raise ValueError(f"{word[:40]!r} is larger than any alert group number")
+        return Target(group_id=number)
     link = SLACK_LINK.search(word)
     if link:
         reply_of = THREAD_TS.search(word)
@@ -217,15 +225,18 @@ def triage_events(rows: list[asyncpg.Record]) -> tuple[list[Event], list[str]]:
 
 
 def command_events(rows: list[asyncpg.Record]) -> list[Event]:
-    return [
-        Event(
-            row["at"],
-            "command",
-            f"<@{row['user_id']}> ran `/erpgo {row['args'] or row['verb']}` → {row['status'].upper()}",
-            [line for line in (row["headline"] or "").splitlines() if line],
-        )
-        for row in rows
-    ]
+    return [command_event(row) for row in rows]
+
+
+def command_event(row: asyncpg.Record) -> Event:
+    if row["status"] == PRIVATE:  # its answer was the asker's alone: so is what it was about
+        return Event(row["at"], "command", f"a private lookup by <@{row['user_id']}>")
+    return Event(
+        row["at"],
+        "command",
+        f"<@{row['user_id']}> ran `/erpgo {row['args'] or row['verb']}` → {row['status'].upper()}",
+        [line for line in (row["headline"] or "").splitlines() if line],
+    )
 
 
 AUDIT_TEXT = {

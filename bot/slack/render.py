@@ -105,7 +105,7 @@ def headline(title: str, findings: list[Finding], footer: str = "") -> Message:
         chunk += line + "\n"
     blocks.append(section(chunk or "_no findings_"))
     blocks.append(context(" · ".join(part for part in (summary_counts(findings), footer) if part)))
-    fallback = f"{title}: {status.label} — " + "; ".join(f"{f.component}: {f.status.label}" for f in ordered)
+    fallback = escape(f"{title}: {status.label} — " + "; ".join(f"{f.component}: {f.status.label}" for f in ordered))
     return message(fallback, blocks)
 
 

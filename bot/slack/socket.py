@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot.core.errors import Backoff, describe_error
-from bot.core.logs import log
+from bot.core.logs import RateLimitedWarning, log
 
 CHECK_EVERY_S = 0.5  # how soon a dropped connection is noticed
 CONNECT_TIMEOUT_S = 15.0
+SEEN_ENVELOPES = 2000  # envelope ids remembered: a redelivery of one of them is acknowledged, not run again
 
 
 class SlackLink:
@@ -51,6 +57,10 @@ class SocketLink(SlackLink):
         self.handler = AsyncSocketModeHandler(bolt, app_token, logger=quiet, ping_interval=ping_interval)
         client = self.handler.client
         client.auto_reconnect_enabled = client.default_auto_reconnect_enabled = False  # the supervisor does it
+        # envelopes are handled here instead of by Bolt's listener: once each, and every one acknowledged
+        client.socket_mode_request_listeners.clear()
+        client.message_listeners.append(self._on_envelope)
+        self.envelopes = Envelopes(bolt)
         self.backoff = backoff
         self.connected = False
         self.since: datetime | None = None  # when it last connected or went down
@@ -116,6 +126,9 @@ class SocketLink(SlackLink):
         if not await client.is_connected():
             raise ConnectionError("the Socket Mode connection closed as soon as it opened")
 
+    async def _on_envelope(self, client: AsyncBaseSocketModeClient, message: dict, _raw: str | None) -> None:
+        await self.envelopes.handle(client, message)
+
     def _changed(self, connected: bool) -> None:
         if connected == self.connected and self.since is not None:
             return
@@ -129,3 +142,64 @@ class SocketLink(SlackLink):
             self.failures, self.last_error, self.next_attempt_at = 0, None, None
         else:
             log.warning("slack_socket_disconnected")
+
+
+class Envelopes:
+    """What Slack sends over the socket, each envelope run once: a redelivery (the same envelope_id,
+    retry_attempt 1, …) is acknowledged and not run again, and an envelope Bolt cannot take is
+    acknowledged too (unacknowledged, Slack would send it again and again)."""
+
+    def __init__(self, bolt: AsyncApp):
+        self.bolt = bolt
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.refused = RateLimitedWarning("slack_envelopes_refused")
+
+    async def handle(self, client: AsyncBaseSocketModeClient, message: dict) -> None:
+        envelope_id = message.get("envelope_id")
+        if not isinstance(envelope_id, str) or not envelope_id:
+            return  # hello, disconnect: nothing to acknowledge
+        if self._seen_before(envelope_id):
+            log.info("slack_envelope_redelivered", retry_attempt=str(message.get("retry_attempt"))[:10])
+            await acknowledge(client, envelope_id)
+            return
+        request = well_formed(message)
+        if request is None:
+            self.refused("malformed envelope")
+            await acknowledge(client, envelope_id)
+            return
+        started = time.time()
+        try:
+            response = await run_async_bolt_app(self.bolt, request)
+        except Exception as exc:  # Bolt could not take it: acknowledged all the same, never redelivered
+            self.refused("not dispatchable", error=describe_error(exc))
+            await acknowledge(client, envelope_id)
+            return
+        if response.status != 200:  # nothing listens for it (Bolt's 404): acknowledged, not redelivered
+            await acknowledge(client, envelope_id)
+            return
+        await send_async_response(client, request, response, started)
+
+    def _seen_before(self, envelope_id: str) -> bool:
+        if envelope_id in self.seen:
+            return True
+        self.seen[envelope_id] = None
+        if len(self.seen) > SEEN_ENVELOPES:
+            self.seen.popitem(last=False)
+        return False
+
+
+def well_formed(message: dict) -> SocketModeRequest | None:
+    """The envelope as a request Bolt takes: a string type and an object payload; None otherwise."""
+    if not isinstance(message.get("type"), str) or not isinstance(message.get("payload"), dict):
+        return None
+    try:
+        return SocketModeRequest.from_dict(message)
+    except (TypeError, ValueError):
+        return None
+
+
+async def acknowledge(client: AsyncBaseSocketModeClient, envelope_id: str) -> None:
+    try:
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+    except Exception as exc:  # the socket went down meanwhile: Slack redelivers, and it is acknowledged then
+        log.info("slack_envelope_not_acknowledged", error=describe_error(exc))

@@ -1,12 +1,16 @@
 """The bot's own state in PostgreSQL (BOT_DATABASE_URL): versioned migrations and a pool.
 
 Migrations are the files bot/store/migrations/NNNN_name.sql, applied in order, each once, in one
-transaction, under an advisory lock so replicas starting together do not race.
+transaction, under an advisory lock so replicas starting together do not race. Each file's SHA-256
+is recorded; the runner refuses (MigrationRefused) when a file that was applied has changed since,
+or when the database holds a migration this code does not ship (it is newer than the code).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -19,19 +23,35 @@ MIGRATION_LOCK = 7_301_117  # advisory lock key, any constant unique to this app
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
-def migration_files() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every migration shipped with the bot, in order."""
+class MigrationRefused(Exception):
+    """The bot's database does not match the migrations this code ships: starting would corrupt it."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+def migration_files() -> list[Migration]:
+    """Every migration shipped with the bot, in order."""
     folder = resources.files("bot.store") / "migrations"
     found = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)
         if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text()))
-    return sorted(found)
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda migration: migration.version)
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations; returns the names applied now."""
+    """Apply pending migrations; returns the names applied now. MigrationRefused, before anything is
+    applied, when an applied file changed or the database is newer than the code."""
     applied_now = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
@@ -39,18 +59,55 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, sql in migration_files():
-            if version in done:
+        shipped = migration_files()
+        applied = await conn.fetch("SELECT * FROM schema_migrations ORDER BY version")
+        refuse_mismatch(applied, shipped)
+        done = {row["version"] for row in applied}
+        for migration in shipped:
+            if migration.version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
-            applied_now.append(name)
-            log.info("migration_applied", migration=name)
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", migration.version, migration.name
+                )
+            applied_now.append(migration.name)
+            log.info("migration_applied", migration=migration.name)
+        await record_checksums(conn, shipped)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied_now
+
+
+def refuse_mismatch(applied: list[asyncpg.Record], shipped: list[Migration]) -> None:
+    by_version = {migration.version: migration for migration in shipped}
+    for row in applied:
+        migration = by_version.get(row["version"])
+        if migration is None:
+            raise MigrationRefused(
+                f"the bot's database has migration {row['name']}, which this code does not ship: "
+                "the database is newer than the code (run the newer release, or restore the database)"
+            )
+        recorded = row.get("checksum")
+        if recorded is not None and recorded != migration.checksum:
+            raise MigrationRefused(
+                f"migration {migration.name} changed since it was applied to the bot's database: "
+                "restore the file as it was, and add a new migration for the change"
+            )
+
+
+async def record_checksums(conn: asyncpg.Connection, shipped: list[Migration]) -> None:
+    """The checksum of every applied file that has none yet (once the column exists)."""
+    has_column = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = 'schema_migrations' AND column_name = 'checksum')"
+    )
+    if not has_column:
+        return
+    await conn.executemany(
+        "UPDATE schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL",
+        [(migration.version, migration.checksum) for migration in shipped],
+    )
 
 
 class Store:

@@ -82,25 +82,32 @@ class SocketMode(Views):
             self._sockets.remove(ws)
         return ws
 
-    async def _send_envelope(self, kind: str, payload: dict, accepts_response: bool) -> SlackHTTPResult:
+    async def _send_envelope(
+        self, kind: str, payload: dict, accepts_response: bool, envelope_id: str | None = None, retry_attempt: int = 0
+    ) -> SlackHTTPResult:
+        envelope = {
+            "envelope_id": envelope_id or secrets.token_hex(8),
+            "type": kind,
+            "accepts_response_payload": accepts_response,
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+            "payload": payload,
+        }
+        return await self.socket_send(envelope)
+
+    async def socket_send(self, envelope: dict[str, Any], timeout: float = ACK_DEADLINE_S * 2) -> SlackHTTPResult:
+        """Send `envelope` as it is (a redelivery, a malformed one) and wait for the bot to acknowledge
+        its envelope_id; status 0 when no acknowledgement came within `timeout`."""
         live = [ws for ws in self._sockets if not ws.closed]
         if not live:
             raise RuntimeError("no Socket Mode connection: the bot is not connected")
-        envelope_id = secrets.token_hex(8)
+        envelope_id = str(envelope.get("envelope_id", ""))
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._acks[envelope_id] = future
-        envelope = {
-            "envelope_id": envelope_id,
-            "type": kind,
-            "accepts_response_payload": accepts_response,
-            "retry_attempt": 0,
-            "retry_reason": "",
-            "payload": payload,
-        }
         started = time.monotonic()
         await live[0].send_str(json.dumps(envelope))
         try:
-            ack = await asyncio.wait_for(future, ACK_DEADLINE_S * 2)
+            ack = await asyncio.wait_for(future, timeout)
         except TimeoutError:
             self._acks.pop(envelope_id, None)
             return SlackHTTPResult(0, "", None, time.monotonic() - started)
@@ -117,10 +124,13 @@ class SocketMode(Views):
         user_name: str = "alice",
         channel_id: str = "C0OPS",
         channel_name: str = "ops",
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
     ) -> SlackHTTPResult:
-        """A slash command delivered over Socket Mode; its acknowledgement is shown like an HTTP ack."""
+        """A slash command delivered over Socket Mode; its acknowledgement is shown like an HTTP ack.
+        The same `envelope_id` with `retry_attempt` 1 is Slack redelivering it."""
         origin, fields = self._slash_fields(text, command, user_id, user_name, channel_id, channel_name)
-        result = await self._send_envelope("slash_commands", fields, accepts_response=True)
+        result = await self._send_envelope("slash_commands", fields, True, envelope_id, retry_attempt)
         result.response_url = fields["response_url"]
         await self._apply_ack(origin, result)
         return result

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -188,9 +189,13 @@ class ActingUser(SlackState):
         retry_reason: str | None = None,
         timestamp: int | None = None,
         secret: str | None = None,
+        tamper: Callable[[dict], None] | None = None,
     ) -> SlackHTTPResult:
-        """Click the button `action_id` of `message` (as the caller last saw it) and send block_actions."""
+        """Click the button `action_id` of `message` (as the caller last saw it) and send block_actions;
+        `tamper` edits the payload before it is signed (a forged click, another team's)."""
         payload = self._click_payload(message, action_id, user_id, user_name, channel_id)
+        if tamper is not None:
+            tamper(payload)
         response_url = payload["response_url"]
         body = urlencode({"payload": json.dumps(payload)})
         headers = self.signed_headers(body, timestamp=timestamp, secret=secret)
