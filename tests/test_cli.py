@@ -143,7 +143,7 @@ async def test_shell_reads_commands_from_stdin(healthy_targets):
 
 def test_deployment_files_use_the_documented_names():
     compose = yaml.safe_load(Path("docker-compose.yml").read_text())
-    env = compose["services"]["erpgo-bot"]["environment"]
+    env = compose["services"]["bot"]["environment"]
     for name in (
         "SLACK_BOT_TOKEN",
         "SLACK_SIGNING_SECRET",

@@ -215,7 +215,12 @@ async def test_a_process_command_line_is_shown_with_its_passwords_masked(checks,
     name = names("creds")
     docker_engine.run(name, CREDENTIALED)
     run, _ = await checks(docker_host=docker_engine.host, erpgo_containers=name)
-    processes = one(await run("cpu", only=("container_processes",), container=name), f"Processes {name}")
+
+    async def worker_listed() -> Finding | None:  # a container just started may still list only `runc init`
+        found = one(await run("cpu", only=("container_processes",), container=name), f"Processes {name}")
+        return found if "worker" in text_of(found) else None
+
+    processes = await eventually(worker_listed, timeout=15, what="the worker process in docker top")
     shown = redact(text_of(processes))  # what every outward path does to it
     assert "worker -p*** -u admin:*** DB_PASS=***" in shown, shown
     for password in ("MyS3cretPw", "Curl-Pw-99", "Db-Pass-42"):
