@@ -40,7 +40,20 @@ from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
-from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
+from runbooks import (
+    application,
+    auth,
+    disk,
+    errors,
+    integrity,
+    largest_files,
+    log_rotation,
+    network,
+    performance,
+    quick,
+    tls,
+    triage,
+)
 from runbooks.containers import actions as container_actions
 from runbooks.containers import startup
 from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
@@ -65,6 +78,8 @@ RUNBOOKS: tuple[Runbook, ...] = (
     integrity.runbook,
     errors.runbook,
     disk.runbook,
+    largest_files.runbook,
+    log_rotation.runbook,
     network.runbook,
     tls.runbook,
     attacks.runbook,
