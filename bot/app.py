@@ -56,7 +56,7 @@ from runbooks import (
 )
 from runbooks.containers import actions as container_actions
 from runbooks.containers import startup
-from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
+from runbooks.database import connect, connections, corruption, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
 from runbooks.emergency import outage, restart, restoring
@@ -71,6 +71,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     connections.runbook,
     statements.runbook,
     indexes.runbook,
+    corruption.runbook,
     db_settings.runbook,
     locks.runbook,
     replication.runbook,
