@@ -51,6 +51,7 @@ from runbooks import (
     network,
     performance,
     quick,
+    reconnect,
     tls,
     triage,
 )
@@ -82,6 +83,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     largest_files.runbook,
     log_rotation.runbook,
     network.runbook,
+    reconnect.runbook,
     tls.runbook,
     attacks.runbook,
     bans.runbook,
