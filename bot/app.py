@@ -50,6 +50,7 @@ from runbooks import (
     log_rotation,
     network,
     performance,
+    profiling,
     quick,
     reconnect,
     tls,
@@ -97,6 +98,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     memory.runbook,
     cpu.runbook,
     performance.runbook,
+    profiling.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (
