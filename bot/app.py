@@ -54,6 +54,7 @@ from runbooks import (
     quick,
     reconnect,
     tls,
+    tls_renewal,
     triage,
 )
 from runbooks.containers import actions as container_actions
@@ -86,6 +87,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     network.runbook,
     reconnect.runbook,
     tls.runbook,
+    tls_renewal.runbook,
     attacks.runbook,
     bans.runbook,
     accounts.runbook,
