@@ -42,10 +42,27 @@ from handlers import command as command_handlers
 from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
 from handlers import watches as watch_handlers
-from runbooks import application, auth, disk, errors, graph, integrity, network, performance, quick, tls, triage
+from runbooks import (
+    application,
+    auth,
+    disk,
+    errors,
+    graph,
+    integrity,
+    largest_files,
+    log_rotation,
+    network,
+    performance,
+    profiling,
+    quick,
+    reconnect,
+    tls,
+    tls_renewal,
+    triage,
+)
 from runbooks.containers import actions as container_actions
 from runbooks.containers import startup
-from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
+from runbooks.database import connect, connections, corruption, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
 from runbooks.emergency import outage, restart, restoring
@@ -60,6 +77,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     connections.runbook,
     statements.runbook,
     indexes.runbook,
+    corruption.runbook,
     db_settings.runbook,
     locks.runbook,
     replication.runbook,
@@ -67,8 +85,12 @@ RUNBOOKS: tuple[Runbook, ...] = (
     integrity.runbook,
     errors.runbook,
     disk.runbook,
+    largest_files.runbook,
+    log_rotation.runbook,
     network.runbook,
+    reconnect.runbook,
     tls.runbook,
+    tls_renewal.runbook,
     attacks.runbook,
     bans.runbook,
     accounts.runbook,
@@ -82,6 +104,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     cpu.runbook,
     performance.runbook,
     graph.runbook,
+    profiling.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
 
     erpgo_api_url: str | None = None
+    erpgo_probe_email: str | None = None  # an ERPGo account `login-test` logs in as (a real login)
+    erpgo_probe_password: SecretStr | None = None  # its password: never posted or logged
     erpgo_database_url: SecretStr | None = None
     erpgo_redis_url: SecretStr | None = None
     docker_host: str | None = None

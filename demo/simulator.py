@@ -643,6 +643,23 @@ def guide_refresh(request: web.Request, body: dict[str, Any] | None) -> web.Resp
     return json_response(issue_tokens(request.app["jwt_secret"], claims["email"]))
 
 
+async def forgot_password(request: web.Request) -> web.Response:
+    """The real handler: bind the e-mail, ask the service (which mails a reset link to a known account), then
+    the same 200 whether the account exists or not, so nobody learns which do. The mails it would send are
+    recorded in app["password_resets"]."""
+    body = await _json_object(request)
+    email = body.get("email") if body is not None else None
+    if not isinstance(email, str) or "@" not in email.strip("@"):
+        tag = "required" if not email else "email"
+        detail = f"Key: 'ForgotPasswordRequest.Email' Error:Field validation for 'Email' failed on the '{tag}' tag"
+        return handler_error(400, "Invalid request body", detail)
+    if request.app["sim"].status == "unhealthy":  # the user lookup needs the database
+        return handler_error(500, "Failed to process request", "failed to get user: database unavailable")
+    if email.strip().lower() in request.app["credentials"]:
+        request.app["password_resets"].append(email.strip().lower())
+    return json_response({"message": "If an account with this email exists, a password reset link has been sent"})
+
+
 # --- simulator control --------------------------------------------------------------------------
 
 
@@ -683,7 +700,8 @@ def create_app(**switches: Any) -> web.Application:
     """The simulator app; keyword arguments are initial switches (see Switches).
 
     State: app["sim"] (Switches), app["credentials"] (email -> password),
-    app["jwt_secret"] (signs the tokens), app["started_ns"], app["go_runtime"] (what /metrics shows).
+    app["jwt_secret"] (signs the tokens), app["started_ns"], app["go_runtime"] (what /metrics shows),
+    app["password_resets"] (the e-mails a reset link was sent to).
     """
     sim = Switches()
     sim.update(switches)
@@ -691,6 +709,7 @@ def create_app(**switches: Any) -> web.Application:
     _set_state(app, "sim", sim)
     _set_state(app, "credentials", dict(DEMO_CREDENTIALS))
     _set_state(app, "jwt_secret", secrets.token_hex(32))
+    _set_state(app, "password_resets", [])
     _set_state(app, "started_ns", time.time_ns())
     _set_state(app, "go_runtime", GoRuntime())
     app.router.add_get("/health", health)
@@ -701,6 +720,7 @@ def create_app(**switches: Any) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/v1/auth/login", login)
     app.router.add_post("/api/v1/auth/refresh", refresh)
+    app.router.add_post("/api/v1/auth/forgot-password", forgot_password)
     app.router.add_get("/_sim", get_switches)
     app.router.add_post("/_sim", set_switches)
     return app

@@ -323,6 +323,8 @@ class LogFile:
     size: int | None  # None: not readable from here
     max_size: str | None
     max_file: str | None
+    container_id: str = ""
+    path: str = ""  # the json-file log on the engine's host ("" for other drivers)
 
     @property
     def rotated(self) -> bool:
@@ -354,10 +356,12 @@ def log_file(raw: dict[str, Any]) -> LogFile:
         size=size,
         max_size=options.get("max-size"),
         max_file=options.get("max-file"),
+        container_id=str(raw.get("Id", "")),
+        path=path,
     )
 
 
-async def _log_files(ctx: CheckContext, ids: list[str]) -> list[LogFile]:
+async def log_files(ctx: CheckContext, ids: list[str]) -> list[LogFile]:
     docker = ctx.targets.docker
     gate = asyncio.Semaphore(INSPECT_CONCURRENCY)
 
@@ -382,7 +386,7 @@ def log_status(log: LogFile) -> Status:
 async def container_logs(ctx: CheckContext) -> Finding:
     df = await docker_df(ctx)
     ids = [str(c["Id"]) for c in (df.get("Containers") or [])][:MAX_LOGS_INSPECTED]
-    logs = await _log_files(ctx, ids)
+    logs = await log_files(ctx, ids)
     readable = sorted((log for log in logs if log.size is not None), key=lambda log: -(log.size or 0))
     if logs and not readable:
         return Finding.skipped(

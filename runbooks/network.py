@@ -22,6 +22,7 @@ from bot.core.registry import Runbook
 from bot.targets import container_probes as probes
 from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import ContainerInfo, NetworkInfo, PortBinding, container_info, port_conflicts
+from runbooks.reconnect import reconnect_proposal
 from runbooks.triage import name_matches
 from runbooks.watched import watched_api
 
@@ -197,6 +198,9 @@ class Target:
     ports: list[int] = field(default_factory=list)
     expected: set[str] = field(default_factory=set)  # the addresses the engine gave it
     settings: list[str] = field(default_factory=list)
+    container_id: str = ""  # "" for a host that is no watched container
+    network: str = ""  # the network it shares with the API: where a reconnect would put it back
+    aliases: list[str] = field(default_factory=list)  # the names it should answer to there
 
 
 def _connection_line(connection: probes.Connection) -> str:
@@ -268,6 +272,14 @@ async def probe_target(
             "although both are on the network, recreate it (step 3: `docker-compose down`, `docker-compose up -d`)"
         )
     details.append(f"probed from {box.container}; {box.describe()}")
+    proposals = []
+    misses = resolution.resolved is not True or not set(resolution.addresses) & target.expected
+    if status is Status.CRIT and misses and target.container_id:
+        proposals.append(
+            reconnect_proposal(
+                target.container, target.container_id, target.network, target.name, target.aliases, box.container, title
+            )
+        )
     data = {
         "name": target.name,
         "resolved": resolution.resolved,
@@ -276,7 +288,7 @@ async def probe_target(
         "tcp": {str(c.port): {"state": c.state, "tool": c.tool} for c in connections},
         "expected": sorted(target.expected),
     }
-    return Finding(status, component, title, details=details, data=data)
+    return Finding(status, component, title, details=details, data=data, proposals=proposals)
 
 
 def _not_probed(api: Member, peer: Member, shared: set[str]) -> Finding | None:
@@ -323,13 +335,15 @@ def targets_of(found: Survey) -> tuple[list[Target | Finding], dict[str, Target]
             planned.append(finding)
             continue
         target = Target(peer.service_name(shared), peer.name, peer.exposed_tcp_ports(), peer.addresses(shared))
+        target.container_id, target.network = peer.info.id, sorted(shared)[0]
+        target.aliases = list(dict.fromkeys([target.name, *peer.aliases({target.network})]))
         planned.append(target)
         for name in {peer.name, target.name, *peer.aliases(shared)}:
             by_name[name] = target
     return planned, by_name
 
 
-@runbook.check("net", component="Service discovery", section=NAMES, timeout=30)
+@runbook.check("net", component="Service discovery", section=NAMES, timeout=30, proposes=("docker.reconnect",))
 async def service_discovery(ctx: CheckContext) -> list[Finding]:
     found = await survey(ctx)
     api = found.api_member

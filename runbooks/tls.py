@@ -126,10 +126,18 @@ def failure_finding(host: str, port: int, exc: BaseException) -> Finding:
     return Finding.error(component, describe_error(exc))
 
 
-async def inspect_one(ctx: CheckContext, host: str, port: int) -> Finding:
+async def report_of(ctx: CheckContext, host: str, port: int) -> tls.TlsReport:
+    """The endpoint's handshakes, once for all the checks of one report."""
     timeout = ctx.settings.erpgo_check_timeout * HANDSHAKE_SHARE
+    return await ctx.shared(
+        f"_tls_report {host}:{port}",
+        lambda: tls.inspect(host, port, ca_file=ctx.settings.erpgo_tls_ca_file, timeout=timeout),
+    )
+
+
+async def inspect_one(ctx: CheckContext, host: str, port: int) -> Finding:
     try:
-        report = await tls.inspect(host, port, ca_file=ctx.settings.erpgo_tls_ca_file, timeout=timeout)
+        report = await report_of(ctx, host, port)
     except Exception as exc:  # each endpoint is its own finding: one failing never hides the others
         return failure_finding(host, port, exc)
     return report_finding(report, datetime.now(UTC))

@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.network",
     "tests.fixtures.tls",
     "tests.fixtures.docker",
+    "tests.fixtures.go_api",
     "tests.fixtures.outbox",
     "tests.fixtures.prometheus",
 ]

@@ -285,8 +285,7 @@ async def test_jwt_through_slack_never_posts_or_logs_the_token(start_bot, capsys
 
 
 async def login_test(url: str) -> Finding:
-    [finding] = (await run_verb("login-test", erpgo_api_url=url)).values()
-    return finding
+    return (await run_verb("login-test", erpgo_api_url=url))["Login path"]
 
 
 async def test_login_path_answers_the_real_401_unauthorized(simulator):
@@ -398,5 +397,7 @@ async def test_login_accepting_a_wrong_password_is_critical():
 
 
 async def test_login_test_not_configured_is_skipped():
-    [finding] = (await run_verb("login-test")).values()
+    [finding] = [
+        f for f in (await run_verb("login-test")).values() if f.status is not Status.SKIPPED or "ERPGO_API" in f.title
+    ]
     assert finding.status is Status.SKIPPED and "ERPGO_API_URL" in finding.title

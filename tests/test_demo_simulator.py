@@ -575,3 +575,17 @@ async def test_runs_as_a_module_and_logs_one_line_per_request():
     assert stdout == ""
     request_lines = [line for line in stderr.splitlines() if '"GET /health HTTP/1.1" 503' in line]
     assert len(request_lines) == 1, stderr
+
+
+async def test_forgot_password_answers_the_same_for_any_account_and_mails_only_a_known_one(client):
+    same = {"message": "If an account with this email exists, a password reset link has been sent"}
+    for email in ("Admin@Example.com", "nobody@example.com"):
+        resp = await client.post("/api/v1/auth/forgot-password", json={"email": email})
+        assert resp.status == 200 and await resp.json() == same
+    assert client.server.app["password_resets"] == ["admin@example.com"]
+    resp = await client.post("/api/v1/auth/forgot-password", json={"email": "not-an-address"})
+    doc = await resp.json()
+    assert resp.status == 400 and doc["error"] == "Invalid request body" and "'email' tag" in doc["details"]
+    sim(client).status = "unhealthy"
+    resp = await client.post("/api/v1/auth/forgot-password", json={"email": "admin@example.com"})
+    assert resp.status == 500 and (await resp.json())["error"] == "Failed to process request"

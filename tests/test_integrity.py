@@ -25,7 +25,7 @@ from tests.demo_dialects import (  # noqa: F401 (fixtures)
 )
 from tests.support import run_bot_async
 
-COMPONENTS = ("Foreign keys", "Order totals", "Stock levels", "Order statuses")
+COMPONENTS = ("Foreign keys", "Order totals", "Stock levels", "Order statuses", "Constraints")
 REAL_STATUSES = [
     "DRAFT",
     "PENDING",
@@ -395,7 +395,7 @@ async def test_order_subtotal_repaired_after_a_colleague_approves_in_slack(
     [head] = bot.slack.channel_messages("C0OPS")
     approvals = [m for m in bot.slack.thread("C0OPS", head["ts"]) if bot.slack.buttons(m)]
     [totals] = [m for m in approvals if "Recalculate subtotal and total_amount" in str(m["blocks"])]
-    assert len(approvals) == 2  # order subtotals and stock levels
+    assert len(approvals) == 3  # order subtotals, stock levels, validating the NOT VALID foreign key
     assert "UPDATE orders o" in str(totals["blocks"])  # the preview: the exact statement
 
     result = await bot.slack.click(totals, "approval.approve", user_id="U0BOB")

@@ -69,7 +69,11 @@ def sampled_for(targets: Targets, name: str, seconds: float) -> Callable[[], boo
 
 async def test_climbing_memory_is_rising_with_a_restart_proposed_and_a_quiet_one_steady(checks, docker_engine, names):
     leaky, quiet = names("api"), names("quiet")
-    docker_engine.run(leaky, LEAKY, run_args=["--memory", "256m", "-e", "SERVER_PORT=8080", "-e", "GOGC=50"])
+    docker_engine.run(
+        leaky,
+        LEAKY,
+        run_args=["--memory", "256m", "-e", "SERVER_PORT=8080", "-e", "GOGC=50", "-e", "GODEBUG=gctrace=1"],
+    )
     docker_engine.run(quiet, "sleep 100")
     run, targets = await checks(sampled=True, docker_host=docker_engine.host, erpgo_containers=f"{leaky},{quiet}")
     for name in (leaky, quiet):
@@ -81,8 +85,13 @@ async def test_climbing_memory_is_rising_with_a_restart_proposed_and_a_quiet_one
     assert climbing.status is Status.WARN
     assert " of 256.0 MB (" in climbing.title and "rising " in climbing.title and "/min over the last" in climbing.title
     assert any("reaches its limit in about" in line for line in climbing.details)
-    assert "Go memory settings: GOMEMLIMIT not set, GOGC set" in climbing.details
-    assert any("without GOMEMLIMIT the Go GC does not know the 256.0 MB limit" in line for line in climbing.details)
+    assert "Go memory settings: GOGC=50, GOMEMLIMIT not set, GODEBUG=gctrace=1" in climbing.details
+    assert any(
+        "without GOMEMLIMIT the Go GC does not know the 256.0 MB limit" in line and "GOMEMLIMIT=230MiB" in line
+        for line in climbing.details
+    )
+    assert any(line.startswith("GOGC=50 collects more often") for line in climbing.details)
+    assert any("gctrace=1 prints one line per GC" in line for line in climbing.details)
     [restart] = climbing.proposals
     assert restart.action == "docker.restart" and restart.args["name"] == leaky
     steady = one(findings, f"Memory {quiet}")

@@ -45,6 +45,12 @@ class ErpgoApi:
     async def get(self, path: str) -> HttpResult:
         return await self.request("GET", path)
 
+    async def get_bytes(self, path: str, *, timeout: float, limit: int) -> tuple[int, bytes]:
+        """(status, body) of a GET that may take longer than the checks' timeout (a CPU profile samples for
+        its seconds) and whose body is binary; at most `limit` bytes are read."""
+        async with self._client().get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            return response.status, await response.content.read(limit)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -136,7 +136,7 @@ class ToolResult:
     stderr: str
 
 
-async def _run_tool(argv: list[str], *, timeout: float, extra_env: Mapping[str, str] | None = None) -> ToolResult:
+async def run_tool(argv: list[str], *, timeout: float, extra_env: Mapping[str, str] | None = None) -> ToolResult:
     env = {**os.environ, **(extra_env or {})}
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
@@ -211,7 +211,7 @@ def _password_env(password: str | None) -> dict[str, str]:
     return {"PGPASSWORD": password} if password is not None else {}
 
 
-def _masked(text: str, password: str | None) -> str:
+def masked(text: str, password: str | None) -> str:
     if password:
         for form in sorted({password, quote(password, safe=""), quote(password)}, key=len, reverse=True):
             text = text.replace(form, _MASK)
@@ -304,12 +304,12 @@ async def verify(path: str, *, timeout: float, read_data: bool = True) -> DumpTo
     """The dump's table of contents; DumpUnreadable unless pg_restore can read it (all of it, with read_data)."""
     deadline = time.monotonic() + timeout
     pg_restore = find_tool("pg_restore")
-    listing = await _run_tool([pg_restore, "--list", path], timeout=timeout)
+    listing = await run_tool([pg_restore, "--list", path], timeout=timeout)
     if listing.returncode != 0:
         raise DumpUnreadable(path, _first_error(listing.stderr))
     toc = parse_toc(listing.stdout, path)
     if read_data:
-        full = await _run_tool([pg_restore, f"--file={os.devnull}", path], timeout=_remaining(deadline))
+        full = await run_tool([pg_restore, f"--file={os.devnull}", path], timeout=_remaining(deadline))
         if full.returncode != 0:
             raise DumpUnreadable(path, _first_error(full.stderr))
     return toc
@@ -338,9 +338,9 @@ async def dump(
     argv, extra_env = dump_command(dsn, str(partial))
     password = extra_env.get("PGPASSWORD")
     try:
-        result = await _run_tool(argv, timeout=timeout, extra_env=extra_env)
+        result = await run_tool(argv, timeout=timeout, extra_env=extra_env)
         if result.returncode != 0:
-            raise DumpFailed(f"pg_dump failed: {_masked(_first_error(result.stderr), password)}")
+            raise DumpFailed(f"pg_dump failed: {masked(_first_error(result.stderr), password)}")
         try:
             await verify(str(partial), timeout=_remaining(deadline))
         except DumpUnreadable as exc:
@@ -394,9 +394,9 @@ async def create_database(admin_conn: asyncpg.Connection, name: str, *, owner: s
 async def restore_into(dsn: str, dump_path: str, timeout: float, *, role: str | None = None) -> None:
     """pg_restore the dump into the (existing, empty) database of `dsn`; RestoreFailed at the first error."""
     argv, extra_env = restore_command(dsn, dump_path, role)
-    result = await _run_tool(argv, timeout=timeout, extra_env=extra_env)
+    result = await run_tool(argv, timeout=timeout, extra_env=extra_env)
     if result.returncode != 0:
-        raise RestoreFailed(f"pg_restore failed: {_masked(_first_error(result.stderr), extra_env.get('PGPASSWORD'))}")
+        raise RestoreFailed(f"pg_restore failed: {masked(_first_error(result.stderr), extra_env.get('PGPASSWORD'))}")
 
 
 def _table_reference(table: str) -> str:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
+from aiodocker.networks import DockerNetwork
 
 from bot.core.errors import NotConfigured
 from bot.targets.docker_models import (
@@ -238,6 +239,14 @@ class Docker:
             client._query(f"containers/{name}/stop", method="POST", params={"t": grace_seconds}, timeout=None),
         ):
             pass
+
+    async def reconnect(self, network: str, container_id: str, endpoint: dict[str, Any]) -> None:
+        """`docker network disconnect` then `connect` with the given endpoint settings (aliases, static
+        addresses): the engine registers the container's names in the network's DNS anew."""
+        async with self._call(container=container_id) as client:
+            attached = DockerNetwork(client, network)
+            await attached.disconnect({"Container": container_id, "Force": False})
+            await attached.connect({"Container": container_id, "EndpointConfig": endpoint})
 
     async def restart(self, name: str, grace_seconds: int) -> None:
         """`docker restart -t grace`: SIGTERM, up to `grace_seconds` to exit, then SIGKILL, then start."""

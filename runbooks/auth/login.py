@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status
+from bot.targets.api import HttpResult
 from runbooks.auth.common import LOGIN, runbook
 
 PROBE_EMAIL = "login-test@erpgo-chatops.invalid"  # RFC 2606: can never be a real account
@@ -131,6 +132,47 @@ def account_locked(answer: str, took: str) -> tuple[str, list[str]]:
     return title, details
 
 
+def judged(result: HttpResult, error: ApiError | None, answer: str, took: str) -> tuple[Status, str, list[str]]:
+    """How the answer to a wrong password reads: (status, title, what to add to the details)."""
+    code = error.code if error else None
+    if is_wrong_password_answer(result.status, error):
+        if code == "AUTH_001":
+            return (
+                Status.OK,
+                f"answers {answer} for a wrong password in {took}: the auth path and its database work",
+                [],
+            )
+        return (
+            Status.OK,
+            f"answers {answer} for a wrong password in {took}: the login path works",
+            [
+                'the real ERPGo answers "invalid credentials" also when the user lookup itself fails '
+                "(its database down): `/erpgo health` checks the database"
+            ],
+        )
+    if result.status >= 500:
+        return (
+            Status.CRIT,
+            f"login path broken: {answer} in {took}",
+            ["the user lookup needs the database: `/erpgo health`, and the API's logs (`/erpgo logs`)"],
+        )
+    if 200 <= result.status < 300:
+        return Status.CRIT, f"a wrong password was ACCEPTED ({answer}): authentication is not checking credentials", []
+    if result.status == 404:
+        return Status.WARN, "login endpoint not found (HTTP 404)", []
+    if code == "ACCOUNT_LOCKED":
+        return Status.WARN, *account_locked(answer, took)
+    if result.status == 429 or code in ("RATE_LIMIT_EXCEEDED", "RATE_LIMIT_PENALTY"):
+        return Status.WARN, *rate_limited(answer, error, took)
+    title = (
+        f"unexpected answer {answer} in {took} "
+        '(expected 401 UNAUTHORIZED "invalid credentials", or the guide\'s AUTH_001)'
+    )
+    if result.json is None:
+        return Status.WARN, title, ["the body is not JSON: " + result.text[:200]]
+    return Status.WARN, title, [f"`/erpgo error {code.lower()}` explains {code}"] if code else []
+
+
 @runbook.check("login-test", component="Login path", section=LOGIN)
 async def login_path(ctx: CheckContext) -> Finding:
     """The guide's "Test Authentication Flow" with a credential that must fail, so nobody's account is touched."""
@@ -139,7 +181,6 @@ async def login_path(ctx: CheckContext) -> Finding:
         "POST", "/api/v1/auth/login", json_body={"email": PROBE_EMAIL, "password": secrets.token_urlsafe(12)}
     )
     error = api_error_of(result.json)
-    code = error.code if error else None
     answer = answer_text(result.status, error)
     took = f"{result.elapsed_ms:.0f} ms"
     details = [
@@ -150,50 +191,15 @@ async def login_path(ctx: CheckContext) -> Finding:
         details.append(f"correlation_id: {error.correlation_id} (find it in the API's logs)")
     if error and error.details:
         details.append(f"details: {error.details}")
+    status, title, more = judged(result, error, answer, took)
+    details += more
+    if status is Status.OK and result.elapsed_ms > SLOW_LOGIN_MS:
+        status, title = Status.WARN, f"slow: {answer} after {took} (over {SLOW_LOGIN_MS / 1000:g} s)"
     data = {
         "http_status": result.status,
-        "code": code,
+        "code": error.code if error else None,
         "message": error.message if error else None,
         "correlation_id": error.correlation_id if error else None,
         "elapsed_ms": round(result.elapsed_ms, 1),
     }
-    if is_wrong_password_answer(result.status, error):
-        status, title = Status.OK, f"answers {answer} for a wrong password in {took}: the login path works"
-        if code == "AUTH_001":
-            title = f"answers {answer} for a wrong password in {took}: the auth path and its database work"
-        else:
-            details.append(
-                'the real ERPGo answers "invalid credentials" also when the user lookup itself fails '
-                "(its database down): `/erpgo health` checks the database"
-            )
-    elif result.status >= 500:
-        status, title = Status.CRIT, f"login path broken: {answer} in {took}"
-        details.append("the user lookup needs the database: `/erpgo health`, and the API's logs (`/erpgo logs`)")
-    elif 200 <= result.status < 300:
-        status, title = (
-            Status.CRIT,
-            f"a wrong password was ACCEPTED ({answer}): authentication is not checking credentials",
-        )
-    elif result.status == 404:
-        status, title = Status.WARN, "login endpoint not found (HTTP 404)"
-    elif code == "ACCOUNT_LOCKED":
-        status, (title, more) = Status.WARN, account_locked(answer, took)
-        details += more
-    elif result.status == 429 or code in ("RATE_LIMIT_EXCEEDED", "RATE_LIMIT_PENALTY"):
-        status, (title, more) = Status.WARN, rate_limited(answer, error, took)
-        details += more
-    else:
-        status, title = (
-            Status.WARN,
-            (
-                f"unexpected answer {answer} in {took} "
-                '(expected 401 UNAUTHORIZED "invalid credentials", or the guide\'s AUTH_001)'
-            ),
-        )
-        if result.json is None:
-            details.append("the body is not JSON: " + result.text[:200])
-        elif code:
-            details.append(f"`/erpgo error {code.lower()}` explains {code}")
-    if status is Status.OK and result.elapsed_ms > SLOW_LOGIN_MS:
-        status, title = Status.WARN, f"slow: {answer} after {took} (over {SLOW_LOGIN_MS / 1000:g} s)"
     return Finding(status, "Login path", title, details=details, data=data)

@@ -320,7 +320,11 @@ def malformed(parts: list[str]) -> Finding | None:
 @runbook.check("jwt", component="JWT", section=JWT)
 async def jwt_token(ctx: CheckContext) -> Finding:
     """Structure, signature (with the API's JWT_SECRET), kind, issuer, expiry against JWT_EXPIRY, nbf/iat."""
-    token = ctx.arg(TokenArgs).token
+    return await token_finding(ctx, ctx.arg(TokenArgs).token)
+
+
+async def token_finding(ctx: CheckContext, token: str) -> Finding:
+    """What `jwt` says about one token (also about the token a probe login got)."""
     parts = token.split(".")
     if (bad := malformed(parts)) is not None:
         return bad

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 # the modules register their checks in the order the report shows them
 # isort: off
-from runbooks.integrity import foreign_keys, totals, stock, statuses
+from runbooks.integrity import foreign_keys, totals, stock, statuses, constraints
 
 # isort: on
 from runbooks.integrity.common import ORDER_TRANSITIONS, runbook
 
-__all__ = ["ORDER_TRANSITIONS", "foreign_keys", "runbook", "statuses", "stock", "totals"]
+__all__ = ["ORDER_TRANSITIONS", "constraints", "foreign_keys", "runbook", "statuses", "stock", "totals"]

@@ -1,7 +1,7 @@
 """Guide: "Application Issues › Memory Leaks" and "Infrastructure Issues › Memory Issues" — `/erpgo memory [container]`.
 
 Per container: memory used against its limit and the trend over the background sampler's window
-(rising or steady), OOM kills, and for the API whether GOMEMLIMIT / GOGC are set. The API's
+(rising or steady), OOM kills, and for the API its GOGC, GOMEMLIMIT and GODEBUG (go_settings.py). The API's
 `/metrics` read twice a few seconds apart shows whether goroutines and heap grow (the real ERPGo
 has no `/debug/pprof`; when one is exposed its heap and goroutine profiles are summarised). Then
 the Docker host's memory (`docker info`) and, when the bot runs on that host, `/proc/meminfo`.
@@ -39,6 +39,7 @@ from runbooks.resources.common import (
     size,
     top_processes,
 )
+from runbooks.resources.go_settings import go_memory_settings
 from runbooks.watched import ContainerArgs
 
 runbook = Runbook("resources.memory")
@@ -93,18 +94,6 @@ def trend(sample: StatsSample) -> tuple[str, bool]:
     return f"steady over the last {human_duration(span)}", False
 
 
-def go_memory_settings(info: ContainerInfo) -> list[str]:
-    """The guide's step 2 of Memory Issues: are GOMEMLIMIT and GOGC set (names only)."""
-    shown = [f"{var} {'set' if info.env.get(var) == 'set' else 'not set'}" for var in ("GOMEMLIMIT", "GOGC")]
-    lines = ["Go memory settings: " + ", ".join(shown)]
-    if info.memory_limit and info.env.get("GOMEMLIMIT") != "set":
-        lines.append(
-            f"without GOMEMLIMIT the Go GC does not know the {human_bytes(info.memory_limit)} limit: the OOM killer "
-            f"may strike first (GOMEMLIMIT ≈ 90 % of the limit lets the GC work harder before that)"
-        )
-    return lines
-
-
 def stopped_memory(info: ContainerInfo, component: str) -> Finding:
     state = info.state
     if state.oom_killed:
@@ -141,7 +130,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
             "its previous run was killed by its memory limit (OOMKilled) before the restart policy started it"
         )
     if is_api(info):
-        details += go_memory_settings(info)
+        details += go_memory_settings(await ctx.targets.docker.inspect_raw(name), info.memory_limit)
     status = worst(statuses)
     proposals = []
     if status is not Status.OK:
