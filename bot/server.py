@@ -130,7 +130,7 @@ async def drain(runtime: Runtime, signals: StopSignals) -> None:
     hurry.cancel()
 
 
-async def serve(settings, host: str, port: int) -> int:
+async def serve(settings: Settings, host: str, port: int) -> int:
     signals = StopSignals()
     runner, bound = await start_http(settings, host, port)
     runtime = runner.app[RUNTIME]
@@ -146,7 +146,7 @@ async def serve(settings, host: str, port: int) -> int:
     return 0
 
 
-async def start_socket_mode(settings, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_socket_mode(settings: Settings, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Socket Mode with its HTTP side: the webhook, /healthz and /metrics on `port` (everything but
     /slack/events), serving at once, while the link to Slack is (re)established with backoff."""
     from bot.core.errors import Backoff
@@ -172,7 +172,7 @@ async def start_socket_mode(settings, host: str, port: int) -> tuple[web.AppRunn
     return runner, bound
 
 
-async def socket_mode(settings, host: str = "0.0.0.0", port: int | None = None) -> int:
+async def socket_mode(settings: Settings, host: str = "0.0.0.0", port: int | None = None) -> int:
     signals = StopSignals()
     runner, bound = await start_socket_mode(settings, host, port or settings.port)
     runtime = runner.app[RUNTIME]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -130,12 +130,12 @@ class Settings(BaseSettings):
 
     @field_validator("erpgo_database_url", "bot_database_url", mode="before")
     @classmethod
-    def _pg_dsn(cls, value):
+    def _pg_dsn(cls, value: Any) -> Any:
         return _require_scheme(value, ("postgres", "postgresql"))
 
     @field_validator("erpgo_redis_url", mode="before")
     @classmethod
-    def _redis_url(cls, value):
+    def _redis_url(cls, value: Any) -> Any:
         return _require_scheme(value, ("redis", "rediss", "unix"))
 
     @field_validator("docker_host")
@@ -151,14 +151,14 @@ class Settings(BaseSettings):
 
     @field_validator("erpgo_disk_paths", "erpgo_tls_endpoints", "erpgo_ban_allowlist", mode="before")
     @classmethod
-    def _comma_list(cls, value):
+    def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("erpgo_ban_default_duration", "erpgo_ban_max_duration", "erpgo_chart_lookback", mode="before")
     @classmethod
-    def _duration(cls, value):
+    def _duration(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip().isdigit():
             try:
                 return parse_duration(value)
@@ -208,12 +208,12 @@ class Settings(BaseSettings):
 
     @field_validator("erpgo_watch_horizon", mode="before")
     @classmethod
-    def _horizon(cls, value):
+    def _horizon(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("erpgo_escalate_after", mode="before")
     @classmethod
-    def _escalate_after(cls, value):
+    def _escalate_after(cls, value: Any) -> Any:
         if isinstance(value, str):
             return None if value.strip().lower() == "off" else parse_duration(value)
         return value
@@ -269,7 +269,7 @@ class Settings(BaseSettings):
 
     @field_validator("erpgo_containers", mode="before")
     @classmethod
-    def _containers(cls, value):
+    def _containers(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [name.strip() for name in value.split(",") if name.strip()]
         if not value:
@@ -281,7 +281,7 @@ class Settings(BaseSettings):
 
     @field_validator("erpgo_alert_routes", mode="before")
     @classmethod
-    def _alert_routes(cls, value):
+    def _alert_routes(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
         routes = []
@@ -317,7 +317,7 @@ class Settings(BaseSettings):
         return value.get_secret_value() if value is not None else None
 
 
-def load_settings(**overrides) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the environment; raise ConfigError with one line naming the bad setting."""
     try:
         settings = Settings(**overrides)

@@ -183,7 +183,7 @@ async def refused(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb_name: s
     return True
 
 
-async def refuse(runtime, inv: Invocation, ack, verb_name: str, reason: str) -> None:
+async def refuse(runtime: Runtime, inv: Invocation, ack: AsyncAck, verb_name: str, reason: str) -> None:
     """A refusal told to the asker alone and audited."""
     COMMANDS.labels(verb_name, "refused").inc()
     log.info("command", verb=verb_name, outcome="refused")

@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.alerts.messages import (
     HEADER,
@@ -33,7 +34,8 @@ from bot.core.logs import log
 from bot.core.redact import redact
 from bot.core.units import human_duration, parse_duration, short_duration
 from bot.slack import outbox, render
-from bot.targets.alertmanager import AlertmanagerError
+from bot.store.pool import Store
+from bot.targets.alertmanager import Alertmanager, AlertmanagerError
 
 MIN_SILENCE_S = 5 * 60
 MAX_SILENCE_S = 14 * 86400
@@ -88,7 +90,7 @@ def parse_silence_duration(text: str) -> int:
     return seconds
 
 
-async def thread_of(store, group_id: int, channel: str, ts: str, wait: float = 3.0) -> AlertThread | None:
+async def thread_of(store: Store, group_id: int, channel: str, ts: str, wait: float = 3.0) -> AlertThread | None:
     """The group whose current thread's header is the message (channel, ts); None when it is not.
 
     A header Slack shows may be a moment ahead of the outbox's record of it (the commit follows the
@@ -109,7 +111,7 @@ async def thread_of(store, group_id: int, channel: str, ts: str, wait: float = 3
         await asyncio.sleep(0.1)
 
 
-async def thread_by_key(store, group_id: int, thread_key: str) -> AlertThread | None:
+async def thread_by_key(store: Store, group_id: int, thread_key: str) -> AlertThread | None:
     """The group's thread `thread_key`, if it is still the group's current one."""
     async with store.acquire() as conn:
         row = await conn.fetchrow(
@@ -119,20 +121,20 @@ async def thread_by_key(store, group_id: int, thread_key: str) -> AlertThread | 
     return _thread(row) if row is not None and row["thread_key"] == thread_key else None
 
 
-async def lock_group(conn, thread: AlertThread) -> bool:
+async def lock_group(conn: Any, thread: AlertThread) -> bool:
     return await _lock_group(conn, thread)
 
 
-async def refresh_header(conn, thread: AlertThread) -> None:
+async def refresh_header(conn: Any, thread: AlertThread) -> None:
     await _refresh_header(conn, thread)
 
 
-def thread_from_row(row) -> AlertThread:
+def thread_from_row(row: Any) -> AlertThread:
     """The thread of an alert_groups row (id, thread_key, channel, status, group_labels, common_labels)."""
     return _thread(row)
 
 
-def _thread(row) -> AlertThread:
+def _thread(row: Any) -> AlertThread:
     labels, group_labels = json.loads(row["common_labels"]), json.loads(row["group_labels"])
     return AlertThread(
         group_id=row["id"],
@@ -144,12 +146,12 @@ def _thread(row) -> AlertThread:
     )
 
 
-async def current_actions(conn, thread_key: str) -> ThreadActions:
+async def current_actions(conn: Any, thread_key: str) -> ThreadActions:
     row = await conn.fetchrow(ACTIONS, thread_key)
     return ThreadActions(**dict(row)) if row else ThreadActions()
 
 
-async def _refresh_header(conn, thread: AlertThread) -> None:
+async def _refresh_header(conn: Any, thread: AlertThread) -> None:
     """Queue the header again: the outbox renders it from alert_actions when it sends it."""
     view = await load_view(conn, thread.group_id, thread.thread_key)
     if view is None:
@@ -161,7 +163,7 @@ async def _refresh_header(conn, thread: AlertThread) -> None:
     )
 
 
-async def _lock_group(conn, thread: AlertThread) -> bool:
+async def _lock_group(conn: Any, thread: AlertThread) -> bool:
     """The group's row lock (the intake's and triage's order), and whether the thread is still its own."""
     current = await conn.fetchval("SELECT thread_key FROM alert_groups WHERE id = $1 FOR UPDATE", thread.group_id)
     return current == thread.thread_key
@@ -170,7 +172,7 @@ async def _lock_group(conn, thread: AlertThread) -> bool:
 # ---------------------------------------------------------------------- acknowledge
 
 
-async def acknowledge(store, thread: AlertThread, user: str) -> Outcome:
+async def acknowledge(store: Store, thread: AlertThread, user: str) -> Outcome:
     """Record that `user` is on it; of concurrent clicks the first one is recorded, the others told so."""
     async with store.acquire() as conn, conn.transaction():
         if not await _lock_group(conn, thread):
@@ -201,7 +203,7 @@ async def acknowledge(store, thread: AlertThread, user: str) -> Outcome:
 
 
 async def silence(
-    store, alertmanager, thread: AlertThread, user: str, user_name: str, seconds: int, comment: str
+    store: Store, alertmanager: Alertmanager, thread: AlertThread, user: str, user_name: str, seconds: int, comment: str
 ) -> Outcome:
     """Create a silence in Alertmanager matching the group, then record and show it.
 
@@ -241,7 +243,14 @@ async def silence(
 
 
 async def _record_silence(
-    conn, thread: AlertThread, user: str, silence_id: str, now: datetime, ends: datetime, comment: str, seconds: int
+    conn: Any,
+    thread: AlertThread,
+    user: str,
+    silence_id: str,
+    now: datetime,
+    ends: datetime,
+    comment: str,
+    seconds: int,
 ) -> None:
     await _lock_group(conn, thread)
     await conn.execute(
@@ -278,7 +287,7 @@ async def _record_silence(
     await _refresh_header(conn, thread)
 
 
-async def unsilence(store, alertmanager, thread: AlertThread, user: str) -> Outcome:
+async def unsilence(store: Store, alertmanager: Alertmanager, thread: AlertThread, user: str) -> Outcome:
     """Expire the thread's silence in Alertmanager, then record and show that it was lifted."""
     async with store.acquire() as conn, conn.transaction():
         if not await conn.fetchval(
@@ -338,7 +347,7 @@ def _alertmanager_refusal(what: str, exc: BaseException) -> Outcome:
     )
 
 
-async def _expire_quietly(alertmanager, silence_id: str) -> None:
+async def _expire_quietly(alertmanager: Alertmanager, silence_id: str) -> None:
     try:
         await alertmanager.expire_silence(silence_id)
     except Exception as exc:

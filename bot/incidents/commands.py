@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bot.core.findings import Finding, Status, worst
 from bot.core.redact import redact
+from bot.store.pool import Store
 
 MAX_ARGS = 300
 HEADLINE_FINDINGS = 3
@@ -18,7 +19,7 @@ def headline(findings: list[Finding]) -> str:
 
 
 async def record_command_run(
-    store,
+    store: Store,
     *,
     user_id: str,
     channel: str,
