@@ -25,6 +25,8 @@ from bot.approvals.publish import (
     publish_decision,
     refresh_pending_message,
     sweep_expired_forever,
+    verify_and_publish,
+    verify_unfinished_forever,
 )
 from bot.core.errors import describe_error
 from bot.core.logs import log
@@ -46,6 +48,7 @@ bot_verbs = Runbook("approvals")  # the bot's own verbs: approvals, audit
 def register(app: AsyncApp, runtime: Runtime) -> None:
     if runtime.approvals.configured:
         runtime.start_loop(sweep_expired_forever(runtime), name="approvals:expiry")
+        runtime.start_loop(verify_unfinished_forever(runtime), name="approvals:verify")
 
     @app.action(view.APPROVE_ACTION)
     async def approve_clicked(ack: AsyncAck, body: dict[str, Any], request: AsyncBoltRequest) -> None:
@@ -121,6 +124,8 @@ async def on_click(runtime: Runtime, click: Interaction, decision: str, retry: i
         "approval_click", outcome=outcome.kind, state=outcome.approval.state if outcome.approval else None, retry=retry
     )
     await show_decision(runtime, outcome, click)
+    if outcome.kind == "executed" and outcome.approval is not None and outcome.approval.state == "succeeded":
+        await verify_and_publish(runtime, outcome.approval)
 
 
 async def show_decision(runtime: Runtime, outcome: Decision, click: Interaction) -> None:

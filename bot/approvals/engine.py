@@ -176,8 +176,9 @@ class Approvals:
         expiry = self.policy.expiry(proposal.action).total_seconds()
         row = await conn.fetchrow(
             "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
-            " thread_ts, thread_key, expires_at, approvals_required)"
-            " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, now() + make_interval(secs => $11), $12)"
+            " thread_ts, thread_key, expires_at, approvals_required, verify_scope)"
+            " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, now() + make_interval(secs => $11), $12,"
+            " $13::jsonb)"
             " RETURNING *",
             proposal.action,
             json.dumps(redact_any(proposal.args), default=str),
@@ -191,6 +192,9 @@ class Approvals:
             thread_key,
             expiry,
             self.policy.approvals_required(proposal.action),
+            json.dumps(redact_any({**proposal.scope, "target": proposal.target_key}), default=str)
+            if proposal.scope
+            else None,
         )
         await self._audit(
             conn,

@@ -10,6 +10,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmO
 
 from bot.approvals.engine import Approval, AuditEntry, Decision
 from bot.approvals.policy import Policy
+from bot.approvals.verify import Verification
 from bot.slack import render
 from bot.slack.render import Message, channel_link, clip, context, escape, mention, section
 
@@ -172,12 +173,40 @@ def outcome_line(approval: Approval) -> str:
     return f"pending, requested by {mention(approval.requester)}"
 
 
-def decided_message(approval: Approval) -> Message:
-    """The approval message once decided: the buttons are gone, the outcome is on top."""
+VERIFIED_EMOJI = {"verified": ":white_check_mark:", "not_fixed": ":x:", "unverified": ":grey_question:"}
+
+
+def verification_line(verification: Verification) -> str:
+    """*Verified*: before → after; *Not fixed*: what is seen now and what to try next."""
+    before, after = escape(clip(verification.before, 300)), escape(clip(verification.after, 300))
+    emoji = VERIFIED_EMOJI.get(verification.state, ":hourglass_flowing_sand:")
+    if verification.state == "verified":
+        return f"{emoji} *Verified*: {before} → {after}"
+    if verification.state == "not_fixed":
+        line = f"{emoji} *Not fixed*: {after}"
+        return line + (f"\n_Try next:_ {escape(clip(verification.next_step, 300))}" if verification.next_step else "")
+    if verification.state == "unverified":
+        return f"{emoji} *Not verified*: {after}"
+    return f"{emoji} verifying whether it worked…"
+
+
+def verification_reply(approval: Approval, verification: Verification) -> Message:
+    """The reply in the thread once the action was judged."""
+    return render.text_message(
+        f"Approval #{approval.id} ({escape(approval.summary)}): {verification_line(verification)}"
+    )
+
+
+def decided_message(approval: Approval, verification: Verification | None = None) -> Message:
+    """The approval message once decided: the buttons are gone, the outcome (and, once judged, whether
+    it worked) on top."""
     emoji = STATE_EMOJI.get(approval.state, ":grey_question:")
     if approval.state == "failed" and (approval.result or "").startswith(NOTHING_DONE):
         emoji = ":warning:"
-    blocks: list[Block] = [section(f"{emoji} {title_line(approval)}\n{outcome_line(approval)}")]
+    head = f"{emoji} {title_line(approval)}\n{outcome_line(approval)}"
+    if verification is not None:
+        head += "\n" + verification_line(verification)
+    blocks: list[Block] = [section(head)]
     if approval.target:
         blocks.append(section(target_lines(approval)))
     heading = "What ran" if approval.state in ("succeeded", "failed", "executing") else "What would have run"
@@ -189,7 +218,8 @@ def decided_message(approval: Approval) -> Message:
             f"{mention(approval.requester)} at {clock(approval.created_at)}{decided}"
         )
     )
-    return render.message(f"Approval #{approval.id}: {approval.summary} — {plain_outcome(approval)}", blocks)
+    judged = f" — {verification.words}" if verification is not None and verification.state != "running" else ""
+    return render.message(f"Approval #{approval.id}: {approval.summary} — {plain_outcome(approval)}{judged}", blocks)
 
 
 def plain_outcome(approval: Approval) -> str:
