@@ -18,6 +18,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.approvals import messages as view
+from bot.approvals.catalogue import actions_list
 from bot.approvals.engine import Decision, StoreUnavailable
 from bot.approvals.publish import (
     DELIVERY_WAIT,
@@ -28,6 +29,7 @@ from bot.approvals.publish import (
     verify_and_publish,
     verify_unfinished_forever,
 )
+from bot.approvals.record import TrackRecord, track_records
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
@@ -215,3 +217,27 @@ async def audit_verb(runtime, inv, args: list[str]):
     except (StoreUnavailable, TimeoutError) as exc:
         return view.store_down_notice(str(exc) or "no answer in time")
     return view.audit_list(entries)
+
+
+@bot_verbs.bot_verb("actions", "every remediation: what it does, who may request and approve it, and its track record")
+async def actions_verb(runtime: Runtime, inv: object, args: list[str]) -> dict:
+    if args:
+        raise UsageError("`actions` takes no arguments")
+    policy = runtime.policy
+    try:
+        await asyncio.wait_for(policy.resolve_all(), LIST_TIMEOUT)
+    except TimeoutError:
+        pass  # the groups not read in time show as they are known
+    return actions_list(runtime.registry, policy, await records_or_none(runtime))
+
+
+async def records_or_none(runtime: Runtime) -> dict[str, TrackRecord] | None:
+    """Every remediation's track record; None without the bot's database or when it is down."""
+    if not runtime.approvals.configured:
+        return None
+    try:
+        async with runtime.store.acquire() as conn:
+            return await asyncio.wait_for(track_records(conn, list(runtime.registry.remediations)), LIST_TIMEOUT)
+    except Exception as exc:  # the list is still worth showing
+        log.warning("track_records_not_read", error=describe_error(exc))
+        return None

@@ -10,6 +10,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmO
 
 from bot.approvals.engine import Approval, AuditEntry, Decision
 from bot.approvals.policy import Policy
+from bot.approvals.record import TrackRecord
 from bot.approvals.verify import Verification
 from bot.slack import render
 from bot.slack.render import Message, channel_link, clip, context, escape, mention, section
@@ -86,8 +87,11 @@ def approvals_so_far(approval: Approval) -> str:
     return f"approved so far: {who} ({done} of {approval.approvals_required})"
 
 
-def approval_message(approval: Approval, policy: Policy, now: datetime | None = None) -> Message:
-    """The pending approval: what will happen, to what, the exact statement, and the two buttons."""
+def approval_message(
+    approval: Approval, policy: Policy, now: datetime | None = None, record: TrackRecord | None = None
+) -> Message:
+    """The pending approval: what will happen, to what, the exact statement, the two buttons, and the
+    remediation's track record."""
     now = now or datetime.now(UTC)
     left = (approval.expires_at - now).total_seconds()
     required = approval.approvals_required
@@ -138,10 +142,11 @@ def approval_message(approval: Approval, policy: Policy, now: datetime | None = 
             ],
         )
     )
+    track = f" · {escape(record.line())}" if record is not None else ""
     blocks.append(
         context(
             f"`{escape(approval.action)}` · approval #{approval.id} · "
-            "the target is re-checked before anything runs · every step is audited"
+            f"the target is re-checked before anything runs · every step is audited{track}"
         )
     )
     return render.message(f"Approval #{approval.id} needed: {approval.summary}", blocks)

@@ -281,6 +281,23 @@ class Policy:
         rule = self.action_rule(action)
         return bool(rule and rule.second_approver)
 
+    # ---- who, resolved (for `/erpgo actions` and `doctor`)
+
+    def verb_members(self, verb: str) -> set[str] | None:
+        """The people who may run `verb`, user groups resolved; None: everyone."""
+        pattern = _most_specific(self.document.verbs, verb)
+        return self._members(self.document.verbs[pattern]) if pattern is not None else set()
+
+    def approver_members(self, action: str) -> set[str] | None:
+        """The people who may approve `action`, user groups resolved; None: everyone."""
+        rule = self.action_rule(action)
+        return self._members(rule.approvers) if rule and rule.approvers else set()
+
+    async def resolve_all(self) -> None:
+        """Read every Slack user group the policy names that is not known now."""
+        if self.usergroup_ids and self.usergroups is not None:
+            await self.usergroups.refresh(self.usergroup_ids, "")
+
     def describe(self) -> str:
         """One line for the start-up log."""
         doc = self.document

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bot.approvals import messages as view
 from bot.approvals.engine import record_message, withdraw_in
 from bot.approvals.model import Approval, Decision, State, StoreUnavailable
+from bot.approvals.record import track_records
 from bot.approvals.verify import Verification, unfinished, verify
 from bot.core.errors import describe_error
 from bot.core.findings import Finding
@@ -79,8 +80,9 @@ async def refresh_pending_message(
     async with approval_thread(runtime, approval, fallback) as rows:
         if rows is None:
             return None
+        records = await track_records(rows.conn, [approval.action]) if rows.conn is not None else {}
         rows.update(
-            view.approval_message(approval, runtime.policy),
+            view.approval_message(approval, runtime.policy, record=records.get(approval.action)),
             kind=APPROVAL,
             data={"approval_id": approval.id},
             key=message_key(approval.id),
@@ -117,6 +119,7 @@ async def queue_proposals(
             "those proposals are shown as text only."
         )
     posted: list[Approval] = []
+    records = await track_records(rows.conn, [p.action for _, p in approvable])
     for finding, proposal in approvable[:MAX_APPROVAL_MESSAGES]:
         approval = await runtime.approvals.propose(
             proposal,
@@ -127,7 +130,7 @@ async def queue_proposals(
             conn=rows.conn,
         )
         rows.reply(
-            view.approval_message(approval, policy),
+            view.approval_message(approval, policy, record=records[approval.action]),
             kind=APPROVAL,
             data={"approval_id": approval.id},
             key=message_key(approval.id),
