@@ -38,6 +38,7 @@ from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
+from handlers import doctor as doctor_handlers
 from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
 from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
@@ -86,6 +87,7 @@ BOT_VERBS: tuple[Runbook, ...] = (
     alert_handlers.bot_verbs,
     alert_actions.bot_verbs,
     incident_handlers.bot_verbs,
+    doctor_handlers.bot_verbs,
 )
 HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers, incident_handlers)
 

@@ -27,6 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check.add_argument("verb", nargs="+", help="e.g. health, or: db locks")
     check.add_argument("--json", action="store_true", help="print findings as JSON")
     commands.add_parser("migrate", help="apply the bot database's migrations (BOT_DATABASE_URL) and exit")
+    commands.add_parser(
+        "doctor", help="is every capability ready? exit 0 ready, 1 degraded, 2 configuration error (changes nothing)"
+    )
     shell = commands.add_parser("shell", help="type /erpgo commands and see what Slack would show")
     shell.add_argument("--user", default="U0YOU", help="the Slack user id you act as")
     shell.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: $LOG_LEVEL")
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "shell":
             log_note = shell_logging(settings, args.log_level, args.log_file, interactive=sys.stdin.isatty())
         else:
-            configure_logging(settings.log_level, stream=sys.stderr if args.command == "check" else sys.stdout)
+            to_stderr = args.command in ("check", "doctor")  # their report is stdout
+            configure_logging(settings.log_level, stream=sys.stderr if to_stderr else sys.stdout)
         if args.command == "check":
             return asyncio.run(run_check(settings, args.verb, args.json))
         if args.command == "serve":
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(socket_mode(settings, args.host, args.port or settings.port))
         if args.command == "migrate":
             return asyncio.run(run_migrate(settings))
+        if args.command == "doctor":
+            return asyncio.run(run_doctor(settings))
         if args.command == "shell":
             from bot.local.shell import run_shell
 
@@ -181,6 +187,26 @@ async def run_migrate(settings) -> int:
         f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "; database is up to date")
     )
     return EXIT_OK
+
+
+DOCTOR_PROBE_TIMEOUT = 5.0
+
+
+async def run_doctor(settings) -> int:
+    """One line per capability on stdout; 0 when all are ready, 1 when any is not."""
+    from bot.app import build_runtime
+    from bot.core.redact import redact
+    from bot.doctor import as_text, degraded
+    from bot.doctor.checkup import diagnose
+
+    runtime = build_runtime(settings, offline=not settings.secret("slack_bot_token"))
+    runtime.load_policy()
+    try:
+        lines = await diagnose(runtime, DOCTOR_PROBE_TIMEOUT)
+    finally:
+        await runtime.close()
+    print(redact(as_text(lines)))
+    return EXIT_WARN if degraded(lines) else EXIT_OK
 
 
 if __name__ == "__main__":
