@@ -18,6 +18,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.approvals import messages as view
+from bot.approvals.alert_credit import note_alert_outcomes_forever
 from bot.approvals.catalogue import actions_list
 from bot.approvals.engine import Decision, StoreUnavailable
 from bot.approvals.publish import (
@@ -51,6 +52,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     if runtime.approvals.configured:
         runtime.start_loop(sweep_expired_forever(runtime), name="approvals:expiry")
         runtime.start_loop(verify_unfinished_forever(runtime), name="approvals:verify")
+        runtime.start_loop(note_alert_outcomes_forever(runtime), name="approvals:alert-outcomes")
 
     @app.action(view.APPROVE_ACTION)
     async def approve_clicked(ack: AsyncAck, body: dict[str, Any], request: AsyncBoltRequest) -> None:
