@@ -37,6 +37,7 @@ from bot.targets import Targets
 from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
+from handlers import break_glass as break_glass_handlers
 from handlers import command as command_handlers
 from handlers import doctor as doctor_handlers
 from handlers import home as home_handlers
@@ -89,7 +90,15 @@ BOT_VERBS: tuple[Runbook, ...] = (
     incident_handlers.bot_verbs,
     doctor_handlers.bot_verbs,
 )
-HANDLERS = (command_handlers, approval_handlers, alert_handlers, alert_actions, home_handlers, incident_handlers)
+HANDLERS = (
+    command_handlers,
+    approval_handlers,
+    break_glass_handlers,
+    alert_handlers,
+    alert_actions,
+    home_handlers,
+    incident_handlers,
+)
 
 
 def build_registry() -> Registry:

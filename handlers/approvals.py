@@ -216,9 +216,10 @@ async def audit_verb(runtime, inv, args: list[str]):
         return view.no_store_notice()
     try:
         entries = await asyncio.wait_for(runtime.approvals.recent_audit(count), LIST_TIMEOUT)
+        open_ones = await asyncio.wait_for(runtime.approvals.open_approvals(), LIST_TIMEOUT)
     except (StoreUnavailable, TimeoutError) as exc:
         return view.store_down_notice(str(exc) or "no answer in time")
-    return view.audit_list(entries)
+    return view.audit_list(entries, [a for a in open_ones if a.unreviewed])
 
 
 @bot_verbs.bot_verb("actions", "every remediation: what it does, who may request and approve it, and its track record")

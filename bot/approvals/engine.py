@@ -593,11 +593,13 @@ class Approvals:
         return [Approval.from_row(row) for row in rows]
 
     async def open_approvals(self, limit: int = 50) -> list[Approval]:
-        """Pending and executing approvals, and those whose remediation ended unsettled, oldest first."""
+        """Pending and executing approvals, those whose remediation ended unsettled, and those run under
+        break glass that no approver has reviewed yet, oldest first."""
         async with self._db() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM approvals WHERE state = ANY($1::text[])"
-                " OR (progress->>'status' = ANY($3::text[]) AND NOT progress ? 'settled_by') ORDER BY id LIMIT $2",
+                " OR (progress->>'status' = ANY($3::text[]) AND NOT progress ? 'settled_by')"
+                " OR (review_due_at IS NOT NULL AND reviewed_by IS NULL) ORDER BY id LIMIT $2",
                 list(OPEN_STATES),
                 limit,
                 list(UNSETTLED),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
 from bot.approvals.engine import Approval, AuditEntry, Decision
+from bot.approvals.glass_view import glass_buttons, glass_line, review_buttons, review_line
 from bot.approvals.policy import Policy
 from bot.approvals.record import TrackRecord
 from bot.approvals.verify import Verification
@@ -114,6 +115,8 @@ def approval_message(
     blocks.append(section(preview_block(approval, "What will run")))
     if approval.reason:
         blocks.append(section(f"_Why:_ {escape(approval.reason)}"))
+    if glass := glass_line(approval, policy):
+        blocks.append(section(glass))
     confirm = ConfirmObject(
         title=clip(f"Approve #{approval.id}?", 100),
         text=clip(
@@ -139,6 +142,7 @@ def approval_message(
                     text="Approve", action_id=APPROVE_ACTION, value=str(approval.id), style="danger", confirm=confirm
                 ),
                 ButtonElement(text="Reject", action_id=REJECT_ACTION, value=str(approval.id)),
+                *glass_buttons(approval, policy),
             ],
         )
     )
@@ -211,7 +215,11 @@ def decided_message(approval: Approval, verification: Verification | None = None
     head = f"{emoji} {title_line(approval)}\n{outcome_line(approval)}"
     if verification is not None:
         head += "\n" + verification_line(verification)
+    if review := review_line(approval):
+        head += "\n" + review
     blocks: list[Block] = [section(head)]
+    if buttons := review_buttons(approval):
+        blocks.append(ActionsBlock(block_id=f"review-{approval.id}", elements=buttons))
     if approval.target:
         blocks.append(section(target_lines(approval)))
     heading = "What ran" if approval.state in ("succeeded", "failed", "executing") else "What would have run"
@@ -333,6 +341,12 @@ def approvals_list(
         age = minutes((now - approval.created_at).total_seconds())
         if interrupted and approval.id in interrupted:
             status = interrupted_line(approval)
+        elif approval.unreviewed and approval.review_due_at is not None:
+            late = " — *overdue*" if approval.review_due_at <= now else ""
+            status = (
+                f":mag: ran under break glass ({approval.state}), *needs a review* by an approver by "
+                f"{clock(approval.review_due_at)}{late}"
+            )
         elif approval.state not in ("pending", "executing"):
             status = f"{approval.state}: {escape(clip(approval.result or '', 200))}"
         elif approval.state == "executing":
@@ -362,13 +376,20 @@ AUDIT_EVENT_WORDS = {
     "executed": "executed",
     "expired": "expired",
     "cancelled": "cancelled",
+    "verified": "verified",
+    "break_glass": "broke glass on",
+    "vetoed": "vetoed",
+    "reviewed": "reviewed",
 }
 
 
-def audit_list(entries: list[AuditEntry]) -> Message:
+def audit_list(entries: list[AuditEntry], unreviewed: list[Approval] | None = None) -> Message:
     if not entries:
         return render.text_message("The audit log is empty.")
     lines = [f"*Audit log* — the newest {len(entries)}, newest first"]
+    if unreviewed:
+        named = ", ".join(f"#{a.id} `{escape(a.action)}`" for a in unreviewed[:10])
+        lines.append(f":mag: Run under break glass, not reviewed yet: {named}")
     for entry in entries:
         at = entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         what = f"#{entry.approval_id} " if entry.approval_id else ""
