@@ -119,6 +119,9 @@ async def test_break_glass_without_a_veto_runs_once_on_two_replicas(start_bot, b
     assert "ran under break glass (succeeded), *needs a review*" in listing
     assert "Run under break glass, not reviewed yet: #1" in render_text((await second.command("audit")).json)
 
+    await second.slack.open_home("U0CAROL")
+    home = await eventually(lambda: (view := second.slack.home_views.get("U0CAROL")) and render_text(view), 10)
+    assert "ran under break glass, needs a review by" in home, home
     await press(second, shown, "approval.review", "U0ALICE")  # the requester reviews nothing
     await press(second, shown, "approval.review", "U0CAROL")
     assert await rows(dsn, "SELECT reviewed_by FROM approvals") == [("U0CAROL",)]
