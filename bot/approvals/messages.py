@@ -88,12 +88,8 @@ def approvals_so_far(approval: Approval) -> str:
     return f"approved so far: {who} ({done} of {approval.approvals_required})"
 
 
-def approval_message(
-    approval: Approval, policy: Policy, now: datetime | None = None, record: TrackRecord | None = None
-) -> Message:
-    """The pending approval: what will happen, to what, the exact statement, the two buttons, and the
-    remediation's track record."""
-    now = now or datetime.now(UTC)
+def pending_head(approval: Approval, policy: Policy, now: datetime) -> str:
+    """Who asked, who may approve (and how many must), and when it expires."""
     left = (approval.expires_at - now).total_seconds()
     required = approval.approvals_required
     if required > 1:
@@ -109,7 +105,16 @@ def approval_message(
     )
     if required > 1:
         head += f"\n:busts_in_silhouette: Needs {required} approvals — {approvals_so_far(approval)}"
-    blocks: list[Block] = [section(head)]
+    return head
+
+
+def approval_message(
+    approval: Approval, policy: Policy, now: datetime | None = None, record: TrackRecord | None = None
+) -> Message:
+    """The pending approval: what will happen, to what, the exact statement, the two buttons, and the
+    remediation's track record."""
+    required = approval.approvals_required
+    blocks: list[Block] = [section(pending_head(approval, policy, now or datetime.now(UTC)))]
     if approval.target:
         blocks.append(section(target_lines(approval)))
     blocks.append(section(preview_block(approval, "What will run")))
