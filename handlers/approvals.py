@@ -129,7 +129,10 @@ async def on_click(runtime: Runtime, click: Interaction, decision: str, retry: i
     )
     await show_decision(runtime, outcome, click)
     if outcome.kind == "executed" and outcome.approval is not None and outcome.approval.state == "succeeded":
-        await verify_and_publish(runtime, outcome.approval)
+        try:
+            await verify_and_publish(runtime, outcome.approval)
+        except Exception as exc:  # the sweep of any replica finishes it (verify_unfinished)
+            log.warning("verification_deferred", approval_id=outcome.approval.id, error=describe_error(exc))
 
 
 async def show_decision(runtime: Runtime, outcome: Decision, click: Interaction) -> None:

@@ -152,3 +152,11 @@ async def test_a_veto_during_the_countdown_stops_it(start_bot, bot_settings, loc
 def test_break_glass_without_review_within_stops_the_start():
     with pytest.raises(ConfigError, match="break_glass: review_within is required"):
         parse_policy(POLICY.replace(", review_within: 24h", ""), "policy.yml")
+
+
+def test_break_glass_is_refused_for_several_approvers_unless_the_rule_allows_it():
+    several = POLICY.replace("approvers: [oncall]\n", "approvers: [oncall]\n    approvals_required: 2\n")
+    assert parse_policy(several, "policy.yml").break_glass("db.terminate") is None
+    allowed = several.replace("review_within: 24h}", "review_within: 24h, several_approvers: true}")
+    glass = parse_policy(allowed, "policy.yml").break_glass("db.terminate")
+    assert glass is not None and (glass.after, glass.veto, glass.review_within) == (1, 2, 86400)

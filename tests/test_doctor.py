@@ -31,6 +31,8 @@ actions:
     approvals_required: 2
   "security.*":
     approvers: [oncall]
+  "data.recalc_stock":
+    approvers: [oncall]
 """
 
 
@@ -74,6 +76,8 @@ async def test_doctor_names_each_planted_gap(start_bot, fresh_database, postgres
     firewall = entry(text, "security.ban_ip, security.unban_ip: firewall")
     assert "nft-not-installed-here is not installed" in firewall and "ERPGO_FIREWALL_COMMAND" in text
     assert "lacks the scopes files:write" in entry(text, "Slack")
+    stock = entry(text, "data.recalc_stock: repair stock (ERPGo database role)")
+    assert "may not UPDATE products" in stock and "GRANT UPDATE ON products TO doctor_" in text
     assert "✅ *db.terminate: approvers*" in text
     assert "✅ *bot database* — reachable, all" in text
     assert "⚪ *Prometheus alert rules* — PROMETHEUS_URL is not set" in text

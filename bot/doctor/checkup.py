@@ -14,19 +14,36 @@ from typing import Any
 from bot.approvals.catalogue import people
 from bot.approvals.policy import Policy
 from bot.doctor import Probe, Readiness, run_probes
-from bot.doctor.privileges import may_alter_system, may_restore, may_signal, owns_tables, role_facts
+from bot.doctor.privileges import (
+    RoleCheck,
+    may_alter_system,
+    may_restore,
+    may_signal,
+    owns_tables,
+    role_facts,
+    writes,
+)
 from bot.doctor.reach import alertmanager_ready, backup_ready, docker_allowed, firewall_ready
 from bot.doctor.rules import CAPABILITY as RULES
 from bot.doctor.rules import rules_mapped
 from bot.doctor.services import BOT_DATABASE, SLACK, bot_database, slack_scopes
 from bot.runtime import Runtime
 
-RoleCheck = Callable[[str, dict[str, Any]], Readiness]
 ROLE_NEEDS: dict[str, tuple[tuple[str, ...], RoleCheck]] = {
     "signal other sessions (ERPGo database role)": (("db.terminate", "db.cancel"), may_signal),
     "create and own databases (ERPGo database role)": (("db.restore", "db.restore_resume"), may_restore),
     "ALTER SYSTEM (ERPGo database role)": (("db.slowlog",), may_alter_system),
     "own the tables (ERPGo database role)": (("db.analyze", "db.reindex"), owns_tables),
+    "repair orders (ERPGo database role)": (
+        ("data.fix_order_totals", "data.fix_order_subtotals"),
+        writes((("orders", "UPDATE"),)),
+    ),
+    "repair stock (ERPGo database role)": (("data.recalc_stock",), writes((("products", "UPDATE"),))),
+    "change accounts (ERPGo database role)": (
+        ("auth.deactivate_user", "auth.activate_user"),
+        writes((("users", "UPDATE"),)),
+    ),
+    "assign roles (ERPGo database role)": (("auth.assign_role",), writes((("user_roles", "INSERT"),))),
 }
 TARGET_NEEDS = {  # capability: the remediations (patterns) that need it
     "Docker: inspect and restart": ("docker.*",),

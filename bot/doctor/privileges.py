@@ -1,13 +1,17 @@
 """What the ERPGo database role must be allowed for the database remediations: to signal backends
 (terminate, cancel), CREATEDB and ownership of the database (restore), ALTER SYSTEM (the slow query
-log), ownership of the tables (ANALYZE, REINDEX). Read from the catalogue, never tried."""
+log), ownership of the tables (ANALYZE, REINDEX), writing the tables the data and account repairs
+change. Read from the catalogue, never tried."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bot.doctor import Readiness
 from bot.targets import Targets
+
+RoleCheck = Callable[[str, dict[str, Any]], Readiness]
 
 ROLE = """
 SELECT r.rolname, r.rolsuper, r.rolcreatedb, current_setting('server_version_num')::int AS version,
@@ -22,6 +26,13 @@ WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'informat
   AND n.nspname NOT LIKE 'pg_toast%' AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
 ORDER BY 1 LIMIT 6
 """
+# the tables the data and account remediations write, and how
+WRITES = (("orders", "UPDATE"), ("products", "UPDATE"), ("users", "UPDATE"), ("user_roles", "INSERT"))
+MAY_WRITE = """
+SELECT t.name, t.privilege,
+       CASE WHEN to_regclass(t.name) IS NULL THEN false ELSE has_table_privilege(t.name, t.privilege) END AS allowed
+FROM unnest($1::text[], $2::text[]) AS t (name, privilege)
+"""
 
 
 async def role_facts(targets: Targets) -> dict[str, Any]:
@@ -30,6 +41,10 @@ async def role_facts(targets: Targets) -> dict[str, Any]:
         facts = dict(await conn.fetchrow(ROLE))
         facts["alter_system"] = facts["rolsuper"] or (facts["version"] >= 150000 and await conn.fetchval(ALTER_SYSTEM))
         facts["not_owned"] = [row["name"] for row in await conn.fetch(NOT_OWNED)]
+        names, privileges = [name for name, _ in WRITES], [privilege for _, privilege in WRITES]
+        facts["writes"] = {
+            (r["name"], r["privilege"]): r["allowed"] for r in await conn.fetch(MAY_WRITE, names, privileges)
+        }
     return facts
 
 
@@ -84,3 +99,22 @@ def owns_tables(capability: str, facts: dict[str, Any]) -> Readiness:
         f"role {role} does not own {', '.join(others[:5])}{' and more' if len(others) > 5 else ''}",
         f"make {role} the owner of the ERPGo tables (ALTER TABLE … OWNER TO {role})",
     )
+
+
+def writes(tables: tuple[tuple[str, str], ...]) -> RoleCheck:
+    """The check that the role may change `tables` ((table, privilege), …) as the repair does."""
+
+    def may_write(capability: str, facts: dict[str, Any]) -> Readiness:
+        role = facts["rolname"]
+        missing = [(table, privilege) for table, privilege in tables if not facts["writes"].get((table, privilege))]
+        if not missing:
+            shown = ", ".join(f"{privilege} {table}" for table, privilege in tables)
+            return Readiness(capability, True, f"role {role} may {shown}")
+        return Readiness(
+            capability,
+            False,
+            f"role {role} may not {', '.join(f'{p} {t}' for t, p in missing)} (or the table is missing)",
+            " ".join(f"GRANT {p} ON {t} TO {role};" for t, p in missing),
+        )
+
+    return may_write
