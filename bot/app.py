@@ -38,7 +38,9 @@ from bot.targets import Targets
 from handlers import alert_actions
 from handlers import alerts as alert_handlers
 from handlers import approvals as approval_handlers
+from handlers import break_glass as break_glass_handlers
 from handlers import command as command_handlers
+from handlers import doctor as doctor_handlers
 from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
 from handlers import watches as watch_handlers
@@ -113,10 +115,12 @@ BOT_VERBS: tuple[Runbook, ...] = (
     alert_actions.bot_verbs,
     incident_handlers.bot_verbs,
     watch_handlers.bot_verbs,
+    doctor_handlers.bot_verbs,
 )
 HANDLERS = (
     command_handlers,
     approval_handlers,
+    break_glass_handlers,
     alert_handlers,
     alert_actions,
     home_handlers,

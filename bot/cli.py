@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check.add_argument("verb", nargs="+", help="e.g. health, or: db locks")
     check.add_argument("--json", action="store_true", help="print findings as JSON")
     commands.add_parser("migrate", help="apply the bot database's migrations (BOT_DATABASE_URL) and exit")
+    commands.add_parser(
+        "doctor", help="is every capability ready? exit 0 ready, 1 degraded, 2 configuration error (changes nothing)"
+    )
     shell = commands.add_parser("shell", help="type /erpgo commands and see what Slack would show")
     shell.add_argument("--user", default="U0YOU", help="the Slack user id you act as")
     shell.add_argument(
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "console":  # the page shows the conversation; the terminal only what goes wrong
             configure_logging(args.log_level, stream=sys.stderr)
         else:
-            configure_logging(settings.log_level, stream=sys.stderr if args.command == "check" else sys.stdout)
+            to_stderr = args.command in ("check", "doctor")  # their report is stdout
+            configure_logging(settings.log_level, stream=sys.stderr if to_stderr else sys.stdout)
         preflight(settings, args.command)
         if args.command == "check":
             return asyncio.run(run_check(settings, args.verb, args.json))
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             from bot.local.console import run_console
 
             return asyncio.run(run_console(settings, args.host, args.port, bot_port=args.bot_port))
+        if args.command == "doctor":
+            return asyncio.run(run_doctor(settings))
         if args.command == "shell":
             from bot.local.shell import run_shell
 
@@ -260,6 +266,26 @@ async def run_migrate(settings: Settings) -> int:
         f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "; database is up to date")
     )
     return EXIT_OK
+
+
+DOCTOR_PROBE_TIMEOUT = 5.0
+
+
+async def run_doctor(settings) -> int:
+    """One line per capability on stdout; 0 when all are ready, 1 when any is not."""
+    from bot.app import build_runtime
+    from bot.core.redact import redact
+    from bot.doctor import as_text, degraded
+    from bot.doctor.checkup import diagnose
+
+    runtime = build_runtime(settings, offline=not settings.secret("slack_bot_token"))
+    runtime.load_policy()
+    try:
+        lines = await diagnose(runtime, DOCTOR_PROBE_TIMEOUT)
+    finally:
+        await runtime.close()
+    print(redact(as_text(lines)))
+    return EXIT_WARN if degraded(lines) else EXIT_OK
 
 
 if __name__ == "__main__":

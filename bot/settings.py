@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # alert routing rules, first match wins: "severity=critical:#oncall-critical,team=db:#dba"
     erpgo_alert_routes: Annotated[list[tuple[str, str, str]], NoDecode] = []
     erpgo_alert_refire_window: float = Field(86400.0, ge=0)  # s: a group firing again within it reuses its thread
+    # s: an action in an alert thread is credited when the group resolves within it; the environment may say 15m
+    erpgo_verify_window: int = Field(900, ge=1, le=7 * 86400)
     erpgo_slack_channel_interval: float = Field(1.0, ge=0, le=60)  # s between two messages in one channel
     erpgo_slack_max_backoff: float = Field(30.0, gt=0, le=3600)  # s: longest wait between retries while Slack fails
     erpgo_shutdown_grace: float = Field(20.0, ge=0, le=600)  # s: running work may finish after SIGTERM
@@ -156,7 +158,13 @@ class Settings(BaseSettings):
             value = [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("erpgo_ban_default_duration", "erpgo_ban_max_duration", "erpgo_chart_lookback", mode="before")
+    @field_validator(
+        "erpgo_ban_default_duration",
+        "erpgo_ban_max_duration",
+        "erpgo_chart_lookback",
+        "erpgo_verify_window",
+        mode="before",
+    )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip().isdigit():

@@ -18,6 +18,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.approvals import messages as view
+from bot.approvals.alert_credit import note_alert_outcomes_forever
+from bot.approvals.catalogue import actions_list
 from bot.approvals.engine import Decision, StoreUnavailable
 from bot.approvals.publish import (
     DELIVERY_WAIT,
@@ -25,7 +27,10 @@ from bot.approvals.publish import (
     publish_decision,
     refresh_pending_message,
     sweep_expired_forever,
+    verify_and_publish,
+    verify_unfinished_forever,
 )
+from bot.approvals.record import TrackRecord, track_records
 from bot.core.errors import describe_error
 from bot.core.logs import log
 from bot.core.metrics import COMMANDS
@@ -47,6 +52,8 @@ bot_verbs = Runbook("approvals")  # the bot's own verbs: approvals, audit
 def register(app: AsyncApp, runtime: Runtime) -> None:
     if runtime.approvals.configured:
         runtime.start_loop(sweep_expired_forever(runtime), name="approvals:expiry")
+        runtime.start_loop(verify_unfinished_forever(runtime), name="approvals:verify")
+        runtime.start_loop(note_alert_outcomes_forever(runtime), name="approvals:alert-outcomes")
 
     @app.action(view.APPROVE_ACTION)
     async def approve_clicked(ack: AsyncAck, body: dict[str, Any], request: AsyncBoltRequest) -> None:
@@ -128,6 +135,11 @@ async def on_click(runtime: Runtime, click: Interaction, decision: str, retry: i
         "approval_click", outcome=outcome.kind, state=outcome.approval.state if outcome.approval else None, retry=retry
     )
     await show_decision(runtime, outcome, click)
+    if outcome.kind == "executed" and outcome.approval is not None and outcome.approval.state == "succeeded":
+        try:
+            await verify_and_publish(runtime, outcome.approval)
+        except Exception as exc:  # the sweep of any replica finishes it (verify_unfinished)
+            log.warning("verification_deferred", approval_id=outcome.approval.id, error=describe_error(exc))
 
 
 async def clicked_elsewhere(runtime: Runtime, approval_id: int, click: Interaction) -> bool:
@@ -223,6 +235,31 @@ async def audit_verb(runtime: Runtime, inv: Invocation | None, args: list[str]) 
         return view.no_store_notice()
     try:
         entries = await asyncio.wait_for(runtime.approvals.recent_audit(count), LIST_TIMEOUT)
+        open_ones = await asyncio.wait_for(runtime.approvals.open_approvals(), LIST_TIMEOUT)
     except (StoreUnavailable, TimeoutError) as exc:
         return view.store_down_notice(str(exc) or "no answer in time")
-    return view.audit_list(entries)
+    return view.audit_list(entries, [a for a in open_ones if a.unreviewed])
+
+
+@bot_verbs.bot_verb("actions", "every remediation: what it does, who may request and approve it, and its track record")
+async def actions_verb(runtime: Runtime, inv: object, args: list[str]) -> dict:
+    if args:
+        raise UsageError("`actions` takes no arguments")
+    policy = runtime.policy
+    try:
+        await asyncio.wait_for(policy.resolve_all(), LIST_TIMEOUT)
+    except TimeoutError:
+        pass  # the groups not read in time show as they are known
+    return actions_list(runtime.registry, policy, await records_or_none(runtime))
+
+
+async def records_or_none(runtime: Runtime) -> dict[str, TrackRecord] | None:
+    """Every remediation's track record; None without the bot's database or when it is down."""
+    if not runtime.approvals.configured:
+        return None
+    try:
+        async with runtime.store.acquire() as conn:
+            return await asyncio.wait_for(track_records(conn, list(runtime.registry.remediations)), LIST_TIMEOUT)
+    except Exception as exc:  # the list is still worth showing
+        log.warning("track_records_not_read", error=describe_error(exc))
+        return None

@@ -105,9 +105,15 @@ async def decidable(runtime: Runtime, user: str) -> list[HomeApproval]:
     if not runtime.approvals.configured:
         return []
     policy = runtime.policy  # its user groups are up to date for `user` (the middleware)
-    pending = [a for a in await runtime.approvals.open_approvals() if a.state == "pending"]
+    open_ones = await runtime.approvals.open_approvals()
+    pending = [a for a in open_ones if a.state == "pending"]
     mine = [a for a in pending if policy.approval_refusal(user, a.action, a.requester) is None]
+    # run under break glass: an approver other than the requester reviews them
+    mine += [a for a in open_ones if a.unreviewed and a.requester != user and policy.may_decide(user, a.action)]
     links = await runtime.slack.permalinks(
         {a.id: (a.channel, a.message_ts) for a in mine if a.channel and a.message_ts}, timeout=LINK_TIMEOUT
     )
-    return [HomeApproval(a.id, a.summary, a.action, a.requester, a.expires_at, links.get(a.id)) for a in mine]
+    return [
+        HomeApproval(a.id, a.summary, a.action, a.requester, a.expires_at, links.get(a.id), a.review_due_at)
+        for a in mine
+    ]

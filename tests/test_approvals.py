@@ -82,6 +82,10 @@ def current(slack, message) -> dict:
     return slack.messages[CHANNEL, message["ts"]]
 
 
+def thread_texts(slack, message) -> list[str]:
+    return [render_text(m) for m in slack.thread(CHANNEL, message["thread_ts"])]
+
+
 def told(slack, user: str) -> list[str]:
     """What only `user` was shown (ephemeral messages), as text."""
     return [render_text(e) for e in slack.ephemerals if e["user"] == user]
@@ -131,8 +135,13 @@ async def test_requester_proposes_colleague_approves_blocker_is_terminated(start
         ("U0ALICE", "proposed", 1, "pending"),
         ("U0BOB", "approved", 1, "executing"),
         ("U0BOB", "executed", 1, "succeeded"),
+        ("bot", "verified", 1, "verified"),
     ]
     assert await state_of(bot_settings["bot_database_url"], 1) == "succeeded"
+    verified = render_text(current(bot.slack, message))
+    assert f"Verified*: pid {pid} (idle in transaction" in verified, verified
+    assert "blocks 1 session; the longest has waited" in verified and "→ no session is waiting for a lock" in verified
+    assert any("Verified" in r and "→ no session is waiting for a lock" in r for r in thread_texts(bot.slack, message))
 
 
 # --- refusals ------------------------------------------------------------------------------
@@ -347,7 +356,7 @@ async def test_twenty_concurrent_clicks_on_two_replicas_execute_once(start_bot, 
     assert len([r for r in rows if r[1] == "refused" and r[3].startswith("already handled")]) == 19
     already = [t for user in ("U0BOB", "U0CAROL") for t in told(slack, user) if "Approval #1 " in t and "already" in t]
     assert len(already) == 19, "the others were told it was already handled"
-    assert len([c for c in slack.calls if c.method == "chat.update"]) == 1
+    assert len([c for c in slack.calls if c.method == "chat.update"]) == 2, "decided, then verified"
     print(
         f"\nconcurrency: {len(clicks)} clicks on 2 replicas -> {terminations[0]['calls']} pg_terminate_backend, "
         f"{len([r for r in rows if r[1] == 'executed'])} executed audit row (succeeded), "
@@ -362,9 +371,9 @@ async def test_slack_retry_of_a_click_does_not_execute_again(start_bot, bot_sett
     retry = await click(bot, message, user="U0BOB", retry_num=1, retry_reason="http_timeout")
     assert retry.elapsed_s < 1
     rows = await audit(bot_settings["bot_database_url"])
-    assert [r[1] for r in rows] == ["proposed", "approved", "executed"], "the retry changed nothing"
+    assert [r[1] for r in rows] == ["proposed", "approved", "executed", "verified"], "the retry changed nothing"
     assert told(bot.slack, "U0BOB") == [], "and is not answered twice"
-    assert len([c for c in bot.slack.calls if c.method == "chat.update"]) == 1
+    assert len([c for c in bot.slack.calls if c.method == "chat.update"]) == 2, "decided, then verified"
 
 
 async def test_approval_survives_a_restart_of_the_bot(start_bot, bot_settings, locked):
@@ -467,9 +476,10 @@ async def test_approvals_lists_pending_with_links_and_audit_shows_who_did_what(s
     await click(bot, message, user="U0ALICE")  # refused: self-approval
     await click(bot, message, user="U0BOB")
     assert render_text((await bot.command("approvals")).json) == "No open approvals."
-    log = render_text((await bot.command("audit 3")).json)
-    lines = log.splitlines()
-    assert lines[0] == "*Audit log* — the newest 3, newest first"
+    log = render_text((await bot.command("audit 4")).json)
+    lines = log.splitlines()[0:1] + log.splitlines()[2:]
+    assert log.splitlines()[0] == "*Audit log* — the newest 4, newest first"
+    assert "` bot verified #1 `db.terminate` → verified — pid " in log.splitlines()[1]
     assert "@U0BOB executed #1 `db.terminate` → succeeded — terminated backend" in lines[1]
     assert "@U0BOB approved #1 `db.terminate` → executing" in lines[2]
     assert "@U0ALICE was refused #1 `db.terminate` → You requested this yourself" in lines[3]

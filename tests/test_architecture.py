@@ -127,3 +127,11 @@ def test_no_import_cycle_between_the_projects_modules_type_only_imports_included
             if graph.find_shortest_chain(importer=imported, imported=importer):
                 cycles.append(f"{importer} <-> {imported}")
     assert cycles == []
+
+
+def test_every_migration_has_a_version_of_its_own():
+    from bot.store.pool import migration_files
+
+    versions = [m.version for m in migration_files()]
+    assert len(versions) == len(set(versions)) and versions == sorted(versions)
+    assert versions == list(range(1, len(versions) + 1)), "migrations are numbered without gaps"

@@ -101,6 +101,7 @@ async def test_restart_approved_by_many_concurrent_clicks_runs_once(
     assert len([r for r in rows if r[1] == "refused" and r[3].startswith("already handled")]) == 7
     assert "— executed: restarted " + name in now_text(bot, message)
     assert "with a 10 s grace period: running again since" in now_text(bot, message)
+    assert "Not fixed*: running but unhealthy" in now_text(bot, message), "its health check still fails"
 
 
 async def test_stopped_container_started_through_an_approval(start_bot, bot_settings, docker, docker_engine, names):

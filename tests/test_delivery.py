@@ -148,12 +148,22 @@ async def test_a_click_updates_the_message_and_replies_through_the_outbox(approv
     assert [tuple(r) for r in queued[3:]] == [
         ("update", "approval", "sent", "approval:1"),
         ("reply", "", "sent", None),
+        ("update", "approval", "sent", "approval:1"),  # then whether it worked
+        ("reply", "", "sent", None),
     ]
-    [update] = posts(bot.slack, "chat.update")
-    assert (update.args["channel"], update.args["ts"]) == (CHANNEL, approval["ts"])
+    decided, verified = posts(bot.slack, "chat.update")
+    assert (
+        (decided.args["channel"], decided.args["ts"])
+        == (CHANNEL, approval["ts"])
+        == (
+            verified.args["channel"],
+            verified.args["ts"],
+        )
+    )
     assert bot.slack.buttons(bot.slack.messages[CHANNEL, approval["ts"]]) == []
-    result = bot.slack.thread(CHANNEL, head["ts"])[-1]
+    result, judged = bot.slack.thread(CHANNEL, head["ts"])[-2:]
     assert "approved by @U0BOB — executed" in render_text(result)
+    assert "Verified" in render_text(judged)
 
 
 async def test_another_replica_delivers_and_records_the_approval_message(approval_bot):

@@ -162,8 +162,11 @@ async def test_backup_now_needs_two_other_people_and_writes_a_readable_dump(
         ("U0BOB", "refused"),
         ("U0CAROL", "approved"),
         ("U0CAROL", "executed"),
+        ("bot", "verified"),
     ]
     assert (await audit(bot_db))[2][3] == "pending: 1 of 2 approvals"
+    assert (await audit(bot_db))[-1][3] == "verified", "the backups check finds the new dump fresh"
+    assert "Verified*: " in render_text(current(bot.slack, message))
 
 
 async def test_twenty_concurrent_clicks_of_two_approvers_on_two_replicas_dump_once(

@@ -179,8 +179,9 @@ class Approvals:
         expiry = self.policy.expiry(proposal.action).total_seconds()
         row = await conn.fetchrow(
             "INSERT INTO approvals (action, args, summary, reason, preview, target, requester, channel,"
-            " thread_ts, thread_key, expires_at, approvals_required)"
-            " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, now() + make_interval(secs => $11), $12)"
+            " thread_ts, thread_key, expires_at, approvals_required, verify_scope)"
+            " VALUES ($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, now() + make_interval(secs => $11), $12,"
+            " $13::jsonb)"
             " RETURNING *",
             proposal.action,
             json.dumps(redact_any(proposal.args), default=str),
@@ -194,6 +195,9 @@ class Approvals:
             thread_key,
             expiry,
             self.policy.approvals_required(proposal.action),
+            json.dumps(redact_any({**proposal.scope, "target": proposal.target_key}), default=str)
+            if proposal.scope
+            else None,
         )
         await self._audit(
             conn,
@@ -602,11 +606,13 @@ class Approvals:
         return [Approval.from_row(row) for row in rows]
 
     async def open_approvals(self, limit: int = 50) -> list[Approval]:
-        """Pending and executing approvals, and those whose remediation ended unsettled, oldest first."""
+        """Pending and executing approvals, those whose remediation ended unsettled, and those run under
+        break glass that no approver has reviewed yet, oldest first."""
         async with self._db() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM approvals WHERE state = ANY($1::text[])"
-                " OR (progress->>'status' = ANY($3::text[]) AND NOT progress ? 'settled_by') ORDER BY id LIMIT $2",
+                " OR (progress->>'status' = ANY($3::text[]) AND NOT progress ? 'settled_by')"
+                " OR (review_due_at IS NOT NULL AND reviewed_by IS NULL) ORDER BY id LIMIT $2",
                 list(OPEN_STATES),
                 limit,
                 list(UNSETTLED),

@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
 from bot.approvals.engine import Approval, AuditEntry, Decision
+from bot.approvals.glass_view import glass_buttons, glass_line, review_buttons, review_line
 from bot.approvals.policy import Policy
+from bot.approvals.record import TrackRecord
+from bot.approvals.verify import Verification
 from bot.slack import render
 from bot.slack.render import Message, channel_link, clip, context, escape, mention, section
 
@@ -85,9 +88,8 @@ def approvals_so_far(approval: Approval) -> str:
     return f"approved so far: {who} ({done} of {approval.approvals_required})"
 
 
-def approval_message(approval: Approval, policy: Policy, now: datetime | None = None) -> Message:
-    """The pending approval: what will happen, to what, the exact statement, and the two buttons."""
-    now = now or datetime.now(UTC)
+def pending_head(approval: Approval, policy: Policy, now: datetime) -> str:
+    """Who asked, who may approve (and how many must), and when it expires."""
     left = (approval.expires_at - now).total_seconds()
     required = approval.approvals_required
     if required > 1:
@@ -103,12 +105,23 @@ def approval_message(approval: Approval, policy: Policy, now: datetime | None = 
     )
     if required > 1:
         head += f"\n:busts_in_silhouette: Needs {required} approvals — {approvals_so_far(approval)}"
-    blocks: list[Block] = [section(head)]
+    return head
+
+
+def approval_message(
+    approval: Approval, policy: Policy, now: datetime | None = None, record: TrackRecord | None = None
+) -> Message:
+    """The pending approval: what will happen, to what, the exact statement, the two buttons, and the
+    remediation's track record."""
+    required = approval.approvals_required
+    blocks: list[Block] = [section(pending_head(approval, policy, now or datetime.now(UTC)))]
     if approval.target:
         blocks.append(section(target_lines(approval)))
     blocks.append(section(preview_block(approval, "What will run")))
     if approval.reason:
         blocks.append(section(f"_Why:_ {escape(approval.reason)}"))
+    if glass := glass_line(approval, policy):
+        blocks.append(section(glass))
     confirm = ConfirmObject(
         title=clip(f"Approve #{approval.id}?", 100),
         text=clip(
@@ -134,13 +147,15 @@ def approval_message(approval: Approval, policy: Policy, now: datetime | None = 
                     text="Approve", action_id=APPROVE_ACTION, value=str(approval.id), style="danger", confirm=confirm
                 ),
                 ButtonElement(text="Reject", action_id=REJECT_ACTION, value=str(approval.id)),
+                *glass_buttons(approval, policy),
             ],
         )
     )
+    track = f" · {escape(record.line())}" if record is not None else ""
     blocks.append(
         context(
             f"`{escape(approval.action)}` · approval #{approval.id} · "
-            "the target is re-checked before anything runs · every step is audited"
+            f"the target is re-checked before anything runs · every step is audited{track}"
         )
     )
     return render.message(f"Approval #{approval.id} needed: {escape(approval.summary)}", blocks)
@@ -172,12 +187,44 @@ def outcome_line(approval: Approval) -> str:
     return f"pending, requested by {mention(approval.requester)}"
 
 
-def decided_message(approval: Approval) -> Message:
-    """The approval message once decided: the buttons are gone, the outcome is on top."""
+VERIFIED_EMOJI = {"verified": ":white_check_mark:", "not_fixed": ":x:", "unverified": ":grey_question:"}
+
+
+def verification_line(verification: Verification) -> str:
+    """*Verified*: before → after; *Not fixed*: what is seen now and what to try next."""
+    before, after = escape(clip(verification.before, 300)), escape(clip(verification.after, 300))
+    emoji = VERIFIED_EMOJI.get(verification.state, ":hourglass_flowing_sand:")
+    if verification.state == "verified":
+        return f"{emoji} *Verified*: {before} → {after}"
+    if verification.state == "not_fixed":
+        line = f"{emoji} *Not fixed*: {after}"
+        return line + (f"\n_Try next:_ {escape(clip(verification.next_step, 300))}" if verification.next_step else "")
+    if verification.state == "unverified":
+        return f"{emoji} *Not verified*: {after}"
+    return f"{emoji} verifying whether it worked…"
+
+
+def verification_reply(approval: Approval, verification: Verification) -> Message:
+    """The reply in the thread once the action was judged."""
+    return render.text_message(
+        f"Approval #{approval.id} ({escape(approval.summary)}): {verification_line(verification)}"
+    )
+
+
+def decided_message(approval: Approval, verification: Verification | None = None) -> Message:
+    """The approval message once decided: the buttons are gone, the outcome (and, once judged, whether
+    it worked) on top."""
     emoji = STATE_EMOJI.get(approval.state, ":grey_question:")
     if approval.state == "failed" and (approval.result or "").startswith(NOTHING_DONE):
         emoji = ":warning:"
-    blocks: list[Block] = [section(f"{emoji} {title_line(approval)}\n{outcome_line(approval)}")]
+    head = f"{emoji} {title_line(approval)}\n{outcome_line(approval)}"
+    if verification is not None:
+        head += "\n" + verification_line(verification)
+    if review := review_line(approval):
+        head += "\n" + review
+    blocks: list[Block] = [section(head)]
+    if buttons := review_buttons(approval):
+        blocks.append(ActionsBlock(block_id=f"review-{approval.id}", elements=buttons))
     if approval.target:
         blocks.append(section(target_lines(approval)))
     heading = "What ran" if approval.state in ("succeeded", "failed", "executing") else "What would have run"
@@ -189,7 +236,10 @@ def decided_message(approval: Approval) -> Message:
             f"{mention(approval.requester)} at {clock(approval.created_at)}{decided}"
         )
     )
-    return render.message(f"Approval #{approval.id}: {escape(approval.summary)} — {plain_outcome(approval)}", blocks)
+    judged = f" — {verification.words}" if verification is not None and verification.state != "running" else ""
+    return render.message(
+        f"Approval #{approval.id}: {escape(approval.summary)} — {plain_outcome(approval)}{judged}", blocks
+    )
 
 
 def plain_outcome(approval: Approval) -> str:
@@ -304,6 +354,12 @@ def approvals_list(
         age = minutes((now - approval.created_at).total_seconds())
         if interrupted and approval.id in interrupted:
             status = interrupted_line(approval)
+        elif approval.unreviewed and approval.review_due_at is not None:
+            late = " — *overdue*" if approval.review_due_at <= now else ""
+            status = (
+                f":mag: ran under break glass ({approval.state}), *needs a review* by an approver by "
+                f"{clock(approval.review_due_at)}{late}"
+            )
         elif approval.state not in ("pending", "executing"):
             status = f"{approval.state}: {escape(clip(approval.result or '', 200))}"
         elif approval.state == "executing":
@@ -333,13 +389,20 @@ AUDIT_EVENT_WORDS = {
     "executed": "executed",
     "expired": "expired",
     "cancelled": "cancelled",
+    "verified": "verified",
+    "break_glass": "broke glass on",
+    "vetoed": "vetoed",
+    "reviewed": "reviewed",
 }
 
 
-def audit_list(entries: list[AuditEntry]) -> Message:
+def audit_list(entries: list[AuditEntry], unreviewed: list[Approval] | None = None) -> Message:
     if not entries:
         return render.text_message("The audit log is empty.")
     lines = [f"*Audit log* — the newest {len(entries)}, newest first"]
+    if unreviewed:
+        named = ", ".join(f"#{a.id} `{escape(a.action)}`" for a in unreviewed[:10])
+        lines.append(f":mag: Run under break glass, not reviewed yet: {named}")
     for entry in entries:
         at = entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         what = f"#{entry.approval_id} " if entry.approval_id else ""

@@ -54,16 +54,28 @@ class Approval:
     approved_by: list[str] = field(default_factory=list)  # who approved so far, in order
     progress: dict[str, Any] | None = None  # the last state a running remediation recorded (a restore's step)
     thread_key: str | None = None  # the outbox thread its messages go to
+    verify_scope: dict[str, Any] | None = None  # the check that proposed it (bot.core.scope) and its target
+    break_glass_at: datetime | None = None  # the requester pressed Break glass: the countdown started
+    break_glass_runs_at: datetime | None = None  # it runs then unless someone vetoes
+    vetoed_by: str | None = None
+    review_due_at: datetime | None = None  # ran under break glass: an approver reviews it by then
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Approval:
         values = dict(row)
-        for key in ("args", "target", "progress"):
+        for key in ("args", "target", "progress", "verify_scope"):
             if isinstance(values.get(key), str):
                 values[key] = json.loads(values[key])
         values["state"] = State(values["state"])
         values["approved_by"] = list(values.get("approved_by") or [])
         return cls(**values)
+
+    @property
+    def unreviewed(self) -> bool:
+        """Ran under break glass and no approver has reviewed it yet."""
+        return self.review_due_at is not None and self.reviewed_by is None
 
     @property
     def approvals_missing(self) -> int:

@@ -42,6 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.approvals.usergroups import UserGroups
+from bot.core.units import parse_duration
 from bot.oncall import OncallRule
 from bot.settings import ConfigError
 
@@ -62,6 +63,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BreakGlass(_Strict):
+    """`break_glass: {after: 10m, veto: 2m, review_within: 24h}`: when no approver has acted `after`
+    the request, the requester may run it after a `veto` countdown; an approver reviews it afterwards."""
+
+    after: int  # s
+    veto: int  # s
+    review_within: int | None = None  # s; required (a policy without it stops the start)
+    several_approvers: bool = False  # also for an action with approvals_required above 1
+
+    @field_validator("after", "veto", "review_within", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        return parse_duration(value) if isinstance(value, str) else value
+
+
 class ActionRule(_Strict):
     approvers: list[str] = Field(default_factory=list)
     self_approval: bool = False
@@ -69,6 +85,7 @@ class ActionRule(_Strict):
     allowed: list[str] | None = None  # who may take a direct action (alerts.ack, alerts.silence)
     second_approver: bool = False  # a direct action waits for one of `approvers` first
     approvals_required: int = Field(1, ge=1, le=MAX_APPROVALS_REQUIRED)
+    break_glass: BreakGlass | None = None  # off by default
 
     @field_validator("approvers", "allowed", mode="before")
     @classmethod
@@ -314,6 +331,32 @@ class Policy:
                         f"matches no {kind[:-1]} of this bot"
                     )
 
+    def break_glass(self, action: str) -> BreakGlass | None:
+        """The break-glass rule of `action` when it may be used (approvals_required 1, or allowed above)."""
+        rule = self.action_rule(action)
+        if rule is None or rule.break_glass is None:
+            return None
+        if rule.approvals_required > 1 and not rule.break_glass.several_approvers:
+            return None
+        return rule.break_glass
+
+    # ---- who, resolved (for `/erpgo actions` and `doctor`)
+
+    def verb_members(self, verb: str) -> set[str] | None:
+        """The people who may run `verb`, user groups resolved; None: everyone."""
+        pattern = _most_specific(self.document.verbs, verb)
+        return self._members(self.document.verbs[pattern]) if pattern is not None else set()
+
+    def approver_members(self, action: str) -> set[str] | None:
+        """The people who may approve `action`, user groups resolved; None: everyone."""
+        rule = self.action_rule(action)
+        return self._members(rule.approvers) if rule and rule.approvers else set()
+
+    async def resolve_all(self) -> None:
+        """Read every Slack user group the policy names that is not known now."""
+        if self.usergroup_ids and self.usergroups is not None:
+            await self.usergroups.refresh(self.usergroup_ids, "")
+
     def describe(self) -> str:
         """One line for the start-up log."""
         doc = self.document
@@ -359,10 +402,21 @@ def _check_names(doc: PolicyDocument) -> None:
     for action, rule in doc.actions.items():
         check_members(f"actions › {action} › approvers", rule.approvers)
         _check_approvals_required(doc, action, rule)
+        _check_break_glass(action, rule)
         check_members(f"actions › {action} › allowed", rule.allowed or [])
     for channel in doc.channels or []:
         if not re.match(r"^[CGD][A-Z0-9]{2,}$", str(channel)):
             raise ValueError(f"channels: {channel!r} is not a Slack channel id (like C0123ABCD)")
+
+
+def _check_break_glass(action: str, rule: ActionRule) -> None:
+    """Break glass without a review is no safeguard: the start stops."""
+    glass = rule.break_glass
+    if glass is not None and not glass.review_within:
+        raise ValueError(
+            f"actions › {action} › break_glass: review_within is required (how soon an approver reviews "
+            "what ran without one, e.g. 24h)"
+        )
 
 
 def _check_approvals_required(doc: PolicyDocument, action: str, rule: ActionRule) -> None:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from bot.approvals import messages as view
 from bot.approvals.engine import record_message, withdraw_in
 from bot.approvals.model import Approval, Decision, State, StoreUnavailable
+from bot.approvals.record import track_records
+from bot.approvals.verify import Verification, unfinished, verify
 from bot.core.errors import describe_error
 from bot.core.findings import Finding
 from bot.core.logs import log
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 MAX_APPROVAL_MESSAGES = 10  # per report; the rest are named in a note
-EXPIRY_SWEEP_SECONDS = 20  # how soon an expired approval loses its buttons when nobody clicks
+EXPIRY_SWEEP_SECONDS = 20
+VERIFY_SWEEP_SECONDS = 10  # how soon a verification whose process stopped is finished by another  # how soon an expired approval loses its buttons when nobody clicks
 DELIVERY_WAIT = 60.0  # s: how long a click's task waits to see its messages in Slack (they are queued anyway)
 APPROVAL = "approval"  # the outbox kind of approval messages and their updates
 
@@ -52,7 +55,10 @@ async def render_approval(conn: Any, data: dict, _thread_key: str) -> dict | Non
     if row is None:
         return None
     approval = Approval.from_row(row)
-    return None if approval.state == State.PENDING else view.decided_message(approval)
+    if approval.state == State.PENDING:
+        return None
+    verified = await conn.fetchrow("SELECT * FROM verifications WHERE approval_id = $1", approval.id)
+    return view.decided_message(approval, Verification.from_row(verified) if verified else None)
 
 
 @outbox.on_delivery(APPROVAL)
@@ -74,8 +80,9 @@ async def refresh_pending_message(
     async with approval_thread(runtime, approval, fallback) as rows:
         if rows is None:
             return None
+        records = await track_records(rows.conn, [approval.action]) if rows.conn is not None else {}
         rows.update(
-            view.approval_message(approval, runtime.policy),
+            view.approval_message(approval, runtime.policy, record=records.get(approval.action)),
             kind=APPROVAL,
             data={"approval_id": approval.id},
             key=message_key(approval.id),
@@ -112,6 +119,7 @@ async def queue_proposals(
             "those proposals are shown as text only."
         )
     posted: list[Approval] = []
+    records = await track_records(rows.conn, [p.action for _, p in approvable])
     for finding, proposal in approvable[:MAX_APPROVAL_MESSAGES]:
         approval = await runtime.approvals.propose(
             proposal,
@@ -122,7 +130,7 @@ async def queue_proposals(
             conn=rows.conn,
         )
         rows.reply(
-            view.approval_message(approval, policy),
+            view.approval_message(approval, policy, record=records[approval.action]),
             kind=APPROVAL,
             data={"approval_id": approval.id},
             key=message_key(approval.id),
@@ -246,3 +254,41 @@ async def sweep_expired_forever(runtime: Runtime, interval: float = EXPIRY_SWEEP
             await expire_and_update(runtime)
         except Exception as exc:  # the sweeper must outlive any one failure
             log.warning("expiry_sweep_failed", error=type(exc).__name__)
+
+
+# ---------------------------------------------------------------------- whether it worked
+
+
+async def verify_and_publish(runtime: Runtime, approval: Approval, wait: float = DELIVERY_WAIT) -> Verification | None:
+    """Judge a succeeded approval (bot/approvals/verify.py), then say how it went in its thread and on
+    its message. None when another process verifies it."""
+    verification = await verify(runtime.approvals, approval)
+    if verification is None:
+        return None
+    async with approval_thread(runtime, approval) as rows:
+        if rows is None:
+            return verification
+        rows.update(
+            view.decided_message(approval, verification),
+            kind=APPROVAL,
+            data={"approval_id": approval.id},
+            key=message_key(approval.id),
+        )
+        rows.reply(view.verification_reply(approval, verification))
+    await rows.receipt.wait(wait)
+    return verification
+
+
+async def verify_unfinished(runtime: Runtime) -> None:
+    """Finish the verifications nobody is running (their process stopped), each once across replicas."""
+    for approval in await unfinished(runtime.approvals):
+        await verify_and_publish(runtime, approval)
+
+
+async def verify_unfinished_forever(runtime: Runtime, interval: float = VERIFY_SWEEP_SECONDS) -> None:
+    while True:
+        try:
+            await verify_unfinished(runtime)
+        except Exception as exc:  # the sweeper must outlive any one failure
+            log.warning("verification_sweep_failed", error=describe_error(exc))
+        await asyncio.sleep(interval)  # a period, not a synchronisation

@@ -13,6 +13,7 @@ from bot.core.errors import NotConfigured, describe_error, is_unreachable
 from bot.core.findings import Finding, Status
 from bot.core.metrics import CHECK_SECONDS
 from bot.core.registry import Check
+from bot.core.scope import scope_of
 
 
 class Context(Protocol):
@@ -29,6 +30,7 @@ async def run_check(check: Check, ctx: Context) -> list[Finding]:
         result = await asyncio.wait_for(check.func(ctx), timeout)
         findings = result if isinstance(result, list) else [result]
         findings = [checked_proposals(check, finding) for finding in findings]
+        stamp_scope(check, ctx, findings)
     except NotConfigured as exc:
         findings = [Finding.skipped(check.component, str(exc))]
     except TimeoutError:
@@ -54,6 +56,13 @@ def checked_proposals(check: Check, finding: Finding) -> Finding:
                 check.component, f"check {check.name} proposed {proposal.action}, which it does not declare"
             )
     return finding
+
+
+def stamp_scope(check: Check, ctx: Context, findings: list[Finding]) -> None:
+    """Each proposal remembers the check that made it and with what, to be run again after the action."""
+    for finding in findings:
+        for proposal in finding.proposals:
+            proposal.scope = proposal.scope or scope_of(check.name, ctx)
 
 
 async def run_checks(checks: list[Check], ctx: Context) -> list[Finding]:

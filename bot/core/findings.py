@@ -70,6 +70,8 @@ class Proposal:
     # what it acts on, when several checks of one report may propose it (a container's id): one
     # approval per (action, target); by default the arguments themselves
     target: str = field(default="", compare=False)
+    # the check that proposed it and with what (bot.core.scope), stamped when its check ran
+    scope: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def target_key(self) -> str:
@@ -115,5 +117,5 @@ class Finding:
         out["status"] = self.status.value
         del out["once"]
         for proposal in out["proposals"]:
-            del proposal["target"]
+            del proposal["target"], proposal["scope"]
         return out

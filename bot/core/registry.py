@@ -93,6 +93,30 @@ class Verb:
 PROPOSAL_WORDS = {"summary", "why", "preview", "target"}  # propose()'s own keywords
 
 
+@dataclass(frozen=True)
+class Settle:
+    """How long the world gets before an action is judged: the first look after `at_least` seconds
+    (a started container must stay up), then looks again while the verification cannot tell yet,
+    until `at_most` has passed (a restart: until healthy)."""
+
+    at_least: float = 0.0
+    at_most: float = 5.0  # a termination: a few seconds
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a verification found: fixed (True), not fixed (False) or could not tell (None); what is
+    seen now ("no blocked sessions"), and for not fixed what to try next."""
+
+    fixed: bool | None
+    after: str
+    next_step: str = ""
+
+
+# async (ctx, **the remediation's arguments) -> Verdict; by default the proposing check, run again
+VerifyFunc = Callable[..., Awaitable[Verdict]]
+
+
 @dataclass
 class Remediation:
     """A destructive step, declared once by its runbook; runs only through the approval engine.
@@ -106,6 +130,8 @@ class Remediation:
     func: Callable[..., Awaitable[str]]
     summary: str
     timeout: float = 30.0
+    verify: VerifyFunc | None = None  # None: the check that proposed it, run again on the same target
+    settle: Settle = Settle()
 
     def __post_init__(self) -> None:
         self._signature = inspect.signature(self.func)
@@ -216,12 +242,20 @@ class Runbook:
         return decorate
 
     def remediation(
-        self, action: str, summary: str, *, timeout: float = 30.0
+        self,
+        action: str,
+        summary: str,
+        *,
+        timeout: float = 30.0,
+        verify: VerifyFunc | None = None,
+        settle: Settle = Settle(),
     ) -> Callable[[Callable[..., Awaitable[str]]], Remediation]:
-        """Declare a remediation; the decorated function becomes its handle (`handle.propose(...)`)."""
+        """Declare a remediation; the decorated function becomes its handle (`handle.propose(...)`).
+        After it ran, `verify` judges whether it worked (by default the check that proposed it, run
+        again on the same target), once the world had `settle` to change."""
 
         def decorate(func: Callable[..., Awaitable[str]]) -> Remediation:
-            remediation = Remediation(action, func, summary, timeout)
+            remediation = Remediation(action, func, summary, timeout, verify, settle)
             self.remediations.append(remediation)
             return remediation
 

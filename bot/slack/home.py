@@ -33,6 +33,7 @@ class HomeApproval:
     requester: str
     expires_at: datetime
     link: str | None
+    review_due: datetime | None = None  # ran under break glass: reviewed by then
 
 
 @dataclass
@@ -78,6 +79,11 @@ def group_line(group: HomeGroup) -> str:
 def approval_line(approval: HomeApproval) -> str:
     title = f"#{approval.id}"
     title = f"<{approval.link}|{title}>" if approval.link else title
+    if approval.review_due is not None:
+        return (
+            f":mag: *{title}* {escape(approval.summary)} · `{escape(approval.action)}` · ran under break glass, "
+            f"needs a review by {_date(approval.review_due)}"
+        )
     return (
         f":warning: *{title}* {escape(approval.summary)} · `{escape(approval.action)}` · requested by "
         f"{_user(approval.requester)} · expires {_date(approval.expires_at)}"

@@ -69,6 +69,9 @@ class FirewallBackend(Protocol):
     async def ensure(self) -> None:
         """Make the firewall ready to hold bans; safe to call any number of times."""
 
+    async def ready(self) -> None:
+        """Raise unless bans would work, changing nothing (`nft -c`, or the jail's status)."""
+
     async def ban(self, network: Network, seconds: int) -> BanEntry:
         """Ban `network`, replacing any ban of exactly that network; returns the ban as now held."""
 
@@ -190,6 +193,11 @@ class Nftables:
     async def ensure(self) -> None:
         await self._apply(self.ruleset())
 
+    async def ready(self) -> None:
+        result = await self._nft("-c", "-f", "-", stdin=self.ruleset())  # -c: checked, never applied
+        if result.returncode != 0:
+            raise self._error(result)
+
     async def ban(self, network: Network, seconds: int) -> BanEntry:
         if seconds < 1:
             raise ValueError(f"a ban lasts at least one second, not {seconds}")
@@ -299,6 +307,9 @@ class Fail2ban:
         self.timeout = timeout
 
     async def ensure(self) -> None:
+        await self._client("status", self.jail)
+
+    async def ready(self) -> None:
         await self._client("status", self.jail)
 
     async def ban(self, network: Network, seconds: int) -> BanEntry:

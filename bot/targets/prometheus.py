@@ -64,6 +64,27 @@ class Prometheus(HttpService):
 
     # ------------------------------------------------------------------ API
 
+    async def alerting_rules(self) -> list[dict[str, Any]]:
+        """The alerting rules Prometheus has loaded (`/api/v1/rules`): each {"name", "labels", "group"}."""
+        try:
+            async with self._client().get(self.url + "/api/v1/rules", params={"type": "alert"}) as response:
+                body = await response.content.read(MAX_BODY_BYTES + 1)
+                status = response.status
+        except aiohttp.ClientConnectionError as error:
+            if isinstance(error, OSError):
+                raise
+            raise PrometheusUnreachable(f"Prometheus connection failed: {type(error).__name__}") from None
+        parsed = _json(body)
+        if status >= 400 or parsed.get("status") != "success":
+            raise PrometheusError(status, self._explain(parsed, body))
+        groups = (parsed.get("data") or {}).get("groups") or []
+        return [
+            {"name": rule.get("name", ""), "labels": rule.get("labels") or {}, "group": group.get("name", "")}
+            for group in groups
+            for rule in group.get("rules", [])
+            if rule.get("type") == "alerting"
+        ]
+
     async def query_range(self, expr: str, start: float, end: float, *, keep: int = 8) -> RangeAnswer:
         """The `keep` highest series of `expr` from `start` to `end` (epoch seconds), about
         POINTS_PER_SERIES points each; `more` counts the series left out."""

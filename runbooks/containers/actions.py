@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.context import CheckContext
 from bot.core.findings import Proposal
-from bot.core.registry import Refused, Runbook
+from bot.core.registry import Refused, Runbook, Settle, Verdict
 from bot.targets.docker import ContainerNotFound, Docker
 from bot.targets.docker_models import ContainerInfo, parse_time
 from runbooks.containers.common import clock, short_id
@@ -27,6 +27,10 @@ GRACE_SECONDS = 10  # docker's own default for `docker restart`
 MAX_GRACE_SECONDS = 300
 RESTARTABLE = ("running", "restarting")
 STARTABLE = ("exited", "created")
+# a container must stay up this long before its start counts (a command that exits at once is running
+# for a moment after POST /start); a restart is looked at again until healthy, for up to a minute
+START_SETTLE = Settle(at_least=3.0, at_most=3.0)
+RESTART_SETTLE = Settle(at_least=3.0, at_most=60.0)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -138,6 +142,26 @@ def _grace(value: Any) -> int:
     return value
 
 
+# --- whether it worked ------------------------------------------------------------------------
+
+
+async def until_healthy(ctx: CheckContext, name: str, container_id: str, **_proposed: Any) -> Verdict:
+    """A restarted container is fixed once running and healthy (or running, without a health check);
+    not fixed when it stopped or its health check fails; undecided while it is still starting."""
+    try:
+        info = await ctx.targets.docker.inspect(container_id)
+    except ContainerNotFound:
+        return Verdict(False, f"{name} no longer exists", f"`/erpgo app {name}` shows what runs under that name now")
+    state = info.state
+    if not state.running:
+        return Verdict(False, f"{state.status} (exit code {state.exit_code})", f"`/erpgo app {name}` shows why")
+    if state.health == "unhealthy":
+        return Verdict(False, "running but unhealthy", f"`/erpgo app {name}` shows the failing health check")
+    if state.health == "starting" or state.status == "restarting":
+        return Verdict(None, f"{state.status}, health {state.health or 'not checked'}: still starting")
+    return Verdict(True, f"running since {clock(state.started_at)}" + (", healthy" if state.health else ""))
+
+
 # --- the remediations -----------------------------------------------------------------------
 
 
@@ -145,6 +169,8 @@ def _grace(value: Any) -> int:
     "docker.restart",
     "Restart a container: SIGTERM, a grace period, SIGKILL, start",
     timeout=MAX_GRACE_SECONDS + 60,
+    settle=RESTART_SETTLE,
+    verify=until_healthy,
 )
 async def restart(
     ctx: CheckContext,
@@ -172,15 +198,18 @@ async def restart(
     )
 
 
-@runbook.remediation("docker.start", "Start a stopped container", timeout=60)
+@runbook.remediation("docker.start", "Start a stopped container", timeout=60, settle=START_SETTLE)
 async def start(ctx: CheckContext, name: str, container_id: str, status: str, finished_at: str | None = None) -> str:
     docker = ctx.targets.docker
     before = await same_container(docker, name, container_id)
     refuse_start(before, status)
     await docker.start(container_id)
     after = await docker.inspect(container_id)
-    if after.state.running:
-        return f"started {name} ({short_id(container_id)}): running since {clock(after.state.started_at)}"
+    if after.state.running:  # at first: whether it stays up is the verification's to say
+        return (
+            f"started {name} ({short_id(container_id)}); whether it stays up is verified "
+            f"{START_SETTLE.at_least:g} s later"
+        )
     return (
         f"started {name} ({short_id(container_id)}), but it is {after.state.status} again "
         f"(exit code {after.state.exit_code}) — `/erpgo app {name}` shows why"

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
-from bot.core.registry import Args, Refused, Runbook, UsageError
+from bot.core.registry import Args, Refused, Runbook, UsageError, Verdict
 from bot.core.units import human_bytes, human_duration
 from bot.targets.backup_store import Backups, Location, backups_at, location_of
 from bot.targets.backups import BackupError, BackupFile, DumpUnreadable, split_password
@@ -248,7 +248,21 @@ runbook.triage_for("BackupFailed", "BackupOverdue", "LowBackupRetention", checks
 # --- backup.now -----------------------------------------------------------------------------------
 
 
-@runbook.remediation("backup.now", "Dump the ERPGo database into the backup location", timeout=DUMP_TIMEOUT + 60)
+async def fresh_backup(ctx: CheckContext, **_proposed: Any) -> Verdict:
+    """A dump worked when the backups check, asked plainly (not `now`), finds the newest dump fresh."""
+    found = await backup_freshness(CheckContext(ctx.targets, ctx.settings, BackupsArgs(), ctx.actor))
+    finding = found if isinstance(found, Finding) else found[0]
+    if finding.status is Status.OK:
+        return Verdict(True, finding.title)
+    return Verdict(False, finding.title, "`/erpgo backups` shows the dumps and why")
+
+
+@runbook.remediation(
+    "backup.now",
+    "Dump the ERPGo database into the backup location",
+    timeout=DUMP_TIMEOUT + 60,
+    verify=fresh_backup,
+)
 async def backup_now(ctx: CheckContext, location: str, database: str) -> str:
     current = location_of(ctx.settings)
     if current.key != location:

@@ -29,7 +29,7 @@ import asyncpg
 
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status
-from bot.core.registry import Args, Failed, Outcome, Refused, Runbook, UsageError
+from bot.core.registry import Args, Failed, Outcome, Refused, Runbook, Settle, UsageError, Verdict
 from bot.core.units import human_bytes, human_duration
 from bot.targets import NotConfigured, RoleNotFound
 from bot.targets.backup_store import backups_at, location_of
@@ -249,7 +249,29 @@ def recorder(ctx: CheckContext) -> Record:
     return write
 
 
-@runbook.remediation("db.restore", "Restore the database from a dump, keeping the old one", timeout=RESTORE_TIMEOUT)
+async def api_healthy(ctx: CheckContext, api_container: dict[str, str], **_proposed: Any) -> Verdict:
+    """A restore worked when the API is healthy on the restored database: /health (or, without
+    ERPGO_API_URL, its container running and healthy). Running the restore check again would only
+    propose the same restore."""
+    try:
+        finding = quick.health_finding(await ctx.targets.api.get("/health"))
+        if finding.status is Status.OK:
+            return Verdict(True, f"/health: {finding.title}")
+        return Verdict(False, f"/health: {finding.title}", "`/erpgo outage` shows what failed first")
+    except NotConfigured:
+        info = await ctx.targets.docker.inspect(api_container["id"])
+        if info.state.running and info.state.health in (None, "healthy"):
+            return Verdict(True, f"{info.name} running" + (", healthy" if info.state.health else ""))
+        return Verdict(False, f"{info.name} {info.state.status}", f"`/erpgo app {info.name}` shows why")
+
+
+@runbook.remediation(
+    "db.restore",
+    "Restore the database from a dump, keeping the old one",
+    timeout=RESTORE_TIMEOUT,
+    verify=api_healthy,
+    settle=Settle(at_least=0.0, at_most=60.0),
+)
 async def restore_database(
     ctx: CheckContext,
     backup: str,
