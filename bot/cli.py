@@ -271,7 +271,7 @@ async def run_migrate(settings: Settings) -> int:
 DOCTOR_PROBE_TIMEOUT = 5.0
 
 
-async def run_doctor(settings) -> int:
+async def run_doctor(settings: Settings) -> int:
     """One line per capability on stdout; 0 when all are ready, 1 when any is not."""
     from bot.app import build_runtime
     from bot.core.redact import redact

@@ -28,7 +28,7 @@ from bot.alerts.messages import (
     mention,
     slack_date,
 )
-from bot.approvals.engine import write_audit
+from bot.approvals.rows import write_audit
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
 from bot.core.redact import redact

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.alerts.actions import AlertThread, Outcome, lock_group, refresh_header
-from bot.approvals.engine import write_audit
+from bot.approvals.rows import write_audit
 from bot.core.logs import log
 from bot.core.units import human_duration
 from bot.oncall import OnCall, mention

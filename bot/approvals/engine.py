@@ -30,8 +30,9 @@ from typing import Any
 
 import asyncpg
 
-from bot.approvals.model import OPEN_STATES, Approval, AuditEntry, Decision, State, StoreUnavailable
+from bot.approvals.model import OPEN_STATES, VOTE, Approval, AuditEntry, Decision, State, StoreUnavailable
 from bot.approvals.policy import Policy
+from bot.approvals.rows import record_message, withdraw_in, write_audit
 from bot.context import Actor, ApprovalHooks, CheckContext
 from bot.core.errors import UNREACHABLE, Backoff, describe_error
 from bot.core.findings import Proposal
@@ -51,44 +52,6 @@ RUNNING_LOCK = 7_301_118  # advisory lock class: (RUNNING_LOCK, approval id) is 
 CLAIM_GRACE_S = 5  # executing without its lock for longer than this: the process running it is gone
 # a remediation that recorded one of these and is not running any more stopped mid-way: a person decides
 UNSETTLED = ("running", "reverting", "revert_failed")
-
-# One vote; the one that completes the count also claims the approval ($3: what the policy requires now).
-VOTE = """
-UPDATE approvals SET
-    approved_by = approved_by || $2::text,
-    approvals_required = greatest(approvals_required, $3),
-    state = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN 'executing' ELSE state END,
-    decided_by = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN $2 ELSE decided_by END,
-    decided_at = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN now() ELSE decided_at END
-WHERE id = $1 AND state = 'pending' AND expires_at > now() AND NOT ($2 = ANY (approved_by))
-RETURNING *
-"""
-
-
-async def write_audit(
-    conn,
-    actor: str,
-    event: str,
-    outcome: str,
-    *,
-    approval_id: int | None = None,
-    action: str | None = None,
-    detail: str = "",
-    channel: str | None = None,
-) -> None:
-    """One audit log entry, in the caller's transaction (so it exists exactly when what it records does)."""
-    await conn.execute(
-        "INSERT INTO audit_log (actor, event, approval_id, action, outcome, detail, channel)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        actor,
-        event,
-        approval_id,
-        action,
-        redact(outcome)[:500],
-        redact(detail)[:2000],
-        channel,
-    )
-    log.info("audit", actor=actor, what=event, approval_id=approval_id, action=action, outcome=outcome)
 
 
 @dataclass
@@ -125,14 +88,14 @@ class Approvals:
             raise StoreUnavailable(describe_error(exc)) from exc
 
     @staticmethod
-    async def _audit(conn, actor: str, event: str, outcome: str, **kw) -> None:
+    async def _audit(conn: Any, actor: str, event: str, outcome: str, **kw: Any) -> None:
         await write_audit(conn, actor, event, outcome, **kw)
 
-    async def audit(self, actor: str, event: str, outcome: str, **kw) -> None:
+    async def audit(self, actor: str, event: str, outcome: str, **kw: Any) -> None:
         async with self._db() as conn:
             await self._audit(conn, actor, event, outcome, **kw)
 
-    async def audit_quietly(self, actor: str, event: str, outcome: str, **kw) -> None:
+    async def audit_quietly(self, actor: str, event: str, outcome: str, **kw: Any) -> None:
         """Audit from a background task: a database that is down is logged, never raised."""
         try:
             await self.audit(actor, event, outcome, **kw)
@@ -634,40 +597,3 @@ def _lock_key(approval_id: int) -> int:
 async def _unlock_quietly(conn: asyncpg.Connection, key: int) -> None:
     with suppress(Exception):  # a connection that broke has dropped the lock already
         await conn.execute("SELECT pg_advisory_unlock($1, $2)", RUNNING_LOCK, key)
-
-
-# ---- what the outbox records when an approval's message is sent or given up (its delivery hook) ----
-
-
-async def record_message(
-    conn: asyncpg.Connection, approval_id: int, channel: str, message_ts: str, thread_ts: str | None
-) -> None:
-    """Where the approval's message is (and the thread it is in), so a click anywhere can update it."""
-    await conn.execute(
-        "UPDATE approvals SET channel = $2, message_ts = $3, thread_ts = coalesce($4, thread_ts) WHERE id = $1",
-        approval_id,
-        channel,
-        message_ts,
-        thread_ts,
-    )
-
-
-async def withdraw_in(conn: asyncpg.Connection, approval_id: int, why: str) -> None:
-    """Cancel a pending approval in the caller's transaction, audited as the bot's doing."""
-    row = await conn.fetchrow(
-        "UPDATE approvals SET state = 'cancelled', decided_by = 'bot', decided_at = now(), result = $2"
-        " WHERE id = $1 AND state = 'pending' RETURNING action, channel",
-        approval_id,
-        redact(why),
-    )
-    if row:
-        await Approvals._audit(
-            conn,
-            "bot",
-            "cancelled",
-            "cancelled",
-            approval_id=approval_id,
-            action=row["action"],
-            detail=why,
-            channel=row["channel"],
-        )

@@ -115,3 +115,16 @@ class Decision:
     @property
     def changes_message(self) -> bool:
         return self.kind in ("executed", "rejected", "cancelled", "expired")
+
+
+# One vote; the one that completes the count also claims the approval ($3: what the policy requires now).
+VOTE = """
+UPDATE approvals SET
+    approved_by = approved_by || $2::text,
+    approvals_required = greatest(approvals_required, $3),
+    state = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN 'executing' ELSE state END,
+    decided_by = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN $2 ELSE decided_by END,
+    decided_at = CASE WHEN cardinality(approved_by) + 1 >= greatest(approvals_required, $3) THEN now() ELSE decided_at END
+WHERE id = $1 AND state = 'pending' AND expires_at > now() AND NOT ($2 = ANY (approved_by))
+RETURNING *
+"""

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -74,7 +75,7 @@ class BreakGlass(_Strict):
 
     @field_validator("after", "veto", "review_within", mode="before")
     @classmethod
-    def _duration(cls, value):
+    def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
 
@@ -89,7 +90,7 @@ class ActionRule(_Strict):
 
     @field_validator("approvers", "allowed", mode="before")
     @classmethod
-    def _one_or_many(cls, value):
+    def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
 
@@ -102,20 +103,20 @@ class PolicyDocument(_Strict):
 
     @field_validator("verbs", "groups", mode="before")
     @classmethod
-    def _members_one_or_many(cls, value):
+    def _members_one_or_many(cls, value: Any) -> Any:
         if isinstance(value, dict):
             return {key: [item] if isinstance(item, str) else item for key, item in value.items()}
         return value
 
     @field_validator("channels", mode="before")
     @classmethod
-    def _channels(cls, value):
+    def _channels(cls, value: Any) -> Any:
         if value in ("*", "any", EVERYONE) or value == ["*"]:
             return None
         return [value] if isinstance(value, str) else value
 
 
-def _most_specific(patterns, name: str) -> str | None:
+def _most_specific(patterns: Iterable[str], name: str) -> str | None:
     """The pattern that decides for `name`: exact beats glob, then the most literal characters."""
     name = name.lower()
     best, best_rank = None, None

@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from bot.approvals import messages as view
-from bot.approvals.engine import record_message, withdraw_in
 from bot.approvals.model import Approval, Decision, State, StoreUnavailable
 from bot.approvals.record import track_records
+from bot.approvals.rows import record_message, withdraw_in
 from bot.approvals.verify import Verification, unfinished, verify
 from bot.core.errors import describe_error
 from bot.core.findings import Finding

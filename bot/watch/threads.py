@@ -17,7 +17,7 @@ from typing import Any
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, HeaderBlock
 
 from bot.alerts.messages import mention, slack_date, triage_messages
-from bot.approvals.engine import write_audit
+from bot.approvals.rows import write_audit
 from bot.core.findings import Finding, Status, worst
 from bot.core.redact import redact
 from bot.core.units import human_duration
