@@ -34,6 +34,7 @@ from runbooks.resources.common import (
     growth,
     metrics_pair,
     not_exposed,
+    not_up,
     process_line,
     size,
     top_processes,
@@ -111,9 +112,7 @@ def stopped_memory(info: ContainerInfo, component: str) -> Finding:
         title = f"{state.status}: killed by its memory limit (OOMKilled, exit code {state.exit_code}, limit {limit})"
         return Finding.crit(component, title, data={"state": state.status, "oom_killed": True})
     return Finding.warn(
-        component,
-        f"{state.status}, not running: no memory to measure",
-        data={"state": state.status, "oom_killed": False},
+        component, not_up(info) + ": no memory to measure", data={"state": state.status, "oom_killed": False}
     )
 
 
@@ -122,7 +121,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
     info = await inspect_or_none(ctx.targets.docker, name)
     if info is None:
         return Finding.crit(component, "container not found", data={"state": "missing"})
-    if not info.state.running:
+    if not info.state.up:
         finding = stopped_memory(info, component)
         finding.proposals = proposed(proposal_for(info, finding.title))
         return finding
