@@ -23,6 +23,7 @@ from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
 from bot.core.registry import Runbook, UsageError
+from bot.core.units import plural
 from runbooks.loglines import LogLine, parse, strip_ansi
 from runbooks.watched import ContainerArgs
 
@@ -241,7 +242,7 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
         "locked_accounts": dict(found["locked"].most_common()),
     }
     details = [
-        f"read {len(lines)} lines ({window}) of {name}"
+        f"read {plural(len(lines), 'line')} ({window}) of {name}"
         + (f", the newest {MAX_LINES}" if len(lines) >= MAX_LINES else "")
     ]
     details += login_details(found)
@@ -260,7 +261,9 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
         status = Status.CRIT if panics or traces or n5xx >= MANY_5XX else Status.WARN
         title = f"{window}: " + ", ".join(parts)
         return Finding(status, component, title, details=details, evidence=evidence(lines, found), data=data)
-    title = f"{window}: no 5xx, panics or errors in {len(lines)} lines" + (f"; {', '.join(logins)}" if logins else "")
+    title = f"{window}: no 5xx, panics or errors in {plural(len(lines), 'line')}" + (
+        f"; {', '.join(logins)}" if logins else ""
+    )
     if found["failed_login"] >= MANY_FAILED_LOGINS or limited:
         return Finding.warn(component, title, details=details, evidence=evidence(lines, found), data=data)
     return Finding.ok(component, title, details=details, data=data)

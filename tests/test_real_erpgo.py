@@ -202,9 +202,7 @@ def zerolog_api(docker_engine):
 
 async def test_logs_counts_the_real_apis_failed_logins_per_email(zerolog_api):
     host, name = zerolog_api
-    [finding] = await run_verb(
-        "logs", None, {"container": name, "minutes": 15}, docker_host=host, erpgo_containers=name
-    )
+    [finding] = await run_verb(f"logs {name} 15", None, docker_host=host, erpgo_containers=name)
     assert finding.component == f"Logs {name}" and finding.status is Status.CRIT
     data = finding.data
     assert data["failed_logins"] == 5
@@ -228,9 +226,7 @@ async def test_failed_logins_alone_leave_the_finding_green_until_they_pile_up(do
         while "printed" not in docker_engine.docker("logs", name):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
-        [finding] = await run_verb(
-            "logs", None, {"container": name}, docker_host=docker_engine.host, erpgo_containers=name
-        )
+        [finding] = await run_verb(f"logs {name}", None, docker_host=docker_engine.host, erpgo_containers=name)
     finally:
         docker_engine.remove(name)
     assert finding.status is Status.OK
@@ -246,9 +242,7 @@ async def test_the_demos_api_container_prints_what_logs_reads(docker_engine):
     try:
         deadline = time.monotonic() + 20
         while True:  # until its first round (stdout and stderr) has been read back
-            [finding] = await run_verb(
-                "logs", None, {"container": name}, docker_host=docker_engine.host, erpgo_containers=name
-            )
+            [finding] = await run_verb(f"logs {name}", None, docker_host=docker_engine.host, erpgo_containers=name)
             if finding.data.get("stack_traces") or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)

@@ -12,6 +12,7 @@ from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status
 from bot.core.registry import UsageError
+from bot.core.units import plural
 from runbooks.auth.common import (
     BCRYPT,
     EMAIL,
@@ -28,7 +29,6 @@ from runbooks.auth.common import (
     listed,
     missing_table,
     not_erpgo,
-    plural,
     runbook,
 )
 from runbooks.containers.common import inspect_or_none

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Args, Refused, UsageError
+from bot.core.units import plural
 from runbooks.auth.common import (
     MAX_LISTED,
     PERMISSIONS,
@@ -20,7 +21,6 @@ from runbooks.auth.common import (
     listed,
     missing_table,
     not_erpgo,
-    plural,
     runbook,
 )
 

@@ -24,10 +24,10 @@ from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status, worst
 from bot.core.redact import register_secret
 from bot.core.registry import Args, UsageError
-from bot.core.units import human_duration, parse_duration
+from bot.core.units import human_duration, parse_duration, plural
 from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound
-from runbooks.auth.common import JWT, MAX_TOKEN, plural, runbook
+from runbooks.auth.common import JWT, MAX_TOKEN, runbook
 
 CLOCK_SKEW_S = 60
 

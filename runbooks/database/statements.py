@@ -16,6 +16,7 @@ from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.parse import ascii_int
 from bot.core.registry import Args, Outcome, Refused, Runbook, UsageError
+from bot.core.units import plural
 from runbooks.database.common import (
     APP_NAME,
     LONG_STATEMENT_S,
@@ -313,7 +314,7 @@ async def table_statistics(ctx: CheckContext) -> Finding:
             reason="row estimates are off after many changes; ANALYZE refreshes them",
         )
     else:
-        proposal = analyze_proposal(database=database, reason=f"{len(rows)} tables have stale statistics")
+        proposal = analyze_proposal(database=database, reason=f"{plural(len(rows), 'table')} with stale statistics")
     return Finding.warn(
         component,
         title,

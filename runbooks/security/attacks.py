@@ -25,11 +25,11 @@ from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
 from bot.core.registry import Args, Runbook, UsageError
-from bot.core.units import short_duration
+from bot.core.units import plural, short_duration
 from bot.targets import NotConfigured, RoleNotFound
 from runbooks.security import auditlog, logscan
 from runbooks.security.bans import ban_proposal, covering
-from runbooks.security.common import BLOCK, IDENTIFY, ban_guard_for, clock, plural, read_container_lines, span
+from runbooks.security.common import BLOCK, IDENTIFY, ban_guard_for, clock, read_container_lines, span
 from runbooks.security.settings import security_findings
 
 runbook = Runbook("security")
