@@ -79,9 +79,7 @@ runbook.triage_for(
         "postgres_health", "connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries"
     ),
 )
-runbook.triage_for(
-    "PostgreSQLDown", checks=checks("postgres_health", "connection_diagnosis", "docker_containers", "api_health")
-)
+# PostgreSQLDown: runbooks/containers/ondemand.py, first, with the database container's restart
 runbook.triage_for(
     "PostgreSQLSlowQueries",
     "DatabaseSlowQueries",

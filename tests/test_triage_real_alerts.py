@@ -38,7 +38,13 @@ REAL_ALERTS: dict[str, list[str]] = {
     "HighMemoryUsage": MEMORY,
     "HighGoroutineCount": GOROUTINES,
     "DatabaseConnectionPoolExhausted": POOL,
-    "PostgreSQLDown": ["postgres_health", "connection_diagnosis", "docker_containers", "api_health"],
+    "PostgreSQLDown": [
+        "postgres_health",
+        "connection_diagnosis",
+        "database_container",
+        "docker_containers",
+        "api_health",
+    ],
     "PostgreSQLHighConnections": [
         "postgres_health",
         "connections_by_state",
@@ -121,7 +127,13 @@ def test_no_real_alert_falls_back_to_the_health_checks(registry):
 def test_a_group_of_several_real_alerts_runs_each_check_once(registry):
     names = [c.name for c in triage_checks(registry, ["PostgreSQLDown", "ServiceDown", "RedisDown"], {})]
     assert len(names) == len(set(names))
-    assert names[:4] == ["postgres_health", "connection_diagnosis", "docker_containers", "api_health"]
+    assert names[:5] == [
+        "postgres_health",
+        "connection_diagnosis",
+        "database_container",
+        "docker_containers",
+        "api_health",
+    ]
     assert {"redis_health", "outage_or_service_down"} <= set(names)
 
 
