@@ -43,7 +43,7 @@ from handlers import incidents as incident_handlers
 from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
 from runbooks.containers import actions as container_actions
 from runbooks.containers import ondemand, startup
-from runbooks.database import connect, connections, indexes, locks, overview, replication, statements
+from runbooks.database import connect, connections, explain, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
 from runbooks.emergency import outage, restart, restoring
@@ -57,6 +57,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     connect.runbook,
     connections.runbook,
     statements.runbook,
+    explain.runbook,
     indexes.runbook,
     db_settings.runbook,
     locks.runbook,
