@@ -40,7 +40,7 @@ from handlers import approvals as approval_handlers
 from handlers import command as command_handlers
 from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
-from runbooks import application, auth, disk, errors, integrity, network, performance, quick, tls, triage
+from runbooks import application, auth, disk, error_rate, errors, integrity, network, performance, quick, tls, triage
 from runbooks.containers import actions as container_actions
 from runbooks.containers import ondemand, startup
 from runbooks.database import connect, connections, explain, indexes, locks, overview, replication, statements
@@ -81,6 +81,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     memory.runbook,
     cpu.runbook,
     performance.runbook,
+    error_rate.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (

@@ -13,7 +13,14 @@ from bot.settings import load_settings
 from bot.targets import Targets
 from tests import harness
 
-ERROR_RATE = ["api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"]
+ERROR_RATE = [
+    "api_health",
+    "error_rate",
+    "api_error_logs",
+    "postgres_health",
+    "connections_by_state",
+    "slow_statements",
+]
 POOL = ["connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries", "blocking_sessions"]
 PERF = ["api_latency", "slowest_statements", "cache_performance"]  # runbooks/performance.py
 AVAILABILITY = ["api_health", "docker_containers", "api_error_logs", "postgres_health", "redis_health"]
