@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
+from bot.core.redact import redact
 from bot.core.registry import Runbook, UsageError
 from bot.core.units import plural
 from runbooks.loglines import LogLine, parse, strip_ansi
@@ -34,7 +35,8 @@ DEFAULT_MINUTES = 15
 MAX_MINUTES = 24 * 60
 MAX_LINES = 5000  # the newest lines of the window that are read
 CONTEXT_BEFORE, CONTEXT_AFTER = 2, 6  # the guide's grep -B 5 -A 10, kept short for Slack
-MAX_EVIDENCE = 15
+MAX_EVIDENCE = 15  # the digest: what one message shows (bot/slack/render.py MAX_EVIDENCE_LINES)
+MAX_SHARED = 2000  # matching lines (with context) in the file shared in the thread
 MANY_5XX = 10  # from this many 5xx lines in the window the finding is critical
 
 CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -185,7 +187,11 @@ def login_details(found: dict) -> list[str]:
     return details
 
 
-def evidence(lines: list[str], found: dict) -> list[str]:
+def clipped(line: str) -> str:
+    return redact(line)[:300]  # redact first, then cut: a cut secret would no longer be recognised
+
+
+def digest(lines: list[str], found: dict) -> list[int]:
     """The newest panics and traces with their context, then the newest 5xx lines; no line twice."""
     picked: list[int] = []
     for number in (found["panic"] + found["trace"])[-3:]:
@@ -193,9 +199,25 @@ def evidence(lines: list[str], found: dict) -> list[str]:
     picked += found["5xx"][-5:]
     if not picked:
         picked = found["error"][-5:] or found["logins"][-5:]
-    ordered = sorted(set(picked))
-    shown = ordered[-MAX_EVIDENCE:]
-    return [lines[n][:300] for n in shown]
+    return sorted(set(picked))[-MAX_EVIDENCE:]
+
+
+def every_match(lines: list[str], found: dict) -> list[int]:
+    """Every matching line with its context, as the guide's grep -B/-A would print them."""
+    matched = found["panic"] + found["trace"] + found["5xx"] + found["error"] + found["logins"]
+    picked = {n for m in matched for n in range(max(0, m - CONTEXT_BEFORE), min(len(lines), m + CONTEXT_AFTER + 1))}
+    return sorted(picked)[-MAX_SHARED:]
+
+
+def evidence(lines: list[str], found: dict) -> list[str]:
+    """The digest the message shows; when the matching lines are more, all of them after it (with context), which
+    the report shares as a file in its thread."""
+    shown = digest(lines, found)
+    everything = every_match(lines, found)
+    if not set(everything) - set(shown):
+        return [clipped(lines[n]) for n in shown]
+    listing = [clipped(lines[n]) for n in everything]
+    return [clipped(lines[n]) for n in shown] + [f"--- every matching line with context ({len(listing)}) ---", *listing]
 
 
 async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] | None:
