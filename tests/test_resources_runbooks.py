@@ -256,3 +256,18 @@ async def test_the_simulator_exports_go_runtime_and_process_metrics_only(simulat
         "process_max_fds",
     } <= samples
     assert not {"http_requests_total", "db_connections_active"} & samples  # the guide's, not the real ERPGo's
+
+
+def test_a_host_short_of_memory_is_told_swap_is_a_host_change():
+    """Memory Issues 3: the bot never changes the host; the report that meets the problem says what to run there."""
+    from runbooks.resources.memory import meminfo_finding
+
+    gib = 1024**3
+    finding = meminfo_finding("Host memory", {"MemTotal": 8 * gib, "MemAvailable": gib // 4}, [])
+    assert finding.status is Status.CRIT and "no swap" in finding.title
+    text = "\n".join(finding.details)
+    assert "swap (guide: Memory Issues 3) is a change to the host" in text and "mkswap /swapfile" in text
+    roomy = meminfo_finding(
+        "Host memory", {"MemTotal": 8 * gib, "MemAvailable": 6 * gib, "SwapTotal": gib, "SwapFree": gib}, []
+    )
+    assert roomy.status is Status.OK and not any("mkswap" in line for line in roomy.details)
