@@ -42,7 +42,7 @@ from handlers import home as home_handlers
 from handlers import incidents as incident_handlers
 from runbooks import application, auth, disk, error_rate, errors, integrity, network, performance, quick, tls, triage
 from runbooks.containers import actions as container_actions
-from runbooks.containers import ondemand, startup
+from runbooks.containers import compose, ondemand, startup
 from runbooks.database import connect, connections, explain, indexes, locks, overview, replication, statements
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
@@ -76,6 +76,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     emergency_backups.runbook,
     restoring.runbook,
     startup.runbook,
+    compose.runbook,
     container_actions.runbook,
     ondemand.runbook,
     memory.runbook,

@@ -226,6 +226,15 @@ async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] 
     return None if lines is None else [strip_ansi(line) for line in lines]
 
 
+def window_of(ctx: CheckContext, minutes: int) -> tuple[datetime, str]:
+    """Since when the logs are read (the alert's start, else the minutes asked), and that in words."""
+    now = datetime.now(UTC)
+    since = ctx.alert.since if ctx.alert and ctx.alert.since else now - timedelta(minutes=minutes)
+    if now - since > timedelta(hours=1):
+        return since, f"since {since.astimezone(UTC):%H:%M} UTC"
+    return since, f"last {max(1, round((now - since).total_seconds() / 60))} min"
+
+
 @runbook.check("logs", component="Logs", section=SECTION, timeout=10)
 async def api_error_logs(ctx: CheckContext) -> Finding:
     asked = ctx.arg(LogsArgs)
@@ -236,13 +245,7 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
             await ctx.targets.ensure_watched(name)
         except UsageError as exc:
             return Finding.skipped(component, str(exc))
-    now = datetime.now(UTC)
-    since = ctx.alert.since if ctx.alert and ctx.alert.since else now - timedelta(minutes=asked.minutes)
-    window = (
-        f"since {since.astimezone(UTC):%H:%M} UTC"
-        if now - since > timedelta(hours=1)
-        else f"last {max(1, round((now - since).total_seconds() / 60))} min"
-    )
+    since, window = window_of(ctx, asked.minutes)
     lines = await read_logs(ctx, name, since)
     if lines is None:
         return Finding.crit(component, "container not found", data={"container": name})
