@@ -48,6 +48,7 @@ from runbooks import (
     application,
     auth,
     disk,
+    error_rate,
     errors,
     graph,
     integrity,
@@ -63,8 +64,18 @@ from runbooks import (
     triage,
 )
 from runbooks.containers import actions as container_actions
-from runbooks.containers import startup
-from runbooks.database import connect, connections, corruption, indexes, locks, overview, replication, statements
+from runbooks.containers import compose, ondemand, startup
+from runbooks.database import (
+    connect,
+    connections,
+    corruption,
+    explain,
+    indexes,
+    locks,
+    overview,
+    replication,
+    statements,
+)
 from runbooks.database import settings as db_settings
 from runbooks.emergency import backups as emergency_backups
 from runbooks.emergency import outage, restart, restoring
@@ -78,6 +89,7 @@ RUNBOOKS: tuple[Runbook, ...] = (
     connect.runbook,
     connections.runbook,
     statements.runbook,
+    explain.runbook,
     indexes.runbook,
     corruption.runbook,
     db_settings.runbook,
@@ -101,12 +113,15 @@ RUNBOOKS: tuple[Runbook, ...] = (
     emergency_backups.runbook,
     restoring.runbook,
     startup.runbook,
+    compose.runbook,
     container_actions.runbook,
+    ondemand.runbook,
     memory.runbook,
     cpu.runbook,
     performance.runbook,
     graph.runbook,
     profiling.runbook,
+    error_rate.runbook,
     triage.runbook,
 )
 BOT_VERBS: tuple[Runbook, ...] = (

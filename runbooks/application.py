@@ -24,6 +24,7 @@ from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
 from bot.core.redact import shorten
 from bot.core.registry import Runbook, UsageError
+from bot.core.units import plural
 from runbooks.loglines import LogLine, parse, strip_ansi
 from runbooks.watched import ContainerArgs
 
@@ -34,7 +35,8 @@ DEFAULT_MINUTES = 15
 MAX_MINUTES = 24 * 60
 MAX_LINES = 5000  # the newest lines of the window that are read
 CONTEXT_BEFORE, CONTEXT_AFTER = 2, 6  # the guide's grep -B 5 -A 10, kept short for Slack
-MAX_EVIDENCE = 15
+MAX_EVIDENCE = 15  # the digest: what one message shows (bot/slack/render.py MAX_EVIDENCE_LINES)
+MAX_SHARED = 2000  # matching lines (with context) in the file shared in the thread
 MANY_5XX = 10  # from this many 5xx lines in the window the finding is critical
 
 CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -185,7 +187,11 @@ def login_details(found: dict) -> list[str]:
     return details
 
 
-def evidence(lines: list[str], found: dict) -> list[str]:
+def clipped(line: str) -> str:
+    return shorten(line, 300, "")  # redact first, then cut: a cut secret would no longer be recognised
+
+
+def digest(lines: list[str], found: dict) -> list[int]:
     """The newest panics and traces with their context, then the newest 5xx lines; no line twice."""
     picked: list[int] = []
     for number in (found["panic"] + found["trace"])[-3:]:
@@ -193,15 +199,40 @@ def evidence(lines: list[str], found: dict) -> list[str]:
     picked += found["5xx"][-5:]
     if not picked:
         picked = found["error"][-5:] or found["logins"][-5:]
-    ordered = sorted(set(picked))
-    shown = ordered[-MAX_EVIDENCE:]
-    return [shorten(lines[n], 300, "") for n in shown]
+    return sorted(set(picked))[-MAX_EVIDENCE:]
+
+
+def every_match(lines: list[str], found: dict) -> list[int]:
+    """Every matching line with its context, as the guide's grep -B/-A would print them."""
+    matched = found["panic"] + found["trace"] + found["5xx"] + found["error"] + found["logins"]
+    picked = {n for m in matched for n in range(max(0, m - CONTEXT_BEFORE), min(len(lines), m + CONTEXT_AFTER + 1))}
+    return sorted(picked)[-MAX_SHARED:]
+
+
+def evidence(lines: list[str], found: dict) -> list[str]:
+    """The digest the message shows; when the matching lines are more, all of them after it (with context), which
+    the report shares as a file in its thread."""
+    shown = digest(lines, found)
+    everything = every_match(lines, found)
+    if not set(everything) - set(shown):
+        return [clipped(lines[n]) for n in shown]
+    listing = [clipped(lines[n]) for n in everything]
+    return [clipped(lines[n]) for n in shown] + [f"--- every matching line with context ({len(listing)}) ---", *listing]
 
 
 async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] | None:
     """The container's stdout+stderr lines since `since`; None when there is no such container."""
     lines = await ctx.targets.docker.log_lines(name, since=since, tail=MAX_LINES)
     return None if lines is None else [strip_ansi(line) for line in lines]
+
+
+def window_of(ctx: CheckContext, minutes: int) -> tuple[datetime, str]:
+    """Since when the logs are read (the alert's start, else the minutes asked), and that in words."""
+    now = datetime.now(UTC)
+    since = ctx.alert.since if ctx.alert and ctx.alert.since else now - timedelta(minutes=minutes)
+    if now - since > timedelta(hours=1):
+        return since, f"since {since.astimezone(UTC):%H:%M} UTC"
+    return since, f"last {max(1, round((now - since).total_seconds() / 60))} min"
 
 
 @runbook.check("logs", component="Logs", section=SECTION, timeout=10)
@@ -214,13 +245,7 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
             await ctx.targets.ensure_watched(name)
         except UsageError as exc:
             return Finding.skipped(component, str(exc))
-    now = datetime.now(UTC)
-    since = ctx.alert.since if ctx.alert and ctx.alert.since else now - timedelta(minutes=asked.minutes)
-    window = (
-        f"since {since.astimezone(UTC):%H:%M} UTC"
-        if now - since > timedelta(hours=1)
-        else f"last {max(1, round((now - since).total_seconds() / 60))} min"
-    )
+    since, window = window_of(ctx, asked.minutes)
     lines = await read_logs(ctx, name, since)
     if lines is None:
         return Finding.crit(component, "container not found", data={"container": name})
@@ -242,7 +267,7 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
         "locked_accounts": dict(found["locked"].most_common()),
     }
     details = [
-        f"read {len(lines)} lines ({window}) of {name}"
+        f"read {plural(len(lines), 'line')} ({window}) of {name}"
         + (f", the newest {MAX_LINES}" if len(lines) >= MAX_LINES else "")
     ]
     details += login_details(found)
@@ -261,7 +286,9 @@ async def api_error_logs(ctx: CheckContext) -> Finding:
         status = Status.CRIT if panics or traces or n5xx >= MANY_5XX else Status.WARN
         title = f"{window}: " + ", ".join(parts)
         return Finding(status, component, title, details=details, evidence=evidence(lines, found), data=data)
-    title = f"{window}: no 5xx, panics or errors in {len(lines)} lines" + (f"; {', '.join(logins)}" if logins else "")
+    title = f"{window}: no 5xx, panics or errors in {plural(len(lines), 'line')}" + (
+        f"; {', '.join(logins)}" if logins else ""
+    )
     if found["failed_login"] >= MANY_FAILED_LOGINS or limited:
         return Finding.warn(component, title, details=details, evidence=evidence(lines, found), data=data)
     return Finding.ok(component, title, details=details, data=data)

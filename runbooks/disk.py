@@ -21,7 +21,7 @@ import asyncpg
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status, worst
 from bot.core.registry import Refused, Runbook
-from bot.core.units import human_bytes
+from bot.core.units import human_bytes, plural
 from bot.targets import NotConfigured
 from bot.targets import docker_prune as pruning
 from bot.targets.docker import ContainerNotFound
@@ -165,10 +165,6 @@ async def filesystem_usage(ctx: CheckContext) -> list[Finding]:
 async def docker_df(ctx: CheckContext) -> dict[str, Any]:
     """The report's `docker system df`, read once for every check that needs it."""
     return await ctx.shared(_DF, lambda: ctx.targets.docker.disk_usage_raw(DF_SECONDS))
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def listed(names: list[str]) -> str:
@@ -400,14 +396,16 @@ async def container_logs(ctx: CheckContext) -> Finding:
     watched = set(await protected_containers(ctx))
     # the largest logs on the engine, and every watched container's log however small
     top = readable[:TOP_LOGS] + [log for log in readable[TOP_LOGS:] if log.container in watched]
-    status = worst(log_status(log) for log in readable)
     unrotated = [log.container for log in readable if log.driver == "json-file" and not log.rotated]
+    # a log that is not rotated grows until the disk is full: never green, however small it is today
+    status = worst([*(log_status(log) for log in readable), Status.WARN if unrotated else Status.OK])
     total = sum(log.size or 0 for log in readable)
-    title = f"largest log: {top[0].describe()}; {human_bytes(total)} in {len(readable)} logs"
+    title = f"largest log: {top[0].describe()}; {human_bytes(total)} in {plural(len(readable), 'log')}"
     details = [log.describe() for log in top]
     if unrotated:
         details.append(
-            f"{len(unrotated)} json-file logs are not rotated and grow until the disk is full: "
+            f"{plural(len(unrotated), 'json-file log')} not rotated: "
+            f"{'it grows' if len(unrotated) == 1 else 'they grow'} until the disk is full: "
             f"{listed(unrotated)} — set `logging: {{driver: json-file, options: {{max-size: 10m, max-file: '3'}}}}` "
             "in docker-compose.yml (applies when the container is re-created)"
         )

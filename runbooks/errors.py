@@ -23,11 +23,12 @@ from http import HTTPStatus
 from bot.context import CheckContext
 from bot.core.findings import Finding
 from bot.core.registry import Args, Runbook, UsageError
+from runbooks.error_codes import MIDDLEWARE_ROWS, VERIFICATION_ROWS, RealRow
 
 runbook = Runbook("errors")
 
 SECTION = "Common Error Codes"
-MAX_CODE = 20
+MAX_CODE = 40  # the real codes reach 25 characters (TOKEN_INVALIDATION_FAILED)
 CODE_SHAPE = re.compile(r"^[A-Z0-9][A-Z0-9_]*$")
 PREFIXES = {"HTTP", "STATUS", "SQLSTATE", "CODE", "ERROR"}  # "/erpgo error HTTP 503" reads naturally too
 
@@ -54,13 +55,25 @@ class ErrorCode:
 
 HTTP, DATABASE, APPLICATION = "HTTP Status Codes", "Database Error Codes", "Application Error Codes"
 SOURCE, DOCS = "ERPGo error codes (pkg/errors)", "ERPGo API documentation"
+MIDDLEWARE, VERIFICATION = "ERPGo middleware codes", "ERPGo e-mail verification codes"
 TABLE_KINDS = {
     HTTP: "HTTP status",
     DATABASE: "PostgreSQL SQLSTATE",
     APPLICATION: "the guide's application code — not in ERPGo's source",
     SOURCE: "ERPGo error code",
     DOCS: "ERPGo error code, from its API documentation",
+    MIDDLEWARE: "ERPGo middleware code",
+    VERIFICATION: "ERPGo e-mail verification code",
 }
+ORIGINS = {
+    SOURCE: "in ERPGo's source (pkg/errors)",
+    DOCS: "in ERPGo's API documentation; the running API may send a more general code",
+    MIDDLEWARE: "in ERPGo's middleware (pkg/auth, internal/interfaces/http/middleware)",
+    VERIFICATION: "in ERPGo's e-mail verification handler",
+}
+# pkg/errors answers {"error": {"code", "message", "correlation_id", …}}; middleware and handlers a flat body
+FLAT_BODY = 'the body is flat, {"error": "<message>", "code": "<code>"}: no correlation_id to look up'
+CORRELATED_BODY = "the error body carries a correlation_id: look it up in the API's logs"
 
 # The guide's tables, row for row: code, meaning, common causes, resolution.
 GUIDE_TABLES: dict[str, list[tuple[str, str, str, str]]] = {
@@ -144,7 +157,6 @@ GUIDE_COUNTERPARTS: dict[str, tuple[str, ...]] = {
 }
 
 # The real codes: code, HTTP status, meaning, common causes, resolution, next steps.
-RealRow = tuple[str, int, str, str, str, tuple[str, ...]]
 REAL_TABLES: dict[str, list[RealRow]] = {
     SOURCE: [
         (
@@ -243,30 +255,6 @@ REAL_TABLES: dict[str, list[RealRow]] = {
             "Check the dependencies",
             (HEALTH, "`/erpgo db connections` — connections by state and application"),
         ),
-        (
-            "RATE_LIMIT_PENALTY",
-            429,
-            "The client is serving a rate-limit penalty",
-            "it kept sending after being rate limited; `retry_after_seconds` says how long the penalty lasts",
-            "Wait for the penalty to end, then slow the client down",
-            (SECURITY,),
-        ),
-        (
-            "IP_BLOCKED",
-            403,
-            "The client's IP address is on the API's block list",
-            "an address blocked by the security middleware (often after an attack)",
-            "Check why it was blocked before unblocking",
-            (SECURITY,),
-        ),
-        (
-            "IP_NOT_ALLOWED",
-            403,
-            "The client's IP address is not on the allow list",
-            "an allow list configured on the API that does not include this client",
-            "Add the address to the allow list if it is legitimate",
-            (SECURITY,),
-        ),
     ],
     DOCS: [
         (
@@ -276,14 +264,6 @@ REAL_TABLES: dict[str, list[RealRow]] = {
             "the access token outlived `JWT_EXPIRY`; the client did not refresh",
             "Refresh it with POST /api/v1/auth/refresh, or log in again",
             (JWT, "`/erpgo user <email>` — the account behind it"),
-        ),
-        (
-            "INVALID_TOKEN",
-            401,
-            "The token is malformed or its signature does not verify",
-            "a token cut or wrapped by the client, signed with another `JWT_SECRET`, or not a JWT at all",
-            "Log in again",
-            (JWT,),
         ),
         (
             "TOKEN_BLACKLISTED",
@@ -340,6 +320,8 @@ REAL_TABLES: dict[str, list[RealRow]] = {
             (LOGS,),
         ),
     ],
+    MIDDLEWARE: MIDDLEWARE_ROWS,
+    VERIFICATION: VERIFICATION_ROWS,
 }
 
 
@@ -369,15 +351,8 @@ def guide_entry(table: str, code: str, meaning: str, causes: str, resolution: st
 
 def real_entry(table: str, row: RealRow) -> ErrorCode:
     code, status, meaning, causes, resolution, steps = row
-    origin = (
-        "in ERPGo's source (pkg/errors and its middleware)"
-        if table == SOURCE
-        else "in ERPGo's API documentation; the running API may send a more general code"
-    )
-    notes = (
-        f"HTTP {status} {HTTPStatus(status).phrase}; {origin}",
-        "the error body carries a correlation_id: look it up in the API's logs",
-    )
+    body = FLAT_BODY if table in (MIDDLEWARE, VERIFICATION) else CORRELATED_BODY
+    notes = (f"HTTP {status} {HTTPStatus(status).phrase}; {ORIGINS[table]}", body)
     return ErrorCode(code, meaning, causes, resolution, table, steps, http_status=status, notes=notes)
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
+from bot.core.units import plural
 from bot.targets import container_probes as probes
 from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import ContainerInfo, NetworkInfo, PortBinding, container_info, port_conflicts
@@ -149,7 +150,7 @@ def url_targets(raw: dict[str, Any]) -> list[tuple[str, str, int]]:
 def network_finding(network: NetworkInfo, watched: set[str]) -> Finding:
     kind = network.driver + (", internal" if network.internal else "")
     subnets = ", ".join(network.subnets) or "no subnet"
-    title = f"{kind}, {subnets}, {len(network.containers)} containers"
+    title = f"{kind}, {subnets}, {plural(len(network.containers), 'container')}"
     details = [
         f"{'• ' if a.container in watched else ''}{a.container}: {a.ipv4 or 'no IPv4 address'}; "
         f"aliases: {', '.join(x for x in a.aliases if not CONTAINER_ID_ALIAS.match(x)) or 'none'}"

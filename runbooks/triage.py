@@ -39,9 +39,11 @@ def label_in(label: str, *values: str) -> LabelMatch:
 
 # -- the guide's alert rules (Monitoring & Alerting › Alert Configuration Example) ---------------
 
-# error rate > 5 %: is the API healthy, what do its logs say (5xx, panics, stack traces), can it
+# error rate > 5 %: is the API healthy, the rate itself (when /metrics has it), what do its logs say (5xx, panics, stack traces), can it
 # reach its database and how full is the pool, which statements are slow.
-ERROR_RATE = checks("api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements")
+ERROR_RATE = checks(
+    "api_health", "error_rate", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"
+)
 runbook.triage_for("HighErrorRate", checks=ERROR_RATE)
 
 # pool > 90 %: connections by state and by application, sessions idle in transaction, long
@@ -79,9 +81,7 @@ runbook.triage_for(
         "postgres_health", "connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries"
     ),
 )
-runbook.triage_for(
-    "PostgreSQLDown", checks=checks("postgres_health", "connection_diagnosis", "docker_containers", "api_health")
-)
+# PostgreSQLDown: runbooks/containers/ondemand.py, first, with the database container's restart
 runbook.triage_for(
     "PostgreSQLSlowQueries",
     "DatabaseSlowQueries",

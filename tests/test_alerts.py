@@ -205,6 +205,11 @@ async def test_fire_opens_one_triaged_thread_and_repeats_post_nothing(alert_bot,
 
     # Alertmanager repeats the notification every 2 s: nothing new, nothing posted
     await bot.settle()  # the triage, and approval messages for its proposals if any
+
+    async def delivered() -> bool:  # and everything the triage queued, its evidence file too, is in Slack
+        return not await query(bot, "SELECT id FROM slack_outbox WHERE state = 'pending'")
+
+    await eventually(delivered, 30, "the triage's messages and files delivered")
     seen = len(bot.slack.calls)
 
     async def repeated():
@@ -547,6 +552,7 @@ def test_triage_mapping_uses_the_guides_checks_and_falls_back_to_health():
 
     assert names("HighErrorRate") == [
         "api_health",
+        "error_rate",
         "api_error_logs",
         "postgres_health",
         "connections_by_state",

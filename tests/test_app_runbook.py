@@ -4,10 +4,8 @@ another container holds, printing a growing log."""
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -30,35 +28,6 @@ async def app(docker_engine: DockerEngine, container: str, **settings) -> list[F
 
 def everything(findings: list[Finding]) -> str:
     return "\n".join(text_of(f) + "\n" + "\n".join(p.preview + p.summary for p in f.proposals) for f in findings)
-
-
-@pytest.fixture
-def public_network(docker_engine: DockerEngine) -> Iterator[Callable[[], str]]:
-    """A non-internal bridge network (the only kind that publishes ports), removed afterwards."""
-    made: list[str] = []
-
-    def make() -> str:
-        tag = f"{os.getpid() % 100000}{len(made)}"
-        name = f"app-net-{tag}"
-        subnet = f"198.19.{(os.getpid() + 97 + len(made)) % 250}.0/24"
-        try:
-            docker_engine.docker(
-                "network", "create", "--subnet", subnet, "-o", f"com.docker.network.bridge.name=appn{tag}", name
-            )
-        except ServiceError as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"this engine cannot create a bridge network: {exc}")
-            pytest.skip(f"this engine cannot create a bridge network: {exc}")
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        attached = docker_engine.docker(
-            "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", name
-        )
-        docker_engine.remove(*attached.split())
-        docker_engine.docker("network", "rm", name)
 
 
 async def test_crash_loop_shows_the_loop_its_last_errors_and_proposes_a_restart(docker, docker_engine, names):

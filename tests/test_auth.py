@@ -60,6 +60,18 @@ async def test_md5_hash_is_named_but_never_shown(erp_dsn):
         assert secret not in shown
 
 
+async def test_a_hash_is_judged_by_how_the_api_hashes_with_its_pepper_and_no_made_up_tool(erp_dsn, erpgo_containers):
+    """ERPGo hashes bcrypt(password + PASSWORD_PEPPER) at BCRYPT_COST and has no `hash-password` tool."""
+    settings = {"erpgo_database_url": erp_dsn, "docker_host": erpgo_containers}
+    good = (await run_verb("user admin@example.com", **settings))["Password hash"]
+    assert good.status is Status.OK and good.data["pepper"] == "set"
+    assert "erpgo-api hashes bcrypt(password + PASSWORD_PEPPER) at cost 12" in good.details[0]
+    md5 = (await run_verb("user t.walker@example.com", **settings))["Password hash"]
+    text = "\n".join(md5.details)
+    assert "hash-password" not in text and "UPDATE users SET password_hash" not in text
+    assert "POST /api/v1/auth/forgot-password" in text and "PASSWORD_PEPPER" in text
+
+
 async def test_inactive_user_is_a_warning(erp_dsn):
     found = await user(erp_dsn, "e.dubois@example.com")
     assert found["User"].status is Status.WARN and "INACTIVE" in found["User"].title

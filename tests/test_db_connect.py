@@ -249,3 +249,35 @@ def test_parse_dsn(dsn, hosts, database, user, password):
     parts = parse_dsn(dsn)
     assert (parts.hosts, parts.database, parts.user, parts.has_password) == (hosts, database, user, password)
     assert "pw" not in parts.shown().replace("postgres", "") and "p%2Fw" not in parts.shown()
+
+
+async def test_the_apis_own_database_url_is_diagnosed_and_never_shown(
+    postgres_server, strict_cluster, docker_engine, names
+):
+    """DB Connection 2 for the API: the bot's own URL works, the API's DATABASE_URL has a wrong password."""
+    api = names("api")
+    wrong = strict_cluster.dsn("postgres", password="api-Wrong-Password-7")
+    docker_engine.run(api, "exec sleep 100000", run_args=["-e", f"DATABASE_URL={wrong}"])
+    findings = await run_verb(
+        "db connect", postgres_server.dsn("postgres"), docker_host=docker_engine.host, erpgo_containers=api
+    )
+    assert one(findings, "PostgreSQL login").status is Status.OK, "the bot's own connection is fine"
+    url = one(findings, "API PostgreSQL URL")
+    assert url.title == (
+        f"{api}'s DATABASE_URL: postgresql URL parsed: user postgres, host 127.0.0.1, port {strict_cluster.port}, "
+        "database postgres"
+    )
+    login = one(findings, "API PostgreSQL login")
+    assert login.status is Status.CRIT
+    assert login.title == "authentication failed for user postgres (28P01): wrong password"
+    assert "api-Wrong-Password-7" not in everything(findings)
+
+
+async def test_an_api_without_database_url_is_said(postgres_server, docker_engine, names):
+    api = names("api")
+    docker_engine.run(api, "exec sleep 100000")
+    findings = await run_verb(
+        "db connect", postgres_server.dsn("postgres"), docker_host=docker_engine.host, erpgo_containers=api
+    )
+    missing = one(findings, "API PostgreSQL URL")
+    assert missing.status is Status.CRIT and "has no DATABASE_URL" in missing.title

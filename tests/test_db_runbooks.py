@@ -12,6 +12,8 @@ import asyncio
 import io
 import json
 import re
+import shlex
+import time
 import uuid
 from contextlib import asynccontextmanager
 
@@ -109,7 +111,7 @@ async def test_help_lists_every_db_verb(start_bot):
     text = result.json["blocks"][0]["text"]["text"]
     for verb in DB_VERBS:
         assert f"`/erpgo {verb}" in text, verb
-    assert "`/erpgo db explain &lt;queryid&gt;`" in text
+    assert '`/erpgo db explain &lt;queryid | "SELECT …"&gt;`' in text
 
 
 async def test_db_with_an_unknown_subcommand_lists_the_db_verbs(start_bot):
@@ -323,11 +325,46 @@ async def test_explain_points_at_a_big_sequential_scan(lab):
     assert any(line.startswith("sequential scan on audit_log") for line in plan.details)
 
 
-async def test_explain_refuses_statements_with_parameters(lab):
+async def test_a_parameterised_statement_gets_a_generic_plan_never_run(lab):
+    """PostgreSQL 12-15: PREPARE with plan_cache_mode = force_generic_plan, EXPLAIN EXECUTE with NULLs."""
     queryid = await queryid_of(lab, "SELECT * FROM audit_log WHERE id = $1")
     [plan] = await run_verb(f"db explain {queryid}", lab)
-    assert plan.status is Status.WARN and "has parameters ($1…): refusing" in plan.title
-    assert plan.evidence == []
+    assert plan.status is Status.OK and plan.title.startswith(f"plan for queryid {queryid}: ")
+    assert any("$1" in line for line in plan.evidence), "a generic plan keeps the parameter"
+    assert not any("actual time" in line for line in plan.evidence)
+    assert any(line.startswith("a generic plan: the values of $1") for line in plan.details)
+
+
+async def test_a_typed_select_is_explained_without_running_it(lab):
+    started = time.perf_counter()
+    [plan] = await run_verb("db explain 'SELECT pg_sleep(30), count(*) FROM audit_log WHERE id > 5'", lab)
+    assert plan.status is Status.OK and plan.title.startswith("plan for your SELECT: ")
+    assert time.perf_counter() - started < 10, "planned, not run: pg_sleep(30) never slept"
+    [with_parameter] = await run_verb("db explain 'SELECT * FROM audit_log WHERE id = $1::bigint'", lab)
+    assert with_parameter.status is Status.OK and any("$1" in line for line in with_parameter.evidence)
+
+
+@pytest.mark.parametrize(
+    "sql, why",
+    [
+        ("DELETE FROM audit_log", "it is DELETE, not a SELECT"),
+        ("SELECT 1; DELETE FROM audit_log", "2 statements: give one SELECT"),
+        ("WITH gone AS (DELETE FROM audit_log RETURNING id) SELECT count(*) FROM gone", "its WITH runs DELETE"),
+        ("SELECT * INTO stolen FROM audit_log", "SELECT … INTO creates a table"),
+        ("SELECT * FROM audit_log FOR UPDATE", "FOR UPDATE/SHARE takes row locks"),
+        ("SELEC * FROM audit_log", "PostgreSQL cannot parse it"),
+    ],
+)
+async def test_a_typed_statement_other_than_one_read_only_select_is_refused(lab, sql, why):
+    [plan] = await run_verb("db explain " + shlex.quote(sql), lab)
+    assert plan.status is Status.WARN and plan.title.startswith("refused: only one read-only SELECT is explained")
+    assert why in plan.title and plan.evidence == []
+    conn = await asyncpg.connect(lab)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM audit_log") > 0
+        assert await conn.fetchval("SELECT to_regclass('stolen')") is None
+    finally:
+        await conn.close()
 
 
 async def test_explain_refuses_what_is_not_a_query(lab):
@@ -347,7 +384,7 @@ async def test_explain_needs_an_integer_queryid(start_bot, lab):
     ):
         result = await bot.command(text)
         answer = result.json["blocks"][0]["text"]["text"]
-        assert problem in answer and "`/erpgo db explain &lt;queryid&gt;`" in answer, answer
+        assert problem in answer and '`/erpgo db explain &lt;queryid | "SELECT …"&gt;`' in answer, answer
     assert bot.slack.channel_messages("C0OPS") == []
 
 

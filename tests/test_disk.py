@@ -132,6 +132,7 @@ async def test_the_largest_log_is_found_and_grows_between_two_reports(docker_eng
     finding = one(await run_verb("disk", None, **settings), "Container logs")
     assert f"{deployment['api']}: " in text_of(finding) and "not rotated" in text_of(finding)
     assert "max-size: 10m" in text_of(finding)
+    assert finding.status is Status.WARN, "a log that grows until the disk is full is not green"
 
 
 async def _grown(read, floor: int) -> int | None:

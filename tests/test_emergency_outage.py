@@ -16,6 +16,7 @@ from bot.core.findings import Status
 from bot.core.registry import Failed
 from bot.local.text import render_text
 from bot.targets.docker_models import parse_time
+from runbooks.emergency.outage import said
 from tests.db_support import one, run_verb, text_of
 from tests.emergency_support import CHANNEL, POLICY, approval_messages, audit, click, current, remediate
 from tests.support import eventually_sync
@@ -123,8 +124,16 @@ async def test_outage_verdict_names_the_database_first_and_what_depends_on_it(de
 
 
 async def test_outage_with_nothing_down_says_so(deployment):
-    verdict = one(await run_verb("outage", None, **deployment.settings), "Verdict")
+    findings = await run_verb("outage", None, **deployment.settings)
+    verdict = one(findings, "Verdict")
     assert verdict.title.startswith("no outage") and verdict.proposals == []
+    engine = one(findings, "Docker engine")
+    migrator = [e for e in engine.data["events"] if e["name"] == deployment.name["migrator"]]
+    assert "completed" in {said(e) for e in migrator} and "die" not in {said(e) for e in migrator}
+    assert "completed" in engine.title
+    # the engine is shared with other tests: only their containers' deaths may colour it
+    others_died = any(said(e) in ("die", "oom") for e in engine.data["events"])
+    assert engine.status is (Status.WARN if others_died else Status.OK)
 
 
 async def test_outage_with_the_engine_down_starts_there(tmp_path):

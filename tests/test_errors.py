@@ -84,7 +84,7 @@ def test_codes_are_case_insensitive_and_forgiving_about_spelling(typed, code):
 
 
 @pytest.mark.parametrize(
-    "words", [[], ["x" * 21], ["50 3"], ["<script>"], ["503", "429"], ["AUTH_001;", "DROP"], ["--"]]
+    "words", [[], ["x" * 41], ["50 3"], ["<script>"], ["503", "429"], ["AUTH_001;", "DROP"], ["--"]]
 )
 def test_empty_or_absurd_input_is_a_usage_error(words):
     with pytest.raises(UsageError):
@@ -130,7 +130,7 @@ async def test_error_verb_through_slack(start_bot):
 
 async def test_bad_code_answers_only_the_asker_with_the_usage(start_bot):
     bot = await start_bot()
-    result = await bot.command("error " + "9" * 40)
+    result = await bot.command("error " + "9" * 41)
     assert result.status == 200
     assert "Usage" in result.json["text"] and re.search(r"error &lt;code&gt;", result.json["text"])
     assert bot.slack.channel_messages("C0OPS") == []
@@ -236,10 +236,55 @@ def test_the_guides_application_codes_are_marked_as_the_guides_with_their_real_c
 
 
 def test_a_guide_http_status_names_the_real_codes_sent_with_it():
-    assert (
-        "ERPGo sends it with: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_TOKEN, TOKEN_BLACKLISTED, INVALID_CREDENTIALS"
-        in lookup("401").details
-    )
+    [sent] = [line for line in lookup("401").details if line.startswith("ERPGo sends it with: ")]
+    named = set(sent.removeprefix("ERPGo sends it with: ").split(", "))
+    assert {"UNAUTHORIZED", "TOKEN_EXPIRED", "INVALID_TOKEN", "MISSING_AUTH_HEADER", "NOT_AUTHENTICATED"} <= named
+
+
+# Every code ERPGo's middleware and e-mail verification handler answer with (read from its source), and status.
+MIDDLEWARE_STATUS = {
+    "MISSING_AUTH_HEADER": 401,
+    "INVALID_AUTH_FORMAT": 401,
+    "INVALID_TOKEN": 401,
+    "NOT_AUTHENTICATED": 401,
+    "INSUFFICIENT_PERMISSIONS": 403,
+    "PERMISSION_CHECK_FAILED": 500,
+    "REQUIRED_ROLE_MISSING": 403,
+    "ROLE_PERMISSION_MISSING": 403,
+    "ROLE_CHECK_FAILED": 500,
+    "ROLE_FETCH_FAILED": 500,
+    "INVALID_API_KEY": 401,
+    "CSRF_TOKEN_REQUIRED": 403,
+    "CSRF_VALIDATION_FAILED": 403,
+    "CSRF_GENERATION_FAILED": 500,
+    "ORIGIN_NOT_ALLOWED": 403,
+    "ORIGIN_BLOCKED": 403,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "REQUEST_TOO_LARGE": 413,
+    "READ_BODY_ERROR": 400,
+    "INVALID_QUERY_PARAMS": 400,
+    "RATE_LIMIT_PENALTY": 429,
+    "IP_BLOCKED": 403,
+    "IP_NOT_ALLOWED": 403,
+    "TOKEN_REQUIRED": 400,
+    "TOKEN_INVALID": 400,
+    "TOKEN_INVALIDATION_FAILED": 500,
+    "EMAIL_SEND_FAILED": 500,
+}
+
+
+@pytest.mark.parametrize("code", sorted(MIDDLEWARE_STATUS))
+def test_every_middleware_code_is_known_with_its_status_and_flat_body(code):
+    assert parse_code([code.lower()]).code == code  # codes over 20 characters are looked up too
+    finding = lookup(code)
+    assert finding.status is Status.OK and finding.data["http_status"] == MIDDLEWARE_STATUS[code]
+    assert any("no correlation_id" in line for line in finding.details)
+
+
+def test_the_real_403_of_a_missing_permission_points_at_the_users_roles():
+    finding = lookup("INSUFFICIENT_PERMISSIONS")
+    assert finding.title.startswith("INSUFFICIENT_PERMISSIONS — Insufficient permissions (HTTP 403")
+    assert any("`/erpgo user <email> <permission>`" in line for line in finding.details)
 
 
 def test_a_status_only_erpgo_uses_points_at_its_code():

@@ -11,7 +11,7 @@ import pytest
 
 from bot.core.registry import Refused, UsageError
 from bot.settings import load_settings
-from runbooks.database.locks import LongQueriesArgs, parse_seconds, root_blockers
+from runbooks.database.locks import LongQueriesArgs, blocker_finding, parse_seconds, root_blockers
 from tests import harness
 from tests.db_support import Blocking
 from tests.support import eventually
@@ -75,6 +75,43 @@ async def test_active_blocker_gets_cancel_and_terminate(fresh_database, blocking
     assert "the 1 session it blocked can proceed" in result
     assert await scenario.update_finished() == "UPDATE 1"
     assert await scenario.blocker_alive(), "cancel keeps the session"
+
+
+def session(pid: int, state: str, query_s: float, blocked_by: list[int]) -> dict:
+    started = datetime(2026, 1, 1)
+    return {
+        "pid": pid,
+        "usename": "erpgo",
+        "application_name": "erpgo-api",
+        "client": "10.0.0.5",
+        "state": state,
+        "backend_type": "client backend",
+        "backend_start": started,
+        "query_start": started,
+        "query": "UPDATE orders SET status = 'SHIPPED' WHERE id = $1",
+        "state_s": query_s,
+        "xact_s": query_s,
+        "query_s": query_s,
+        "blocked_by": blocked_by,
+    }
+
+
+def test_a_wait_of_the_guides_ten_seconds_is_critical_as_in_db():
+    """One threshold, the guide's "Lock wait time > 10 seconds", shared with `db`."""
+    sessions = {1: session(1, "active", 20, []), 2: session(2, "active", 12, [1])}
+    finding = blocker_finding(1, {2}, sessions, "erp")
+    assert finding.status.value == "crit" and "the longest has waited 12s" in finding.title
+    sessions[2]["query_s"] = 4
+    assert blocker_finding(1, {2}, sessions, "erp").status.value == "warn"
+
+
+async def test_a_blocked_report_says_how_to_prevent_it(fresh_database, blocking):
+    dsn = fresh_database("locks")
+    await blocking(dsn)
+    [finding] = await run_verb(dsn, "db locks")
+    text = "\n".join(finding.details)
+    assert "take row locks in one order everywhere" in text and "keep transactions short" in text
+    assert "lock_timeout" in text
 
 
 async def test_no_blocked_sessions_is_ok(fresh_database):

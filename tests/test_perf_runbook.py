@@ -7,7 +7,10 @@ from __future__ import annotations
 import time
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from bot.core.findings import Status
 from demo.services import RedisServer
@@ -73,3 +76,45 @@ async def test_a_full_pool_then_an_api_slower_than_the_timeout(simulator):
     assert latency.status is Status.CRIT and latency.data["timeouts"] == 2
     assert "2 without an answer within 1 s" in latency.details
     assert one(findings, "API DB pool").status is Status.SKIPPED
+
+
+# --- 500 Errors 4, Monitoring M1: the error rate from /metrics ---------------------------------------
+
+
+@pytest.fixture
+async def counting_api():
+    """An API whose /metrics exports http_requests_total, as the guide expects: each read adds 90 answers
+    of 200 and 10 of 500 — an error rate of 10 % between any two reads."""
+    reads = {"n": 0}
+
+    async def metrics(request: web.Request) -> web.Response:
+        reads["n"] += 1
+        ok, failed = 90 * reads["n"], 10 * reads["n"]
+        text = (
+            "# TYPE http_requests_total counter\n"
+            f'http_requests_total{{method="GET",status="200"}} {ok}\n'
+            f'http_requests_total{{method="POST",status="500"}} {failed}\n'
+            "# TYPE go_goroutines gauge\ngo_goroutines 12\n"
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def test_the_error_rate_is_a_percentage_of_the_requests_between_two_reads(counting_api):
+    rate = one(await run_verb("perf", None, erpgo_api_url=counting_api), "Error rate")
+    assert rate.status is Status.CRIT and rate.data["percent"] == pytest.approx(10.0)
+    assert rate.title.startswith("10.0 % of requests answered 5xx (10 of 100 in ")
+    assert "by status: 200 ×90, 500 ×10" in rate.details
+
+
+async def test_an_api_without_http_requests_total_says_so(simulator):
+    rate = one(await run_verb("perf", None, erpgo_api_url=simulator.url), "Error rate")
+    assert rate.status is Status.SKIPPED
+    assert rate.title == "/metrics exports no http_requests_total: the error rate cannot be measured there"
+    assert any("`/erpgo logs`" in line for line in rate.details)

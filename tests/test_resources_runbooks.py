@@ -126,6 +126,33 @@ async def test_a_container_killed_by_its_memory_limit(checks, docker, docker_eng
     assert one(findings, "Go runtime").title == "not configured (set ERPGO_API_URL)"
 
 
+async def test_a_crash_looping_container_is_not_0_bytes_ok_and_docker_top_is_not_an_error(
+    checks, docker, docker_engine, names
+):
+    """The engine says Running for a container its restart policy is restarting; `docker top` answers 409."""
+    name = names("api")
+    docker_engine.run(name, 'echo "FTL failed to connect to database"; exit 1', restart="always")
+
+    async def looping() -> bool:
+        state = (await docker.inspect(name)).state
+        return state.restart_count >= 4 and state.status == "restarting"
+
+    await eventually(looping, timeout=30, what="the restart policy to back off between restarts")
+    run, _ = await checks(docker_host=docker_engine.host, erpgo_containers=name)
+
+    memory = await run("memory", only=("memory_usage", "memory_processes"), container=name)
+    cpu = await run("cpu", only=("cpu_usage", "container_processes"), container=name)
+
+    looped = one(memory, f"Memory {name}")
+    assert looped.status is Status.WARN and looped.title.startswith("restarting: its restart policy keeps restarting")
+    assert "0 B" not in looped.title and "last exit code 1" in looped.title
+    [restart] = looped.proposals
+    assert restart.action == "docker.restart" and restart.args["loop"] is True
+    assert one(cpu, f"CPU {name}").status is Status.WARN
+    assert all(f.status is not Status.ERROR for f in memory + cpu), [f.title for f in memory + cpu]
+    assert one(cpu, f"Processes {name}").status is Status.SKIPPED
+
+
 # --- the Go runtime -------------------------------------------------------------------------------
 
 
@@ -265,3 +292,18 @@ async def test_the_simulator_exports_go_runtime_and_process_metrics_only(simulat
         "process_max_fds",
     } <= samples
     assert not {"http_requests_total", "db_connections_active"} & samples  # the guide's, not the real ERPGo's
+
+
+def test_a_host_short_of_memory_is_told_swap_is_a_host_change():
+    """Memory Issues 3: the bot never changes the host; the report that meets the problem says what to run there."""
+    from runbooks.resources.memory import meminfo_finding
+
+    gib = 1024**3
+    finding = meminfo_finding("Host memory", {"MemTotal": 8 * gib, "MemAvailable": gib // 4}, [])
+    assert finding.status is Status.CRIT and "no swap" in finding.title
+    text = "\n".join(finding.details)
+    assert "swap (guide: Memory Issues 3) is a change to the host" in text and "mkswap /swapfile" in text
+    roomy = meminfo_finding(
+        "Host memory", {"MemTotal": 8 * gib, "MemAvailable": 6 * gib, "SwapTotal": gib, "SwapFree": gib}, []
+    )
+    assert roomy.status is Status.OK and not any("mkswap" in line for line in roomy.details)

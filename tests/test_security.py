@@ -15,8 +15,12 @@ import pytest
 
 from bot.alerts.triage import triage_checks
 from bot.app import build_registry
+from bot.core.findings import Status
+from bot.settings import load_settings
 from demo.services import DockerEngine, ServiceError
+from runbooks.security.attacks import SecurityArgs
 from runbooks.security.logscan import attack_kinds, parse_combined, scan_access_log
+from tests import harness
 from tests.fixtures.network import EdgeNetwork
 from tests.security_support import (
     POLICY,
@@ -87,6 +91,15 @@ def zerolog(level: str, message: str, **fields: str) -> str:
     return f"{stamp} {level} {message} " + " ".join(f"{k}={v}" for k, v in fields.items())
 
 
+SQLI_VALUES = ("1' OR 1=1", "1 UNION SELECT password_hash FROM users", "x';--")
+
+
+def input_event(ip: str, event: str, value: str) -> str:
+    """ERPGo's input validator's warning, as its console writer prints `.Interface("data", …)`."""
+    data = {"client_ip": ip, "event": event, "method": "GET", "path": "/api/v1/products", "value": value}
+    return zerolog("WRN", "Input validation security event", data=json.dumps(data, separators=(",", ":")))
+
+
 API_LINES = (
     [zerolog("INF", "Starting server", port="8080")]
     + [
@@ -98,6 +111,16 @@ API_LINES = (
         for _ in range(12)
     ]
     + [zerolog("WRN", "Login attempt for locked account", email="admin@example.com")]
+    + [input_event(SQLI, "Injection pattern detected in query parameter", v) for v in SQLI_VALUES]
+    + [
+        json.dumps(
+            {
+                "level": "warn",
+                "data": {"client_ip": XSS, "event": "Injection pattern detected in form field", "value": "<script>x"},
+                "message": "Input validation security event",
+            }
+        )
+    ]
 )
 
 
@@ -218,6 +241,32 @@ async def test_security_ranks_the_attackers_and_an_approved_ban_stops_one(start_
     assert not any(f"Ban {SPRAYER} " in content(m) for m in approvals)
 
 
+async def test_input_events_a_spray_and_a_limiter_that_never_starts_are_not_green(attacked_erpgo, containers):
+    found = {
+        f.component: f
+        for f in await harness.run_words("security", load_settings(erpgo_database_url=attacked_erpgo, **containers))
+    }
+    api = found[f"API log {containers['erpgo_containers']}"]
+    assert api.data["input_events"] == {SQLI: {"SQL injection": 3}, XSS: {"XSS": 1}}
+    assert f"{SQLI}: 3 input validation events refused by the API — 3 SQL injection" in api.details
+    assert f"{XSS}: 1 input validation event refused by the API — 1 XSS" in api.details
+    assert api.status is Status.WARN and "1 attempt on locked accounts" in api.title
+    targeted = found["Targeted accounts"]
+    assert targeted.status is Status.WARN and f"a password spray from {SPRAYER}" in targeted.title
+    assert found["Failed logins"].status is not Status.OK
+
+
+async def test_rate_limiting_enabled_is_said_to_be_never_started(docker_engine, names):
+    api = names("erpgo-api")
+    docker_engine.run(
+        api, "exec sleep 100000", run_args=["-e", "RATE_LIMIT_ENABLED=true", "-e", "JWT_SECRET=" + "s" * 40]
+    )
+    settings = load_settings(docker_host=docker_engine.host, erpgo_containers=api)
+    [finding] = await harness.run_args("security", SecurityArgs(), settings, only=("security_settings",))
+    assert finding.status is Status.WARN and "rate limiting never started" in finding.title
+    assert "security coordinator leaves that as a TODO" in " ".join(finding.details)
+
+
 async def test_window_and_arguments(start_bot, security_settings):
     bot = await start_bot(**security_settings)
     text, _ = await command(bot, "security 600")
@@ -334,7 +383,9 @@ async def test_alert_triage_runs_the_security_checks_and_proposes_bans(start_bot
         await bot.settle()
         heads = bot.slack.channel_messages("C0ALERTS")
         thread = bot.slack.thread("C0ALERTS", heads[0]["ts"]) if heads else []
-        return [m for m in thread if bot.slack.buttons(m)]
+        approvals = [m for m in thread if bot.slack.buttons(m)]
+        # every proposal, paced one a second: the spray's is not necessarily first
+        return approvals if any(f"Ban {SPRAYER} " in content(m) for m in approvals) else []
 
     approvals = await eventually(triaged, timeout=30, what="ban proposals in the alert's thread")
     head = bot.slack.channel_messages("C0ALERTS")[0]

@@ -13,7 +13,14 @@ from bot.settings import load_settings
 from bot.targets import Targets
 from tests import harness
 
-ERROR_RATE = ["api_health", "api_error_logs", "postgres_health", "connections_by_state", "slow_statements"]
+ERROR_RATE = [
+    "api_health",
+    "error_rate",
+    "api_error_logs",
+    "postgres_health",
+    "connections_by_state",
+    "slow_statements",
+]
 POOL = ["connections_by_state", "connections_by_client", "idle_in_transaction", "long_queries", "blocking_sessions"]
 PERF = ["api_latency", "slowest_statements", "cache_performance"]  # runbooks/performance.py
 AVAILABILITY = ["api_health", "docker_containers", "api_error_logs", "postgres_health", "redis_health"]
@@ -38,7 +45,13 @@ REAL_ALERTS: dict[str, list[str]] = {
     "HighMemoryUsage": MEMORY,
     "HighGoroutineCount": GOROUTINES,
     "DatabaseConnectionPoolExhausted": POOL,
-    "PostgreSQLDown": ["postgres_health", "connection_diagnosis", "docker_containers", "api_health"],
+    "PostgreSQLDown": [
+        "postgres_health",
+        "connection_diagnosis",
+        "database_container",
+        "docker_containers",
+        "api_health",
+    ],
     "PostgreSQLHighConnections": [
         "postgres_health",
         "connections_by_state",
@@ -121,7 +134,13 @@ def test_no_real_alert_falls_back_to_the_health_checks(registry):
 def test_a_group_of_several_real_alerts_runs_each_check_once(registry):
     names = [c.name for c in triage_checks(registry, ["PostgreSQLDown", "ServiceDown", "RedisDown"], {})]
     assert len(names) == len(set(names))
-    assert names[:4] == ["postgres_health", "connection_diagnosis", "docker_containers", "api_health"]
+    assert names[:5] == [
+        "postgres_health",
+        "connection_diagnosis",
+        "database_container",
+        "docker_containers",
+        "api_health",
+    ]
     assert {"redis_health", "outage_or_service_down"} <= set(names)
 
 

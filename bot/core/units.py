@@ -55,3 +55,8 @@ def short_duration(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """'1 address', '2 addresses': the count and the noun that agrees with it."""
+    return f"{count} {word if count == 1 else many or word + 's'}"

@@ -174,6 +174,16 @@ class Docker:
         result: dict[str, Any] = await self._get(f"containers/{name}/json", container=name)
         return result
 
+    async def image_id(self, reference: str) -> str | None:
+        """The id the image `reference` (e.g. `erpgo/api:latest`) names now; None when no such image."""
+        try:
+            result: dict[str, Any] = await self._get(f"images/{reference}/json")
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str(result.get("Id") or "") or None
+
     async def log_lines(
         self, name: str, *, tail: int, since: datetime | None = None, seconds: float | None = None
     ) -> list[str] | None:

@@ -43,6 +43,12 @@ class ContainerState:
     health: str | None  # starting, healthy, unhealthy; None without a health check
     health_failing_streak: int
 
+    @property
+    def up(self) -> bool:
+        """Running for real: the engine also says Running for a container its restart policy is restarting
+        (status "restarting"), which has no memory to measure and whose `docker top` answers 409."""
+        return self.running and self.status != "restarting"
+
 
 @dataclass(frozen=True)
 class PortBinding:

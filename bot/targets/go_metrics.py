@@ -52,15 +52,22 @@ class GoMetrics:
     max_fds: float | None = None
     go_version: str | None = None
     families: frozenset[str] = field(default=frozenset())  # every family the endpoint exported
+    requests: dict[str, float] = field(default_factory=dict)  # http_requests_total by status, when exported
 
     @property
     def is_go(self) -> bool:
         return self.goroutines is not None or self.heap_alloc is not None
 
 
+def status_of(labels: dict[str, str]) -> str:
+    """The HTTP status of an http_requests_total sample, whichever label name the exporter uses."""
+    return labels.get("status") or labels.get("code") or labels.get("status_code") or "?"
+
+
 def parse(text: str, read_at: float | None = None) -> GoMetrics:
     """The Go runtime figures of one /metrics answer; MetricsUnreadable when it is not Prometheus text."""
     values: dict[str, float] = {}
+    requests: dict[str, float] = {}
     families: set[str] = set()
     version = None
     try:
@@ -71,12 +78,16 @@ def parse(text: str, read_at: float | None = None) -> GoMetrics:
                     values[SAMPLES[sample.name]] = float(sample.value)
                 elif sample.name == "go_info":
                     version = sample.labels.get("version") or version
+                elif sample.name == "http_requests_total":
+                    status = status_of(sample.labels)
+                    requests[status] = requests.get(status, 0.0) + float(sample.value)
     except (ValueError, TypeError, IndexError) as exc:
         raise MetricsUnreadable(f"/metrics is not Prometheus text: {type(exc).__name__}") from exc
     return GoMetrics(
         read_at=time.monotonic() if read_at is None else read_at,
         go_version=version,
         families=frozenset(families),
+        requests=requests,
         **values,
     )
 

@@ -4,9 +4,15 @@ database: SQL classifies them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import asyncpg
+
 from bot.context import CheckContext
+from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status
 from bot.core.registry import UsageError
+from bot.core.units import plural
 from runbooks.auth.common import (
     BCRYPT,
     EMAIL,
@@ -23,10 +29,12 @@ from runbooks.auth.common import (
     listed,
     missing_table,
     not_erpgo,
-    plural,
     runbook,
 )
+from runbooks.containers.common import inspect_or_none
 from runbooks.security.accounts import account_proposals
+
+DEFAULT_BCRYPT_COST = 12  # ERPGo's BCRYPT_COST default (pkg/config)
 
 # How a password hash looks, decided by PostgreSQL so that the hash itself never reaches the bot.
 HASH_SHAPE = f"""
@@ -98,29 +106,79 @@ FROM users WHERE email = $1
 """
 
 
-@runbook.check("user", component="User", section=LOGIN, proposes=("auth.activate_user", "auth.deactivate_user"))
-async def user_account(ctx: CheckContext) -> list[Finding]:
-    """The guide's "Check if user exists" and "Check password hash format", for one e-mail."""
-    email = ctx.arg(UserArgs).email
-    async with ctx.targets.pg.connect() as conn:
-        if missing := await missing_table(conn, "users"):
-            return [not_erpgo("User", missing)]
-        row = await conn.fetchrow(USER_ROW, email)
-        if row is None:
-            similar = await conn.fetch(
-                "SELECT email FROM users WHERE lower(email) = lower($1) OR lower(email) LIKE '%' || lower($2) || '%'"
-                " ORDER BY email LIMIT 3",
-                email,
-                email.split("@")[0][:40],
-            )
-    if row is None:
-        details = ['every login with this address answers 401 UNAUTHORIZED "invalid credentials" (the guide: AUTH_001)']
-        if similar:
-            details.append(
-                "similar addresses: " + ", ".join(r["email"] for r in similar) + " (e-mails compare exactly)"
-            )
-        return [Finding.warn("User", f"no user {email}", details=details, data={"exists": False})]
+@dataclass(frozen=True)
+class ApiPasswordSettings:
+    """How the API container hashes passwords: whether PASSWORD_PEPPER is set (never its value) and BCRYPT_COST."""
 
+    container: str | None
+    pepper: str | None = None  # "set", "empty", "not set"; None when unknown
+    cost: int = DEFAULT_BCRYPT_COST
+    unavailable: str | None = None
+
+
+async def api_password_settings(ctx: CheckContext) -> ApiPasswordSettings:
+    try:
+        name = await ctx.targets.container_of("api")
+        info = await inspect_or_none(ctx.targets.docker, name)
+        cost = await ctx.targets.docker.read_env_value(name, "BCRYPT_COST") if info else None
+    except Exception as exc:  # not configured, the engine down: the account is still checked
+        return ApiPasswordSettings(None, unavailable=describe_error(exc))
+    if info is None:
+        return ApiPasswordSettings(name, unavailable=f"no container {name}")
+    pepper = info.env.get("PASSWORD_PEPPER", "not set")
+    return ApiPasswordSettings(name, pepper, int(cost) if cost and cost.isdigit() else DEFAULT_BCRYPT_COST)
+
+
+def pepper_lines(api: ApiPasswordSettings) -> list[str]:
+    """What the API's own hashing means for a hash: bcrypt(password + PASSWORD_PEPPER) at BCRYPT_COST."""
+    if api.pepper is None:
+        return [f"ERPGo hashes bcrypt(password + PASSWORD_PEPPER); its settings not read: {api.unavailable}"]
+    if api.pepper == "set":
+        return [
+            f"{api.container} hashes bcrypt(password + PASSWORD_PEPPER) at cost {api.cost}: a hash made without "
+            "its pepper (htpasswd, a bcrypt library) never matches"
+        ]
+    return [f"{api.container} has PASSWORD_PEPPER {api.pepper}: the real API refuses to start without one"]
+
+
+RESET_ADVICE = (
+    "ERPGo has no tool to hash a password by hand, and a hash needs the API's PASSWORD_PEPPER: let the user set a "
+    "new one through ERPGo's own flow (POST /api/v1/auth/forgot-password e-mails the reset link) — never an "
+    "UPDATE with a hand-made hash (guide: Reset User Password)"
+)
+
+
+def password_finding(row: asyncpg.Record, api: ApiPasswordSettings) -> Finding:
+    if not row["bcrypt"]:
+        return Finding.warn(
+            "Password hash",
+            f"not bcrypt ({hash_kind(row)}): every login fails with 401 UNAUTHORIZED (the guide: AUTH_001)",
+            details=["ERPGo compares passwords with bcrypt; this hash can never match", RESET_ADVICE],
+            data={"bcrypt": False, "kind": hash_kind(row)},
+        )
+    cost = int(row["bcrypt_cost"])
+    details = pepper_lines(api)
+    if api.pepper is not None and cost != api.cost:
+        details.append(f"hashed at cost {cost}, the API hashes new passwords at {api.cost} (BCRYPT_COST): both verify")
+    status = Status.WARN if api.pepper in ("empty", "not set") else Status.OK
+    title = f"bcrypt (${row['hash_scheme']}$, cost {cost})"
+    return Finding(status, "Password hash", title, details=details, data={"bcrypt": True, "pepper": api.pepper})
+
+
+async def unknown_user(conn: asyncpg.Connection, email: str) -> Finding:
+    similar = await conn.fetch(
+        "SELECT email FROM users WHERE lower(email) = lower($1) OR lower(email) LIKE '%' || lower($2) || '%'"
+        " ORDER BY email LIMIT 3",
+        email,
+        email.split("@")[0][:40],
+    )
+    details = ['every login with this address answers 401 UNAUTHORIZED "invalid credentials" (the guide: AUTH_001)']
+    if similar:
+        details.append("similar addresses: " + ", ".join(r["email"] for r in similar) + " (e-mails compare exactly)")
+    return Finding.warn("User", f"no user {email}", details=details, data={"exists": False})
+
+
+def account_finding(row: asyncpg.Record) -> Finding:
     problems = []
     if not row["is_active"]:
         problems.append("inactive (is_active = false): every login is refused")
@@ -133,8 +191,15 @@ async def user_account(ctx: CheckContext) -> list[Finding]:
             f"last login {ago(row['last_login_at'])}",
         ]
     )
-    account = Finding(
-        Status.WARN if problems else Status.OK,
+    if not row["is_active"]:
+        problems.append("if that was a mistake, reactivate the account in ERPGo's user admin")
+    elif not problems and row["bcrypt"]:
+        problems.append(
+            "the account looks fine: if logins still fail, `/erpgo login-test` tests the login path and "
+            "`/erpgo jwt <token>` decodes the token the client got"
+        )
+    return Finding(
+        Status.OK if row["is_active"] and row["is_verified"] else Status.WARN,
         "User",
         f"{row['email']}: {state}",
         details=problems,
@@ -145,34 +210,21 @@ async def user_account(ctx: CheckContext) -> list[Finding]:
             "last_login_at": row["last_login_at"].isoformat() if row["last_login_at"] else None,
         },
     )
-    if not row["is_active"]:
-        account.details.append("if that was a mistake, reactivate the account in ERPGo's user admin")
-    account.proposals = await account_proposals(ctx, row["id"], row["email"], row["is_active"])
 
-    if row["bcrypt"]:
-        password = Finding.ok(
-            "Password hash", f"bcrypt (${row['hash_scheme']}$, cost {int(row['bcrypt_cost'])})", data={"bcrypt": True}
-        )
-    else:
-        password = Finding.warn(
-            "Password hash",
-            f"not bcrypt ({hash_kind(row)}): every login fails with 401 UNAUTHORIZED (the guide: AUTH_001)",
-            details=[
-                "ERPGo compares passwords with bcrypt; this hash can never match",
-                "to fix it, make a new bcrypt hash with ERPGo's `hash-password` tool, then "
-                "`UPDATE users SET password_hash = '$2a$12$…', updated_at = NOW() WHERE email = …` "
-                "(guide: Reset User Password)",
-            ],
-            data={"bcrypt": False, "kind": hash_kind(row)},
-        )
-    hints = []
-    if not problems and row["bcrypt"]:
-        hints = [
-            "the account looks fine: if logins still fail, `/erpgo login-test` tests the login path and "
-            "`/erpgo jwt <token>` decodes the token the client got"
-        ]
-    account.details += hints
-    return [account, password]
+
+@runbook.check("user", component="User", section=LOGIN, proposes=("auth.activate_user", "auth.deactivate_user"))
+async def user_account(ctx: CheckContext) -> list[Finding]:
+    """The guide's "Check if user exists" and "Check password hash format", for one e-mail."""
+    email = ctx.arg(UserArgs).email
+    async with ctx.targets.pg.connect() as conn:
+        if missing := await missing_table(conn, "users"):
+            return [not_erpgo("User", missing)]
+        row = await conn.fetchrow(USER_ROW, email)
+        if row is None:
+            return [await unknown_user(conn, email)]
+    account = account_finding(row)
+    account.proposals = await account_proposals(ctx, row["id"], row["email"], row["is_active"])
+    return [account, password_finding(row, await api_password_settings(ctx))]
 
 
 # --- users: the whole table ---------------------------------------------------------------------
@@ -253,7 +305,8 @@ async def non_bcrypt_hashes(ctx: CheckContext) -> Finding:
         f"{plural(len(rows), 'user')} whose password hash is not bcrypt: {listed(emails, len(emails))}",
         details=[f"{r['email']}: {hash_kind(r)}" for r in rows[:MAX_LISTED]]
         + [
-            "their logins always fail with 401 UNAUTHORIZED (the guide: AUTH_001); reset their passwords (guide: Reset User Password)"
+            "their logins always fail with 401 UNAUTHORIZED (the guide: AUTH_001)",
+            RESET_ADVICE,
         ],
         data={"emails": emails[:MAX_LISTED], "count": len(rows)},
     )

@@ -44,10 +44,6 @@ def listed(names: list[str], total: int) -> str:
     return ", ".join(names[:MAX_LISTED]) + (f" and {total - MAX_LISTED} more" if total > MAX_LISTED else "")
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count} {word if count == 1 else word + 's'}"
-
-
 def ago(moment: datetime | None) -> str:
     if moment is None:
         return "never"

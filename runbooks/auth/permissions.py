@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Args, Refused, UsageError
+from bot.core.units import plural
 from runbooks.auth.common import (
     MAX_LISTED,
     PERMISSIONS,
@@ -20,7 +21,6 @@ from runbooks.auth.common import (
     listed,
     missing_table,
     not_erpgo,
-    plural,
     runbook,
 )
 
@@ -52,12 +52,19 @@ def permission_list(raw: str | None) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-def grant_of(permissions: list[str], wanted: str) -> str | None:
-    """The permission of the list that grants `wanted`: itself, `*`, or `resource.*` / `resource:*`."""
-    if wanted in permissions:
-        return wanted
+# What the API answers when a permission is missing (pkg/auth/middleware.go RequirePermission).
+FORBIDDEN_BODY = '403 {"error":"Insufficient permissions","code":"INSUFFICIENT_PERMISSIONS"}'
+
+
+def grants(permissions: list[str], wanted: str) -> bool:
+    """ERPGo checks exact membership (`$2 = ANY(r.permissions)` in its user repository): no wildcard grants."""
+    return wanted in permissions
+
+
+def wildcards_for(permissions: list[str], wanted: str) -> list[str]:
+    """The guide's wildcards (`*`, `resource.*`, `resource:*`) that look as if they granted `wanted` but do not."""
     resource = re.split(r"[.:]", wanted, maxsplit=1)[0]
-    return next((p for p in permissions if p == "*" or p in (f"{resource}.*", f"{resource}:*")), None)
+    return [p for p in permissions if p == "*" or p in (f"{resource}.*", f"{resource}:*")]
 
 
 @runbook.check("user", component="Roles", section=PERMISSIONS, proposes=("auth.assign_role",))
@@ -86,7 +93,7 @@ async def user_roles(ctx: CheckContext) -> list[Finding]:
         for r in held
     ]
     status = Status.OK if held else Status.WARN
-    title = ", ".join(names) if held else "no roles: every request needing a permission answers 403 FORBIDDEN"
+    title = ", ".join(names) if held else "no roles: every request needing a permission answers " + FORBIDDEN_BODY
     word = asked.role or asked.permission
     findings = []
     proposals: list[Proposal] = []
@@ -126,12 +133,11 @@ def assign_proposal(email: str, role: str) -> Proposal:
 
 def permission_finding(email: str, wanted: str, held: list[str], roles: dict[str, list[str]]) -> Finding:
     """Whether the user's roles grant `wanted`, through which, and which roles would."""
-    granted = {name: grant for name in held if (grant := grant_of(roles[name], wanted))}
-    granting = [name for name, permissions in roles.items() if grant_of(permissions, wanted)]
+    granted = [name for name in held if grants(roles[name], wanted)]
+    granting = [name for name, permissions in roles.items() if grants(permissions, wanted)]
     data = {"permission": wanted, "granted": bool(granted), "granted_by": sorted(granted), "roles_granting": granting}
     if granted:
-        through = ", ".join(name + (f" (as {grant})" if grant != wanted else "") for name, grant in granted.items())
-        return Finding.ok("Permission", f"{email} has {wanted}, through {through}", data=data)
+        return Finding.ok("Permission", f"{email} has {wanted}, through {', '.join(granted)}", data=data)
     details = []
     if granting:
         details.append(
@@ -146,9 +152,14 @@ def permission_finding(email: str, wanted: str, held: list[str], roles: dict[str
         )
     if not held:
         details.append(f"{email} has no role at all")
+    details += [
+        f"{name} holds {', '.join(wildcards)}: ERPGo checks the exact permission, a wildcard grants nothing"
+        for name in held
+        if (wildcards := wildcards_for(roles[name], wanted))
+    ]
     return Finding.warn(
         "Permission",
-        f"{email} does NOT have {wanted}: the API answers 403 FORBIDDEN for it",
+        f"{email} does NOT have {wanted}: the API answers {FORBIDDEN_BODY}",
         details=details,
         data=data,
     )
@@ -230,8 +241,8 @@ async def role_permissions(ctx: CheckContext) -> list[Finding]:
         if shown
         else "held by nobody",
     ]
-    if "*" in permissions:
-        details.append("`*` grants every permission")
+    if wildcards := [p for p in permissions if p.endswith("*")]:
+        details.append(f"{', '.join(wildcards)}: ERPGo checks exact permissions, a wildcard grants nothing")
     data = {
         "exists": True,
         "permissions": permissions,

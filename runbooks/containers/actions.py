@@ -1,12 +1,13 @@
-"""Restart or start a container, only through the approval engine — the guide's most common fix
+"""Restart, start or stop a container, only through the approval engine — the guide's most common fix
 (Memory Leaks step 4, Database Connection Issues step 4, System Recovery step 2, Application Won't
-Start step 5).
+Start step 5) and Data Recovery step 1's "stop the application" while the data is checked.
 
 A proposal names the container by name *and* id and carries the state it was seen in. Before acting
 the remediation inspects it again: the same id (not another container created under the old name
 since), and still in a state where the action is right — a restart is refused for a container that
 was started again in the meantime (someone restarted it already) or that is stopped now; a start
-for one that is running again. The action is addressed by id, never by name.
+for one that is running again; a stop for one that stopped or was started again meanwhile. The action is
+addressed by id, never by name.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from runbooks.containers.common import clock, short_id
 runbook = Runbook("containers.actions")
 
 GRACE_SECONDS = 10  # docker's own default for `docker restart`
+# PostgreSQL answers SIGTERM with a fast shutdown and a checkpoint: SIGKILL after 10 s could cut that
+# short and cost a crash recovery at the next start
+DATABASE_GRACE_SECONDS = 60
 MAX_GRACE_SECONDS = 300
 RESTARTABLE = ("running", "restarting")
 STARTABLE = ("exited", "created")
@@ -60,6 +64,34 @@ def restart_proposal(
     )
 
 
+def is_database(info: ContainerInfo) -> bool:
+    return any("postgres" in text for text in (info.service or "", info.image, info.name))
+
+
+def grace_for(info: ContainerInfo) -> int:
+    return DATABASE_GRACE_SECONDS if is_database(info) else GRACE_SECONDS
+
+
+def stop_proposal(info: ContainerInfo, reason: str) -> Proposal:
+    """Stop `info`'s container by id with a grace period; re-checked: the same id, still running since the same
+    start (not restarted by someone meanwhile)."""
+    grace = grace_for(info)
+    return stop.propose(
+        name=info.name,
+        container_id=info.id,
+        status=info.state.status,
+        started_at=_iso(info.state.started_at),
+        grace_seconds=grace,
+        target=info.id,
+        summary=f"Stop container {info.name} ({short_id(info.id)})",
+        why=reason,
+        preview=f"docker stop --time {grace} {short_id(info.id)}    # {info.name}\n"
+        f"= POST /containers/{short_id(info.id)}/stop?t={grace}: SIGTERM, up to {grace} s to exit, then SIGKILL; "
+        f"it stays stopped until someone starts it (`/erpgo start {info.name}`)\n"
+        f"re-checked first: the same container id, still {info.state.status} since {clock(info.state.started_at)}",
+    )
+
+
 def start_proposal(info: ContainerInfo, reason: str) -> Proposal:
     return start.propose(
         name=info.name,
@@ -79,7 +111,8 @@ def proposal_for(info: ContainerInfo, reason: str, *, loop: bool = False) -> Pro
     """A restart for a running (or looping) container, a start for a stopped one; None otherwise
     (paused, dead, being removed: neither would help)."""
     if info.state.status in RESTARTABLE:
-        return restart_proposal(info, reason, loop=loop or info.state.status == "restarting")
+        looping = loop or info.state.status == "restarting"
+        return restart_proposal(info, reason, loop=looping, grace_seconds=grace_for(info))
     if info.state.status in STARTABLE:
         return start_proposal(info, reason)
     return None
@@ -134,6 +167,17 @@ def refuse_start(info: ContainerInfo, status: str) -> None:
         )
     if state.status not in STARTABLE:
         raise Refused(f"{info.name} is {state.status}: it cannot be started as it is")
+
+
+def refuse_stop(info: ContainerInfo, status: str, started_at: str | None) -> None:
+    state = info.state
+    if state.status not in RESTARTABLE:
+        raise Refused(f"{info.name} is {state.status} now (it was {status} when proposed): there is nothing to stop")
+    if state.status == "running" and _iso(state.started_at) != started_at:
+        raise Refused(
+            f"{info.name} was started again at {clock(state.started_at)} since it was proposed: "
+            "someone acted on it meanwhile — run the check again"
+        )
 
 
 def _grace(value: Any) -> int:
@@ -213,4 +257,29 @@ async def start(ctx: CheckContext, name: str, container_id: str, status: str, fi
     return (
         f"started {name} ({short_id(container_id)}), but it is {after.state.status} again "
         f"(exit code {after.state.exit_code}) — `/erpgo app {name}` shows why"
+    )
+
+
+@runbook.remediation(
+    "docker.stop", "Stop a container: SIGTERM, a grace period, SIGKILL", timeout=MAX_GRACE_SECONDS + 60
+)
+async def stop(
+    ctx: CheckContext,
+    name: str,
+    container_id: str,
+    status: str,
+    started_at: str | None = None,
+    grace_seconds: int = GRACE_SECONDS,
+) -> str:
+    grace = _grace(grace_seconds)
+    docker = ctx.targets.docker
+    before = await same_container(docker, name, container_id)
+    refuse_stop(before, status, started_at)
+    await docker.stop(container_id, grace)
+    after = await docker.inspect(container_id)
+    if after.state.running:
+        return f"asked {name} ({short_id(container_id)}) to stop, but it is {after.state.status} — its restart policy?"
+    return (
+        f"stopped {name} ({short_id(container_id)}) with a {grace} s grace period: exit code {after.state.exit_code} "
+        f"at {clock(after.state.finished_at)}; `/erpgo start {name}` proposes starting it again"
     )

@@ -17,15 +17,15 @@ from datetime import UTC, datetime, timedelta
 
 from bot.context import CheckContext
 from bot.core.errors import describe_error, is_unreachable
-from bot.core.findings import Finding, Status
+from bot.core.findings import Finding, Proposal, Status
 from bot.core.redact import shorten
 from bot.core.registry import Runbook
 from bot.core.units import human_bytes, human_duration
 from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound, Docker
 from bot.targets.docker_models import ContainerInfo, PortBinding, port_conflicts
-from runbooks.application import evidence, read_logs, scan
-from runbooks.containers.actions import proposal_for, proposed
+from runbooks.application import clipped, digest, read_logs, scan
+from runbooks.containers.actions import proposal_for, proposed, stop_proposal
 from runbooks.containers.common import (
     GO_RUNTIME_ENV,
     OPTIONAL_ENV,
@@ -38,6 +38,7 @@ from runbooks.containers.common import (
     parse_container,
     short_id,
 )
+from runbooks.containers.holders import port_holder
 from runbooks.quick import postgres_health, redis_health
 
 runbook = Runbook("containers")
@@ -151,7 +152,7 @@ async def last_lines(ctx: CheckContext, info: ContainerInfo) -> tuple[list[str],
     since = min(info.state.started_at or now, now - LOG_LOOKBACK)
     lines = await read_logs(ctx, info.name, since) or []
     found = scan(lines)
-    picked = evidence(lines, found) or [shorten(line, 300, "") for line in lines[-LAST_LINES:]]
+    picked = [clipped(lines[n]) for n in digest(lines, found)] or [clipped(line) for line in lines[-LAST_LINES:]]
     errors = len(found["error"]) + len(found["panic"])
     return picked[-LAST_LINES * 2 :], f"{len(lines)} log lines since {clock(since)}: {errors} error or panic lines"
 
@@ -290,7 +291,8 @@ async def held_elsewhere(ctx: CheckContext, info: ContainerInfo, publishers: set
             continue
         host = binding.host_ip if binding.host_ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
         if await accepts_connections(host, int(binding.host_port)):
-            by = f"container {', '.join(sorted(publishers))}" if publishers else "a process outside Docker"
+            process = None if publishers else await asyncio.to_thread(port_holder, int(binding.host_port))
+            by = f"container {', '.join(sorted(publishers))}" if publishers else process or "a process outside Docker"
             held.append(
                 f"host port {binding.host_port} accepts connections while {info.name} is stopped: held by {by}"
                 + ("" if publishers else f" (`lsof -i :{binding.host_port}` on the Docker host)")
@@ -298,7 +300,7 @@ async def held_elsewhere(ctx: CheckContext, info: ContainerInfo, publishers: set
     return held
 
 
-@docker_check(runbook, "app", component="Ports", section=SECTION, timeout=15)
+@docker_check(runbook, "app", component="Ports", section=SECTION, timeout=15, proposes=("docker.stop",))
 async def container_ports(ctx: CheckContext) -> Finding | list[Finding]:
     """Step 2: its port bindings; a host port published by another container too, or held by something else."""
     name = await chosen_container(ctx)
@@ -312,13 +314,14 @@ async def container_ports(ctx: CheckContext) -> Finding | list[Finding]:
     others = await other_containers(docker, info.id)
     clashes: list[str] = []
     publishers: set[str] = set()
-    running_clash = False
+    holders: list[ContainerInfo] = []
     for other in others:
         for line in port_conflicts([info, other]):
             clashes.append(f"{line} ({other.name} is {other.state.status})")
-            if other.state.running:
+            if other.state.running and other.name not in publishers:
                 publishers.add(other.name)
-                running_clash = True
+                holders.append(other)
+    running_clash = bool(holders)
     held = await held_elsewhere(ctx, info, publishers)
     start_error = "port is already allocated" in info.state.error or "address already in use" in info.state.error
     details = [binding_text(binding) for binding in info.ports]
@@ -332,7 +335,14 @@ async def container_ports(ctx: CheckContext) -> Finding | list[Finding]:
         status = Status.OK
         title = f"{', '.join(binding_text(b) for b in info.ports)}; no other container publishes these host ports"
     data = {"container": name, "ports": [binding_text(b) for b in info.ports], "conflicts": clashes, "held": held}
-    return Finding(status, component, title, details=details, data=data)
+    proposals = [] if info.state.running else [holder_stop(holder, info) for holder in holders]
+    return Finding(status, component, title, details=details, data=data, proposals=proposals)
+
+
+def holder_stop(holder: ContainerInfo, blocked: ContainerInfo) -> Proposal:
+    return stop_proposal(
+        holder, f"{holder.name} holds a host port {blocked.name} publishes: stopped, it frees it for `/erpgo start`"
+    )
 
 
 # --- dependencies -------------------------------------------------------------------------------

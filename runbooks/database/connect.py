@@ -12,8 +12,12 @@ from typing import Any
 import asyncpg
 
 from bot.context import CheckContext
+from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status
+from bot.core.redact import register_secret
 from bot.core.registry import Runbook
+from bot.targets import NotConfigured
+from bot.targets.docker import ContainerNotFound
 from runbooks.database.common import (
     APP_NAME,
     CONNECTION,
@@ -79,12 +83,48 @@ async def connection_diagnosis(ctx: CheckContext) -> list[Finding]:
     return await diagnose(ctx.targets.pg.dsn, budget)
 
 
-async def diagnose(dsn: str, budget: Budget) -> list[Finding]:
-    """The steps of a connection to `dsn`, each a finding, up to the first that fails."""
+# the bot resolves and connects from where it runs; the API from its compose network
+VANTAGE = (
+    "tried from the bot, not from inside the API: a compose service name (e.g. `postgres`) resolves only on the "
+    "deployment's network — `/erpgo net` resolves it from inside the API"
+)
+
+
+async def api_database_url(ctx: CheckContext) -> tuple[str, str | None]:
+    """(the API container, its DATABASE_URL); NotConfigured without an engine or an API container."""
+    name = await ctx.targets.container_of("api")
+    return name, await ctx.targets.docker.read_env_value(name, "DATABASE_URL")
+
+
+@runbook.check("db connect", component="API PostgreSQL URL", section=CONNECTION)
+async def api_connection_diagnosis(ctx: CheckContext) -> list[Finding]:
+    """Guide step 2 for the API itself: its own DATABASE_URL (read from its container, never shown), diagnosed
+    the way the bot's is — user, database, options, DNS, TCP, login. Without a Docker engine, nothing to say."""
+    try:
+        name, dsn = await api_database_url(ctx)
+    except NotConfigured:
+        return []
+    except (ConnectionError, TimeoutError, ContainerNotFound) as exc:
+        return [Finding.skipped("API PostgreSQL URL", f"the API's DATABASE_URL not read: {describe_error(exc)}")]
+    if not dsn:
+        return [Finding.crit("API PostgreSQL URL", f"{name} has no DATABASE_URL: the API cannot start without one")]
+    register_secret(dsn)
+    budget = Budget(max(ctx.settings.erpgo_check_timeout - 0.3, 0.5))
+    findings = await diagnose(dsn, budget, source=f"{name}'s DATABASE_URL")
+    for finding in findings:
+        finding.component = "API " + finding.component
+        if finding.component in ("API PostgreSQL DNS", "API PostgreSQL TCP") and finding.status is Status.CRIT:
+            finding.details.append(VANTAGE)
+    findings[0].title = f"{name}'s DATABASE_URL: " + findings[0].title
+    return findings
+
+
+async def diagnose(dsn: str, budget: Budget, source: str = "ERPGO_DATABASE_URL") -> list[Finding]:
+    """The steps of a connection to `dsn` (read from `source`), each a finding, up to the first that fails."""
     try:
         parts = parse_dsn(dsn)
     except ValueError as exc:
-        return [unparsable(exc), *not_tried(CONNECT_STEPS[1:], "the URL cannot be parsed")]
+        return [unparsable(exc, source), *not_tried(CONNECT_STEPS[1:], "the URL cannot be parsed")]
     findings = [url_finding(parts)]
     dns, addresses = await dns_step(parts, budget)
     findings.append(dns)
@@ -98,10 +138,10 @@ async def diagnose(dsn: str, budget: Budget) -> list[Finding]:
     return findings
 
 
-def unparsable(exc: ValueError) -> Finding:
+def unparsable(exc: ValueError, source: str) -> Finding:
     return Finding.crit(
         "PostgreSQL URL",
-        f"ERPGO_DATABASE_URL cannot be parsed: {exc}",
+        f"{source} cannot be parsed: {exc}",
         section=CONNECTION,
         details=["expected postgres://USER:PASSWORD@HOST:5432/erp (guide step 2, Verify Connection Parameters)"],
     )

@@ -26,6 +26,7 @@ from bot.core.parse import ascii_decimal
 from bot.core.redact import shorten
 from bot.core.registry import Args, Refused, Runbook, UsageError
 from bot.core.units import human_duration
+from runbooks.database.common import LOCK_WAIT_CRIT_S
 
 runbook = Runbook("database.locks")
 
@@ -35,7 +36,6 @@ LONG_COMPONENT = "PostgreSQL queries"
 MAX_QUERY = 200
 MAX_SHOWN = 10  # findings per report; the rest are summed up
 MAX_VICTIMS_SHOWN = 3
-CRIT_WAIT_S = 30  # a lock wait this long is an incident, not a blip
 CRIT_QUERY_S = 300
 EFFECT_WAIT_S = 3.0  # how long a remediation watches for its effect
 
@@ -206,6 +206,13 @@ def root_blockers(sessions: dict[int, dict]) -> dict[int, set[int]]:
     return groups
 
 
+# The guide's Locks 3 (prevention): what to change in the application so this does not recur.
+PREVENTION = (
+    "to prevent it (guide: Locks 3): take row locks in one order everywhere (e.g. by id) so two "
+    "transactions never wait on each other; keep transactions short (no network call or user wait "
+    "inside one); set `lock_timeout` (e.g. `SET lock_timeout = '5s'`) so a waiter fails fast instead of queueing"
+)
+
 BLOCKER_REASONS_ACTIVE = {
     "cancel": "It is running a query: cancelling stops that statement, its transaction rolls back "
     "and its locks are released; the session stays connected.",
@@ -239,7 +246,7 @@ def blocker_finding(pid: int, victims: set[int], sessions: dict[int, dict], data
     if len(waits) > MAX_VICTIMS_SHOWN:
         details.append(f"  … and {len(waits) - MAX_VICTIMS_SHOWN} more")
     idle = state != "active"
-    status = Status.CRIT if idle or longest >= CRIT_WAIT_S else Status.WARN
+    status = Status.CRIT if idle or longest >= LOCK_WAIT_CRIT_S else Status.WARN
     title = (
         f"pid {pid} ({state} for {age(root['state_s'])}) blocks {len(victims)} session{plural}; "
         f"the longest has waited {age(longest)}"
@@ -286,6 +293,7 @@ async def blocking_sessions(ctx: CheckContext) -> list[Finding]:
     ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
     database = ctx.targets.pg.database
     findings = [blocker_finding(pid, victims, sessions, database) for pid, victims in ordered[:MAX_SHOWN]]
+    findings[0].details.append(PREVENTION)
     if len(ordered) > MAX_SHOWN:
         rest = ordered[MAX_SHOWN:]
         findings.append(

@@ -1,6 +1,6 @@
-"""Guide: "Slow Query Performance" — `db slow` (pg_stat_statements, stale planner statistics) and
-`db explain <queryid>`, with the remediations they propose: `db.analyze`, `db.slowlog` (and its
-revert), `db.pgss_reset`. Each proposal's preview is the exact SQL that runs."""
+"""Guide: "Slow Query Performance" — `db slow` (pg_stat_statements, stale planner statistics), with the
+remediations it proposes: `db.analyze`, `db.slowlog` (and its revert), `db.pgss_reset`. Each proposal's
+preview is the exact SQL that runs. `db explain` is in runbooks/database/explain.py."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ import asyncpg
 
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
-from bot.core.parse import ascii_int
-from bot.core.registry import Args, Outcome, Refused, Runbook, UsageError
+from bot.core.registry import Outcome, Refused, Runbook
+from bot.core.units import plural
 from runbooks.database.common import (
     APP_NAME,
     LONG_STATEMENT_S,
-    SEQ_SCAN_MIN_ROWS,
     SLOW,
     SLOW_MEAN_CRIT_MS,
     SLOW_MEAN_WARN_MS,
@@ -34,7 +33,6 @@ from runbooks.database.common import (
     find_relation,
     first_line,
     fmt_ms,
-    one_line,
     qualified,
     server_version_num,
     statement_text,
@@ -44,29 +42,25 @@ from runbooks.database.common import (
 runbook = Runbook("database.statements")
 
 
-@dataclass(frozen=True)
-class ExplainArgs(Args):
-    queryid: int = 0
-
-
-def parse_queryid(words: list[str]) -> ExplainArgs:
-    if len(words) != 1:
-        raise UsageError("give one queryid (the number `db slow` shows before each statement)")
-    return ExplainArgs(ascii_int(words[0], min=-(2**63), max=2**63 - 1, what="queryid"))
-
-
 runbook.verb(
     "db slow",
     "slowest statements (pg_stat_statements) and stale planner statistics",
     ack="Looking for slow statements…",
 )
-runbook.verb(
-    "db explain",
-    "EXPLAIN (never ANALYZE) a statement from `db slow`",
-    usage="<queryid>",
-    parse=parse_queryid,
-    ack="Planning the statement…",
+# statements the application sends (not the bot's nor a monitor's catalogue reads)
+APPLICATION_KEYWORDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "MERGE", "VALUES", "TABLE", "CALL", "COPY")
+LEADING_NOISE = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
+MONITORING = re.compile(
+    r"\b(?:pg_catalog\.|information_schema\.|pg_stat_\w+|pg_(?:settings|file_settings|class|namespace|"
+    r"index|database|roles|extension|available_extensions|type|attribute|constraint)\b)",
+    re.I,
 )
+
+
+def first_keyword(query: str) -> str:
+    rest = LEADING_NOISE.sub("", query, count=1)
+    match = re.match(r"[A-Za-z]+", rest)
+    return match.group(0).upper() if match else ""
 
 
 # --- pg_stat_statements -------------------------------------------------------------------------
@@ -313,7 +307,7 @@ async def table_statistics(ctx: CheckContext) -> Finding:
             reason="row estimates are off after many changes; ANALYZE refreshes them",
         )
     else:
-        proposal = analyze_proposal(database=database, reason=f"{len(rows)} tables have stale statistics")
+        proposal = analyze_proposal(database=database, reason=f"{plural(len(rows), 'table')} with stale statistics")
     return Finding.warn(
         component,
         title,
@@ -324,118 +318,6 @@ async def table_statistics(ctx: CheckContext) -> Finding:
             "autovacuum normally analyzes, so check it is on for these tables"
         ],
         data={"stale": [f"{r['schemaname']}.{r['relname']}" for r in rows]},
-    )
-
-
-# --- `db explain <queryid>` ------------------------------------------------------------------------
-
-EXPLAINABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
-APPLICATION_KEYWORDS = EXPLAINABLE + ("MERGE", "VALUES", "TABLE", "CALL", "COPY")
-LEADING_NOISE = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
-PARAMETER = re.compile(r"\$\d+")
-MONITORING = re.compile(
-    r"\b(?:pg_catalog\.|information_schema\.|pg_stat_\w+|pg_(?:settings|file_settings|class|namespace|"
-    r"index|database|roles|extension|available_extensions|type|attribute|constraint)\b)",
-    re.I,
-)
-PLAN_SEQ_SCAN = re.compile(r"Seq Scan on (\S+).*?rows=(\d+)")
-
-
-def first_keyword(query: str) -> str:
-    rest = LEADING_NOISE.sub("", query, count=1)
-    match = re.match(r"[A-Za-z]+", rest)
-    return match.group(0).upper() if match else ""
-
-
-@db_check(runbook, "db explain", component="PostgreSQL plan", section=SLOW)
-async def explain_statement(ctx: CheckContext) -> Finding:
-    """Guide: "Analyze Query Plans" — plain EXPLAIN of a pg_stat_statements statement, never ANALYZE."""
-    queryid = ctx.arg(ExplainArgs).queryid
-    component = "PostgreSQL plan"
-    async with db_connection(ctx) as conn:
-        source = await statements_source(conn)
-        if not source.available:
-            return Finding.warn(component, "pg_stat_statements unavailable — " + source.problem)
-        row = await conn.fetchrow(
-            f"SELECT query, calls, {source.mean_col}::float8 AS mean_ms FROM pg_stat_statements "
-            "WHERE queryid = $1 AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "ORDER BY calls DESC LIMIT 1",
-            queryid,
-        )
-        if row is None:
-            return Finding.warn(
-                component,
-                f"queryid {queryid} is not in pg_stat_statements for this database",
-                details=[
-                    "`db slow` lists the current queryids (they change when statistics are "
-                    "reset or the server is upgraded)"
-                ],
-                data={"queryid": queryid},
-            )
-        query = (row["query"] or "").strip().rstrip(";").rstrip()
-        shown = statement_text(query, 300)
-        data = {"queryid": queryid, "query": shown, "calls": row["calls"], "mean_ms": row["mean_ms"]}
-        if query.startswith("<insufficient privilege>"):
-            return Finding.warn(
-                component,
-                f"queryid {queryid}: the statement text is hidden from the bot's user",
-                details=["grant it pg_read_all_stats to see other users' statements"],
-                data=data,
-            )
-        keyword = first_keyword(query)
-        if keyword not in EXPLAINABLE:
-            return Finding.warn(
-                component,
-                f"queryid {queryid} is {keyword or 'not a statement'}, not one of "
-                f"{'/'.join(EXPLAINABLE)}: nothing to plan",
-                details=[shown],
-                data=data,
-            )
-        if PARAMETER.search(query):
-            return Finding.warn(
-                component,
-                f"queryid {queryid} has parameters ($1…): refusing to EXPLAIN it without their values",
-                details=[
-                    shown,
-                    "pg_stat_statements keeps statements with their constants replaced by $n; run EXPLAIN "
-                    "yourself with real values (or EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+)",
-                ],
-                data=data,
-            )
-        timeout_ms = int(max(ctx.settings.erpgo_check_timeout - 0.5, 0.5) * 1000)
-        transaction = conn.transaction(readonly=True)
-        await transaction.start()
-        try:
-            await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
-            plan = [record[0] for record in await conn.fetch("EXPLAIN " + query)]
-        except asyncpg.PostgresError as exc:
-            return Finding.error(
-                component,
-                f"EXPLAIN of queryid {queryid} failed: {first_line(exc)}",
-                details=[
-                    shown,
-                    "the statement may rely on a search_path, temporary table or role the bot does not have",
-                ],
-                data=data,
-            )
-        finally:
-            await transaction.rollback()
-    notes = [
-        f"sequential scan on {name} (≈ {count(int(rows))} rows): an index on its filter columns may help"
-        for name, rows in PLAN_SEQ_SCAN.findall("\n".join(plan))
-        if int(rows) >= SEQ_SCAN_MIN_ROWS
-    ]
-    details = [
-        shown,
-        f"{count(row['calls'])} calls, mean {fmt_ms(row['mean_ms'])}",
-        "EXPLAIN only: the statement was planned, not run (read-only transaction, rolled back)",
-    ] + notes
-    return Finding.ok(
-        component,
-        f"plan for queryid {queryid}: {one_line(plan[0] if plan else '', 140)}",
-        details=details,
-        evidence=plan,
-        data=data | {"plan": plan},
     )
 
 

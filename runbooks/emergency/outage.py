@@ -22,7 +22,7 @@ from bot.context import CheckContext
 from bot.core.engine import run_checks
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import FIRST, Check, Runbook
-from bot.core.units import human_bytes, human_duration
+from bot.core.units import human_bytes, human_duration, plural
 from bot.targets.docker_models import parse_time
 from runbooks import application, disk, quick
 from runbooks.containers import startup
@@ -136,6 +136,12 @@ def event_line(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def said(event: dict[str, Any]) -> str:
+    """A container that died with exit code 0 completed (the one-shot migrator does, every deployment):
+    not a failure to colour the engine for — a container stopped that way is judged by its own finding."""
+    return "completed" if event["action"] == "die" and str(event["exit"]) == "0" else event["action"]
+
+
 async def outage_engine(ctx: CheckContext) -> Finding:
     docker = ctx.targets.docker
     now = datetime.now(UTC)
@@ -146,16 +152,16 @@ async def outage_engine(ctx: CheckContext) -> Finding:
         docker.events(now - timedelta(minutes=EVENT_MINUTES), now, {"type": "container"}),
     )
     events = [event_line(e) for e in raw_events if (e.get("Action") or e.get("status")) in NOTABLE_EVENTS]
-    counts = Counter(e["action"] for e in events)
+    counts = Counter(said(e) for e in events)
     summary = ", ".join(f"{n} {action}" for action, n in counts.most_common()) or "none"
     title = (
         f"answering{'' if ping else ' (ping odd)'}, version {version.get('Version', '?')}, "
-        f"{host.containers_running} containers running, {host.containers_stopped} stopped; "
+        f"{plural(host.containers_running, 'container')} running, {host.containers_stopped} stopped; "
         f"last {EVENT_MINUTES} min: {summary}"
     )
     status = Status.WARN if counts["die"] or counts["oom"] else Status.OK
     evidence = [
-        f"{datetime.fromisoformat(e['at']):%H:%M:%S} {e['action']} {e['name']}"
+        f"{datetime.fromisoformat(e['at']):%H:%M:%S} {said(e)} {e['name']}"
         + (f" (exit code {e['exit']})" if e["exit"] is not None else "")
         for e in events[-12:]
     ]
@@ -275,7 +281,7 @@ def verdict(findings: list[Finding], members: list[Member]) -> Finding:
     proposals = []
     stopped = [m for m in members if m.down and m.role != "monitoring"]
     if stopped and members:
-        proposals.append(restart_all_proposal(members, f"{len(stopped)} containers are down: {arrows}"))
+        proposals.append(restart_all_proposal(members, f"{plural(len(stopped), 'container')} down: {arrows}"))
     return Finding(Status.CRIT, "Verdict", arrows, details=details, section=RESTART, proposals=proposals)
 
 

@@ -77,10 +77,6 @@ def listed(names: list[str], total: int) -> str:
     return shown + (f" and {total - MAX_LISTED} more" if total > MAX_LISTED else "")
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return f"{count} {word if count == 1 else many or word + 's'}"
-
-
 def money(value: Decimal | None) -> str:
     return "NULL" if value is None else f"{value:.2f}"
 

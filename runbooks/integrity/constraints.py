@@ -18,7 +18,8 @@ import asyncpg
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Refused
-from runbooks.integrity.common import missing_tables, plural, runbook
+from bot.core.units import plural
+from runbooks.integrity.common import missing_tables, runbook
 
 PREVENT = "Data Integrity Issues › Prevent Future Issues"
 TOTALS = "check_total_calculation"

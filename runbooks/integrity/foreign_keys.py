@@ -9,7 +9,8 @@ import asyncpg
 from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Status
-from runbooks.integrity.common import SAMPLE_DANGLING, SECTION, listed, missing_tables, plural, runbook
+from bot.core.units import plural
+from runbooks.integrity.common import SAMPLE_DANGLING, SECTION, listed, missing_tables, runbook
 
 # --- NOT VALID foreign keys -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import asyncpg
 
 from bot.context import CheckContext
 from bot.core.findings import Finding
+from bot.core.units import plural
 from runbooks.integrity.common import (
     MAX_LISTED,
     ORDER_TRANSITIONS,
@@ -16,7 +17,6 @@ from runbooks.integrity.common import (
     listed,
     missing_tables,
     not_erpgo,
-    plural,
     runbook,
     schema_differs,
 )

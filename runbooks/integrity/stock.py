@@ -7,6 +7,7 @@ import asyncpg
 from bot.context import CheckContext
 from bot.core.findings import Finding
 from bot.core.registry import Refused
+from bot.core.units import plural
 from runbooks.integrity.common import (
     MAX_FIX,
     MAX_LISTED,
@@ -14,7 +15,6 @@ from runbooks.integrity.common import (
     listed,
     missing_tables,
     not_erpgo,
-    plural,
     runbook,
     schema_differs,
     uuids,

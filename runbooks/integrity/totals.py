@@ -9,6 +9,7 @@ import asyncpg
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal
 from bot.core.registry import Refused
+from bot.core.units import plural
 from runbooks.integrity.common import (
     MAX_FIX,
     MAX_LISTED,
@@ -18,7 +19,6 @@ from runbooks.integrity.common import (
     missing_tables,
     money,
     not_erpgo,
-    plural,
     runbook,
     schema_differs,
     uuids,

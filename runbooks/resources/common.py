@@ -16,7 +16,7 @@ from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound
 from bot.targets.docker_models import ContainerInfo
 from bot.targets.go_metrics import GoMetrics, scrape
-from runbooks.containers.common import chosen_containers
+from runbooks.containers.common import chosen_containers, inspect_or_none
 
 METRICS_INTERVAL = 2.0  # seconds between the two reads of /metrics: growth is measured over it
 TOP_PROCESSES = 8
@@ -114,8 +114,23 @@ def process_line(process: dict[str, str]) -> str:
     return ", ".join(fields) + " — " + shorten(command, 160, "")
 
 
+def not_up(info: ContainerInfo) -> str:
+    """Why a container has nothing to measure, in words that match its state."""
+    state = info.state
+    if state.status == "restarting":
+        return (
+            f"restarting: its restart policy keeps restarting it ({state.restart_count} restarts, "
+            f"last exit code {state.exit_code})"
+        )
+    return f"{state.status}, not running"
+
+
 async def top_processes(ctx: CheckContext, name: str, sort_by: str) -> list[dict[str, str]]:
-    """`docker top` of a container, the biggest first by ps column `sort_by` (%CPU, RSS)."""
+    """`docker top` of a container, the biggest first by ps column `sort_by` (%CPU, RSS); none when it is not up
+    (the engine answers 409 for a restarting container)."""
+    info = await inspect_or_none(ctx.targets.docker, name)
+    if info is None or not info.state.up:
+        return []
     processes = await ctx.targets.docker.top(name)
     processes.sort(key=lambda p: ps_number(p.get(sort_by, "0")), reverse=True)
     return processes[:TOP_PROCESSES]

@@ -35,6 +35,7 @@ from runbooks.resources.common import (
     growth,
     metrics_pair,
     not_exposed,
+    not_up,
     process_line,
     top_processes,
 )
@@ -95,8 +96,8 @@ async def container_cpu(ctx: CheckContext, name: str) -> Finding:
     info = await inspect_or_none(docker, name)
     if info is None:
         return Finding.crit(component, "container not found", data={"state": "missing"})
-    if not info.state.running:
-        return Finding.skipped(component, f"{info.state.status}, not running: no CPU to measure")
+    if not info.state.up:
+        return Finding.warn(component, not_up(info) + ": no CPU to measure", data={"state": info.state.status})
     sample = await ctx.targets.container_stats(name)
     host_cpus = sample.online_cpus or 1
     limit = info.cpu_limit
@@ -142,8 +143,8 @@ async def container_processes(ctx: CheckContext) -> Finding:
     """Step 1, `docker exec erpgo-api top`: the container's processes by CPU (the API's by default)."""
     name = await chosen_container(ctx)
     info = await inspect_or_none(ctx.targets.docker, name)
-    if info is None or not info.state.running:
-        return Finding.skipped(f"Processes {name}", "not running: no processes")
+    if info is None or not info.state.up:
+        return Finding.skipped(f"Processes {name}", (not_up(info) if info else "not found") + ": no processes")
     processes = await top_processes(ctx, name, "%CPU")
     lines = [process_line(p) for p in processes]
     title = "busiest: " + lines[0] if lines else "no processes"

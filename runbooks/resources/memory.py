@@ -17,7 +17,7 @@ from pathlib import Path
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status, worst
 from bot.core.registry import Runbook
-from bot.core.units import human_bytes, human_duration
+from bot.core.units import human_bytes, human_duration, plural
 from bot.targets import NotConfigured
 from bot.targets.api import HttpResult
 from bot.targets.docker_models import ContainerInfo, HostInfo
@@ -35,6 +35,7 @@ from runbooks.resources.common import (
     growth,
     metrics_pair,
     not_exposed,
+    not_up,
     process_line,
     size,
     top_processes,
@@ -101,9 +102,7 @@ def stopped_memory(info: ContainerInfo, component: str) -> Finding:
         title = f"{state.status}: killed by its memory limit (OOMKilled, exit code {state.exit_code}, limit {limit})"
         return Finding.crit(component, title, data={"state": state.status, "oom_killed": True})
     return Finding.warn(
-        component,
-        f"{state.status}, not running: no memory to measure",
-        data={"state": state.status, "oom_killed": False},
+        component, not_up(info) + ": no memory to measure", data={"state": state.status, "oom_killed": False}
     )
 
 
@@ -112,7 +111,7 @@ async def container_memory(ctx: CheckContext, name: str) -> Finding:
     info = await inspect_or_none(ctx.targets.docker, name)
     if info is None:
         return Finding.crit(component, "container not found", data={"state": "missing"})
-    if not info.state.running:
+    if not info.state.up:
         finding = stopped_memory(info, component)
         finding.proposals = proposed(proposal_for(info, finding.title))
         return finding
@@ -349,6 +348,14 @@ def same_host(host: HostInfo | None, meminfo: dict[str, int]) -> bool:
     return bool(host and total and abs(host.mem_total - total) <= SAME_HOST_TOLERANCE * host.mem_total)
 
 
+# The guide's Memory Issues step 3, explained: the bot acts on containers and databases, never on the host.
+SWAP_IS_A_HOST_CHANGE = (
+    "swap (guide: Memory Issues 3) is a change to the host, made there by hand: `fallocate -l 2G /swapfile && "
+    "chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile`, plus a `/swapfile none swap sw 0 0` line in "
+    "/etc/fstab to keep it; it buys time, it does not fix a leak — a container's memory limit and GOMEMLIMIT do"
+)
+
+
 def meminfo_finding(component: str, meminfo: dict[str, int], prefix: list[str]) -> Finding:
     total, available = meminfo.get("MemTotal", 0), meminfo.get("MemAvailable", 0)
     swap_total, swap_free = meminfo.get("SwapTotal", 0), meminfo.get("SwapFree", 0)
@@ -361,7 +368,9 @@ def meminfo_finding(component: str, meminfo: dict[str, int], prefix: list[str]) 
     title = f"{human_bytes(available)} available of {human_bytes(total)} ({used * 100 / total:.0f} % used), {swap}"
     details = [*prefix, f"/proc/meminfo: MemTotal {human_bytes(total)}, MemAvailable {human_bytes(available)}, {swap}"]
     if not swap_total:
-        details.append("no swap configured: the guide's step 3 adds a swap file (not something the bot does)")
+        details.append("no swap configured")
+    if not swap_total or status is not Status.OK:
+        details.append(SWAP_IS_A_HOST_CHANGE)
     data = {"mem_total": total, "mem_available": available, "swap_total": swap_total, "swap_used": swap_used}
     return Finding(status, component, title, details=details, data=data)
 
@@ -378,8 +387,8 @@ async def host_memory(ctx: CheckContext) -> Finding:
     meminfo = read_meminfo() if MEMINFO.exists() else {}
     if host is not None:
         docker_line = (
-            f"Docker host: {human_bytes(host.mem_total)} memory, {host.ncpu} CPUs, {host.containers_running} containers "
-            f"running ({host.operating_system}, kernel {host.kernel_version})"
+            f"Docker host: {human_bytes(host.mem_total)} memory, {host.ncpu} CPUs, "
+            f"{plural(host.containers_running, 'container')} running ({host.operating_system}, kernel {host.kernel_version})"
         )
         warnings = [f"engine warning: {w}" for w in host.warnings[:3]]
         if same_host(host, meminfo):

@@ -11,6 +11,7 @@ import asyncpg
 from bot.context import CheckContext
 from bot.core.findings import Proposal
 from bot.core.registry import Refused, Runbook
+from bot.core.units import plural
 from runbooks.security.attacks import FAILED_LOGINS_TO_BAN, SPRAY_ACCOUNTS
 
 runbook = Runbook("accounts")
@@ -50,8 +51,8 @@ async def compromise_evidence(ctx: CheckContext, user_id: str) -> list[str]:
             return []
         rows = await conn.fetch(COMPROMISE, user_id, FAILED_LOGINS_TO_BAN, SPRAY_ACCOUNTS)
     return [
-        f"a successful login in the last {LOOKBACK} from {row['ip']}, which failed {row['failures']} logins "
-        f"for {row['accounts']} accounts in that time"
+        f"a successful login in the last {LOOKBACK} from {row['ip']}, which failed {plural(row['failures'], 'login')} "
+        f"for {plural(row['accounts'], 'account')} in that time"
         for row in rows
     ]
 

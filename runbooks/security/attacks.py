@@ -25,11 +25,11 @@ from bot.core.errors import describe_error, is_unreachable
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
 from bot.core.registry import Args, Runbook, UsageError
-from bot.core.units import short_duration
+from bot.core.units import plural, short_duration
 from bot.targets import NotConfigured, RoleNotFound
 from runbooks.security import auditlog, logscan
 from runbooks.security.bans import ban_proposal, covering
-from runbooks.security.common import BLOCK, IDENTIFY, ban_guard_for, clock, plural, read_container_lines, span
+from runbooks.security.common import BLOCK, IDENTIFY, ban_guard_for, clock, read_container_lines, span
 from runbooks.security.settings import security_findings
 
 runbook = Runbook("security")
@@ -198,28 +198,28 @@ async def audit_findings(ctx: CheckContext, window: Window, candidates: Candidat
     )
     findings = [by_ip]
     if summary.by_account:
-        distributed = [row for row in summary.by_account if row.ips >= DISTRIBUTED_IPS]
-        findings.append(
-            Finding(
-                Status.WARN if distributed else Status.OK,
-                "Targeted accounts",
-                f"{len(summary.by_account)} accounts failed to log in"
-                + (
-                    f", {len(distributed)} from {DISTRIBUTED_IPS} or more addresses (distributed)"
-                    if distributed
-                    else ""
-                ),
-                details=[account_line(row) for row in summary.by_account[:SHOWN]]
-                + _more(summary.by_account, "accounts"),
-                data={
-                    "by_account": [
-                        {"account": r.account, "failures": r.failures, "ips": r.ips} for r in summary.by_account
-                    ]
-                },
-            )
-        )
+        findings.append(targeted_accounts(summary))
     findings.append(lockout_finding(summary, window))
     return findings
+
+
+def targeted_accounts(summary: auditlog.AuditSummary) -> Finding:
+    """Accounts that failed to log in; many of them, or one from many addresses, is an attack, never green."""
+    distributed = [row for row in summary.by_account if row.ips >= DISTRIBUTED_IPS]
+    sprayers = [row.ip for row in summary.by_ip if row.ip and row.accounts >= SPRAY_ACCOUNTS]
+    title = f"{plural(len(summary.by_account), 'account')} failed to log in"
+    if distributed:
+        title += f", {len(distributed)} from {DISTRIBUTED_IPS} or more addresses (distributed)"
+    if sprayers:
+        title += f" — a password spray from {', '.join(sprayers[:3])}"
+    attacked = distributed or sprayers or len(summary.by_account) >= SPRAY_ACCOUNTS
+    return Finding(
+        Status.WARN if attacked else Status.OK,
+        "Targeted accounts",
+        title,
+        details=[account_line(row) for row in summary.by_account[:SHOWN]] + _more(summary.by_account, "accounts"),
+        data={"by_account": [{"account": r.account, "failures": r.failures, "ips": r.ips} for r in summary.by_account]},
+    )
 
 
 def lockout_finding(summary: auditlog.AuditSummary, window: Window) -> Finding:
@@ -262,9 +262,33 @@ async def api_log_findings(ctx: CheckContext, window: Window, candidates: Candid
         sum(summary.rate_limited_by_ip.values()),
         sum(summary.locked_by_email.values()),
     )
+    inputs = sum(summary.input_events(ip) for ip in summary.input_by_ip)
     for ip, count in summary.rate_limited_by_ip.items():
         if ip != "?" and count >= RATE_LIMITED_TO_BAN:
             candidates[ip].append(f"{count} rate-limited login attempts in the API's log")
+    for ip in summary.input_by_ip:
+        if ip != "?" and summary.input_events(ip) >= ATTACK_PATTERNS_TO_BAN:
+            kinds = ", ".join(summary.input_by_ip[ip])
+            candidates[ip].append(f"{summary.input_events(ip)} input validation events in the API's log ({kinds})")
+    status = Status.WARN if limited or locked or inputs or failed >= FAILED_LOGINS_TO_BAN else Status.OK
+    return [
+        Finding(
+            status,
+            component,
+            f"{plural(failed, 'failed-login line')}, {plural(limited, 'rate-limited attempt')}, "
+            f"{plural(locked, 'attempt')} on locked accounts, {plural(inputs, 'input validation event')}",
+            details=api_log_details(summary, name, window),
+            data={
+                "failed": failed,
+                "rate_limited": dict(summary.rate_limited_by_ip),
+                "locked": locked,
+                "input_events": {ip: dict(kinds) for ip, kinds in summary.input_by_ip.items()},
+            },
+        )
+    ]
+
+
+def api_log_details(summary: logscan.ApiLogSummary, name: str, window: Window) -> list[str]:
     details = [
         f"read {summary.lines} lines of {name} ({window.label})",
         "its “Failed to login user” lines carry no client IP, only the e-mail: the addresses are in audit_logs",
@@ -275,25 +299,20 @@ async def api_log_findings(ctx: CheckContext, window: Window, candidates: Candid
         )
     for ip, count in summary.rate_limited_by_ip.most_common(SHOWN):
         accounts = sorted(summary.rate_limited_emails[ip])
-        details.append(f"{ip}: {count} rate-limited login attempts (accounts: {', '.join(accounts[:3])})")
+        details.append(f"{ip}: {plural(count, 'rate-limited login attempt')} (accounts: {', '.join(accounts[:3])})")
+    for ip in sorted(summary.input_by_ip, key=lambda ip: -summary.input_events(ip))[:SHOWN]:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in summary.input_by_ip[ip].most_common())
+        details.append(
+            f"{ip}: {plural(summary.input_events(ip), 'input validation event')} refused by the API — {kinds}"
+        )
     if summary.locked_by_email:
         details.append(
             "attempts on locked accounts: "
             + ", ".join(f"{e} ×{n}" for e, n in summary.locked_by_email.most_common(SHOWN))
         )
-    if failed and not limited:
-        details.append("no “Rate limit exceeded” lines: is rate limiting on? (see Security settings)")
-    status = Status.WARN if limited or locked or failed >= FAILED_LOGINS_TO_BAN else Status.OK
-    return [
-        Finding(
-            status,
-            component,
-            f"{plural(failed, 'failed-login line')}, {plural(limited, 'rate-limited attempt')}, "
-            f"{plural(locked, 'attempt')} on locked accounts",
-            details=details,
-            data={"failed": failed, "rate_limited": dict(summary.rate_limited_by_ip), "locked": locked},
-        )
-    ]
+    if summary.failed_by_email and not summary.rate_limited_by_ip:
+        details.append("no “Rate limit exceeded” lines: the API never starts its rate limiter (see Security settings)")
+    return details
 
 
 # --- the reverse proxy's access log -----------------------------------------------------------------

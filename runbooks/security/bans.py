@@ -22,7 +22,7 @@ from bot.context import CheckContext
 from bot.core.errors import describe_error
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Args, Refused, Runbook, UsageError
-from bot.core.units import parse_duration, short_duration
+from bot.core.units import parse_duration, plural, short_duration
 from bot.targets import NotConfigured
 from bot.targets.firewall import BanEntry, Fail2ban, FirewallBackend, Nftables, NotBanned
 from runbooks.security import auditlog
@@ -157,7 +157,9 @@ async def audit_evidence(ctx: CheckContext, network: Network) -> list[str]:
             failures, accounts = await auditlog.failures_from(conn, str(network), since)
     except Exception:  # NotConfigured, unreachable, not ERPGo: the ban request stands without it
         return []
-    return [f"ERPGo's audit_logs, last 24 h: {failures} failed logins from it, for {accounts} accounts"]
+    return [
+        f"ERPGo's audit_logs, last 24 h: {plural(failures, 'failed login')} from it, for {plural(accounts, 'account')}"
+    ]
 
 
 @runbook.check("ban", component="Ban", section=BLOCK, timeout=15, proposes=("security.ban_ip",))

@@ -40,10 +40,6 @@ def span(first: datetime, last: datetime) -> str:
     return f"{clock(first)} to {clock(last)}"
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return f"{count} {word if count == 1 else many or word + 's'}"
-
-
 def until_text(until: datetime | None, now: datetime) -> str:
     """ "until 2025-11-30 02:00:00 UTC (in 59m 58s)", "ended … ago", or "with no end"."""
     if until is None:

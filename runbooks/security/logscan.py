@@ -3,6 +3,7 @@ them) and a reverse proxy's access log (nginx "combined"). Pure functions over l
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ EXAMPLES_PER_IP = 2
 RATE_LIMITED = "Rate limit exceeded for login attempt"
 FAILED_LOGIN = "Failed to login user"
 LOCKED_ATTEMPT = "Login attempt for locked account"
+# internal/interfaces/http/middleware/input_validation.go: Warn().Interface("data", {client_ip, event, path, value…})
+INPUT_EVENT = "Input validation security event"
 
 
 @dataclass
@@ -25,6 +28,34 @@ class ApiLogSummary:
     rate_limited_by_ip: Counter[str] = field(default_factory=Counter)
     rate_limited_emails: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     locked_by_email: Counter[str] = field(default_factory=Counter)
+    input_by_ip: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def input_events(self, ip: str) -> int:
+        return sum(self.input_by_ip[ip].values()) if ip in self.input_by_ip else 0
+
+
+def input_event(parsed: zerolog.LogLine) -> dict[str, object] | None:
+    """The `data` of an "Input validation security event" line, console writer or JSON; None for other lines."""
+    if parsed.message == INPUT_EVENT:
+        raw = parsed.fields.get("data", "")
+    elif parsed.message.startswith(INPUT_EVENT + " data="):
+        raw = parsed.message.removeprefix(INPUT_EVENT + " data=")
+    else:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def input_kinds(data: dict[str, object]) -> list[str]:
+    """The kinds of attack in the value the API refused, else what its event says it saw."""
+    value = str(data.get("value") or data.get("data") or "")
+    if kinds := attack_kinds(value) if value else []:
+        return kinds
+    event = str(data.get("event") or "")
+    return ["injection pattern" if "Injection" in event else (event[:60].lower() or "invalid input")]
 
 
 def scan_api_log(lines: list[str]) -> ApiLogSummary:
@@ -43,6 +74,9 @@ def scan_api_log(lines: list[str]) -> ApiLogSummary:
             summary.rate_limited_emails[ip].add(email)
         elif message == LOCKED_ATTEMPT:
             summary.locked_by_email[email] += 1
+        elif (event := input_event(parsed)) is not None:
+            ip = str(event.get("client_ip") or "?")
+            summary.input_by_ip[ip].update(input_kinds(event))
     return summary
 
 

@@ -1,5 +1,6 @@
 """Guide: "Review Security Settings" — the API container's rate limiting, lock-out and JWT settings, read
-through the Docker Engine API. ERPGo reads RATE_LIMIT_ENABLED/RPS/BURST, MAX_LOGIN_ATTEMPTS,
+through the Docker Engine API. ERPGo reads RATE_LIMIT_ENABLED/RPS/BURST (but never starts the limiter they
+configure: internal/interfaces/http/middleware/security_coordinator.go leaves it as a TODO), MAX_LOGIN_ATTEMPTS,
 LOCKOUT_DURATION, JWT_EXPIRY and JWT_SECRET (pkg/config); unset ones take its defaults. The secret is
 judged by its length only: its value stays in this process's memory and is never shown or logged."""
 
@@ -62,9 +63,14 @@ def rate_limiting(values: dict[str, str | None]) -> tuple[Status, str, str]:
     if enabled not in _TRUE:
         return Status.WARN, "rate limiting unclear", f"RATE_LIMIT_ENABLED={enabled[:20]!r} is not a boolean"
     return (
-        Status.OK,
-        "rate limiting on",
-        (f"rate limiting on{default}: RATE_LIMIT_RPS={rps}{rps_default}, RATE_LIMIT_BURST={burst}{burst_default}"),
+        Status.WARN,
+        "rate limiting never started",
+        (
+            f"RATE_LIMIT_ENABLED={enabled}{default}, RATE_LIMIT_RPS={rps}{rps_default}, "
+            f"RATE_LIMIT_BURST={burst}{burst_default} are read, but ERPGo never starts its limiter: its security "
+            "coordinator leaves that as a TODO and the login handler is given none — no request is rate limited, "
+            "only the lock-out slows a brute force; limit at the reverse proxy (e.g. nginx limit_req)"
+        ),
     )
 
 
