@@ -22,12 +22,13 @@ from datetime import UTC, datetime, timedelta
 from bot.context import CheckContext
 from bot.core.findings import Finding, Status
 from bot.core.parse import ascii_int
-from bot.core.redact import shorten
+from bot.core.redact import redact
 from bot.core.registry import Runbook, UsageError
 from bot.core.units import plural
 from runbooks.loglines import LogLine, parse, strip_ansi
 from runbooks.watched import ContainerArgs
 
+MAX_LINE = 300  # characters of a log line shown
 runbook = Runbook("application")
 
 SECTION = "Application Issues › 500 Internal Server Errors"
@@ -187,8 +188,10 @@ def login_details(found: dict) -> list[str]:
     return details
 
 
-def clipped(line: str) -> str:
-    return shorten(line, 300, "")  # redact first, then cut: a cut secret would no longer be recognised
+def clipped(lines: list[str]) -> list[str]:
+    """The lines redacted as one block — a private key's body is told by the lines around it, which one
+    line alone lacks — then each cut to 300 characters (redact first, then cut)."""
+    return [line[:MAX_LINE] for line in redact("\n".join(lines)).split("\n")] if lines else []
 
 
 def digest(lines: list[str], found: dict) -> list[int]:
@@ -214,10 +217,11 @@ def evidence(lines: list[str], found: dict) -> list[str]:
     the report shares as a file in its thread."""
     shown = digest(lines, found)
     everything = every_match(lines, found)
+    digested = clipped([lines[n] for n in shown])
     if not set(everything) - set(shown):
-        return [clipped(lines[n]) for n in shown]
-    listing = [clipped(lines[n]) for n in everything]
-    return [clipped(lines[n]) for n in shown] + [f"--- every matching line with context ({len(listing)}) ---", *listing]
+        return digested
+    listing = clipped([lines[n] for n in everything])
+    return [*digested, f"--- every matching line with context ({len(listing)}) ---", *listing]
 
 
 async def read_logs(ctx: CheckContext, name: str, since: datetime) -> list[str] | None:

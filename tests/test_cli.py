@@ -151,7 +151,7 @@ def test_deployment_files_use_the_documented_names():
         "ERPGO_DATABASE_URL",
         "ERPGO_REDIS_URL",
         "DOCKER_HOST",
-        "ERPGO_CONTAINERS",
+        "ERPGO_COMPOSE_PROJECT",
         "BOT_DATABASE_URL",
         "PORT",
     ):

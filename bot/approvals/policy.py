@@ -55,7 +55,7 @@ USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 DIRECT_ACTIONS_VERB = "alerts"  # who may run it in a channel may use the alert buttons there, by default
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 ALWAYS_ALLOWED = ("help",)  # answering "what can I do here" is never refused
-DIRECT_ACTIONS = ("alerts.ack", "alerts.silence")  # the alert thread's buttons, taken without an approval
+DIRECT_ACTIONS = ("alerts.ack", "alerts.silence", "alerts.escalate")  # alert thread buttons, taken without an approval
 # what some arguments of a verb need beyond the verb itself; refused unless a rule's `allowed` names the person
 PERMISSIONS = ("tls.any_endpoint",)
 

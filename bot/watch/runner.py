@@ -12,7 +12,7 @@ from typing import Any
 from bot.context import CheckContext
 from bot.core.engine import run_checks
 from bot.core.errors import describe_error, is_unreachable
-from bot.core.findings import Finding
+from bot.core.findings import Finding, Status
 from bot.core.logs import log
 from bot.core.registry import Check
 from bot.runtime import Runtime
@@ -20,6 +20,7 @@ from bot.watch import predict, schedule, threads
 
 MAX_TICK_S = 5.0
 MIN_TICK_S = 0.2
+UNREACHABLE_TITLE = "unreachable — "  # what the engine and the checks call a target they cannot reach
 KEEP_CLAIMS = timedelta(days=1)
 
 
@@ -70,13 +71,21 @@ def measuring(check: Check) -> Check:
 
     async def measure(ctx: CheckContext) -> Any:
         try:
-            return await check.func(ctx)
+            result = await check.func(ctx)
         except Exception as exc:
             if is_unreachable(exc):
                 return Finding.error(check.component, "not measured — " + describe_error(exc))
             raise
+        return [not_measured(f) for f in (result if isinstance(result, list) else [result])]
 
     return replace(check, func=measure)
+
+
+def not_measured(finding: Finding) -> Finding:
+    """A finding a check made of a target it could not reach ("unreachable — …") as not measured."""
+    if finding.status is Status.CRIT and finding.title.startswith(UNREACHABLE_TITLE):
+        return Finding.error(finding.component, "not measured — " + finding.title.removeprefix(UNREACHABLE_TITLE))
+    return finding
 
 
 async def watch_findings(runtime: Runtime, verb: str, now: datetime) -> list[Finding]:

@@ -152,7 +152,7 @@ async def last_lines(ctx: CheckContext, info: ContainerInfo) -> tuple[list[str],
     since = min(info.state.started_at or now, now - LOG_LOOKBACK)
     lines = await read_logs(ctx, info.name, since) or []
     found = scan(lines)
-    picked = [clipped(lines[n]) for n in digest(lines, found)] or [clipped(line) for line in lines[-LAST_LINES:]]
+    picked = clipped([lines[n] for n in digest(lines, found)]) or clipped(lines[-LAST_LINES:])
     errors = len(found["error"]) + len(found["panic"])
     return picked[-LAST_LINES * 2 :], f"{len(lines)} log lines since {clock(since)}: {errors} error or panic lines"
 
