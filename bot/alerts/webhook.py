@@ -153,11 +153,7 @@ def redact_webhook(hook: Webhook) -> None:
     """Redact, in place, every text of the notification that is stored and later shown (labels,
     annotations, URLs, the group key that quotes label values): the bot keeps no secret an alert
     carried. In place: a copy would double the memory a storm's notifications hold while they wait."""
-    text = _redacted
-
-    def texts(values: dict[str, str]) -> dict[str, str]:
-        return {key: text(value) for key, value in values.items()}
-
+    text, texts = _redacted, _redacted.values
     for alert in hook.alerts:
         alert.labels = texts(alert.labels)
         alert.annotations = texts(alert.annotations)

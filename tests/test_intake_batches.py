@@ -1,5 +1,5 @@
-"""Two replicas recording notifications of the same alert group at the same moment: the one that waits
-for the other's lock must see what the other recorded (no alert counted twice, no member missed)."""
+"""Batches of notifications as the intake records them: two replicas recording the same alert group at
+the same moment, and a storm-sized batch (written with COPY)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from tests.support import eventually
 GROUP_KEY = '{}:{alertname="DiskFull"}'
 
 
-def notification(*instances: str, truncated: int = 5) -> Webhook:
+def notification(*instances: str, truncated: int = 5, group_key: str = GROUP_KEY) -> Webhook:
     body = {
         "version": "4",
-        "groupKey": GROUP_KEY,
+        "groupKey": group_key,
         "truncatedAlerts": truncated,
         "status": "firing",
         "receiver": "erpgo-bot",
@@ -69,3 +69,22 @@ async def test_a_replica_waiting_for_the_groups_lock_sees_what_the_other_recorde
         members = await conn.fetch("SELECT fingerprint FROM alerts ORDER BY fingerprint")
     assert (group["alerts_total"], group["alerts_firing"]) == (3, 3)  # the header's "3 firing", not 4
     assert [m["fingerprint"] for m in members] == ["db-1", "db-2", "db-3"]
+
+
+async def test_a_storm_sized_batch_records_every_alert_received_and_each_group_once(store: Store):
+    settings = Settings()
+    hosts = [f"web-{n:03d}" for n in range(100)]
+    batch = [
+        (notification(*hosts[: 10 * size], truncated=0, group_key=f"{{}}:{{team=t{team}}}"), "C0ALERTS")
+        for size in range(1, 11)
+        for team in range(2)
+    ]  # 20 notifications, two groups growing to 100 alerts: 1,100 alerts carried
+    async with store.acquire() as conn, conn.transaction():
+        results = await record_batch(conn, settings, batch)
+    assert [r.outcome for r in results[:2]] == ["new", "new"]
+    assert {r.outcome for r in results[2:]} == {"joined"}
+    async with store.acquire() as conn:
+        received = await conn.fetchval("SELECT count(*) FROM alerts_received")
+        groups = await conn.fetch("SELECT alerts_total, alerts_firing FROM alert_groups ORDER BY id")
+    assert received == 1100
+    assert [(g["alerts_total"], g["alerts_firing"]) for g in groups] == [(100, 100), (100, 100)]
