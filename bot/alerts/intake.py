@@ -29,6 +29,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -264,8 +265,23 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
         received = alert_columns([])
     upserts = alert_columns([(g.id, alert) for g in groups.values() for alert in g.upserts.values()])
     gone = [{"group_id": g.id, "fingerprint": fp} for g in groups.values() for fp in g.gone]
-    moved = []  # groups whose state moved on (everything), or only their counts
-    for g in groups.values():
+    notified = sorted({r.group_id for r in results if r.outcome in ("refired", "joined")})
+    await conn.execute(
+        WRITE_ALERTS,
+        *received,
+        *upserts,
+        json.dumps(gone),
+        json.dumps(moved_groups(groups.values())),
+        *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
+        notified,
+    )
+    return results
+
+
+def moved_groups(groups: Iterable[Group]) -> list[dict]:
+    """The rows of WRITE_ALERTS's `moved`: groups whose state moved on (everything), or only their counts."""
+    moved = []
+    for g in groups:
         if g.moved:
             moved.append(
                 {
@@ -287,17 +303,7 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
             )
         elif g.upserts or g.gone or g.restarted:
             moved.append({"id": g.id, "alerts_total": g.total, "alerts_firing": g.firing})
-    notified = sorted({r.group_id for r in results if r.outcome in ("refired", "joined")})
-    await conn.execute(
-        WRITE_ALERTS,
-        *received,
-        *upserts,
-        json.dumps(gone),
-        json.dumps(moved),
-        *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
-        notified,
-    )
-    return results
+    return moved
 
 
 # what PostgreSQL may refuse in one notification (a value it cannot store), not in the whole batch
