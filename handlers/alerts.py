@@ -18,10 +18,12 @@ Answers, so that Alertmanager retries exactly when it should (it retries 5xx, no
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import time
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
@@ -105,11 +107,19 @@ async def run_triage(runtime: Runtime, group_id: int) -> None:
         await queue_alert_chart(runtime, group_id)  # after the report's text: it never waits for the chart
 
 
+@functools.cache
+def _counted(result: str) -> Any:
+    return ALERT_WEBHOOKS.labels(result)  # a labelled child found once, not at every answer
+
+
+_JSON = msgspec.json.Encoder()
+
+
 def _answer(status: int, result: str, message: str, **extra: Any) -> web.Response:
-    ALERT_WEBHOOKS.labels(result).inc()
+    _counted(result).inc()
     body = {"status": result, "message": message} if status >= 300 else {"status": result, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="erpgo-chatops"'} if status == 401 else None
-    return web.json_response(body, status=status, headers=headers)
+    return web.Response(body=_JSON.encode(body), status=status, headers=headers, content_type="application/json")
 
 
 def authorized(header: str | None, token: str) -> bool:
@@ -182,7 +192,7 @@ async def receive(runtime: Runtime, recorder: Recorder | None, request: web.Requ
     elif recorded.outcome == "resolved":  # the chart that shows the recovery
         runtime.tasks.spawn(queue_alert_chart(runtime, recorded.group_id), name=f"chart:{recorded.group_id}")
     if recorded.queued:
-        runtime.outbox.wake()
+        runtime.outbox.wake_soon()
     return _answer(200, "accepted", "", alerts=recorded.alerts, group=recorded.group_id, outcome=recorded.outcome)
 
 

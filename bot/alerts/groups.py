@@ -31,6 +31,8 @@ from bot.core.logs import log
 from bot.core.metrics import ALERTS_RECEIVED
 from bot.slack import outbox
 
+_FIRING, _RESOLVED = ALERTS_RECEIVED.labels("firing"), ALERTS_RECEIVED.labels("resolved")
+
 
 @dataclass
 class Recorded:
@@ -188,8 +190,8 @@ def apply_notification(group: Group, hook: Webhook, channel: str, settings, now:
     episode_start = min((s for s in firing_starts if s), default=now)
     resolved_at = resolved_at_of(hook, now)
     annotations = group_annotations(hook)
-    ALERTS_RECEIVED.labels("firing").inc(len(firing_starts))
-    ALERTS_RECEIVED.labels("resolved").inc(len(incoming) - len(firing_starts))
+    _FIRING.inc(len(firing_starts))
+    _RESOLVED.inc(len(incoming) - len(firing_starts))
 
     outcome, refire_gap, first = "repeat", None, group.inserted
     group.inserted = False  # the next notification of this batch finds the group there

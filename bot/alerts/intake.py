@@ -29,9 +29,11 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 
 from bot.alerts.groups import (
     Group,
@@ -58,6 +60,8 @@ from bot.slack import outbox
 
 MAX_BATCH_NOTIFICATIONS = 200
 MAX_BATCH_ALERTS = 5000
+COPY_FROM = 500  # alerts received in a batch from which a COPY (one more round trip) costs less than unnest
+RECEIVED = ["group_id", "fingerprint", "status", "labels", "annotations", "starts_at", "ends_at", "generator_url"]
 
 UPSERT_GROUPS = """
 INSERT INTO alert_groups (group_key, receiver, channel, thread_key, status, group_labels, common_labels,
@@ -70,17 +74,45 @@ FROM jsonb_to_recordset($1::jsonb) AS x(group_key text, receiver text, channel t
 ORDER BY x.group_key  -- one lock order for every replica: no deadlock between batches
 ON CONFLICT (group_key) DO UPDATE SET notifications = alert_groups.notifications + excluded.notifications
 RETURNING id, group_key, xmax = 0 AS inserted, status, channel, thread_key, fired_at, resolved_at, triage_state,
-          alerts_total, alerts_firing
+          alerts_total, alerts_firing, notifications
 """
 
-# what the groups' alerts were, and what of their threads is still unsent, once their rows are locked
-# What the groups' alerts were, once their rows are locked: the alerts the notifications name, every
-# alert of the groups a notification describes completely ($1: to tell who left), and what of their
-# threads is still unsent. Nothing is read per alert that the batch does not name (the counts are
-# kept on the group), so a notification costs the same in a group of 10 alerts or of 10,000.
+# What the groups' alerts were: the alerts the notifications name ($3, $4: group keys and fingerprints), every
+# alert of the groups a notification describes completely ($2: to tell who left), and what of their threads is
+# still unsent. Nothing is read per alert that the batch does not name (the counts are kept on the group), so a
+# notification costs the same in a group of 10 alerts or of 10,000. OFFSET 0 keeps each lookup an index scan.
+KNOWN_ALERTS = """
+named AS (SELECT * FROM unnest($3::text[], $4::text[]) AS x(group_key, fingerprint)),
+known AS (
+    SELECT a.* FROM up CROSS JOIN LATERAL (
+        SELECT a.group_id, a.fingerprint, a.status, a.labels FROM alerts a WHERE a.group_id = up.id OFFSET 0) a
+    WHERE NOT up.inserted AND up.group_key = ANY($2::text[])
+    UNION ALL
+    SELECT a.* FROM named n JOIN up ON up.group_key = n.group_key AND NOT up.inserted CROSS JOIN LATERAL (
+        SELECT a.group_id, a.fingerprint, a.status, a.labels FROM alerts a
+        WHERE a.group_id = up.id AND a.fingerprint = n.fingerprint LIMIT 1) a)
+"""
+
+# Lock the batch's groups (creating the new ones) and read what they knew, in one round trip. The reads
+# see the statement's snapshot, taken before the locks were granted: when another transaction recorded a
+# notification of one of the groups in between (`seen` is then not what the group counted before this
+# batch), record_batch reads again, now that the locks are held (READ_GROUPS).
+LOCK_AND_READ = f"""
+WITH up AS ({UPSERT_GROUPS}),
+seen AS (SELECT g.group_key, g.notifications FROM alert_groups g WHERE g.group_key IN (SELECT group_key FROM up)),
+{outbox.TAIL_CTES.format(keys="ARRAY(SELECT thread_key FROM up WHERE NOT inserted)")},
+{KNOWN_ALERTS}
+SELECT (SELECT jsonb_agg(to_jsonb(up) || jsonb_build_object('seen', seen.notifications))
+        FROM up LEFT JOIN seen USING (group_key)) AS groups,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(group_id, fingerprint, status, {DISPLAY_SQL})), '[]') FROM known
+       ) AS previous,
+       {outbox.TAIL_COLUMNS}
+"""
+
+# the same reads, in a statement of their own, once the groups ($1: their ids) are locked
 READ_GROUPS = f"""
 WITH {outbox.TAIL_CTES.format(keys="$2")},
-named AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS x(group_id bigint, fingerprint text)),
+named AS (SELECT * FROM unnest($3::bigint[], $4::text[]) AS x(group_id, fingerprint)),
 known AS (
     SELECT a.group_id, a.fingerprint, a.status, a.labels FROM alerts a WHERE a.group_id = ANY($1::bigint[])
     UNION ALL
@@ -131,54 +163,88 @@ SELECT 1
 """
 
 
-async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
-    """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group.
+class LockedGroup(msgspec.Struct):
+    """A group's row as LOCK_AND_READ returns it, once locked."""
 
-    The webhooks must be redacted already (Recorder.submit does it): everything stored is made from them."""
-    now = datetime.now(UTC)
+    id: int
+    group_key: str
+    inserted: bool
+    status: str
+    channel: str
+    thread_key: str
+    fired_at: datetime
+    resolved_at: datetime | None
+    triage_state: str
+    alerts_total: int
+    alerts_firing: int
+    notifications: int
+    seen: int | None  # what the statement's snapshot counted: not `notifications` before this batch → stale
+
+
+_DECODE_GROUPS = msgspec.json.Decoder(list[LockedGroup])
+_JSON = msgspec.json.Encoder()
+
+Previous = dict[int, dict[str, tuple[str, str]]]  # group id -> fingerprint -> (status, display name)
+
+
+async def lock_groups(
+    conn: asyncpg.Connection, items: list[tuple[Webhook, str]], now: datetime
+) -> tuple[list[LockedGroup], Previous, dict[str, outbox.Tail]]:
+    """Lock (or create) the batch's groups; what their alerts were and their threads' unsent rows."""
     firsts: dict[str, dict] = {}
     for hook, channel in items:
         if hook.groupKey not in firsts:
             firsts[hook.groupKey] = group_insert(hook, channel, now, 0)
         firsts[hook.groupKey]["notifications"] += 1
-    rows = await conn.fetch(UPSERT_GROUPS, json.dumps(list(firsts.values())))
-    existing = {r["group_key"]: r["id"] for r in rows if not r["inserted"]}
-    previous: dict[int, dict] = {r["id"]: {} for r in rows}
-    found_tails: dict[str, outbox.Tail] = {}
-    if existing:
-        complete = {
-            existing[h.groupKey]
-            for h, _ in items
-            if h.groupKey in existing and (h.truncatedAlerts == 0 or h.status == "resolved")
-        }
-        named = [
-            {"group_id": existing[h.groupKey], "fingerprint": a.fingerprint}
-            for h, _ in items
-            if h.groupKey in existing and existing[h.groupKey] not in complete
-            for a in h.alerts
-        ]
-        keys = [r["thread_key"] for r in rows if not r["inserted"]]
-        read = await conn.fetchrow(READ_GROUPS, list(complete), keys, json.dumps(named))
-        for group_id, fp, status, name in json.loads(read["previous"]):
-            previous[group_id][fp] = (status, name)
-        found_tails = outbox.parse_tails(keys, read)
+    complete = {h.groupKey for h, _ in items if h.truncatedAlerts == 0 or h.status == "resolved"}
+    named = [(h.groupKey, a.fingerprint) for h, _ in items if h.groupKey not in complete for a in h.alerts]
+    read = await conn.fetchrow(
+        LOCK_AND_READ,
+        _JSON.encode(list(firsts.values())).decode(),
+        list(complete),
+        [key for key, _ in named],
+        [fingerprint for _, fingerprint in named],
+    )
+    rows = _DECODE_GROUPS.decode(read["groups"])
+    existing = [r for r in rows if not r.inserted]
+    if any(r.seen != r.notifications - firsts[r.group_key]["notifications"] for r in existing):
+        ids = {r.group_key: r.id for r in existing}
+        read = await conn.fetchrow(
+            READ_GROUPS,
+            [ids[key] for key in complete if key in ids],
+            [r.thread_key for r in existing],
+            [ids[key] for key, _ in named if key in ids],
+            [fingerprint for key, fingerprint in named if key in ids],
+        )
+    previous: Previous = {r.id: {} for r in rows}
+    for group_id, fp, status, name in json.loads(read["previous"]):
+        previous[group_id][fp] = (status, name)
+    return rows, previous, outbox.parse_tails([r.thread_key for r in existing], read)
+
+
+async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
+    """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group.
+
+    The webhooks must be redacted already (Recorder.submit does it): everything stored is made from them."""
+    now = datetime.now(UTC)
+    rows, previous, found_tails = await lock_groups(conn, items, now)
     new_rows: list[dict] = []
     rewrites: dict[int, dict] = {}
     groups = {
-        r["group_key"]: Group(
-            id=r["id"],
-            key=r["group_key"],
-            inserted=r["inserted"],
-            status=r["status"],
-            channel=r["channel"],
-            thread_key=r["thread_key"],
-            fired_at=r["fired_at"],
-            resolved_at=r["resolved_at"],
-            triage_state=r["triage_state"],
-            members=previous[r["id"]],
-            thread=Thread(r["thread_key"], r["channel"], found_tails.get(r["thread_key"]), new_rows, rewrites),
-            total=r["alerts_total"],
-            firing=r["alerts_firing"],
+        r.group_key: Group(
+            id=r.id,
+            key=r.group_key,
+            inserted=r.inserted,
+            status=r.status,
+            channel=r.channel,
+            thread_key=r.thread_key,
+            fired_at=r.fired_at,
+            resolved_at=r.resolved_at,
+            triage_state=r.triage_state,
+            members=previous[r.id],
+            thread=Thread(r.thread_key, r.channel, found_tails.get(r.thread_key), new_rows, rewrites),
+            total=r.alerts_total,
+            firing=r.alerts_firing,
         )
         for r in rows
     }
@@ -194,10 +260,28 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
             for alert in {a.fingerprint: a for a in hook.alerts}.values()
         ]
     )
+    if len(received[0]) >= COPY_FROM:  # many rows: COPY writes them faster than the statement's unnest
+        await conn.copy_records_to_table("alerts_received", records=zip(*received, strict=True), columns=RECEIVED)
+        received = alert_columns([])
     upserts = alert_columns([(g.id, alert) for g in groups.values() for alert in g.upserts.values()])
     gone = [{"group_id": g.id, "fingerprint": fp} for g in groups.values() for fp in g.gone]
-    moved = []  # groups whose state moved on (everything), or only their counts
-    for g in groups.values():
+    notified = sorted({r.group_id for r in results if r.outcome in ("refired", "joined")})
+    await conn.execute(
+        WRITE_ALERTS,
+        *received,
+        *upserts,
+        json.dumps(gone),
+        json.dumps(moved_groups(groups.values())),
+        *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
+        notified,
+    )
+    return results
+
+
+def moved_groups(groups: Iterable[Group]) -> list[dict]:
+    """The rows of WRITE_ALERTS's `moved`: groups whose state moved on (everything), or only their counts."""
+    moved = []
+    for g in groups:
         if g.moved:
             moved.append(
                 {
@@ -219,17 +303,7 @@ async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list
             )
         elif g.upserts or g.gone or g.restarted:
             moved.append({"id": g.id, "alerts_total": g.total, "alerts_firing": g.firing})
-    notified = sorted({r.group_id for r in results if r.outcome in ("refired", "joined")})
-    await conn.execute(
-        WRITE_ALERTS,
-        *received,
-        *upserts,
-        json.dumps(gone),
-        json.dumps(moved),
-        *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
-        notified,
-    )
-    return results
+    return moved
 
 
 # what PostgreSQL may refuse in one notification (a value it cannot store), not in the whole batch
@@ -255,6 +329,8 @@ class Recorder:
         self.busy = busy  # ... the next one only when this many notifications are waiting
         self._queue: deque[tuple[Webhook, str, asyncio.Future]] = deque()
         self._tasks: set[asyncio.Task] = set()
+        # one connection per writer, kept: a batch costs no pool round trip and no reset query
+        self._connections: list[asyncpg.Connection] = []
 
     async def submit(self, hook: Webhook, channel: str) -> Recorded:
         redact_webhook(hook)  # what is stored (and later posted) carries no secret the alert did
@@ -297,14 +373,32 @@ class Recorder:
     async def _write(self, batch) -> None:
         started = time.perf_counter()
         await self.store.ready()
-        async with self.store.acquire() as conn, conn.transaction():
-            results = await record_batch(conn, self.settings, [(hook, channel) for hook, channel, _ in batch])
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                results = await record_batch(conn, self.settings, [(hook, channel) for hook, channel, _ in batch])
+        finally:
+            await self._give_back(conn)
         _settle(batch, results=results)
         log.debug(
             "alert_batch_recorded",
             notifications=len(batch),
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    async def _connection(self) -> asyncpg.Connection:
+        while self._connections:
+            conn = self._connections.pop()
+            if not conn.is_closed():  # the database restarted meanwhile: a new one
+                return conn
+            await self.store.release_held(conn)
+        return await self.store.hold()
+
+    async def _give_back(self, conn: asyncpg.Connection) -> None:
+        if conn.is_closed() or conn.is_in_transaction():  # broken, or its rollback did not get through
+            await self.store.release_held(conn)
+        else:
+            self._connections.append(conn)
 
 
 def _refusal(exc: Exception) -> Exception:

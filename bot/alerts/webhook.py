@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from bot.core.redact import redact, shorten
+from bot.core.redact import RedactMemo, redact, shorten
 from bot.settings import Settings
 
 # ---------------------------------------------------------------------- the webhook, version 4
@@ -146,21 +146,15 @@ def _field_error(error: str) -> str:
     return f"{'.'.join(parts) or 'body'}: {what}"
 
 
+# label values, names, URLs and group keys recur in every notification of a storm: each is redacted once
+_redacted = RedactMemo(redact)
+
+
 def redact_webhook(hook: Webhook) -> None:
     """Redact, in place, every text of the notification that is stored and later shown (labels,
     annotations, URLs, the group key that quotes label values): the bot keeps no secret an alert
     carried. In place: a copy would double the memory a storm's notifications hold while they wait."""
-    seen: dict[str, str] = {}  # the same label values recur in every alert and the common labels
-
-    def text(value: str) -> str:
-        redacted = seen.get(value)
-        if redacted is None:
-            redacted = seen[value] = redact(value)
-        return redacted
-
-    def texts(values: dict[str, str]) -> dict[str, str]:
-        return {key: text(value) for key, value in values.items()}
-
+    text, texts = _redacted, _redacted.values
     for alert in hook.alerts:
         alert.labels = texts(alert.labels)
         alert.annotations = texts(alert.annotations)

@@ -32,6 +32,7 @@ from bot.store.pool import Store
 __all__ = ["Outbox", "outbox_client", "retry_after"]
 
 KEEP_DONE_ROWS = "7 days"
+WAKE_SOON_S = 0.1  # how long wake_soon() gathers what is queued before the workers look
 WAITERS_CHECK_S = 1.0  # how often rows this process waits for are looked up (another replica may send them)
 
 
@@ -123,6 +124,7 @@ class Outbox(Courier):
         self.poll = poll  # how often to look for rows other replicas queued
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
+        self._waking: asyncio.TimerHandle | None = None  # a wake_soon() due
         self._stopping = False
         self._claiming = asyncio.Lock()
         self._busy: set[str] = set()  # channels a worker of this process is sending to right now
@@ -146,6 +148,9 @@ class Outbox(Courier):
     async def stop(self, timeout: float = 10.0) -> None:
         """Let in-flight deliveries finish (they are committed), then stop; the rest stays queued."""
         self._stopping = True
+        if self._waking is not None:
+            self._waking.cancel()
+            self._waking = None
         self._wake.set()
         if self._tasks:
             _done, still = await asyncio.wait(self._tasks, timeout=timeout)
@@ -160,6 +165,16 @@ class Outbox(Courier):
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
+        self._wake.set()
+
+    def wake_soon(self) -> None:
+        """Under a storm every notification queues something: one look every WAKE_SOON_S is enough (each
+        look costs both workers a claim and a query), and a message a person waits for still wakes at once."""
+        if self._waking is None:
+            self._waking = asyncio.get_running_loop().call_later(WAKE_SOON_S, self._woken)
+
+    def _woken(self) -> None:
+        self._waking = None
         self._wake.set()
 
     # -- producing

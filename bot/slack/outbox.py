@@ -231,6 +231,11 @@ class Courier:
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
 
+    def wake_soon(self) -> None:
+        """Something that may wait a moment was queued (alert threads, paced per channel anyway): look
+        soon, together with whatever else is queued meanwhile."""
+        self.wake()
+
     async def health(self, timeout: float = 2.0) -> dict:
         raise NotImplementedError
 

@@ -8,6 +8,7 @@ or when the database holds a migration this code does not ship (it is newer than
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ class Store:
         self.dsn = dsn
         self.timeout = timeout
         self._pool: asyncpg.Pool | None = None
+        self._held: set[asyncpg.Connection] = set()  # connections outside the pool, closed with it
         self._migrated = False
 
     @property
@@ -137,6 +139,27 @@ class Store:
                 server_settings={"application_name": "erpgo-chatops-state"},
             )
         return self._pool
+
+    async def hold(self) -> asyncpg.Connection:
+        """A connection of its own for a caller that uses one all the time (no pool round trip, no reset
+        query at each release); `release_held` gives it back, `close` closes what is still held."""
+        if not self.dsn:
+            raise NotConfigured("BOT_DATABASE_URL")
+        conn = await asyncpg.connect(
+            self.dsn,
+            timeout=self.timeout,
+            command_timeout=self.timeout,
+            server_settings={"application_name": "erpgo-chatops-state"},
+        )
+        self._held.add(conn)
+        return conn
+
+    async def release_held(self, conn: asyncpg.Connection) -> None:
+        self._held.discard(conn)
+        try:
+            await asyncio.wait_for(conn.close(), self.timeout)
+        except Exception:  # a broken connection closes anyway
+            conn.terminate()
 
     def acquire(self) -> _Acquire:
         """`async with store.acquire() as conn:` — raises quickly if the database is down."""
@@ -160,6 +183,8 @@ class Store:
             await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        for conn in list(self._held):
+            await self.release_held(conn)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -20,6 +20,7 @@ from typing import Any
 from bot.core.redact import steps
 from bot.core.redact.base import JWT_MASK, MASK, PRIVATE_KEY_MASK, looks_secret
 from bot.core.redact.held import _secrets, register_secret
+from bot.core.redact.memo import RedactMemo
 from bot.core.redact.names import NOT_SECRET, STRONG, WEAK, is_secret_name, looks_like_credential, name_strength
 from bot.core.redact.sql import normalise_sql, scrub_sql
 
@@ -27,6 +28,7 @@ __all__ = [
     "JWT_MASK",
     "MASK",
     "PRIVATE_KEY_MASK",
+    "RedactMemo",
     "_secrets",
     "is_secret_name",
     "looks_secret",

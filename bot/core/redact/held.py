@@ -73,19 +73,23 @@ class _SecretIndex:
         self._base64: re.Pattern[str] | None = None
         self._gate: re2._Regexp | None = None
         self._stale = False
+        self.generation = 0  # bumped whenever the set changes: what was redacted before may differ now
 
     def add(self, value: str) -> None:
         if value not in self.values:
             self.values.add(value)
             self._stale = True  # compiled on the next redact: many adds cost one compile
+            self.generation += 1
 
     def clear(self) -> None:
         self.values.clear()
         self._stale = True
+        self.generation += 1
 
     def replace(self, values: set[str]) -> None:
         self.values = set(values)
         self._stale = True
+        self.generation += 1
 
     def _compile(self) -> None:
         self._stale = False
