@@ -135,3 +135,18 @@ def test_every_migration_has_a_version_of_its_own():
     versions = [m.version for m in migration_files()]
     assert len(versions) == len(set(versions)) and versions == sorted(versions)
     assert versions == list(range(1, len(versions) + 1)), "migrations are numbered without gaps"
+
+
+def test_no_module_over_600_lines_and_no_function_over_60_in_the_code():
+    too_long = []
+    for root in ("bot", "handlers", "runbooks"):
+        for path in sorted((ROOT / root).rglob("*.py")):
+            source = path.read_text()
+            if source.count("\n") > 600:
+                too_long.append(f"{path.relative_to(ROOT)}: {source.count(chr(10))} lines")
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if length > 60:
+                        too_long.append(f"{path.relative_to(ROOT)}: {node.name} is {length} lines")
+    assert too_long == []

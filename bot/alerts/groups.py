@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -29,6 +30,7 @@ from bot.alerts.webhook import (
 )
 from bot.core.logs import log
 from bot.core.metrics import ALERTS_RECEIVED
+from bot.settings import Settings
 from bot.slack import outbox
 
 _FIRING, _RESOLVED = ALERTS_RECEIVED.labels("firing"), ALERTS_RECEIVED.labels("resolved")
@@ -90,7 +92,7 @@ class Thread:
             tail.claimed.get(tail.last_header) if tail.last_header is not None and tail.header_claimed else None
         )
 
-    def _queue(self, op: str, kind: str, message: dict, data=None) -> dict:
+    def _queue(self, op: str, kind: str, message: dict[str, Any], data: Any = None) -> dict[str, Any]:
         row = {
             "thread_key": self.key,
             "channel": self.channel,
@@ -102,7 +104,7 @@ class Thread:
         self.new_rows.append(row)
         return row
 
-    def _changed(self, row: dict, **content) -> None:
+    def _changed(self, row: dict, **content: Any) -> None:
         row.update(content)
         if "id" in row:  # a claimed row of the database
             self.rewrites.setdefault(row["id"], {"id": row["id"]}).update(content)
@@ -183,33 +185,83 @@ def resolved_at_of(hook: Webhook, now: datetime) -> datetime | None:
     return min(max((e for e in ends if e), default=now), now)
 
 
-def apply_notification(group: Group, hook: Webhook, channel: str, settings, now: datetime) -> Recorded:
+def apply_notification(group: Group, hook: Webhook, channel: str, settings: Settings, now: datetime) -> Recorded:
     """One notification against the group's state in memory: what changed, and the messages it means."""
     incoming = {a.fingerprint: a for a in hook.alerts}  # the same alert twice in one notification is one alert
     firing_starts = [zero_to_none(a.startsAt) for a in incoming.values() if a.status == "firing"]
     episode_start = min((s for s in firing_starts if s), default=now)
-    resolved_at = resolved_at_of(hook, now)
-    annotations = group_annotations(hook)
     _FIRING.inc(len(firing_starts))
     _RESOLVED.inc(len(incoming) - len(firing_starts))
-
-    outcome, refire_gap, first = "repeat", None, group.inserted
+    first = group.inserted
     group.inserted = False  # the next notification of this batch finds the group there
-    if first:
-        outcome = "new"
-    elif group.status == "resolved" and hook.status == "firing":
-        group.members, group.upserts, group.gone = {}, {}, set()  # the old episode's alerts are history
-        group.total = group.firing = 0
-        group.restarted = True
-        refire_gap = (now - group.resolved_at).total_seconds() if group.resolved_at else None
-        if refire_gap is None or refire_gap > settings.erpgo_alert_refire_window:
-            outcome, group.channel = "new", channel
-            group.thread_key = f"alert:{uuid.uuid4().hex}"
-            group.thread = Thread(group.thread_key, channel, None, group.thread.new_rows, group.thread.rewrites)
-        else:
-            outcome = "refired"
+    outcome, refire_gap = episode(group, hook, channel, settings, first, now)
+    if outcome in ("new", "refired") and not first:
         group.fired_at, group.triage_state = episode_start, "pending"
+    joined, left = membership(group, hook, incoming, now)
+    if outcome == "repeat" and group.status == "firing":
+        if hook.status == "resolved":
+            outcome = "resolved"
+        elif joined or left:
+            outcome = "joined"
+    if outcome == "repeat":
+        return Recorded(group.id, outcome, len(incoming), False, 0)
+    group.status = hook.status
+    group.resolved_at = resolved_at_of(hook, now) if hook.status == "resolved" else None
+    annotations = group_annotations(hook)
+    group.labels = {"names": alertnames(hook), "common": hook.commonLabels, "group": hook.groupLabels}
+    group.payload = {"annotations": annotations, "external_url": hook.externalURL, "receiver": hook.receiver}
+    if not first:
+        group.moved = True
+    view = GroupView(  # what the header's text and the replies need; the header itself is rendered when sent
+        status=group.status,
+        names=alertnames(hook),
+        labels=hook.commonLabels,
+        group_labels=hook.groupLabels,
+        annotations=annotations,
+        external_url=hook.externalURL,
+        generator_url="",
+        fired_at=group.fired_at,
+        resolved_at=group.resolved_at,
+    )
+    queued = thread_messages(group, view, outcome, refire_gap, (joined, left), settings)
+    # membership changes are frequent in a storm: logged at debug level, the rest at info
+    (log.debug if outcome == "joined" else log.info)(
+        "alert_group",
+        outcome=outcome,
+        group_id=group.id,
+        alertname=view.title,
+        status=group.status,
+        firing=group.firing,
+        joined=len(joined),
+        left=len(left),
+    )
+    triage = group.status == "firing" and outcome in ("new", "refired")
+    return Recorded(group.id, outcome, len(incoming), triage, queued)
 
+
+def episode(
+    group: Group, hook: Webhook, channel: str, settings: Settings, first: bool, now: datetime
+) -> tuple[str, float | None]:
+    """("new" | "refired" | "repeat", seconds since it resolved): a resolved group that fires again starts
+    an episode — in a new thread when it had been quiet longer than ERPGO_ALERT_REFIRE_WINDOW."""
+    if first:
+        return "new", None
+    if not (group.status == "resolved" and hook.status == "firing"):
+        return "repeat", None
+    group.members, group.upserts, group.gone = {}, {}, set()  # the old episode's alerts are history
+    group.total = group.firing = 0
+    group.restarted = True
+    gap = (now - group.resolved_at).total_seconds() if group.resolved_at else None
+    if gap is not None and gap <= settings.erpgo_alert_refire_window:
+        return "refired", gap
+    group.channel = channel
+    group.thread_key = f"alert:{uuid.uuid4().hex}"
+    group.thread = Thread(group.thread_key, channel, None, group.thread.new_rows, group.thread.rewrites)
+    return "new", gap
+
+
+def membership(group: Group, hook: Webhook, incoming: dict[str, Any], now: datetime) -> tuple[list[str], list[str]]:
+    """(alerts that joined, alerts that left) with this notification; the group's members updated."""
     joined, left = [], []
     for fp, alert in incoming.items():
         name = display_name(alert.labels, fp)
@@ -235,61 +287,34 @@ def apply_notification(group: Group, hook: Webhook, channel: str, settings, now:
                     group.upserts[fp] = msgspec.structs.replace(group.upserts[fp], status="resolved", endsAt=now)
                 else:
                     group.gone.add(fp)
+    return joined, left
 
-    if outcome == "repeat" and group.status == "firing":
-        if hook.status == "resolved":
-            outcome = "resolved"
-        elif joined or left:
-            outcome = "joined"
-    if outcome == "repeat":
-        return Recorded(group.id, outcome, len(incoming), False, 0)
 
-    group.status = hook.status
-    group.resolved_at = resolved_at if hook.status == "resolved" else None
-    group.labels = {"names": alertnames(hook), "common": hook.commonLabels, "group": hook.groupLabels}
-    group.payload = {"annotations": annotations, "external_url": hook.externalURL, "receiver": hook.receiver}
-    if not first:
-        group.moved = True
-    view = GroupView(  # what the header's text and the replies need; the header itself is rendered when sent
-        status=group.status,
-        names=alertnames(hook),
-        labels=hook.commonLabels,
-        group_labels=hook.groupLabels,
-        annotations=annotations,
-        external_url=hook.externalURL,
-        generator_url="",
-        fired_at=group.fired_at,
-        resolved_at=group.resolved_at,
-    )
+def thread_messages(
+    group: Group,
+    view: GroupView,
+    outcome: str,
+    refire_gap: float | None,
+    changes: tuple[list[str], list[str]],
+    settings: Settings,
+) -> int:
+    """The header posted or touched, and the reply the outcome means; how many rows that queues."""
     firing, resolved = group.firing, group.total - group.firing
     fallback = {"text": header_text(view, firing, resolved)}  # the header until the outbox renders it
     data = {"group_id": group.id}
-    thread, queued = group.thread, 0
+    thread = group.thread
     if outcome == "new":
         thread.post_header(fallback, data)
-        queued = 1
-    else:
-        if outcome == "resolved":
-            thread.add_reply("alert.resolved", resolved_message(view, group.total))
-            queued += 1
-        elif outcome == "refired":
-            thread.add_reply("alert.refire", refire_message(refire_gap or 0, firing))
-            queued += 1
-        elif not thread.head_pending and settings.erpgo_alert_updates == "thread":
-            # joined/left: an unsent header will show them anyway; ERPGO_ALERT_UPDATES=header: only it does
-            thread.membership(joined, left, firing, resolved)
-            queued += 1
-        queued += thread.touch_header(fallback, data)
-    # membership changes are frequent in a storm: logged at debug level, the rest at info
-    (log.debug if outcome == "joined" else log.info)(
-        "alert_group",
-        outcome=outcome,
-        group_id=group.id,
-        alertname=view.title,
-        status=group.status,
-        firing=firing,
-        joined=len(joined),
-        left=len(left),
-    )
-    triage = group.status == "firing" and outcome in ("new", "refired")
-    return Recorded(group.id, outcome, len(incoming), triage, queued)
+        return 1
+    queued = 0
+    if outcome == "resolved":
+        thread.add_reply("alert.resolved", resolved_message(view, group.total))
+        queued += 1
+    elif outcome == "refired":
+        thread.add_reply("alert.refire", refire_message(refire_gap or 0, firing))
+        queued += 1
+    elif not thread.head_pending and settings.erpgo_alert_updates == "thread":
+        # joined/left: an unsent header will show them anyway; ERPGO_ALERT_UPDATES=header: only it does
+        thread.membership(*changes, firing, resolved)
+        queued += 1
+    return queued + thread.touch_header(fallback, data)

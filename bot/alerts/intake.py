@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -49,7 +50,9 @@ from bot.alerts.messages import OpenGroup
 from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redact_webhook
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
+from bot.settings import Settings
 from bot.slack import outbox
+from bot.store.pool import Store
 
 # ---------------------------------------------------------------------- recording notifications
 #
@@ -222,7 +225,7 @@ async def lock_groups(
     return rows, previous, outbox.parse_tails([r.thread_key for r in existing], read)
 
 
-async def record_batch(conn, settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
+async def record_batch(conn: Any, settings: Settings, items: list[tuple[Webhook, str]]) -> list[Recorded]:
     """Record notifications (webhook, routed channel) in the caller's transaction, in list order per group.
 
     The webhooks must be redacted already (Recorder.submit does it): everything stored is made from them."""
@@ -322,7 +325,7 @@ class Recorder:
     arrive wait for the next; a batch that fails is retried one notification at a time, so one notification the
     database refuses cannot take others down with it."""
 
-    def __init__(self, store, settings, writers: int = 2, busy: int = 8):
+    def __init__(self, store: Store, settings: Settings, writers: int = 2, busy: int = 8):
         self.store = store
         self.settings = settings
         self.writers = writers  # batches written at once, each on its own connection ...
@@ -370,7 +373,7 @@ class Recorder:
                     except Exception as single:
                         _settle([item], error=_refusal(single))
 
-    async def _write(self, batch) -> None:
+    async def _write(self, batch: Any) -> None:
         started = time.perf_counter()
         await self.store.ready()
         conn = await self._connection()
@@ -409,7 +412,7 @@ def _refusal(exc: Exception) -> Exception:
     return exc
 
 
-def _settle(batch, *, results=None, error: Exception | None = None) -> None:
+def _settle(batch: Any, *, results: Any = None, error: Exception | None = None) -> None:
     for n, (_hook, _channel, future) in enumerate(batch):
         if future.done():
             continue
@@ -422,7 +425,7 @@ def _settle(batch, *, results=None, error: Exception | None = None) -> None:
 # ---------------------------------------------------------------------- /erpgo alerts
 
 
-async def open_groups(store, limit: int = 25) -> tuple[list[OpenGroup], int]:
+async def open_groups(store: Store, limit: int = 25) -> tuple[list[OpenGroup], int]:
     async with store.acquire() as conn:
         rows = await conn.fetch(
             """SELECT g.id, g.common_labels, g.annotations, g.fired_at, g.channel, t.channel AS thread_channel, t.ts,
