@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.go_api",
     "tests.fixtures.outbox",
     "tests.fixtures.prometheus",
+    "tests.container_support",
 ]
 
 # The bot reads its configuration from the environment; tests configure it explicitly, so

@@ -5,7 +5,6 @@ own Docker engine, refused when the container changed in between."""
 from __future__ import annotations
 
 import asyncio
-import copy
 from datetime import UTC, datetime
 
 import aiohttp
@@ -17,39 +16,8 @@ from bot.local.text import render_text
 from bot.settings import load_settings
 from bot.targets.docker import Docker
 from tests import harness
+from tests.container_support import CHANNEL, STAYS_UP, proposed
 from tests.support import eventually
-
-CHANNEL = "C0OPS"
-TERM_QUICKLY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
-POLICY = """
-groups:
-  oncall: [U0ALICE, U0BOB, U0CAROL]
-verbs:
-  "*": [everyone]
-actions:
-  "docker.*":
-    approvers: [oncall]
-"""
-
-
-@pytest.fixture
-def bot_settings(fresh_database, tmp_path, docker_engine) -> dict:
-    policy = tmp_path / "policy.yml"
-    policy.write_text(POLICY)
-    return {
-        "bot_database_url": fresh_database("bot"),
-        "chatops_policy_file": str(policy),
-        "docker_host": docker_engine.host,
-    }
-
-
-async def proposed(bot, verb: str) -> dict:
-    """Run `/erpgo <verb>` as U0ALICE; the one approval message it posted in the report's thread."""
-    await bot.command(verb, user_id="U0ALICE")
-    head = bot.slack.channel_messages(CHANNEL)[-1]
-    approvals = [m for m in bot.slack.thread(CHANNEL, head["ts"]) if bot.slack.buttons(m)]
-    assert len(approvals) == 1, [render_text(m) for m in bot.slack.thread(CHANNEL, head["ts"])]
-    return copy.deepcopy(approvals[0])
 
 
 def now_text(bot, message: dict) -> str:
@@ -70,12 +38,12 @@ async def unhealthy(docker: Docker, name: str) -> bool:
 
 
 async def test_restart_approved_by_many_concurrent_clicks_runs_once(
-    start_bot, bot_settings, docker, docker_engine, names
+    start_bot, docker_bot_settings, docker, docker_engine, names
 ):
     name = names("api")
-    docker_engine.run(name, TERM_QUICKLY, health_cmd="false")
+    docker_engine.run(name, STAYS_UP, health_cmd="false")
     await eventually(lambda: unhealthy(docker, name), what="the health check to fail")
-    bot = await start_bot(erpgo_containers=name, **bot_settings)
+    bot = await start_bot(erpgo_containers=name, **docker_bot_settings)
     message = await proposed(bot, f"app {name}")
     before = await docker.inspect(name)
     text = render_text(message)
@@ -95,7 +63,7 @@ async def test_restart_approved_by_many_concurrent_clicks_runs_once(
     events = await docker.events(since, datetime.now(UTC), {"type": "container", "container": name})
     assert [e["Action"] for e in events].count("restart") == 1, "exactly one restart"
     assert [e["Action"] for e in events].count("start") == 1
-    rows = await audit(bot_settings["bot_database_url"])
+    rows = await audit(docker_bot_settings["bot_database_url"])
     [approver] = [r[0] for r in rows if r[1] == "approved"]
     assert [r for r in rows if r[1] == "executed"] == [(approver, "executed", "docker.restart", "succeeded")]
     assert len([r for r in rows if r[1] == "refused" and r[3].startswith("already handled")]) == 7
@@ -104,11 +72,13 @@ async def test_restart_approved_by_many_concurrent_clicks_runs_once(
     assert "Not fixed*: running but unhealthy" in now_text(bot, message), "its health check still fails"
 
 
-async def test_stopped_container_started_through_an_approval(start_bot, bot_settings, docker, docker_engine, names):
+async def test_stopped_container_started_through_an_approval(
+    start_bot, docker_bot_settings, docker, docker_engine, names
+):
     name = names("api")
-    docker_engine.run(name, TERM_QUICKLY)
+    docker_engine.run(name, STAYS_UP)
     docker_engine.docker("stop", "-t", "5", name)
-    bot = await start_bot(erpgo_containers=name, **bot_settings)
+    bot = await start_bot(erpgo_containers=name, **docker_bot_settings)
     message = await proposed(bot, f"app {name}")
     before = await docker.inspect(name)
     assert f"Start container {name}" in render_text(message) and f"docker start {before.id[:12]}" in render_text(
@@ -143,7 +113,7 @@ async def proposal_args(docker_engine, name: str) -> dict:
 
 async def test_restart_is_refused_once_someone_restarted_it_already(docker, docker_engine, names):
     name = names("api")
-    docker_engine.run(name, TERM_QUICKLY, health_cmd="false")
+    docker_engine.run(name, STAYS_UP, health_cmd="false")
     await eventually(lambda: unhealthy(docker, name), what="the health check to fail")
     args = await proposal_args(docker_engine, name)
     docker_engine.docker("restart", "-t", "5", name)
@@ -180,7 +150,7 @@ async def test_start_is_refused_for_a_recreated_or_running_container(docker, doc
 
 
 async def test_container_down_alert_is_triaged_with_a_start_to_approve(
-    start_bot, bot_settings, docker, docker_engine, names
+    start_bot, docker_bot_settings, docker, docker_engine, names
 ):
     name = names("api")
     docker_engine.run(name, "exit 3")
@@ -191,7 +161,7 @@ async def test_container_down_alert_is_triaged_with_a_start_to_approve(
         alert_webhook_token=token,
         erpgo_alert_channel="C0ALERTS",
         erpgo_slack_channel_interval=0.05,
-        **bot_settings,
+        **docker_bot_settings,
     )
     labels = {"alertname": "DockerContainerDown", "severity": "critical", "name": name}
     body = {

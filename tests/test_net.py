@@ -3,16 +3,15 @@ its peers and connects to them with the tools its (busybox) image has; published
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from bot.core.findings import Status
 from bot.targets import container_probes as probes
 from bot.targets.docker import Docker
-from demo.services import DockerEngine, ServiceError, free_port
+from demo.services import DockerEngine, free_port
 from runbooks.network import judge_reachability, url_targets
 from tests.db_support import one, run_verb, text_of
 
@@ -20,31 +19,9 @@ LISTENER = "nc -ll -p {port} -e cat"  # a server that waits for the client to sp
 
 
 @pytest.fixture
-def bridge(docker_engine: DockerEngine) -> Iterator[Callable[[], str]]:
+def bridge(public_network: Callable[[], str]) -> Callable[[], str]:
     """`bridge()` -> a new user-defined bridge network (its own subnet and interface), removed afterwards."""
-    made: list[str] = []
-
-    def make() -> str:
-        tag = f"{os.getpid() % 100000}{len(made)}"
-        name, subnet = f"inf-net-{tag}", f"198.19.{(os.getpid() + 100 + len(made)) % 250}.0/24"
-        try:
-            docker_engine.docker(
-                "network", "create", "--subnet", subnet, "-o", f"com.docker.network.bridge.name=infn{tag}", name
-            )
-        except ServiceError as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"this engine cannot create a bridge network: {exc}")
-            pytest.skip(f"this engine cannot create a bridge network: {exc}")
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        attached = docker_engine.docker(
-            "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", name
-        )
-        docker_engine.remove(*attached.split())
-        docker_engine.docker("network", "rm", name)
+    return public_network
 
 
 def address_of(docker_engine: DockerEngine, name: str) -> str:

@@ -5,43 +5,11 @@ stop is finished by another replica."""
 
 from __future__ import annotations
 
-import copy
-
 import asyncpg
-import pytest
 
 from bot.local.text import render_text
+from tests.container_support import CHANNEL, STAYS_UP, proposed
 from tests.support import eventually
-
-CHANNEL = "C0OPS"
-STAYS_UP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
-POLICY = """
-groups:
-  oncall: [U0ALICE, U0BOB, U0CAROL]
-verbs:
-  "*": [everyone]
-actions:
-  "docker.*":
-    approvers: [oncall]
-"""
-
-
-@pytest.fixture
-def bot_settings(fresh_database, tmp_path, docker_engine) -> dict:
-    policy = tmp_path / "policy.yml"
-    policy.write_text(POLICY)
-    return {
-        "bot_database_url": fresh_database("bot"),
-        "chatops_policy_file": str(policy),
-        "docker_host": docker_engine.host,
-    }
-
-
-async def proposed(bot, verb: str) -> dict:
-    await bot.command(verb, user_id="U0ALICE")
-    head = bot.slack.channel_messages(CHANNEL)[-1]
-    [approval] = [m for m in bot.slack.thread(CHANNEL, head["ts"]) if bot.slack.buttons(m)]
-    return copy.deepcopy(approval)
 
 
 async def rows(dsn: str, sql: str) -> list[tuple]:
@@ -57,12 +25,12 @@ def thread_texts(bot, message: dict) -> list[str]:
 
 
 async def test_start_of_a_container_whose_command_exits_at_once_is_not_fixed(
-    start_bot, bot_settings, docker, docker_engine, names
+    start_bot, docker_bot_settings, docker, docker_engine, names
 ):
     name = names("flaky")
     docker_engine.run(name, "exit 3")
     await eventually(lambda: _exited(docker, name), what="the container to exit")
-    bot = await start_bot(erpgo_containers=name, **bot_settings)
+    bot = await start_bot(erpgo_containers=name, **docker_bot_settings)
     message = await proposed(bot, f"app {name}")
 
     await bot.slack.click(message, "approval.approve", user_id="U0BOB")
@@ -74,28 +42,28 @@ async def test_start_of_a_container_whose_command_exits_at_once_is_not_fixed(
     replies = thread_texts(bot, message)
     assert any("Not fixed" in r and "exited" in r for r in replies), replies
     assert not any("Verified" in r for r in replies)
-    audit = await rows(bot_settings["bot_database_url"], "SELECT event, outcome FROM audit_log ORDER BY id")
+    audit = await rows(docker_bot_settings["bot_database_url"], "SELECT event, outcome FROM audit_log ORDER BY id")
     assert audit[-2:] == [("executed", "succeeded"), ("verified", "not fixed")]
     [(state, before, after)] = await rows(
-        bot_settings["bot_database_url"], "SELECT state, before, after FROM verifications"
+        docker_bot_settings["bot_database_url"], "SELECT state, before, after FROM verifications"
     )
     assert state == "not_fixed" and before == "exited: exit code 3" and "exit code 3" in after
 
 
 async def test_a_verification_interrupted_by_a_stop_is_finished_by_another_replica(
-    start_bot, bot_settings, docker, docker_engine, names
+    start_bot, docker_bot_settings, docker, docker_engine, names
 ):
     name = names("api")
     docker_engine.run(name, STAYS_UP)
     docker_engine.docker("stop", "-t", "5", name)
-    first = await start_bot(erpgo_containers=name, erpgo_shutdown_grace=0, **bot_settings)
+    first = await start_bot(erpgo_containers=name, erpgo_shutdown_grace=0, **docker_bot_settings)
     message = await proposed(first, f"app {name}")
     await first.slack.click(message, "approval.approve", user_id="U0BOB")
-    dsn = bot_settings["bot_database_url"]
+    dsn = docker_bot_settings["bot_database_url"]
     await eventually(lambda: rows(dsn, "SELECT 1 FROM verifications WHERE state = 'running'"), what="verifying")
     await first.stop()  # while the started container settles
 
-    second = await start_bot(slack=first.slack, erpgo_containers=name, **bot_settings)
+    second = await start_bot(slack=first.slack, erpgo_containers=name, **docker_bot_settings)
     await eventually(
         lambda: rows(dsn, "SELECT 1 FROM verifications WHERE state = 'verified'"), timeout=20, what="verified"
     )
