@@ -8,6 +8,7 @@ Nothing here knows Slack: handlers/break_glass.py shows it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -89,30 +90,58 @@ async def press(engine: Approvals, approval_id: int, user: str, channel: str | N
 
 async def veto(engine: Approvals, approval_id: int, user: str, channel: str | None) -> Decision:
     """Anyone allowed to approve it stops the countdown: the approval ends rejected."""
+    return await _approver_step(
+        engine,
+        approval_id,
+        user,
+        channel,
+        Step(
+            VETO,
+            "vetoed",
+            "rejected",
+            "Only those who may approve `{action}` ({approvers}) may veto.",
+            "There is no break-glass countdown running for #{id}; nothing was done.",
+            requester_may=True,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Step:
+    """A break-glass step an approver takes: the statement that takes it, how it is audited, and what a
+    person is told who may not take it, or when there is nothing to take."""
+
+    statement: str
+    event: str
+    outcome: str
+    not_allowed: str
+    nothing: str
+    requester_may: bool
+
+
+async def _approver_step(engine: Approvals, approval_id: int, user: str, channel: str | None, step: Step) -> Decision:
     approval = await engine.get(approval_id)
     if approval is None:
         return Decision("missing", reason=f"There is no approval #{approval_id}.")
     await engine.policy.resolve(user)
-    if not engine.policy.may_decide(user, approval.action):
-        reason = (
-            f"Only those who may approve `{approval.action}` ({engine.policy.approvers(approval.action)}) may veto."
-        )
-    else:
+    allowed = engine.policy.may_decide(user, approval.action) and (step.requester_may or user != approval.requester)
+    facts = {"action": approval.action, "approvers": engine.policy.approvers(approval.action), "id": approval.id}
+    if allowed:
         async with engine._db() as conn, conn.transaction():
-            row = await conn.fetchrow(VETO, approval.id, user)
+            row = await conn.fetchrow(step.statement, approval.id, user)
             if row is not None:
                 await engine._audit(
                     conn,
                     user,
-                    "vetoed",
-                    "rejected",
+                    step.event,
+                    step.outcome,
                     approval_id=approval.id,
                     action=approval.action,
                     detail=approval.summary,
                     channel=channel,
                 )
-                return Decision("vetoed", Approval.from_row(row))
-        reason = f"There is no break-glass countdown running for #{approval.id}; nothing was done."
+                return Decision(step.event, Approval.from_row(row))
+    reason = (step.nothing if allowed else step.not_allowed).format(**facts)
     await engine.audit(user, "refused", reason, approval_id=approval.id, action=approval.action, channel=channel)
     return Decision("refused", approval, reason=reason)
 
@@ -155,27 +184,17 @@ async def run_due(engine: Approvals, approval_id: int) -> Decision | None:
 
 async def review(engine: Approvals, approval_id: int, user: str, channel: str | None) -> Decision:
     """An approver (not the requester) reviews what ran under break glass."""
-    approval = await engine.get(approval_id)
-    if approval is None:
-        return Decision("missing", reason=f"There is no approval #{approval_id}.")
-    await engine.policy.resolve(user)
-    if user == approval.requester or not engine.policy.may_decide(user, approval.action):
-        reason = f"A review is by someone who may approve `{approval.action}`, other than the requester."
-    else:
-        async with engine._db() as conn, conn.transaction():
-            row = await conn.fetchrow(REVIEW, approval.id, user)
-            if row is not None:
-                await engine._audit(
-                    conn,
-                    user,
-                    "reviewed",
-                    "reviewed",
-                    approval_id=approval.id,
-                    action=approval.action,
-                    detail=approval.summary,
-                    channel=channel,
-                )
-                return Decision("reviewed", Approval.from_row(row))
-        reason = f"Approval #{approval.id} has no break-glass run waiting for a review."
-    await engine.audit(user, "refused", reason, approval_id=approval.id, action=approval.action, channel=channel)
-    return Decision("refused", approval, reason=reason)
+    return await _approver_step(
+        engine,
+        approval_id,
+        user,
+        channel,
+        Step(
+            REVIEW,
+            "reviewed",
+            "reviewed",
+            "A review is by someone who may approve `{action}`, other than the requester.",
+            "Approval #{id} has no break-glass run waiting for a review.",
+            requester_may=False,
+        ),
+    )
