@@ -661,8 +661,13 @@ class DockerEngine(_Service):
             "--default-ulimit",
             "nofile=1024:1024",
         ]
+        # its containerd writes a goroutine dump (containerd.<pid>.stacks.log) to TMPDIR when stopped hard:
+        # into the engine's own directory, removed with it
+        env = os.environ | {"TMPDIR": str(d)}
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env
+            )
         wait_for(self._answers, what="dockerd", timeout=60, log=self.log_path, proc=self._proc)
 
     def _answers(self) -> bool:

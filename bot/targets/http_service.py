@@ -4,6 +4,8 @@ credentials known so they can be kept out of what an error says."""
 
 from __future__ import annotations
 
+import base64
+
 import aiohttp
 
 from bot.core.redact import MASK
@@ -29,7 +31,7 @@ class HttpService:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         authorization = None
         if username:
-            authorization = aiohttp.BasicAuth(username, password or "").encode()
+            authorization = "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
         elif bearer_token:
             authorization = f"Bearer {bearer_token}"
         self._headers = {"Authorization": authorization} if authorization else {}
