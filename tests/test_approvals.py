@@ -15,7 +15,6 @@ import pytest
 
 from bot.local.text import render_text
 from demo.services import PostgresServer
-from tests.db_support import Blocking
 from tests.emergency_support import click_body
 from tests.support import POLICY, eventually
 
@@ -27,17 +26,6 @@ def policy_file(tmp_path) -> str:
     path = tmp_path / "policy.yml"
     path.write_text(POLICY)
     return str(path)
-
-
-@pytest.fixture
-async def locked(fresh_database):
-    """(DSN of an ERPGo database, a real lock wait in it): an idle-in-transaction blocker."""
-    dsn = fresh_database("erp")
-    scenario = Blocking(dsn)
-    try:
-        yield dsn, await scenario.start()
-    finally:
-        await scenario.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from bot.approvals.breakglass import due
 from bot.approvals.policy import parse_policy
 from bot.local.text import render_text
 from bot.settings import ConfigError
-from tests.db_support import Blocking
 from tests.support import eventually
 
 CHANNEL = "C0OPS"
@@ -29,16 +28,6 @@ actions:
     approvers: [oncall]
     break_glass: {after: 1s, veto: 2s, review_within: 24h}
 """
-
-
-@pytest.fixture
-async def locked(fresh_database):
-    dsn = fresh_database("erp")
-    scenario = Blocking(dsn)
-    try:
-        yield dsn, await scenario.start()
-    finally:
-        await scenario.close()
 
 
 @pytest.fixture

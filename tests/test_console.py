@@ -121,16 +121,6 @@ async def console_url_printed(stderr: asyncio.StreamReader) -> re.Match:
     raise AssertionError("the console never said where it serves")
 
 
-@pytest.fixture
-async def locked(fresh_database):
-    dsn = fresh_database("erp")
-    scenario = Blocking(dsn)
-    try:
-        yield dsn, await scenario.start()
-    finally:
-        await scenario.close()
-
-
 async def test_report_approval_and_silence_modal_in_the_browser(
     browser, start_bot, fresh_database, locked, alertmanager_factory, tmp_path
 ):
