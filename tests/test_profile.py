@@ -11,6 +11,7 @@ from bot.core.registry import UsageError
 from bot.settings import load_settings
 from runbooks.profiling import ProfileArgs, parse_profile
 from tests import harness
+from tests.support import eventually
 
 
 async def profile(url: str, kind: str, seconds: int = 10) -> Finding:
@@ -33,8 +34,13 @@ async def test_heap_block_and_goroutines(go_api):
     api = await go_api()
     heap = await profile(api.url, "heap")
     assert heap.status is Status.OK and heap.data["type"] == "inuse_space" and heap.data["unit"] == "bytes"
-    block = await profile(api.url, "block")
-    assert block.data["type"] == "delay" and any("main.holdTheLock" in line for line in block.evidence)
+
+    async def lock_waits_recorded() -> Finding | None:  # the block profile accumulates from the process's start
+        found = await profile(api.url, "block")
+        return found if any("main.holdTheLock" in line for line in found.evidence) else None
+
+    block = await eventually(lock_waits_recorded, timeout=30, what="main.holdTheLock in the block profile")
+    assert block.data["type"] == "delay"
     goroutines = await profile(api.url, "goroutines")
     assert goroutines.title.startswith(f"{goroutines.data['total']} goroutines in ")
     assert any("[semacquire]" in line and line.endswith("main.holdTheLock") for line in goroutines.evidence)
