@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,20 @@ class Runtime:
 
     def start_loop(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """A task that runs for the life of the process (not awaited by tasks.idle())."""
-        self.loops.append(asyncio.create_task(coro, name=name))
+        self.loops.append(asyncio.create_task(self._once_migrated(coro), name=name))
+
+    async def _once_migrated(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run `coro` once the bot's database is migrated: loops start while the bot is being built, and
+        their first round on a new database would otherwise find no tables. A database that is down
+        now is the loop's own to retry."""
+        try:
+            if self.store.configured:
+                with suppress(Exception):
+                    await self.store.ready()
+        except BaseException:
+            coro.close()  # cancelled before it started
+            raise
+        await coro
 
     def load_policy(self) -> None:
         """CHATOPS_POLICY_FILE, read and checked; a malformed one is a ConfigError (before Slack is asked)."""
