@@ -25,6 +25,7 @@ from bot.approvals.publish import queue_interrupted
 from bot.approvals.usergroups import UserGroups
 from bot.core import metrics
 from bot.core.registry import Registry, RegistryError, Runbook
+from bot.core.tasks import PeopleFirst, TaskTracker
 from bot.runtime import Runtime
 from bot.settings import ConfigError, Settings
 from bot.slack.client import SlackOut, web_client
@@ -167,6 +168,7 @@ def build_runtime(settings: Settings, *, offline: bool = False) -> Runtime:
     targets = Targets(settings)
     store = Store(settings.secret("bot_database_url"))
     usergroups = UserGroups(slack.usergroup_members, ttl=settings.erpgo_usergroup_ttl)
+    tasks = TaskTracker()
     runtime = Runtime(
         settings=settings,
         targets=targets,
@@ -174,21 +176,24 @@ def build_runtime(settings: Settings, *, offline: bool = False) -> Runtime:
         registry=registry,
         store=store,
         approvals=Approvals(store, registry, targets, settings, on_interrupted=queue_interrupted),
-        outbox=build_outbox(settings, store, token),
+        outbox=build_outbox(settings, store, token, tasks.people),
         usergroups=usergroups,
+        tasks=tasks,
     )
     runtime.approvals.policy_of = lambda: runtime.policy
     return runtime
 
 
-def build_outbox(settings: Settings, store: Store, slack_token: str | None) -> Courier:
+def build_outbox(
+    settings: Settings, store: Store, slack_token: str | None, people: PeopleFirst | None = None
+) -> Courier:
     """The durable outbox in the bot's database (which delivers only with a Slack token; without one,
     e.g. `erpgo-bot check approvals`, it queues for the serving bot), else the same in this process."""
     client = outbox_client(slack_token, settings.slack_api_url) if slack_token else None
     interval, burst = settings.erpgo_slack_channel_interval, settings.erpgo_slack_channel_burst
     backoff = settings.erpgo_slack_max_backoff
     if store.configured:
-        return Outbox(store, client, interval=interval, burst=burst, max_backoff=backoff)
+        return Outbox(store, client, interval=interval, burst=burst, max_backoff=backoff, people=people)
     return MemoryOutbox(client, interval=interval, burst=burst, max_backoff=backoff)
 
 
@@ -228,8 +233,9 @@ def build_web_app(runtime: Runtime, bolt: AsyncApp, *, slack_events: bool = True
         admitted = await guard.admit(request)
         if isinstance(admitted, web.Response):
             return admitted
-        # a task of its own: the log context the middleware binds stays with this request
-        bolt_response = await asyncio.create_task(bolt.async_dispatch(parse_slash_with_payload_word(admitted)))
+        with runtime.tasks.people.serving():  # what a person asks goes before alert notifications
+            # a task of its own: the log context the middleware binds stays with this request
+            bolt_response = await asyncio.create_task(bolt.async_dispatch(parse_slash_with_payload_word(admitted)))
         return await to_aiohttp_response(bolt_response)
 
     async def livez(_request: web.Request) -> web.Response:

@@ -159,7 +159,9 @@ async def start_socket_mode(settings: Settings, host: str, port: int) -> tuple[w
     runtime = build_runtime(settings)
     await runtime.start(identify_wait=SOCKET_IDENTIFY_WAIT)  # the HTTP side must not wait long for Slack
     bolt = build_bolt_app(runtime, socket_mode=True)
-    runtime.slack_link = SocketLink(bolt, app_token, backoff=Backoff(first=1.0, cap=settings.erpgo_slack_max_backoff))
+    runtime.slack_link = SocketLink(
+        bolt, app_token, backoff=Backoff(first=1.0, cap=settings.erpgo_slack_max_backoff), people=runtime.tasks.people
+    )
     web_app = build_web_app(runtime, bolt, slack_events=False)
     link = runtime.slack_link
 

@@ -53,7 +53,7 @@ bot_verbs = Runbook("alerts")  # the bot's own verb: alerts
 
 
 def routes(runtime: Runtime) -> list[web.RouteDef]:
-    recorder = Recorder(runtime.store, runtime.settings) if runtime.store.configured else None
+    recorder = Recorder(runtime.store, runtime.settings, runtime.tasks.people) if runtime.store.configured else None
 
     async def alertmanager(request: web.Request) -> web.Response:
         return await receive(runtime, recorder, request)
@@ -158,6 +158,7 @@ async def receive(runtime: Runtime, recorder: Recorder | None, request: web.Requ
         return _answer(503, "not_configured", "alert intake not configured: set BOT_DATABASE_URL")
     if not settings.erpgo_alert_channel:
         return _answer(503, "not_configured", "alert intake not configured: set ERPGO_ALERT_CHANNEL")
+    await runtime.tasks.people.after_people()
     raw = b""
     try:
         raw = await read_body(request)

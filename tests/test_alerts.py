@@ -18,33 +18,14 @@ from bot.alerts.triage import triage_checks
 from bot.app import build_registry
 from bot.core.metrics import ALERT_WEBHOOKS
 from demo.services import PostgresServer
+from tests.fixtures.bot import ALERT_CHANNEL as CHANNEL
+from tests.fixtures.bot import ALERT_TOKEN as TOKEN
 from tests.support import eventually
 
-TOKEN = "am-webhook-token-0123456789"
-CHANNEL = "C0ALERTS"
 WEBHOOK = "/alerts/alertmanager"
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def alert_bot(start_bot, fresh_database, tmp_path):
-    """Factory: a bot with alert intake on a fresh bot database, a fast pace and quick retries."""
-
-    async def factory(**overrides):
-        settings = {
-            "bot_database_url": fresh_database("alerts"),
-            "alert_webhook_token": TOKEN,
-            "erpgo_alert_channel": CHANNEL,
-            "erpgo_slack_channel_interval": 0.05,
-            "erpgo_slack_max_backoff": 1,
-            "docker_host": f"unix://{tmp_path}/no-docker.sock",
-        }
-        settings.update(overrides)
-        return await start_bot(**settings)
-
-    return factory
 
 
 async def alertmanager(factory, bot, token: str = TOKEN, **kw):

@@ -50,6 +50,7 @@ from bot.alerts.messages import OpenGroup
 from bot.alerts.webhook import DISPLAY_SQL, IntakeError, Webhook, redact_webhook
 from bot.core.errors import describe_error, is_unreachable
 from bot.core.logs import log
+from bot.core.tasks import PeopleFirst
 from bot.settings import Settings
 from bot.slack import outbox
 from bot.store.pool import Store
@@ -325,9 +326,12 @@ class Recorder:
     arrive wait for the next; a batch that fails is retried one notification at a time, so one notification the
     database refuses cannot take others down with it."""
 
-    def __init__(self, store: Store, settings: Settings, writers: int = 2, busy: int = 8):
+    def __init__(
+        self, store: Store, settings: Settings, people: PeopleFirst | None = None, writers: int = 2, busy: int = 8
+    ):
         self.store = store
         self.settings = settings
+        self.people = people or PeopleFirst()  # a batch waits while a person's request goes first
         self.writers = writers  # batches written at once, each on its own connection ...
         self.busy = busy  # ... the next one only when this many notifications are waiting
         self._queue: deque[tuple[Webhook, str, asyncio.Future]] = deque()
@@ -357,6 +361,7 @@ class Recorder:
 
     async def _drain(self) -> None:
         while self._queue:
+            await self.people.after_people()
             batch = self._take()
             try:
                 await self._write(batch)

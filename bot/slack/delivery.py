@@ -16,7 +16,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.errors import Backoff, describe_error
 from bot.core.logs import log
 from bot.core.metrics import SLACK_BACKLOG, SLACK_OUTBOX_RETRIES, SLACK_OUTBOX_SENT
+from bot.core.tasks import PeopleFirst
 from bot.slack.outbox import (
+    BACKGROUND,
     DELIVERY_HOOKS,
     INTERACTIVE,
     RENDERERS,
@@ -63,7 +65,7 @@ LEFT JOIN slack_threads m ON m.thread_key = o.message_key
 LEFT JOIN slack_channels c ON c.channel = o.channel
 WHERE o.state = 'pending' AND o.not_before <= clock_timestamp()
   AND (c.next_at IS NULL OR c.next_at <= clock_timestamp())
-  AND NOT (o.channel = ANY($1::text[]))
+  AND NOT (o.channel = ANY($1::text[])) AND o.priority >= $2
 ORDER BY {PRIORITY}, o.id
 LIMIT 1
 FOR UPDATE OF o SKIP LOCKED
@@ -73,7 +75,7 @@ NEXT_DUE = f"""
 WITH heads AS ({_HEADS})
 SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity'))) - clock_timestamp())
 FROM heads h JOIN slack_outbox o ON o.id = h.id LEFT JOIN slack_channels c ON c.channel = o.channel
-WHERE NOT (o.channel = ANY($1::text[]))
+WHERE NOT (o.channel = ANY($1::text[])) AND o.priority >= $2
 """
 
 # One token of the channel's bucket spent on the message just sent ($2: seconds per token, $3: burst).
@@ -112,6 +114,7 @@ class Outbox(Courier):
         max_backoff: float = 30.0,
         workers: int = 2,
         poll: float = 1.0,
+        people: PeopleFirst | None = None,
     ):
         self.store = store
         self.client = client
@@ -122,8 +125,10 @@ class Outbox(Courier):
         self.backoff = Backoff(first=1.0, cap=max_backoff)
         self.workers = workers
         self.poll = poll  # how often to look for rows other replicas queued
+        self.people = people or PeopleFirst()  # alert traffic waits while a person's request goes first
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
+        self._people = asyncio.Event()  # wakes the worker kept for rows somebody waits for
         self._waking: asyncio.TimerHandle | None = None  # a wake_soon() due
         self._stopping = False
         self._claiming = asyncio.Lock()
@@ -140,6 +145,10 @@ class Outbox(Courier):
             return
         self._stopping = False
         self._tasks = [asyncio.create_task(self._worker(n), name=f"outbox-{n}") for n in range(self.workers)]
+        # one more worker for rows somebody waits for alone: during an alert storm a report never
+        # waits for the others to finish sending alert traffic
+        people = asyncio.create_task(self._worker(self.workers, INTERACTIVE), name="outbox-people")
+        self._tasks.append(people)
 
     @property
     def running(self) -> bool:
@@ -152,6 +161,7 @@ class Outbox(Courier):
             self._waking.cancel()
             self._waking = None
         self._wake.set()
+        self._people.set()
         if self._tasks:
             _done, still = await asyncio.wait(self._tasks, timeout=timeout)
             for task in still:
@@ -163,9 +173,11 @@ class Outbox(Courier):
                 future.cancel()
         self._waiters.clear()
 
-    def wake(self) -> None:
-        """Something was queued: look now instead of at the next poll."""
+    def wake(self, *, people: bool = False) -> None:
+        """Something was queued: look now instead of at the next poll (`people`: somebody waits for it)."""
         self._wake.set()
+        if people:
+            self._people.set()
 
     def wake_soon(self) -> None:
         """Under a storm every notification queues something: one look every WAKE_SOON_S is enough (each
@@ -194,7 +206,7 @@ class Outbox(Courier):
                 futures = self._expect(ids)  # before the commit: a worker may send them right after it
             rows.receipt = Receipt(ids, futures)
         if ids:
-            self.wake()
+            self.wake(people=priority >= INTERACTIVE)
 
     def _expect(self, ids: list[int]) -> list[asyncio.Future]:
         if self.client is None:  # nobody here will deliver them (erpgo-bot check): nothing to wait for
@@ -263,12 +275,16 @@ class Outbox(Courier):
 
     # -- the workers
 
-    async def _worker(self, number: int) -> None:
+    async def _worker(self, number: int, least: int = BACKGROUND) -> None:
+        """Deliver rows of priority `least` and above, one at a time, for as long as the outbox runs."""
+        wake = self._people if least >= INTERACTIVE else self._wake
         failures = 0
         while not self._stopping:
             try:
                 await self.store.ready()
-                delivered = await self.deliver_one()
+                if least < INTERACTIVE:
+                    await self.people.after_people()
+                delivered = await self.deliver_one(least)
                 failures = 0
                 if number == 0:
                     await self._housekeeping()
@@ -278,28 +294,28 @@ class Outbox(Courier):
                 failures += 1
                 if failures == 1 or failures % 30 == 0:
                     log.warning("outbox_database_error", error=describe_error(exc), failures=failures)
-                await self._sleep(self.backoff.delay(failures - 1))
+                await self._sleep(self.backoff.delay(failures - 1), wake)
                 continue
             if not delivered:
-                await self._idle()
+                await self._idle(least, wake)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, wake: asyncio.Event) -> None:
         if self._stopping:
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await asyncio.wait_for(wake.wait(), seconds)
         except TimeoutError:
             pass
 
-    async def _idle(self) -> None:
+    async def _idle(self, least: int, wake: asyncio.Event) -> None:
         """Sleep until the next row may be due (pace, backoff), a producer wakes us, or the poll interval."""
-        self._wake.clear()  # before looking: a producer's wake-up from now on is not lost
+        wake.clear()  # before looking: a producer's wake-up from now on is not lost
         async with self.store.acquire() as conn:
-            due = await conn.fetchval(NEXT_DUE, list(self._busy))
+            due = await conn.fetchval(NEXT_DUE, list(self._busy), least)
         wait = self.poll if due is None else max(0.02, min(float(due), self.poll))
         if self._waiters:
             wait = min(wait, WAITERS_CHECK_S)
-        await self._sleep(wait)
+        await self._sleep(wait, wake)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -316,8 +332,9 @@ class Outbox(Courier):
                     f"DELETE FROM slack_outbox WHERE state <> 'pending' AND done_at < now() - interval '{KEEP_DONE_ROWS}'"
                 )
 
-    async def deliver_one(self) -> bool:
-        """Claim the next deliverable row, send it, record the outcome. False when nothing is due."""
+    async def deliver_one(self, least: int = BACKGROUND) -> bool:
+        """Claim the next deliverable row of priority `least` or above, send it, record the outcome.
+        False when nothing is due."""
         outcomes: list[tuple[int, Delivered]] = []
         async with self.store.acquire() as conn:
             tx = conn.transaction()
@@ -326,7 +343,7 @@ class Outbox(Courier):
             channel = None
             try:
                 async with self._claiming:
-                    row = await self._claim(conn)
+                    row = await self._claim(conn, least)
                     if row is None:
                         await tx.rollback()
                         finished = True
@@ -346,13 +363,14 @@ class Outbox(Courier):
                     self._busy.discard(channel)
         self._resolve(outcomes)
         self._wake.set()  # the thread's next row may be due now
+        self._people.set()
         return True
 
-    async def _claim(self, conn: Any) -> Any:
+    async def _claim(self, conn: Any, least: int) -> Any:
         """Lock the oldest row that heads its thread and whose channel may be written to now."""
         skip = set(self._busy)
         for _ in range(5):
-            row = await conn.fetchrow(CLAIM, list(skip))
+            row = await conn.fetchrow(CLAIM, list(skip), least)
             if row is None:
                 return None
             if not row["channel_known"]:

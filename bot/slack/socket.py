@@ -24,6 +24,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot.core.errors import Backoff, describe_error
 from bot.core.logs import RateLimitedWarning, log
+from bot.core.tasks import PeopleFirst
 
 CHECK_EVERY_S = 0.5  # how soon a dropped connection is noticed
 CONNECT_TIMEOUT_S = 15.0
@@ -51,6 +52,7 @@ class SocketLink(SlackLink):
         *,
         backoff: Backoff = Backoff(first=1.0, cap=30.0),
         ping_interval: float = 10.0,
+        people: PeopleFirst | None = None,
     ):
         quiet = logging.getLogger("erpgo.socket_mode")  # the supervisor logs failures once, structured
         quiet.setLevel(logging.CRITICAL)
@@ -60,7 +62,7 @@ class SocketLink(SlackLink):
         # envelopes are handled here instead of by Bolt's listener: once each, and every one acknowledged
         client.socket_mode_request_listeners.clear()
         client.message_listeners.append(self._on_envelope)
-        self.envelopes = Envelopes(bolt)
+        self.envelopes = Envelopes(bolt, people or PeopleFirst())
         self.backoff = backoff
         self.connected = False
         self.since: datetime | None = None  # when it last connected or went down
@@ -149,8 +151,9 @@ class Envelopes:
     retry_attempt 1, …) is acknowledged and not run again, and an envelope Bolt cannot take is
     acknowledged too (unacknowledged, Slack would send it again and again)."""
 
-    def __init__(self, bolt: AsyncApp):
+    def __init__(self, bolt: AsyncApp, people: PeopleFirst):
         self.bolt = bolt
+        self.people = people  # what a person asks goes before alert notifications
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.refused = RateLimitedWarning("slack_envelopes_refused")
 
@@ -169,7 +172,8 @@ class Envelopes:
             return
         started = time.time()
         try:
-            response = await run_async_bolt_app(self.bolt, request)
+            with self.people.serving():
+                response = await run_async_bolt_app(self.bolt, request)
         except Exception as exc:  # Bolt could not take it: acknowledged all the same, never redelivered
             self.refused("not dispatchable", error=describe_error(exc))
             await acknowledge(client, envelope_id)
