@@ -18,12 +18,10 @@ from bot.alerts.triage import triage_checks
 from bot.app import build_registry
 from bot.core.metrics import ALERT_WEBHOOKS
 from demo.services import PostgresServer
+from tests.alert_support import WEBHOOK, post, webhook
 from tests.fixtures.bot import ALERT_CHANNEL as CHANNEL
 from tests.fixtures.bot import ALERT_TOKEN as TOKEN
 from tests.support import eventually
-
-WEBHOOK = "/alerts/alertmanager"
-
 
 # ---------------------------------------------------------------------- helpers
 
@@ -41,52 +39,6 @@ async def fire(am, labels: dict, annotations: dict | None = None) -> None:
 
 async def resolve(am, labels: dict) -> None:
     await asyncio.to_thread(am.resolve, labels)
-
-
-def webhook(
-    alertname: str = "HighErrorRate",
-    instances=("api-1",),
-    status: str = "firing",
-    *,
-    labels: dict | None = None,
-    truncated: int = 0,
-    key: str | None = None,
-) -> dict:
-    common = {"alertname": alertname, "severity": "critical", **(labels or {})}
-    return {
-        "version": "4",
-        "groupKey": key or f'{{}}:{{alertname="{alertname}"}}',
-        "truncatedAlerts": truncated,
-        "status": status,
-        "receiver": "erpgo-bot",
-        "groupLabels": {"alertname": alertname},
-        "commonLabels": common,
-        "commonAnnotations": {"summary": f"{alertname} summary"},
-        "externalURL": "http://alertmanager.example:9093",
-        "alerts": [
-            {
-                "status": status,
-                "labels": {**common, "instance": inst},
-                "annotations": {"summary": f"{alertname} summary"},
-                "startsAt": "2025-11-30T01:00:00Z",
-                "endsAt": "2025-11-30T01:20:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus.example/graph",
-                "fingerprint": f"{alertname}-{inst}",
-            }
-            for inst in instances
-        ],
-    }
-
-
-async def post(bot, body, *, token: str | None = TOKEN, headers: dict | None = None) -> tuple[int, dict]:
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    sent = {"Content-Type": "application/json"}
-    if token is not None:
-        sent["Authorization"] = f"Bearer {token}"
-    sent.update(headers or {})
-    async with aiohttp.ClientSession() as http:
-        async with http.post(bot.base_url + WEBHOOK, data=data, headers=sent) as response:
-            return response.status, await response.json(content_type=None)
 
 
 async def query(bot, sql: str, *args):

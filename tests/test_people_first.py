@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.core.tasks import PeopleFirst, TaskTracker
-from tests.test_alerts import post, webhook
+from tests.alert_support import post, webhook
 
 
 @pytest.fixture
