@@ -17,9 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from bot.context import CheckContext
 from bot.core.findings import Finding, Proposal, Status
 from bot.core.registry import Runbook
@@ -97,6 +94,9 @@ def certificate_mounts(raw: dict[str, Any]) -> list[Mount]:
 
 def certificates_in(mount: Mount) -> list[tls.CertInfo]:
     """The first certificate of each PEM file of the mount the bot can read (a bounded look, no recursion)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     path = Path(mount.source)
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())[:MAX_FILES]
     found = []

@@ -34,7 +34,7 @@ from bot.approvals.model import OPEN_STATES, VOTE, Approval, AuditEntry, Decisio
 from bot.approvals.policy import Policy
 from bot.approvals.rows import record_message, withdraw_in, write_audit
 from bot.context import Actor, ApprovalHooks, CheckContext
-from bot.core.errors import UNREACHABLE, Backoff, describe_error
+from bot.core.errors import Backoff, describe_error, unreachable_errors
 from bot.core.findings import Proposal
 from bot.core.logs import log
 from bot.core.redact import redact, redact_any
@@ -83,7 +83,7 @@ class Approvals:
             await self.store.ready()
             async with self.store.acquire() as conn:
                 yield conn
-        except UNREACHABLE as exc:
+        except unreachable_errors() as exc:
             log.error("bot_database_unreachable", error=describe_error(exc))
             raise StoreUnavailable(describe_error(exc)) from exc
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
-import redis.exceptions
 
 from bot.core.redact import redact
 
@@ -23,8 +23,6 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     asyncpg.exceptions.TooManyConnectionsError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
 )
 
 
@@ -36,8 +34,15 @@ class NotConfigured(Exception):
         self.setting = setting
 
 
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """UNREACHABLE and, once redis-py is loaded, its ConnectionError and TimeoutError (neither an OSError).
+    redis-py is loaded only with a Redis target (ERPGO_REDIS_URL): before, none of its errors can be raised."""
+    errors = sys.modules.get("redis.exceptions")
+    return UNREACHABLE if errors is None else (*UNREACHABLE, errors.ConnectionError, errors.TimeoutError)
+
+
 def is_unreachable(exc: BaseException) -> bool:
-    return isinstance(exc, UNREACHABLE)
+    return isinstance(exc, unreachable_errors())
 
 
 def describe_error(exc: BaseException) -> str:

@@ -10,16 +10,17 @@ import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import pygal
-import resvg_py
-from pygal.style import Style
+from typing import TYPE_CHECKING
 
 from bot.core.findings import Finding
 from bot.core.logs import log
 from bot.core.redact import redact
 from bot.core.series import Chart, decimate, describe, figure
 from bot.slack.render import escape
+
+if TYPE_CHECKING:
+    import pygal
+    from pygal.style import Style
 
 WIDTH, HEIGHT = 900, 420
 POINTS_DRAWN = 240  # per series: about two per pixel column of the plot
@@ -44,6 +45,8 @@ def font_files() -> tuple[str, ...]:
 
 
 def _style(colours: tuple[str, ...]) -> Style:
+    from pygal.style import Style
+
     return Style(
         font_family=FONT_FAMILY,
         background="#ffffff",
@@ -84,6 +87,8 @@ def _span(chart: Chart) -> tuple[float, float]:
 
 def _plot(chart: Chart) -> pygal.XY:
     """The pygal chart: the firing period (underneath), one line per series, then the threshold."""
+    import pygal
+
     drawn = [s for s in chart.series if s.points]
     start, end = _span(chart)
     firing = _firing_band(chart, start, end)
@@ -132,6 +137,8 @@ def _firing_band(chart: Chart, start: float, end: float) -> list[tuple[float, fl
 
 def render_png(chart: Chart) -> bytes:
     """The chart as a PNG (redacted before it is drawn); ValueError when there is nothing to draw."""
+    import resvg_py
+
     if not chart.has_data:
         raise ValueError("no data to draw")
     svg = _plot(chart).render()

@@ -13,12 +13,10 @@ import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+if TYPE_CHECKING:
+    from cryptography import x509
 
 DEFAULT_PORT = 443
 WARN_DAYS = 30
@@ -53,6 +51,9 @@ class CertInfo:
 
     @classmethod
     def from_der(cls, der: bytes) -> CertInfo:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
         cert = x509.load_der_x509_certificate(der)
         dns_names, ip_addresses = _subject_alt_names(cert)
         key_type, key_size = _key_description(cert)
@@ -223,6 +224,8 @@ def _same_ip(wanted: ipaddress.IPv4Address | ipaddress.IPv6Address, candidate: s
 
 
 def _subject_alt_names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (x509.ExtensionNotFound, ValueError):
@@ -231,6 +234,8 @@ def _subject_alt_names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
 
 
 def _key_description(cert: x509.Certificate) -> tuple[str, int]:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
     try:
         key = cert.public_key()
     except (ValueError, TypeError):  # unsupported algorithm
@@ -255,6 +260,8 @@ def _signature_algorithm(cert: x509.Certificate) -> str:
 
 
 def _is_self_signed(cert: x509.Certificate) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     if cert.issuer != cert.subject:
         return False
     try:
@@ -339,6 +346,9 @@ def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
 
 
 def _fingerprints(ca_file: str) -> set[str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     try:
         with open(ca_file, "rb") as pem:
             certificates = x509.load_pem_x509_certificates(pem.read())

@@ -15,9 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
-
-import jwt
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from bot.context import CheckContext
 from bot.core.errors import describe_error
@@ -28,6 +26,9 @@ from bot.core.units import human_duration, parse_duration, plural
 from bot.targets import NotConfigured
 from bot.targets.docker import ContainerNotFound
 from runbooks.auth.common import JWT, MAX_TOKEN, runbook
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 CLOCK_SKEW_S = 60
 
@@ -135,7 +136,7 @@ async def api_jwt_settings(ctx: CheckContext) -> ApiJwtSettings:
 
 
 # the claims are judged below, each with its own explanation; here only the signature
-SIGNATURE_ONLY: jwt.types.Options = {
+SIGNATURE_ONLY: Options = {
     "verify_signature": True,
     "verify_exp": False,
     "verify_nbf": False,
@@ -149,6 +150,8 @@ SIGNATURE_ONLY: jwt.types.Options = {
 
 def verify_signature(token: str, alg: str, api: ApiJwtSettings) -> tuple[str, Issues, list[str]]:
     """("verified" | "mismatch" | "not HMAC" | "not verified" | "unsigned", issues, detail lines)."""
+    import jwt
+
     if alg.lower() == "none":
         return "unsigned", [], []
     if api.secret is None:
@@ -327,6 +330,8 @@ async def jwt_token(ctx: CheckContext) -> Finding:
 
 async def token_finding(ctx: CheckContext, token: str) -> Finding:
     """What `jwt` says about one token (also about the token a probe login got)."""
+    import jwt
+
     parts = token.split(".")
     if (bad := malformed(parts)) is not None:
         return bad

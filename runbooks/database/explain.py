@@ -14,9 +14,6 @@ import re
 from dataclasses import dataclass
 
 import asyncpg
-import pglast
-from pglast import ast
-from pglast.visitors import Visitor
 
 from bot.context import CheckContext
 from bot.core.findings import Finding
@@ -76,50 +73,6 @@ runbook.verb(
     parse=parse_explain,
     ack="Planning the statement…",
 )
-
-
-# --- what may be planned -------------------------------------------------------------------------------
-
-
-class Writes(Visitor):
-    """Data-modifying statements anywhere in the tree (a WITH … DELETE … SELECT writes)."""
-
-    def __init__(self) -> None:
-        self.found: list[str] = []
-
-    def visit_InsertStmt(self, ancestors: object, node: ast.Node) -> None:
-        self.found.append("INSERT")
-
-    def visit_UpdateStmt(self, ancestors: object, node: ast.Node) -> None:
-        self.found.append("UPDATE")
-
-    def visit_DeleteStmt(self, ancestors: object, node: ast.Node) -> None:
-        self.found.append("DELETE")
-
-    def visit_MergeStmt(self, ancestors: object, node: ast.Node) -> None:
-        self.found.append("MERGE")
-
-
-def read_only_refusal(sql: str) -> str | None:
-    """Why `sql` is not one read-only SELECT, as PostgreSQL's parser reads it; None when it is."""
-    try:
-        statements = pglast.parse_sql(sql)
-    except pglast.parser.ParseError as exc:
-        return f"PostgreSQL cannot parse it: {str(exc)[:120]}"
-    if len(statements) != 1:
-        return f"{len(statements)} statements: give one SELECT"
-    statement = statements[0].stmt
-    if not isinstance(statement, ast.SelectStmt):
-        return f"it is {type(statement).__name__.removesuffix('Stmt').upper()}, not a SELECT"
-    if statement.intoClause is not None:
-        return "SELECT … INTO creates a table"
-    writes = Writes()
-    writes(statement)
-    if writes.found:
-        return f"its WITH runs {', '.join(sorted(set(writes.found)))}"
-    if statement.lockingClause:
-        return "SELECT … FOR UPDATE/SHARE takes row locks"
-    return None
 
 
 # --- planning ------------------------------------------------------------------------------------------
@@ -235,6 +188,8 @@ async def explain_queryid(ctx: CheckContext, conn: asyncpg.Connection, queryid: 
 async def explain_statement(ctx: CheckContext) -> Finding:
     """Guide: "Analyze Query Plans" — EXPLAIN of a pg_stat_statements statement or of a SELECT typed by the
     user, with a generic plan when it has parameters; never ANALYZE."""
+    from runbooks.database.read_only import read_only_refusal  # loads pglast
+
     asked = ctx.arg(ExplainArgs)
     if asked.sql is not None and (refused := read_only_refusal(asked.sql)):
         return Finding.warn(
