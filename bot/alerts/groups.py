@@ -164,8 +164,7 @@ def group_insert(hook: Webhook, channel: str, now: datetime, notifications: int)
     return {
         "group_key": hook.groupKey,
         "receiver": hook.receiver,
-        "channel": channel,
-        "thread_key": f"alert:{uuid.uuid4().hex}",
+        "channel": channel,  # the thread key of a new group is made by the statement that inserts it
         "status": hook.status,
         "group_labels": hook.groupLabels,
         "common_labels": hook.commonLabels,

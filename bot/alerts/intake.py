@@ -70,9 +70,9 @@ RECEIVED = ["group_id", "fingerprint", "status", "labels", "annotations", "start
 UPSERT_GROUPS = """
 INSERT INTO alert_groups (group_key, receiver, channel, thread_key, status, group_labels, common_labels,
                           annotations, external_url, fired_at, resolved_at, notifications, triage_state)
-SELECT x.group_key, x.receiver, x.channel, x.thread_key, x.status, x.group_labels, x.common_labels, x.annotations,
+SELECT x.group_key, x.receiver, x.channel, 'alert:' || replace(gen_random_uuid()::text, '-', ''), x.status, x.group_labels, x.common_labels, x.annotations,
        x.external_url, x.fired_at, x.resolved_at, x.notifications, x.triage_state
-FROM jsonb_to_recordset($1::jsonb) AS x(group_key text, receiver text, channel text, thread_key text, status text,
+FROM jsonb_to_recordset($1::jsonb) AS x(group_key text, receiver text, channel text, status text,
      group_labels jsonb, common_labels jsonb, annotations jsonb, external_url text, fired_at timestamptz,
      resolved_at timestamptz, notifications bigint, triage_state text)
 ORDER BY x.group_key  -- one lock order for every replica: no deadlock between batches
@@ -221,7 +221,7 @@ async def lock_groups(
             [fingerprint for key, fingerprint in named if key in ids],
         )
     previous: Previous = {r.id: {} for r in rows}
-    for group_id, fp, status, name in json.loads(read["previous"]):
+    for group_id, fp, status, name in msgspec.json.decode(read["previous"]):
         previous[group_id][fp] = (status, name)
     return rows, previous, outbox.parse_tails([r.thread_key for r in existing], read)
 
@@ -274,8 +274,8 @@ async def record_batch(conn: Any, settings: Settings, items: list[tuple[Webhook,
         WRITE_ALERTS,
         *received,
         *upserts,
-        json.dumps(gone),
-        json.dumps(moved_groups(groups.values())),
+        _JSON.encode(gone).decode(),
+        _JSON.encode(moved_groups(groups.values())).decode(),
         *outbox.write_params(new_rows, list(rewrites.values()), redacted=True),  # made from redacted hooks
         notified,
     )

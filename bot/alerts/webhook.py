@@ -146,8 +146,10 @@ def _field_error(error: str) -> str:
     return f"{'.'.join(parts) or 'body'}: {what}"
 
 
-# label values, names, URLs and group keys recur in every notification of a storm: each is redacted once
-_redacted = RedactMemo(redact)
+# label values, names, URLs and group keys recur in every notification of a storm: each is redacted once.
+# Alertmanager repeats a whole group in each notification, so every alert's instance and fingerprint come
+# back too: room for those of ~16,000 alerts (about 3 MB when full) keeps them remembered through a storm
+_redacted = RedactMemo(redact, size=32_768)
 
 
 def redact_webhook(hook: Webhook) -> None:

@@ -42,6 +42,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from bot.core.redact import redact_any
 
 INTERACTIVE, BACKGROUND = 1, 0  # row priorities: somebody is waiting for it / alert traffic
@@ -305,9 +307,12 @@ def write_params(rows: list[dict], rewrites: list[dict], *, redacted: bool = Fal
     is sent) unless the producer made them from redacted data only (`redacted`: the alert intake)."""
     clean = (lambda row: row) if redacted else _redacted
     return (
-        json.dumps([dict(clean(row), seq=n) for n, row in enumerate(rows)]),
-        json.dumps([clean(row) for row in rewrites]),
+        _JSON.encode([dict(clean(row), seq=n) for n, row in enumerate(rows)]).decode(),
+        _JSON.encode([clean(row) for row in rewrites]).decode(),
     )
+
+
+_JSON = msgspec.json.Encoder()  # a storm writes these at every batch: msgspec, not json.dumps
 
 
 def _redacted(row: dict) -> dict:
@@ -335,9 +340,9 @@ class Tail:
 
 def parse_tails(thread_keys: list[str], row: Any) -> dict[str, Tail]:
     """{thread_key: Tail} from the TAIL_COLUMNS of a row (an empty Tail when nothing of it is pending)."""
-    claimed = {item["id"]: item for item in json.loads(row["claimed"])}
+    claimed = {item["id"]: item for item in msgspec.json.decode(row["claimed"])}
     found = {key: Tail() for key in thread_keys}
-    for item in json.loads(row["tails"]):
+    for item in msgspec.json.decode(row["tails"]):
         found[item["thread_key"]] = Tail(
             bool(item["head_pending"]),
             item["last_reply"],
