@@ -48,22 +48,22 @@ PRIORITY = (
     "o.priority DESC, CASE WHEN o.op = 'post' OR o.kind LIKE 'triage%' THEN 0 WHEN o.op = 'update' THEN 2 ELSE 1 END"
 )
 
+# The rows that head their thread, looked up once as an array: joined to slack_outbox instead, the planner
+# (with a table's statistics from before a storm filled it) rescanned them for every pending row
 _HEADS = """
-    SELECT DISTINCT ON (thread_key) id FROM slack_outbox WHERE state = 'pending' ORDER BY thread_key, id
+    o.id = ANY(ARRAY(SELECT DISTINCT ON (thread_key) id FROM slack_outbox WHERE state = 'pending' ORDER BY thread_key, id))
 """
 
 CLAIM = f"""
-WITH heads AS ({_HEADS})
 SELECT o.id, o.thread_key, o.channel, o.op, o.kind, o.message, o.data, o.attempts, o.failures, o.message_key,
        t.channel AS thread_channel, t.ts AS thread_ts, m.channel AS target_channel, m.ts AS target_ts,
        c.channel IS NOT NULL AS channel_known,
        (SELECT f.content FROM slack_outbox_files f WHERE f.outbox_id = o.id) AS file_content
-FROM heads h
-JOIN slack_outbox o ON o.id = h.id
+FROM slack_outbox o
 LEFT JOIN slack_threads t ON t.thread_key = o.thread_key
 LEFT JOIN slack_threads m ON m.thread_key = o.message_key
 LEFT JOIN slack_channels c ON c.channel = o.channel
-WHERE o.state = 'pending' AND o.not_before <= clock_timestamp()
+WHERE {_HEADS} AND o.state = 'pending' AND o.not_before <= clock_timestamp()
   AND (c.next_at IS NULL OR c.next_at <= clock_timestamp())
   AND NOT (o.channel = ANY($1::text[])) AND o.priority >= $2
 ORDER BY {PRIORITY}, o.id
@@ -72,10 +72,9 @@ FOR UPDATE OF o SKIP LOCKED
 """
 
 NEXT_DUE = f"""
-WITH heads AS ({_HEADS})
 SELECT extract(epoch FROM min(greatest(o.not_before, coalesce(c.next_at, '-infinity'))) - clock_timestamp())
-FROM heads h JOIN slack_outbox o ON o.id = h.id LEFT JOIN slack_channels c ON c.channel = o.channel
-WHERE NOT (o.channel = ANY($1::text[])) AND o.priority >= $2
+FROM slack_outbox o LEFT JOIN slack_channels c ON c.channel = o.channel
+WHERE {_HEADS} AND NOT (o.channel = ANY($1::text[])) AND o.priority >= $2
 """
 
 # One token of the channel's bucket spent on the message just sent ($2: seconds per token, $3: burst).
