@@ -3,6 +3,7 @@ is applied — when an applied file changed since or the database is newer than 
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import asyncpg
@@ -10,7 +11,8 @@ import pytest
 
 from bot.app import build_runtime
 from bot.settings import ConfigError, load_settings
-from bot.store.pool import MigrationRefused, Store, migration_files
+from bot.store.pool import MIGRATION_LOCK, MigrationRefused, Store, migration_files
+from tests.support import eventually
 
 
 async def migrated(dsn: str) -> Store:
@@ -86,3 +88,25 @@ async def test_a_database_migrated_before_checksums_gets_them_once(fresh_databas
     await store.close()
     recorded = await rows(dsn, "SELECT count(*) AS n FROM schema_migrations WHERE checksum IS NULL")
     assert recorded[0]["n"] == 0
+
+
+async def test_loops_starting_together_wait_for_one_migration_on_one_connection(fresh_database):
+    dsn = fresh_database("mig")
+    other_replica = await asyncpg.connect(dsn)
+    await other_replica.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)  # migrating right now
+    store = Store(dsn)
+    starting = asyncio.gather(*(store.ready() for _ in range(8)))  # the bot's loops, all at its start
+    await eventually(lambda: waiting_for_the_migration_lock(dsn), what="the bot waits for the other replica")
+    await other_replica.close()
+    await asyncio.wait_for(starting, 10)
+
+    connections = await rows(
+        dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'erpgo-chatops-state'"
+    )
+    await store.close()
+    assert connections[0][0] == 1
+
+
+async def waiting_for_the_migration_lock(dsn: str) -> bool:
+    found = await rows(dsn, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    return found[0][0] >= 1

@@ -121,6 +121,7 @@ class Store:
         self._pool: asyncpg.Pool | None = None
         self._held: set[asyncpg.Connection] = set()  # connections outside the pool, closed with it
         self._migrated = False
+        self._migrating = asyncio.Lock()  # one migration at a time in this process (loops start together)
 
     @property
     def configured(self) -> bool:
@@ -166,15 +167,22 @@ class Store:
         return _Acquire(self)
 
     async def migrate(self) -> list[str]:
+        async with self._migrating:
+            return await self._migrate()
+
+    async def ready(self) -> None:
+        """Migrate once per process, lazily, so a database that was down at start is used once back."""
+        if self._migrated:
+            return
+        async with self._migrating:
+            if not self._migrated:  # another caller may have done it while this one waited
+                await self._migrate()
+
+    async def _migrate(self) -> list[str]:
         async with self.acquire() as conn:
             applied = await migrate(conn)
         self._migrated = True
         return applied
-
-    async def ready(self) -> None:
-        """Migrate once per process, lazily, so a database that was down at start is used once back."""
-        if not self._migrated:
-            await self.migrate()
 
     async def ping(self) -> None:
         """Raise unless the database answers (and is migrated)."""
