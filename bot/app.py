@@ -184,9 +184,7 @@ def build_runtime(settings: Settings, *, offline: bool = False) -> Runtime:
     return runtime
 
 
-def build_outbox(
-    settings: Settings, store: Store, slack_token: str | None, people: PeopleFirst | None = None
-) -> Courier:
+def build_outbox(settings: Settings, store: Store, slack_token: str | None, people: PeopleFirst) -> Courier:
     """The durable outbox in the bot's database (which delivers only with a Slack token; without one,
     e.g. `erpgo-bot check approvals`, it queues for the serving bot), else the same in this process."""
     client = outbox_client(slack_token, settings.slack_api_url) if slack_token else None

@@ -326,12 +326,10 @@ class Recorder:
     arrive wait for the next; a batch that fails is retried one notification at a time, so one notification the
     database refuses cannot take others down with it."""
 
-    def __init__(
-        self, store: Store, settings: Settings, people: PeopleFirst | None = None, writers: int = 2, busy: int = 8
-    ):
+    def __init__(self, store: Store, settings: Settings, people: PeopleFirst, writers: int = 2, busy: int = 8):
         self.store = store
         self.settings = settings
-        self.people = people or PeopleFirst()  # a batch waits while a person's request goes first
+        self.people = people  # a batch waits while a person's request goes first
         self.writers = writers  # batches written at once, each on its own connection ...
         self.busy = busy  # ... the next one only when this many notifications are waiting
         self._queue: deque[tuple[Webhook, str, asyncio.Future]] = deque()

@@ -51,8 +51,8 @@ class SocketLink(SlackLink):
         app_token: str,
         *,
         backoff: Backoff = Backoff(first=1.0, cap=30.0),
+        people: PeopleFirst,
         ping_interval: float = 10.0,
-        people: PeopleFirst | None = None,
     ):
         quiet = logging.getLogger("erpgo.socket_mode")  # the supervisor logs failures once, structured
         quiet.setLevel(logging.CRITICAL)
@@ -62,7 +62,7 @@ class SocketLink(SlackLink):
         # envelopes are handled here instead of by Bolt's listener: once each, and every one acknowledged
         client.socket_mode_request_listeners.clear()
         client.message_listeners.append(self._on_envelope)
-        self.envelopes = Envelopes(bolt, people or PeopleFirst())
+        self.envelopes = Envelopes(bolt, people)
         self.backoff = backoff
         self.connected = False
         self.since: datetime | None = None  # when it last connected or went down
