@@ -98,10 +98,15 @@ async def header(bot) -> dict:
 
 
 async def header_shows(bot, *words: str, absent: tuple[str, ...] = ()) -> dict:
+    """The header once it shows `words` and the bot has recorded where it is (Slack shows a message a
+    moment before the bot commits its ts: a click in between finds no thread of that message)."""
+
     async def shows():
         message = await header(bot)
         shown = render_text(message)
-        return message if all(w in shown for w in words) and not any(a in shown for a in absent) else None
+        if not all(w in shown for w in words) or any(a in shown for a in absent):
+            return None
+        return message if await query(bot, "SELECT 1 FROM slack_threads WHERE ts = $1", message["ts"]) else None
 
     return await eventually(shows, 20, f"the header showing {words} and not {absent}")
 
