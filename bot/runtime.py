@@ -97,7 +97,12 @@ class Runtime:
             loop.cancel()
         await asyncio.gather(*self.loops, return_exceptions=True)
         await self.drain()
-        steps = [("outbox", self.outbox.stop()), ("targets", self.targets.close()), ("store", self.store.close())]
+        steps = [
+            ("outbox", self.outbox.stop()),
+            ("slack", self.slack.close()),
+            ("targets", self.targets.close()),
+            ("store", self.store.close()),
+        ]
         for part, step in steps:
             try:
                 await asyncio.wait_for(step, 15)

@@ -297,6 +297,27 @@ async def test_people_go_before_alert_traffic_and_the_channel_keeps_its_pace(fre
         await slack.close()
 
 
+async def test_the_messages_of_a_storm_share_one_connection_to_slack(fresh_database):
+    slack = LocalSlack("delivery-secret")
+    await slack.start()
+    store = Store(fresh_database("pooled"))
+    await store.migrate()
+    box = Outbox(store, outbox_client(slack.bot_token, slack.api_url), interval=0.01, burst=20, poll=0.2)
+    try:
+        async with box.thread("alert:pooled", "C0BUSY", priority=BACKGROUND) as thread:
+            thread.post({"text": "header"})
+            for n in range(9):
+                thread.reply({"text": f"reply {n}"})
+        box.start()
+        await eventually(lambda: len(posts(slack)) == 10, what="everything delivered")
+        peers = {c.peer for c in posts(slack)}
+        assert len(peers) == 1 and None not in peers, f"a new connection (and TLS handshake) per message: {peers}"
+    finally:
+        await box.stop()
+        await store.close()
+        await slack.close()
+
+
 # ---------------------------------------------------------------------- without the bot's database
 
 

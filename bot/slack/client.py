@@ -21,10 +21,11 @@ from bot.core.logs import log
 from bot.core.metrics import SLACK_API_ERRORS
 from bot.core.redact import redact_any
 from bot.slack.render import Message
+from bot.slack.web import PooledWebClient
 
 
 def web_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClient:
-    client = AsyncWebClient(token=token, base_url=base_url, timeout=int(timeout))
+    client = PooledWebClient(token=token, base_url=base_url, timeout=int(timeout))
     client.retry_handlers = [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
@@ -51,6 +52,10 @@ class SlackOut:
     @property
     def offline_mode(self) -> bool:
         return self._client is None
+
+    async def close(self) -> None:
+        if isinstance(self._client, PooledWebClient):
+            await self._client.close()
 
     @property
     def client(self) -> AsyncWebClient:

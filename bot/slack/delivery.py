@@ -171,6 +171,7 @@ class Outbox(Courier):
             for future in futures:
                 future.cancel()
         self._waiters.clear()
+        await self.sender.close()
 
     def wake(self, *, people: bool = False) -> None:
         """Something was queued: look now instead of at the next poll (`people`: somebody waits for it)."""

@@ -71,6 +71,7 @@ class MemoryOutbox(Courier):
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self.sender.close()
         if self._rows:
             log.warning("slack_messages_lost_on_stop", pending=len(self._rows), hint="set BOT_DATABASE_URL")
         for row in self._rows:

@@ -16,6 +16,7 @@ from bot.core.logs import log
 from bot.core.metrics import SLACK_API_ERRORS
 from bot.core.redact import redact, redact_any
 from bot.slack.render import clip
+from bot.slack.web import PooledWebClient
 
 PERMANENT_ERRORS = frozenset(
     {
@@ -55,7 +56,7 @@ DEGRADE_TO_TEXT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too
 
 def outbox_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClient:
     """A Web API client without retry handlers: the outbox decides when to retry, from the database."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=int(timeout), retry_handlers=[])
+    return PooledWebClient(token=token, base_url=base_url, timeout=int(timeout), retry_handlers=[])
 
 
 class Retry(Exception):
@@ -81,6 +82,11 @@ class SlackSender:
 
     def __init__(self, client: AsyncWebClient | None):
         self.client = client
+
+    async def close(self) -> None:
+        """Close the client's connections (its next call opens new ones)."""
+        if isinstance(self.client, PooledWebClient):
+            await self.client.close()
 
     async def send(
         self,

@@ -40,6 +40,7 @@ class Call:
     at: float  # time.monotonic() when the request arrived
     response: dict
     status: int = 200
+    peer: tuple | None = None  # the client's address and port: which connection the call came over
 
     @property
     def ok(self) -> bool:

@@ -153,6 +153,7 @@ class LocalSlack(Faults, WebApi, Files, SocketMode):
         answer: Callable[[], dict],
         as_text: Callable[[dict], str] | None = None,
         headers: dict | None = None,
+        peer: tuple | None = None,
     ) -> web.Response:
         """Delay, inject a fault or compute the answer, record the call, and reply."""
         arrived = time.monotonic()
@@ -171,7 +172,7 @@ class LocalSlack(Faults, WebApi, Files, SocketMode):
                     headers = {**(headers or {}), **error.headers}
         if status == 429:
             self.ratelimited += 1
-        await self._record(Call(method, args, arrived, body, status))
+        await self._record(Call(method, args, arrived, body, status, peer))
         if as_text is not None and status == 200:
             return web.Response(text=as_text(body), status=status, headers=headers)
         return web.json_response(body, status=status, headers=headers)
@@ -195,7 +196,9 @@ class LocalSlack(Faults, WebApi, Files, SocketMode):
             self._take_token(method, args)
             return handler(args)
 
-        return await self._serve(method, args, answer, headers={"X-OAuth-Scopes": ",".join(sorted(self.scopes))})
+        scopes = {"X-OAuth-Scopes": ",".join(sorted(self.scopes))}
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        return await self._serve(method, args, answer, headers=scopes, peer=peer)
 
     async def _handle_upload(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
