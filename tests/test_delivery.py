@@ -267,13 +267,24 @@ async def test_what_is_stored_is_redacted_and_what_is_sent_is_the_stored_copy(fr
 # ---------------------------------------------------------------------- order and pace
 
 
-async def test_people_go_before_alert_traffic_and_the_channel_keeps_its_pace(fresh_database):
+@asynccontextmanager
+async def outbox_to_slack(dsn: str, interval: float, burst: int) -> AsyncIterator[tuple[Outbox, LocalSlack]]:
+    """A durable outbox in a new database, delivering to a local Slack; stopped and closed after."""
     slack = LocalSlack("delivery-secret")
     await slack.start()
-    store = Store(fresh_database("pace"))
+    store = Store(dsn)
     await store.migrate()
-    box = Outbox(store, outbox_client(slack.bot_token, slack.api_url), interval=0.2, burst=2, poll=0.2)
+    box = Outbox(store, outbox_client(slack.bot_token, slack.api_url), interval=interval, burst=burst, poll=0.2)
     try:
+        yield box, slack
+    finally:
+        await box.stop()
+        await store.close()
+        await slack.close()
+
+
+async def test_people_go_before_alert_traffic_and_the_channel_keeps_its_pace(fresh_database):
+    async with outbox_to_slack(fresh_database("pace"), interval=0.2, burst=2) as (box, slack):
         for n in range(6):
             async with box.thread(f"alert:{n}", "C0BUSY", priority=BACKGROUND) as thread:
                 thread.post({"text": f"alert {n}"})
@@ -291,19 +302,10 @@ async def test_people_go_before_alert_traffic_and_the_channel_keeps_its_pace(fre
         assert min(b - a for a, b in itertools.pairwise(alert_times)) >= 0.18, "paced"
         # a burst of two, then one per interval: 8 messages take at least (8 - 2) intervals
         assert alert_times[-1] - posts(slack)[0].at >= 6 * 0.2 - 0.02
-    finally:
-        await box.stop()
-        await store.close()
-        await slack.close()
 
 
 async def test_the_messages_of_a_storm_share_one_connection_to_slack(fresh_database):
-    slack = LocalSlack("delivery-secret")
-    await slack.start()
-    store = Store(fresh_database("pooled"))
-    await store.migrate()
-    box = Outbox(store, outbox_client(slack.bot_token, slack.api_url), interval=0.01, burst=20, poll=0.2)
-    try:
+    async with outbox_to_slack(fresh_database("pooled"), interval=0.01, burst=20) as (box, slack):
         async with box.thread("alert:pooled", "C0BUSY", priority=BACKGROUND) as thread:
             thread.post({"text": "header"})
             for n in range(9):
@@ -312,10 +314,6 @@ async def test_the_messages_of_a_storm_share_one_connection_to_slack(fresh_datab
         await eventually(lambda: len(posts(slack)) == 10, what="everything delivered")
         peers = {c.peer for c in posts(slack)}
         assert len(peers) == 1 and None not in peers, f"a new connection (and TLS handshake) per message: {peers}"
-    finally:
-        await box.stop()
-        await store.close()
-        await slack.close()
 
 
 # ---------------------------------------------------------------------- without the bot's database
