@@ -47,11 +47,13 @@ def webhook(
 
 
 async def post(bot, body, *, token: str | None = ALERT_TOKEN, headers: dict | None = None) -> tuple[int, dict]:
+    """POST `body` to the webhook of `bot` (a bot under test, or its base URL); (status, JSON answer)."""
+    base_url = bot if isinstance(bot, str) else bot.base_url
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     sent = {"Content-Type": "application/json"}
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
     sent.update(headers or {})
     async with aiohttp.ClientSession() as http:
-        async with http.post(bot.base_url + WEBHOOK, data=data, headers=sent) as response:
+        async with http.post(base_url + WEBHOOK, data=data, headers=sent) as response:
             return response.status, await response.json(content_type=None)

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.core.tasks import PeopleFirst, TaskTracker
 from tests.alert_support import post, webhook
+from tests.support import eventually
 
 
 @pytest.fixture
@@ -55,6 +56,28 @@ async def test_a_notification_arriving_during_a_command_is_recorded_after_its_re
 
     assert (status, answer["status"]) == (200, "accepted")
     report = next(c for c in bot.slack.calls if c.method == "chat.postMessage" and c.args["channel"] == "C0PEOPLE")
+    assert report.ok and "ERPGo health" in report.args["text"]
+
+
+async def test_over_socket_mode_too_a_command_goes_before_the_notifications_arriving_meanwhile(
+    start_socket_bot, held_api
+):
+    api_url, asked, release = held_api
+    base, runtime, slack = await start_socket_bot(erpgo_api_url=api_url)
+    runtime.tasks.people.first_for = 30.0
+    slack.recover()
+    await slack.wait_socket(timeout=15)
+    await eventually(lambda: runtime.slack_link.connected, 15, "the socket connected")
+    assert (await slack.socket_slash("health", channel_id="C0PEOPLE")).status == 200
+    await asyncio.wait_for(asked.wait(), 10)
+
+    notification = asyncio.create_task(post(base, webhook("DiskFull", ["db-1"])))
+    assert not await answered_within(notification, 0.5), "the notification waits while the command runs"
+    release.set()
+    status, answer = await asyncio.wait_for(notification, 10)
+
+    assert (status, answer["status"]) == (200, "accepted")
+    report = next(c for c in slack.calls if c.method == "chat.postMessage" and c.args["channel"] == "C0PEOPLE")
     assert report.ok and "ERPGo health" in report.args["text"]
 
 

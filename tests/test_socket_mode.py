@@ -7,14 +7,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from bot.app import RUNTIME
-from bot.local.slack import LocalSlack
 from bot.local.text import render_text
-from bot.settings import load_settings
+from tests.fixtures.bot import ALERT_CHANNEL as CHANNEL
+from tests.fixtures.bot import ALERT_TOKEN as TOKEN
 from tests.support import eventually
-
-TOKEN = "socket-webhook-token-0123456789"
-CHANNEL = "C0ALERTS"
 
 
 def webhook() -> dict:
@@ -44,30 +40,9 @@ def webhook() -> dict:
 
 
 @pytest.fixture
-async def socket_bot(fresh_database, tmp_path):
+async def socket_bot(start_socket_bot):
     """(bot base URL, runtime, local Slack) for `erpgo-bot socket` with Slack down at start."""
-    from bot.server import start_socket_mode
-
-    slack = LocalSlack("unused-in-socket-mode")
-    await slack.start()
-    slack.outage(503)  # Slack cannot be reached when the bot starts
-    settings = load_settings(
-        slack_bot_token=slack.bot_token,
-        slack_app_token=slack.app_token,
-        slack_api_url=slack.api_url,
-        bot_database_url=fresh_database("socket"),
-        alert_webhook_token=TOKEN,
-        erpgo_alert_channel=CHANNEL,
-        erpgo_slack_channel_interval=0.05,
-        erpgo_slack_max_backoff=1,
-        docker_host=f"unix://{tmp_path}/no-docker.sock",
-    )
-    runner, port = await start_socket_mode(settings, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{port}", runner.app[RUNTIME], slack
-    finally:
-        await runner.cleanup()
-        await slack.close()
+    return await start_socket_bot()
 
 
 async def get(url: str) -> tuple[int, str]:
