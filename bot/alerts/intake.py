@@ -64,7 +64,10 @@ from bot.store.pool import Store
 
 MAX_BATCH_NOTIFICATIONS = 200
 MAX_BATCH_ALERTS = 5000
-COPY_FROM = 500  # alerts received in a batch from which a COPY (one more round trip) costs less than unnest
+# alerts received in a batch from which a COPY, even with its extra round trip, costs less than the
+# statement's unnest (COPY and an empty statement against the unnest, in a quiet PostgreSQL 15:
+# 0.49 against 0.47 ms for 10 rows, 0.60 against 0.65 for 20, 1.61 against 2.08 for 100)
+COPY_FROM = 32
 RECEIVED = ["group_id", "fingerprint", "status", "labels", "annotations", "starts_at", "ends_at", "generator_url"]
 
 UPSERT_GROUPS = """
