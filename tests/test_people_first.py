@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bot.alerts.triage import triage_group
 from bot.core.tasks import PeopleFirst, TaskTracker
 from tests.alert_support import post, webhook
 from tests.support import eventually
@@ -93,6 +94,26 @@ async def test_a_long_command_holds_the_intake_for_a_moment_only(alert_bot, held
     assert (status, answer["status"]) == (200, "accepted")
     reports = [c for c in bot.slack.calls if c.method == "chat.postMessage" and c.args["channel"] == "C0PEOPLE"]
     assert reports == []  # the command still waits for its API
+
+
+async def test_a_triage_waits_while_a_person_is_served(alert_bot):
+    bot = await alert_bot()
+    status, answer = await post(bot, webhook("DiskFull", ["db-1"]))
+    assert status == 200
+    await bot.settle()  # its triage ran; it is asked for again as a sweep would
+    async with bot.runtime.store.acquire() as conn:
+        await conn.execute("UPDATE alert_groups SET triage_state = 'pending' WHERE id = $1", answer["group"])
+        queued = await conn.fetchval("SELECT count(*) FROM slack_outbox WHERE kind = 'triage'")
+    people = bot.runtime.tasks.people
+    people.first_for = 30.0
+    person = people.begin()  # a command being answered
+
+    triage = asyncio.create_task(triage_group(bot.runtime, answer["group"]))
+    assert not await answered_within(triage, 0.5), "alert traffic waits while a person is served"
+    people.end(person)
+    assert await asyncio.wait_for(triage, 10) is not None
+    async with bot.runtime.store.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM slack_outbox WHERE kind = 'triage'") > queued
 
 
 async def test_precedence_ends_with_the_request_and_with_what_it_started():

@@ -154,6 +154,7 @@ async def _run_and_queue(runtime: Runtime, group_id: int, group: Any, also: Also
     labels = json.loads(group["common_labels"])
     names = names or [labels.get("alertname", "alert")]
     checks = triage_checks(runtime.registry, names, labels)
+    await runtime.tasks.people.after_people()  # alert traffic: a person's command goes first
     ctx = CheckContext(
         runtime.targets,
         runtime.settings,
@@ -164,6 +165,7 @@ async def _run_and_queue(runtime: Runtime, group_id: int, group: Any, also: Also
     findings = await run_checks(checks, ctx)
     elapsed = time.perf_counter() - started
     report = TriageReport(f"Triage: {', '.join(names[:3])}", findings, len(checks), elapsed)
+    await runtime.tasks.people.after_people()
     for attempt in range(6):
         try:
             if not await _queue_report(runtime, group_id, group, report, also):
