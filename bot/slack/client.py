@@ -21,7 +21,7 @@ from bot.core.logs import log
 from bot.core.metrics import SLACK_API_ERRORS
 from bot.core.redact import redact_any
 from bot.slack.render import Message
-from bot.slack.web import PooledWebClient
+from bot.slack.web import PooledWebClient, close_connections
 
 
 def web_client(token: str, base_url: str, timeout: float = 10.0) -> AsyncWebClient:
@@ -54,8 +54,7 @@ class SlackOut:
         return self._client is None
 
     async def close(self) -> None:
-        if isinstance(self._client, PooledWebClient):
-            await self._client.close()
+        await close_connections(self._client)
 
     @property
     def client(self) -> AsyncWebClient:

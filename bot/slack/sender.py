@@ -16,7 +16,7 @@ from bot.core.logs import log
 from bot.core.metrics import SLACK_API_ERRORS
 from bot.core.redact import redact, redact_any
 from bot.slack.render import clip
-from bot.slack.web import PooledWebClient
+from bot.slack.web import PooledWebClient, close_connections
 
 PERMANENT_ERRORS = frozenset(
     {
@@ -85,8 +85,7 @@ class SlackSender:
 
     async def close(self) -> None:
         """Close the client's connections (its next call opens new ones)."""
-        if isinstance(self.client, PooledWebClient):
-            await self.client.close()
+        await close_connections(self.client)
 
     async def send(
         self,

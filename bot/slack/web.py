@@ -35,3 +35,9 @@ class PooledWebClient(AsyncWebClient):
         if self.session is not None and not self.session.closed and self._loop is asyncio.get_running_loop():
             await self.session.close()
         self.session = None
+
+
+async def close_connections(client: AsyncWebClient | None) -> None:
+    """Close what a client keeps open; a client that keeps nothing (slack_sdk's own) has nothing to close."""
+    if isinstance(client, PooledWebClient):
+        await client.close()
