@@ -4,7 +4,7 @@ and the /erpgo alerts list. Headers and membership replies are rendered when the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -313,23 +313,24 @@ def triage_messages(title: str, findings: list[Finding], footer: str) -> list[re
 
 HEADER, MEMBERSHIP = "alert.header", "alert.membership"
 
-GROUP_FOR_HEADER = """
-SELECT status, thread_key, group_labels, common_labels, annotations, external_url, fired_at, resolved_at
-FROM alert_groups WHERE id = $1
+# The group's row, its alerts (as arrays of one aggregate, so in one order), what people did in the thread
+# and its escalation: one round trip for every header the outbox sends
+VIEW_FOR_HEADER = f"""
+SELECT g.status, g.thread_key, g.group_labels, g.common_labels, g.annotations, g.external_url, g.fired_at,
+       g.resolved_at, m.fingerprints, m.statuses, m.displays, m.alertnames, m.generator_url,
+       a.acked_by, a.acked_at, a.silence_id, a.silenced_by, a.silenced_until, a.silence_comment, a.silence_ended_at,
+       a.silence_ended_by, e.level AS escalation_level, e.mentioned AS escalated_to
+FROM alert_groups g
+CROSS JOIN LATERAL (
+    SELECT array_agg(fingerprint) AS fingerprints, array_agg(status) AS statuses, array_agg({DISPLAY_SQL}) AS displays,
+           array_agg(DISTINCT labels->>'alertname') FILTER (WHERE labels->>'alertname' <> '') AS alertnames,
+           (array_agg(generator_url) FILTER (WHERE generator_url <> ''))[1] AS generator_url
+    FROM alerts WHERE group_id = g.id) m
+LEFT JOIN alert_actions a ON a.thread_key = g.thread_key
+LEFT JOIN alert_escalations e ON e.thread_key = g.thread_key
+WHERE g.id = $1
 """
-ALERTS_FOR_HEADER = f"""
-SELECT fingerprint, status, {DISPLAY_SQL} AS display, labels->>'alertname' AS alertname, generator_url
-FROM alerts WHERE group_id = $1
-"""
-
-
-ACTIONS_FOR_HEADER = """
-SELECT acked_by, acked_at, silence_id, silenced_by, silenced_until, silence_comment, silence_ended_at, silence_ended_by
-FROM alert_actions WHERE thread_key = $1
-"""
-ESCALATION_FOR_HEADER = (
-    "SELECT level AS escalation_level, mentioned AS escalated_to FROM alert_escalations WHERE thread_key = $1"
-)
+ACTION_COLUMNS = [f.name for f in fields(ThreadActions)]
 
 
 @outbox.renderer(HEADER)
@@ -342,29 +343,25 @@ async def render_header(conn: Any, data: dict, thread_key: str) -> render.Messag
 
 async def load_view(conn: Any, group_id: int, thread_key: str) -> GroupView | None:
     """The header of the group's thread `thread_key` as the database has it now (None: not its thread)."""
-    group = await conn.fetchrow(GROUP_FOR_HEADER, group_id)
-    if group is None or group["thread_key"] != thread_key:
+    row = await conn.fetchrow(VIEW_FOR_HEADER, group_id)
+    if row is None or row["thread_key"] != thread_key:
         return None
-    rows = await conn.fetch(ALERTS_FOR_HEADER, group_id)
-    done = await conn.fetchrow(ACTIONS_FOR_HEADER, thread_key)
-    escalated = await conn.fetchrow(ESCALATION_FOR_HEADER, thread_key)
-    labels = json.loads(group["common_labels"])
-    names = (
-        [labels["alertname"]] if labels.get("alertname") else sorted({r["alertname"] for r in rows if r["alertname"]})
-    )
+    labels = json.loads(row["common_labels"])
+    names = [labels["alertname"]] if labels.get("alertname") else sorted(row["alertnames"] or ())
+    members = zip(row["fingerprints"] or (), row["statuses"] or (), row["displays"] or (), strict=True)
     return GroupView(
-        status=group["status"],
+        status=row["status"],
         names=names or ["alert"],
         labels=labels,
-        group_labels=json.loads(group["group_labels"]),
-        annotations=json.loads(group["annotations"]),
-        external_url=group["external_url"],
-        generator_url=next((r["generator_url"] for r in rows if r["generator_url"]), ""),
-        fired_at=group["fired_at"],
-        resolved_at=group["resolved_at"],
-        members={r["fingerprint"]: (r["status"], r["display"]) for r in rows},
+        group_labels=json.loads(row["group_labels"]),
+        annotations=json.loads(row["annotations"]),
+        external_url=row["external_url"],
+        generator_url=row["generator_url"] or "",
+        fired_at=row["fired_at"],
+        resolved_at=row["resolved_at"],
+        members={fingerprint: (status, display) for fingerprint, status, display in members},
         group_id=group_id,
-        actions=ThreadActions(**(dict(done) if done else {}), **(dict(escalated) if escalated else {})),
+        actions=ThreadActions(**{name: row[name] for name in ACTION_COLUMNS if row[name] is not None}),
     )
 
 
